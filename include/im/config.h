@@ -1,0 +1,101 @@
+#pragma once
+// The whole configuration as one typed tree (docs/operations.md lists every
+// key; config/im.toml documents each where it is set). Parsed once, then
+// handed to each component by const&. Defaults are the in-class initializers.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace im {
+
+struct ServerConfig {
+  std::string listen = "0.0.0.0:9700";     // TCP protocol listener
+  std::string ws_listen = "0.0.0.0:9701";  // WebSocket (path /ws); "" disables
+  std::uint32_t io_threads = 0;            // 0 = one per core
+  std::uint64_t max_connections = 1000000;
+  std::uint32_t max_frame_bytes = 65536;
+  std::uint64_t max_pending_bytes = 1048576;  // unsent bytes per connection
+  std::uint32_t auth_timeout_ms = 10000;
+  std::vector<std::string> ws_allowed_origins;  // empty: any Origin
+};
+
+struct TlsConfig {
+  std::string cert_file;
+  std::string key_file;
+  bool enabled() const { return !cert_file.empty(); }
+};
+
+struct HeartbeatConfig {
+  std::uint32_t interval_s = 60;  // told to clients in LoginResp
+  std::uint32_t timeout_s = 180;  // silent this long: closed
+};
+
+struct ShardingConfig {
+  std::uint32_t shards = 0;  // 0 = one per core
+};
+
+struct StorageConfig {
+  std::string data_dir = "./data";
+  bool fsync = false;
+  std::uint32_t dedupe_window_s = 86400;
+  std::uint32_t inbox_retention_days = 30;
+  std::uint32_t history_retention_days = 365;
+};
+
+struct AuthConfig {
+  std::string mode = "jwt";  // "jwt" or "insecure"
+  std::string jwt_secret;
+  std::string jwt_secret_file;
+  bool insecure() const { return mode == "insecure"; }
+};
+
+struct AdminConfig {
+  std::string listen = "127.0.0.1:9702";
+  std::string api_key;
+};
+
+struct PushConfig {
+  std::uint32_t offline_delay_ms = 5000;
+};
+
+struct WebhookConfig {
+  std::string url;
+  std::string secret;
+  std::uint32_t timeout_ms = 3000;
+};
+
+struct LimitsConfig {
+  std::uint32_t max_message_bytes = 32768;
+  std::uint32_t max_group_members = 2000;
+  std::uint32_t messages_per_second = 100;  // per connection, token bucket
+  std::uint32_t burst = 200;
+  std::uint32_t accept_per_second = 20000;
+  std::uint32_t connections_per_ip = 0;  // 0 = no limit
+};
+
+struct LogConfig {
+  std::string level = "info";
+  std::string format = "text";  // or "json"
+};
+
+struct ShutdownConfig {
+  std::uint32_t timeout_s = 10;
+};
+
+struct Config {
+  ServerConfig server;
+  TlsConfig tls;
+  HeartbeatConfig heartbeat;
+  ShardingConfig sharding;
+  StorageConfig storage;
+  AuthConfig auth;
+  AdminConfig admin;
+  PushConfig push;
+  WebhookConfig webhook;
+  LimitsConfig limits;
+  LogConfig log;
+  ShutdownConfig shutdown;
+};
+
+}  // namespace im

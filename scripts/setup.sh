@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs, non-interactively, every Debian 12 package that imserver's build,
+# tests and benchmarks need, and only those that are missing. Run as root.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  g++ cmake make pkg-config python3 git ca-certificates
+  # libraries (see docs/architecture.md, "Dependencies")
+  libasio-dev libssl-dev libprotobuf-dev protobuf-compiler librocksdb-dev
+  libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
+  libcpp-httplib-dev libcurl4-openssl-dev
+  # tests
+  catch2 curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  if [[ $(id -u) != 0 ]]; then
+    echo "setup: missing packages and not root; run as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup: every package is installed"
+fi

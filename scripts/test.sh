@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds with warnings as errors, runs the whole
+# test suite; then the same under AddressSanitizer + UBSan.
+# IM_SKIP_SANITIZE=1 skips the sanitizer pass (for a quick local run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+jobs=2
+
+echo "== build (warnings as errors)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIM_WERROR=ON -DIM_BUILD_TESTS=ON >/dev/null
+cmake --build build -j"$jobs"
+echo "== tests"
+ctest --test-dir build -j"$jobs" --output-on-failure --timeout 600
+
+if [[ "${IM_SKIP_SANITIZE:-0}" != 1 ]]; then
+  echo "== build (ASan + UBSan)"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DIM_SANITIZE=ON -DIM_WERROR=ON -DIM_BUILD_TESTS=ON >/dev/null
+  cmake --build build-asan -j"$jobs"
+  echo "== tests (ASan + UBSan)"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    ctest --test-dir build-asan -j"$jobs" --output-on-failure --timeout 900
+fi

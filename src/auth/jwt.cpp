@@ -1,0 +1,125 @@
+#include "auth/jwt.h"
+
+#include <array>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <nlohmann/json.hpp>
+
+namespace im {
+namespace {
+
+constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+Error unauthenticated(std::string message) {
+  return make_error(StatusCode::kUnauthenticated, std::move(message));
+}
+
+// A NumericDate: an integer, or a number with a fraction (truncated).
+bool numeric_date(const nlohmann::json& v, std::int64_t& out) {
+  if (v.is_number_integer()) {
+    out = v.get<std::int64_t>();
+    return true;
+  }
+  if (v.is_number_float()) {
+    out = static_cast<std::int64_t>(v.get<double>());
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string base64url_encode(std::string_view in) {
+  std::string out;
+  out.reserve((in.size() * 4 + 2) / 3);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kAlphabet[(acc >> bits) & 0x3F]);
+    }
+  }
+  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3F]);
+  return out;
+}
+
+bool base64url_decode(std::string_view in, std::string& out) {
+  if (in.size() % 4 == 1) return false;
+  out.clear();
+  out.reserve(in.size() * 3 / 4);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char ch : in) {
+    auto pos = kAlphabet.find(ch);
+    if (pos == std::string_view::npos) return false;
+    acc = (acc << 6) | static_cast<std::uint32_t>(pos);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return true;
+}
+
+std::string hmac_sha256(std::string_view key, std::string_view data) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+       data.size(), md.data(), &len);
+  return std::string(reinterpret_cast<const char*>(md.data()), len);
+}
+
+Result<JwtClaims> JwtVerifier::verify(std::string_view token, std::string_view uid, std::int64_t now_s) const {
+  if (token.size() > 8192) return unauthenticated("token too long");
+  const auto dot1 = token.find('.');
+  const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
+  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
+    return unauthenticated("token is not a JWT");
+  std::string header_json, payload_json, signature;
+  if (!base64url_decode(token.substr(0, dot1), header_json) ||
+      !base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1), payload_json) ||
+      !base64url_decode(token.substr(dot2 + 1), signature))
+    return unauthenticated("token is not base64url");
+  auto header = nlohmann::json::parse(header_json, nullptr, false);
+  if (!header.is_object()) return unauthenticated("token header is not a JSON object");
+  auto alg = header.find("alg");
+  if (alg == header.end() || !alg->is_string() || *alg != "HS256") return unauthenticated("token alg must be HS256");
+  // Signature before claims: nothing of an unsigned payload is believed.
+  const std::string expected = hmac_sha256(secret_, token.substr(0, dot2));
+  if (signature.size() != expected.size() || CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0)
+    return unauthenticated("token signature does not verify");
+  auto payload = nlohmann::json::parse(payload_json, nullptr, false);
+  if (!payload.is_object()) return unauthenticated("token payload is not a JSON object");
+  JwtClaims claims;
+  auto sub = payload.find("sub");
+  if (sub == payload.end() || !sub->is_string()) return unauthenticated("token has no sub");
+  claims.sub = sub->get<std::string>();
+  if (claims.sub != uid) return unauthenticated("token sub does not match uid");
+  if (auto exp = payload.find("exp"); exp != payload.end()) {
+    if (!numeric_date(*exp, claims.exp)) return unauthenticated("token exp is not a number");
+    if (claims.exp <= now_s) return unauthenticated("token expired");
+  }
+  if (auto nbf = payload.find("nbf"); nbf != payload.end()) {
+    std::int64_t not_before = 0;
+    if (!numeric_date(*nbf, not_before)) return unauthenticated("token nbf is not a number");
+    if (not_before > now_s) return unauthenticated("token not yet valid");
+  }
+  return claims;
+}
+
+std::string mint_jwt(std::string_view secret, std::string_view uid, std::int64_t exp_s) {
+  nlohmann::json payload = {{"sub", uid}};
+  if (exp_s != 0) payload["exp"] = exp_s;
+  std::string signing_input =
+      base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url_encode(payload.dump());
+  std::string signature = base64url_encode(hmac_sha256(secret, signing_input));
+  return signing_input + "." + signature;
+}
+
+}  // namespace im

@@ -1,0 +1,41 @@
+#pragma once
+// JWT HS256 verification and minting (RFC 7519 / 7515, compact form).
+// Thread safe: a JwtVerifier is immutable after construction.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "im/result.h"
+
+namespace im {
+
+struct JwtClaims {
+  std::string sub;
+  std::int64_t exp = 0;  // seconds since the epoch; 0 = no expiry
+};
+
+class JwtVerifier {
+ public:
+  explicit JwtVerifier(std::string secret) : secret_(std::move(secret)) {}
+
+  // Checks the signature (constant-time), that `alg` is HS256, that `sub`
+  // equals `uid`, and that `exp` and `nbf`, when present, hold at `now_s`.
+  // Errors are UNAUTHENTICATED with a reason fit for the client.
+  Result<JwtClaims> verify(std::string_view token, std::string_view uid, std::int64_t now_s) const;
+
+ private:
+  std::string secret_;
+};
+
+// A token for `uid` signed with `secret`; `exp_s` 0 leaves `exp` out.
+std::string mint_jwt(std::string_view secret, std::string_view uid, std::int64_t exp_s);
+
+std::string base64url_encode(std::string_view in);
+// false on characters outside the alphabet or an impossible length.
+bool base64url_decode(std::string_view in, std::string& out);
+
+// HMAC-SHA256 of `data` with `key`: 32 raw bytes.
+std::string hmac_sha256(std::string_view key, std::string_view data);
+
+}  // namespace im

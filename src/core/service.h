@@ -1,0 +1,70 @@
+#pragma once
+// The protocol's business side: implements net::ServiceInterface, routes
+// each cmd through one table to its handler, and owns the core shards.
+//
+// Handlers run on the connection's loop thread; work on a user's state is
+// posted to the user's shard, which answers by posting back to the loop.
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "auth/jwt.h"
+#include "core/client_context.h"
+#include "core/shard.h"
+#include "im/config.h"
+#include "net/frames.h"
+#include "net/service_interface.h"
+
+namespace im::core {
+
+class Service final : public net::ServiceInterface {
+ public:
+  explicit Service(const Config& config);
+  ~Service() override;
+
+  void start();
+  void stop();  // after the loops have stopped, before they are destroyed
+
+  std::unique_ptr<net::ConnectionContext> on_open(net::Connection& conn) override;
+  void on_frame(net::Connection& conn, const FrameHeader& header, std::string_view body) override;
+  void on_close(net::Connection& conn) override;
+
+  // Loop thread: graceful shutdown of every connection of that loop
+  // (KICKOUT SERVER_SHUTDOWN with a random reconnect_after_ms, then close).
+  void drain(net::Connection& conn);
+
+  std::size_t shard_count() const { return shards_.size(); }
+
+ private:
+  using Handler = void (Service::*)(net::Connection&, ClientContext&, const FrameHeader&, std::string_view);
+
+  void on_heartbeat(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
+  void on_login(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
+  void on_logout(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
+  void on_presence(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
+
+  // Shard thread: registers the session, kicks the one it replaces, answers.
+  void login_in_shard(Shard& shard, std::shared_ptr<net::Connection> conn, FrameHeader request, SessionRef session,
+                      std::string uid);
+  // Any thread: sends KICKOUT to a session and closes it on its loop.
+  void kick(const std::weak_ptr<net::Connection>& target, net::SharedFrame kickout);
+  // Loop thread: tells the user's shard that this session is over.
+  void end_session(ClientContext& ctx);
+
+  Shard& shard_for(std::string_view uid) { return *shards_[shard_of(uid, shards_.size())]; }
+  std::uint32_t next_push_seq();
+
+  const Config& config_;
+  const JwtVerifier verifier_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::array<Handler, 256> routes_{};
+  std::atomic<std::uint32_t> push_seq_{0};
+};
+
+// Wall-clock milliseconds since the epoch.
+std::int64_t wall_ms();
+
+}  // namespace im::core

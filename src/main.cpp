@@ -1,0 +1,147 @@
+// imserver: command line, config, logging, signals. Everything else is
+// im::Server (include/im/server.h).
+
+#include <sys/resource.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include "config/config_loader.h"
+#include "im/server.h"
+#include "im/version.h"
+
+namespace {
+
+// The message of a log record as a JSON string (quotes and escapes), for
+// log.format = "json".
+class JsonMessageFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    dest.push_back('"');
+    for (char c : msg.payload) {
+      switch (c) {
+        case '"': dest.append(std::string_view("\\\"")); break;
+        case '\\': dest.append(std::string_view("\\\\")); break;
+        case '\n': dest.append(std::string_view("\\n")); break;
+        case '\r': dest.append(std::string_view("\\r")); break;
+        case '\t': dest.append(std::string_view("\\t")); break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            fmt::format_to(std::back_inserter(dest), "\\u{:04x}", static_cast<unsigned>(c));
+          } else {
+            dest.push_back(c);
+          }
+      }
+    }
+    dest.push_back('"');
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }
+};
+
+void setup_logging(const im::LogConfig& log) {
+  auto logger = spdlog::stderr_color_mt("imserver");
+  spdlog::set_default_logger(logger);
+  if (log.format == "json") {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<JsonMessageFlag>('*').set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":%*})");
+    spdlog::set_formatter(std::move(formatter));
+  } else {
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  }
+  spdlog::set_level(spdlog::level::from_str(log.level));
+}
+
+// Raises the soft limit on open files to the hard one and clamps
+// server.max_connections below it, keeping a reserve for RocksDB, listeners
+// and the refusal of one more client.
+void fit_file_limit(im::Config& config) {
+  constexpr rlim_t kReserve = 320;
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  spdlog::info("open file limit {} (hard {})", rl.rlim_cur, rl.rlim_max);
+  if (rl.rlim_cur == RLIM_INFINITY) return;
+  const std::uint64_t room = rl.rlim_cur > kReserve ? rl.rlim_cur - kReserve : 1;
+  if (config.server.max_connections > room) {
+    spdlog::info("server.max_connections {} clamped to {} by the open file limit", config.server.max_connections, room);
+    config.server.max_connections = room;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"imserver: an instant-messaging server"};
+  std::string config_path;
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "path of the TOML config (im.toml)");
+  app.add_flag("--check-config", check_only, "validate the config and exit");
+  app.set_version_flag("-V,--version", std::string("imserver ") + im::kVersionString);
+  CLI11_PARSE(app, argc, argv);
+
+  auto loaded = im::load_config(config_path, im::process_environment());
+  if (!loaded) {
+    std::cerr << "imserver: config: " << loaded.error().message << "\n";
+    return 2;
+  }
+  if (check_only) {
+    std::cout << "imserver: config OK\n";
+    return 0;
+  }
+  im::Config config = std::move(loaded.value());
+  setup_logging(config.log);
+  fit_file_limit(config);
+  if (config.auth.insecure()) spdlog::warn("auth.mode = \"insecure\": any token is accepted (loopback only)");
+
+  // Signals are taken by this thread alone (sigwait); every other thread
+  // inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  im::Server server(config);
+  try {
+    server.start();
+  } catch (const std::exception& e) {
+    std::cerr << "imserver: " << e.what() << "\n";
+    return 1;
+  }
+  for (const auto& l : server.listeners())
+    std::printf("imserver: listening %s %s\n", l.kind.c_str(), l.address().c_str());
+  std::fflush(stdout);
+  spdlog::info("imserver {} started", im::kVersionString);
+
+  for (;;) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGHUP) {
+      auto fresh = im::load_config(config_path, im::process_environment());
+      if (!fresh) {
+        spdlog::error("SIGHUP: config not reloaded: {}", fresh.error().message);
+        continue;
+      }
+      spdlog::set_level(spdlog::level::from_str(fresh->log.level));
+      spdlog::info("SIGHUP: log.level is now {}; other keys take effect at the next start", fresh->log.level);
+      continue;
+    }
+    spdlog::info("signal {}: draining", sig);
+    break;
+  }
+  server.stop();
+  spdlog::info("stopped");
+  return 0;
+}

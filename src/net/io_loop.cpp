@@ -1,0 +1,90 @@
+#include "net/io_loop.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+#include <asio/post.hpp>
+
+#include "net/connection.h"
+
+namespace im::net {
+namespace {
+constexpr auto kSweepInterval = std::chrono::milliseconds(250);
+}
+
+IoLoop::IoLoop(unsigned index, const NetLimits& limits, ServiceInterface& service, AdmissionControl& admission)
+    : index_(index),
+      limits_(limits),
+      service_(service),
+      admission_(admission),
+      read_buffer_(std::max<std::size_t>(65536, limits.max_frame_bytes + kHeaderSize)) {}
+
+IoLoop::~IoLoop() {
+  stop();
+}
+
+void IoLoop::start() {
+  arm_sweep();
+  thread_ = std::thread([this] {
+    auto guard = asio::make_work_guard(context_);
+    context_.run();
+  });
+}
+
+void IoLoop::stop() {
+  if (!thread_.joinable()) return;
+  asio::post(context_, [this] {
+    sweep_timer_.cancel();
+    auto all = connections_;
+    for (auto& c : all) c->close();
+    context_.stop();
+  });
+  thread_.join();
+}
+
+void IoLoop::add(std::shared_ptr<Connection> conn) {
+  conn->slot = static_cast<std::uint32_t>(connections_.size());
+  connections_.push_back(std::move(conn));
+}
+
+void IoLoop::remove(Connection& conn) {
+  const std::uint32_t slot = conn.slot;
+  if (slot >= connections_.size() || connections_[slot].get() != &conn) return;
+  if (slot + 1 != connections_.size()) {
+    connections_[slot] = std::move(connections_.back());
+    connections_[slot]->slot = slot;
+  }
+  connections_.pop_back();
+}
+
+void IoLoop::for_each_connection(const std::function<void(Connection&)>& fn) {
+  auto all = connections_;  // fn may close (and so remove) connections
+  for (auto& c : all) fn(*c);
+}
+
+std::uint32_t IoLoop::now_ms() const {
+  return static_cast<std::uint32_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - epoch_).count());
+}
+
+void IoLoop::arm_sweep() {
+  sweep_timer_.expires_after(kSweepInterval);
+  sweep_timer_.async_wait([this](const asio::error_code& ec) {
+    if (ec) return;
+    sweep();
+    arm_sweep();
+  });
+}
+
+void IoLoop::sweep() {
+  const std::uint32_t now = now_ms();
+  // Walk backwards: a connection that closes swaps the last one into its slot,
+  // which has then been visited already.
+  for (std::size_t i = connections_.size(); i-- > 0;) {
+    if (i >= connections_.size()) continue;
+    auto conn = connections_[i];
+    conn->check_timeout(now);
+  }
+}
+
+}  // namespace im::net

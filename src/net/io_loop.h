@@ -1,0 +1,69 @@
+#pragma once
+// One I/O loop: an asio::io_context on its own thread. A connection lives its
+// whole life on the loop that accepted it; the loop owns it (the registry holds
+// the only long-lived strong reference), reads into one buffer shared by all of
+// its connections, and sweeps their timeouts every quarter second instead of
+// arming a timer per connection.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "net/net_limits.h"
+
+namespace im::net {
+
+class AdmissionControl;
+class Connection;
+class ServiceInterface;
+
+class IoLoop {
+ public:
+  IoLoop(unsigned index, const NetLimits& limits, ServiceInterface& service, AdmissionControl& admission);
+  ~IoLoop();
+  IoLoop(const IoLoop&) = delete;
+  IoLoop& operator=(const IoLoop&) = delete;
+
+  // Thread safe.
+  void start();
+  void stop();  // stops the io_context and joins; connections are dropped
+  asio::io_context& context() { return context_; }
+  unsigned index() const { return index_; }
+  const NetLimits& limits() const { return limits_; }
+  ServiceInterface& service() { return service_; }
+  AdmissionControl& admission() { return admission_; }
+
+  // Loop thread only.
+  void add(std::shared_ptr<Connection> conn);
+  void remove(Connection& conn);
+  std::span<char> read_buffer() { return read_buffer_; }
+  std::size_t connection_count() const { return connections_.size(); }
+  void for_each_connection(const std::function<void(Connection&)>& fn);
+  // Milliseconds since the loop started (wraps after 49 days; compared by
+  // unsigned difference, so timeouts up to 24 days are exact).
+  std::uint32_t now_ms() const;
+
+ private:
+  void arm_sweep();
+  void sweep();
+
+  const unsigned index_;
+  const NetLimits& limits_;
+  ServiceInterface& service_;
+  AdmissionControl& admission_;
+  asio::io_context context_{1};
+  asio::steady_timer sweep_timer_{context_};
+  std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<Connection>> connections_;
+  std::vector<char> read_buffer_;
+  std::thread thread_;
+};
+
+}  // namespace im::net

@@ -1,0 +1,173 @@
+// Hostile clients: random bytes, thousands of connections that never log in,
+// floods of bad LOGINs, more connections than allowed. The server survives,
+// stays within its limits, and keeps serving well-behaved clients.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "im/frame_codec.h"
+#include "proto/im.pb.h"
+#include "server_process.h"
+
+using namespace im;
+using namespace im::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+int connect_raw(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// True when the peer closed `fd` (EOF or reset) within `timeout`.
+bool closed_by_peer(int fd, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return true;
+  }
+  return false;
+}
+
+void expect_served(const ServerProcess& server) {
+  auto c = server.login("well-behaved");
+  CHECK(must(c->call_raw(Cmd::kHeartbeat, "")).ok());
+}
+
+}  // namespace
+
+TEST_CASE("random bytes from many connections never crash the server") {
+  ServerProcess server;
+  std::mt19937 rng(7);
+  std::vector<int> fds;
+  for (int i = 0; i < 200; ++i) {
+    int fd = connect_raw(server.tcp_port());
+    REQUIRE(fd >= 0);
+    std::string junk(1 + rng() % 8192, '\0');
+    for (char& ch : junk) ch = static_cast<char>(rng());
+    if (i % 3 == 0) {  // a valid-looking header with a random body behind it
+      junk.replace(0, 3, "IM\x01");
+    }
+    ::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+    fds.push_back(fd);
+  }
+  for (int fd : fds) ::close(fd);
+  REQUIRE(server.running());
+  expect_served(server);
+}
+
+TEST_CASE("10,000 connections that never log in: bounded memory, closed at the auth timeout, others served") {
+  ServerProcess server(Overrides{{"server.auth_timeout_ms", "3000"}});
+  const long rss_before = server.rss_kb();
+  std::vector<int> fds;
+  fds.reserve(10000);
+  for (int i = 0; i < 10000; ++i) {
+    int fd = connect_raw(server.tcp_port());
+    if (fd < 0) break;
+    fds.push_back(fd);
+  }
+  REQUIRE(fds.size() == 10000);
+  expect_served(server);
+  const long rss_after = server.rss_kb();
+  WARN("server RSS grew by " << rss_after - rss_before << " KiB for 10,000 connections");
+#ifndef IM_SANITIZED                          // ASan's shadow memory and redzones make RSS meaningless
+  CHECK(rss_after - rss_before < 20 * 1024);  // well under 2 KiB each
+#endif
+  // every one is closed by the auth timeout
+  std::size_t closed = 0;
+  for (int fd : fds) closed += closed_by_peer(fd, 10s) ? 1 : 0;
+  CHECK(closed == fds.size());
+  for (int fd : fds) ::close(fd);
+  expect_served(server);
+}
+
+TEST_CASE("a flood of LOGINs with bad tokens is refused and rate limited") {
+  ServerProcess server(Overrides{{"limits.messages_per_second", "50"}, {"limits.burst", "100"}});
+  auto c = server.connect();
+  std::string bytes;
+  for (std::uint32_t seq = 1; seq <= 2000; ++seq) {
+    FrameHeader h;
+    h.cmd = Cmd::kLogin;
+    h.seq = seq;
+    bytes += encode_frame(h, login_body("victim", "not-a-token-" + std::to_string(seq)));
+  }
+  c->send_raw(bytes);
+  int unauthenticated = 0, limited = 0;
+  for (int i = 0; i < 2000; ++i) {
+    auto f = c->next_frame();
+    REQUIRE(f);
+    if (f->status() == StatusCode::kUnauthenticated) ++unauthenticated;
+    if (f->status() == StatusCode::kRateLimited) ++limited;
+  }
+  CHECK(unauthenticated + limited == 2000);
+  CHECK(unauthenticated >= 100);
+  CHECK(limited > 0);
+  // many connections doing the same
+  std::vector<std::unique_ptr<SyncClient>> many;
+  for (int i = 0; i < 50; ++i) {
+    many.push_back(server.connect());
+    many.back()->send_raw(bytes.substr(0, 200 * 150));
+  }
+  expect_served(server);
+  many.clear();
+  REQUIRE(server.running());
+}
+
+TEST_CASE("over max_connections: ERROR UNAVAILABLE with retry_after_ms, then closed") {
+  ServerProcess server(Overrides{{"server.max_connections", "5"}});
+  std::vector<std::unique_ptr<SyncClient>> held;
+  for (int i = 0; i < 5; ++i) {
+    held.push_back(server.login("u" + std::to_string(i)));
+  }
+  auto extra = server.connect();
+  auto f = extra->next_frame();
+  REQUIRE(f);
+  CHECK(f->header.cmd == Cmd::kError);
+  CHECK(f->status() == StatusCode::kUnavailable);
+  CHECK(f->retry_after_ms() > 0);
+  CHECK(extra->wait_closed(3s));
+  held.pop_back();
+  // a slot is free again once the server has seen the close
+  bool admitted = false;
+  for (int i = 0; i < 50 && !admitted; ++i) {
+    auto c = server.connect();
+    auto r = c->call_raw(Cmd::kHeartbeat, "", 1s);
+    admitted = r && r->header.cmd == Cmd::kHeartbeat && r->ok();
+    if (!admitted) std::this_thread::sleep_for(50ms);
+  }
+  CHECK(admitted);
+}
+
+TEST_CASE("over accept_per_second: the excess is refused with UNAVAILABLE") {
+  ServerProcess server(Overrides{{"limits.accept_per_second", "5"}});
+  int refused = 0;
+  std::vector<std::unique_ptr<SyncClient>> held;
+  for (int i = 0; i < 30; ++i) held.push_back(server.connect());
+  for (auto& c : held) {
+    auto f = c->next_frame(500ms);
+    if (f && f->status() == StatusCode::kUnavailable) ++refused;
+  }
+  CHECK(refused > 0);
+}

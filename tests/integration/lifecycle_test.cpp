@@ -1,0 +1,155 @@
+// The binary's command line, config refusals, environment overrides,
+// graceful shutdown, and the server embedded in-process through im::Server.
+
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "im/frame_codec.h"
+#include "im/server.h"
+#include "proto/im.pb.h"
+#include "server_process.h"
+
+using namespace im;
+using namespace im::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Run {
+  int exit_code;
+  std::string output;
+};
+
+// Runs imserver with `args` (a shell fragment) and collects stdout+stderr.
+Run run_imserver(const std::string& args) {
+  const auto out = std::filesystem::temp_directory_path() / "imserver-cli-test.out";
+  const std::string cmd = std::string(IMSERVER_BIN) + " " + args + " >" + out.string() + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(out);
+  std::stringstream s;
+  s << in.rdbuf();
+  std::filesystem::remove(out);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, s.str()};
+}
+
+std::string write_config(const std::string& text) {
+  const auto path = std::filesystem::temp_directory_path() / "imserver-cli-test.toml";
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+}  // namespace
+
+TEST_CASE("the command line: version and help") {
+  auto v = run_imserver("--version");
+  CHECK(v.exit_code == 0);
+  CHECK(v.output.find("imserver 0.") == 0);
+  auto h = run_imserver("--help");
+  CHECK(h.exit_code == 0);
+  CHECK(h.output.find("--config") != std::string::npos);
+  CHECK(h.output.find("--check-config") != std::string::npos);
+}
+
+TEST_CASE("check-config accepts a good config and the shipped one") {
+  auto good = run_imserver("--check-config --config " + std::string(IM_SOURCE_DIR) + "/config/im.toml");
+  CHECK(good.exit_code == 0);
+  CHECK(good.output == "imserver: config OK\n");
+}
+
+TEST_CASE("a bad config stops start-up with one line naming the key") {
+  auto unknown = run_imserver("--config " + write_config("[server]\nlisten_addr = \"127.0.0.1:0\"\n"));
+  CHECK(unknown.exit_code == 2);
+  CHECK(unknown.output == "imserver: config: server.listen_addr: unknown key\n");
+  auto bad = run_imserver("--check-config --config " + write_config("[heartbeat]\ninterval_s = 0\n"));
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output == "imserver: config: heartbeat.interval_s: must be between 1 and 3600\n");
+  auto open =
+      run_imserver("--config " + write_config("[auth]\nmode = \"insecure\"\n[server]\nlisten = \"0.0.0.0:0\"\n"));
+  CHECK(open.exit_code == 2);
+  CHECK(open.output.find("imserver: config: auth.mode:") == 0);
+  auto missing = run_imserver("--config /nonexistent/im.toml");
+  CHECK(missing.exit_code == 2);
+  auto env = run_imserver("--check-config --config " + write_config("") + " IMSERVER_X=1");
+  CHECK(env.exit_code != 0);
+}
+
+TEST_CASE("a listener that cannot bind stops start-up with a clear line") {
+  ServerProcess first;
+  const std::string config =
+      write_config("[server]\nlisten = \"127.0.0.1:" + std::to_string(first.tcp_port()) +
+                   "\"\nws_listen = \"\"\n[admin]\nlisten = \"\"\n[auth]\njwt_secret = \"" + kTestSecret + "\"\n");
+  auto r = run_imserver("--config " + config);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("server.listen: cannot listen on") != std::string::npos);
+}
+
+TEST_CASE("environment overrides reach the running server") {
+  ::setenv("IMSERVER_SERVER__MAX_FRAME_BYTES", "2048", 1);
+  ::setenv("IMSERVER_LIMITS__MAX_MESSAGE_BYTES", "1024", 1);
+  ServerProcess server;
+  ::unsetenv("IMSERVER_SERVER__MAX_FRAME_BYTES");
+  ::unsetenv("IMSERVER_LIMITS__MAX_MESSAGE_BYTES");
+  auto c = server.login("alice");
+  FrameHeader h;
+  h.cmd = Cmd::kHeartbeat;
+  h.seq = 9;
+  c->send_raw(encode_frame(h, std::string(3000, 'x')));
+  auto f = c->next_frame();
+  REQUIRE(f);
+  CHECK(f->status() == StatusCode::kFrameTooLarge);
+}
+
+TEST_CASE("SIGTERM: every session gets KICKOUT SERVER_SHUTDOWN with a reconnect delay, exit 0") {
+  ServerProcess server;
+  auto a = server.login("alice");
+  auto b = server.login("bob");
+  auto anonymous = server.connect();
+  CHECK(server.terminate() == 0);
+  std::vector<std::uint32_t> delays;
+  for (SyncClient* c : {a.get(), b.get()}) {
+    auto f = c->next_frame();
+    REQUIRE(f);
+    CHECK(f->header.cmd == Cmd::kKickout);
+    v1::Kickout k;
+    REQUIRE(f->parse(k));
+    CHECK(k.reason() == v1::SERVER_SHUTDOWN);
+    CHECK(k.reconnect_after_ms() >= 1000);
+    delays.push_back(k.reconnect_after_ms());
+    CHECK(c->wait_closed(2s));
+  }
+  CHECK(anonymous->wait_closed(2s));
+  CHECK(server.log().find("stopped") != std::string::npos);
+}
+
+TEST_CASE("the server embeds in-process: start, bound addresses, serve, stop") {
+  Config config;
+  config.server.listen = "127.0.0.1:0";
+  config.server.ws_listen = "";
+  config.admin.listen = "";
+  config.auth.mode = "insecure";
+  config.server.io_threads = 1;
+  config.sharding.shards = 1;
+  config.storage.data_dir = (std::filesystem::temp_directory_path() / "imserver-embedded-test").string();
+  Server server(config);
+  server.start();
+  auto listeners = server.listeners();
+  REQUIRE(listeners.size() == 1);
+  CHECK(listeners[0].kind == "tcp");
+  CHECK(listeners[0].host == "127.0.0.1");
+  REQUIRE(listeners[0].port != 0);
+  {
+    SyncClient c;
+    REQUIRE(c.connect("127.0.0.1", listeners[0].port));
+    auto r = c.call_raw(Cmd::kLogin, login_body("alice", "anything goes in insecure mode"));
+    REQUIRE(r);
+    CHECK(r->ok());
+    CHECK(server.connection_count() == 1);
+  }
+  server.stop();
+  std::filesystem::remove_all(config.storage.data_dir);
+}

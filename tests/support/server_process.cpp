@@ -1,0 +1,212 @@
+#include "server_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "auth/jwt.h"
+#include "proto/im.pb.h"
+
+extern char** environ;
+
+namespace im::test {
+namespace {
+
+std::string make_temp_dir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "imtest-XXXXXX").string();
+  if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+  return pattern;
+}
+
+}  // namespace
+
+std::string token_for(const std::string& uid, std::int64_t exp_s) {
+  return mint_jwt(kTestSecret, uid, exp_s);
+}
+
+std::string login_body(const std::string& uid, const std::string& token, int device_type,
+                       const std::string& device_id) {
+  v1::LoginReq req;
+  req.set_uid(uid);
+  req.set_token(token);
+  req.set_device_type(static_cast<v1::DeviceType>(device_type));
+  req.set_device_id(device_id);
+  return req.SerializeAsString();
+}
+
+ServerProcess::ServerProcess(Overrides overrides, std::string data_dir)
+    : overrides_(std::move(overrides)), dir_(make_temp_dir()), own_data_dir_(data_dir.empty()) {
+  data_dir_ = data_dir.empty() ? dir_ + "/data" : data_dir;
+  spawn();
+}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    reap();
+  }
+  std::error_code ec;
+  if (std::getenv("IM_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_, ec);
+}
+
+void ServerProcess::spawn() {
+  Overrides values = {
+      {"server.listen", "\"127.0.0.1:0\""},
+      {"server.ws_listen", "\"\""},
+      {"admin.listen", "\"\""},
+      {"storage.data_dir", "\"" + data_dir_ + "\""},
+      {"auth.mode", "\"jwt\""},
+      {"auth.jwt_secret", std::string("\"") + kTestSecret + "\""},
+      {"log.level", "\"debug\""},
+  };
+  for (const auto& [k, v] : overrides_) values[k] = v;
+  std::map<std::string, std::map<std::string, std::string>> sections;
+  for (const auto& [k, v] : values) {
+    auto dot = k.find('.');
+    sections[k.substr(0, dot)][k.substr(dot + 1)] = v;
+  }
+  std::ofstream toml(dir_ + "/im.toml");
+  for (const auto& [section, keys] : sections) {
+    toml << "[" << section << "]\n";
+    for (const auto& [k, v] : keys) toml << k << " = " << v << "\n";
+  }
+  toml.close();
+
+  int out[2];
+  if (pipe(out) != 0) throw std::runtime_error("pipe failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, (dir_ + "/server.log").c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  std::string config_path = dir_ + "/im.toml";
+  std::string bin = IMSERVER_BIN;
+  char* argv[] = {bin.data(), const_cast<char*>("--config"), config_path.data(), nullptr};
+  int rc = posix_spawn(&pid_, bin.c_str(), &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  if (rc != 0) {
+    close(out[0]);
+    throw std::runtime_error("cannot start " + bin);
+  }
+  // Read "imserver: listening <kind> <address>" lines until the TCP one.
+  std::string buffer;
+  tcp_port_ = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (tcp_port_ == 0 && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{out[0], POLLIN, 0};
+    if (poll(&p, 1, 200) <= 0) continue;
+    char chunk[512];
+    ssize_t n = read(out[0], chunk, sizeof chunk);
+    if (n <= 0) break;
+    buffer.append(chunk, static_cast<std::size_t>(n));
+    std::size_t nl;
+    while ((nl = buffer.find('\n')) != std::string::npos) {
+      std::string line = buffer.substr(0, nl);
+      buffer.erase(0, nl + 1);
+      std::istringstream words(line);
+      std::string prefix, verb, kind, address;
+      words >> prefix >> verb >> kind >> address;
+      if (verb != "listening") continue;
+      auto port = static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+      if (kind == "tcp") tcp_port_ = port;
+      if (kind == "admin") admin_port_ = port;
+    }
+  }
+  close(out[0]);
+  if (tcp_port_ == 0) {
+    ::kill(pid_, SIGKILL);
+    reap();
+    throw std::runtime_error("imserver did not start; its log:\n" + log());
+  }
+}
+
+void ServerProcess::reap() {
+  if (pid_ <= 0) return;
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+void ServerProcess::restart() {
+  if (pid_ > 0) kill9();
+  spawn();
+}
+
+void ServerProcess::kill9() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  reap();
+}
+
+int ServerProcess::terminate(std::chrono::seconds within) {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill9();
+  return -1;
+}
+
+bool ServerProcess::running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+std::string ServerProcess::log() const {
+  std::ifstream in(dir_ + "/server.log");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+long ServerProcess::rss_kb() const {
+  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+std::unique_ptr<SyncClient> ServerProcess::connect() const {
+  auto c = std::make_unique<SyncClient>();
+  REQUIRE(c->connect("127.0.0.1", tcp_port_));
+  return c;
+}
+
+std::unique_ptr<SyncClient> ServerProcess::login(const std::string& uid, int device_type, const std::string& device_id,
+                                                 Frame* resp) const {
+  auto c = connect();
+  auto r = c->call_raw(Cmd::kLogin, login_body(uid, token_for(uid), device_type, device_id));
+  REQUIRE(r);
+  INFO(r->error_message());
+  REQUIRE(r->ok());
+  if (resp) *resp = *r;
+  return c;
+}
+
+}  // namespace im::test

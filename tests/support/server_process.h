@@ -1,0 +1,83 @@
+#pragma once
+// Starts the real imserver binary for an integration test: a config written
+// to a fresh temporary directory (which also holds the data dir and the
+// server's log), every listener on 127.0.0.1 port 0, the bound ports read
+// from the "imserver: listening ..." lines. The process is stopped by PID in
+// the destructor (SIGKILL if it still runs), and only that process.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "im/client.h"
+
+namespace im::test {
+
+inline constexpr const char* kTestSecret = "test-secret-0123456789abcdef-0123456789";
+
+// "section.key" -> a TOML value as written in the file ("500", "\"text\"").
+using Overrides = std::map<std::string, std::string>;
+
+class ServerProcess {
+ public:
+  explicit ServerProcess(Overrides overrides = {}, std::string data_dir = "");
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  // Starts again on the same data dir (after kill9() or terminate()).
+  void restart();
+  void kill9();
+  // SIGTERM and wait; returns the exit status (-1 when it did not exit in time).
+  int terminate(std::chrono::seconds within = std::chrono::seconds(20));
+  bool running();
+
+  pid_t pid() const { return pid_; }
+  std::uint16_t tcp_port() const { return tcp_port_; }
+  std::uint16_t admin_port() const { return admin_port_; }
+  const std::string& dir() const { return dir_; }
+  std::string data_dir() const { return data_dir_; }
+  std::string log() const;  // what the server wrote to standard error
+  long rss_kb() const;      // VmRSS from /proc
+
+  // A connected client (not logged in).
+  std::unique_ptr<SyncClient> connect() const;
+  // A connected client logged in as `uid` with a valid token; the LoginResp
+  // frame is put in `resp` when given. Fails the test when anything fails.
+  std::unique_ptr<SyncClient> login(const std::string& uid, int device_type = 1, const std::string& device_id = "",
+                                    Frame* resp = nullptr) const;
+
+ private:
+  void spawn();
+  void reap();
+
+  Overrides overrides_;
+  std::string dir_;
+  std::string data_dir_;
+  bool own_data_dir_;
+  pid_t pid_ = -1;
+  std::uint16_t tcp_port_ = 0;
+  std::uint16_t admin_port_ = 0;
+};
+
+// A LoginReq frame body for `uid`.
+std::string login_body(const std::string& uid, const std::string& token, int device_type = 1,
+                       const std::string& device_id = "");
+std::string token_for(const std::string& uid, std::int64_t exp_s = 0);
+
+}  // namespace im::test
+
+namespace im::test {
+// The frame of a call that must have been answered.
+inline Frame must(std::optional<Frame> f) {
+  REQUIRE(f);
+  return std::move(*f);
+}
+}  // namespace im::test
