@@ -63,7 +63,7 @@ void Server::start() {
   if (s.config.tls.enabled()) throw std::runtime_error("tls: TLS listeners are not supported by this build yet");
   unsigned n = s.config.server.io_threads;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
-  s.service.start();
+  s.service.start();  // the store, the shards, recovery: before any listener
   for (unsigned i = 0; i < n; ++i)
     s.loops.push_back(std::make_unique<net::IoLoop>(i, s.limits, s.service, s.admission));
   std::vector<net::IoLoop*> loops;

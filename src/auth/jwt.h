@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/base64.h"
 #include "im/result.h"
 
 namespace im {
@@ -30,10 +31,6 @@ class JwtVerifier {
 
 // A token for `uid` signed with `secret`; `exp_s` 0 leaves `exp` out.
 std::string mint_jwt(std::string_view secret, std::string_view uid, std::int64_t exp_s);
-
-std::string base64url_encode(std::string_view in);
-// false on characters outside the alphabet or an impossible length.
-bool base64url_decode(std::string_view in, std::string& out);
 
 // HMAC-SHA256 of `data` with `key`: 32 raw bytes.
 std::string hmac_sha256(std::string_view key, std::string_view data);

@@ -12,12 +12,12 @@ namespace im {
 
 std::string Frame::error_message() const {
   v1::Error e;
-  return parse(e) ? e.message() : std::string();
+  return header.status != StatusCode::kOk && parse(e) ? e.message() : std::string();
 }
 
 std::uint32_t Frame::retry_after_ms() const {
   v1::Error e;
-  return parse(e) ? e.retry_after_ms() : 0;
+  return header.status != StatusCode::kOk && parse(e) ? e.retry_after_ms() : 0;
 }
 
 std::shared_ptr<Client> Client::create(asio::io_context& io, std::uint32_t max_frame_bytes) {

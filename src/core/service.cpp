@@ -1,8 +1,11 @@
 #include "core/service.h"
 
 #include <chrono>
+#include <future>
 #include <random>
+#include <stdexcept>
 #include <thread>
+#include "common/clock.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -12,6 +15,7 @@
 #include "net/connection.h"
 #include "net/io_loop.h"
 #include "proto/im.pb.h"
+#include "store/keys.h"
 
 namespace im::core {
 namespace {
@@ -48,27 +52,18 @@ std::uint64_t random_u64() {
   return rng();
 }
 
-// Posts `frame` to a connection's loop and sends it there.
-void deliver(const std::shared_ptr<Connection>& conn, net::SharedFrame frame) {
-  asio::post(conn->executor(), [conn, frame = std::move(frame)]() mutable { conn->send(std::move(frame)); });
-}
-
 }  // namespace
 
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 Service::Service(const Config& config) : config_(config), verifier_(config.auth.jwt_secret) {
-  unsigned n = config.sharding.shards;
-  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i));
   auto route = [this](Cmd cmd, Handler handler) { routes_[static_cast<std::uint16_t>(cmd)] = handler; };
   route(Cmd::kHeartbeat, &Service::on_heartbeat);
   route(Cmd::kLogin, &Service::on_login);
   route(Cmd::kLogout, &Service::on_logout);
   route(Cmd::kPresence, &Service::on_presence);
+  route(Cmd::kSend, &Service::on_send);
+  route(Cmd::kAck, &Service::on_ack);
+  route(Cmd::kPull, &Service::on_pull);
+  route(Cmd::kHistory, &Service::on_history);
 }
 
 Service::~Service() {
@@ -76,19 +71,58 @@ Service::~Service() {
 }
 
 void Service::start() {
+  auto opened = store::Store::open(config_.storage);
+  if (!opened) throw std::runtime_error("storage: " + opened.error().message);
+  store_ = std::move(opened.value());
+  env_.reset(new CoreEnv{config_, *store_, shards_});
+  if (auto last = store_->last_key(store::Cf::kOutbox, "")) env_->outbox_seq = store::read_u64(*last);
+  unsigned n = config_.sharding.shards;
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));
   for (auto& s : shards_) s->start();
+  recover_fanouts();
+  retention_ = std::make_unique<Retention>(config_.storage, *store_);
+}
+
+void Service::recover_fanouts() {
+  // Every record is one inbox row a crash left unwritten; its shard writes
+  // the row and deletes the record in one batch, so a replay never doubles.
+  std::size_t pending = 0;
+  store_->scan(store::Cf::kFanout, "", std::string(1, '\xFF'), [&](std::string_view key, std::string_view value) {
+    const auto sep = key.find('\0');
+    if (sep == std::string_view::npos || key.size() < sep + 9 || value.empty()) return true;
+    std::string recipient(key.substr(sep + 9));
+    v1::Message msg;
+    if (!msg.ParseFromArray(value.data() + 1, static_cast<int>(value.size() - 1))) return true;
+    const bool is_sender = value[0] == 'S';
+    Shard& shard = shard_for(recipient);
+    asio::post(shard.context(), [&shard, recipient, msg, k = std::string(key), is_sender] {
+      shard.append_pending(recipient, msg, k, is_sender, nullptr);
+    });
+    ++pending;
+    return true;
+  });
+  if (pending == 0) return;
+  // Wait until every shard has written what was posted: a handler posted
+  // from a handler runs after the commit the appends scheduled.
+  for (auto& s : shards_) {
+    std::promise<void> done;
+    Shard& shard = *s;
+    asio::post(shard.context(), [&] { asio::post(shard.context(), [&] { done.set_value(); }); });
+    done.get_future().wait();
+  }
+  spdlog::info("start-up: finished {} pending fan-out rows", pending);
 }
 
 void Service::stop() {
   // Work still queued on a shard may hold connections: destroy it now, while
-  // the loops those connections belong to still exist.
+  // the loops those connections belong to still exist. Shards write their
+  // last batch (cursors) before they stop; then the store closes.
+  retention_.reset();
   for (auto& s : shards_) s->stop();
   shards_.clear();
-}
-
-std::uint32_t Service::next_push_seq() {
-  std::uint32_t seq = push_seq_.fetch_add(1, std::memory_order_relaxed) + 1;
-  return seq == 0 ? next_push_seq() : seq;
+  env_.reset();
+  store_.reset();
 }
 
 std::unique_ptr<net::ConnectionContext> Service::on_open(Connection&) {
@@ -190,19 +224,22 @@ void Service::login_in_shard(Shard& shard, std::shared_ptr<Connection> conn, Fra
                              std::string uid) {
   const std::uint64_t session_id = session.session_id;
   const std::string by_device = session.device_id;
-  if (auto replaced = shard.add_session(uid, std::move(session))) {
+  Shard::LoginState state;
+  if (auto replaced = shard.add_session(uid, std::move(session), state)) {
     v1::Kickout kickout;
     kickout.set_reason(v1::LOGIN_ELSEWHERE);
     kickout.set_by_device_id(by_device);
     kickout.set_message("logged in elsewhere with the same device type");
     FrameHeader kh;
     kh.cmd = Cmd::kKickout;
-    kh.seq = next_push_seq();
+    kh.seq = env_->next_push_seq();
     kick(replaced->conn, net::make_frame(kh, &kickout));
   }
   v1::LoginResp resp;
   resp.set_server_time_ms(wall_ms());
   resp.set_heartbeat_interval_s(config_.heartbeat.interval_s);
+  resp.set_inbox_max_seq(state.inbox_max_seq);
+  resp.set_acked_seq(state.acked_seq);
   resp.set_session_id(fmt::format("{:016x}", session_id));
   auto frame = net::make_response(request, StatusCode::kOk, &resp);
   asio::post(conn->executor(), [conn, frame = std::move(frame), session_id] {
@@ -285,9 +322,110 @@ void Service::on_presence(Connection& conn, ClientContext&, const FrameHeader& h
         for (std::uint8_t d : info.devices) p->add_devices(static_cast<v1::DeviceType>(d));
       }
       if (gather->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1)
-        deliver(gather->conn, net::make_response(gather->request, StatusCode::kOk, &gather->resp));
+        net::send_from_any_thread(gather->conn, net::make_response(gather->request, StatusCode::kOk, &gather->resp));
     });
   }
+}
+
+void Service::on_send(Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body) {
+  v1::SendReq req;
+  if (!parse(body, req)) {
+    reply_error(conn, h, StatusCode::kBadRequest, "SendReq does not parse");
+    return;
+  }
+  if (!valid_client_id(req.client_msg_id())) {
+    reply_error(conn, h, StatusCode::kBadRequest, "client_msg_id must be 1 to 64 bytes of printable ASCII");
+    return;
+  }
+  if (req.content_type() >= 10000) {
+    reply_error(conn, h, StatusCode::kBadRequest, "content_type 10000 and above are the server's");
+    return;
+  }
+  if (req.body().size() > config_.limits.max_message_bytes) {
+    reply_error(conn, h, StatusCode::kTooLarge,
+                fmt::format("body over limits.max_message_bytes ({})", config_.limits.max_message_bytes));
+    return;
+  }
+  if (!valid_id(req.to())) {
+    reply_error(conn, h, StatusCode::kBadRequest, "to must be a valid uid or gid");
+    return;
+  }
+  if (req.conv_type() == v1::GROUP) {
+    reply_error(conn, h, StatusCode::kNotFound, "no such group");
+    return;
+  }
+  if (req.conv_type() != v1::C2C) {
+    reply_error(conn, h, StatusCode::kBadRequest, "conv_type must be C2C or GROUP");
+    return;
+  }
+  auto job = std::make_shared<SendJob>();
+  job->conn = conn.shared_from_this();
+  job->session_id = ctx.session_id;
+  job->request = h;
+  job->conv = store::c2c_conv(ctx.uid, req.to());
+  v1::Message& m = job->msg;
+  m.set_conv_type(req.conv_type());
+  m.set_from(ctx.uid);
+  m.set_to(req.to());
+  m.set_client_msg_id(req.client_msg_id());
+  m.set_content_type(req.content_type());
+  m.set_body(req.body());
+  Shard& shard = shard_for(ctx.uid);
+  asio::post(shard.context(), [&shard, job = std::move(job)]() mutable { shard.send(std::move(job)); });
+}
+
+void Service::on_ack(Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body) {
+  v1::AckReq req;
+  if (!parse(body, req)) {
+    reply_error(conn, h, StatusCode::kBadRequest, "AckReq does not parse");
+    return;
+  }
+  Shard& shard = shard_for(ctx.uid);
+  asio::post(shard.context(), [&shard, c = conn.shared_from_this(), h, uid = ctx.uid, dt = ctx.device_type,
+                               device = ctx.device_id, seq = req.inbox_seq()] {
+    if (shard.ack(uid, dt, device, seq) != StatusCode::kOk)
+      net::send_from_any_thread(c,
+                                net::make_error_response(h, StatusCode::kBadRequest, "inbox_seq is beyond the inbox"));
+  });
+}
+
+void Service::on_pull(Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body) {
+  v1::PullReq req;
+  if (!parse(body, req)) {
+    reply_error(conn, h, StatusCode::kBadRequest, "PullReq does not parse");
+    return;
+  }
+  Shard& shard = shard_for(ctx.uid);
+  asio::post(shard.context(), [&shard, who = Requester{conn.shared_from_this(), h}, uid = ctx.uid, dt = ctx.device_type,
+                               device = ctx.device_id, req] { shard.pull(uid, dt, device, req, who); });
+}
+
+void Service::on_history(Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body) {
+  v1::HistoryReq req;
+  if (!parse(body, req)) {
+    reply_error(conn, h, StatusCode::kBadRequest, "HistoryReq does not parse");
+    return;
+  }
+  std::string conv;
+  if (req.conv_type() == v1::C2C) {
+    if (!valid_id(req.peer())) {
+      reply_error(conn, h, StatusCode::kBadRequest, "peer must be a valid uid");
+      return;
+    }
+    conv = store::c2c_conv(ctx.uid, req.peer());
+  } else if (req.conv_type() == v1::SYSTEM) {
+    conv = store::system_conv(ctx.uid);
+  } else if (req.conv_type() == v1::GROUP) {
+    reply_error(conn, h, StatusCode::kNotFound, "no such group");
+    return;
+  } else {
+    reply_error(conn, h, StatusCode::kBadRequest, "conv_type must be C2C, GROUP or SYSTEM");
+    return;
+  }
+  Shard& owner = conversation_owner(*env_, req.conv_type(), ctx.uid, req.conv_type() == v1::C2C ? req.peer() : ctx.uid);
+  asio::post(owner.context(), [&owner, who = Requester{conn.shared_from_this(), h}, conv = std::move(conv), req] {
+    owner.history(conv, req, who);
+  });
 }
 
 void Service::drain(Connection& conn) {
@@ -302,7 +440,7 @@ void Service::drain(Connection& conn) {
   kickout.set_reconnect_after_ms(kReconnectMinMs + static_cast<std::uint32_t>(random_u64() % kReconnectSpreadMs));
   FrameHeader kh;
   kh.cmd = Cmd::kKickout;
-  kh.seq = next_push_seq();
+  kh.seq = env_->next_push_seq();
   end_session(ctx);
   ctx.phase = ClientContext::Phase::kEnded;
   conn.send(net::make_frame(kh, &kickout));

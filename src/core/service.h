@@ -13,6 +13,8 @@
 
 #include "auth/jwt.h"
 #include "core/client_context.h"
+#include "core/core_env.h"
+#include "core/retention.h"
 #include "core/shard.h"
 #include "im/config.h"
 #include "net/frames.h"
@@ -25,6 +27,8 @@ class Service final : public net::ServiceInterface {
   explicit Service(const Config& config);
   ~Service() override;
 
+  // Opens the store, starts the shards and finishes every fan-out a crash
+  // left pending, before any traffic. Throws std::runtime_error.
   void start();
   void stop();  // after the loops have stopped, before they are destroyed
 
@@ -36,8 +40,6 @@ class Service final : public net::ServiceInterface {
   // (KICKOUT SERVER_SHUTDOWN with a random reconnect_after_ms, then close).
   void drain(net::Connection& conn);
 
-  std::size_t shard_count() const { return shards_.size(); }
-
  private:
   using Handler = void (Service::*)(net::Connection&, ClientContext&, const FrameHeader&, std::string_view);
 
@@ -45,7 +47,12 @@ class Service final : public net::ServiceInterface {
   void on_login(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
   void on_logout(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
   void on_presence(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
+  void on_send(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
+  void on_ack(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
+  void on_pull(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
+  void on_history(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
 
+  void recover_fanouts();
   // Shard thread: registers the session, kicks the one it replaces, answers.
   void login_in_shard(Shard& shard, std::shared_ptr<net::Connection> conn, FrameHeader request, SessionRef session,
                       std::string uid);
@@ -55,16 +62,14 @@ class Service final : public net::ServiceInterface {
   void end_session(ClientContext& ctx);
 
   Shard& shard_for(std::string_view uid) { return *shards_[shard_of(uid, shards_.size())]; }
-  std::uint32_t next_push_seq();
 
   const Config& config_;
   const JwtVerifier verifier_;
+  std::unique_ptr<store::Store> store_;
   std::vector<std::unique_ptr<Shard>> shards_;
+  std::unique_ptr<CoreEnv> env_;
+  std::unique_ptr<Retention> retention_;
   std::array<Handler, 256> routes_{};
-  std::atomic<std::uint32_t> push_seq_{0};
 };
-
-// Wall-clock milliseconds since the epoch.
-std::int64_t wall_ms();
 
 }  // namespace im::core

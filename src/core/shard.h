@@ -1,9 +1,18 @@
 #pragma once
-// A core shard: owns a disjoint set of users (by hash of uid), their
-// sessions and presence. Runs on its own thread; every method marked
-// "shard thread" runs only there, reached by asio::post to context().
+// A core shard: owns a disjoint set of users (by hash of uid) and
+// conversations: the users' sessions and presence, inbox sequence counters,
+// device cursors, in-flight dedupe, pending offline pushes; the
+// conversations' sequence counters. Every write to those inboxes and
+// conversations is made here, gathered per turn of the shard's loop into one
+// WriteBatch (group commit), and only after that batch is durable are
+// answers sent and messages pushed.
+//
+// Runs on its own thread; every public method but start/stop/context runs
+// only there (reach it with asio::post to context()).
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,8 +21,13 @@
 #include <vector>
 
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
 
+#include "core/core_env.h"
+#include "im/protocol.h"
 #include "net/connection.h"
+#include "proto/im.pb.h"
+#include "store/store.h"
 
 namespace im::core {
 
@@ -30,43 +44,154 @@ struct PresenceInfo {
   std::int64_t last_seen_ms = 0;
 };
 
+// A SEND on its way: the message (ids filled in as it goes) and whom to
+// answer. Shared by the shards it passes through.
+struct SendJob {
+  std::weak_ptr<net::Connection> conn;  // the sending session (none for admin sends)
+  std::uint64_t session_id = 0;         // excluded from the sender's PUSH
+  FrameHeader request;
+  v1::Message msg;
+  std::string conv;
+  // Set instead of `conn` by callers that want the answer as a value.
+  std::function<void(StatusCode, const v1::SendResp&)> on_done;
+};
+
+// Who asked, for answers that go back to a connection.
+struct Requester {
+  std::shared_ptr<net::Connection> conn;
+  FrameHeader request;
+};
+
 class Shard {
  public:
-  explicit Shard(unsigned index);
+  Shard(unsigned index, CoreEnv& env);
   ~Shard();
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
 
   void start();
-  void stop();  // thread safe; runs what is queued, then joins
+  void stop();  // thread safe; joins
   asio::io_context& context() { return context_; }
   unsigned index() const { return index_; }
 
-  // Shard thread. Registers a session; returns the one of the same device
-  // type it replaces (to be kicked), if any.
-  std::optional<SessionRef> add_session(const std::string& uid, SessionRef session);
-  // Shard thread. Forgets a session if it is still registered; the user's
-  // last_seen becomes `now_ms` when it was the last one.
+  // ---- sessions and presence ----
+  struct LoginState {
+    std::uint64_t inbox_max_seq = 0;
+    std::uint64_t acked_seq = 0;
+  };
+  // Registers a session; returns the one of the same device type it
+  // replaces (to be kicked), if any, and fills `state`.
+  std::optional<SessionRef> add_session(const std::string& uid, SessionRef session, LoginState& state);
+  // Forgets a session if it is still registered; the user's last_seen
+  // becomes `now_ms` when it was the last one. Its cursor is persisted.
   void remove_session(const std::string& uid, std::uint64_t session_id, std::int64_t now_ms);
-  // Shard thread.
-  PresenceInfo presence(const std::string& uid) const;
-  // Shard thread. Every session of `uid` (all of them when `device_type` is 0).
-  std::vector<SessionRef> sessions(const std::string& uid) const;
+  PresenceInfo presence(const std::string& uid);
+  std::vector<SessionRef> sessions(const std::string& uid);
+
+  // ---- messages ----
+  // Step 1, on the sender's shard: dedupe, msg_id, then on to the
+  // conversation's owner.
+  void send(std::shared_ptr<SendJob> job);
+  // Cumulative ACK of one device. BAD_REQUEST when beyond the inbox.
+  StatusCode ack(const std::string& uid, std::uint8_t device_type, const std::string& device_id, std::uint64_t seq);
+  void pull(const std::string& uid, std::uint8_t device_type, const std::string& device_id, const v1::PullReq& req,
+            Requester who);
+  void history(const std::string& conv, const v1::HistoryReq& req, Requester who);
+  // Appends a row whose fan-out record is durable (a remote participant's
+  // copy, or one found at start-up). `job` is set for the sender's copy.
+  void append_pending(std::string uid, v1::Message msg, std::string fanout_key, bool is_sender,
+                      std::shared_ptr<SendJob> job);
+  // Writes dirty cursors now (shutdown).
+  void flush_cursors();
 
  private:
+  struct DeviceCursor {
+    std::uint8_t device_type = 0;
+    std::string device_id;
+    std::uint64_t acked = 0;
+    bool dirty = false;
+  };
   struct UserState {
     std::vector<SessionRef> sessions;
+    std::vector<DeviceCursor> cursors;
     std::int64_t last_seen_ms = 0;
+    std::uint64_t inbox_next = 0;       // last seq assigned
+    std::uint64_t inbox_committed = 0;  // last seq durable (readers' bound)
+    std::uint64_t max_acked = 0;        // over all devices, this process's life
+    bool loaded = false;
   };
+  struct ConvState {
+    std::uint64_t next = 0;
+    std::uint64_t committed = 0;
+  };
+  struct Push {
+    UserState* user;
+    std::string row;  // the serialized Message, inbox_seq set
+    std::uint64_t exclude_session;
+  };
+  struct OfflineTimer {
+    std::chrono::steady_clock::time_point due;
+    std::string uid;
+    std::uint64_t inbox_seq;
+    v1::Message msg;  // body cut to the preview
+  };
+  using AfterCommit = std::function<void(bool ok)>;
+
+  UserState& user(const std::string& uid);  // loads the counters on first use
+  ConvState& conversation(const std::string& conv);
+  DeviceCursor& cursor(UserState& u, const std::string& uid, std::uint8_t device_type, const std::string& device_id);
+  std::uint64_t next_msg_id();
+
+  void stage_conversation(std::shared_ptr<SendJob> job);
+  void stage_inbox(const std::string& uid, const v1::Message& msg, const std::string& fanout_key, bool is_sender,
+                   std::shared_ptr<SendJob> job);
+  // On the sender's shard: answers the job and every retry that waited on it.
+  void finish_send(const std::shared_ptr<SendJob>& job, StatusCode status, const v1::SendResp& resp);
+  void after_commit(AfterCommit fn);
+  void schedule_commit();
+  void commit();
+  void deliver_pushes(std::vector<Push>& pushes);
+  std::vector<net::SharedFrame> push_frames(const std::vector<const Push*>& rows);
+  void arm_offline_timer();
+  void fire_offline_timers();
+  void arm_cursor_timer();
 
   const unsigned index_;
+  CoreEnv& env_;
   asio::io_context context_{1};
+  asio::steady_timer offline_timer_{context_};
+  asio::steady_timer cursor_timer_{context_};
   std::unordered_map<std::string, UserState> users_;
+  std::unordered_map<std::string, ConvState> convs_;
+  // (from 0x00 client_msg_id) of SENDs under way -> retries waiting on them.
+  std::unordered_map<std::string, std::vector<std::shared_ptr<SendJob>>> inflight_;
+  std::deque<OfflineTimer> offline_;
+  bool offline_armed_ = false;
+  bool cursor_timer_armed_ = false;
+
+  // The batch being gathered this turn, and what to do once it is durable.
+  store::Batch batch_;
+  std::vector<AfterCommit> after_commit_;
+  std::vector<UserState*> touched_users_;
+  std::vector<ConvState*> touched_convs_;
+  std::vector<Push> pushes_;
+  std::vector<OfflineTimer> new_offline_;
+  bool commit_posted_ = false;
+
+  // Group-commit figures, logged when the shard stops.
+  std::uint64_t commits_ = 0;
+  std::uint64_t committed_ops_ = 0;
+  std::uint64_t largest_batch_ = 0;
+
+  std::uint64_t msg_id_last_ms_ = 0;
+  std::uint64_t msg_id_counter_ = 0;
+  std::uint64_t msg_id_reserved_ms_ = 0;
   std::thread thread_;
 };
 
-// The shard index of a key (a uid, or a conversation key): FNV-1a, so it is
-// the same on every build and platform.
 std::size_t shard_of(std::string_view key, std::size_t shard_count);
+
+// Appends a length-delimited field (tag, varint length, bytes) to `out`.
+void append_bytes_field(std::string& out, int field, std::string_view bytes);
 
 }  // namespace im::core

@@ -274,4 +274,9 @@ void Connection::check_timeout(std::uint32_t now_ms) {
   }
 }
 
+void send_from_any_thread(const std::shared_ptr<Connection>& conn, SharedFrame frame) {
+  if (!conn) return;
+  asio::post(conn->executor(), [conn, frame = std::move(frame)]() mutable { conn->send(std::move(frame)); });
+}
+
 }  // namespace im::net

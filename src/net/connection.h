@@ -88,4 +88,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool fin_sent_ = false;
 };
 
+// Sends `frame` on `conn` from any thread (posted to the connection's loop).
+void send_from_any_thread(const std::shared_ptr<Connection>& conn, SharedFrame frame);
+
 }  // namespace im::net

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "config/config_loader.h"
+#include "server_process.h"
 
 using namespace im;
 
@@ -14,9 +15,9 @@ const std::string kSecret = "0123456789abcdef0123456789abcdef";
 
 // Writes `toml` to a temporary file and loads it with `env`.
 Result<Config> load(const std::string& toml, std::map<std::string, std::string> env = {}) {
-  const auto path = std::filesystem::temp_directory_path() / "imserver-config-test.toml";
+  const std::string path = im::test::unique_temp_path("imserver-config-test") + ".toml";
   std::ofstream(path) << toml;
-  auto r = load_config(path.string(), env);
+  auto r = load_config(path, env);
   std::filesystem::remove(path);
   return r;
 }
@@ -216,7 +217,7 @@ TEST_CASE("auth: a short secret, an unknown mode, insecure off loopback are refu
 }
 
 TEST_CASE("the secret can come from a file, not together with jwt_secret") {
-  const auto path = std::filesystem::temp_directory_path() / "imserver-secret-test";
+  const std::filesystem::path path = im::test::unique_temp_path("imserver-secret-test");
   std::ofstream(path) << kSecret << "\n";
   auto r = load("[auth]\njwt_secret_file = \"" + path.string() + "\"\n");
   REQUIRE(r);
@@ -257,7 +258,7 @@ TEST_CASE("no file at all: defaults and the environment") {
 }
 
 TEST_CASE("a file that is not TOML is refused with its position") {
-  CHECK(refusal("[server\nlisten = 1").find("imserver-config-test.toml:1:") != std::string::npos);
+  CHECK(refusal("[server\nlisten = 1").find(".toml:1:") != std::string::npos);
   CHECK_FALSE(load_config("/nonexistent/im.toml", {}));
 }
 

@@ -27,8 +27,8 @@ struct Run {
 
 // Runs imserver with `args` (a shell fragment) and collects stdout+stderr.
 Run run_imserver(const std::string& args) {
-  const auto out = std::filesystem::temp_directory_path() / "imserver-cli-test.out";
-  const std::string cmd = std::string(IMSERVER_BIN) + " " + args + " >" + out.string() + " 2>&1";
+  const std::string out = unique_temp_path("imserver-cli-test") + ".out";
+  const std::string cmd = std::string(IMSERVER_BIN) + " " + args + " >" + out + " 2>&1";
   const int status = std::system(cmd.c_str());
   std::ifstream in(out);
   std::stringstream s;
@@ -38,9 +38,9 @@ Run run_imserver(const std::string& args) {
 }
 
 std::string write_config(const std::string& text) {
-  const auto path = std::filesystem::temp_directory_path() / "imserver-cli-test.toml";
+  const std::string path = unique_temp_path("imserver-cli-test") + ".toml";
   std::ofstream(path) << text;
-  return path.string();
+  return path;
 }
 
 }  // namespace
@@ -134,7 +134,7 @@ TEST_CASE("the server embeds in-process: start, bound addresses, serve, stop") {
   config.auth.mode = "insecure";
   config.server.io_threads = 1;
   config.sharding.shards = 1;
-  config.storage.data_dir = (std::filesystem::temp_directory_path() / "imserver-embedded-test").string();
+  config.storage.data_dir = unique_temp_path("imserver-embedded-test");
   Server server(config);
   server.start();
   auto listeners = server.listeners();

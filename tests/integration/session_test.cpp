@@ -123,7 +123,7 @@ TEST_CASE("after LOGIN: unknown and server-only commands, seq 0, bad bodies") {
   CHECK(hb->ok());
 }
 
-TEST_CASE("a second LOGIN of the same device type kicks the first; other types stay") {
+TEST_CASE("a second LOGIN of the same device type kicks the first, other types stay") {
   ServerProcess server;
   auto phone1 = server.login("alice", v1::IOS, "phone-1");
   auto desktop = server.login("alice", v1::DESKTOP, "pc");
@@ -215,7 +215,7 @@ TEST_CASE("PRESENCE: many uids in order, more than 500 refused, bad uids refused
   CHECK(none->ok());
 }
 
-TEST_CASE("a silent session is closed after heartbeat.timeout_s; a beating one stays") {
+TEST_CASE("a silent session is closed after heartbeat.timeout_s, a beating one stays") {
   ServerProcess server(Overrides{{"heartbeat.interval_s", "1"}, {"heartbeat.timeout_s", "2"}});
   auto silent = server.login("silent");
   auto beating = server.login("beating");
@@ -247,7 +247,7 @@ TEST_CASE("a connection that does not log in is closed after auth_timeout_ms, he
   CHECK(r->ok());
 }
 
-TEST_CASE("the rate limit answers RATE_LIMITED with retry_after_ms; HEARTBEAT is not counted") {
+TEST_CASE("the rate limit answers RATE_LIMITED with retry_after_ms, HEARTBEAT is not counted") {
   ServerProcess server(Overrides{{"limits.messages_per_second", "1"}, {"limits.burst", "3"}});
   auto c = server.connect();
   // LOGIN is the first of the three

@@ -72,6 +72,13 @@ std::string login_body(const std::string& uid, const std::string& token, int dev
                        const std::string& device_id = "");
 std::string token_for(const std::string& uid, std::int64_t exp_s = 0);
 
+// A path in the temporary directory unique to this process and call.
+std::string unique_temp_path(const std::string& stem);
+
+// A plain blocking TCP socket connected to 127.0.0.1:port (-1 on failure);
+// `rcvbuf` > 0 sets SO_RCVBUF before connecting.
+int connect_raw(std::uint16_t port, int rcvbuf = 0);
+
 }  // namespace im::test
 
 namespace im::test {

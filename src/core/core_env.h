@@ -1,0 +1,36 @@
+#pragma once
+// What every shard shares: the config, the store, the set of shards (to post
+// to each other) and two process-wide counters. Built by Service.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "im/config.h"
+#include "store/store.h"
+
+namespace im::core {
+
+class Shard;
+
+struct CoreEnv {
+  const Config& config;
+  store::Store& store;
+  std::vector<std::unique_ptr<Shard>>& shards;
+  std::atomic<std::uint64_t> outbox_seq{0};  // last outbox key used
+  std::atomic<std::uint32_t> push_seq{0};    // seq of server-started frames
+
+  Shard& shard_for(std::string_view key);
+  std::uint32_t next_push_seq();
+  bool webhook_enabled() const { return !config.webhook.url.empty(); }
+};
+
+// The shard that owns a conversation: a C2C conversation belongs to the
+// shard of its smaller uid (so a C2C send touches at most two shards), a
+// group to the shard of "g:" + gid, the SYSTEM conversation of a user to the
+// user's shard.
+Shard& conversation_owner(CoreEnv& env, int conv_type, std::string_view from, std::string_view to);
+
+}  // namespace im::core

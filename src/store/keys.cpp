@@ -1,0 +1,80 @@
+#include "store/keys.h"
+
+namespace im::store {
+
+void append_u64(std::string& out, std::uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xFF));
+}
+
+std::uint64_t read_u64(std::string_view b) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < 8 && i < b.size(); ++i) v = (v << 8) | static_cast<unsigned char>(b[i]);
+  return v;
+}
+
+std::string user_prefix(std::string_view uid) {
+  std::string k(uid);
+  k.push_back('\0');
+  return k;
+}
+
+std::string inbox_key(std::string_view uid, std::uint64_t seq) {
+  std::string k = user_prefix(uid);
+  append_u64(k, seq);
+  return k;
+}
+
+std::string conv_prefix(std::string_view conv) {
+  return user_prefix(conv);
+}
+
+std::string history_key(std::string_view conv, std::uint64_t conv_seq) {
+  return inbox_key(conv, conv_seq);
+}
+
+std::string dedupe_key(std::string_view uid, std::string_view client_msg_id) {
+  std::string k = user_prefix(uid);
+  k.append(client_msg_id);
+  return k;
+}
+
+std::string cursor_key(std::string_view uid, std::uint8_t device_type, std::string_view device_id) {
+  std::string k = user_prefix(uid);
+  k.push_back(static_cast<char>(device_type));
+  k.append(device_id);
+  return k;
+}
+
+std::string fanout_key(std::string_view conv, std::uint64_t conv_seq, std::string_view recipient) {
+  std::string k = history_key(conv, conv_seq);
+  k.append(recipient);
+  return k;
+}
+
+std::string outbox_key(std::uint64_t seq) {
+  std::string k;
+  append_u64(k, seq);
+  return k;
+}
+
+std::uint64_t seq_of(std::string_view key) {
+  return key.size() < 8 ? 0 : read_u64(key.substr(key.size() - 8));
+}
+
+std::string c2c_conv(std::string_view a, std::string_view b) {
+  std::string k = "c:";
+  k.append(a < b ? a : b);
+  k.push_back(':');
+  k.append(a < b ? b : a);
+  return k;
+}
+
+std::string group_conv(std::string_view gid) {
+  return "g:" + std::string(gid);
+}
+
+std::string system_conv(std::string_view uid) {
+  return "s:" + std::string(uid);
+}
+
+}  // namespace im::store

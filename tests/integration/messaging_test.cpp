@@ -1,0 +1,326 @@
+// One-to-one messaging against the real binary: delivery online and
+// offline, multi-device, dedupe, order, PULL and HISTORY paging, ACK.
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <set>
+#include <thread>
+
+#include "messaging.h"
+#include "server_process.h"
+
+using namespace im;
+using namespace im::test;
+using namespace std::chrono_literals;
+
+namespace {
+const Overrides kFast = {{"limits.messages_per_second", "1000000"}, {"limits.burst", "1000000"}};
+}
+
+TEST_CASE("online delivery: SendResp to the sender, PUSH to the recipient and to the sender's other devices") {
+  ServerProcess server(kFast);
+  auto alice_phone = server.login("alice", v1::IOS);
+  auto alice_pc = server.login("alice", v1::DESKTOP);
+  auto bob = server.login("bob", v1::ANDROID);
+  v1::SendResp resp = send_ok(*alice_phone, "bob", "m-1", "hi bob");
+  CHECK(resp.msg_id() != 0);
+  CHECK(resp.conv_seq() == 1);
+  CHECK(resp.inbox_seq() == 1);
+  CHECK_FALSE(resp.duplicate());
+  CHECK(resp.server_time_ms() > 1'700'000'000'000);
+
+  auto got = next_push(*bob);
+  REQUIRE(got.size() == 1);
+  const v1::Message& m = got[0];
+  CHECK(m.msg_id() == resp.msg_id());
+  CHECK(m.conv_type() == v1::C2C);
+  CHECK(m.from() == "alice");
+  CHECK(m.to() == "bob");
+  CHECK(m.conv_seq() == 1);
+  CHECK(m.inbox_seq() == 1);
+  CHECK(m.client_msg_id() == "m-1");
+  CHECK(m.content_type() == 1);
+  CHECK(m.body() == "hi bob");
+  CHECK(m.server_time_ms() == resp.server_time_ms());
+
+  auto echo = next_push(*alice_pc);
+  REQUIRE(echo.size() == 1);
+  CHECK(echo[0].msg_id() == resp.msg_id());
+  CHECK(echo[0].inbox_seq() == 1);
+  // no echo to the sending session
+  CHECK(next_push(*alice_phone, 300ms).empty());
+
+  // the reply continues the conversation
+  v1::SendResp reply = send_ok(*bob, "alice", "r-1", "hi alice");
+  CHECK(reply.conv_seq() == 2);
+  CHECK(reply.inbox_seq() == 2);
+  auto back = next_push(*alice_phone);
+  REQUIRE(back.size() == 1);
+  CHECK(back[0].inbox_seq() == 2);
+  CHECK(back[0].conv_seq() == 2);
+}
+
+TEST_CASE("offline delivery: LoginResp counts the inbox, PULL returns it") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  for (int i = 0; i < 3; ++i) send_ok(*alice, "bob", "m" + std::to_string(i), "body" + std::to_string(i));
+  Frame login;
+  auto bob = server.login("bob", v1::IOS, "dev", &login);
+  v1::LoginResp lr;
+  REQUIRE(login.parse(lr));
+  CHECK(lr.inbox_max_seq() == 3);
+  CHECK(lr.acked_seq() == 0);
+  v1::PullResp p = pull(*bob, 0);
+  REQUIRE(p.messages_size() == 3);
+  CHECK_FALSE(p.has_more());
+  CHECK(p.inbox_max_seq() == 3);
+  CHECK(p.oldest_seq() == 1);
+  for (int i = 0; i < 3; ++i) {
+    CHECK(p.messages(i).inbox_seq() == static_cast<std::uint64_t>(i + 1));
+    CHECK(p.messages(i).body() == "body" + std::to_string(i));
+  }
+  // an empty inbox
+  auto carol = server.login("carol");
+  v1::PullResp empty = pull(*carol, 0);
+  CHECK(empty.messages_size() == 0);
+  CHECK(empty.inbox_max_seq() == 0);
+  CHECK(empty.oldest_seq() == 0);
+  CHECK_FALSE(empty.has_more());
+}
+
+TEST_CASE("every device type of the recipient receives everything") {
+  ServerProcess server(kFast);
+  auto phone = server.login("bob", v1::IOS);
+  auto web = server.login("bob", v1::WEB);
+  auto alice = server.login("alice");
+  for (int i = 0; i < 20; ++i) send_ok(*alice, "bob", "m" + std::to_string(i));
+  for (SyncClient* c : {phone.get(), web.get()}) {
+    auto got = pushed(*c, 20);
+    REQUIRE(got.size() == 20);
+    for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i].inbox_seq() == i + 1);
+  }
+}
+
+TEST_CASE("a SEND to oneself is one message with one inbox row") {
+  ServerProcess server(kFast);
+  auto a = server.login("alice", v1::IOS);
+  auto b = server.login("alice", v1::WEB);
+  v1::SendResp r = send_ok(*a, "alice", "note-1", "to self");
+  CHECK(r.inbox_seq() == 1);
+  CHECK(r.conv_seq() == 1);
+  auto got = next_push(*b);
+  REQUIRE(got.size() == 1);
+  auto all = pull_all(*a);
+  REQUIRE(all.size() == 1);
+  CHECK(history_all(*a, v1::C2C, "alice").size() == 1);
+}
+
+TEST_CASE("a retried client_msg_id returns the original ids, across a reconnect and a restart") {
+  ServerProcess server(kFast);
+  auto bob = server.login("bob");
+  v1::SendResp first;
+  {
+    auto alice = server.login("alice");
+    first = send_ok(*alice, "bob", "same-id", "once");
+  }
+  auto alice = server.login("alice");
+  v1::SendResp again = send_ok(*alice, "bob", "same-id", "once");
+  CHECK(again.duplicate());
+  CHECK(again.msg_id() == first.msg_id());
+  CHECK(again.conv_seq() == first.conv_seq());
+  CHECK(again.inbox_seq() == first.inbox_seq());
+  alice.reset();
+  bob.reset();
+  server.kill9();
+  server.restart();
+  auto alice2 = server.login("alice");
+  v1::SendResp after = send_ok(*alice2, "bob", "same-id", "once");
+  CHECK(after.duplicate());
+  CHECK(after.msg_id() == first.msg_id());
+  CHECK(after.inbox_seq() == first.inbox_seq());
+  auto bob2 = server.login("bob");
+  CHECK(pull_all(*bob2).size() == 1);
+  // a new id is a new message, continuing the sequences
+  v1::SendResp next = send_ok(*alice2, "bob", "other-id");
+  CHECK_FALSE(next.duplicate());
+  CHECK(next.conv_seq() == 2);
+  CHECK(next.inbox_seq() == 2);
+}
+
+TEST_CASE("1,000 pipelined SENDs arrive in order") {
+  ServerProcess server(kFast);
+  auto bob = server.login("bob");
+  auto alice = server.login("alice");
+  std::string bytes;
+  for (std::uint32_t i = 1; i <= 1000; ++i) {
+    FrameHeader h;
+    h.cmd = Cmd::kSend;
+    h.seq = i;
+    bytes += encode_frame(h, send_req("bob", "p" + std::to_string(i), std::to_string(i)).SerializeAsString());
+  }
+  alice->send_raw(bytes);
+  std::set<std::uint32_t> answered;
+  for (int i = 0; i < 1000; ++i) {
+    auto f = alice->next_frame();
+    REQUIRE(f);
+    REQUIRE(f->header.cmd == Cmd::kSend);
+    REQUIRE(f->ok());
+    v1::SendResp r;
+    REQUIRE(f->parse(r));
+    CHECK(r.conv_seq() == f->header.seq);  // conv_seq in the order sent
+    answered.insert(f->header.seq);
+  }
+  CHECK(answered.size() == 1000);
+  auto got = pushed(*bob, 1000);
+  REQUIRE(got.size() == 1000);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    CHECK(got[i].inbox_seq() == i + 1);
+    CHECK(got[i].conv_seq() == i + 1);
+    CHECK(got[i].body() == std::to_string(i + 1));
+  }
+}
+
+TEST_CASE("PULL pages by limit, clamps it, and acknowledges after_seq") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  for (int i = 0; i < 250; ++i) send_ok(*alice, "bob", "m" + std::to_string(i));
+  auto bob = server.login("bob", v1::IOS, "phone");
+  v1::PullResp p1 = pull(*bob, 0, 100);
+  CHECK(p1.messages_size() == 100);
+  CHECK(p1.has_more());
+  CHECK(p1.inbox_max_seq() == 250);
+  v1::PullResp p2 = pull(*bob, 100, 0);  // default limit 100
+  CHECK(p2.messages_size() == 100);
+  CHECK(p2.messages(0).inbox_seq() == 101);
+  CHECK(p2.has_more());
+  v1::PullResp p3 = pull(*bob, 200, 5000);  // clamped, and 50 left
+  CHECK(p3.messages_size() == 50);
+  CHECK_FALSE(p3.has_more());
+  v1::PullResp none = pull(*bob, 250);
+  CHECK(none.messages_size() == 0);
+  CHECK_FALSE(none.has_more());
+  v1::PullResp beyond = pull(*bob, 900);
+  CHECK(beyond.messages_size() == 0);
+  // the PULL after 250 acknowledged 250 for this device (persisted within a second)
+  bob.reset();
+  std::this_thread::sleep_for(1500ms);
+  Frame login;
+  auto again = server.login("bob", v1::IOS, "phone", &login);
+  v1::LoginResp lr;
+  REQUIRE(login.parse(lr));
+  CHECK(lr.acked_seq() == 250);
+  CHECK(lr.inbox_max_seq() == 250);
+}
+
+TEST_CASE("a PULL answer never exceeds the frame limit") {
+  ServerProcess server(Overrides{{"server.max_frame_bytes", "8192"},
+                                 {"limits.max_message_bytes", "7000"},
+                                 {"limits.messages_per_second", "100000"},
+                                 {"limits.burst", "100000"}});
+  auto alice = server.login("alice");
+  for (int i = 0; i < 10; ++i) send_ok(*alice, "bob", "big" + std::to_string(i), std::string(3000, 'x'));
+  auto bob = server.login("bob");
+  v1::PullResp p = pull(*bob, 0, 1000);
+  CHECK(p.messages_size() == 2);
+  CHECK(p.has_more());
+  CHECK(pull_all(*bob).size() == 10);
+}
+
+TEST_CASE("ACK is cumulative per device, persisted, and never moves back") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  for (int i = 0; i < 5; ++i) send_ok(*alice, "bob", "m" + std::to_string(i));
+  {
+    auto bob = server.login("bob", v1::IOS, "phone");
+    v1::AckReq ack;
+    ack.set_inbox_seq(4);
+    bob->notify(Cmd::kAck, &ack);
+    ack.set_inbox_seq(2);
+    bob->notify(Cmd::kAck, &ack);
+    ack.set_inbox_seq(99);
+    auto bad = bob->call(Cmd::kAck, &ack);
+    REQUIRE(bad);
+    CHECK(bad->status() == StatusCode::kBadRequest);
+    v1::PullResp p = pull(*bob, 1);  // below the cursor: does not move it back
+    CHECK(p.messages_size() == 4);
+  }
+  std::this_thread::sleep_for(1500ms);
+  Frame login;
+  auto bob = server.login("bob", v1::IOS, "phone", &login);
+  v1::LoginResp lr;
+  REQUIRE(login.parse(lr));
+  CHECK(lr.acked_seq() == 4);
+  Frame other;
+  auto tablet = server.login("bob", v1::WEB, "tablet", &other);
+  REQUIRE(other.parse(lr));
+  CHECK(lr.acked_seq() == 0);  // per device
+}
+
+TEST_CASE("HISTORY pages backwards by before_seq, each page ascending") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  for (int i = 1; i <= 120; ++i) send_ok(i % 2 ? *alice : *bob, i % 2 ? "bob" : "alice", "h" + std::to_string(i));
+  v1::HistoryResp newest = history(*alice, v1::C2C, "bob", 0);
+  REQUIRE(newest.messages_size() == 50);
+  CHECK(newest.has_more());
+  CHECK(newest.messages(0).conv_seq() == 71);
+  CHECK(newest.messages(49).conv_seq() == 120);
+  v1::HistoryResp older = history(*alice, v1::C2C, "bob", 71, 1000);  // clamped to 500
+  REQUIRE(older.messages_size() == 70);
+  CHECK_FALSE(older.has_more());
+  CHECK(older.messages(0).conv_seq() == 1);
+  CHECK(older.messages(0).inbox_seq() == 0);
+  // both sides see the same conversation
+  auto from_bob = history_all(*bob, v1::C2C, "alice");
+  REQUIRE(from_bob.size() == 120);
+  for (std::size_t i = 0; i < from_bob.size(); ++i) CHECK(from_bob[i].conv_seq() == i + 1);
+  CHECK(history(*alice, v1::C2C, "nobody", 0).messages_size() == 0);
+}
+
+TEST_CASE("SEND validation") {
+  ServerProcess server(Overrides{{"limits.max_message_bytes", "100"}});
+  auto alice = server.login("alice");
+  auto status = [&](const v1::SendReq& req) {
+    auto r = alice->call(Cmd::kSend, &req);
+    REQUIRE(r);
+    return r->status();
+  };
+  CHECK(status(send_req("bob", "a", std::string(101, 'x'))) == StatusCode::kTooLarge);
+  CHECK(status(send_req("bob", "b", std::string(100, 'x'))) == StatusCode::kOk);
+  CHECK(status(send_req("bob", "")) == StatusCode::kBadRequest);
+  CHECK(status(send_req("bob", std::string(65, 'c'))) == StatusCode::kBadRequest);
+  CHECK(status(send_req("bob", "tab\tid")) == StatusCode::kBadRequest);
+  CHECK(status(send_req("bad uid", "c")) == StatusCode::kBadRequest);
+  CHECK(status(send_req("", "c")) == StatusCode::kBadRequest);
+  CHECK(status(send_req("bob", "d", "x", v1::C2C, 10000)) == StatusCode::kBadRequest);
+  CHECK(status(send_req("bob", "e", "x", v1::C2C, 0)) == StatusCode::kOk);
+  CHECK(status(send_req("bob", "f", "x", v1::SYSTEM)) == StatusCode::kBadRequest);
+  CHECK(status(send_req("nogroup", "g", "x", v1::GROUP)) == StatusCode::kNotFound);
+  auto bad = alice->call_raw(Cmd::kSend, "\xff\xff");
+  REQUIRE(bad);
+  CHECK(bad->status() == StatusCode::kBadRequest);
+}
+
+TEST_CASE("a reader that stops reading is disconnected and resyncs by PULL without loss") {
+  ServerProcess server(Overrides{
+      {"server.max_pending_bytes", "70000"}, {"limits.messages_per_second", "1000000"}, {"limits.burst", "1000000"}});
+  // bob logs in on a raw socket with a small receive buffer, then never reads
+  int fd = connect_raw(server.tcp_port(), 4096);
+  REQUIRE(fd >= 0);
+  FrameHeader h;
+  h.cmd = Cmd::kLogin;
+  h.seq = 1;
+  const std::string login = encode_frame(h, login_body("bob", token_for("bob")));
+  REQUIRE(::send(fd, login.data(), login.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(login.size()));
+  auto alice = server.login("alice");
+  for (int i = 0; i < 2000; ++i) send_ok(*alice, "bob", "s" + std::to_string(i), std::string(2000, 'y'));
+  CHECK(server.log().find("slow consumer") != std::string::npos);
+  ::close(fd);
+  auto again = server.login("bob", v1::WEB);
+  auto all = pull_all(*again);
+  REQUIRE(all.size() == 2000);
+  for (std::size_t i = 0; i < all.size(); ++i) CHECK(all[i].inbox_seq() == i + 1);
+}

@@ -1,0 +1,116 @@
+#pragma once
+// Helpers for tests that send and read messages through SyncClient.
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "im/client.h"
+#include "im/frame_codec.h"
+#include "proto/im.pb.h"
+
+namespace im::test {
+
+inline v1::SendReq send_req(const std::string& to, const std::string& cmid, const std::string& body = "hello",
+                            v1::ConvType type = v1::C2C, std::uint32_t content_type = 1) {
+  v1::SendReq req;
+  req.set_client_msg_id(cmid);
+  req.set_conv_type(type);
+  req.set_to(to);
+  req.set_content_type(content_type);
+  req.set_body(body);
+  return req;
+}
+
+// A SEND that must succeed; its SendResp.
+inline v1::SendResp send_ok(SyncClient& c, const std::string& to, const std::string& cmid,
+                            const std::string& body = "hello") {
+  auto req = send_req(to, cmid, body);
+  auto r = c.call(Cmd::kSend, &req);
+  REQUIRE(r);
+  INFO(r->error_message());
+  REQUIRE(r->ok());
+  v1::SendResp resp;
+  REQUIRE(r->parse(resp));
+  return resp;
+}
+
+inline v1::PullResp pull(SyncClient& c, std::uint64_t after, std::uint32_t limit = 0) {
+  v1::PullReq req;
+  req.set_after_seq(after);
+  req.set_limit(limit);
+  auto r = c.call(Cmd::kPull, &req);
+  REQUIRE(r);
+  INFO(r->error_message());
+  REQUIRE(r->ok());
+  v1::PullResp resp;
+  REQUIRE(r->parse(resp));
+  return resp;
+}
+
+// Every message of the inbox after `after`, by PULL until has_more is false.
+inline std::vector<v1::Message> pull_all(SyncClient& c, std::uint64_t after = 0) {
+  std::vector<v1::Message> out;
+  for (int page = 0; page < 100000; ++page) {
+    v1::PullResp resp = pull(c, after, 1000);
+    for (const auto& m : resp.messages()) out.push_back(m);
+    if (resp.messages_size() > 0) after = resp.messages(resp.messages_size() - 1).inbox_seq();
+    if (!resp.has_more()) break;
+  }
+  return out;
+}
+
+inline v1::HistoryResp history(SyncClient& c, v1::ConvType type, const std::string& peer, std::uint64_t before,
+                               std::uint32_t limit = 0) {
+  v1::HistoryReq req;
+  req.set_conv_type(type);
+  req.set_peer(peer);
+  req.set_before_seq(before);
+  req.set_limit(limit);
+  auto r = c.call(Cmd::kHistory, &req);
+  REQUIRE(r);
+  INFO(r->error_message());
+  REQUIRE(r->ok());
+  v1::HistoryResp resp;
+  REQUIRE(r->parse(resp));
+  return resp;
+}
+
+// The whole history of a conversation, oldest first.
+inline std::vector<v1::Message> history_all(SyncClient& c, v1::ConvType type, const std::string& peer) {
+  std::vector<v1::Message> out;
+  std::uint64_t before = 0;
+  for (int page = 0; page < 100000; ++page) {
+    v1::HistoryResp resp = history(c, type, peer, before, 500);
+    out.insert(out.begin(), resp.messages().begin(), resp.messages().end());
+    if (!resp.has_more() || resp.messages_size() == 0) break;
+    before = resp.messages(0).conv_seq();
+  }
+  return out;
+}
+
+// The messages of the next PUSH frame (skipping other server frames).
+inline std::vector<v1::Message> next_push(SyncClient& c, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  for (int i = 0; i < 100; ++i) {
+    auto f = c.next_frame(timeout);
+    if (!f) return {};
+    if (f->header.cmd != Cmd::kPush) continue;
+    v1::MessagePush push;
+    REQUIRE(f->parse(push));
+    return {push.messages().begin(), push.messages().end()};
+  }
+  return {};
+}
+
+// Collects pushed messages until `count` arrived (or nothing came for 5 s).
+inline std::vector<v1::Message> pushed(SyncClient& c, std::size_t count) {
+  std::vector<v1::Message> out;
+  while (out.size() < count) {
+    auto batch = next_push(c);
+    if (batch.empty()) break;
+    out.insert(out.end(), batch.begin(), batch.end());
+  }
+  return out;
+}
+
+}  // namespace im::test
