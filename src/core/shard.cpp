@@ -24,6 +24,10 @@ constexpr std::uint32_t kHistoryDefault = 50;
 constexpr std::uint32_t kHistoryMax = 500;
 constexpr std::size_t kFrameSlack = 64;    // room for the non-message fields of an answer
 constexpr std::size_t kPreviewBytes = 64;  // offline_push preview
+// A batch is written early once it holds this many rows (at a message
+// boundary): past a few hundred messages a batch gains no throughput
+// (BENCHMARKS.md) and only delays the first answers.
+constexpr std::size_t kMaxBatchRows = 2048;
 constexpr auto kCursorFlushInterval = std::chrono::seconds(1);
 constexpr std::uint64_t kMsgIdEpochMs = 1704067200000ull;  // 2024-01-01T00:00:00Z
 constexpr std::uint64_t kMsgIdReserveMs = 60000;
@@ -285,6 +289,7 @@ void Shard::send(std::shared_ptr<SendJob> job) {
 }
 
 void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
+  if (batch_.count() >= kMaxBatchRows) commit();
   v1::Message& m = job->msg;
   ConvState& c = conversation(job->conv);
   m.set_conv_seq(++c.next);
@@ -329,6 +334,7 @@ void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
 
 void Shard::append_pending(std::string uid, v1::Message msg, std::string fanout_key, bool is_sender,
                            std::shared_ptr<SendJob> job) {
+  if (batch_.count() >= kMaxBatchRows) commit();
   stage_inbox(uid, msg, fanout_key, is_sender, job);
   schedule_commit();
 }
@@ -421,6 +427,8 @@ void Shard::schedule_commit() {
 }
 
 void Shard::commit() {
+  // Also called early by a full batch; the commit already posted then finds
+  // an empty one.
   commit_posted_ = false;
   auto callbacks = std::move(after_commit_);
   auto users = std::move(touched_users_);

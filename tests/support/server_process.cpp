@@ -78,10 +78,9 @@ ServerProcess::ServerProcess(Overrides overrides, std::string data_dir)
 }
 
 ServerProcess::~ServerProcess() {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
-    reap();
-  }
+  // A graceful stop, so every test also exercises shutdown (and the server
+  // logs its closing figures); SIGKILL if it does not exit in time.
+  if (pid_ > 0) terminate(std::chrono::seconds(15));
   std::error_code ec;
   if (std::getenv("IM_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_, ec);
 }
