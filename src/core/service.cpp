@@ -29,6 +29,19 @@ constexpr std::size_t kMaxClientVersionBytes = 128;
 constexpr std::uint32_t kReconnectMinMs = 1000;
 constexpr std::uint32_t kReconnectSpreadMs = 14000;
 
+constexpr std::size_t kMaxGroupNameBytes = 256;
+constexpr std::size_t kMaxAnnouncementBytes = 4096;
+
+// What is wrong with the fields of a group request ("" when nothing).
+template <class Uids>
+std::string check_group_fields(const std::string* name, const std::string* announcement, const Uids& uids) {
+  if (name && (name->empty() || name->size() > kMaxGroupNameBytes)) return "name must be 1 to 256 bytes";
+  if (announcement && announcement->size() > kMaxAnnouncementBytes) return "announcement over 4096 bytes";
+  for (const auto& uid : uids)
+    if (!valid_id(uid)) return "bad uid: " + std::string(uid).substr(0, 64);
+  return "";
+}
+
 template <class T>
 bool parse(std::string_view body, T& msg) {
   return msg.ParseFromArray(body.data(), static_cast<int>(body.size()));
@@ -64,6 +77,10 @@ Service::Service(const Config& config) : config_(config), verifier_(config.auth.
   route(Cmd::kAck, &Service::on_ack);
   route(Cmd::kPull, &Service::on_pull);
   route(Cmd::kHistory, &Service::on_history);
+  for (Cmd cmd : {Cmd::kGroupCreate, Cmd::kGroupGet, Cmd::kGroupAddMembers, Cmd::kGroupRemoveMembers, Cmd::kGroupLeave,
+                  Cmd::kGroupUpdate, Cmd::kGroupDismiss})
+    route(cmd, &Service::on_group);
+  route(Cmd::kGroupList, &Service::on_group_list);
 }
 
 Service::~Service() {
@@ -88,7 +105,21 @@ void Service::recover_fanouts() {
   // Every record is one inbox row a crash left unwritten; its shard writes
   // the row and deletes the record in one batch, so a replay never doubles.
   std::size_t pending = 0;
+  std::vector<std::string> group_records;
   store_->scan(store::Cf::kFanout, "", std::string(1, '\xFF'), [&](std::string_view key, std::string_view value) {
+    if (!value.empty() && value[0] == 'G') {
+      // A group message: its members whose inbox lacks it get it now.
+      v1::Message msg;
+      std::vector<std::string> recipients;
+      if (!decode_group_record(value, msg, recipients)) return true;
+      for (const auto& uid : recipients) {
+        Shard& shard = shard_for(uid);
+        asio::post(shard.context(), [&shard, uid, msg] { shard.replay_group_row(uid, msg); });
+        ++pending;
+      }
+      group_records.emplace_back(key);
+      return true;
+    }
     const auto sep = key.find('\0');
     if (sep == std::string_view::npos || key.size() < sep + 9 || value.empty()) return true;
     std::string recipient(key.substr(sep + 9));
@@ -102,7 +133,7 @@ void Service::recover_fanouts() {
     ++pending;
     return true;
   });
-  if (pending == 0) return;
+  if (pending == 0 && group_records.empty()) return;
   // Wait until every shard has written what was posted: a handler posted
   // from a handler runs after the commit the appends scheduled.
   for (auto& s : shards_) {
@@ -111,7 +142,11 @@ void Service::recover_fanouts() {
     asio::post(shard.context(), [&] { asio::post(shard.context(), [&] { done.set_value(); }); });
     done.get_future().wait();
   }
-  spdlog::info("start-up: finished {} pending fan-out rows", pending);
+  store::Batch done(*store_);
+  for (const auto& key : group_records) done.del(store::Cf::kFanout, key);
+  if (auto written = store_->write(done); !written)
+    throw std::runtime_error("storage: cannot finish pending fan-outs: " + written.error().message);
+  spdlog::info("start-up: finished {} pending fan-out rows ({} group messages)", pending, group_records.size());
 }
 
 void Service::stop() {
@@ -350,11 +385,7 @@ void Service::on_send(Connection& conn, ClientContext& ctx, const FrameHeader& h
     reply_error(conn, h, StatusCode::kBadRequest, "to must be a valid uid or gid");
     return;
   }
-  if (req.conv_type() == v1::GROUP) {
-    reply_error(conn, h, StatusCode::kNotFound, "no such group");
-    return;
-  }
-  if (req.conv_type() != v1::C2C) {
+  if (req.conv_type() != v1::C2C && req.conv_type() != v1::GROUP) {
     reply_error(conn, h, StatusCode::kBadRequest, "conv_type must be C2C or GROUP");
     return;
   }
@@ -362,7 +393,7 @@ void Service::on_send(Connection& conn, ClientContext& ctx, const FrameHeader& h
   job->conn = conn.shared_from_this();
   job->session_id = ctx.session_id;
   job->request = h;
-  job->conv = store::c2c_conv(ctx.uid, req.to());
+  job->conv = req.conv_type() == v1::GROUP ? store::group_conv(req.to()) : store::c2c_conv(ctx.uid, req.to());
   v1::Message& m = job->msg;
   m.set_conv_type(req.conv_type());
   m.set_from(ctx.uid);
@@ -416,7 +447,14 @@ void Service::on_history(Connection& conn, ClientContext& ctx, const FrameHeader
   } else if (req.conv_type() == v1::SYSTEM) {
     conv = store::system_conv(ctx.uid);
   } else if (req.conv_type() == v1::GROUP) {
-    reply_error(conn, h, StatusCode::kNotFound, "no such group");
+    if (!valid_id(req.peer())) {
+      reply_error(conn, h, StatusCode::kBadRequest, "peer must be a valid gid");
+      return;
+    }
+    Shard& owner = shard_for(store::group_conv(req.peer()));
+    asio::post(owner.context(), [&owner, who = Requester{conn.shared_from_this(), h}, uid = ctx.uid, req] {
+      owner.group_history(uid, req.peer(), req, who);
+    });
     return;
   } else {
     reply_error(conn, h, StatusCode::kBadRequest, "conv_type must be C2C, GROUP or SYSTEM");
@@ -425,6 +463,82 @@ void Service::on_history(Connection& conn, ClientContext& ctx, const FrameHeader
   Shard& owner = conversation_owner(*env_, req.conv_type(), ctx.uid, req.conv_type() == v1::C2C ? req.peer() : ctx.uid);
   asio::post(owner.context(), [&owner, who = Requester{conn.shared_from_this(), h}, conv = std::move(conv), req] {
     owner.history(conv, req, who);
+  });
+}
+
+void Service::on_group(Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body) {
+  auto cmd = std::make_shared<GroupCommand>();
+  cmd->cmd = h.cmd;
+  cmd->actor = ctx.uid;
+  bool parsed = false;
+  std::string why;
+  switch (h.cmd) {
+    case Cmd::kGroupCreate:
+      parsed = parse(body, cmd->create);
+      if (parsed && cmd->create.gid().empty()) cmd->create.set_gid(new_group_id());
+      cmd->gid = cmd->create.gid();
+      why = check_group_fields(&cmd->create.name(), &cmd->create.announcement(), cmd->create.members());
+      if (why.empty() && static_cast<std::size_t>(cmd->create.members_size()) > config_.limits.max_group_members + 1u) {
+        reply_error(conn, h, StatusCode::kTooLarge, "more members than limits.max_group_members");
+        return;
+      }
+      break;
+    case Cmd::kGroupGet:
+      parsed = parse(body, cmd->get);
+      cmd->gid = cmd->get.gid();
+      break;
+    case Cmd::kGroupAddMembers:
+    case Cmd::kGroupRemoveMembers:
+      parsed = parse(body, cmd->members);
+      cmd->gid = cmd->members.gid();
+      why = cmd->members.uids_size() == 0 ? "uids must not be empty"
+                                          : check_group_fields(nullptr, nullptr, cmd->members.uids());
+      if (why.empty() && static_cast<std::size_t>(cmd->members.uids_size()) > config_.limits.max_group_members) {
+        reply_error(conn, h, StatusCode::kTooLarge, "more uids than limits.max_group_members");
+        return;
+      }
+      break;
+    case Cmd::kGroupUpdate:
+      parsed = parse(body, cmd->update);
+      cmd->gid = cmd->update.gid();
+      why = check_group_fields(cmd->update.has_name() ? &cmd->update.name() : nullptr,
+                               cmd->update.has_announcement() ? &cmd->update.announcement() : nullptr,
+                               std::vector<std::string>{});
+      break;
+    default: {  // LEAVE, DISMISS
+      v1::GroupIdReq req;
+      parsed = parse(body, req);
+      cmd->gid = req.gid();
+    }
+  }
+  if (!parsed) {
+    reply_error(conn, h, StatusCode::kBadRequest, "the request body does not parse");
+    return;
+  }
+  if (!valid_id(cmd->gid)) why = "gid must be 1 to 64 bytes of A-Z a-z 0-9 . _ @ -";
+  if (!why.empty()) {
+    reply_error(conn, h, StatusCode::kBadRequest, why);
+    return;
+  }
+  cmd->done = [c = conn.shared_from_this(), h](GroupCommand::Reply& r) {
+    if (r.status != StatusCode::kOk) {
+      net::send_from_any_thread(c, net::make_error_response(h, r.status, r.error));
+      return;
+    }
+    const google::protobuf::MessageLite* answer = nullptr;
+    if (h.cmd == Cmd::kGroupCreate || h.cmd == Cmd::kGroupGet || h.cmd == Cmd::kGroupUpdate) answer = &r.group;
+    if (h.cmd == Cmd::kGroupAddMembers || h.cmd == Cmd::kGroupRemoveMembers) answer = &r.members;
+    net::send_from_any_thread(c, net::make_response(h, StatusCode::kOk, answer));
+  };
+  Shard& owner = shard_for(store::group_conv(cmd->gid));
+  asio::post(owner.context(), [&owner, cmd] { owner.group_command(cmd); });
+}
+
+void Service::on_group_list(Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view) {
+  Shard& shard = shard_for(ctx.uid);
+  asio::post(shard.context(), [&shard, c = conn.shared_from_this(), h, uid = ctx.uid] {
+    v1::GroupListResp resp = shard.groups_of(uid);
+    net::send_from_any_thread(c, net::make_response(h, StatusCode::kOk, &resp));
   });
 }
 

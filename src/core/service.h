@@ -51,6 +51,9 @@ class Service final : public net::ServiceInterface {
   void on_ack(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
   void on_pull(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
   void on_history(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
+  // Every GROUP_* command but GROUP_LIST.
+  void on_group(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
+  void on_group_list(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
 
   void recover_fanouts();
   // Shard thread: registers the session, kicks the one it replaces, answers.

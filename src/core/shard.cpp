@@ -27,8 +27,9 @@ constexpr std::size_t kPreviewBytes = 64;  // offline_push preview
 // A batch is written early once it holds this many rows (at a message
 // boundary): past a few hundred messages a batch gains no throughput
 // (BENCHMARKS.md) and only delays the first answers.
-constexpr std::size_t kMaxBatchRows = 2048;
+constexpr std::size_t kMaxBatchRows = Shard::kMaxBatchRows;
 constexpr auto kCursorFlushInterval = std::chrono::seconds(1);
+constexpr auto kRetryDelay = std::chrono::milliseconds(200);
 constexpr std::uint64_t kMsgIdEpochMs = 1704067200000ull;  // 2024-01-01T00:00:00Z
 constexpr std::uint64_t kMsgIdReserveMs = 60000;
 constexpr std::string_view kFanoutSender = "S";
@@ -110,9 +111,24 @@ Shard& conversation_owner(CoreEnv& env, int conv_type, std::string_view from, st
 }
 
 Shard::Shard(unsigned index, CoreEnv& env) : index_(index), env_(env), batch_(env.store) {
+  // Every msg_id an earlier run handed out lies below its durable
+  // reservation: start from there.
   auto reserved = env_.store.get(Cf::kMeta, meta_msg_id_key(index_));
   if (reserved && reserved->has_value()) msg_id_reserved_ms_ = store::read_u64(**reserved);
   msg_id_last_ms_ = msg_id_reserved_ms_;
+  reserve_msg_ids(std::max<std::uint64_t>(msg_id_last_ms_, static_cast<std::uint64_t>(wall_ms()) - kMsgIdEpochMs));
+}
+
+void Shard::reserve_msg_ids(std::uint64_t from_ms) {
+  // Written at once, not with the next batch: the messages using these ids
+  // may be written by another shard, and must never outlive the reservation.
+  msg_id_reserved_ms_ = from_ms + kMsgIdReserveMs;
+  store::Batch b(env_.store);
+  std::string v;
+  store::append_u64(v, msg_id_reserved_ms_);
+  b.put(Cf::kMeta, meta_msg_id_key(index_), v);
+  if (auto written = env_.store.write(b); !written)
+    spdlog::error("shard {}: cannot reserve msg_ids: {}", index_, written.error().message);
 }
 
 Shard::~Shard() {
@@ -176,8 +192,9 @@ Shard::DeviceCursor& Shard::cursor(UserState& u, const std::string& uid, std::ui
 
 std::uint64_t Shard::next_msg_id() {
   // 41 bits of milliseconds since 2024, 8 bits of shard, 14 bits of counter:
-  // unique and time-ordered. The clock may not go back below what an
-  // earlier run reserved (kept in meta, written with the messages).
+  // unique and time-ordered. Ids are handed out only below a durable
+  // reservation (meta), and a new run starts above the last one, so neither
+  // a restart nor a clock going back can repeat an id.
   std::uint64_t ms = static_cast<std::uint64_t>(wall_ms()) - kMsgIdEpochMs;
   if (ms <= msg_id_last_ms_) {
     ms = msg_id_last_ms_;
@@ -189,12 +206,7 @@ std::uint64_t Shard::next_msg_id() {
     msg_id_counter_ = 0;
   }
   msg_id_last_ms_ = ms;
-  if (ms + kMsgIdReserveMs / 2 > msg_id_reserved_ms_) {
-    msg_id_reserved_ms_ = ms + kMsgIdReserveMs;
-    std::string v;
-    store::append_u64(v, msg_id_reserved_ms_);
-    batch_.put(Cf::kMeta, meta_msg_id_key(index_), v);
-  }
+  if (ms + kMsgIdReserveMs / 2 > msg_id_reserved_ms_) reserve_msg_ids(ms);
   return (ms << 22) | (static_cast<std::uint64_t>(index_ & 0xFF) << 14) | msg_id_counter_;
 }
 
@@ -290,6 +302,26 @@ void Shard::send(std::shared_ptr<SendJob> job) {
 
 void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
   if (batch_.count() >= kMaxBatchRows) commit();
+  if (job->msg.conv_type() == v1::GROUP) {
+    GroupState& g = group(job->msg.to());
+    StatusCode refused = StatusCode::kOk;
+    if (!g.exists || g.dismissed) {
+      refused = StatusCode::kNotFound;
+    } else if (!g.members.count(job->msg.from())) {
+      refused = StatusCode::kForbidden;
+    }
+    if (refused != StatusCode::kOk) {
+      Shard& sender = env_.shard_for(job->msg.from());
+      asio::post(sender.context(), [&sender, job, refused] { sender.finish_send(job, refused, {}); });
+      return;
+    }
+    std::vector<std::string> recipients;
+    recipients.reserve(g.members.size());
+    for (const auto& [uid, is_owner] : g.members) recipients.push_back(uid);
+    stage_group_message(job->msg, std::move(recipients), job);
+    schedule_commit();
+    return;
+  }
   v1::Message& m = job->msg;
   ConvState& c = conversation(job->conv);
   m.set_conv_seq(++c.next);
@@ -303,7 +335,7 @@ void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
     const bool is_sender = uid == m.from();
     Shard& owner = env_.shard_for(uid);
     if (&owner == this) {
-      stage_inbox(uid, m, "", is_sender, is_sender ? job : nullptr);
+      stage_inbox(uid, m, "", is_sender, is_sender ? job : nullptr, false);
       sender_local = sender_local || is_sender;
       continue;
     }
@@ -335,12 +367,21 @@ void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
 void Shard::append_pending(std::string uid, v1::Message msg, std::string fanout_key, bool is_sender,
                            std::shared_ptr<SendJob> job) {
   if (batch_.count() >= kMaxBatchRows) commit();
-  stage_inbox(uid, msg, fanout_key, is_sender, job);
+  stage_inbox(uid, msg, fanout_key, is_sender, job, true);
+  after_commit([this, uid, msg, fanout_key, is_sender, job](bool ok) {
+    if (ok) return;
+    // The message exists (its history row and fan-out record are durable):
+    // retry this copy rather than fail a SEND that did happen.
+    auto retry = std::make_shared<asio::steady_timer>(context_, kRetryDelay);
+    retry->async_wait([this, retry, uid, msg, fanout_key, is_sender, job](const asio::error_code& ec) {
+      if (!ec) append_pending(uid, msg, fanout_key, is_sender, job);
+    });
+  });
   schedule_commit();
 }
 
 void Shard::stage_inbox(const std::string& uid, const v1::Message& msg, const std::string& fanout_key, bool is_sender,
-                        std::shared_ptr<SendJob> job) {
+                        std::shared_ptr<SendJob> job, bool queued) {
   UserState& u = user(uid);
   v1::Message row = msg;
   row.set_inbox_seq(++u.inbox_next);
@@ -359,32 +400,18 @@ void Shard::stage_inbox(const std::string& uid, const v1::Message& msg, const st
     if (t.msg.body().size() > kPreviewBytes) t.msg.mutable_body()->resize(kPreviewBytes);
     new_offline_.push_back(std::move(t));
   }
-  const bool remote = !fanout_key.empty();
-  after_commit([this, uid, row, fanout_key, is_sender, job, remote](bool ok) {
+  if (!is_sender || !job) return;
+  after_commit([this, row, job, queued](bool ok) {
     if (ok) {
-      if (is_sender && job) {
-        v1::SendResp resp;
-        resp.set_msg_id(row.msg_id());
-        resp.set_conv_seq(row.conv_seq());
-        resp.set_server_time_ms(row.server_time_ms());
-        resp.set_inbox_seq(row.inbox_seq());
-        finish_send(job, StatusCode::kOk, resp);
-      }
-      return;
-    }
-    if (remote) {
-      // The message exists (history and fan-out record are durable): retry
-      // this copy rather than fail a SEND that did happen.
-      auto retry = std::make_shared<asio::steady_timer>(context_, std::chrono::milliseconds(200));
-      retry->async_wait([this, retry, uid, row, fanout_key, is_sender, job](const asio::error_code& ec) {
-        if (ec) return;
-        v1::Message m = row;
-        m.clear_inbox_seq();
-        append_pending(uid, m, fanout_key, is_sender, job);
-      });
-    } else if (is_sender && job) {
+      v1::SendResp resp;
+      resp.set_msg_id(row.msg_id());
+      resp.set_conv_seq(row.conv_seq());
+      resp.set_server_time_ms(row.server_time_ms());
+      resp.set_inbox_seq(row.inbox_seq());
+      finish_send(job, StatusCode::kOk, resp);
+    } else if (!queued) {
       finish_send(job, StatusCode::kInternal, {});
-    }
+    }  // queued: the caller retries, and the answer comes with the retry
   });
 }
 
@@ -399,7 +426,10 @@ void Shard::finish_send(const std::shared_ptr<SendJob>& job, StatusCode status, 
     if (st == StatusCode::kOk) {
       net::send_from_any_thread(conn, net::make_response(j->request, StatusCode::kOk, &r));
     } else {
-      net::send_from_any_thread(conn, net::make_error_response(j->request, st, "the message could not be stored"));
+      const char* why = st == StatusCode::kNotFound    ? "no such group"
+                        : st == StatusCode::kForbidden ? "not a member of the group"
+                                                       : "the message could not be stored";
+      net::send_from_any_thread(conn, net::make_error_response(j->request, st, why));
     }
   };
   answer(job, status, resp);

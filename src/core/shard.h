@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,6 +57,26 @@ struct SendJob {
   std::function<void(StatusCode, const v1::SendResp&)> on_done;
 };
 
+// A group command (GROUP_* from a client, or the admin API) on its way to
+// the group's shard, and how to answer it.
+struct GroupCommand {
+  struct Reply {
+    StatusCode status = StatusCode::kOk;
+    std::string error;
+    v1::GroupResp group;           // CREATE, GET, UPDATE
+    v1::GroupMembersResp members;  // ADD_MEMBERS, REMOVE_MEMBERS
+  };
+  Cmd cmd = Cmd::kGroupGet;
+  std::string actor;   // the uid acting (the owner, for the admin API)
+  bool admin = false;  // the admin API: the owner's rights whoever acts
+  std::string gid;
+  v1::GroupCreateReq create;
+  v1::GroupGetReq get;
+  v1::GroupMembersReq members;
+  v1::GroupUpdateReq update;
+  std::function<void(Reply&)> done;  // runs on the group's shard
+};
+
 // Who asked, for answers that go back to a connection.
 struct Requester {
   std::shared_ptr<net::Connection> conn;
@@ -64,6 +85,11 @@ struct Requester {
 
 class Shard {
  public:
+  // A batch is written early once it holds this many rows, at a message
+  // boundary: past a few hundred messages a batch gains no throughput
+  // (BENCHMARKS.md) and only delays the first answers.
+  static constexpr std::size_t kMaxBatchRows = 2048;
+
   Shard(unsigned index, CoreEnv& env);
   ~Shard();
   Shard(const Shard&) = delete;
@@ -104,6 +130,24 @@ class Shard {
   // Writes dirty cursors now (shutdown).
   void flush_cursors();
 
+  // ---- groups: on the group's shard (that of "g:" + gid) ----
+  void group_command(std::shared_ptr<GroupCommand> cmd);
+  // HISTORY of a group: current members only.
+  void group_history(const std::string& uid, const std::string& gid, const v1::HistoryReq& req, Requester who);
+  // On any shard: the user's groups in gid order, as many as fit a frame.
+  v1::GroupListResp groups_of(const std::string& uid);
+  // On a member's shard: one slice (at most kSliceRows rows from `offset`)
+  // of a group message's fan-out; chains to the next slice, and tells
+  // `home` when the last is durable.
+  struct FanoutProgress;
+  void append_group_slice(std::shared_ptr<const v1::Message> msg, std::shared_ptr<const std::vector<std::string>> uids,
+                          std::size_t offset, std::shared_ptr<FanoutProgress> progress, std::shared_ptr<SendJob> job);
+  // On the group's shard: a slice chain finished.
+  void group_fanout_done(const std::shared_ptr<FanoutProgress>& progress);
+  // At start-up, on a member's shard: the row of a group fan-out found
+  // pending, unless the inbox holds that message already.
+  void replay_group_row(const std::string& uid, const v1::Message& msg);
+
  private:
   struct DeviceCursor {
     std::uint8_t device_type = 0;
@@ -124,6 +168,13 @@ class Shard {
     std::uint64_t next = 0;
     std::uint64_t committed = 0;
   };
+  struct GroupState {
+    bool loaded = false;
+    bool exists = false;
+    bool dismissed = false;
+    v1::Group info;
+    std::map<std::string, bool> members;  // uid -> is owner; uid order for listings
+  };
   struct Push {
     UserState* user;
     std::string row;  // the serialized Message, inbox_seq set
@@ -141,10 +192,27 @@ class Shard {
   ConvState& conversation(const std::string& conv);
   DeviceCursor& cursor(UserState& u, const std::string& uid, std::uint8_t device_type, const std::string& device_id);
   std::uint64_t next_msg_id();
+  void reserve_msg_ids(std::uint64_t from_ms);
 
   void stage_conversation(std::shared_ptr<SendJob> job);
+  GroupState& group(const std::string& gid);  // loads on first use
+  // Stages a group message (a SEND or an event): history row and the
+  // fan-out record in this batch; the slices start after the commit.
+  void stage_group_message(v1::Message msg, std::vector<std::string> recipients, std::shared_ptr<SendJob> job);
+  void stage_group_event(GroupState& g, int type, const std::string& actor, const std::vector<std::string>& uids,
+                         const std::vector<std::string>& recipients);
+  void stage_group_row(const GroupState& g);
+  void start_group_fanout(std::string record_key, std::shared_ptr<const v1::Message> msg,
+                          const std::vector<std::string>& recipients, std::shared_ptr<SendJob> job);
+  void fill_group_resp(const GroupState& g, const std::string& after, std::uint32_t limit, v1::GroupResp& out);
+  void group_create(GroupCommand& c, GroupCommand::Reply& r);
+  void group_change(GroupCommand& c, GroupState& g, GroupCommand::Reply& r);
+  // Puts one inbox row (and the sender's dedupe row) into this turn's
+  // batch; after the commit the sender's copy answers the SendJob. `queued`:
+  // the message is already durable elsewhere, so a failed write is retried
+  // by the caller instead of failing the SEND.
   void stage_inbox(const std::string& uid, const v1::Message& msg, const std::string& fanout_key, bool is_sender,
-                   std::shared_ptr<SendJob> job);
+                   std::shared_ptr<SendJob> job, bool queued);
   // On the sender's shard: answers the job and every retry that waited on it.
   void finish_send(const std::shared_ptr<SendJob>& job, StatusCode status, const v1::SendResp& resp);
   void after_commit(AfterCommit fn);
@@ -163,6 +231,7 @@ class Shard {
   asio::steady_timer cursor_timer_{context_};
   std::unordered_map<std::string, UserState> users_;
   std::unordered_map<std::string, ConvState> convs_;
+  std::unordered_map<std::string, GroupState> groups_;
   // (from 0x00 client_msg_id) of SENDs under way -> retries waiting on them.
   std::unordered_map<std::string, std::vector<std::shared_ptr<SendJob>>> inflight_;
   std::deque<OfflineTimer> offline_;
@@ -190,6 +259,12 @@ class Shard {
 };
 
 std::size_t shard_of(std::string_view key, std::size_t shard_count);
+
+// The fan-out record of a group message: the message and its recipients.
+std::string encode_group_record(const v1::Message& msg, const std::vector<std::string>& recipients);
+bool decode_group_record(std::string_view value, v1::Message& msg, std::vector<std::string>& recipients);
+// A fresh gid for a GROUP_CREATE that leaves it empty.
+std::string new_group_id();
 
 // Appends a length-delimited field (tag, varint length, bytes) to `out`.
 void append_bytes_field(std::string& out, int field, std::string_view bytes);
