@@ -10,8 +10,8 @@ packages=(
   libasio-dev libssl-dev libprotobuf-dev protobuf-compiler librocksdb-dev
   libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libcpp-httplib-dev libcurl4-openssl-dev
-  # tests
-  catch2 curl
+  # tests (promtool, from prometheus, checks the /metrics exposition)
+  catch2 curl prometheus
 )
 
 missing=()

@@ -1,5 +1,6 @@
 #include "im/server.h"
 
+#include <atomic>
 #include <chrono>
 #include <stdexcept>
 #include <thread>
@@ -10,6 +11,8 @@
 
 #include "config/config_loader.h"
 #include "core/service.h"
+#include "http/admin_server.h"
+#include "http/webhook_worker.h"
 #include "net/admission_control.h"
 #include "net/connection.h"
 #include "net/io_loop.h"
@@ -35,6 +38,9 @@ struct Server::Impl {
   core::Service service;
   std::vector<std::unique_ptr<net::IoLoop>> loops;
   std::vector<std::unique_ptr<net::Listener>> listeners;
+  std::unique_ptr<http::AdminServer> admin;
+  std::unique_ptr<http::WebhookWorker> webhook;
+  std::atomic<bool> draining{false};
   std::vector<BoundListener> bound;
   bool running = false;
 };
@@ -80,6 +86,13 @@ void Server::start() {
   }
   const auto local = s.listeners.back()->local_endpoint();
   s.bound.push_back({"tcp", local.address().to_string(), local.port()});
+  if (!s.config.webhook.url.empty())
+    s.webhook = std::make_unique<http::WebhookWorker>(s.config.webhook, s.service.store());
+  if (!s.config.admin.listen.empty()) {
+    s.admin = std::make_unique<http::AdminServer>(s.config, s.service, s.draining);
+    s.admin->start();
+    s.bound.push_back({"admin", s.admin->host(), s.admin->port()});
+  }
   if (!s.config.server.ws_listen.empty())
     spdlog::warn("server.ws_listen: the WebSocket listener is not in this build yet; {} is not opened",
                  s.config.server.ws_listen);
@@ -93,6 +106,7 @@ void Server::stop() {
   Impl& s = *impl_;
   if (!s.running) return;
   s.running = false;
+  s.draining = true;  // /healthz answers 503 from now on
   for (auto& l : s.listeners) l->stop();
   for (auto& loop : s.loops) {
     asio::post(loop->context(), [&s, l = loop.get()] {
@@ -104,6 +118,8 @@ void Server::stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (s.admission.open() > 0) spdlog::warn("shutdown: {} connections still open at the deadline", s.admission.open());
   for (auto& l : s.loops) l->stop();
+  if (s.admin) s.admin->stop();
+  s.webhook.reset();
   s.service.stop();
   s.listeners.clear();
   s.loops.clear();

@@ -19,8 +19,7 @@ struct CoreEnv {
   const Config& config;
   store::Store& store;
   std::vector<std::unique_ptr<Shard>>& shards;
-  std::atomic<std::uint64_t> outbox_seq{0};  // last outbox key used
-  std::atomic<std::uint32_t> push_seq{0};    // seq of server-started frames
+  std::atomic<std::uint32_t> push_seq{0};  // seq of server-started frames
 
   Shard& shard_for(std::string_view key);
   std::uint32_t next_push_seq();

@@ -10,8 +10,13 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <asio/post.hpp>
+#include <nlohmann/json.hpp>
 
+#include "common/base64.h"
+#include "common/clock.h"
+#include "common/metrics.h"
 #include "core/ids.h"
+#include "core/names.h"
 #include "net/connection.h"
 #include "net/io_loop.h"
 #include "proto/im.pb.h"
@@ -29,6 +34,7 @@ constexpr std::size_t kMaxClientVersionBytes = 128;
 constexpr std::uint32_t kReconnectMinMs = 1000;
 constexpr std::uint32_t kReconnectSpreadMs = 14000;
 
+constexpr std::size_t kMaxTopicBytes = 256;
 constexpr std::size_t kMaxGroupNameBytes = 256;
 constexpr std::size_t kMaxAnnouncementBytes = 4096;
 
@@ -60,6 +66,12 @@ ClientContext& context_of(Connection& conn) {
   return static_cast<ClientContext&>(*conn.context());
 }
 
+// The session is over (closed, logged out, kicked): no more requests.
+void end_phase(ClientContext& ctx) {
+  if (ctx.phase == ClientContext::Phase::kLoggedIn) metrics::get().sessions.add(-1);
+  ctx.phase = ClientContext::Phase::kEnded;
+}
+
 std::uint64_t random_u64() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return rng();
@@ -81,6 +93,7 @@ Service::Service(const Config& config) : config_(config), verifier_(config.auth.
                   Cmd::kGroupUpdate, Cmd::kGroupDismiss})
     route(cmd, &Service::on_group);
   route(Cmd::kGroupList, &Service::on_group_list);
+  route(Cmd::kReport, &Service::on_report);
 }
 
 Service::~Service() {
@@ -92,7 +105,12 @@ void Service::start() {
   if (!opened) throw std::runtime_error("storage: " + opened.error().message);
   store_ = std::move(opened.value());
   env_.reset(new CoreEnv{config_, *store_, shards_});
-  if (auto last = store_->last_key(store::Cf::kOutbox, "")) env_->outbox_seq = store::read_u64(*last);
+  std::int64_t queued = 0;
+  store_->scan(store::Cf::kOutbox, "", std::string(9, '\xFF'), [&](std::string_view, std::string_view) {
+    ++queued;
+    return true;
+  });
+  metrics::get().outbox_depth.set(queued);
   unsigned n = config_.sharding.shards;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));
@@ -196,7 +214,7 @@ void Service::on_frame(Connection& conn, const FrameHeader& h, std::string_view 
 void Service::on_close(Connection& conn) {
   ClientContext& ctx = context_of(conn);
   if (ctx.phase == ClientContext::Phase::kLoggingIn || ctx.phase == ClientContext::Phase::kLoggedIn) end_session(ctx);
-  ctx.phase = ClientContext::Phase::kEnded;
+  end_phase(ctx);
 }
 
 void Service::end_session(ClientContext& ctx) {
@@ -215,26 +233,26 @@ void Service::on_login(Connection& conn, ClientContext& ctx, const FrameHeader& 
     return;
   }
   v1::LoginReq req;
+  const char* bad = nullptr;
   if (!parse(body, req)) {
-    reply_error(conn, h, StatusCode::kBadRequest, "LoginReq does not parse");
-    return;
+    bad = "LoginReq does not parse";
+  } else if (!valid_id(req.uid())) {
+    bad = "uid must be 1 to 64 bytes of A-Z a-z 0-9 . _ @ -";
+  } else if (!v1::DeviceType_IsValid(req.device_type())) {
+    bad = "unknown device_type";
+  } else if (req.device_id().size() > kMaxDeviceIdBytes || req.client_version().size() > kMaxClientVersionBytes) {
+    bad = "device_id or client_version too long";
   }
-  if (!valid_id(req.uid())) {
-    reply_error(conn, h, StatusCode::kBadRequest, "uid must be 1 to 64 bytes of A-Z a-z 0-9 . _ @ -");
-    return;
-  }
-  if (!v1::DeviceType_IsValid(req.device_type())) {
-    reply_error(conn, h, StatusCode::kBadRequest, "unknown device_type");
-    return;
-  }
-  if (req.device_id().size() > kMaxDeviceIdBytes || req.client_version().size() > kMaxClientVersionBytes) {
-    reply_error(conn, h, StatusCode::kBadRequest, "device_id or client_version too long");
+  if (bad) {
+    metrics::get().logins_bad_request.inc();
+    reply_error(conn, h, StatusCode::kBadRequest, bad);
     return;
   }
   if (!config_.auth.insecure()) {
     const auto now_s = wall_ms() / 1000;
     auto claims = verifier_.verify(req.token(), req.uid(), now_s);
     if (!claims) {
+      metrics::get().logins_unauthenticated.inc();
       reply_error(conn, h, StatusCode::kUnauthenticated, claims.error().message);
       return;
     }
@@ -281,6 +299,8 @@ void Service::login_in_shard(Shard& shard, std::shared_ptr<Connection> conn, Fra
     ClientContext& ctx = context_of(*conn);
     if (!conn->is_open() || ctx.phase != ClientContext::Phase::kLoggingIn || ctx.session_id != session_id) return;
     ctx.phase = ClientContext::Phase::kLoggedIn;
+    metrics::get().logins_ok.inc();
+    metrics::get().sessions.add(1);
     conn->set_active();
     conn->send(frame);
     conn->resume_reading();
@@ -293,7 +313,7 @@ void Service::kick(const std::weak_ptr<Connection>& target, net::SharedFrame kic
   asio::post(conn->executor(), [conn, kickout = std::move(kickout)] {
     ClientContext& ctx = context_of(*conn);
     if (ctx.phase == ClientContext::Phase::kEnded) return;
-    ctx.phase = ClientContext::Phase::kEnded;  // the shard has forgotten it already
+    end_phase(ctx);  // the shard has forgotten it already
     conn->send(kickout);
     conn->close_after_flush();
   });
@@ -302,7 +322,7 @@ void Service::kick(const std::weak_ptr<Connection>& target, net::SharedFrame kic
 void Service::on_logout(Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view) {
   reply(conn, h);
   end_session(ctx);
-  ctx.phase = ClientContext::Phase::kEnded;
+  end_phase(ctx);
   conn.close_after_flush();
 }
 
@@ -362,47 +382,153 @@ void Service::on_presence(Connection& conn, ClientContext&, const FrameHeader& h
   }
 }
 
+// What is wrong with a SEND (kOk when nothing), the same rules for clients
+// and the admin API.
+std::pair<StatusCode, std::string> check_send(const v1::SendReq& req, std::uint32_t max_message_bytes) {
+  if (!valid_client_id(req.client_msg_id()))
+    return {StatusCode::kBadRequest, "client_msg_id must be 1 to 64 bytes of printable ASCII"};
+  if (req.conv_type() != v1::C2C && req.conv_type() != v1::GROUP)
+    return {StatusCode::kBadRequest, "conv_type must be C2C or GROUP"};
+  if (!valid_id(req.to())) return {StatusCode::kBadRequest, "to must be a valid uid or gid"};
+  if (req.content_type() >= 10000) return {StatusCode::kBadRequest, "content_type 10000 and above are the server's"};
+  if (req.body().size() > max_message_bytes)
+    return {StatusCode::kTooLarge, fmt::format("body over limits.max_message_bytes ({})", max_message_bytes)};
+  return {StatusCode::kOk, ""};
+}
+
+std::shared_ptr<SendJob> make_send_job(const std::string& from, v1::SendReq& req) {
+  auto job = std::make_shared<SendJob>();
+  job->started = std::chrono::steady_clock::now();
+  job->conv = req.conv_type() == v1::GROUP ? store::group_conv(req.to()) : store::c2c_conv(from, req.to());
+  v1::Message& m = job->msg;
+  m.set_conv_type(req.conv_type());
+  m.set_from(from);
+  m.set_to(req.to());
+  m.set_client_msg_id(req.client_msg_id());
+  m.set_content_type(req.content_type());
+  m.set_body(std::move(*req.mutable_body()));
+  return job;
+}
+
 void Service::on_send(Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body) {
   v1::SendReq req;
   if (!parse(body, req)) {
     reply_error(conn, h, StatusCode::kBadRequest, "SendReq does not parse");
     return;
   }
-  if (!valid_client_id(req.client_msg_id())) {
-    reply_error(conn, h, StatusCode::kBadRequest, "client_msg_id must be 1 to 64 bytes of printable ASCII");
+  if (auto [status, why] = check_send(req, config_.limits.max_message_bytes); status != StatusCode::kOk) {
+    reply_error(conn, h, status, why);
     return;
   }
-  if (req.content_type() >= 10000) {
-    reply_error(conn, h, StatusCode::kBadRequest, "content_type 10000 and above are the server's");
-    return;
-  }
-  if (req.body().size() > config_.limits.max_message_bytes) {
-    reply_error(conn, h, StatusCode::kTooLarge,
-                fmt::format("body over limits.max_message_bytes ({})", config_.limits.max_message_bytes));
-    return;
-  }
-  if (!valid_id(req.to())) {
-    reply_error(conn, h, StatusCode::kBadRequest, "to must be a valid uid or gid");
-    return;
-  }
-  if (req.conv_type() != v1::C2C && req.conv_type() != v1::GROUP) {
-    reply_error(conn, h, StatusCode::kBadRequest, "conv_type must be C2C or GROUP");
-    return;
-  }
-  auto job = std::make_shared<SendJob>();
+  auto job = make_send_job(ctx.uid, req);
   job->conn = conn.shared_from_this();
   job->session_id = ctx.session_id;
   job->request = h;
-  job->conv = req.conv_type() == v1::GROUP ? store::group_conv(req.to()) : store::c2c_conv(ctx.uid, req.to());
-  v1::Message& m = job->msg;
-  m.set_conv_type(req.conv_type());
-  m.set_from(ctx.uid);
-  m.set_to(req.to());
-  m.set_client_msg_id(req.client_msg_id());
-  m.set_content_type(req.content_type());
-  m.set_body(req.body());
   Shard& shard = shard_for(ctx.uid);
   asio::post(shard.context(), [&shard, job = std::move(job)]() mutable { shard.send(std::move(job)); });
+}
+
+void Service::send_as(SendSpec spec, SendDone done) {
+  v1::SendReq req;
+  req.set_client_msg_id(spec.client_msg_id);
+  req.set_conv_type(static_cast<v1::ConvType>(spec.conv_type));
+  req.set_to(spec.to);
+  req.set_content_type(spec.content_type);
+  req.set_body(std::move(spec.body));
+  if (!valid_id(spec.from)) {
+    done(StatusCode::kBadRequest, "from must be a valid uid", {});
+    return;
+  }
+  if (auto [status, why] = check_send(req, config_.limits.max_message_bytes); status != StatusCode::kOk) {
+    done(status, why, {});
+    return;
+  }
+  auto job = make_send_job(spec.from, req);
+  job->on_done = [done = std::move(done)](StatusCode status, const v1::SendResp& resp) {
+    const char* why = status == StatusCode::kOk          ? ""
+                      : status == StatusCode::kNotFound  ? "no such group"
+                      : status == StatusCode::kForbidden ? "not a member of the group"
+                                                         : "the message could not be stored";
+    done(status, why, resp);
+  };
+  Shard& shard = shard_for(spec.from);
+  asio::post(shard.context(), [&shard, job = std::move(job)]() mutable { shard.send(std::move(job)); });
+}
+
+void Service::server_push(const std::string& uid, const std::string& topic, const std::string& payload, bool persist,
+                          std::function<void(std::uint64_t, std::uint32_t)> done) {
+  Shard& shard = shard_for(uid);
+  asio::post(shard.context(), [&shard, uid, topic, payload, persist, done = std::move(done)]() mutable {
+    shard.server_push(uid, topic, payload, persist, std::move(done));
+  });
+}
+
+void Service::presence(const std::string& uid, std::function<void(const PresenceInfo&)> done) {
+  Shard& shard = shard_for(uid);
+  asio::post(shard.context(), [&shard, uid, done = std::move(done)] { done(shard.presence(uid)); });
+}
+
+void Service::kick_user(const std::string& uid, std::function<void(std::uint32_t)> done) {
+  Shard& shard = shard_for(uid);
+  asio::post(shard.context(), [this, &shard, uid, done = std::move(done)] {
+    auto sessions = shard.take_sessions(uid, wall_ms());
+    for (const SessionRef& s : sessions) {
+      v1::Kickout kickout;
+      kickout.set_reason(v1::ADMIN);
+      kickout.set_message("signed out by the service");
+      FrameHeader kh;
+      kh.cmd = Cmd::kKickout;
+      kh.seq = env_->next_push_seq();
+      kick(s.conn, net::make_frame(kh, &kickout));
+    }
+    done(static_cast<std::uint32_t>(sessions.size()));
+  });
+}
+
+void Service::group_command(std::shared_ptr<GroupCommand> cmd) {
+  Shard& owner = shard_for(store::group_conv(cmd->gid));
+  asio::post(owner.context(), [&owner, cmd] { owner.group_command(cmd); });
+}
+
+std::string Service::mint_token(const std::string& uid, std::int64_t ttl_s) const {
+  return mint_jwt(config_.auth.jwt_secret, uid, wall_ms() / 1000 + ttl_s);
+}
+
+void Service::on_report(Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body) {
+  v1::ReportReq req;
+  if (!parse(body, req)) {
+    reply_error(conn, h, StatusCode::kBadRequest, "ReportReq does not parse");
+    return;
+  }
+  if (!valid_client_id(req.report_id())) {
+    reply_error(conn, h, StatusCode::kBadRequest, "report_id must be 1 to 64 bytes of printable ASCII");
+    return;
+  }
+  if (req.topic().size() > kMaxTopicBytes) {
+    reply_error(conn, h, StatusCode::kBadRequest, "topic over 256 bytes");
+    return;
+  }
+  if (req.payload().size() > config_.limits.max_message_bytes) {
+    reply_error(conn, h, StatusCode::kTooLarge, "payload over limits.max_message_bytes");
+    return;
+  }
+  nlohmann::json event = {
+      {"event", "report"},
+      {"time_ms", wall_ms()},
+      {"uid", ctx.uid},
+      {"device_type", device_type_name(ctx.device_type)},
+      {"report_id", req.report_id()},
+      {"topic", req.topic()},
+      {"payload", base64_encode(req.payload())},
+  };
+  Shard& shard = shard_for(ctx.uid);
+  asio::post(shard.context(), [&shard, json = event.dump(), c = conn.shared_from_this(), h] {
+    shard.queue_event(json, [c, h](bool ok) {
+      if (ok) metrics::get().reports_queued.inc();
+      net::send_from_any_thread(c, ok ? net::make_response(h, StatusCode::kOk, nullptr)
+                                      : net::make_error_response(h, StatusCode::kInternal, "not queued"));
+    });
+  });
 }
 
 void Service::on_ack(Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body) {
@@ -466,22 +592,45 @@ void Service::on_history(Connection& conn, ClientContext& ctx, const FrameHeader
   });
 }
 
+std::pair<StatusCode, std::string> check_group_request(const GroupCommand& cmd, std::uint32_t max_group_members) {
+  auto bad = [](std::string why) { return std::pair{StatusCode::kBadRequest, std::move(why)}; };
+  if (!valid_id(cmd.gid)) return bad("gid must be 1 to 64 bytes of A-Z a-z 0-9 . _ @ -");
+  std::string why;
+  switch (cmd.cmd) {
+    case Cmd::kGroupCreate:
+      if (!valid_id(cmd.actor)) return bad("owner must be a valid uid");
+      why = check_group_fields(&cmd.create.name(), &cmd.create.announcement(), cmd.create.members());
+      if (why.empty() && static_cast<std::size_t>(cmd.create.members_size()) > max_group_members + 1u)
+        return {StatusCode::kTooLarge, "more members than limits.max_group_members"};
+      break;
+    case Cmd::kGroupAddMembers:
+    case Cmd::kGroupRemoveMembers:
+      why = cmd.members.uids_size() == 0 ? "uids must not be empty"
+                                         : check_group_fields(nullptr, nullptr, cmd.members.uids());
+      if (why.empty() && static_cast<std::size_t>(cmd.members.uids_size()) > max_group_members)
+        return {StatusCode::kTooLarge, "more uids than limits.max_group_members"};
+      break;
+    case Cmd::kGroupUpdate:
+      why = check_group_fields(cmd.update.has_name() ? &cmd.update.name() : nullptr,
+                               cmd.update.has_announcement() ? &cmd.update.announcement() : nullptr,
+                               std::vector<std::string>{});
+      break;
+    default: break;
+  }
+  if (!why.empty()) return bad(why);
+  return {StatusCode::kOk, ""};
+}
+
 void Service::on_group(Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body) {
   auto cmd = std::make_shared<GroupCommand>();
   cmd->cmd = h.cmd;
   cmd->actor = ctx.uid;
   bool parsed = false;
-  std::string why;
   switch (h.cmd) {
     case Cmd::kGroupCreate:
       parsed = parse(body, cmd->create);
       if (parsed && cmd->create.gid().empty()) cmd->create.set_gid(new_group_id());
       cmd->gid = cmd->create.gid();
-      why = check_group_fields(&cmd->create.name(), &cmd->create.announcement(), cmd->create.members());
-      if (why.empty() && static_cast<std::size_t>(cmd->create.members_size()) > config_.limits.max_group_members + 1u) {
-        reply_error(conn, h, StatusCode::kTooLarge, "more members than limits.max_group_members");
-        return;
-      }
       break;
     case Cmd::kGroupGet:
       parsed = parse(body, cmd->get);
@@ -491,19 +640,10 @@ void Service::on_group(Connection& conn, ClientContext& ctx, const FrameHeader& 
     case Cmd::kGroupRemoveMembers:
       parsed = parse(body, cmd->members);
       cmd->gid = cmd->members.gid();
-      why = cmd->members.uids_size() == 0 ? "uids must not be empty"
-                                          : check_group_fields(nullptr, nullptr, cmd->members.uids());
-      if (why.empty() && static_cast<std::size_t>(cmd->members.uids_size()) > config_.limits.max_group_members) {
-        reply_error(conn, h, StatusCode::kTooLarge, "more uids than limits.max_group_members");
-        return;
-      }
       break;
     case Cmd::kGroupUpdate:
       parsed = parse(body, cmd->update);
       cmd->gid = cmd->update.gid();
-      why = check_group_fields(cmd->update.has_name() ? &cmd->update.name() : nullptr,
-                               cmd->update.has_announcement() ? &cmd->update.announcement() : nullptr,
-                               std::vector<std::string>{});
       break;
     default: {  // LEAVE, DISMISS
       v1::GroupIdReq req;
@@ -515,9 +655,8 @@ void Service::on_group(Connection& conn, ClientContext& ctx, const FrameHeader& 
     reply_error(conn, h, StatusCode::kBadRequest, "the request body does not parse");
     return;
   }
-  if (!valid_id(cmd->gid)) why = "gid must be 1 to 64 bytes of A-Z a-z 0-9 . _ @ -";
-  if (!why.empty()) {
-    reply_error(conn, h, StatusCode::kBadRequest, why);
+  if (auto [status, why] = check_group_request(*cmd, config_.limits.max_group_members); status != StatusCode::kOk) {
+    reply_error(conn, h, status, why);
     return;
   }
   cmd->done = [c = conn.shared_from_this(), h](GroupCommand::Reply& r) {
@@ -556,7 +695,7 @@ void Service::drain(Connection& conn) {
   kh.cmd = Cmd::kKickout;
   kh.seq = env_->next_push_seq();
   end_session(ctx);
-  ctx.phase = ClientContext::Phase::kEnded;
+  end_phase(ctx);
   conn.send(net::make_frame(kh, &kickout));
   conn.close_after_flush();
 }

@@ -36,6 +36,28 @@ class Service final : public net::ServiceInterface {
   void on_frame(net::Connection& conn, const FrameHeader& header, std::string_view body) override;
   void on_close(net::Connection& conn) override;
 
+  // ---- operations for the admin API: any thread; `done` runs on a shard ----
+  struct SendSpec {
+    std::string from;
+    int conv_type = 1;  // v1::ConvType
+    std::string to;
+    std::uint32_t content_type = 0;
+    std::string body;
+    std::string client_msg_id;
+  };
+  using SendDone = std::function<void(StatusCode, const std::string& error, const v1::SendResp&)>;
+  // A SEND on behalf of `from`: dedupe, storage and delivery as any SEND,
+  // PUSHed to every session of the sender too (no session sent it).
+  void send_as(SendSpec spec, SendDone done);
+  void server_push(const std::string& uid, const std::string& topic, const std::string& payload, bool persist,
+                   std::function<void(std::uint64_t push_id, std::uint32_t delivered)> done);
+  void presence(const std::string& uid, std::function<void(const PresenceInfo&)> done);
+  // KICKOUT ADMIN to every session of the user.
+  void kick_user(const std::string& uid, std::function<void(std::uint32_t kicked)> done);
+  void group_command(std::shared_ptr<GroupCommand> cmd);
+  std::string mint_token(const std::string& uid, std::int64_t ttl_s) const;
+  store::Store& store() { return *store_; }
+
   // Loop thread: graceful shutdown of every connection of that loop
   // (KICKOUT SERVER_SHUTDOWN with a random reconnect_after_ms, then close).
   void drain(net::Connection& conn);
@@ -54,6 +76,7 @@ class Service final : public net::ServiceInterface {
   // Every GROUP_* command but GROUP_LIST.
   void on_group(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
   void on_group_list(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
+  void on_report(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
 
   void recover_fanouts();
   // Shard thread: registers the session, kicks the one it replaces, answers.
@@ -74,5 +97,9 @@ class Service final : public net::ServiceInterface {
   std::unique_ptr<Retention> retention_;
   std::array<Handler, 256> routes_{};
 };
+
+// What is wrong with a group command's fields (kOk when nothing): the same
+// rules for clients and the admin API.
+std::pair<StatusCode, std::string> check_group_request(const GroupCommand& cmd, std::uint32_t max_group_members);
 
 }  // namespace im::core

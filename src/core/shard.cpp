@@ -10,6 +10,8 @@
 
 #include "common/base64.h"
 #include "common/clock.h"
+#include "common/metrics.h"
+#include "core/names.h"
 #include "net/frames.h"
 #include "store/keys.h"
 
@@ -327,6 +329,7 @@ void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
   m.set_conv_seq(++c.next);
   touched_convs_.push_back(&c);
   batch_.put(Cf::kHistory, store::history_key(job->conv, m.conv_seq()), m.SerializeAsString());
+  ++staged_history_rows_;
 
   std::vector<std::string> participants{m.from()};
   if (m.to() != m.from()) participants.push_back(m.to());
@@ -388,6 +391,7 @@ void Shard::stage_inbox(const std::string& uid, const v1::Message& msg, const st
   touched_users_.push_back(&u);
   std::string bytes = row.SerializeAsString();
   batch_.put(Cf::kInbox, store::inbox_key(uid, row.inbox_seq()), bytes);
+  ++staged_inbox_rows_;
   if (!fanout_key.empty()) batch_.del(Cf::kFanout, fanout_key);
   if (is_sender && !msg.client_msg_id().empty()) {
     store::DedupeRecord rec{msg.msg_id(), msg.conv_seq(), row.inbox_seq(), msg.server_time_ms()};
@@ -417,6 +421,9 @@ void Shard::stage_inbox(const std::string& uid, const v1::Message& msg, const st
 
 void Shard::finish_send(const std::shared_ptr<SendJob>& job, StatusCode status, const v1::SendResp& resp) {
   auto answer = [](const std::shared_ptr<SendJob>& j, StatusCode st, const v1::SendResp& r) {
+    if (j->started != std::chrono::steady_clock::time_point{})
+      metrics::get().send_latency.observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - j->started).count());
     if (j->on_done) {
       j->on_done(st, r);
       return;
@@ -471,7 +478,22 @@ void Shard::commit() {
   pushes_.clear();
   new_offline_.clear();
   const std::size_t ops = batch_.count();
+  const auto write_start = std::chrono::steady_clock::now();
   auto written = env_.store.write(batch_);
+  auto& m = metrics::get();
+  if (ops > 0) {
+    m.store_write_latency.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - write_start).count());
+    m.batch_rows.observe(static_cast<double>(ops));
+  }
+  if (written.ok()) {
+    m.messages_stored.inc(staged_history_rows_);
+    m.inbox_rows.inc(staged_inbox_rows_);
+    m.outbox_depth.add(static_cast<std::int64_t>(staged_outbox_events_));
+  } else {
+    m.store_write_errors.inc();
+  }
+  staged_history_rows_ = staged_inbox_rows_ = staged_outbox_events_ = 0;
   batch_.clear();
   ++commits_;
   committed_ops_ += ops;
@@ -513,6 +535,7 @@ void Shard::deliver_pushes(std::vector<Push>& pushes) {
       if (!conn) continue;
       if (!any_excluded) {
         for (const auto& f : shared) net::send_from_any_thread(conn, f);
+        metrics::get().pushes.inc(shared.size());
         continue;
       }
       std::vector<const Push*> mine;
@@ -541,6 +564,77 @@ std::vector<net::SharedFrame> Shard::push_frames(const std::vector<const Push*>&
   }
   flush();
   return frames;
+}
+
+// ---------------------------------------------------------------- business integration
+
+void Shard::server_push(const std::string& uid, const std::string& topic, const std::string& payload, bool persist,
+                        std::function<void(std::uint64_t, std::uint32_t)> done) {
+  UserState& u = user(uid);
+  const auto online = static_cast<std::uint32_t>(u.sessions.size());
+  if (!persist) {
+    v1::ServerPush push;
+    push.set_push_id(next_msg_id());
+    push.set_topic(topic);
+    push.set_payload(payload);
+    push.set_server_time_ms(wall_ms());
+    FrameHeader h;
+    h.cmd = Cmd::kServerPush;
+    h.seq = env_.next_push_seq();
+    auto frame = net::make_frame(h, &push);
+    std::uint32_t sent = 0;
+    for (const SessionRef& sref : u.sessions) {
+      if (auto conn = sref.conn.lock()) {
+        net::send_from_any_thread(conn, frame);
+        ++sent;
+      }
+    }
+    done(push.push_id(), sent);
+    return;
+  }
+  // Stored: a SYSTEM message in the user's own conversation and inbox,
+  // delivered (PUSH) and pulled like any message.
+  if (batch_.count() >= kMaxBatchRows) commit();
+  v1::Message m;
+  m.set_msg_id(next_msg_id());
+  m.set_conv_type(v1::SYSTEM);
+  m.set_to(uid);
+  m.set_content_type(10002);
+  m.set_topic(topic);
+  m.set_body(payload);
+  m.set_server_time_ms(wall_ms());
+  const std::string conv = store::system_conv(uid);
+  ConvState& c = conversation(conv);
+  m.set_conv_seq(++c.next);
+  touched_convs_.push_back(&c);
+  batch_.put(Cf::kHistory, store::history_key(conv, m.conv_seq()), m.SerializeAsString());
+  ++staged_history_rows_;
+  stage_inbox(uid, m, "", false, nullptr, false);
+  after_commit([done = std::move(done), id = m.msg_id(), online](bool ok) { done(ok ? id : 0, ok ? online : 0); });
+  schedule_commit();
+}
+
+std::vector<SessionRef> Shard::take_sessions(const std::string& uid, std::int64_t now_ms) {
+  auto it = users_.find(uid);
+  if (it == users_.end() || it->second.sessions.empty()) return {};
+  std::vector<SessionRef> out = std::move(it->second.sessions);
+  it->second.sessions.clear();
+  it->second.last_seen_ms = now_ms;
+  flush_cursors();
+  return out;
+}
+
+void Shard::queue_event(std::string json_without_id, std::function<void(bool)> done) {
+  // The event JSON is completed here with its id, which is also its outbox
+  // key: stable across retries, unique across restarts (a msg_id), and
+  // increasing per user (a user's events all come from this shard).
+  const std::uint64_t id = next_msg_id();
+  auto event = nlohmann::json::parse(json_without_id, nullptr, false);
+  event["id"] = std::to_string(id);
+  batch_.put(Cf::kOutbox, store::outbox_key(id), event.dump());
+  ++staged_outbox_events_;
+  after_commit(std::move(done));
+  schedule_commit();
 }
 
 // ---------------------------------------------------------------- ack, pull, history
@@ -661,7 +755,7 @@ void Shard::fire_offline_timers() {
     offline_.pop_front();
     auto it = users_.find(t.uid);
     if (it != users_.end() && it->second.max_acked >= t.inbox_seq) continue;
-    const std::uint64_t id = env_.outbox_seq.fetch_add(1, std::memory_order_relaxed) + 1;
+    const std::uint64_t id = next_msg_id();
     nlohmann::json event = {
         {"id", std::to_string(id)},
         {"event", "offline_push"},
@@ -677,6 +771,8 @@ void Shard::fire_offline_timers() {
         {"preview_b64", base64_encode(t.msg.body())},
     };
     batch_.put(Cf::kOutbox, store::outbox_key(id), event.dump());
+    metrics::get().offline_pushes_queued.inc();
+    ++staged_outbox_events_;
     wrote = true;
   }
   if (wrote) schedule_commit();

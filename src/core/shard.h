@@ -10,6 +10,7 @@
 // Runs on its own thread; every public method but start/stop/context runs
 // only there (reach it with asio::post to context()).
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -53,6 +54,7 @@ struct SendJob {
   FrameHeader request;
   v1::Message msg;
   std::string conv;
+  std::chrono::steady_clock::time_point started;  // for the send latency metric
   // Set instead of `conn` by callers that want the answer as a value.
   std::function<void(StatusCode, const v1::SendResp&)> on_done;
 };
@@ -129,6 +131,18 @@ class Shard {
                       std::shared_ptr<SendJob> job);
   // Writes dirty cursors now (shutdown).
   void flush_cursors();
+
+  // ---- business integration ----
+  // SERVER_PUSH to the user's online sessions, or with `persist` a SYSTEM
+  // message (content_type 10002) in the inbox. `done(push_id, sessions)`
+  // runs on this shard once sent (persist: once durable; 0 sessions and
+  // push_id 0 when the write failed).
+  void server_push(const std::string& uid, const std::string& topic, const std::string& payload, bool persist,
+                   std::function<void(std::uint64_t, std::uint32_t)> done);
+  // Forgets every session of the user and returns them (to be kicked).
+  std::vector<SessionRef> take_sessions(const std::string& uid, std::int64_t now_ms);
+  // A webhook event into the outbox; `done(ok)` once durable.
+  void queue_event(std::string json_without_id, std::function<void(bool)> done);
 
   // ---- groups: on the group's shard (that of "g:" + gid) ----
   void group_command(std::shared_ptr<GroupCommand> cmd);
@@ -245,6 +259,9 @@ class Shard {
   std::vector<ConvState*> touched_convs_;
   std::vector<Push> pushes_;
   std::vector<OfflineTimer> new_offline_;
+  std::uint64_t staged_history_rows_ = 0;
+  std::uint64_t staged_inbox_rows_ = 0;
+  std::uint64_t staged_outbox_events_ = 0;
   bool commit_posted_ = false;
 
   // Group-commit figures, logged when the shard stops.

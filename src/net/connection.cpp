@@ -6,6 +6,7 @@
 #include <asio/post.hpp>
 #include <asio/write.hpp>
 
+#include "common/metrics.h"
 #include "im/frame_codec.h"
 #include "net/admission_control.h"
 #include "net/io_loop.h"
@@ -26,6 +27,7 @@ void Connection::start() {
   socket_.non_blocking(true, ec);
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   mark_ms_ = loop_.now_ms();
+  metrics::get().connections.add(1);
   context_ = loop_.service().on_open(*this);
   wait_readable();
 }
@@ -90,6 +92,8 @@ std::size_t Connection::process(std::string_view data) {
     }
     used += d.consumed;
     if (phase_ == Phase::kActive) mark_ms_ = loop_.now_ms();
+    metrics::get().frames_in.inc(static_cast<std::uint16_t>(d.header.cmd));
+    metrics::get().bytes_in.inc(static_cast<std::uint16_t>(d.header.cmd), d.consumed);
     loop_.service().on_frame(*this, d.header, d.body);
   }
   return used;
@@ -112,6 +116,10 @@ void Connection::send(SharedFrame frame) {
     close();
     return;
   }
+  const auto cmd = static_cast<std::uint16_t>((static_cast<unsigned char>((*frame)[4]) << 8) |
+                                              static_cast<unsigned char>((*frame)[5]));
+  metrics::get().frames_out.inc(cmd);
+  metrics::get().bytes_out.inc(cmd, frame->size());
   queue_.push_back(std::move(frame));
   schedule_flush();
 }
@@ -215,6 +223,7 @@ void Connection::close() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
   auto self = shared_from_this();  // the registry may hold the last reference
+  metrics::get().connections.add(-1);
   asio::error_code ec;
   socket_.close(ec);
   queue_.clear();

@@ -1,0 +1,102 @@
+#include "common/metrics.h"
+
+#include <fmt/format.h>
+
+#include "im/protocol.h"
+
+namespace im::metrics {
+namespace {
+
+void header(std::string& out, const std::string& name, const char* type, const std::string& help) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+void scalar(std::string& out, const std::string& name, const char* type, const std::string& help, double value) {
+  header(out, name, type, help);
+  out += fmt::format("{} {}\n", name, value);
+}
+
+void per_cmd(std::string& out, const std::string& name, const std::string& help, const PerCmd& c) {
+  header(out, name, "counter", help);
+  for (unsigned cmd = 0; cmd < 256; ++cmd) {
+    const std::uint64_t v = c.value(static_cast<std::uint16_t>(cmd));
+    if (v == 0) continue;
+    std::string_view label = cmd_name(static_cast<Cmd>(cmd));
+    if (label == "UNKNOWN") {
+      out += fmt::format("{}{{cmd=\"0x{:02x}\"}} {}\n", name, cmd, v);
+    } else {
+      out += fmt::format("{}{{cmd=\"{}\"}} {}\n", name, label, v);
+    }
+  }
+}
+
+}  // namespace
+
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), buckets_(new std::atomic<std::uint64_t>[bounds_.size() + 1]) {
+  for (std::size_t i = 0; i <= bounds_.size(); ++i) buckets_[i].store(0);
+}
+
+void Histogram::observe(double v) {
+  std::size_t i = 0;
+  while (i < bounds_.size() && v > bounds_[i]) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_micros_.fetch_add(static_cast<std::uint64_t>(v * 1e6), std::memory_order_relaxed);
+}
+
+void Histogram::render(std::string& out, const std::string& name, const std::string& help) const {
+  header(out, name, "histogram", help);
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, bounds_[i], cumulative);
+  }
+  cumulative += buckets_[bounds_.size()].load(std::memory_order_relaxed);
+  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, cumulative);
+  out += fmt::format("{}_sum {}\n", name, static_cast<double>(sum_micros_.load(std::memory_order_relaxed)) / 1e6);
+  out += fmt::format("{}_count {}\n", name, cumulative);
+}
+
+std::string Registry::render() const {
+  std::string out;
+  scalar(out, "imserver_connections", "gauge", "Open client connections.", static_cast<double>(connections.value()));
+  scalar(out, "imserver_sessions", "gauge", "Logged-in sessions.", static_cast<double>(sessions.value()));
+  header(out, "imserver_logins_total", "counter", "LOGIN requests by result.");
+  out += fmt::format("imserver_logins_total{{result=\"ok\"}} {}\n", logins_ok.value());
+  out += fmt::format("imserver_logins_total{{result=\"unauthenticated\"}} {}\n", logins_unauthenticated.value());
+  out += fmt::format("imserver_logins_total{{result=\"bad_request\"}} {}\n", logins_bad_request.value());
+  per_cmd(out, "imserver_frames_in_total", "Frames received, by command.", frames_in);
+  per_cmd(out, "imserver_frames_out_total", "Frames sent, by command.", frames_out);
+  per_cmd(out, "imserver_bytes_in_total", "Bytes of frames received, by command.", bytes_in);
+  per_cmd(out, "imserver_bytes_out_total", "Bytes of frames sent, by command.", bytes_out);
+  scalar(out, "imserver_messages_stored_total", "counter", "Messages stored (history rows).",
+         static_cast<double>(messages_stored.value()));
+  scalar(out, "imserver_fanout_deliveries_total", "counter", "Inbox rows written (one per recipient and message).",
+         static_cast<double>(inbox_rows.value()));
+  scalar(out, "imserver_pushes_total", "counter", "PUSH frames queued to sessions.",
+         static_cast<double>(pushes.value()));
+  scalar(out, "imserver_reports_queued_total", "counter", "REPORT events queued for the webhook.",
+         static_cast<double>(reports_queued.value()));
+  scalar(out, "imserver_offline_pushes_queued_total", "counter", "offline_push events queued for the webhook.",
+         static_cast<double>(offline_pushes_queued.value()));
+  scalar(out, "imserver_outbox_depth", "gauge", "Webhook events queued and not yet delivered.",
+         static_cast<double>(outbox_depth.value()));
+  scalar(out, "imserver_webhook_deliveries_total", "counter", "Webhook events delivered (2xx).",
+         static_cast<double>(webhook_deliveries.value()));
+  scalar(out, "imserver_webhook_failures_total", "counter", "Webhook attempts that failed (to be retried).",
+         static_cast<double>(webhook_failures.value()));
+  scalar(out, "imserver_store_write_errors_total", "counter", "Store batches that failed to write.",
+         static_cast<double>(store_write_errors.value()));
+  send_latency.render(out, "imserver_send_latency_seconds", "SEND from decoding to its answer being ready.");
+  store_write_latency.render(out, "imserver_store_write_seconds", "Time to write one batch to the store.");
+  batch_rows.render(out, "imserver_store_batch_rows", "Rows per store batch (group commit).");
+  return out;
+}
+
+Registry& get() {
+  static Registry registry;
+  return registry;
+}
+
+}  // namespace im::metrics

@@ -1,0 +1,84 @@
+#pragma once
+// Process-wide metrics, rendered in the Prometheus text format at /metrics.
+// Every update is one relaxed atomic add: safe from any thread, cheap enough
+// for the message path. (Servers embedded in one process share them.)
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace im::metrics {
+
+class Counter {
+ public:
+  void inc(std::uint64_t n = 1) { v_.fetch_add(n, std::memory_order_relaxed); }
+  std::uint64_t value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> v_{0};
+};
+
+class Gauge {
+ public:
+  void add(std::int64_t n) { v_.fetch_add(n, std::memory_order_relaxed); }
+  void set(std::int64_t n) { v_.store(n, std::memory_order_relaxed); }
+  std::int64_t value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::int64_t> v_{0};
+};
+
+// Fixed buckets (upper bounds, ascending); the +Inf bucket is implicit.
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double v);
+  void render(std::string& out, const std::string& name, const std::string& help) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> buckets_;  // per bound, then +Inf
+  std::atomic<std::uint64_t> count_{0};
+  std::atomic<std::uint64_t> sum_micros_{0};  // sum in millionths of the unit
+};
+
+// A counter per command id (0x00 to 0xFF: every cmd of the protocol).
+class PerCmd {
+ public:
+  void inc(std::uint16_t cmd, std::uint64_t n = 1) { v_[cmd & 0xFF].fetch_add(n, std::memory_order_relaxed); }
+  std::uint64_t value(std::uint16_t cmd) const { return v_[cmd & 0xFF].load(std::memory_order_relaxed); }
+
+ private:
+  std::array<std::atomic<std::uint64_t>, 256> v_{};
+};
+
+struct Registry {
+  Gauge connections;
+  Gauge sessions;
+  Counter logins_ok;
+  Counter logins_unauthenticated;
+  Counter logins_bad_request;
+  PerCmd frames_in, frames_out, bytes_in, bytes_out;
+  Counter messages_stored;  // history rows
+  Counter inbox_rows;       // fan-out deliveries: inbox rows written
+  Counter pushes;           // PUSH frames sent to sessions
+  Counter reports_queued;
+  Counter offline_pushes_queued;
+  Gauge outbox_depth;
+  Counter webhook_deliveries;
+  Counter webhook_failures;
+  Counter store_write_errors;
+  Histogram send_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
+  Histogram store_write_latency{{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5}};
+  Histogram batch_rows{{1, 4, 16, 64, 256, 1024, 2048, 4096}};
+
+  // The whole exposition.
+  std::string render() const;
+};
+
+Registry& get();
+
+}  // namespace im::metrics

@@ -1,0 +1,52 @@
+#pragma once
+// The admin HTTP API (docs/admin-api.md) on cpp-httplib: /healthz,
+// /metrics, and the /v1 calls of the business backend, each behind
+// `Authorization: Bearer <admin.api_key>`. Runs on its own small thread
+// pool; it reaches core through core::Service, whose answers come back from
+// the shards (every wait is bounded).
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "im/config.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace im::core {
+class Service;
+}
+
+namespace im::http {
+
+class AdminServer {
+ public:
+  // `draining` makes /healthz answer 503.
+  AdminServer(const Config& config, core::Service& service, const std::atomic<bool>& draining);
+  ~AdminServer();
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  // Binds admin.listen (throws std::runtime_error) and serves.
+  void start();
+  void stop();
+  const std::string& host() const { return host_; }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  void routes();
+
+  const Config& config_;
+  core::Service& service_;
+  const std::atomic<bool>& draining_;
+  std::unique_ptr<httplib::Server> server_;
+  std::string host_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace im::http
