@@ -135,7 +135,11 @@ int main(int argc, char** argv) {
         continue;
       }
       spdlog::set_level(spdlog::level::from_str(fresh->log.level));
-      spdlog::info("SIGHUP: log.level is now {}; other keys take effect at the next start", fresh->log.level);
+      server.reload(*fresh);
+      spdlog::info(
+          "SIGHUP: reloaded auth.jwt_secret, limits.messages_per_second, limits.burst, log.level ({}); "
+          "other keys take effect at the next start",
+          fresh->log.level);
       continue;
     }
     spdlog::info("signal {}: draining", sig);

@@ -63,6 +63,10 @@ std::vector<BoundListener> Server::listeners() const {
   return impl_->bound;
 }
 
+void Server::reload(const Config& fresh) {
+  impl_->service.reload(fresh);
+}
+
 void Server::start() {
   Impl& s = *impl_;
   if (s.running) return;

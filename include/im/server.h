@@ -37,6 +37,10 @@ class Server {
   // shutdown.timeout_s for their queues to drain, then stops every thread.
   void stop();
   std::vector<BoundListener> listeners() const;
+  // Applies what can change while running from a new, validated config:
+  // the JWT secret and the per-connection rate limit (log levels are the
+  // embedder's). Thread safe.
+  void reload(const Config& fresh);
   const Config& config() const;
   // Connections open right now (thread safe).
   std::uint64_t connection_count() const;

@@ -16,6 +16,8 @@ struct JwtClaims {
   std::int64_t exp = 0;  // seconds since the epoch; 0 = no expiry
 };
 
+std::string mint_jwt(std::string_view secret, std::string_view uid, std::int64_t exp_s);
+
 class JwtVerifier {
  public:
   explicit JwtVerifier(std::string secret) : secret_(std::move(secret)) {}
@@ -24,6 +26,8 @@ class JwtVerifier {
   // equals `uid`, and that `exp` and `nbf`, when present, hold at `now_s`.
   // Errors are UNAUTHENTICATED with a reason fit for the client.
   Result<JwtClaims> verify(std::string_view token, std::string_view uid, std::int64_t now_s) const;
+  // A token for `uid` signed with this secret.
+  std::string mint(std::string_view uid, std::int64_t exp_s) const { return mint_jwt(secret_, uid, exp_s); }
 
  private:
   std::string secret_;

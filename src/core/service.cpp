@@ -79,7 +79,11 @@ std::uint64_t random_u64() {
 
 }  // namespace
 
-Service::Service(const Config& config) : config_(config), verifier_(config.auth.jwt_secret) {
+Service::Service(const Config& config)
+    : config_(config),
+      verifier_(std::make_shared<const JwtVerifier>(config.auth.jwt_secret)),
+      messages_per_second_(config.limits.messages_per_second),
+      burst_(config.limits.burst) {
   auto route = [this](Cmd cmd, Handler handler) { routes_[static_cast<std::uint16_t>(cmd)] = handler; };
   route(Cmd::kHeartbeat, &Service::on_heartbeat);
   route(Cmd::kLogin, &Service::on_login);
@@ -179,7 +183,7 @@ void Service::stop() {
 }
 
 std::unique_ptr<net::ConnectionContext> Service::on_open(Connection&) {
-  return std::make_unique<ClientContext>(config_.limits.burst);
+  return std::make_unique<ClientContext>(burst_.load(std::memory_order_relaxed));
 }
 
 void Service::on_frame(Connection& conn, const FrameHeader& h, std::string_view body) {
@@ -193,7 +197,8 @@ void Service::on_frame(Connection& conn, const FrameHeader& h, std::string_view 
   }
   if (h.cmd != Cmd::kHeartbeat && h.cmd != Cmd::kAck) {
     if (std::uint32_t wait_ms =
-            ctx.bucket.take(conn.loop().now_ms(), config_.limits.messages_per_second, config_.limits.burst)) {
+            ctx.bucket.take(conn.loop().now_ms(), messages_per_second_.load(std::memory_order_relaxed),
+                            burst_.load(std::memory_order_relaxed))) {
       reply_error(conn, h, StatusCode::kRateLimited, "too many requests", wait_ms);
       return;
     }
@@ -250,7 +255,7 @@ void Service::on_login(Connection& conn, ClientContext& ctx, const FrameHeader& 
   }
   if (!config_.auth.insecure()) {
     const auto now_s = wall_ms() / 1000;
-    auto claims = verifier_.verify(req.token(), req.uid(), now_s);
+    auto claims = verifier_.load()->verify(req.token(), req.uid(), now_s);
     if (!claims) {
       metrics::get().logins_unauthenticated.inc();
       reply_error(conn, h, StatusCode::kUnauthenticated, claims.error().message);
@@ -491,7 +496,13 @@ void Service::group_command(std::shared_ptr<GroupCommand> cmd) {
 }
 
 std::string Service::mint_token(const std::string& uid, std::int64_t ttl_s) const {
-  return mint_jwt(config_.auth.jwt_secret, uid, wall_ms() / 1000 + ttl_s);
+  return verifier_.load()->mint(uid, wall_ms() / 1000 + ttl_s);
+}
+
+void Service::reload(const Config& fresh) {
+  verifier_.store(std::make_shared<const JwtVerifier>(fresh.auth.jwt_secret));
+  messages_per_second_.store(fresh.limits.messages_per_second);
+  burst_.store(fresh.limits.burst);
 }
 
 void Service::on_report(Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body) {

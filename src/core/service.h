@@ -56,6 +56,9 @@ class Service final : public net::ServiceInterface {
   void kick_user(const std::string& uid, std::function<void(std::uint32_t kicked)> done);
   void group_command(std::shared_ptr<GroupCommand> cmd);
   std::string mint_token(const std::string& uid, std::int64_t ttl_s) const;
+  // Takes what can change live from a new, validated config: the JWT
+  // secret and the per-connection rate limit. Thread safe.
+  void reload(const Config& fresh);
   store::Store& store() { return *store_; }
 
   // Loop thread: graceful shutdown of every connection of that loop
@@ -90,7 +93,10 @@ class Service final : public net::ServiceInterface {
   Shard& shard_for(std::string_view uid) { return *shards_[shard_of(uid, shards_.size())]; }
 
   const Config& config_;
-  const JwtVerifier verifier_;
+  // What SIGHUP may change while running (Service::reload).
+  std::atomic<std::shared_ptr<const JwtVerifier>> verifier_;
+  std::atomic<std::uint32_t> messages_per_second_;
+  std::atomic<std::uint32_t> burst_;
   std::unique_ptr<store::Store> store_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<CoreEnv> env_;

@@ -1,6 +1,7 @@
 // The binary's command line, config refusals, environment overrides,
 // graceful shutdown, and the server embedded in-process through im::Server.
 
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
@@ -8,7 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
+#include "auth/jwt.h"
 #include "im/frame_codec.h"
 #include "im/server.h"
 #include "proto/im.pb.h"
@@ -152,4 +155,41 @@ TEST_CASE("the server embeds in-process: start, bound addresses, serve, stop") {
   }
   server.stop();
   std::filesystem::remove_all(config.storage.data_dir);
+}
+
+TEST_CASE("SIGHUP rotates the JWT secret live and keeps the old config when the new one is bad") {
+  ServerProcess server;
+  const std::string path = server.dir() + "/im.toml";
+  auto rewrite = [&](const std::string& from, const std::string& to) {
+    std::ifstream in(path);
+    std::stringstream s;
+    s << in.rdbuf();
+    std::string text = s.str();
+    const auto at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, from.size(), to);
+    std::ofstream(path) << text;
+  };
+  auto login_with = [&](const std::string& secret) {
+    auto c = server.connect();
+    return must(c->call_raw(Cmd::kLogin, login_body("alice", mint_jwt(secret, "alice", 0)))).status();
+  };
+  const std::string next_secret = "a-brand-new-secret-of-more-than-32-bytes";
+  CHECK(login_with(kTestSecret) == StatusCode::kOk);
+  // a bad config: ignored, the old secret still works
+  rewrite("[log]", "[log]\nbogus = 1");
+  ::kill(server.pid(), SIGHUP);
+  std::this_thread::sleep_for(300ms);
+  CHECK(login_with(kTestSecret) == StatusCode::kOk);
+  CHECK(server.log().find("SIGHUP: config not reloaded") != std::string::npos);
+  rewrite("bogus = 1", "");
+  rewrite(kTestSecret, next_secret);
+  ::kill(server.pid(), SIGHUP);
+  bool rotated = false;
+  for (int i = 0; i < 100 && !rotated; ++i) {
+    rotated = login_with(next_secret) == StatusCode::kOk;
+    if (!rotated) std::this_thread::sleep_for(20ms);
+  }
+  CHECK(rotated);
+  CHECK(login_with(kTestSecret) == StatusCode::kUnauthenticated);
 }

@@ -1,0 +1,632 @@
+// imbench: the load generator of BENCHMARKS.md, speaking the protocol
+// through the client library (include/im/client.h). Many connections per
+// thread on Asio, several frames per syscall, no thread per connection.
+// Every scenario prints a table and one JSON line; server RSS and CPU come
+// from /proc/<server pid>, the generator's own CPU from getrusage, so a
+// saturated generator shows.
+//
+//   imbench --scenario w2 --port 9700 --server-pid 1234 --secret ... --pairs 100
+//
+// Loopback only: --host must be a 127.0.0.0/8 or ::1 address.
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
+
+#include "auth/jwt.h"
+#include "im/client.h"
+#include "proto/im.pb.h"
+#include "store/keys.h"
+#include "store/store.h"
+
+extern char** environ;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using im::Cmd;
+using im::Frame;
+
+struct Options {
+  std::string scenario = "w2";
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 9700;
+  int server_pid = 0;
+  std::string secret;
+  int threads = 1;
+  int conns = 1000;       // W1, W5
+  int pairs = 100;        // W2
+  int window = 100;       // W2, W3
+  int members = 500;      // W3
+  int senders = 1;        // W3
+  int messages = 100000;  // W4, W6
+  double duration_s = 10;
+  int body_bytes = 100;
+  int inflight = 1000;   // W5 handshakes in flight
+  std::string imserver;  // W6
+  std::string config;    // W6
+  std::string data_dir;  // W6
+  std::string run_id;    // prefixes uids, so runs on one server do not meet
+};
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+// ---- /proc ----
+long rss_kb(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return 0;
+}
+double cpu_s(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  unsigned long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stoul(field);
+    if (i == 15) stime = std::stoul(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+double self_cpu_s() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+long slab_kb() {
+  std::ifstream in("/proc/meminfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("Slab:", 0) == 0) return std::stol(line.substr(5));
+  return 0;
+}
+
+// ---- latency ----
+struct Latencies {
+  std::mutex mutex;
+  std::vector<std::uint32_t> us;
+  void add(std::vector<std::uint32_t>& local) {
+    std::lock_guard lock(mutex);
+    us.insert(us.end(), local.begin(), local.end());
+    local.clear();
+  }
+  double pct(double p) {
+    if (us.empty()) return 0;
+    std::sort(us.begin(), us.end());
+    return us[std::min(us.size() - 1, static_cast<std::size_t>(p * static_cast<double>(us.size())))] / 1000.0;
+  }
+};
+
+// ---- a pool of generator threads, each with its own io_context ----
+class Pool {
+ public:
+  explicit Pool(int threads) : contexts_(threads) {
+    for (auto& c : contexts_) {
+      auto ctx = std::make_unique<asio::io_context>(1);
+      guards_.emplace_back(asio::make_work_guard(*ctx));
+      threads_.emplace_back([c = ctx.get()] { c->run(); });
+      c = std::move(ctx);
+    }
+  }
+  ~Pool() {
+    guards_.clear();
+    for (auto& c : contexts_) c->stop();
+    for (auto& t : threads_) t.join();
+  }
+  asio::io_context& at(std::size_t i) { return *contexts_[i % contexts_.size()]; }
+  std::size_t size() const { return contexts_.size(); }
+
+ private:
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+};
+
+struct Session {
+  std::shared_ptr<im::Client> client;
+  std::string uid;
+  std::int64_t login_ns = 0;  // connect start to LoginResp
+  bool ok = false;
+  std::uint64_t inbox_max = 0;
+};
+
+// Connects and logs in every uid (at most `inflight` handshakes at once).
+std::vector<std::shared_ptr<Session>> login_all(Pool& pool, const Options& o, const std::vector<std::string>& uids,
+                                                int inflight, int device_type = 1) {
+  std::vector<std::shared_ptr<Session>> sessions;
+  for (const auto& uid : uids) sessions.push_back(std::make_shared<Session>(Session{nullptr, uid}));
+  std::atomic<std::size_t> next{0}, done{0};
+  const asio::ip::tcp::endpoint server(asio::ip::make_address(o.host), o.port);
+  std::mutex m;
+  std::condition_variable cv;
+  std::function<void(std::size_t)> start_one;
+  start_one = [&](std::size_t i) {
+    if (i >= sessions.size()) return;
+    auto s = sessions[i];
+    auto& ctx = pool.at(i);
+    asio::post(ctx, [&, s, &ctx = ctx] {
+      s->client = im::Client::create(ctx);
+      const std::int64_t t0 = now_ns();
+      auto finish = [&, s, t0](bool ok) {
+        s->login_ns = now_ns() - t0;
+        s->ok = ok;
+        if (done.fetch_add(1) + 1 == sessions.size()) {
+          std::lock_guard lock(m);
+          cv.notify_all();
+        }
+        start_one(next.fetch_add(1));
+      };
+      s->client->connect(server, [&, s, finish](const asio::error_code& ec) {
+        if (ec) return finish(false);
+        im::v1::LoginReq req;
+        req.set_uid(s->uid);
+        req.set_token(im::mint_jwt(o.secret, s->uid, 0));
+        req.set_device_type(static_cast<im::v1::DeviceType>(device_type));
+        s->client->request(Cmd::kLogin, &req, [s, finish](Frame& f) {
+          im::v1::LoginResp resp;
+          if (f.ok() && f.parse(resp)) s->inbox_max = resp.inbox_max_seq();
+          finish(f.ok());
+        });
+      });
+    });
+  };
+  for (int i = 0; i < std::min<int>(inflight, static_cast<int>(sessions.size())); ++i) start_one(next.fetch_add(1));
+  std::unique_lock lock(m);
+  cv.wait_for(lock, 300s, [&] { return done.load() == sessions.size(); });
+  return sessions;
+}
+
+std::string body_with_time(int bytes) {
+  std::string body(static_cast<std::size_t>(std::max(bytes, 8)), 'x');
+  const std::int64_t t = now_ns();
+  std::memcpy(body.data(), &t, sizeof t);
+  return body;
+}
+std::int64_t time_of(const std::string& body) {
+  std::int64_t t = 0;
+  if (body.size() >= sizeof t) std::memcpy(&t, body.data(), sizeof t);
+  return t;
+}
+
+nlohmann::json result_base(const Options& o, double secs, double server_cpu0, double self_cpu0) {
+  nlohmann::json j;
+  j["scenario"] = o.scenario;
+  j["seconds"] = secs;
+  if (o.server_pid) {
+    j["server_rss_kb"] = rss_kb(o.server_pid);
+    j["server_cpu_s"] = cpu_s(o.server_pid) - server_cpu0;
+    j["server_cores"] = (cpu_s(o.server_pid) - server_cpu0) / secs;
+  }
+  j["generator_cpu_s"] = self_cpu_s() - self_cpu0;
+  j["generator_cores"] = (self_cpu_s() - self_cpu0) / secs;
+  return j;
+}
+
+void print(const nlohmann::json& j) {
+  std::cout << "\n" << j["scenario"].get<std::string>() << "\n";
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (it.key() == "scenario") continue;
+    std::cout << fmt::format("  {:<28} {}\n", it.key(), it.value().dump());
+  }
+  std::cout << "JSON " << j.dump() << "\n" << std::flush;
+}
+
+// ---- W2 / W3: senders keep a window of SENDs; receivers count PUSHes and ACK ----
+struct Flow {
+  std::atomic<bool> stop{false};
+  std::atomic<bool> measuring{false};
+  std::atomic<std::uint64_t> delivered{0};
+  std::atomic<std::uint64_t> sent_ok{0};
+  std::atomic<std::uint64_t> errors{0};
+  Latencies lat;
+};
+
+void receive_pushes(const std::shared_ptr<Session>& s, Flow& flow) {
+  auto local = std::make_shared<std::vector<std::uint32_t>>();
+  s->client->on_frame([c = s->client.get(), &flow, local](Frame& f) {
+    if (f.header.cmd != Cmd::kPush) return;
+    im::v1::MessagePush push;
+    if (!f.parse(push) || push.messages_size() == 0) return;
+    const std::int64_t now = now_ns();
+    if (flow.measuring.load(std::memory_order_relaxed)) {
+      for (const auto& m : push.messages()) {
+        local->push_back(static_cast<std::uint32_t>(std::max<std::int64_t>(0, now - time_of(m.body())) / 1000));
+      }
+      flow.delivered.fetch_add(push.messages_size(), std::memory_order_relaxed);
+      if (local->size() >= 4096) flow.lat.add(*local);
+    }
+    im::v1::AckReq ack;
+    ack.set_inbox_seq(push.messages(push.messages_size() - 1).inbox_seq());
+    c->notify(Cmd::kAck, &ack);
+  });
+  s->client->on_close([local, &flow](const asio::error_code&) { flow.lat.add(*local); });
+}
+
+void send_window(const std::shared_ptr<Session>& s, Flow& flow, const std::string& to, im::v1::ConvType type,
+                 const Options& o) {
+  auto counter = std::make_shared<std::uint64_t>(0);
+  auto send_one = std::make_shared<std::function<void()>>();
+  *send_one = [c = s->client.get(), &flow, to, type, &o, counter, send_one, uid = s->uid] {
+    if (flow.stop.load(std::memory_order_relaxed)) return;
+    im::v1::SendReq req;
+    req.set_client_msg_id(fmt::format("{}-{}", uid, ++*counter));
+    req.set_conv_type(type);
+    req.set_to(to);
+    req.set_content_type(1);
+    req.set_body(body_with_time(o.body_bytes));
+    c->request(Cmd::kSend, &req, [&flow, send_one](Frame& f) {
+      if (f.ok()) {
+        flow.sent_ok.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        flow.errors.fetch_add(1, std::memory_order_relaxed);
+      }
+      (*send_one)();
+    });
+  };
+  for (int i = 0; i < o.window; ++i) asio::post(s->client->socket().get_executor(), [send_one] { (*send_one)(); });
+}
+
+nlohmann::json run_flow(const Options& o, Flow& flow, std::vector<std::shared_ptr<Session>>& all, const char* what) {
+  std::this_thread::sleep_for(1s);  // warm-up
+  const double server_cpu0 = o.server_pid ? cpu_s(o.server_pid) : 0;
+  const double self_cpu0 = self_cpu_s();
+  flow.measuring = true;
+  const auto t0 = Clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(o.duration_s));
+  flow.measuring = false;
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  auto j = result_base(o, secs, server_cpu0, self_cpu0);
+  flow.stop = true;
+  std::this_thread::sleep_for(500ms);
+  for (auto& s : all) asio::post(s->client->socket().get_executor(), [c = s->client] { c->close(); });
+  std::this_thread::sleep_for(200ms);
+  j[what] = flow.delivered.load();
+  j[std::string(what) + "_per_s"] = static_cast<double>(flow.delivered.load()) / secs;
+  j["errors"] = flow.errors.load();
+  j["latency_p50_ms"] = flow.lat.pct(0.50);
+  j["latency_p99_ms"] = flow.lat.pct(0.99);
+  j["latency_p999_ms"] = flow.lat.pct(0.999);
+  return j;
+}
+
+nlohmann::json w2(const Options& o) {
+  Pool pool(o.threads);
+  std::vector<std::string> uids;
+  for (int i = 0; i < o.pairs; ++i) {
+    uids.push_back(fmt::format("{}s{}", o.run_id, i));
+    uids.push_back(fmt::format("{}r{}", o.run_id, i));
+  }
+  auto all = login_all(pool, o, uids, o.inflight);
+  Flow flow;
+  for (int i = 0; i < o.pairs; ++i) receive_pushes(all[2 * i + 1], flow);
+  for (int i = 0; i < o.pairs; ++i) send_window(all[2 * i], flow, all[2 * i + 1]->uid, im::v1::C2C, o);
+  auto j = run_flow(o, flow, all, "delivered");
+  j["pairs"] = o.pairs;
+  j["window"] = o.window;
+  return j;
+}
+
+nlohmann::json w3(const Options& o) {
+  Pool pool(o.threads);
+  std::vector<std::string> uids;
+  for (int i = 0; i < o.members; ++i) uids.push_back(fmt::format("{}m{}", o.run_id, i));
+  auto all = login_all(pool, o, uids, o.inflight);
+  const std::string gid = o.run_id + "bench-group";
+  {
+    im::SyncClient owner;
+    owner.connect(o.host, o.port);
+    im::v1::LoginReq login;
+    login.set_uid(uids[0] + "-owner");
+    login.set_token(im::mint_jwt(o.secret, login.uid(), 0));
+    login.set_device_type(im::v1::DESKTOP);
+    owner.call(Cmd::kLogin, &login);
+    im::v1::GroupCreateReq create;
+    create.set_gid(gid);
+    create.set_name("bench");
+    for (const auto& u : uids) create.add_members(u);
+    auto r = owner.call(Cmd::kGroupCreate, &create, 30s);
+    if (!r || !r->ok()) throw std::runtime_error("GROUP_CREATE failed: " + (r ? r->error_message() : "no answer"));
+  }
+  Flow flow;
+  for (auto& s : all) receive_pushes(s, flow);
+  std::this_thread::sleep_for(1s);  // the creation events
+  for (int i = 0; i < o.senders; ++i) send_window(all[static_cast<std::size_t>(i)], flow, gid, im::v1::GROUP, o);
+  auto j = run_flow(o, flow, all, "deliveries");
+  j["members"] = o.members;
+  j["senders"] = o.senders;
+  j["window"] = o.window;
+  return j;
+}
+
+nlohmann::json w4(const Options& o) {
+  Pool pool(o.threads);
+  const std::string puller = o.run_id + "puller";
+  auto filler = login_all(pool, o, {o.run_id + "filler"}, 1);
+  {  // fill the inbox with a window of 1000
+    std::atomic<int> left{o.messages}, answered{0};
+    auto c = filler[0]->client;
+    auto send_one = std::make_shared<std::function<void()>>();
+    *send_one = [&, c, send_one] {
+      if (left.fetch_sub(1) <= 0) return;
+      im::v1::SendReq req;
+      req.set_client_msg_id(fmt::format("f{}", left.load()));
+      req.set_conv_type(im::v1::C2C);
+      req.set_to(puller);
+      req.set_body(std::string(static_cast<std::size_t>(o.body_bytes), 'p'));
+      c->request(Cmd::kSend, &req, [&, send_one](Frame&) {
+        answered.fetch_add(1);
+        (*send_one)();
+      });
+    };
+    for (int i = 0; i < 1000; ++i) asio::post(c->socket().get_executor(), [send_one] { (*send_one)(); });
+    while (answered.load() < o.messages) std::this_thread::sleep_for(10ms);
+  }
+  const double server_cpu0 = o.server_pid ? cpu_s(o.server_pid) : 0;
+  const double self_cpu0 = self_cpu_s();
+  const auto t0 = Clock::now();
+  im::SyncClient c;
+  c.connect(o.host, o.port);
+  im::v1::LoginReq login;
+  login.set_uid(puller);
+  login.set_token(im::mint_jwt(o.secret, puller, 0));
+  login.set_device_type(im::v1::IOS);
+  c.call(Cmd::kLogin, &login);
+  std::uint64_t after = 0, got = 0;
+  for (int page = 0; page < 100000; ++page) {
+    im::v1::PullReq req;
+    req.set_after_seq(after);
+    req.set_limit(1000);
+    auto r = c.call(Cmd::kPull, &req, 30s);
+    im::v1::PullResp resp;
+    if (!r || !r->ok() || !r->parse(resp)) throw std::runtime_error("PULL failed");
+    got += static_cast<std::uint64_t>(resp.messages_size());
+    if (resp.messages_size() > 0) after = resp.messages(resp.messages_size() - 1).inbox_seq();
+    if (!resp.has_more()) break;
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  auto j = result_base(o, secs, server_cpu0, self_cpu0);
+  j["messages"] = got;
+  j["messages_per_s"] = static_cast<double>(got) / secs;
+  j["time_to_last_ms"] = secs * 1000;
+  return j;
+}
+
+nlohmann::json w1_or_w5(const Options& o) {
+  Pool pool(o.threads);
+  std::vector<std::string> uids;
+  for (int i = 0; i < o.conns; ++i) uids.push_back(fmt::format("{}c{}", o.run_id, i));
+  const long rss0 = o.server_pid ? rss_kb(o.server_pid) : 0;
+  const long slab0 = slab_kb();
+  const double server_cpu0 = o.server_pid ? cpu_s(o.server_pid) : 0;
+  const double self_cpu0 = self_cpu_s();
+  const auto t0 = Clock::now();
+  auto all = login_all(pool, o, uids, o.inflight);
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  auto j = result_base(o, secs, server_cpu0, self_cpu0);
+  std::size_t ok = 0;
+  std::vector<std::uint32_t> lat;
+  for (auto& s : all) {
+    ok += s->ok ? 1 : 0;
+    if (s->ok) lat.push_back(static_cast<std::uint32_t>(s->login_ns / 1000));
+  }
+  Latencies l;
+  l.add(lat);
+  j["connections"] = o.conns;
+  j["logged_in"] = ok;
+  j["errors"] = static_cast<std::size_t>(o.conns) - ok;
+  if (o.scenario == "w5") {
+    j["logins_per_s"] = static_cast<double>(ok) / secs;
+    j["login_p50_ms"] = l.pct(0.5);
+    j["login_p99_ms"] = l.pct(0.99);
+  } else {
+    // Idle with heartbeats: each client beats at the interval; measure after settling.
+    for (auto& s : all) {
+      if (!s->ok) continue;
+      asio::post(s->client->socket().get_executor(), [c = s->client] {
+        auto timer = std::make_shared<asio::steady_timer>(c->socket().get_executor());
+        auto beat = std::make_shared<std::function<void()>>();
+        *beat = [c, timer, beat] {
+          timer->expires_after(30s);
+          timer->async_wait([c, beat](const asio::error_code& ec) {
+            if (ec || !c->is_open()) return;
+            c->request(Cmd::kHeartbeat, std::string_view{}, [](Frame&) {});
+            (*beat)();
+          });
+        };
+        (*beat)();
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(std::max(2.0, o.duration_s)));
+    const long rss1 = o.server_pid ? rss_kb(o.server_pid) : 0;
+    const long slab1 = slab_kb();
+    j["server_rss_before_kb"] = rss0;
+    j["server_rss_after_kb"] = rss1;
+    j["server_bytes_per_conn"] = ok ? static_cast<double>(rss1 - rss0) * 1024.0 / static_cast<double>(ok) : 0;
+    j["kernel_slab_bytes_per_conn_both_ends"] =
+        ok ? static_cast<double>(slab1 - slab0) * 1024.0 / static_cast<double>(ok) : 0;
+  }
+  for (auto& s : all)
+    if (s->client) asio::post(s->client->socket().get_executor(), [c = s->client] { c->close(); });
+  std::this_thread::sleep_for(300ms);
+  return j;
+}
+
+// ---- W6: restart with N stored messages ----
+pid_t spawn_server(const Options& o) {
+  pid_t pid = 0;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  std::string bin = o.imserver, flag = "--config", cfg = o.config;
+  char* argv[] = {bin.data(), flag.data(), cfg.data(), nullptr};
+  if (posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv, environ) != 0) throw std::runtime_error("spawn failed");
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
+
+// Time from now until a LOGIN is answered OK (polling every 2 ms).
+double until_login(const Options& o, const Clock::time_point t0) {
+  for (int i = 0; i < 60000; ++i) {
+    im::SyncClient c;
+    if (c.connect(o.host, o.port)) {
+      im::v1::LoginReq login;
+      login.set_uid(o.run_id + "probe");
+      login.set_token(im::mint_jwt(o.secret, login.uid(), 0));
+      login.set_device_type(im::v1::WEB);
+      auto r = c.call(Cmd::kLogin, &login, 5s);
+      if (r && r->ok()) return std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  return -1;
+}
+
+nlohmann::json w6(const Options& o) {
+  if (o.imserver.empty() || o.config.empty() || o.data_dir.empty())
+    throw std::runtime_error("w6 needs --imserver, --config and --data-dir (the config's storage.data_dir)");
+  const auto fill0 = Clock::now();
+  std::uint64_t existing = 0;
+  {
+    im::StorageConfig sc;
+    sc.data_dir = o.data_dir;
+    auto store = im::store::Store::open(sc);
+    if (!store) throw std::runtime_error(store.error().message);
+    (*store)->scan(im::store::Cf::kHistory, "", std::string(1, '\xFF'), [&](std::string_view, std::string_view) {
+      return ++existing < static_cast<std::uint64_t>(o.messages);
+    });
+    // As SENDs would write them: 1,000 users in 500 conversations, history
+    // row and two inbox rows per message, 1,000 messages a batch.
+    const int users = 1000;
+    std::vector<std::uint64_t> inbox(users, 0), conv(users / 2, 0);
+    im::store::Batch batch(**store);
+    const std::string body(static_cast<std::size_t>(o.body_bytes), 'w');
+    for (std::uint64_t n = existing; n < static_cast<std::uint64_t>(o.messages); ++n) {
+      const int c = static_cast<int>(n % (users / 2));
+      const std::string a = fmt::format("{}u{}", o.run_id, 2 * c), b = fmt::format("{}u{}", o.run_id, 2 * c + 1);
+      im::v1::Message m;
+      m.set_msg_id(n + 1);
+      m.set_conv_type(im::v1::C2C);
+      m.set_from(a);
+      m.set_to(b);
+      m.set_conv_seq(++conv[static_cast<std::size_t>(c)]);
+      m.set_client_msg_id(fmt::format("w6-{}", n));
+      m.set_body(body);
+      m.set_server_time_ms(1795000000000);
+      const std::string conv_key = im::store::c2c_conv(a, b);
+      batch.put(im::store::Cf::kHistory, im::store::history_key(conv_key, m.conv_seq()), m.SerializeAsString());
+      for (int side = 0; side < 2; ++side) {
+        m.set_inbox_seq(++inbox[static_cast<std::size_t>(2 * c + side)]);
+        batch.put(im::store::Cf::kInbox, im::store::inbox_key(side ? b : a, m.inbox_seq()), m.SerializeAsString());
+      }
+      if (batch.count() >= 3000) {
+        if (!(*store)->write(batch)) throw std::runtime_error("fill failed");
+        batch.clear();
+      }
+    }
+    if (!(*store)->write(batch)) throw std::runtime_error("fill failed");
+  }
+  const double fill_s = std::chrono::duration<double>(Clock::now() - fill0).count();
+  // Run it once, kill -9 it mid-life, then time the restart.
+  pid_t pid = spawn_server(o);
+  if (until_login(o, Clock::now()) < 0) throw std::runtime_error("the server did not come up");
+  ::kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  const auto t0 = Clock::now();
+  pid = spawn_server(o);
+  const double ready_s = until_login(o, t0);
+  nlohmann::json j;
+  j["scenario"] = "w6";
+  j["stored_messages"] = o.messages;
+  j["fill_s"] = fill_s;
+  j["server_rss_kb"] = rss_kb(pid);
+  j["ready_after_kill9_s"] = ready_s;
+  ::kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"imbench: load generator for imserver (loopback only)"};
+  app.add_option("--scenario", o.scenario, "w1 w2 w3 w4 w5 w6")->required();
+  app.add_option("--host", o.host, "server address (loopback)");
+  app.add_option("--port", o.port, "server TCP port");
+  app.add_option("--server-pid", o.server_pid, "server PID, for RSS and CPU from /proc");
+  app.add_option("--secret", o.secret, "the server's auth.jwt_secret")->required();
+  app.add_option("--threads", o.threads, "generator threads");
+  app.add_option("--conns", o.conns, "W1/W5: connections");
+  app.add_option("--pairs", o.pairs, "W2: sender/receiver pairs");
+  app.add_option("--window", o.window, "W2/W3: unanswered SENDs per sender");
+  app.add_option("--members", o.members, "W3: group members");
+  app.add_option("--senders", o.senders, "W3: members sending");
+  app.add_option("--messages", o.messages, "W4: messages waiting; W6: messages stored");
+  app.add_option("--duration", o.duration_s, "seconds measured (W1: settle time)");
+  app.add_option("--body-bytes", o.body_bytes, "message body size");
+  app.add_option("--inflight", o.inflight, "W1/W5: handshakes in flight");
+  app.add_option("--imserver", o.imserver, "W6: the imserver binary");
+  app.add_option("--config", o.config, "W6: its config");
+  app.add_option("--data-dir", o.data_dir, "W6: its storage.data_dir");
+  app.add_option("--run-id", o.run_id, "prefix of every uid of this run");
+  CLI11_PARSE(app, argc, argv);
+  asio::error_code ec;
+  const auto addr = asio::ip::make_address(o.host, ec);
+  if (ec || !addr.is_loopback()) {
+    std::cerr << "imbench: --host must be a loopback address\n";
+    return 2;
+  }
+  if (o.run_id.empty()) o.run_id = fmt::format("b{}-", ::getpid());
+  std::signal(SIGPIPE, SIG_IGN);
+  try {
+    nlohmann::json j;
+    if (o.scenario == "w1" || o.scenario == "w5")
+      j = w1_or_w5(o);
+    else if (o.scenario == "w2")
+      j = w2(o);
+    else if (o.scenario == "w3")
+      j = w3(o);
+    else if (o.scenario == "w4")
+      j = w4(o);
+    else if (o.scenario == "w6")
+      j = w6(o);
+    else
+      throw std::runtime_error("unknown scenario " + o.scenario);
+    print(j);
+  } catch (const std::exception& e) {
+    std::cerr << "imbench: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Turns the JSON lines of bench/run.sh into bench/RESULTS.md (standard output)."""
+import datetime
+import json
+import platform
+import subprocess
+import sys
+
+
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+commands = [line.rstrip("\n") for line in open(sys.argv[2]) if line.strip()]
+by = {}
+for r in rows:
+    key = r["scenario"] + (f"-p{r['pairs']}" if "pairs" in r else "")
+    by[key] = r
+
+
+def g(key, field, digits=0):
+    v = by.get(key, {}).get(field)
+    return "n/a" if v is None else f"{v:,.{digits}f}"
+
+
+dirty = sh("git status --porcelain -- src include bench CMakeLists.txt")
+print("# Benchmark results\n")
+print("Written by `bench/run.sh`; the analysis (profiles, gaps, what would move them) is in `bench/ANALYSIS.md`.\n")
+print(f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
+print(f"- commit: {sh('git rev-parse --short HEAD')}{' with uncommitted changes' if dirty else ''}")
+print(f"- machine: {sh('nproc')} cores ({sh('lscpu | sed -n \"s/^Model name: *//p\"')}), "
+      f"{sh('free -g | awk \"/Mem:/ {print \\$2}\"')} GiB, kernel {platform.release()}")
+print("- imbench (1 thread) and imserver on the same machine over loopback; imserver with its default config but "
+      "ports, data dir, JWT secret, rate and admission limits; `storage.fsync = false`\n")
+print("| scenario | measured | goal |")
+print("|---|---|---|")
+print(f"| W1 {by.get('w1', {}).get('logged_in', '?')} idle logged-in connections | "
+      f"{g('w1', 'server_bytes_per_conn')} B server RSS per connection; kernel slab "
+      f"{g('w1', 'kernel_slab_bytes_per_conn_both_ends')} B per connection, both ends | <= 512 B |")
+print(f"| W2 P=1 | {g('w2-p1', 'delivered_per_s')} msg/s; p50 {g('w2-p1', 'latency_p50_ms', 2)} ms, "
+      f"p99 {g('w2-p1', 'latency_p99_ms', 2)} ms, p999 {g('w2-p1', 'latency_p999_ms', 2)} ms | |")
+print(f"| W2 P=100, window 100 | {g('w2-p100', 'delivered_per_s')} msg/s; p50 {g('w2-p100', 'latency_p50_ms', 2)} ms, "
+      f"p99 {g('w2-p100', 'latency_p99_ms', 2)} ms; server {g('w2-p100', 'server_cores', 2)} cores, "
+      f"generator {g('w2-p100', 'generator_cores', 2)} | >= 62k msg/s (stretch 74k) |")
+print(f"| W3 500 members, 1 sender, window 100 | {g('w3', 'deliveries_per_s')} deliveries/s; "
+      f"p99 {g('w3', 'latency_p99_ms', 1)} ms; server {g('w3', 'server_cores', 2)} cores | >= 170k/s, p99 <= 50 ms |")
+print(f"| W4 pull 100,000 | {g('w4', 'messages_per_s')} msg/s; last after {g('w4', 'time_to_last_ms')} ms | "
+      ">= 1,000,000 msg/s |")
+print(f"| W5 {by.get('w5', {}).get('connections', '?')} logins, 1,000 in flight | {g('w5', 'logins_per_s')} logins/s; "
+      f"p99 {g('w5', 'login_p99_ms', 1)} ms; errors {by.get('w5', {}).get('errors', '?')} | >= 18k logins/s |")
+print(f"| W6 {by.get('w6', {}).get('stored_messages', 0):,} stored messages | ready "
+      f"{g('w6', 'ready_after_kill9_s', 2)} s after kill -9 (fill took {g('w6', 'fill_s')} s) | <= 3 s |")
+print("\n## Raw results\n\n```")
+for r in rows:
+    print(json.dumps(r))
+print("```\n\n## Commands\n\n`bench/run.sh` ran, for each scenario, a fresh imserver (own data dir) and:\n\n```")
+for c in commands:
+    print(c)
+print("```")
