@@ -67,6 +67,8 @@ struct Options {
   double duration_s = 10;
   int body_bytes = 100;
   int inflight = 1000;   // W5 handshakes in flight
+  double rate = 0;       // W2/W3: total SENDs per second (0: as fast as the window allows)
+  int source_addrs = 8;  // clients connect from 127.0.0.2 .. 127.0.0.(N+1), ports from 10000
   std::string imserver;  // W6
   std::string config;    // W6
   std::string data_dir;  // W6
@@ -174,7 +176,7 @@ std::vector<std::shared_ptr<Session>> login_all(Pool& pool, const Options& o, co
     if (i >= sessions.size()) return;
     auto s = sessions[i];
     auto& ctx = pool.at(i);
-    asio::post(ctx, [&, s, &ctx = ctx] {
+    asio::post(ctx, [&, i, s, &ctx = ctx] {
       s->client = im::Client::create(ctx);
       const std::int64_t t0 = now_ns();
       auto finish = [&, s, t0](bool ok) {
@@ -186,18 +188,32 @@ std::vector<std::shared_ptr<Session>> login_all(Pool& pool, const Options& o, co
         }
         start_one(next.fetch_add(1));
       };
-      s->client->connect(server, [&, s, finish](const asio::error_code& ec) {
-        if (ec) return finish(false);
-        im::v1::LoginReq req;
-        req.set_uid(s->uid);
-        req.set_token(im::mint_jwt(o.secret, s->uid, 0));
-        req.set_device_type(static_cast<im::v1::DeviceType>(device_type));
-        s->client->request(Cmd::kLogin, &req, [s, finish](Frame& f) {
-          im::v1::LoginResp resp;
-          if (f.ok() && f.parse(resp)) s->inbox_max = resp.inbox_max_seq();
-          finish(f.ok());
-        });
-      });
+      // The client picks its source endpoint: below the kernel's ephemeral
+      // range, spread over 127.0.0.x, so connect() needs no port search.
+      asio::ip::tcp::endpoint source;
+      if (o.source_addrs > 0 && server.address().is_v4())
+        source = asio::ip::tcp::endpoint(
+            asio::ip::make_address_v4(0x7F000002u + static_cast<std::uint32_t>(i % o.source_addrs)),
+            static_cast<std::uint16_t>(10000 + i / static_cast<std::size_t>(o.source_addrs)));
+      s->client->connect(
+          server,
+          [&, s, finish](const asio::error_code& ec) {
+            if (ec) {
+              static std::once_flag reported;
+              std::call_once(reported, [&] { std::cerr << "imbench: connect: " << ec.message() << "\n"; });
+              return finish(false);
+            }
+            im::v1::LoginReq req;
+            req.set_uid(s->uid);
+            req.set_token(im::mint_jwt(o.secret, s->uid, 0));
+            req.set_device_type(static_cast<im::v1::DeviceType>(device_type));
+            s->client->request(Cmd::kLogin, &req, [s, finish](Frame& f) {
+              im::v1::LoginResp resp;
+              if (f.ok() && f.parse(resp)) s->inbox_max = resp.inbox_max_seq();
+              finish(f.ok());
+            });
+          },
+          source);
     });
   };
   for (int i = 0; i < std::min<int>(inflight, static_cast<int>(sessions.size())); ++i) start_one(next.fetch_add(1));
@@ -272,26 +288,45 @@ void receive_pushes(const std::shared_ptr<Session>& s, Flow& flow) {
   s->client->on_close([local, &flow](const asio::error_code&) { flow.lat.add(*local); });
 }
 
+// Keeps `o.window` SENDs unanswered; with `per_sender_rate` > 0 the k-th
+// SEND also waits for its slot (start + k / rate), so the load is paced.
 void send_window(const std::shared_ptr<Session>& s, Flow& flow, const std::string& to, im::v1::ConvType type,
-                 const Options& o) {
+                 const Options& o, double per_sender_rate = 0) {
   auto counter = std::make_shared<std::uint64_t>(0);
   auto send_one = std::make_shared<std::function<void()>>();
-  *send_one = [c = s->client.get(), &flow, to, type, &o, counter, send_one, uid = s->uid] {
+  const auto start = Clock::now();
+  *send_one = [c = s->client.get(), &flow, to, type, &o, counter, send_one, uid = s->uid, start, per_sender_rate] {
     if (flow.stop.load(std::memory_order_relaxed)) return;
-    im::v1::SendReq req;
-    req.set_client_msg_id(fmt::format("{}-{}", uid, ++*counter));
-    req.set_conv_type(type);
-    req.set_to(to);
-    req.set_content_type(1);
-    req.set_body(body_with_time(o.body_bytes));
-    c->request(Cmd::kSend, &req, [&flow, send_one](Frame& f) {
-      if (f.ok()) {
-        flow.sent_ok.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        flow.errors.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t k = (*counter)++;  // this is the k-th SEND of the sender
+    auto fire = [c, &flow, to, type, &o, send_one, uid, k] {
+      if (flow.stop.load(std::memory_order_relaxed)) return;
+      im::v1::SendReq req;
+      req.set_client_msg_id(fmt::format("{}-{}", uid, k));
+      req.set_conv_type(type);
+      req.set_to(to);
+      req.set_content_type(1);
+      req.set_body(body_with_time(o.body_bytes));
+      c->request(Cmd::kSend, &req, [&flow, send_one](Frame& f) {
+        if (f.ok()) {
+          flow.sent_ok.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          flow.errors.fetch_add(1, std::memory_order_relaxed);
+        }
+        (*send_one)();
+      });
+    };
+    if (per_sender_rate > 0) {
+      const auto slot = start + std::chrono::duration_cast<Clock::duration>(
+                                    std::chrono::duration<double>(static_cast<double>(k) / per_sender_rate));
+      if (slot > Clock::now()) {
+        auto timer = std::make_shared<asio::steady_timer>(c->socket().get_executor(), slot);
+        timer->async_wait([timer, fire](const asio::error_code& ec) {
+          if (!ec) fire();
+        });
+        return;
       }
-      (*send_one)();
-    });
+    }
+    fire();
   };
   for (int i = 0; i < o.window; ++i) asio::post(s->client->socket().get_executor(), [send_one] { (*send_one)(); });
 }
@@ -329,9 +364,11 @@ nlohmann::json w2(const Options& o) {
   auto all = login_all(pool, o, uids, o.inflight);
   Flow flow;
   for (int i = 0; i < o.pairs; ++i) receive_pushes(all[2 * i + 1], flow);
-  for (int i = 0; i < o.pairs; ++i) send_window(all[2 * i], flow, all[2 * i + 1]->uid, im::v1::C2C, o);
+  for (int i = 0; i < o.pairs; ++i)
+    send_window(all[2 * i], flow, all[2 * i + 1]->uid, im::v1::C2C, o, o.rate / o.pairs);
   auto j = run_flow(o, flow, all, "delivered");
   j["pairs"] = o.pairs;
+  j["offered_rate"] = o.rate;
   j["window"] = o.window;
   return j;
 }
@@ -360,10 +397,12 @@ nlohmann::json w3(const Options& o) {
   Flow flow;
   for (auto& s : all) receive_pushes(s, flow);
   std::this_thread::sleep_for(1s);  // the creation events
-  for (int i = 0; i < o.senders; ++i) send_window(all[static_cast<std::size_t>(i)], flow, gid, im::v1::GROUP, o);
+  for (int i = 0; i < o.senders; ++i)
+    send_window(all[static_cast<std::size_t>(i)], flow, gid, im::v1::GROUP, o, o.rate / o.senders);
   auto j = run_flow(o, flow, all, "deliveries");
   j["members"] = o.members;
   j["senders"] = o.senders;
+  j["offered_rate"] = o.rate;
   j["window"] = o.window;
   return j;
 }
@@ -596,6 +635,9 @@ int main(int argc, char** argv) {
   app.add_option("--duration", o.duration_s, "seconds measured (W1: settle time)");
   app.add_option("--body-bytes", o.body_bytes, "message body size");
   app.add_option("--inflight", o.inflight, "W1/W5: handshakes in flight");
+  app.add_option("--rate", o.rate, "W2/W3: total SENDs per second, paced (0: unpaced)");
+  app.add_option("--source-addrs", o.source_addrs,
+                 "connect from 127.0.0.2 .. 127.0.0.(N+1), ports 10000 and up (0: the kernel's choice)");
   app.add_option("--imserver", o.imserver, "W6: the imserver binary");
   app.add_option("--config", o.config, "W6: its config");
   app.add_option("--data-dir", o.data_dir, "W6: its storage.data_dir");

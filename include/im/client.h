@@ -54,7 +54,12 @@ class Client : public std::enable_shared_from_this<Client> {
 
   static std::shared_ptr<Client> create(asio::io_context& io, std::uint32_t max_frame_bytes = 16 * 1024 * 1024);
 
-  void connect(const asio::ip::tcp::endpoint& server, std::function<void(const asio::error_code&)> done);
+  // `source`: the local endpoint to connect from; a load generator with tens
+  // of thousands of clients picks them itself, because the kernel's search
+  // for a free ephemeral port then dominates its CPU. Unspecified: the
+  // kernel's choice.
+  void connect(const asio::ip::tcp::endpoint& server, std::function<void(const asio::error_code&)> done,
+               const asio::ip::tcp::endpoint& source = {});
   // Sends a request (seq chosen here, returned); `on_response` gets its answer.
   std::uint32_t request(Cmd cmd, const google::protobuf::MessageLite* body, FrameHandler on_response);
   std::uint32_t request(Cmd cmd, std::string_view body, FrameHandler on_response);

@@ -9,6 +9,12 @@
 #include "proto/im.pb.h"
 
 namespace im {
+namespace {
+// A client starts small and grows its buffer with the frames it gets:
+// thousands of mostly idle clients per process must stay cheap.
+constexpr std::size_t kInitialReadBuffer = 4096;
+constexpr std::size_t kMinReadRoom = 1024;
+}  // namespace
 
 std::string Frame::error_message() const {
   v1::Error e;
@@ -25,9 +31,22 @@ std::shared_ptr<Client> Client::create(asio::io_context& io, std::uint32_t max_f
 }
 
 Client::Client(asio::io_context& io, std::uint32_t max_frame_bytes)
-    : socket_(io), max_frame_bytes_(max_frame_bytes), rbuf_(64 * 1024) {}
+    : socket_(io), max_frame_bytes_(max_frame_bytes), rbuf_(kInitialReadBuffer) {}
 
-void Client::connect(const asio::ip::tcp::endpoint& server, std::function<void(const asio::error_code&)> done) {
+void Client::connect(const asio::ip::tcp::endpoint& server, std::function<void(const asio::error_code&)> done,
+                     const asio::ip::tcp::endpoint& source) {
+  if (!source.address().is_unspecified()) {
+    asio::error_code ec;
+    socket_.open(server.protocol(), ec);
+    // TIME_WAIT leftovers of an earlier run use the same local ports with
+    // another server port: a different 4-tuple, so reuse is safe.
+    if (!ec) socket_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) socket_.bind(source, ec);
+    if (ec) {
+      done(ec);
+      return;
+    }
+  }
   socket_.async_connect(server, [self = shared_from_this(), done = std::move(done)](const asio::error_code& ec) {
     if (!ec) {
       asio::error_code opt_ec;
@@ -83,7 +102,7 @@ void Client::write_more() {
 }
 
 void Client::read_more() {
-  if (rbuf_.size() - rlen_ < 4096) rbuf_.resize(rbuf_.size() * 2);
+  if (rbuf_.size() - rlen_ < kMinReadRoom) rbuf_.resize(rbuf_.size() * 2);
   socket_.async_read_some(asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_),
                           [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
                             if (ec) {
