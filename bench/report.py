@@ -28,7 +28,8 @@ def g(key, field, digits=0):
     return "n/a" if v is None else f"{v:,.{digits}f}"
 
 
-dirty = sh("git status --porcelain -- src include bench CMakeLists.txt")
+# RESULTS.md itself is being rewritten (the redirect truncates it): not a change.
+dirty = sh("git status --porcelain -- src include bench CMakeLists.txt ':!bench/RESULTS.md'")
 print("# Benchmark results\n")
 print("Written by `bench/run.sh`; the analysis (profiles, gaps, what would move them) is in `bench/ANALYSIS.md`.\n")
 print(f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
@@ -63,7 +64,12 @@ print(f"| W5 {by.get('w5', {}).get('connections', '?')} logins, 1,000 in flight 
       f"p99 {g('w5', 'login_p99_ms', 1)} ms; errors {by.get('w5', {}).get('errors', '?')} | >= 18k logins/s |")
 print(f"| W6 {by.get('w6', {}).get('stored_messages', 0):,} stored messages | ready "
       f"{g('w6', 'ready_after_kill9_s', 2)} s after kill -9 (fill took {g('w6', 'fill_s')} s) | <= 3 s |")
-print("\n## Raw results\n\n```")
+print()
+try:
+    print(open(__file__.rsplit("/", 1)[0] + "/before_after.md").read())
+except OSError:
+    pass
+print("## Raw results\n\n```")
 for r in rows:
     print(json.dumps(r))
 print("```\n\n## Commands\n\n`bench/run.sh` ran, for each scenario, a fresh imserver (own data dir) and:\n\n```")
