@@ -140,10 +140,14 @@ class Pool {
       c = std::move(ctx);
     }
   }
-  ~Pool() {
+  ~Pool() { stop(); }
+  // Stops and joins the threads (the contexts stay until destruction): call
+  // it before the locals that handlers refer to go out of scope.
+  void stop() {
     guards_.clear();
     for (auto& c : contexts_) c->stop();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
   }
   asio::io_context& at(std::size_t i) { return *contexts_[i % contexts_.size()]; }
   std::size_t size() const { return contexts_.size(); }
@@ -182,11 +186,11 @@ std::vector<std::shared_ptr<Session>> login_all(Pool& pool, const Options& o, co
       auto finish = [&, s, t0](bool ok) {
         s->login_ns = now_ns() - t0;
         s->ok = ok;
-        if (done.fetch_add(1) + 1 == sessions.size()) {
-          std::lock_guard lock(m);
-          cv.notify_all();
-        }
+        // Start the next one before counting this one done: once the last
+        // is counted, login_all returns and its locals (start_one too) go.
         start_one(next.fetch_add(1));
+        std::lock_guard lock(m);  // so the waiter cannot see the last one before the notify
+        if (done.fetch_add(1) + 1 == sessions.size()) cv.notify_all();
       };
       // The client picks its source endpoint: below the kernel's ephemeral
       // range, spread over 127.0.0.x, so connect() needs no port search.
@@ -367,6 +371,7 @@ nlohmann::json w2(const Options& o) {
   for (int i = 0; i < o.pairs; ++i)
     send_window(all[2 * i], flow, all[2 * i + 1]->uid, im::v1::C2C, o, o.rate / o.pairs);
   auto j = run_flow(o, flow, all, "delivered");
+  pool.stop();
   j["pairs"] = o.pairs;
   j["offered_rate"] = o.rate;
   j["window"] = o.window;
@@ -400,6 +405,7 @@ nlohmann::json w3(const Options& o) {
   for (int i = 0; i < o.senders; ++i)
     send_window(all[static_cast<std::size_t>(i)], flow, gid, im::v1::GROUP, o, o.rate / o.senders);
   auto j = run_flow(o, flow, all, "deliveries");
+  pool.stop();
   j["members"] = o.members;
   j["senders"] = o.senders;
   j["offered_rate"] = o.rate;
@@ -411,8 +417,8 @@ nlohmann::json w4(const Options& o) {
   Pool pool(o.threads);
   const std::string puller = o.run_id + "puller";
   auto filler = login_all(pool, o, {o.run_id + "filler"}, 1);
+  std::atomic<int> left{o.messages}, answered{0};
   {  // fill the inbox with a window of 1000
-    std::atomic<int> left{o.messages}, answered{0};
     auto c = filler[0]->client;
     auto send_one = std::make_shared<std::function<void()>>();
     *send_one = [&, c, send_one] {
@@ -423,8 +429,8 @@ nlohmann::json w4(const Options& o) {
       req.set_to(puller);
       req.set_body(std::string(static_cast<std::size_t>(o.body_bytes), 'p'));
       c->request(Cmd::kSend, &req, [&, send_one](Frame&) {
+        (*send_one)();  // before counting: the waiter may move on at the last count
         answered.fetch_add(1);
-        (*send_one)();
       });
     };
     for (int i = 0; i < 1000; ++i) asio::post(c->socket().get_executor(), [send_one] { (*send_one)(); });
@@ -457,6 +463,7 @@ nlohmann::json w4(const Options& o) {
   j["messages"] = got;
   j["messages_per_s"] = static_cast<double>(got) / secs;
   j["time_to_last_ms"] = secs * 1000;
+  pool.stop();
   return j;
 }
 
