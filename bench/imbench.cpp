@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -226,6 +227,16 @@ std::vector<std::shared_ptr<Session>> login_all(Pool& pool, const Options& o, co
   return sessions;
 }
 
+// A blocking LOGIN on `c`; the answer, if any came.
+std::optional<Frame> sync_login(im::SyncClient& c, const Options& o, const std::string& uid,
+                                im::v1::DeviceType device) {
+  im::v1::LoginReq login;
+  login.set_uid(uid);
+  login.set_token(im::mint_jwt(o.secret, uid, 0));
+  login.set_device_type(device);
+  return c.call(Cmd::kLogin, &login, 5s);
+}
+
 std::string body_with_time(int bytes) {
   std::string body(static_cast<std::size_t>(std::max(bytes, 8)), 'x');
   const std::int64_t t = now_ns();
@@ -387,11 +398,7 @@ nlohmann::json w3(const Options& o) {
   {
     im::SyncClient owner;
     owner.connect(o.host, o.port);
-    im::v1::LoginReq login;
-    login.set_uid(uids[0] + "-owner");
-    login.set_token(im::mint_jwt(o.secret, login.uid(), 0));
-    login.set_device_type(im::v1::DESKTOP);
-    owner.call(Cmd::kLogin, &login);
+    sync_login(owner, o, uids[0] + "-owner", im::v1::DESKTOP);
     im::v1::GroupCreateReq create;
     create.set_gid(gid);
     create.set_name("bench");
@@ -441,11 +448,7 @@ nlohmann::json w4(const Options& o) {
   const auto t0 = Clock::now();
   im::SyncClient c;
   c.connect(o.host, o.port);
-  im::v1::LoginReq login;
-  login.set_uid(puller);
-  login.set_token(im::mint_jwt(o.secret, puller, 0));
-  login.set_device_type(im::v1::IOS);
-  c.call(Cmd::kLogin, &login);
+  sync_login(c, o, puller, im::v1::IOS);
   std::uint64_t after = 0, got = 0;
   for (int page = 0; page < 100000; ++page) {
     im::v1::PullReq req;
@@ -546,11 +549,7 @@ double until_login(const Options& o, const Clock::time_point t0) {
   for (int i = 0; i < 60000; ++i) {
     im::SyncClient c;
     if (c.connect(o.host, o.port)) {
-      im::v1::LoginReq login;
-      login.set_uid(o.run_id + "probe");
-      login.set_token(im::mint_jwt(o.secret, login.uid(), 0));
-      login.set_device_type(im::v1::WEB);
-      auto r = c.call(Cmd::kLogin, &login, 5s);
+      auto r = sync_login(c, o, o.run_id + "probe", im::v1::WEB);
       if (r && r->ok()) return std::chrono::duration<double>(Clock::now() - t0).count();
     }
     std::this_thread::sleep_for(2ms);
