@@ -324,3 +324,16 @@ TEST_CASE("a reader that stops reading is disconnected and resyncs by PULL witho
   REQUIRE(all.size() == 2000);
   for (std::size_t i = 0; i < all.size(); ++i) CHECK(all[i].inbox_seq() == i + 1);
 }
+
+TEST_CASE("with storage.fsync = true messages are stored, acknowledged and pulled as ever") {
+  ServerProcess server(
+      Overrides{{"storage.fsync", "true"}, {"limits.messages_per_second", "100000"}, {"limits.burst", "100000"}});
+  auto alice = server.login("alice");
+  for (int i = 0; i < 50; ++i) CHECK(send_ok(*alice, "bob", "f" + std::to_string(i)).inbox_seq() == i + 1u);
+  server.kill9();
+  server.restart();
+  auto bob = server.login("bob");
+  auto rows = pull_all(*bob);
+  REQUIRE(rows.size() == 50);
+  CHECK(rows.back().inbox_seq() == 50);
+}
