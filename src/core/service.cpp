@@ -694,6 +694,8 @@ void Service::on_group_list(Connection& conn, ClientContext& ctx, const FrameHea
 
 void Service::drain(Connection& conn) {
   ClientContext& ctx = context_of(conn);
+  // Already closing (logged out, kicked): let its last frame leave.
+  if (conn.phase() == Connection::Phase::kClosing) return;
   if (ctx.phase != ClientContext::Phase::kLoggedIn) {
     conn.close();
     return;

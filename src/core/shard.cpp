@@ -647,6 +647,10 @@ StatusCode Shard::ack(const std::string& uid, std::uint8_t device_type, const st
   if (seq > c.acked) {
     c.acked = seq;
     c.dirty = true;
+    if (!u.cursors_dirty) {
+      u.cursors_dirty = true;
+      dirty_cursors_.emplace_back(&users_.find(uid)->first, &u);
+    }
     arm_cursor_timer();
   }
   u.max_acked = std::max(u.max_acked, seq);
@@ -712,18 +716,21 @@ void Shard::history(const std::string& conv, const v1::HistoryReq& req, Requeste
 // ---------------------------------------------------------------- cursors and offline pushes
 
 void Shard::flush_cursors() {
-  bool any = false;
-  for (auto& [uid, u] : users_) {
-    for (DeviceCursor& c : u.cursors) {
+  // Only the users with something to write: a disconnect calls this, and a
+  // walk over every cached user would make a mass disconnect quadratic.
+  if (dirty_cursors_.empty()) return;
+  for (auto [uid, u] : dirty_cursors_) {
+    u->cursors_dirty = false;
+    for (DeviceCursor& c : u->cursors) {
       if (!c.dirty) continue;
       std::string v;
       store::append_u64(v, c.acked);
-      batch_.put(Cf::kCursors, store::cursor_key(uid, c.device_type, c.device_id), v);
+      batch_.put(Cf::kCursors, store::cursor_key(*uid, c.device_type, c.device_id), v);
       c.dirty = false;
-      any = true;
     }
   }
-  if (any) schedule_commit();
+  dirty_cursors_.clear();
+  schedule_commit();
 }
 
 void Shard::arm_cursor_timer() {

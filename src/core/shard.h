@@ -177,6 +177,7 @@ class Shard {
     std::uint64_t inbox_committed = 0;  // last seq durable (readers' bound)
     std::uint64_t max_acked = 0;        // over all devices, this process's life
     bool loaded = false;
+    bool cursors_dirty = false;  // listed in dirty_cursors_
   };
   struct ConvState {
     std::uint64_t next = 0;
@@ -246,6 +247,9 @@ class Shard {
   std::unordered_map<std::string, UserState> users_;
   std::unordered_map<std::string, ConvState> convs_;
   std::unordered_map<std::string, GroupState> groups_;
+  // Users with a cursor to write (flush_cursors visits only these; entries
+  // of users_ are never erased, so the pointers stay valid).
+  std::vector<std::pair<const std::string*, UserState*>> dirty_cursors_;
   // (from 0x00 client_msg_id) of SENDs under way -> retries waiting on them.
   std::unordered_map<std::string, std::vector<std::shared_ptr<SendJob>>> inflight_;
   std::deque<OfflineTimer> offline_;
