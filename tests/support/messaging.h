@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "im/client.h"
@@ -58,6 +59,20 @@ inline std::vector<v1::Message> pull_all(SyncClient& c, std::uint64_t after = 0)
     if (!resp.has_more()) break;
   }
   return out;
+}
+
+// The inbox after `after`, pulled until `done` holds for it (at most 5 s):
+// for rows that follow an answer (group events and group messages reach the
+// other members' inboxes after the command or SEND is answered).
+template <class Done>
+std::vector<v1::Message> pull_until(SyncClient& c, Done done, std::uint64_t after = 0) {
+  std::vector<v1::Message> rows;
+  for (int i = 0; i < 250; ++i) {
+    rows = pull_all(c, after);
+    if (done(rows)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return rows;
 }
 
 inline v1::HistoryResp history(SyncClient& c, v1::ConvType type, const std::string& peer, std::uint64_t before,
