@@ -12,6 +12,7 @@ inline constexpr std::uint16_t kMagic = 0x494D;  // "IM"
 inline constexpr std::uint8_t kVersion = 1;
 inline constexpr std::size_t kHeaderSize = 20;
 inline constexpr std::uint8_t kFlagResponse = 0x01;
+inline constexpr std::uint8_t kFlagCompressed = 0x02;
 
 enum class Cmd : std::uint16_t {
   kHeartbeat = 0x0001,
@@ -52,6 +53,9 @@ enum class StatusCode : std::uint16_t {
   kFrameTooLarge = 11,
   kUnavailable = 12,
   kInternal = 13,
+  kGone = 14,
+  kExpired = 15,
+  kDisabled = 16,
 };
 
 // The names of table 3 of the protocol ("BAD_REQUEST"), "UNKNOWN" otherwise.

@@ -98,6 +98,9 @@ std::string_view status_name(StatusCode code) {
     case StatusCode::kFrameTooLarge: return "FRAME_TOO_LARGE";
     case StatusCode::kUnavailable: return "UNAVAILABLE";
     case StatusCode::kInternal: return "INTERNAL";
+    case StatusCode::kGone: return "GONE";
+    case StatusCode::kExpired: return "EXPIRED";
+    case StatusCode::kDisabled: return "DISABLED";
   }
   return "UNKNOWN";
 }
