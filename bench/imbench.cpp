@@ -40,7 +40,7 @@
 #include "auth/jwt.h"
 #include "im/client.h"
 #include "proto/im.pb.h"
-#include "store/keys.h"
+#include "store/conv_id.h"
 #include "store/store.h"
 
 extern char** environ;
@@ -567,9 +567,9 @@ nlohmann::json w6(const Options& o) {
     sc.data_dir = o.data_dir;
     auto store = im::store::Store::open(sc);
     if (!store) throw std::runtime_error(store.error().message);
-    (*store)->scan(im::store::Cf::kHistory, "", std::string(1, '\xFF'), [&](std::string_view, std::string_view) {
-      return ++existing < static_cast<std::uint64_t>(o.messages);
-    });
+    auto counted = (*store)->count_rows(im::store::Cf::kHistory, static_cast<std::uint64_t>(o.messages));
+    if (!counted) throw std::runtime_error(counted.error().message);
+    existing = *counted;
     // As SENDs would write them: 1,000 users in 500 conversations, history
     // row and two inbox rows per message, 1,000 messages a batch.
     const int users = 1000;
@@ -589,10 +589,10 @@ nlohmann::json w6(const Options& o) {
       m.set_body(body);
       m.set_server_time_ms(1795000000000);
       const std::string conv_key = im::store::c2c_conv(a, b);
-      batch.put(im::store::Cf::kHistory, im::store::history_key(conv_key, m.conv_seq()), m.SerializeAsString());
+      batch.put_history(conv_key, m.conv_seq(), m.SerializeAsString());
       for (int side = 0; side < 2; ++side) {
         m.set_inbox_seq(++inbox[static_cast<std::size_t>(2 * c + side)]);
-        batch.put(im::store::Cf::kInbox, im::store::inbox_key(side ? b : a, m.inbox_seq()), m.SerializeAsString());
+        batch.put_inbox(side ? b : a, m.inbox_seq(), m.SerializeAsString());
       }
       if (batch.count() >= 3000) {
         if (!(*store)->write(batch)) throw std::runtime_error("fill failed");

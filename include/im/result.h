@@ -3,6 +3,7 @@
 // protocol status code and a message for people. Expected failures travel
 // as these; exceptions are for start-up only.
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <variant>
@@ -14,6 +15,7 @@ namespace im {
 struct Error {
   StatusCode code = StatusCode::kInternal;
   std::string message;
+  std::uint32_t retry_after_ms = 0;  // RATE_LIMITED, UNAVAILABLE
 };
 
 template <class T>

@@ -88,6 +88,9 @@ std::string Registry::render() const {
          static_cast<double>(webhook_failures.value()));
   scalar(out, "imserver_store_write_errors_total", "counter", "Store batches that failed to write.",
          static_cast<double>(store_write_errors.value()));
+  scalar(out, "imserver_store_read_errors_total", "counter",
+         "Store reads that failed (answered INTERNAL, never taken for no data).",
+         static_cast<double>(store_read_errors.value()));
   send_latency.render(out, "imserver_send_latency_seconds", "SEND from decoding to its answer being ready.");
   store_write_latency.render(out, "imserver_store_write_seconds", "Time to write one batch to the store.");
   batch_rows.render(out, "imserver_store_batch_rows", "Rows per store batch (group commit).");

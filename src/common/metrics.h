@@ -71,6 +71,7 @@ struct Registry {
   Counter webhook_deliveries;
   Counter webhook_failures;
   Counter store_write_errors;
+  Counter store_read_errors;
   Histogram send_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
   Histogram store_write_latency{{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5}};
   Histogram batch_rows{{1, 4, 16, 64, 256, 1024, 2048, 4096}};

@@ -1,24 +1,31 @@
 #pragma once
-// The protocol's business side: implements net::ServiceInterface, routes
-// each cmd through one table to its handler, and owns the core shards.
+// The protocol's business side: implements net::ServiceInterface, owns the
+// store and the core shards, and routes each frame through one Dispatcher to
+// the command families (core/commands.h). It is also the core facade of the
+// admin API: a few calls with plain value types, answered by callbacks.
 //
-// Handlers run on the connection's loop thread; work on a user's state is
-// posted to the user's shard, which answers by posting back to the loop.
+// Frame handlers run on the connection's loop thread; work on a user's state
+// is posted to the user's shard, which answers from its own thread.
 
-#include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "auth/jwt.h"
 #include "core/client_context.h"
 #include "core/core_env.h"
+#include "core/dispatcher.h"
+#include "core/group_command.h"
 #include "core/retention.h"
 #include "core/shard.h"
 #include "im/config.h"
+#include "im/result.h"
 #include "net/frames.h"
 #include "net/service_interface.h"
+#include "proto/im.pb.h"
 
 namespace im::core {
 
@@ -35,63 +42,49 @@ class Service final : public net::ServiceInterface {
   std::unique_ptr<net::ConnectionContext> on_open(net::Connection& conn) override;
   void on_frame(net::Connection& conn, const FrameHeader& header, std::string_view body) override;
   void on_close(net::Connection& conn) override;
-
-  // ---- operations for the admin API: any thread; `done` runs on a shard ----
-  struct SendSpec {
-    std::string from;
-    int conv_type = 1;  // v1::ConvType
-    std::string to;
-    std::uint32_t content_type = 0;
-    std::string body;
-    std::string client_msg_id;
-  };
-  using SendDone = std::function<void(StatusCode, const std::string& error, const v1::SendResp&)>;
-  // A SEND on behalf of `from`: dedupe, storage and delivery as any SEND,
-  // PUSHed to every session of the sender too (no session sent it).
-  void send_as(SendSpec spec, SendDone done);
-  void server_push(const std::string& uid, const std::string& topic, const std::string& payload, bool persist,
-                   std::function<void(std::uint64_t push_id, std::uint32_t delivered)> done);
-  void presence(const std::string& uid, std::function<void(const PresenceInfo&)> done);
-  // KICKOUT ADMIN to every session of the user.
-  void kick_user(const std::string& uid, std::function<void(std::uint32_t kicked)> done);
-  void group_command(std::shared_ptr<GroupCommand> cmd);
-  std::string mint_token(const std::string& uid, std::int64_t ttl_s) const;
+  // Loop thread: graceful shutdown of a connection (KICKOUT SERVER_SHUTDOWN
+  // with a random reconnect_after_ms, then close).
+  void drain(net::Connection& conn);
   // Takes what can change live from a new, validated config: the JWT
   // secret and the per-connection rate limit. Thread safe.
   void reload(const Config& fresh);
+
+  // ---- the admin API's facade: any thread; `done` runs on a shard
+  template <class T>
+  using Done = std::function<void(const Result<T>&)>;
+  // A SEND on behalf of `from`, PUSHed to every session of the sender too
+  // (no session sent it).
+  void send_as(const std::string& from, v1::SendReq req, Done<v1::SendResp> done);
+  void server_push(const std::string& uid, const std::string& topic, const std::string& payload, bool persist,
+                   Done<std::pair<std::uint64_t, std::uint32_t>> done);
+  void presence(const std::string& uid, std::function<void(const v1::Presence&)> done);
+  // KICKOUT ADMIN to every session of the user; `done(sessions kicked)`.
+  void kick_user(const std::string& uid, std::function<void(std::uint32_t)> done);
+  // Group calls with the owner's rights.
+  void group_create(const std::string& owner, v1::GroupCreateReq req, Done<GroupReply> done);
+  void group_get(const std::string& gid, Done<GroupReply> done);
+  // ADD_MEMBERS or REMOVE_MEMBERS.
+  void group_members(Cmd cmd, const std::string& gid, std::vector<std::string> uids, Done<GroupReply> done);
+  void group_dismiss(const std::string& gid, Done<GroupReply> done);
+  std::string mint_token(const std::string& uid, std::int64_t ttl_s) const;
   store::Store& store() { return *store_; }
 
-  // Loop thread: graceful shutdown of every connection of that loop
-  // (KICKOUT SERVER_SHUTDOWN with a random reconnect_after_ms, then close).
-  void drain(net::Connection& conn);
-
- private:
-  using Handler = void (Service::*)(net::Connection&, ClientContext&, const FrameHeader&, std::string_view);
-
-  void on_heartbeat(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
-  void on_login(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
-  void on_logout(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
-  void on_presence(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
-  void on_send(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
-  void on_ack(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
-  void on_pull(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
-  void on_history(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
-  // Every GROUP_* command but GROUP_LIST.
-  void on_group(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
-  void on_group_list(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
-  void on_report(net::Connection& conn, ClientContext& ctx, const FrameHeader& h, std::string_view body);
-
-  void recover_fanouts();
-  // Shard thread: registers the session, kicks the one it replaces, answers.
-  void login_in_shard(Shard& shard, std::shared_ptr<net::Connection> conn, FrameHeader request, SessionRef session,
-                      std::string uid);
+  // ---- for the command families (loop threads)
+  const Config& config() const { return config_; }
+  CoreEnv& env() { return *env_; }
+  Shard& shard_for(std::string_view key) { return env_->shard_for(key); }
+  std::size_t shard_count() const { return shards_.size(); }
+  Shard& shard(std::size_t i) { return *shards_[i]; }
+  std::shared_ptr<const JwtVerifier> verifier() const { return verifier_.load(); }
+  // Validates and posts a group command to the group's shard.
+  void run_group(std::shared_ptr<GroupCommand> cmd);
   // Any thread: sends KICKOUT to a session and closes it on its loop.
   void kick(const std::weak_ptr<net::Connection>& target, net::SharedFrame kickout);
-  // Loop thread: tells the user's shard that this session is over.
+  // Loop thread: the session is over; tells the user's shard.
   void end_session(ClientContext& ctx);
+  static ClientContext& context_of(net::Connection& conn) { return static_cast<ClientContext&>(*conn.context()); }
 
-  Shard& shard_for(std::string_view uid) { return *shards_[shard_of(uid, shards_.size())]; }
-
+ private:
   const Config& config_;
   // What SIGHUP may change while running (Service::reload).
   std::atomic<std::shared_ptr<const JwtVerifier>> verifier_;
@@ -101,11 +94,10 @@ class Service final : public net::ServiceInterface {
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<CoreEnv> env_;
   std::unique_ptr<Retention> retention_;
-  std::array<Handler, 256> routes_{};
+  Dispatcher dispatcher_;
 };
 
-// What is wrong with a group command's fields (kOk when nothing): the same
-// rules for clients and the admin API.
-std::pair<StatusCode, std::string> check_group_request(const GroupCommand& cmd, std::uint32_t max_group_members);
+// The session is over (closed, logged out, kicked): no more requests.
+void end_phase(ClientContext& ctx);
 
 }  // namespace im::core

@@ -5,19 +5,23 @@
 
 #include <chrono>
 #include <future>
-#include <optional>
+#include <limits>
+#include <memory>
 #include <stdexcept>
+#include <string_view>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "auth/jwt.h"
-#include "common/base64.h"
 #include "common/metrics.h"
 #include "config/config_loader.h"
+#include "core/group_command.h"
 #include "core/ids.h"
 #include "core/names.h"
 #include "core/service.h"
+#include "http/json_body.h"
 
 namespace im::http {
 namespace {
@@ -26,9 +30,34 @@ using json = nlohmann::json;
 
 constexpr std::size_t kMaxBodyBytes = 1 << 20;
 constexpr auto kCoreTimeout = std::chrono::seconds(10);
+// POST /v1/tokens' ttl_s when absent, and its upper bound.
 constexpr std::int64_t kDefaultTokenTtlS = 86400;
 constexpr std::int64_t kMaxTokenTtlS = 10ll * 365 * 86400;
-constexpr std::size_t kMaxTopicBytes = 256;
+
+// ---------------------------------------------------------------- answers
+
+// A handler's answer when it succeeds; a failure is an im::Error, written
+// by write_error.
+struct Reply {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+};
+using Answer = Result<Reply>;
+
+// Never throws: text that is not UTF-8 (an id cut in an error message) is
+// replaced, not refused.
+std::string json_text(const json& doc) {
+  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Reply json_reply(const json& doc, int status = 200) {
+  return {status, json_text(doc), "application/json"};
+}
+
+Error bad_request(std::string why) {
+  return make_error(StatusCode::kBadRequest, std::move(why));
+}
 
 int http_status(StatusCode code) {
   switch (code) {
@@ -39,102 +68,61 @@ int http_status(StatusCode code) {
     case StatusCode::kForbidden: return 403;
     case StatusCode::kNotFound: return 404;
     case StatusCode::kConflict: return 409;
+    case StatusCode::kGone:
+    case StatusCode::kExpired: return 410;
     case StatusCode::kRateLimited: return 429;
+    case StatusCode::kDisabled: return 501;
     case StatusCode::kUnavailable: return 503;
     default: return 500;
   }
 }
 
-void reply(httplib::Response& res, int status, const json& body) {
-  res.status = status;
-  res.set_content(body.dump(), "application/json");
+// The one place that writes an error: PROTOCOL 6's {"error", "status"}.
+void write_error(httplib::Response& res, int http, std::string_view status, const std::string& why) {
+  res.status = http;
+  res.set_content(json_text({{"error", why}, {"status", std::string(status)}}), "application/json");
 }
 
-void fail(httplib::Response& res, StatusCode code, const std::string& why) {
-  reply(res, http_status(code), {{"error", why}, {"status", std::string(status_name(code))}});
+void write_error(httplib::Response& res, const Error& e) {
+  write_error(res, http_status(e.code), status_name(e.code), e.message);
+  if (e.retry_after_ms > 0) res.set_header("Retry-After", std::to_string((e.retry_after_ms + 999) / 1000));
 }
 
-// A request body field, typed; an error message when it is missing (and
-// required) or of another type.
-struct Body {
-  json doc;
-  std::string error;
-
-  std::optional<std::string> str(const char* key, bool required = true) {
-    auto it = doc.find(key);
-    if (it == doc.end() || it->is_null()) {
-      if (required && error.empty()) error = std::string(key) + " is required";
-      return std::nullopt;
-    }
-    if (!it->is_string()) {
-      if (error.empty()) error = std::string(key) + " must be a string";
-      return std::nullopt;
-    }
-    return it->get<std::string>();
-  }
-  std::optional<std::int64_t> integer(const char* key) {
-    auto it = doc.find(key);
-    if (it == doc.end() || it->is_null()) return std::nullopt;
-    if (!it->is_number_integer()) {
-      if (error.empty()) error = std::string(key) + " must be an integer";
-      return std::nullopt;
-    }
-    return it->get<std::int64_t>();
-  }
-  bool boolean(const char* key) {
-    auto it = doc.find(key);
-    if (it == doc.end() || it->is_null()) return false;
-    if (!it->is_boolean()) {
-      if (error.empty()) error = std::string(key) + " must be true or false";
-      return false;
-    }
-    return it->get<bool>();
-  }
-  std::vector<std::string> strings(const char* key) {
-    std::vector<std::string> out;
-    auto it = doc.find(key);
-    if (it == doc.end() || it->is_null()) return out;
-    if (!it->is_array()) {
-      if (error.empty()) error = std::string(key) + " must be an array of strings";
-      return out;
-    }
-    for (const auto& v : *it) {
-      if (!v.is_string()) {
-        if (error.empty()) error = std::string(key) + " must be an array of strings";
-        return {};
-      }
-      out.push_back(v.get<std::string>());
-    }
-    return out;
-  }
-  // A base64 field decoded ("" when absent).
-  std::string bytes(const char* key) {
-    auto text = str(key, false);
-    std::string out;
-    if (text && !base64_decode(*text, out) && error.empty()) error = std::string(key) + " must be base64";
-    return out;
-  }
-};
-
-std::optional<Body> parse_body(const httplib::Request& req, httplib::Response& res) {
-  Body b{json::parse(req.body, nullptr, false), ""};
-  if (b.doc.is_discarded() || !b.doc.is_object()) {
-    fail(res, StatusCode::kBadRequest, "the body must be a JSON object");
-    return std::nullopt;
-  }
-  return b;
-}
-
-// Runs `start` (which hands its answer to the callback it is given, on a
-// shard thread) and waits for that answer, at most kCoreTimeout.
+// The one place that waits for core: runs `start`, which hands the facade
+// call the callback it is given, and waits at most kCoreTimeout for the
+// answer (from a shard thread, or at once when the facade refuses).
 template <class T, class Start>
-std::optional<T> ask_core(Start&& start) {
-  auto answer = std::make_shared<std::promise<T>>();
+Result<T> ask_core(Start&& start) {
+  auto answer = std::make_shared<std::promise<Result<T>>>();
   auto future = answer->get_future();
-  start([answer](T value) { answer->set_value(std::move(value)); });
-  if (future.wait_for(kCoreTimeout) != std::future_status::ready) return std::nullopt;
+  start([answer](Result<T> r) { answer->set_value(std::move(r)); });
+  if (future.wait_for(kCoreTimeout) != std::future_status::ready)
+    return make_error(StatusCode::kUnavailable, "the server did not answer in time");
   return future.get();
 }
+
+// The bearer key of every /v1 call, compared in constant time (as HMACs,
+// so the length leaks nothing either). An empty key admits nobody.
+bool authorized(const httplib::Request& req, const std::string& key) {
+  static constexpr std::string_view kBearer = "Bearer ";
+  const std::string header = req.get_header_value("Authorization");
+  return !key.empty() && header.rfind(kBearer, 0) == 0 &&
+         CRYPTO_memcmp(hmac_sha256("im-admin", header.substr(kBearer.size())).data(),
+                       hmac_sha256("im-admin", key).data(), 32) == 0;
+}
+
+// ---------------------------------------------------------------- handlers
+
+// What a handler sees: the request and the server's parts. Handlers run on
+// the HTTP pool's threads.
+struct Call {
+  const httplib::Request& req;
+  core::Service& service;
+  const Config& config;
+  const std::atomic<bool>& draining;
+
+  std::string param() const { return req.matches[1]; }  // the path's {uid} or {gid}
+};
 
 json group_json(const v1::GroupResp& g) {
   json members = json::array();
@@ -147,6 +135,190 @@ json group_json(const v1::GroupResp& g) {
             {"created_ms", g.group().created_ms()},
             {"member_count", g.group().member_count()}}},
           {"members", members}};
+}
+
+Answer group_answer(const Result<core::GroupReply>& r) {
+  if (!r) return r.error();
+  return json_reply(group_json(r->group));
+}
+
+Answer get_healthz(const Call& c) {
+  if (c.draining.load()) return json_reply({{"status", "draining"}}, 503);
+  return json_reply({{"status", "ok"}});
+}
+
+Answer get_metrics(const Call&) {
+  return Reply{200, metrics::get().render(), "text/plain; version=0.0.4"};
+}
+
+Answer post_token(const Call& c) {
+  auto b = JsonBody::parse(c.req.body);
+  if (!b) return b.error();
+  auto uid = b->str("uid");
+  auto ttl = b->integer("ttl_s");
+  if (auto ok = b->status(); !ok) return ok.error();
+  if (!core::valid_id(*uid)) return bad_request("uid must be 1 to 64 bytes of A-Z a-z 0-9 . _ @ -");
+  const std::int64_t ttl_s = ttl.value_or(kDefaultTokenTtlS);
+  if (ttl_s < 1 || ttl_s > kMaxTokenTtlS) return bad_request("ttl_s must be 1 to " + std::to_string(kMaxTokenTtlS));
+  return json_reply({{"token", c.service.mint_token(*uid, ttl_s)}});
+}
+
+Answer post_message(const Call& c) {
+  auto b = JsonBody::parse(c.req.body);
+  if (!b) return b.error();
+  auto from = b->str("from");
+  auto type = b->str("conv_type");
+  auto to = b->str("to");
+  auto content_type = b->integer("content_type");
+  std::string body = b->bytes("body");
+  auto client_msg_id = b->str("client_msg_id");
+  if (auto ok = b->status(); !ok) return ok.error();
+  auto conv_type = core::conv_type_of(*type);
+  if (!conv_type) return bad_request("conv_type must be \"c2c\" or \"group\"");
+  if (content_type && (*content_type < 0 || *content_type > std::numeric_limits<std::uint32_t>::max()))
+    return bad_request("content_type out of range");
+  v1::SendReq req;
+  req.set_conv_type(static_cast<v1::ConvType>(*conv_type));
+  req.set_to(*to);
+  req.set_content_type(static_cast<std::uint32_t>(content_type.value_or(0)));
+  req.set_body(std::move(body));
+  req.set_client_msg_id(*client_msg_id);
+  auto r = ask_core<v1::SendResp>([&](auto done) { c.service.send_as(*from, std::move(req), done); });
+  if (!r) return r.error();
+  return json_reply({{"msg_id", std::to_string(r->msg_id())},
+                     {"conv_seq", std::to_string(r->conv_seq())},
+                     {"duplicate", r->duplicate()}});
+}
+
+Answer post_push(const Call& c) {
+  auto b = JsonBody::parse(c.req.body);
+  if (!b) return b.error();
+  auto to = b->str("to");
+  auto topic = b->str("topic", false);
+  const std::string payload = b->bytes("payload");
+  const bool persist = b->boolean("persist");
+  if (auto ok = b->status(); !ok) return ok.error();
+  auto r = ask_core<std::pair<std::uint64_t, std::uint32_t>>(
+      [&](auto done) { c.service.server_push(*to, topic.value_or(""), payload, persist, done); });
+  if (!r) return r.error();
+  return json_reply({{"push_id", std::to_string(r->first)}, {"delivered_sessions", r->second}});
+}
+
+Answer get_presence(const Call& c) {
+  const std::string uid = c.param();
+  if (!core::valid_id(uid)) return bad_request("bad uid");
+  auto p = ask_core<v1::Presence>([&](auto done) { c.service.presence(uid, done); });
+  if (!p) return p.error();
+  json devices = json::array();
+  for (int d : p->devices()) devices.push_back(core::device_type_name(static_cast<std::uint8_t>(d)));
+  return json_reply(
+      {{"uid", p->uid()}, {"online", p->online()}, {"devices", devices}, {"last_seen_ms", p->last_seen_ms()}});
+}
+
+Answer post_kick(const Call& c) {
+  const std::string uid = c.param();
+  if (!core::valid_id(uid)) return bad_request("bad uid");
+  auto n = ask_core<std::uint32_t>([&](auto done) { c.service.kick_user(uid, done); });
+  if (!n) return n.error();
+  return json_reply({{"kicked_sessions", *n}});
+}
+
+Answer post_group(const Call& c) {
+  auto b = JsonBody::parse(c.req.body);
+  if (!b) return b.error();
+  auto gid = b->str("gid", false);  // absent or "": the core names the group
+  auto name = b->str("name");
+  auto owner = b->str("owner");
+  auto members = b->strings("members");
+  auto announcement = b->str("announcement", false);
+  if (auto ok = b->status(); !ok) return ok.error();
+  v1::GroupCreateReq req;
+  req.set_gid(gid.value_or(""));
+  req.set_name(*name);
+  req.set_announcement(announcement.value_or(""));
+  for (auto& m : members) req.add_members(std::move(m));
+  return group_answer(
+      ask_core<core::GroupReply>([&](auto done) { c.service.group_create(*owner, std::move(req), done); }));
+}
+
+Answer get_group(const Call& c) {
+  return group_answer(ask_core<core::GroupReply>([&](auto done) { c.service.group_get(c.param(), done); }));
+}
+
+// Adds, then removes; answers the member count after the last change.
+Answer post_members(const Call& c) {
+  const std::string gid = c.param();
+  if (!core::valid_id(gid)) return bad_request("bad gid");
+  auto b = JsonBody::parse(c.req.body);
+  if (!b) return b.error();
+  std::vector<std::string> add = b->strings("add");
+  std::vector<std::string> remove = b->strings("remove");
+  if (auto ok = b->status(); !ok) return ok.error();
+  if (add.empty() && remove.empty()) return bad_request("add or remove must list uids");
+  std::uint32_t count = 0;
+  for (auto [which, uids] : {std::pair{Cmd::kGroupAddMembers, &add}, std::pair{Cmd::kGroupRemoveMembers, &remove}}) {
+    if (uids->empty()) continue;
+    auto r =
+        ask_core<core::GroupReply>([&](auto done) { c.service.group_members(which, gid, std::move(*uids), done); });
+    if (!r) return r.error();
+    count = r->members.member_count();
+  }
+  return json_reply({{"member_count", count}});
+}
+
+Answer delete_group(const Call& c) {
+  auto r = ask_core<core::GroupReply>([&](auto done) { c.service.group_dismiss(c.param(), done); });
+  if (!r) return r.error();
+  return json_reply(json::object());
+}
+
+// ---------------------------------------------------------------- the table
+
+enum class Method { kGet, kPost, kDelete };
+
+struct Route {
+  Method method;
+  const char* pattern;  // a std::regex over the path; ([^/]+) is Call::param()
+  bool needs_auth;      // the bearer key of admin.api_key
+  Answer (*handler)(const Call&);
+};
+
+constexpr Route kRoutes[] = {
+    {Method::kGet, "/healthz", false, get_healthz},
+    {Method::kGet, "/metrics", false, get_metrics},
+    {Method::kPost, "/v1/tokens", true, post_token},
+    {Method::kPost, "/v1/messages", true, post_message},
+    {Method::kPost, "/v1/push", true, post_push},
+    {Method::kGet, R"(/v1/users/([^/]+)/presence)", true, get_presence},
+    {Method::kPost, R"(/v1/users/([^/]+)/kick)", true, post_kick},
+    {Method::kPost, "/v1/groups", true, post_group},
+    {Method::kGet, R"(/v1/groups/([^/]+))", true, get_group},
+    {Method::kPost, R"(/v1/groups/([^/]+)/members)", true, post_members},
+    {Method::kDelete, R"(/v1/groups/([^/]+))", true, delete_group},
+};
+
+// The one entry point of every routed request: the key when the route
+// needs it, then the handler; writes its answer.
+void serve(const Route& route, const Call& call, httplib::Response& res) {
+  if (route.needs_auth && !authorized(call.req, call.config.admin.api_key))
+    return write_error(res, make_error(StatusCode::kUnauthenticated, "missing or wrong admin API key"));
+  Answer answer = route.handler(call);
+  if (!answer) return write_error(res, answer.error());
+  res.status = answer->status;
+  res.set_content(answer->body, answer->content_type);
+}
+
+// httplib's own refusals (no route, a body over kMaxBodyBytes, a request
+// it cannot read), in the same JSON; a reply already written stays.
+void on_http_error(const httplib::Request&, httplib::Response& res) {
+  if (!res.body.empty()) return;
+  if (res.status == 404) {
+    write_error(res, make_error(StatusCode::kNotFound, "no such endpoint"));
+  } else if (res.status == 413) {
+    write_error(res, 413, "TOO_LARGE", "body too large");
+  } else if (res.status >= 400) {
+    write_error(res, res.status, res.status >= 500 ? "INTERNAL" : "BAD_REQUEST", "bad request");
+  }
 }
 
 }  // namespace
@@ -191,233 +363,20 @@ void AdminServer::stop() {
 
 void AdminServer::routes() {
   httplib::Server& s = *server_;
-  // Every /v1 call: the bearer key, compared in constant time (as HMACs,
-  // so the length leaks nothing either).
-  auto authorized = [this](const httplib::Request& req, httplib::Response& res) {
-    const std::string& key = config_.admin.api_key;
-    const std::string header = req.get_header_value("Authorization");
-    static constexpr std::string_view kBearer = "Bearer ";
-    const bool ok = !key.empty() && header.rfind(kBearer, 0) == 0 &&
-                    CRYPTO_memcmp(hmac_sha256("im-admin", header.substr(kBearer.size())).data(),
-                                  hmac_sha256("im-admin", key).data(), 32) == 0;
-    if (!ok) fail(res, StatusCode::kUnauthenticated, "missing or wrong admin API key");
-    return ok;
-  };
-  auto timeout = [](httplib::Response& res) {
-    fail(res, StatusCode::kUnavailable, "the server did not answer in time");
-  };
-
-  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 404) {
-      fail(res, StatusCode::kNotFound, "no such endpoint");
-    } else if (res.status == 413) {
-      reply(res, 413, {{"error", "body too large"}, {"status", "TOO_LARGE"}});
-    } else if (res.status >= 400) {
-      reply(res, res.status, {{"error", "bad request"}, {"status", res.status >= 500 ? "INTERNAL" : "BAD_REQUEST"}});
-    }
-  });
+  s.set_error_handler(on_http_error);
   s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    fail(res, StatusCode::kInternal, "internal error");
+    write_error(res, make_error(StatusCode::kInternal, "internal error"));
   });
-
-  s.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-    if (draining_.load()) {
-      reply(res, 503, {{"status", "draining"}});
-    } else {
-      reply(res, 200, {{"status", "ok"}});
-    }
-  });
-  s.Get("/metrics", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics::get().render(), "text/plain; version=0.0.4");
-  });
-
-  s.Post("/v1/tokens", [=, this](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    auto b = parse_body(req, res);
-    if (!b) return;
-    auto uid = b->str("uid");
-    auto ttl = b->integer("ttl_s");
-    if (!b->error.empty()) return fail(res, StatusCode::kBadRequest, b->error);
-    if (!core::valid_id(*uid))
-      return fail(res, StatusCode::kBadRequest, "uid must be 1 to 64 bytes of A-Z a-z 0-9 . _ @ -");
-    const std::int64_t ttl_s = ttl.value_or(kDefaultTokenTtlS);
-    if (ttl_s < 1 || ttl_s > kMaxTokenTtlS) return fail(res, StatusCode::kBadRequest, "ttl_s must be 1 to 315360000");
-    reply(res, 200, {{"token", service_.mint_token(*uid, ttl_s)}});
-  });
-
-  s.Post("/v1/messages", [=, this](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    auto b = parse_body(req, res);
-    if (!b) return;
-    core::Service::SendSpec spec;
-    auto from = b->str("from");
-    auto type = b->str("conv_type");
-    auto to = b->str("to");
-    auto content_type = b->integer("content_type");
-    spec.body = b->bytes("body");
-    auto cmid = b->str("client_msg_id");
-    if (!b->error.empty()) return fail(res, StatusCode::kBadRequest, b->error);
-    auto conv_type = core::conv_type_of(*type);
-    if (!conv_type) return fail(res, StatusCode::kBadRequest, "conv_type must be \"c2c\" or \"group\"");
-    if (content_type && (*content_type < 0 || *content_type > 0xFFFFFFFFll))
-      return fail(res, StatusCode::kBadRequest, "content_type out of range");
-    spec.from = *from;
-    spec.to = *to;
-    spec.conv_type = *conv_type;
-    spec.content_type = static_cast<std::uint32_t>(content_type.value_or(0));
-    spec.client_msg_id = *cmid;
-    struct Answer {
-      StatusCode status;
-      std::string error;
-      v1::SendResp resp;
+  for (const Route& route : kRoutes) {
+    auto handler = [this, &route](const httplib::Request& req, httplib::Response& res) {
+      serve(route, Call{req, service_, config_, draining_}, res);
     };
-    auto a = ask_core<Answer>([&](auto done) {
-      service_.send_as(std::move(spec), [done](StatusCode st, const std::string& why, const v1::SendResp& r) {
-        done(Answer{st, why, r});
-      });
-    });
-    if (!a) return timeout(res);
-    if (a->status != StatusCode::kOk) return fail(res, a->status, a->error);
-    reply(res, 200,
-          {{"msg_id", std::to_string(a->resp.msg_id())},
-           {"conv_seq", std::to_string(a->resp.conv_seq())},
-           {"duplicate", a->resp.duplicate()}});
-  });
-
-  s.Post("/v1/push", [=, this](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    auto b = parse_body(req, res);
-    if (!b) return;
-    auto to = b->str("to");
-    auto topic = b->str("topic", false);
-    std::string payload = b->bytes("payload");
-    const bool persist = b->boolean("persist");
-    if (!b->error.empty()) return fail(res, StatusCode::kBadRequest, b->error);
-    if (!core::valid_id(*to)) return fail(res, StatusCode::kBadRequest, "to must be a valid uid");
-    if (topic && topic->size() > kMaxTopicBytes) return fail(res, StatusCode::kBadRequest, "topic over 256 bytes");
-    if (payload.size() > config_.limits.max_message_bytes)
-      return fail(res, StatusCode::kTooLarge, "payload over limits.max_message_bytes");
-    auto a = ask_core<std::pair<std::uint64_t, std::uint32_t>>([&](auto done) {
-      service_.server_push(*to, topic.value_or(""), payload, persist, [done](std::uint64_t id, std::uint32_t n) {
-        done({id, n});
-      });
-    });
-    if (!a) return timeout(res);
-    if (a->first == 0) return fail(res, StatusCode::kInternal, "the push could not be stored");
-    reply(res, 200, {{"push_id", std::to_string(a->first)}, {"delivered_sessions", a->second}});
-  });
-
-  s.Get(R"(/v1/users/([^/]+)/presence)", [=, this](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    const std::string uid = req.matches[1];
-    if (!core::valid_id(uid)) return fail(res, StatusCode::kBadRequest, "bad uid");
-    auto p = ask_core<core::PresenceInfo>(
-        [&](auto done) { service_.presence(uid, [done](const core::PresenceInfo& info) { done(info); }); });
-    if (!p) return timeout(res);
-    json devices = json::array();
-    for (auto d : p->devices) devices.push_back(core::device_type_name(d));
-    reply(res, 200, {{"uid", uid}, {"online", p->online}, {"devices", devices}, {"last_seen_ms", p->last_seen_ms}});
-  });
-
-  s.Post(R"(/v1/users/([^/]+)/kick)", [=, this](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    const std::string uid = req.matches[1];
-    if (!core::valid_id(uid)) return fail(res, StatusCode::kBadRequest, "bad uid");
-    auto n = ask_core<std::uint32_t>([&](auto done) { service_.kick_user(uid, done); });
-    if (!n) return timeout(res);
-    reply(res, 200, {{"kicked_sessions", *n}});
-  });
-
-  // Group calls act with the owner's rights. Checks, runs and answers the
-  // failures; the reply when the command succeeded.
-  auto run_group = [this, timeout](std::shared_ptr<core::GroupCommand> cmd,
-                                   httplib::Response& res) -> std::optional<core::GroupCommand::Reply> {
-    cmd->admin = true;
-    if (auto [status, why] = core::check_group_request(*cmd, config_.limits.max_group_members);
-        status != StatusCode::kOk) {
-      fail(res, status, why);
-      return std::nullopt;
+    switch (route.method) {
+      case Method::kGet: s.Get(route.pattern, handler); break;
+      case Method::kPost: s.Post(route.pattern, handler); break;
+      case Method::kDelete: s.Delete(route.pattern, handler); break;
     }
-    auto r = ask_core<core::GroupCommand::Reply>([&](auto done) {
-      cmd->done = [done](core::GroupCommand::Reply& reply) { done(reply); };
-      service_.group_command(cmd);
-    });
-    if (!r) {
-      timeout(res);
-      return std::nullopt;
-    }
-    if (r->status != StatusCode::kOk) {
-      fail(res, r->status, r->error);
-      return std::nullopt;
-    }
-    return r;
-  };
-
-  s.Post("/v1/groups", [=](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    auto b = parse_body(req, res);
-    if (!b) return;
-    auto gid = b->str("gid", false);
-    auto name = b->str("name");
-    auto owner = b->str("owner");
-    auto members = b->strings("members");
-    auto announcement = b->str("announcement", false);
-    if (!b->error.empty()) return fail(res, StatusCode::kBadRequest, b->error);
-    auto cmd = std::make_shared<core::GroupCommand>();
-    cmd->cmd = Cmd::kGroupCreate;
-    cmd->actor = *owner;
-    cmd->gid = gid && !gid->empty() ? *gid : core::new_group_id();
-    cmd->create.set_gid(cmd->gid);
-    cmd->create.set_name(*name);
-    cmd->create.set_announcement(announcement.value_or(""));
-    for (auto& m : members) cmd->create.add_members(m);
-    if (auto r = run_group(cmd, res)) reply(res, 200, group_json(r->group));
-  });
-
-  s.Get(R"(/v1/groups/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    auto cmd = std::make_shared<core::GroupCommand>();
-    cmd->cmd = Cmd::kGroupGet;
-    cmd->gid = req.matches[1];
-    cmd->get.set_gid(cmd->gid);
-    cmd->get.set_with_members(true);
-    if (auto r = run_group(cmd, res)) reply(res, 200, group_json(r->group));
-  });
-
-  s.Post(R"(/v1/groups/([^/]+)/members)", [=](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    const std::string gid = req.matches[1];
-    if (!core::valid_id(gid)) return fail(res, StatusCode::kBadRequest, "bad gid");
-    auto b = parse_body(req, res);
-    if (!b) return;
-    auto add = b->strings("add");
-    auto remove = b->strings("remove");
-    if (!b->error.empty()) return fail(res, StatusCode::kBadRequest, b->error);
-    if (add.empty() && remove.empty()) return fail(res, StatusCode::kBadRequest, "add or remove must list uids");
-    std::uint32_t count = 0;
-    for (Cmd which : {Cmd::kGroupAddMembers, Cmd::kGroupRemoveMembers}) {
-      auto& uids = which == Cmd::kGroupAddMembers ? add : remove;
-      if (uids.empty()) continue;
-      auto cmd = std::make_shared<core::GroupCommand>();
-      cmd->cmd = which;
-      cmd->gid = gid;
-      cmd->members.set_gid(gid);
-      for (auto& u : uids) cmd->members.add_uids(u);
-      auto r = run_group(cmd, res);
-      if (!r) return;
-      count = r->members.member_count();
-    }
-    reply(res, 200, {{"member_count", count}});
-  });
-
-  s.Delete(R"(/v1/groups/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    auto cmd = std::make_shared<core::GroupCommand>();
-    cmd->cmd = Cmd::kGroupDismiss;
-    cmd->gid = req.matches[1];
-    if (run_group(cmd, res)) reply(res, 200, json::object());
-  });
+  }
 }
 
 }  // namespace im::http

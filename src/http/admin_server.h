@@ -1,9 +1,10 @@
 #pragma once
-// The admin HTTP API (docs/admin-api.md) on cpp-httplib: /healthz,
-// /metrics, and the /v1 calls of the business backend, each behind
-// `Authorization: Bearer <admin.api_key>`. Runs on its own small thread
-// pool; it reaches core through core::Service, whose answers come back from
-// the shards (every wait is bounded).
+// The admin HTTP API (PROTOCOL 6) on cpp-httplib: /healthz, /metrics, and
+// the /v1 calls of the business backend, each behind
+// `Authorization: Bearer <admin.api_key>`. One table of routes (method,
+// path, whether the key is needed, handler); a handler turns JSON into the
+// core facade's request types (core::Service) and its answer back into JSON.
+// Runs on its own small thread pool; every wait for the shards is bounded.
 
 #include <atomic>
 #include <cstdint>
@@ -38,6 +39,7 @@ class AdminServer {
   std::uint16_t port() const { return port_; }
 
  private:
+  // Registers the error and exception handlers and every route of the table.
   void routes();
 
   const Config& config_;

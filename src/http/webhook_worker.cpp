@@ -88,20 +88,21 @@ void WebhookWorker::run() {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
     }
-    // Always the lowest key: shards commit events in their own order, so a
-    // lower key may become visible after a higher one; a user's events come
-    // from one shard, in key order, so per-user order holds.
-    std::string key, body;
-    store_.scan(store::Cf::kOutbox, "", std::string(9, '\xFF'), [&](std::string_view k, std::string_view v) {
-      key = k;
-      body = v;
-      return false;
-    });
-    if (key.empty()) {
+    // Always the oldest event: shards commit events in their own order, so
+    // a lower id may become visible after a higher one; a user's events come
+    // from one shard, in id order, so per-user order holds.
+    auto oldest = store_.oldest_event();
+    if (!oldest) {
+      spdlog::error("webhook: cannot read the outbox: {}", oldest.error().message);
+      if (!pause(kBackoffCapMs)) return;
+      continue;
+    }
+    if (!*oldest) {
       if (!pause(kIdlePollMs)) return;
       continue;
     }
-    if (!post(body)) {
+    const store::OutboxEvent& event = **oldest;
+    if (!post(event.body)) {
       metrics::get().webhook_failures.inc();
       const std::uint32_t wait = backoff / 2 + static_cast<std::uint32_t>(rng() % (backoff / 2 + 1));
       backoff = std::min(backoff * 2, kBackoffCapMs);
@@ -110,7 +111,7 @@ void WebhookWorker::run() {
     }
     backoff = kBackoffFirstMs;
     store::Batch done(store_);
-    done.del(store::Cf::kOutbox, key);
+    done.del_outbox(event.id);
     if (auto written = store_.write(done); !written) {
       spdlog::error("webhook: cannot drop a delivered event: {}", written.error().message);
       if (!pause(kBackoffCapMs)) return;

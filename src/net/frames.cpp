@@ -30,6 +30,19 @@ SharedFrame make_error_response(const FrameHeader& request, StatusCode status, s
   return make_response(request, status, &error);
 }
 
+SharedFrame make_kickout(std::uint32_t seq, int reason, std::string_view message, std::string_view by_device_id,
+                         std::uint32_t reconnect_after_ms) {
+  v1::Kickout kickout;
+  kickout.set_reason(static_cast<v1::KickReason>(reason));
+  kickout.set_by_device_id(std::string(by_device_id));
+  kickout.set_message(std::string(message));
+  kickout.set_reconnect_after_ms(reconnect_after_ms);
+  FrameHeader h;
+  h.cmd = Cmd::kKickout;
+  h.seq = seq;
+  return make_frame(h, &kickout);
+}
+
 SharedFrame make_error_frame(StatusCode status, std::string_view message, std::uint32_t retry_after_ms) {
   v1::Error error;
   error.set_message(std::string(message));

@@ -25,6 +25,10 @@ SharedFrame make_response(const FrameHeader& request, StatusCode status, const g
 SharedFrame make_error_response(const FrameHeader& request, StatusCode status, std::string_view message,
                                 std::uint32_t retry_after_ms = 0);
 
+// A KICKOUT (server-started, numbered `seq`); `reason` is a v1::KickReason.
+SharedFrame make_kickout(std::uint32_t seq, int reason, std::string_view message, std::string_view by_device_id = {},
+                         std::uint32_t reconnect_after_ms = 0);
+
 // The ERROR frame (cmd 0x00FF, seq 0) for a framing violation or a refusal.
 SharedFrame make_error_frame(StatusCode status, std::string_view message, std::uint32_t retry_after_ms = 0);
 

@@ -24,10 +24,6 @@ std::string inbox_key(std::string_view uid, std::uint64_t seq) {
   return k;
 }
 
-std::string conv_prefix(std::string_view conv) {
-  return user_prefix(conv);
-}
-
 std::string history_key(std::string_view conv, std::uint64_t conv_seq) {
   return inbox_key(conv, conv_seq);
 }
@@ -45,20 +41,65 @@ std::string cursor_key(std::string_view uid, std::uint8_t device_type, std::stri
   return k;
 }
 
-std::string fanout_key(std::string_view conv, std::uint64_t conv_seq, std::string_view recipient) {
-  std::string k = history_key(conv, conv_seq);
-  k.append(recipient);
+std::string member_key(std::string_view gid, std::string_view uid) {
+  std::string k = user_prefix(gid);
+  k.append(uid);
   return k;
 }
 
-std::string outbox_key(std::uint64_t seq) {
+std::string fanout_key(const FanoutKey& key) {
+  std::string k = history_key(key.conv, key.conv_seq);
+  k.append(key.recipient);
+  return k;
+}
+
+std::string progress_key(const FanoutKey& key, std::uint32_t chain) {
+  std::string k = history_key(key.conv, key.conv_seq);
+  k.push_back('\0');  // a recipient (an id) never starts with 0x00
+  for (int shift = 24; shift >= 0; shift -= 8) k.push_back(static_cast<char>((chain >> shift) & 0xFF));
+  return k;
+}
+
+std::optional<ParsedFanoutKey> parse_fanout_key(std::string_view key) {
+  const auto sep = key.find('\0');
+  if (sep == std::string_view::npos || sep == 0 || key.size() < sep + 9) return std::nullopt;
+  ParsedFanoutKey out;
+  out.key.conv = std::string(key.substr(0, sep));
+  out.key.conv_seq = read_u64(key.substr(sep + 1, 8));
+  const std::string_view rest = key.substr(sep + 9);
+  if (rest.empty()) return out;  // a group record
+  if (rest[0] == '\0') {
+    if (rest.size() != 5) return std::nullopt;
+    std::uint32_t chain = 0;
+    for (std::size_t i = 1; i < 5; ++i) chain = (chain << 8) | static_cast<unsigned char>(rest[i]);
+    out.chain = chain;
+    return out;
+  }
+  out.key.recipient = std::string(rest);
+  return out;
+}
+
+std::string outbox_key(std::uint64_t id) {
   std::string k;
-  append_u64(k, seq);
+  append_u64(k, id);
   return k;
 }
 
 std::uint64_t seq_of(std::string_view key) {
   return key.size() < 8 ? 0 : read_u64(key.substr(key.size() - 8));
+}
+
+std::string prefix_end(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    auto& c = reinterpret_cast<unsigned char&>(end.back());
+    if (c != 0xFF) {
+      ++c;
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\xFF');  // unreachable for our keys, which never are all 0xFF
 }
 
 std::string c2c_conv(std::string_view a, std::string_view b) {

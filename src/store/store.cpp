@@ -1,9 +1,7 @@
 #include "store/store.h"
 
-#include <chrono>
 #include <filesystem>
 #include <vector>
-#include "common/clock.h"
 
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
@@ -11,6 +9,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include "common/clock.h"
 #include "store/keys.h"
 
 namespace im::store {
@@ -23,13 +22,27 @@ Error store_error(const rocksdb::Status& s) {
   return make_error(StatusCode::kInternal, "store: " + s.ToString());
 }
 
+rocksdb::Slice slice(std::string_view s) {
+  return rocksdb::Slice(s.data(), s.size());
+}
+
+std::string_view view(const rocksdb::Slice& s) {
+  return std::string_view(s.data(), s.size());
+}
+
+std::string encode_u64(std::uint64_t v) {
+  std::string out;
+  append_u64(out, v);
+  return out;
+}
+
 // Drops dedupe rows older than the window as compaction meets them, so
 // expiry never costs the message path anything (lookups check the time too).
 class DedupeExpiry final : public rocksdb::CompactionFilter {
  public:
   explicit DedupeExpiry(std::uint32_t window_s) : window_ms_(std::int64_t{window_s} * 1000) {}
   bool Filter(int, const rocksdb::Slice&, const rocksdb::Slice& value, std::string*, bool*) const override {
-    auto r = DedupeRecord::decode(std::string_view(value.data(), value.size()));
+    auto r = DedupeRecord::decode(view(value));
     return !r || r->time_ms < wall_ms() - window_ms_;
   }
   const char* Name() const override { return "im.DedupeExpiry"; }
@@ -40,18 +53,7 @@ class DedupeExpiry final : public rocksdb::CompactionFilter {
 
 }  // namespace
 
-std::string prefix_end(std::string_view prefix) {
-  std::string end(prefix);
-  while (!end.empty()) {
-    auto& c = reinterpret_cast<unsigned char&>(end.back());
-    if (c != 0xFF) {
-      ++c;
-      return end;
-    }
-    end.pop_back();
-  }
-  return std::string(1, '\xFF');  // unreachable for our keys, which never are all 0xFF
-}
+// ---------------------------------------------------------------- Batch
 
 Batch::Batch(const Store& store) : store_(&store), batch_(std::make_unique<rocksdb::WriteBatch>()) {}
 Batch::~Batch() = default;
@@ -63,22 +65,87 @@ void Batch::clear() {
   count_ = 0;
 }
 
-std::string DedupeRecord::encode() const {
+void Batch::put(Cf cf, std::string_view key, std::string_view value) {
+  batch_->Put(store_->handle(cf), slice(key), slice(value));
+  ++count_;
+}
+
+void Batch::del(Cf cf, std::string_view key) {
+  batch_->Delete(store_->handle(cf), slice(key));
+  ++count_;
+}
+
+void Batch::del_range(Cf cf, std::string_view lower, std::string_view upper) {
+  batch_->DeleteRange(store_->handle(cf), slice(lower), slice(upper));
+  ++count_;
+}
+
+void Batch::put_inbox(std::string_view uid, std::uint64_t inbox_seq, std::string_view message) {
+  put(Cf::kInbox, inbox_key(uid, inbox_seq), message);
+}
+
+void Batch::put_history(std::string_view conv, std::uint64_t conv_seq, std::string_view message) {
+  put(Cf::kHistory, history_key(conv, conv_seq), message);
+}
+
+void Batch::put_dedupe(std::string_view uid, std::string_view client_msg_id, const DedupeRecord& record) {
+  put(Cf::kDedupe, dedupe_key(uid, client_msg_id), record.encode());
+}
+
+void Batch::put_cursor(std::string_view uid, std::uint8_t device_type, std::string_view device_id,
+                       std::uint64_t acked) {
+  put(Cf::kCursors, cursor_key(uid, device_type, device_id), encode_u64(acked));
+}
+
+void Batch::put_group(const GroupRecord& group) {
+  put(Cf::kGroups, group.info.gid(), group.encode());
+}
+
+void Batch::put_member(std::string_view gid, std::string_view uid, const MemberRecord& member) {
+  put(Cf::kMembers, member_key(gid, uid), member.encode());
+  put(Cf::kUserGroups, member_key(uid, gid), "");
+}
+
+void Batch::del_member(std::string_view gid, std::string_view uid) {
+  del(Cf::kMembers, member_key(gid, uid));
+  del(Cf::kUserGroups, member_key(uid, gid));
+}
+
+void Batch::put_copy(const FanoutKey& key, const CopyRecord& record) {
+  put(Cf::kFanout, fanout_key(key), record.encode());
+}
+
+void Batch::put_group_fanout(const FanoutKey& key, const GroupFanoutRecord& record) {
+  put(Cf::kFanout, fanout_key(key), record.encode());
+}
+
+void Batch::put_fanout_progress(const FanoutKey& key, const FanoutProgress& progress) {
   std::string v;
-  append_u64(v, msg_id);
-  append_u64(v, conv_seq);
-  append_u64(v, inbox_seq);
-  append_u64(v, static_cast<std::uint64_t>(time_ms));
-  return v;
+  append_u64(v, progress.done);
+  put(Cf::kFanout, progress_key(key, progress.chain), v);
 }
 
-std::optional<DedupeRecord> DedupeRecord::decode(std::string_view v) {
-  if (v.size() != 32) return std::nullopt;
-  return DedupeRecord{read_u64(v), read_u64(v.substr(8)), read_u64(v.substr(16)),
-                      static_cast<std::int64_t>(read_u64(v.substr(24)))};
+void Batch::del_fanout(const FanoutKey& key) {
+  const std::string k = fanout_key(key);
+  del(Cf::kFanout, k);
+  if (key.recipient.empty()) del_range(Cf::kFanout, progress_key(key, 0), prefix_end(k + '\0'));
 }
 
-Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config) {
+void Batch::put_outbox(const OutboxEvent& event) {
+  put(Cf::kOutbox, outbox_key(event.id), event.body);
+}
+
+void Batch::del_outbox(std::uint64_t id) {
+  del(Cf::kOutbox, outbox_key(id));
+}
+
+void Batch::put_meta(std::string_view name, std::uint64_t value) {
+  put(Cf::kMeta, name, encode_u64(value));
+}
+
+// ---------------------------------------------------------------- Store
+
+Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb::Env* env) {
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec)
@@ -91,6 +158,7 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config) {
   db_options.max_open_files = 256;  // counted in the file-limit reserve (src/main.cpp)
   db_options.IncreaseParallelism(2);
   db_options.keep_log_file_num = 5;
+  if (env) db_options.env = env;
 
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
@@ -122,19 +190,11 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config) {
 
 Store::~Store() {
   if (!db_) return;
-  db_->FlushWAL(true);
+  // After a failed WAL write, RocksDB 7.8 (built with assertions in Debian)
+  // aborts on a WAL sync: what was acknowledged is in the WAL already.
+  if (!write_failed_.load()) db_->FlushWAL(true);
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
   db_->Close();
-}
-
-void Batch::put(Cf cf, std::string_view key, std::string_view value) {
-  batch_->Put(store_->handle(cf), rocksdb::Slice(key.data(), key.size()), rocksdb::Slice(value.data(), value.size()));
-  ++count_;
-}
-
-void Batch::del(Cf cf, std::string_view key) {
-  batch_->Delete(store_->handle(cf), rocksdb::Slice(key.data(), key.size()));
-  ++count_;
 }
 
 Result<Ok> Store::write(Batch& batch) {
@@ -142,64 +202,190 @@ Result<Ok> Store::write(Batch& batch) {
   rocksdb::WriteOptions options;
   options.sync = fsync_;
   rocksdb::Status s = db_->Write(options, batch.batch_.get());
+  write_failed_.store(!s.ok(), std::memory_order_relaxed);
   if (!s.ok()) return store_error(s);
   return Ok{};
 }
 
 Result<std::optional<std::string>> Store::get(Cf cf, std::string_view key) {
   std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handle(cf), rocksdb::Slice(key.data(), key.size()), &value);
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handle(cf), slice(key), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
   if (!s.ok()) return store_error(s);
   return std::optional<std::string>(std::move(value));
 }
 
-std::optional<std::string> Store::last_key(Cf cf, std::string_view prefix) {
-  std::optional<std::string> out;
-  scan(
-      cf, prefix, prefix_end(prefix),
-      [&](std::string_view key, std::string_view) {
-        out = std::string(key);
-        return false;
-      },
-      true);
-  return out;
-}
-
-std::optional<std::string> Store::first_key(Cf cf, std::string_view prefix) {
-  std::optional<std::string> out;
-  scan(cf, prefix, prefix_end(prefix), [&](std::string_view key, std::string_view) {
-    out = std::string(key);
-    return false;
-  });
-  return out;
-}
-
-void Store::scan(Cf cf, std::string_view lower, std::string_view upper, const Visitor& fn, bool reverse) {
-  rocksdb::Slice lo(lower.data(), lower.size());
-  rocksdb::Slice hi(upper.data(), upper.size());
+Result<Ok> Store::scan(Cf cf, std::string_view lower, std::string_view upper, const Visitor& fn, bool reverse) {
+  rocksdb::Slice lo = slice(lower);
+  rocksdb::Slice hi = slice(upper);
   rocksdb::ReadOptions options;
   options.iterate_lower_bound = &lo;
   options.iterate_upper_bound = &hi;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, handle(cf)));
   if (reverse) {
     for (it->SeekToLast(); it->Valid(); it->Prev())
-      if (!fn(std::string_view(it->key().data(), it->key().size()),
-              std::string_view(it->value().data(), it->value().size())))
-        break;
+      if (!fn(view(it->key()), view(it->value()))) return Ok{};
   } else {
     for (it->SeekToFirst(); it->Valid(); it->Next())
-      if (!fn(std::string_view(it->key().data(), it->key().size()),
-              std::string_view(it->value().data(), it->value().size())))
-        break;
+      if (!fn(view(it->key()), view(it->value()))) return Ok{};
   }
+  // The loop ended because the range is exhausted, or because of an error.
+  if (!it->status().ok()) return store_error(it->status());
+  return Ok{};
+}
+
+Result<std::optional<std::string>> Store::edge_key(Cf cf, std::string_view prefix, bool last) {
+  std::optional<std::string> out;
+  auto scanned = scan(
+      cf, prefix, prefix_end(prefix),
+      [&](std::string_view key, std::string_view) {
+        out = std::string(key);
+        return false;
+      },
+      last);
+  if (!scanned) return scanned.error();
+  return out;
+}
+
+Result<std::uint64_t> Store::last_inbox_seq(std::string_view uid) {
+  auto key = edge_key(Cf::kInbox, user_prefix(uid), true);
+  if (!key) return key.error();
+  return *key ? seq_of(**key) : 0;
+}
+
+Result<std::uint64_t> Store::first_inbox_seq(std::string_view uid) {
+  auto key = edge_key(Cf::kInbox, user_prefix(uid), false);
+  if (!key) return key.error();
+  return *key ? seq_of(**key) : 0;
+}
+
+Result<std::uint64_t> Store::last_history_seq(std::string_view conv) {
+  auto key = edge_key(Cf::kHistory, user_prefix(conv), true);
+  if (!key) return key.error();
+  return *key ? seq_of(**key) : 0;
+}
+
+Result<Ok> Store::scan_inbox(std::string_view uid, std::uint64_t from, std::uint64_t to, const RowVisitor& fn) {
+  if (from >= to) return Ok{};
+  return scan(Cf::kInbox, inbox_key(uid, from), inbox_key(uid, to),
+              [&](std::string_view key, std::string_view value) { return fn(seq_of(key), value); });
+}
+
+Result<Ok> Store::scan_history_back(std::string_view conv, std::uint64_t below, const RowVisitor& fn) {
+  return scan(
+      Cf::kHistory, user_prefix(conv), history_key(conv, below),
+      [&](std::string_view key, std::string_view value) { return fn(seq_of(key), value); }, true);
+}
+
+Result<std::optional<DedupeRecord>> Store::get_dedupe(std::string_view uid, std::string_view client_msg_id) {
+  auto row = get(Cf::kDedupe, dedupe_key(uid, client_msg_id));
+  if (!row) return row.error();
+  if (!*row) return std::optional<DedupeRecord>();
+  return DedupeRecord::decode(**row);  // an unreadable row counts as none
+}
+
+Result<std::optional<std::uint64_t>> Store::get_cursor(std::string_view uid, std::uint8_t device_type,
+                                                       std::string_view device_id) {
+  auto row = get(Cf::kCursors, cursor_key(uid, device_type, device_id));
+  if (!row) return row.error();
+  if (!*row) return std::optional<std::uint64_t>();
+  return std::optional<std::uint64_t>(read_u64(**row));
+}
+
+Result<std::optional<GroupRecord>> Store::get_group(std::string_view gid) {
+  auto row = get(Cf::kGroups, gid);
+  if (!row) return row.error();
+  if (!*row) return std::optional<GroupRecord>();
+  auto record = GroupRecord::decode(**row);
+  if (!record) return make_error(StatusCode::kInternal, "store: unreadable group row " + std::string(gid));
+  return record;
+}
+
+Result<Ok> Store::scan_members(std::string_view gid,
+                               const std::function<bool(std::string_view, const MemberRecord&)>& fn) {
+  const std::string prefix = user_prefix(gid);
+  bool unreadable = false;
+  auto scanned = scan(Cf::kMembers, prefix, prefix_end(prefix), [&](std::string_view key, std::string_view value) {
+    auto member = MemberRecord::decode(value);
+    if (!member) {
+      unreadable = true;
+      return false;
+    }
+    return fn(key.substr(prefix.size()), *member);
+  });
+  if (!scanned) return scanned;
+  if (unreadable) return make_error(StatusCode::kInternal, "store: unreadable member row in " + std::string(gid));
+  return Ok{};
+}
+
+Result<Ok> Store::scan_user_groups(std::string_view uid, const std::function<bool(std::string_view)>& fn) {
+  const std::string prefix = user_prefix(uid);
+  return scan(Cf::kUserGroups, prefix, prefix_end(prefix),
+              [&](std::string_view key, std::string_view) { return fn(key.substr(prefix.size())); });
+}
+
+Result<std::optional<std::uint64_t>> Store::get_meta(std::string_view name) {
+  auto row = get(Cf::kMeta, name);
+  if (!row) return row.error();
+  if (!*row) return std::optional<std::uint64_t>();
+  return std::optional<std::uint64_t>(read_u64(**row));
+}
+
+Result<Ok> Store::scan_fanout(const std::function<bool(const FanoutEntry&)>& fn) {
+  return scan(Cf::kFanout, "", std::string(1, '\xFF'), [&](std::string_view key, std::string_view value) {
+    FanoutEntry e;
+    auto parsed = parse_fanout_key(key);
+    if (parsed) e.key = std::move(parsed->key);
+    if (!parsed) {
+      e.kind = FanoutEntry::Kind::kUnreadable;
+    } else if (parsed->chain) {
+      e.kind = FanoutEntry::Kind::kProgress;
+      e.progress = {*parsed->chain, static_cast<std::uint32_t>(read_u64(value))};
+    } else if (e.key.recipient.empty()) {
+      auto record = GroupFanoutRecord::decode(value);
+      e.kind = record ? FanoutEntry::Kind::kGroup : FanoutEntry::Kind::kUnreadable;
+      if (record) e.group = std::move(*record);
+    } else {
+      auto record = CopyRecord::decode(value);
+      e.kind = record ? FanoutEntry::Kind::kCopy : FanoutEntry::Kind::kUnreadable;
+      if (record) e.copy = std::move(*record);
+    }
+    return fn(e);
+  });
+}
+
+Result<std::optional<OutboxEvent>> Store::oldest_event() {
+  std::optional<OutboxEvent> out;
+  auto scanned = scan(Cf::kOutbox, "", std::string(9, '\xFF'), [&](std::string_view key, std::string_view value) {
+    out = OutboxEvent{read_u64(key), std::string(value)};
+    return false;
+  });
+  if (!scanned) return scanned.error();
+  return out;
+}
+
+Result<Ok> Store::scan_events(const std::function<bool(const OutboxEvent&)>& fn) {
+  return scan(Cf::kOutbox, "", std::string(9, '\xFF'), [&](std::string_view key, std::string_view value) {
+    return fn(OutboxEvent{read_u64(key), std::string(value)});
+  });
+}
+
+Result<std::uint64_t> Store::count_events() {
+  return count_rows(Cf::kOutbox, UINT64_MAX);
+}
+
+Result<std::uint64_t> Store::count_rows(Cf cf, std::uint64_t at_most) {
+  std::uint64_t n = 0;
+  auto scanned =
+      scan(cf, "", std::string(1, '\xFF'), [&](std::string_view, std::string_view) { return ++n < at_most; });
+  if (!scanned) return scanned.error();
+  return n;
 }
 
 Result<Ok> Store::delete_range(Cf cf, std::string_view lower, std::string_view upper) {
   rocksdb::WriteOptions options;
   options.sync = fsync_;
-  rocksdb::Status s = db_->DeleteRange(options, handle(cf), rocksdb::Slice(lower.data(), lower.size()),
-                                       rocksdb::Slice(upper.data(), upper.size()));
+  rocksdb::Status s = db_->DeleteRange(options, handle(cf), slice(lower), slice(upper));
   if (!s.ok()) return store_error(s);
   return Ok{};
 }
@@ -218,8 +404,7 @@ std::size_t Store::expire_oldest(Cf cf, const std::function<bool(std::string_vie
     const std::string prefix = first.substr(0, sep + 1);
     std::string last_expired;
     std::size_t run = 0;
-    while (it->Valid() && it->key().starts_with(prefix) &&
-           expired(std::string_view(it->value().data(), it->value().size()))) {
+    while (it->Valid() && it->key().starts_with(prefix) && expired(view(it->value()))) {
       last_expired = it->key().ToString();
       ++run;
       it->Next();

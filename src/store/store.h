@@ -1,10 +1,13 @@
 #pragma once
 // The embedded store: one RocksDB instance with the column families of
 // docs/architecture.md, shared by the shards (RocksDB is thread safe).
-// rocksdb::Status never leaves src/store: failures come back as Result.
+// rocksdb::Status never leaves src/store: failures come back as Result, and
+// every read reports its iterator's status, so a read error is never taken
+// for "no rows". Keys are built and parsed only here (store/keys.h).
 //
 // Thread safe.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -14,10 +17,12 @@
 
 #include "im/config.h"
 #include "im/result.h"
+#include "store/records.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
+class Env;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -37,9 +42,10 @@ enum class Cf : std::uint8_t {
 };
 inline constexpr std::size_t kCfCount = 10;
 
-// A set of writes applied atomically by Store::write. Not thread safe.
 class Store;
 
+// A set of writes applied atomically by Store::write, built with typed
+// operations. Not thread safe.
 class Batch {
  public:
   explicit Batch(const Store& store);
@@ -47,67 +53,108 @@ class Batch {
   Batch(Batch&&) noexcept;
   Batch& operator=(Batch&&) noexcept;
 
-  void put(Cf cf, std::string_view key, std::string_view value);
-  void del(Cf cf, std::string_view key);
+  void put_inbox(std::string_view uid, std::uint64_t inbox_seq, std::string_view message);
+  void put_history(std::string_view conv, std::uint64_t conv_seq, std::string_view message);
+  void put_dedupe(std::string_view uid, std::string_view client_msg_id, const DedupeRecord& record);
+  void put_cursor(std::string_view uid, std::uint8_t device_type, std::string_view device_id, std::uint64_t acked);
+  void put_group(const GroupRecord& group);
+  // The `members` row and the member's `user_groups` row.
+  void put_member(std::string_view gid, std::string_view uid, const MemberRecord& member);
+  void del_member(std::string_view gid, std::string_view uid);
+  void put_copy(const FanoutKey& key, const CopyRecord& record);
+  void put_group_fanout(const FanoutKey& key, const GroupFanoutRecord& record);
+  void put_fanout_progress(const FanoutKey& key, const FanoutProgress& progress);
+  // A copy record, or a group record with its progress rows.
+  void del_fanout(const FanoutKey& key);
+  void put_outbox(const OutboxEvent& event);
+  void del_outbox(std::uint64_t id);
+  void put_meta(std::string_view name, std::uint64_t value);
+
   std::size_t count() const { return count_; }
   bool empty() const { return count_ == 0; }
   void clear();
 
  private:
   friend class Store;
+  void put(Cf cf, std::string_view key, std::string_view value);
+  void del(Cf cf, std::string_view key);
+  void del_range(Cf cf, std::string_view lower, std::string_view upper);
+
   const Store* store_;
   std::unique_ptr<rocksdb::WriteBatch> batch_;
   std::size_t count_ = 0;
 };
 
-// A dedupe row: the ids a SEND got, and when.
-struct DedupeRecord {
-  std::uint64_t msg_id = 0;
-  std::uint64_t conv_seq = 0;
-  std::uint64_t inbox_seq = 0;
-  std::int64_t time_ms = 0;
-  std::string encode() const;
-  static std::optional<DedupeRecord> decode(std::string_view v);
-};
-
 class Store {
  public:
   friend class Batch;
-  // Opens (creating what is missing) storage.data_dir.
-  static Result<std::unique_ptr<Store>> open(const StorageConfig& config);
+  // Opens (creating what is missing) storage.data_dir. `env` replaces
+  // RocksDB's default environment (tests inject faults through it); it
+  // must outlive the store.
+  static Result<std::unique_ptr<Store>> open(const StorageConfig& config, rocksdb::Env* env = nullptr);
   ~Store();
 
   // Applies the batch atomically; it is in the WAL when this returns (and
-  // fsynced when storage.fsync is true).
+  // fsynced when storage.fsync is true). After a failed write (a full
+  // disk) RocksDB refuses every write until its own recovery sees free
+  // space again (it polls every few seconds); reads keep working.
   Result<Ok> write(Batch& batch);
-  Result<std::optional<std::string>> get(Cf cf, std::string_view key);
-  // The last key that starts with `prefix`, if any.
-  std::optional<std::string> last_key(Cf cf, std::string_view prefix);
-  std::optional<std::string> first_key(Cf cf, std::string_view prefix);
-  // Rows with lower <= key < upper, ascending (descending when `reverse`),
-  // until `fn` returns false.
-  using Visitor = std::function<bool(std::string_view key, std::string_view value)>;
-  void scan(Cf cf, std::string_view lower, std::string_view upper, const Visitor& fn, bool reverse = false);
-  // Deletes lower <= key < upper.
-  Result<Ok> delete_range(Cf cf, std::string_view lower, std::string_view upper);
-  // Retention: for each key prefix of `cf` (up to its first 0x00: one inbox
-  // or one conversation), deletes the leading run of rows whose value
-  // `expired` says is too old, but never the prefix's last row (counters
-  // are recovered from it). Returns how many rows went.
+
+  // ---- typed reads; a missing row is a value (0 or nullopt), an I/O error an Error
+  Result<std::uint64_t> last_inbox_seq(std::string_view uid);   // 0: empty inbox
+  Result<std::uint64_t> first_inbox_seq(std::string_view uid);  // 0: empty inbox
+  Result<std::uint64_t> last_history_seq(std::string_view conv);
+  using RowVisitor = std::function<bool(std::uint64_t seq, std::string_view message)>;
+  // Inbox rows with from <= seq < to, ascending, until `fn` returns false.
+  Result<Ok> scan_inbox(std::string_view uid, std::uint64_t from, std::uint64_t to, const RowVisitor& fn);
+  // History rows with seq < below, descending, until `fn` returns false.
+  Result<Ok> scan_history_back(std::string_view conv, std::uint64_t below, const RowVisitor& fn);
+  Result<std::optional<DedupeRecord>> get_dedupe(std::string_view uid, std::string_view client_msg_id);
+  Result<std::optional<std::uint64_t>> get_cursor(std::string_view uid, std::uint8_t device_type,
+                                                  std::string_view device_id);
+  Result<std::optional<GroupRecord>> get_group(std::string_view gid);
+  // A group's members in uid order.
+  Result<Ok> scan_members(std::string_view gid,
+                          const std::function<bool(std::string_view uid, const MemberRecord&)>& fn);
+  // The gids of a user's groups, in gid order.
+  Result<Ok> scan_user_groups(std::string_view uid, const std::function<bool(std::string_view gid)>& fn);
+  Result<std::optional<std::uint64_t>> get_meta(std::string_view name);
+  // Every row of the `fanout` family (start-up recovery).
+  Result<Ok> scan_fanout(const std::function<bool(const FanoutEntry&)>& fn);
+
+  // ---- the outbox, for the webhook worker
+  Result<std::optional<OutboxEvent>> oldest_event();
+  // Every event in id order, until `fn` returns false.
+  Result<Ok> scan_events(const std::function<bool(const OutboxEvent&)>& fn);
+  Result<std::uint64_t> count_events();
+
+  // ---- maintenance (generic: the retention thread)
+  // For each key prefix of `cf` (one inbox or one conversation), deletes
+  // the leading run of rows whose value `expired` says is too old, but
+  // never the prefix's last row (counters are recovered from it). Returns
+  // how many rows went.
   std::size_t expire_oldest(Cf cf, const std::function<bool(std::string_view value)>& expired);
+  // The rows of `cf`, counted up to `at_most` (tools and benches).
+  Result<std::uint64_t> count_rows(Cf cf, std::uint64_t at_most);
   // RocksDB's own figures, for logs ("rocksdb.estimate-num-keys" per cf...).
   std::string stats();
 
  private:
   Store() = default;
   rocksdb::ColumnFamilyHandle* handle(Cf cf) const { return handles_[static_cast<std::size_t>(cf)]; }
+  Result<std::optional<std::string>> get(Cf cf, std::string_view key);
+  // Rows with lower <= key < upper, ascending (descending when `reverse`),
+  // until `fn` returns false; an iterator error is the result.
+  using Visitor = std::function<bool(std::string_view key, std::string_view value)>;
+  Result<Ok> scan(Cf cf, std::string_view lower, std::string_view upper, const Visitor& fn, bool reverse = false);
+  // The last (or first) key of `prefix`, if any.
+  Result<std::optional<std::string>> edge_key(Cf cf, std::string_view prefix, bool last);
+  Result<Ok> delete_range(Cf cf, std::string_view lower, std::string_view upper);
 
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* handles_[kCfCount] = {};
   bool fsync_ = false;
+  std::atomic<bool> write_failed_{false};
 };
-
-// The smallest key greater than every key that starts with `prefix`.
-std::string prefix_end(std::string_view prefix);
 
 }  // namespace im::store

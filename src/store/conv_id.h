@@ -1,0 +1,16 @@
+#pragma once
+// Conversation ids (DESIGN.md, "Conv key"): c:<smaller uid>:<larger uid> for
+// C2C, g:<gid> for a group, s:<uid> for a user's SYSTEM conversation. They
+// name a conversation everywhere (the shards' maps, the history rows, the
+// owner shard's hash), so they are public; row keys are not (store/keys.h).
+
+#include <string>
+#include <string_view>
+
+namespace im::store {
+
+std::string c2c_conv(std::string_view a, std::string_view b);
+std::string group_conv(std::string_view gid);
+std::string system_conv(std::string_view uid);
+
+}  // namespace im::store

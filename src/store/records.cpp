@@ -1,0 +1,131 @@
+#include "store/records.h"
+
+#include "store/keys.h"
+
+namespace im::store {
+namespace {
+
+// Row tags: the first byte of a value says which shape follows.
+constexpr char kGroupActive = 'A';
+constexpr char kGroupDismissed = 'D';
+constexpr char kMemberOwner = 'O';
+constexpr char kMember = 'M';
+constexpr char kCopySender = 'S';
+constexpr char kCopyRecipient = 'R';
+// A group fan-out record without a shard count (written before progress
+// rows existed): recovery checks each member's inbox instead.
+constexpr char kGroupFanoutV1 = 'G';
+constexpr char kGroupFanout = 'H';
+
+void append_u32(std::string& out, std::uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xFF));
+}
+
+std::uint32_t read_u32(std::string_view b) {
+  std::uint32_t v = 0;
+  for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(b[i]);
+  return v;
+}
+
+template <class T>
+bool parse_message(std::string_view bytes, T& out) {
+  return out.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+}
+
+}  // namespace
+
+std::string DedupeRecord::encode() const {
+  std::string v;
+  append_u64(v, msg_id);
+  append_u64(v, conv_seq);
+  append_u64(v, inbox_seq);
+  append_u64(v, static_cast<std::uint64_t>(time_ms));
+  return v;
+}
+
+std::optional<DedupeRecord> DedupeRecord::decode(std::string_view v) {
+  if (v.size() != 32) return std::nullopt;
+  return DedupeRecord{read_u64(v), read_u64(v.substr(8)), read_u64(v.substr(16)),
+                      static_cast<std::int64_t>(read_u64(v.substr(24)))};
+}
+
+std::string GroupRecord::encode() const {
+  std::string v(1, dismissed ? kGroupDismissed : kGroupActive);
+  info.AppendToString(&v);
+  return v;
+}
+
+std::optional<GroupRecord> GroupRecord::decode(std::string_view v) {
+  if (v.empty() || (v[0] != kGroupActive && v[0] != kGroupDismissed)) return std::nullopt;
+  GroupRecord r;
+  r.dismissed = v[0] == kGroupDismissed;
+  if (!parse_message(v.substr(1), r.info)) return std::nullopt;
+  return r;
+}
+
+std::string MemberRecord::encode() const {
+  std::string v(1, owner ? kMemberOwner : kMember);
+  append_u64(v, static_cast<std::uint64_t>(joined_ms));
+  return v;
+}
+
+std::optional<MemberRecord> MemberRecord::decode(std::string_view v) {
+  if (v.size() != 9 || (v[0] != kMemberOwner && v[0] != kMember)) return std::nullopt;
+  return MemberRecord{v[0] == kMemberOwner, static_cast<std::int64_t>(read_u64(v.substr(1)))};
+}
+
+std::string CopyRecord::encode() const {
+  std::string v(1, is_sender ? kCopySender : kCopyRecipient);
+  msg.AppendToString(&v);
+  return v;
+}
+
+std::optional<CopyRecord> CopyRecord::decode(std::string_view v) {
+  if (v.empty() || (v[0] != kCopySender && v[0] != kCopyRecipient)) return std::nullopt;
+  CopyRecord r;
+  r.is_sender = v[0] == kCopySender;
+  if (!parse_message(v.substr(1), r.msg)) return std::nullopt;
+  return r;
+}
+
+std::string GroupFanoutRecord::encode() const {
+  std::string v(1, kGroupFanout);
+  append_u32(v, shard_count);
+  const std::string m = msg.SerializeAsString();
+  append_u64(v, m.size());
+  v += m;
+  for (const auto& uid : recipients) {
+    v.push_back(static_cast<char>(uid.size()));  // ids are 1 to 64 bytes
+    v += uid;
+  }
+  return v;
+}
+
+std::optional<GroupFanoutRecord> GroupFanoutRecord::decode(std::string_view v) {
+  GroupFanoutRecord r;
+  std::size_t pos = 1;
+  if (v.empty()) return std::nullopt;
+  if (v[0] == kGroupFanout) {
+    if (v.size() < 5) return std::nullopt;
+    r.shard_count = read_u32(v.substr(1));
+    pos = 5;
+  } else if (v[0] == kGroupFanoutV1) {
+    r.shard_count = 0;  // unknown: no chains, no progress rows
+  } else {
+    return std::nullopt;
+  }
+  if (v.size() < pos + 8) return std::nullopt;
+  const std::uint64_t len = read_u64(v.substr(pos, 8));
+  pos += 8;
+  if (len > v.size() - pos || !parse_message(v.substr(pos, len), r.msg)) return std::nullopt;
+  pos += len;
+  while (pos < v.size()) {
+    const std::size_t n = static_cast<unsigned char>(v[pos]);
+    if (n == 0 || pos + 1 + n > v.size()) return std::nullopt;
+    r.recipients.emplace_back(v.substr(pos + 1, n));
+    pos += 1 + n;
+  }
+  return r;
+}
+
+}  // namespace im::store

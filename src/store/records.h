@@ -1,0 +1,107 @@
+#pragma once
+// The typed rows of the column families (docs/architecture.md, "Storage"):
+// each record knows its own value format, and a fan-out key its own layout,
+// so that nothing above src/store builds or parses a key or a row tag.
+// Every decode checks sizes and never throws.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proto/im.pb.h"
+
+namespace im::store {
+
+// `dedupe`: the ids a SEND got, and when (expired by compaction after
+// storage.dedupe_window_s).
+struct DedupeRecord {
+  std::uint64_t msg_id = 0;
+  std::uint64_t conv_seq = 0;
+  std::uint64_t inbox_seq = 0;
+  std::int64_t time_ms = 0;
+
+  std::string encode() const;
+  static std::optional<DedupeRecord> decode(std::string_view value);
+  bool operator==(const DedupeRecord&) const = default;
+};
+
+// `groups`: a group's row. A dismissed group keeps its row (the gid is never
+// reused).
+struct GroupRecord {
+  v1::Group info;
+  bool dismissed = false;
+
+  std::string encode() const;
+  static std::optional<GroupRecord> decode(std::string_view value);
+};
+
+// `members`: one member of a group (a `user_groups` row goes with it).
+struct MemberRecord {
+  bool owner = false;
+  std::int64_t joined_ms = 0;
+
+  std::string encode() const;
+  static std::optional<MemberRecord> decode(std::string_view value);
+  bool operator==(const MemberRecord&) const = default;
+};
+
+// Which fan-out a `fanout` row belongs to: a conversation's message at
+// `conv_seq`. A C2C copy record names the one recipient whose inbox row is
+// pending; a group record names none.
+struct FanoutKey {
+  std::string conv;
+  std::uint64_t conv_seq = 0;
+  std::string recipient;  // C2C copy only
+
+  bool operator==(const FanoutKey&) const = default;
+};
+
+// A C2C message's copy that another shard writes: durable with the history
+// row, deleted in the batch that writes the inbox row.
+struct CopyRecord {
+  bool is_sender = false;
+  v1::Message msg;
+
+  std::string encode() const;
+  static std::optional<CopyRecord> decode(std::string_view value);
+};
+
+// A group message (a SEND or an event) being fanned out: durable with the
+// history row, deleted once every recipient's inbox row is written. The
+// recipients are split into chains (core::FanoutPlan) by the shard count of
+// the run that wrote the record, so a replay rebuilds the same chains.
+struct GroupFanoutRecord {
+  v1::Message msg;
+  std::vector<std::string> recipients;
+  std::uint32_t shard_count = 1;
+
+  std::string encode() const;
+  static std::optional<GroupFanoutRecord> decode(std::string_view value);
+};
+
+// How far one chain of a group fan-out got: its first `done` recipients'
+// rows are written (in the same batch as this row).
+struct FanoutProgress {
+  std::uint32_t chain = 0;
+  std::uint32_t done = 0;
+};
+
+// One row of the `fanout` family, as start-up recovery reads it.
+struct FanoutEntry {
+  enum class Kind : std::uint8_t { kCopy, kGroup, kProgress, kUnreadable };
+  Kind kind = Kind::kUnreadable;
+  FanoutKey key;
+  CopyRecord copy;          // kCopy
+  GroupFanoutRecord group;  // kGroup
+  FanoutProgress progress;  // kProgress
+};
+
+// An event waiting in the `outbox` for the webhook worker.
+struct OutboxEvent {
+  std::uint64_t id = 0;
+  std::string body;  // the JSON POSTed
+};
+
+}  // namespace im::store
