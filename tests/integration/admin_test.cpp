@@ -7,12 +7,12 @@
 
 #include <catch2/catch.hpp>
 #include <cstdio>
-#include <thread>
 
 #include "common/base64.h"
 #include "http_helpers.h"
 #include "messaging.h"
 #include "server_process.h"
+#include "wait_until.h"
 
 using namespace im;
 using namespace im::test;
@@ -304,15 +304,14 @@ TEST_CASE("admin: /healthz answers 503 while draining") {
   h.seq = 1;
   const std::string login = encode_frame(h, login_body("slow", token_for("slow")));
   REQUIRE(::send(fd, login.data(), login.size(), MSG_NOSIGNAL) > 0);
-  std::this_thread::sleep_for(200ms);
+  // its LOGIN is never read back: the session's count in /metrics says when it is in
+  REQUIRE(wait_until([&] { return admin.metric("imserver_sessions") == 1.0; }));
   ::kill(server.pid(), SIGTERM);
-  bool saw_503 = false;
-  for (int i = 0; i < 100 && !saw_503; ++i) {
+  const bool saw_503 = wait_until([&] {
     httplib::Client cli("127.0.0.1", server.admin_port());
     auto r = cli.Get("/healthz");
-    if (r && r->status == 503) saw_503 = true;
-    std::this_thread::sleep_for(10ms);
-  }
+    return r && r->status == 503;
+  });
   ::close(fd);
   CHECK(saw_503);
 }

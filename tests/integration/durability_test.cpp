@@ -10,9 +10,11 @@
 #include <thread>
 
 #include "common/base64.h"
+#include "http_helpers.h"
 #include "messaging.h"
 #include "server_process.h"
 #include "store/store.h"
+#include "wait_until.h"
 
 using namespace im;
 using namespace im::test;
@@ -43,12 +45,145 @@ std::vector<nlohmann::json> outbox_events(const std::string& data_dir) {
   auto store = store::Store::open(config);
   REQUIRE(store);
   std::vector<nlohmann::json> events;
-  (*store)->scan(store::Cf::kOutbox, "", std::string(9, '\xFF'), [&](std::string_view, std::string_view value) {
-    events.push_back(nlohmann::json::parse(value));
+  REQUIRE((*store)->scan_events([&](const store::OutboxEvent& e) {
+    events.push_back(nlohmann::json::parse(e.body));
     return true;
-  });
+  }));
   return events;
 }
+
+// The crash test's cycle, one step a method: senders pipeline SENDs, the
+// server is killed in the middle, restarted, whatever was not answered is
+// retried, and every inbox and history is checked. Keeps every SEND made.
+class KillCycles {
+ public:
+  explicit KillCycles(ServerProcess& server) : server_(server) {}
+
+  // Every sender logs in and writes kPerSender SENDs to random users in one
+  // go, without waiting for answers.
+  void pipelined_senders_run() {
+    clients_.clear();
+    cmids_.assign(kSenders.size(), {});
+    for (std::size_t s = 0; s < kSenders.size(); ++s) {
+      clients_.push_back(server_.login(kSenders[s]));
+      std::string bytes;
+      for (int i = 0; i < kPerSender; ++i) {
+        std::string to = kEveryone[rng_() % kEveryone.size()];
+        std::string cmid = "c" + std::to_string(++next_id_);
+        sent_[cmid] = Sent{kSenders[s], to, cmid, false, {}};
+        cmids_[s].push_back(cmid);
+        FrameHeader h;
+        h.cmd = Cmd::kSend;
+        h.seq = static_cast<std::uint32_t>(i + 1);
+        bytes += encode_frame(h, send_req(to, cmid, "body of " + cmid).SerializeAsString());
+      }
+      clients_[s]->send_raw(bytes);
+    }
+  }
+
+  // SIGKILL somewhere in the middle of the stream; the SENDs answered before
+  // it are acknowledged. The random delay is the test's design, not a wait
+  // for anything: it moves the kill around so that over the cycles it lands
+  // before, among and after the writes and answers.
+  void server_killed() {
+    std::this_thread::sleep_for(std::chrono::microseconds(rng_() % 15000));
+    server_.kill9();
+    for (std::size_t s = 0; s < kSenders.size(); ++s) {
+      for (int i = 0; i < kPerSender; ++i) {
+        auto f = clients_[s]->next_frame(200ms);
+        if (!f) break;
+        if (f->header.cmd != Cmd::kSend || !f->ok()) continue;
+        Sent& m = sent_[cmids_[s][f->header.seq - 1]];
+        REQUIRE(m.resp.ParseFromString(f->body));
+        m.acked = true;
+        ++answered_before_kill_;
+      }
+    }
+    clients_.clear();
+  }
+
+  // Restart, and retry everything unanswered with the same client_msg_id:
+  // stored ones come back as duplicates with their ids, the others are sent
+  // now.
+  void restart_and_retry_unanswered() {
+    server_.restart();
+    std::map<std::string, std::unique_ptr<SyncClient>> by_sender;
+    for (auto& [cmid, m] : sent_) {
+      if (m.acked) continue;
+      auto& c = by_sender[m.from];
+      if (!c) c = server_.login(m.from);
+      m.resp = send_ok(*c, m.to, cmid, "body of " + cmid);
+      m.acked = true;
+      ++retried_;
+      retried_duplicate_ += m.resp.duplicate() ? 1 : 0;
+    }
+  }
+
+  // Every inbox gapless, each message in it once and one that was sent;
+  // every acknowledged message in the inboxes of both ends, the sender's at
+  // the seq SendResp said; every conversation's history gapless, each
+  // message once.
+  void every_acknowledged_message_present_exactly_once_and_gapless(int cycle) {
+    INFO("cycle " << cycle);
+    std::map<std::string, std::vector<v1::Message>> inbox;
+    for (const auto& uid : kEveryone) {
+      auto c = server_.login(uid, v1::DESKTOP, "verifier");
+      inbox[uid] = pull_all(*c);
+      const auto& rows = inbox[uid];
+      std::set<std::uint64_t> ids;
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        REQUIRE(rows[i].inbox_seq() == i + 1);          // gapless
+        REQUIRE(ids.insert(rows[i].msg_id()).second);   // exactly once
+        REQUIRE(sent_.count(rows[i].client_msg_id()));  // nothing unknown
+      }
+    }
+    std::map<std::string, std::set<std::uint64_t>> in;
+    for (const auto& [uid, rows] : inbox)
+      for (const auto& m : rows) in[uid].insert(m.msg_id());
+    auto viewer = server_.login("s0", v1::WEB, "verifier");
+    for (const auto& [cmid, s] : sent_) {
+      if (!s.acked) continue;
+      REQUIRE(in[s.from].count(s.resp.msg_id()) == 1);
+      REQUIRE(in[s.to].count(s.resp.msg_id()) == 1);
+      const auto& rows = inbox[s.from];
+      REQUIRE(rows[s.resp.inbox_seq() - 1].msg_id() == s.resp.msg_id());  // the seq SendResp said
+    }
+    for (const auto& uid : kEveryone) {
+      if (uid == "s0") continue;
+      auto h = history_all(*viewer, v1::C2C, uid);
+      std::set<std::uint64_t> ids;
+      for (std::size_t i = 0; i < h.size(); ++i) {
+        REQUIRE(h[i].conv_seq() == i + 1);
+        REQUIRE(ids.insert(h[i].msg_id()).second);
+      }
+    }
+  }
+
+  int answered_before_kill() const { return answered_before_kill_; }
+  int retried() const { return retried_; }
+  int retried_duplicate() const { return retried_duplicate_; }
+
+ private:
+  struct Sent {
+    std::string from, to, cmid;
+    bool acked = false;
+    v1::SendResp resp;
+  };
+  static constexpr int kPerSender = 400;
+  inline static const std::vector<std::string> kSenders = {"s0", "s1", "s2", "s3"};
+  inline static const std::vector<std::string> kEveryone = {"s0", "s1", "s2", "s3", "r0", "r1"};
+
+  ServerProcess& server_;
+  std::map<std::string, Sent> sent_;  // by client_msg_id
+  std::mt19937 rng_{2024};
+  std::uint32_t next_id_ = 0;
+  // This cycle's senders, and the client_msg_ids each sent, by frame seq - 1.
+  std::vector<std::unique_ptr<SyncClient>> clients_;
+  std::vector<std::vector<std::string>> cmids_;
+  int answered_before_kill_ = 0;
+  int retried_ = 0;
+  int retried_duplicate_ = 0;
+};
 
 }  // namespace
 
@@ -90,8 +225,13 @@ TEST_CASE("visibility: a reader never sees inbox seq N+1 while N is missing") {
 }
 
 TEST_CASE("offline push: one outbox event per unacknowledged message, none for acknowledged ones") {
-  ServerProcess server(Overrides{
-      {"webhook.url", "\"http://127.0.0.1:9/hook\""}, {"push.offline_delay_ms", "400"}, {"sharding.shards", "2"}});
+  constexpr auto kOfflineDelay = 400ms;  // push.offline_delay_ms
+  // Nothing listens on port 9 (discard): every event stays in the outbox.
+  ServerProcess server(Overrides{{"webhook.url", "\"http://127.0.0.1:9/hook\""},
+                                 {"push.offline_delay_ms", std::to_string(kOfflineDelay.count())},
+                                 {"sharding.shards", "2"},
+                                 {"admin.listen", "\"127.0.0.1:0\""}});
+  AdminClient admin(server.admin_port(), "");
   std::uint64_t to_bob = 0, to_dave = 0;
   {
     auto alice = server.login("alice");
@@ -112,7 +252,14 @@ TEST_CASE("offline push: one outbox event per unacknowledged message, none for a
     v1::SendResp system_like = send_ok(*alice, "frank", "m6");
     (void)system_like;
     (void)to_carol;
-    std::this_thread::sleep_for(1500ms);
+    // bob's, dave's and frank's events are due one push.offline_delay_ms
+    // after their SENDs; the outbox depth says when they are queued (the
+    // checks on the outbox below say which are missing if they never are).
+    (void)wait_until([&] { return admin.metric("imserver_outbox_depth") >= 3.0; });
+    // Absence: every other timer was armed within the same few milliseconds
+    // with the same push.offline_delay_ms, so one more delay is enough for an
+    // event that must not exist to have been queued too.
+    std::this_thread::sleep_for(kOfflineDelay);
   }
   REQUIRE(server.terminate() == 0);
   auto events = outbox_events(server.data_dir());
@@ -141,11 +288,14 @@ TEST_CASE("offline push: one outbox event per unacknowledged message, none for a
 }
 
 TEST_CASE("offline push: nothing is queued without webhook.url") {
-  ServerProcess server(Overrides{{"push.offline_delay_ms", "100"}});
+  constexpr auto kOfflineDelay = 100ms;  // push.offline_delay_ms
+  ServerProcess server(Overrides{{"push.offline_delay_ms", std::to_string(kOfflineDelay.count())}});
   {
     auto alice = server.login("alice");
     send_ok(*alice, "bob", "m1");
-    std::this_thread::sleep_for(500ms);
+    // Absence: push.offline_delay_ms names when bob's offline_push would be
+    // queued if webhook.url were set; five delays on, none may be.
+    std::this_thread::sleep_for(5 * kOfflineDelay);
   }
   REQUIRE(server.terminate() == 0);
   CHECK(outbox_events(server.data_dir()).empty());
@@ -153,110 +303,18 @@ TEST_CASE("offline push: nothing is queued without webhook.url") {
 
 TEST_CASE("crash: SIGKILL mid-stream, 20 times, every acknowledged message exactly once, gapless, in order") {
   ServerProcess server(kFast);
-  const std::vector<std::string> senders = {"s0", "s1", "s2", "s3"};
-  const std::vector<std::string> everyone = {"s0", "s1", "s2", "s3", "r0", "r1"};
-  struct Sent {
-    std::string from, to, cmid;
-    bool acked = false;
-    v1::SendResp resp;
-  };
-  std::map<std::string, Sent> sent;  // by client_msg_id
-  std::mt19937 rng(2024);
-
-  auto verify = [&](int cycle) {
-    INFO("cycle " << cycle);
-    std::map<std::string, std::vector<v1::Message>> inbox;
-    for (const auto& uid : everyone) {
-      auto c = server.login(uid, v1::DESKTOP, "verifier");
-      inbox[uid] = pull_all(*c);
-      const auto& rows = inbox[uid];
-      std::set<std::uint64_t> ids;
-      for (std::size_t i = 0; i < rows.size(); ++i) {
-        REQUIRE(rows[i].inbox_seq() == i + 1);         // gapless
-        REQUIRE(ids.insert(rows[i].msg_id()).second);  // exactly once
-        REQUIRE(sent.count(rows[i].client_msg_id()));  // nothing unknown
-      }
-    }
-    std::map<std::string, std::set<std::uint64_t>> in;
-    for (const auto& [uid, rows] : inbox)
-      for (const auto& m : rows) in[uid].insert(m.msg_id());
-    auto viewer = server.login("s0", v1::WEB, "verifier");
-    std::map<std::string, std::vector<v1::Message>> histories;
-    for (const auto& [cmid, s] : sent) {
-      if (!s.acked) continue;
-      REQUIRE(in[s.from].count(s.resp.msg_id()) == 1);
-      REQUIRE(in[s.to].count(s.resp.msg_id()) == 1);
-      const auto& rows = inbox[s.from];
-      REQUIRE(rows[s.resp.inbox_seq() - 1].msg_id() == s.resp.msg_id());  // the seq SendResp said
-    }
-    for (const auto& uid : everyone) {
-      if (uid == "s0") continue;
-      auto h = history_all(*viewer, v1::C2C, uid);
-      std::set<std::uint64_t> ids;
-      for (std::size_t i = 0; i < h.size(); ++i) {
-        REQUIRE(h[i].conv_seq() == i + 1);
-        REQUIRE(ids.insert(h[i].msg_id()).second);
-      }
-    }
-  };
-
-  std::uint32_t next_id = 0;
-  int answered_before_kill = 0, retried = 0, retried_duplicate = 0;
-  constexpr int kPerSender = 400;
+  KillCycles run(server);
   for (int cycle = 0; cycle < 20; ++cycle) {
-    // Pipelined SENDs from every sender, killed somewhere in the middle.
-    std::vector<std::unique_ptr<SyncClient>> clients;
-    std::vector<std::vector<std::string>> cmids(senders.size());
-    for (std::size_t s = 0; s < senders.size(); ++s) {
-      clients.push_back(server.login(senders[s]));
-      std::string bytes;
-      for (int i = 0; i < kPerSender; ++i) {
-        std::string to = everyone[rng() % everyone.size()];
-        std::string cmid = "c" + std::to_string(++next_id);
-        sent[cmid] = Sent{senders[s], to, cmid, false, {}};
-        cmids[s].push_back(cmid);
-        FrameHeader h;
-        h.cmd = Cmd::kSend;
-        h.seq = static_cast<std::uint32_t>(i + 1);
-        bytes += encode_frame(h, send_req(to, cmid, "body of " + cmid).SerializeAsString());
-      }
-      clients[s]->send_raw(bytes);
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 15000));
-    server.kill9();
-    for (std::size_t s = 0; s < senders.size(); ++s) {
-      for (int i = 0; i < kPerSender; ++i) {
-        auto f = clients[s]->next_frame(200ms);
-        if (!f) break;
-        if (f->header.cmd != Cmd::kSend || !f->ok()) continue;
-        Sent& m = sent[cmids[s][f->header.seq - 1]];
-        REQUIRE(m.resp.ParseFromString(f->body));
-        m.acked = true;
-        ++answered_before_kill;
-      }
-    }
-    clients.clear();
-    server.restart();
-    // Retry everything unanswered with the same client_msg_id: stored ones
-    // come back as duplicates with their ids, the others are sent now.
-    std::map<std::string, std::unique_ptr<SyncClient>> by_sender;
-    for (auto& [cmid, m] : sent) {
-      if (m.acked) continue;
-      auto& c = by_sender[m.from];
-      if (!c) c = server.login(m.from);
-      m.resp = send_ok(*c, m.to, cmid, "body of " + cmid);
-      m.acked = true;
-      ++retried;
-      retried_duplicate += m.resp.duplicate() ? 1 : 0;
-    }
-    by_sender.clear();
-    verify(cycle);
+    run.pipelined_senders_run();
+    run.server_killed();
+    run.restart_and_retry_unanswered();
+    run.every_acknowledged_message_present_exactly_once_and_gapless(cycle);
   }
   // The kill must land mid-stream: some SENDs answered, some not, and some
   // stored but not answered (their retries come back as duplicates).
-  WARN("crash test: " << answered_before_kill << " answered before the kills, " << retried << " retried, "
-                      << retried_duplicate << " of them already stored");
-  CHECK(answered_before_kill > 0);
-  CHECK(retried > retried_duplicate);
-  CHECK(retried_duplicate > 0);
+  WARN("crash test: " << run.answered_before_kill() << " answered before the kills, " << run.retried() << " retried, "
+                      << run.retried_duplicate() << " of them already stored");
+  CHECK(run.answered_before_kill() > 0);
+  CHECK(run.retried() > run.retried_duplicate());
+  CHECK(run.retried_duplicate() > 0);
 }

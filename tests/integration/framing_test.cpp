@@ -92,6 +92,9 @@ TEST_CASE("a LOGIN frame sent one byte per segment is served") {
   h.cmd = Cmd::kLogin;
   h.seq = 42;
   const std::string frame = encode_frame(h, login_body("alice", token_for("alice")));
+  // The pause between bytes is the test's design, not a wait for anything:
+  // with TCP_NODELAY it sends each byte in a segment of its own, and spaces
+  // them so that the server mostly reads them one at a time.
   for (char byte : frame) {
     REQUIRE(::send(fd, &byte, 1, 0) == 1);
     std::this_thread::sleep_for(1ms);

@@ -11,7 +11,7 @@
 
 #include "messaging.h"
 #include "server_process.h"
-#include "store/keys.h"
+#include "store/store.h"
 #include "store/store.h"
 
 using namespace im;
@@ -85,15 +85,108 @@ std::map<std::string, std::vector<v1::Message>> inboxes(const std::string& data_
   REQUIRE(opened);
   std::map<std::string, std::vector<v1::Message>> out;
   for (const auto& uid : uids) {
-    const std::string prefix = store::user_prefix(uid);
-    (*opened)->scan(store::Cf::kInbox, prefix, store::prefix_end(prefix), [&](std::string_view, std::string_view v) {
+    REQUIRE((*opened)->scan_inbox(uid, 0, UINT64_MAX, [&](std::uint64_t, std::string_view v) {
       v1::Message m;
       REQUIRE(m.ParseFromArray(v.data(), static_cast<int>(v.size())));
       out[uid].push_back(m);
       return true;
-    });
+    }));
   }
   return out;
+}
+
+// The steps of the 2,000-member group test.
+
+// The big group is created; CREATED lists 500 members and three
+// MEMBERS_ADDED events list the other 1,500. The answer came once they were
+// durably queued; the rows follow.
+void big_group_created_with_its_events(SyncClient& owner, const std::vector<std::string>& members) {
+  v1::GroupResp g = create_group(owner, "big", members);
+  CHECK(g.group().member_count() == 2000);
+  CHECK(g.members_size() == 500);  // the default listing
+  CHECK(g.members_more());
+  auto first = pull_until(owner, [](const auto& rows) { return rows.size() >= 4; });
+  REQUIRE(first.size() == 4);
+  CHECK(event_of(first[0]).type() == v1::CREATED);
+  CHECK(event_of(first[0]).uids_size() == 500);
+  for (int i = 1; i < 4; ++i) CHECK(event_of(first[i]).type() == v1::MEMBERS_ADDED);
+}
+
+// The group SENDs made across the kills.
+struct BigGroupSends {
+  std::map<std::string, std::uint64_t> acked;  // cmid -> msg_id
+  std::set<std::string> unanswered;
+  int cmid = 0;
+};
+
+// One member pipelines 20 group SENDs (each a 2,000-row fan-out) and the
+// server is SIGKILLed among them, then restarted. The random delay is the
+// test's design, not a wait for anything: it moves the kill around so that
+// over the cycles it lands before, among and after the fan-outs.
+void group_sends_killed_mid_fan_out(ServerProcess& server, std::mt19937& rng, BigGroupSends& sends) {
+  auto sender = server.login("u0001");
+  std::string bytes;
+  std::vector<std::string> ids;
+  for (std::uint32_t i = 1; i <= 20; ++i) {
+    ids.push_back("big-" + std::to_string(++sends.cmid));
+    FrameHeader h;
+    h.cmd = Cmd::kSend;
+    h.seq = i;
+    bytes += encode_frame(h, send_req("big", ids.back(), "m", v1::GROUP).SerializeAsString());
+  }
+  sender->send_raw(bytes);
+  std::this_thread::sleep_for(std::chrono::microseconds(rng() % 40000));
+  server.kill9();
+  std::set<std::string> answered;
+  for (int i = 0; i < 20; ++i) {
+    auto f = sender->next_frame(200ms);
+    if (!f) break;
+    if (f->header.cmd != Cmd::kSend || !f->ok()) continue;
+    v1::SendResp r;
+    REQUIRE(r.ParseFromString(f->body));
+    sends.acked[ids[f->header.seq - 1]] = r.msg_id();
+    answered.insert(ids[f->header.seq - 1]);
+  }
+  for (const auto& id : ids)
+    if (!answered.count(id)) sends.unanswered.insert(id);
+  sender.reset();
+  server.restart();
+}
+
+// Retry what was never answered: stored ones come back as duplicates.
+void unanswered_sends_retried(ServerProcess& server, BigGroupSends& sends) {
+  auto sender = server.login("u0001");
+  for (const auto& id : sends.unanswered) sends.acked[id] = send_group(*sender, "big", id, "m").msg_id();
+}
+
+// A fan-out still running at a graceful stop is finished by the next start,
+// before any client is served: let one start run, and stop it to read.
+void fan_outs_finished_by_a_restart(ServerProcess& server) {
+  REQUIRE(server.terminate() == 0);
+  server.restart();
+  REQUIRE(server.terminate() == 0);
+}
+
+// Every member's inbox, read from the stopped server's data dir: gapless,
+// each message once, every acknowledged one present, and nothing else but
+// the 4 creation events.
+void every_inbox_holds_every_acknowledged_message_once_gapless(const std::string& data_dir,
+                                                               const std::vector<std::string>& everyone,
+                                                               const BigGroupSends& sends) {
+  auto rows = inboxes(data_dir, everyone);
+  std::set<std::uint64_t> expected;
+  for (const auto& [id, msg_id] : sends.acked) expected.insert(msg_id);
+  for (const auto& uid : everyone) {
+    INFO(uid);
+    const auto& inbox = rows[uid];
+    std::set<std::uint64_t> seen;
+    for (std::size_t i = 0; i < inbox.size(); ++i) {
+      REQUIRE(inbox[i].inbox_seq() == i + 1);          // no gap
+      REQUIRE(seen.insert(inbox[i].msg_id()).second);  // no duplicate
+    }
+    for (std::uint64_t id : expected) REQUIRE(seen.count(id) == 1);
+    REQUIRE(inbox.size() == expected.size() + 4);  // and nothing else but the 4 creation events
+  }
 }
 
 }  // namespace
@@ -333,79 +426,14 @@ TEST_CASE("a 2,000-member group: creation events, fan-out to everyone, and SIGKI
   std::vector<std::string> everyone = members;
   everyone.push_back("owner");
   auto owner = server.login("owner");
-  v1::GroupResp g = create_group(*owner, "big", members);
-  CHECK(g.group().member_count() == 2000);
-  CHECK(g.members_size() == 500);  // the default listing
-  CHECK(g.members_more());
-  // CREATED lists 500; three MEMBERS_ADDED events list the other 1,500. The
-  // answer came once they were durably queued; the rows follow.
-  std::vector<v1::Message> first;
-  for (int i = 0; i < 250 && first.size() < 4; ++i) {
-    first = pull_all(*owner);
-    if (first.size() < 4) std::this_thread::sleep_for(20ms);
-  }
-  REQUIRE(first.size() == 4);
-  CHECK(event_of(first[0]).type() == v1::CREATED);
-  CHECK(event_of(first[0]).uids_size() == 500);
-  for (int i = 1; i < 4; ++i) CHECK(event_of(first[i]).type() == v1::MEMBERS_ADDED);
-
+  big_group_created_with_its_events(*owner, members);
   std::mt19937 rng(7);
-  std::map<std::string, std::uint64_t> acked;  // cmid -> msg_id
-  std::set<std::string> unanswered;
-  int cmid = 0;
-  for (int cycle = 0; cycle < 6; ++cycle) {
-    auto sender = server.login("u0001");
-    std::string bytes;
-    std::vector<std::string> ids;
-    for (std::uint32_t i = 1; i <= 20; ++i) {
-      ids.push_back("big-" + std::to_string(++cmid));
-      FrameHeader h;
-      h.cmd = Cmd::kSend;
-      h.seq = i;
-      bytes += encode_frame(h, send_req("big", ids.back(), "m", v1::GROUP).SerializeAsString());
-    }
-    sender->send_raw(bytes);
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 40000));
-    server.kill9();
-    std::set<std::string> answered;
-    for (int i = 0; i < 20; ++i) {
-      auto f = sender->next_frame(200ms);
-      if (!f) break;
-      if (f->header.cmd != Cmd::kSend || !f->ok()) continue;
-      v1::SendResp r;
-      REQUIRE(r.ParseFromString(f->body));
-      acked[ids[f->header.seq - 1]] = r.msg_id();
-      answered.insert(ids[f->header.seq - 1]);
-    }
-    for (const auto& id : ids)
-      if (!answered.count(id)) unanswered.insert(id);
-    sender.reset();
-    server.restart();
-  }
-  // Retry what was never answered: stored ones come back as duplicates.
-  auto sender = server.login("u0001");
-  for (const auto& id : unanswered) acked[id] = send_group(*sender, "big", id, "m").msg_id();
-  sender.reset();
+  BigGroupSends sends;
+  for (int cycle = 0; cycle < 6; ++cycle) group_sends_killed_mid_fan_out(server, rng, sends);
+  unanswered_sends_retried(server, sends);
   owner.reset();
-  // A fan-out still running at a graceful stop is finished by the next
-  // start, before any client is served: let one start run, then read.
-  REQUIRE(server.terminate() == 0);
-  server.restart();
-  REQUIRE(server.terminate() == 0);
-  auto rows = inboxes(server.data_dir(), everyone);
-  std::set<std::uint64_t> expected;
-  for (const auto& [id, msg_id] : acked) expected.insert(msg_id);
-  for (const auto& uid : everyone) {
-    INFO(uid);
-    const auto& inbox = rows[uid];
-    std::set<std::uint64_t> seen;
-    for (std::size_t i = 0; i < inbox.size(); ++i) {
-      REQUIRE(inbox[i].inbox_seq() == i + 1);          // no gap
-      REQUIRE(seen.insert(inbox[i].msg_id()).second);  // no duplicate
-    }
-    for (std::uint64_t id : expected) REQUIRE(seen.count(id) == 1);
-    REQUIRE(inbox.size() == expected.size() + 4);  // and nothing else but the 4 creation events
-  }
-  WARN("2,000-member crash test: " << acked.size() << " messages, " << unanswered.size()
+  fan_outs_finished_by_a_restart(server);
+  every_inbox_holds_every_acknowledged_message_once_gapless(server.data_dir(), everyone, sends);
+  WARN("2,000-member crash test: " << sends.acked.size() << " messages, " << sends.unanswered.size()
                                    << " unanswered before a kill and retried");
 }

@@ -11,12 +11,12 @@
 
 #include <catch2/catch.hpp>
 #include <random>
-#include <thread>
 #include <vector>
 
 #include "im/frame_codec.h"
 #include "proto/im.pb.h"
 #include "server_process.h"
+#include "wait_until.h"
 
 using namespace im;
 using namespace im::test;
@@ -136,14 +136,13 @@ TEST_CASE("over max_connections: ERROR UNAVAILABLE with retry_after_ms, then clo
   CHECK(extra->wait_closed(3s));
   held.pop_back();
   // a slot is free again once the server has seen the close
-  bool admitted = false;
-  for (int i = 0; i < 50 && !admitted; ++i) {
-    auto c = server.connect();
-    auto r = c->call_raw(Cmd::kHeartbeat, "", 1s);
-    admitted = r && r->header.cmd == Cmd::kHeartbeat && r->ok();
-    if (!admitted) std::this_thread::sleep_for(50ms);
-  }
-  CHECK(admitted);
+  CHECK(wait_until(
+      [&] {
+        auto c = server.connect();
+        auto r = c->call_raw(Cmd::kHeartbeat, "", 1s);
+        return r && r->header.cmd == Cmd::kHeartbeat && r->ok();
+      },
+      kWaitTimeout, 50ms));
 }
 
 TEST_CASE("over accept_per_second: the excess is refused with UNAVAILABLE") {

@@ -6,18 +6,46 @@
 
 #include <catch2/catch.hpp>
 #include <set>
-#include <thread>
 
 #include "messaging.h"
 #include "server_process.h"
+#include "wait_until.h"
 
 using namespace im;
 using namespace im::test;
 using namespace std::chrono_literals;
 
 namespace {
+
 const Overrides kFast = {{"limits.messages_per_second", "1000000"}, {"limits.burst", "1000000"}};
+
+// Logs `session` in again as this device (replacing the session it had) and
+// returns its LoginResp.
+v1::LoginResp login_again(ServerProcess& server, std::unique_ptr<SyncClient>& session, const std::string& uid,
+                          int device_type, const std::string& device_id) {
+  Frame login;
+  session = server.login(uid, device_type, device_id, &login);
+  v1::LoginResp lr;
+  REQUIRE(login.parse(lr));
+  return lr;
 }
+
+// Logs in as this device until its LoginResp's acked_seq is `acked` (an ACK
+// has no answer, so when the server has applied it is only seen this way);
+// the last LoginResp either way, for the caller's checks.
+v1::LoginResp login_until_acked(ServerProcess& server, std::unique_ptr<SyncClient>& session, const std::string& uid,
+                                int device_type, const std::string& device_id, std::uint64_t acked) {
+  v1::LoginResp lr;
+  (void)wait_until(
+      [&] {
+        lr = login_again(server, session, uid, device_type, device_id);
+        return lr.acked_seq() == acked;
+      },
+      kWaitTimeout, 50ms);
+  return lr;
+}
+
+}  // namespace
 
 TEST_CASE("online delivery: SendResp to the sender, PUSH to the recipient and to the sender's other devices") {
   ServerProcess server(kFast);
@@ -203,13 +231,9 @@ TEST_CASE("PULL pages by limit, clamps it, and acknowledges after_seq") {
   CHECK_FALSE(none.has_more());
   v1::PullResp beyond = pull(*bob, 900);
   CHECK(beyond.messages_size() == 0);
-  // the PULL after 250 acknowledged 250 for this device (persisted within a second)
+  // the PULL after 250 acknowledged 250 for this device: a new login of it says so
   bob.reset();
-  std::this_thread::sleep_for(1500ms);
-  Frame login;
-  auto again = server.login("bob", v1::IOS, "phone", &login);
-  v1::LoginResp lr;
-  REQUIRE(login.parse(lr));
+  v1::LoginResp lr = login_until_acked(server, bob, "bob", v1::IOS, "phone", 250);
   CHECK(lr.acked_seq() == 250);
   CHECK(lr.inbox_max_seq() == 250);
 }
@@ -246,15 +270,11 @@ TEST_CASE("ACK is cumulative per device, persisted, and never moves back") {
     v1::PullResp p = pull(*bob, 1);  // below the cursor: does not move it back
     CHECK(p.messages_size() == 4);
   }
-  std::this_thread::sleep_for(1500ms);
-  Frame login;
-  auto bob = server.login("bob", v1::IOS, "phone", &login);
-  v1::LoginResp lr;
-  REQUIRE(login.parse(lr));
+  std::unique_ptr<SyncClient> bob;
+  v1::LoginResp lr = login_until_acked(server, bob, "bob", v1::IOS, "phone", 4);
   CHECK(lr.acked_seq() == 4);
-  Frame other;
-  auto tablet = server.login("bob", v1::WEB, "tablet", &other);
-  REQUIRE(other.parse(lr));
+  std::unique_ptr<SyncClient> tablet;
+  lr = login_again(server, tablet, "bob", v1::WEB, "tablet");
   CHECK(lr.acked_seq() == 0);  // per device
 }
 

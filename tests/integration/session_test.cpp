@@ -2,12 +2,12 @@
 // against the real imserver binary.
 
 #include <catch2/catch.hpp>
-#include <thread>
 
 #include "auth/jwt.h"
 #include "im/frame_codec.h"
 #include "proto/im.pb.h"
 #include "server_process.h"
+#include "wait_until.h"
 
 using namespace im;
 using namespace im::test;
@@ -25,16 +25,6 @@ v1::Presence presence_of(SyncClient& c, const std::string& uid) {
   REQUIRE(r->parse(resp));
   REQUIRE(resp.presences_size() == 1);
   return resp.presences(0);
-}
-
-// Waits until `check` holds (state that another thread settles), at most 5 s.
-template <class F>
-bool eventually(F check) {
-  for (int i = 0; i < 250; ++i) {
-    if (check()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return check();
 }
 
 }  // namespace
@@ -167,7 +157,7 @@ TEST_CASE("LOGOUT answers, closes, and presence records last_seen") {
   REQUIRE(r);
   CHECK(r->ok());
   CHECK(alice->wait_closed(2s));
-  CHECK(eventually([&] { return !presence_of(*observer, "alice").online(); }));
+  CHECK(wait_until([&] { return !presence_of(*observer, "alice").online(); }));
   CHECK(presence_of(*observer, "alice").last_seen_ms() > 1'700'000'000'000);
   CHECK(presence_of(*observer, "alice").devices_size() == 0);
 }
@@ -179,7 +169,7 @@ TEST_CASE("a disconnect takes the user offline") {
     auto alice = server.login("alice");
     CHECK(presence_of(*observer, "alice").online());
   }
-  CHECK(eventually([&] { return !presence_of(*observer, "alice").online(); }));
+  CHECK(wait_until([&] { return !presence_of(*observer, "alice").online(); }));
 }
 
 TEST_CASE("PRESENCE: many uids in order, more than 500 refused, bad uids refused") {
@@ -216,32 +206,55 @@ TEST_CASE("PRESENCE: many uids in order, more than 500 refused, bad uids refused
 }
 
 TEST_CASE("a silent session is closed after heartbeat.timeout_s, a beating one stays") {
+  constexpr auto kTimeout = 2s;  // heartbeat.timeout_s
   ServerProcess server(Overrides{{"heartbeat.interval_s", "1"}, {"heartbeat.timeout_s", "2"}});
   auto silent = server.login("silent");
   auto beating = server.login("beating");
-  for (int i = 0; i < 8; ++i) {
-    std::this_thread::sleep_for(500ms);
+  // One HEARTBEAT every half heartbeat.interval_s, as a client sends them;
+  // the polling interval of the waits below is what paces it.
+  auto beat = [&] {
     auto r = beating->call_raw(Cmd::kHeartbeat, "");
     REQUIRE(r);
     CHECK(r->ok());
-  }
-  CHECK(silent->wait_closed(5s));
-  CHECK_FALSE(beating->is_closed());
+  };
+  constexpr auto kBeatEvery = 500ms;
+  CHECK(wait_until(
+      [&] {
+        beat();
+        return silent->is_closed();
+      },
+      2 * kTimeout + 5s, kBeatEvery));
+  // Absence: the silent one was closed once it had been quiet for
+  // heartbeat.timeout_s, so the beating one, logged in at the same moment, is
+  // past that age too; beating on for one more heartbeat.timeout_s, it must
+  // never be closed.
+  CHECK_FALSE(wait_until(
+      [&] {
+        beat();
+        return beating->is_closed();
+      },
+      kTimeout, kBeatEvery));
 }
 
 TEST_CASE("a connection that does not log in is closed after auth_timeout_ms, heartbeats or not") {
   ServerProcess server(Overrides{{"server.auth_timeout_ms", "400"}});
   auto idle = server.connect();
   auto beating = server.connect();
-  for (int i = 0; i < 3; ++i) {
-    beating->call_raw(Cmd::kHeartbeat, "");
-    std::this_thread::sleep_for(100ms);
-  }
+  // HEARTBEATs every 100 ms until the server closes it: they must not extend
+  // the auth timeout.
+  CHECK(wait_until(
+      [&] {
+        beating->call_raw(Cmd::kHeartbeat, "", 100ms);
+        return beating->is_closed();
+      },
+      5s + 300ms, 100ms));
   CHECK(idle->wait_closed(5s));
-  CHECK(beating->wait_closed(5s));
-  // logging in in time stops the clock
+  // logging in in time stops the clock. Absence: server.auth_timeout_ms (400
+  // here) names when a connection that has not logged in is closed; waiting
+  // two and a half times that for a close (which would end the wait at once),
+  // none may come.
   auto user = server.login("alice");
-  std::this_thread::sleep_for(1s);
+  CHECK_FALSE(user->wait_closed(1s));
   auto r = user->call_raw(Cmd::kHeartbeat, "");
   REQUIRE(r);
   CHECK(r->ok());

@@ -4,7 +4,6 @@
 
 #include <catch2/catch.hpp>
 #include <set>
-#include <thread>
 
 #include "auth/jwt.h"
 #include "common/base64.h"
@@ -92,8 +91,9 @@ TEST_CASE("REPORT: OK once queued, delivered signed as a report event, in order 
 }
 
 TEST_CASE("offline_push: once for an unacknowledged message, never for an acknowledged one") {
+  constexpr auto kOfflineDelay = 500ms;  // push.offline_delay_ms
   WebhookReceiver receiver;
-  ServerProcess server(hook_config(receiver, 500));
+  ServerProcess server(hook_config(receiver, static_cast<std::uint32_t>(kOfflineDelay.count())));
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   v1::SendResp to_carol = send_ok(*alice, "carol", "m1",
@@ -105,9 +105,12 @@ TEST_CASE("offline_push: once for an unacknowledged message, never for an acknow
   v1::AckReq ack;
   ack.set_inbox_seq(got[0].inbox_seq());
   bob->notify(Cmd::kAck, &ack);
-  auto events = bodies(receiver.wait_for(1));
-  std::this_thread::sleep_for(1500ms);  // anything else would have come by now
-  events = bodies(receiver.wait_for(1));
+  receiver.wait_for(1);
+  // Absence: push.offline_delay_ms names when bob's offline_push would be due
+  // had his ACK not counted; his message was sent right after carol's, so
+  // three delays past hers it would have come. Waiting for a second event
+  // (which would end the wait at once), none may come.
+  auto events = bodies(receiver.wait_for(2, 3 * kOfflineDelay));
   REQUIRE(events.size() == 1);
   const json& e = events[0];
   CHECK(e["event"] == "offline_push");

@@ -4,12 +4,17 @@
 #include <httplib.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "wait_until.h"
 
 namespace im::test {
 
@@ -34,6 +39,15 @@ class AdminClient {
   }
   HttpReply del(const std::string& path, bool auth = true) { return wrap(cli_.Delete(path.c_str(), headers(auth))); }
   void set_key(std::string key) { key_ = std::move(key); }
+  // The value of an unlabelled metric of GET /metrics ("imserver_sessions"),
+  // nullopt when the server does not report it: state a test can wait on.
+  std::optional<double> metric(const std::string& name) {
+    HttpReply r = get("/metrics", false);
+    std::istringstream lines(r.text);
+    for (std::string line; std::getline(lines, line);)
+      if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+    return std::nullopt;
+  }
 
  private:
   httplib::Headers headers(bool auth) const {
@@ -69,7 +83,11 @@ class WebhookReceiver {
                       : (server_.bind_to_port("127.0.0.1", port) ? port : 0);
     REQUIRE(port_ != 0);
     thread_ = std::thread([this] { server_.listen_after_bind(); });
-    for (int i = 0; i < 5000 && !server_.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (!wait_until([&] { return server_.is_running(); }, kWaitTimeout, std::chrono::milliseconds(1))) {
+      server_.stop();  // joined before failing: a joinable thread must not be destroyed
+      thread_.join();
+      FAIL("the webhook receiver did not start listening");
+    }
   }
   ~WebhookReceiver() {
     server_.stop();

@@ -2,13 +2,14 @@
 // Helpers for tests that send and read messages through SyncClient.
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "im/client.h"
 #include "im/frame_codec.h"
 #include "proto/im.pb.h"
+#include "wait_until.h"
 
 namespace im::test {
 
@@ -63,15 +64,17 @@ inline std::vector<v1::Message> pull_all(SyncClient& c, std::uint64_t after = 0)
 
 // The inbox after `after`, pulled until `done` holds for it (at most 5 s):
 // for rows that follow an answer (group events and group messages reach the
-// other members' inboxes after the command or SEND is answered).
+// other members' inboxes after the command or SEND is answered). Returns the
+// last rows pulled either way: the caller's checks on them say what is missing.
 template <class Done>
 std::vector<v1::Message> pull_until(SyncClient& c, Done done, std::uint64_t after = 0) {
   std::vector<v1::Message> rows;
-  for (int i = 0; i < 250; ++i) {
-    rows = pull_all(c, after);
-    if (done(rows)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  (void)wait_until(
+      [&] {
+        rows = pull_all(c, after);
+        return done(rows);
+      },
+      kWaitTimeout, std::chrono::milliseconds(20));
   return rows;
 }
 

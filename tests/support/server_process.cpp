@@ -17,10 +17,10 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
 
 #include "auth/jwt.h"
 #include "proto/im.pb.h"
+#include "wait_until.h"
 
 extern char** environ;
 
@@ -179,18 +179,13 @@ void ServerProcess::kill9() {
 int ServerProcess::terminate(std::chrono::seconds within) {
   if (pid_ <= 0) return -1;
   ::kill(pid_, SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + within;
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      pid_ = -1;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  int status = 0;
+  if (!wait_until([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, within)) {
+    kill9();
+    return -1;
   }
-  kill9();
-  return -1;
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 bool ServerProcess::running() {
