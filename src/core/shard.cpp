@@ -77,11 +77,7 @@ std::size_t Shard::frame_budget() const {
 Result<Shard::UserState*> Shard::user(const std::string& uid) {
   if (auto it = users_.find(uid); it != users_.end()) return &it->second;
   auto last = env_.store.last_inbox_seq(uid);
-  if (!last) {
-    metrics::get().store_read_errors.inc();
-    spdlog::error("shard {}: cannot read the inbox of {}: {}", index_, uid, last.error().message);
-    return last.error();
-  }
+  if (!last) return last.error();
   UserState& u = users_[uid];
   u.inbox_next = u.inbox_committed = *last;
   return &u;
@@ -92,10 +88,7 @@ Result<Shard::DeviceCursor*> Shard::cursor(UserState& u, const std::string& uid,
   for (DeviceCursor& c : u.cursors)
     if (c.device_type == device_type && c.device_id == device_id) return &c;
   auto stored = env_.store.get_cursor(uid, device_type, device_id);
-  if (!stored) {
-    metrics::get().store_read_errors.inc();
-    return stored.error();
-  }
+  if (!stored) return stored.error();
   u.cursors.push_back(DeviceCursor{device_type, device_id, stored->value_or(0), false});
   return &u.cursors.back();
 }

@@ -70,7 +70,7 @@ struct CopyRecord {
 
 // A group message (a SEND or an event) being fanned out: durable with the
 // history row, deleted once every recipient's inbox row is written. The
-// recipients are split into chains (core::FanoutPlan) by the shard count of
+// recipients are split into chains (core/fanout_plan.h) by the shard count of
 // the run that wrote the record, so a replay rebuilds the same chains.
 struct GroupFanoutRecord {
   v1::Message msg;

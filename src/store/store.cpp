@@ -8,8 +8,10 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
 
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "store/keys.h"
 
 namespace im::store {
@@ -20,6 +22,13 @@ constexpr const char* kCfNames[kCfCount] = {"inbox",   "history",     "dedupe", 
 
 Error store_error(const rocksdb::Status& s) {
   return make_error(StatusCode::kInternal, "store: " + s.ToString());
+}
+
+// A read that failed: logged and counted here, once, whoever asked.
+Error read_error(const rocksdb::Status& s) {
+  metrics::get().store_read_errors.inc();
+  spdlog::error("store: read failed: {}", s.ToString());
+  return store_error(s);
 }
 
 rocksdb::Slice slice(std::string_view s) {
@@ -211,7 +220,7 @@ Result<std::optional<std::string>> Store::get(Cf cf, std::string_view key) {
   std::string value;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handle(cf), slice(key), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
-  if (!s.ok()) return store_error(s);
+  if (!s.ok()) return read_error(s);
   return std::optional<std::string>(std::move(value));
 }
 
@@ -230,7 +239,7 @@ Result<Ok> Store::scan(Cf cf, std::string_view lower, std::string_view upper, co
       if (!fn(view(it->key()), view(it->value()))) return Ok{};
   }
   // The loop ended because the range is exhausted, or because of an error.
-  if (!it->status().ok()) return store_error(it->status());
+  if (!it->status().ok()) return read_error(it->status());
   return Ok{};
 }
 
@@ -380,6 +389,13 @@ Result<std::uint64_t> Store::count_rows(Cf cf, std::uint64_t at_most) {
       scan(cf, "", std::string(1, '\xFF'), [&](std::string_view, std::string_view) { return ++n < at_most; });
   if (!scanned) return scanned.error();
   return n;
+}
+
+Result<Ok> Store::flush() {
+  std::vector<rocksdb::ColumnFamilyHandle*> all(std::begin(handles_), std::end(handles_));
+  rocksdb::Status s = db_->Flush(rocksdb::FlushOptions(), all);
+  if (!s.ok()) return store_error(s);
+  return Ok{};
 }
 
 Result<Ok> Store::delete_range(Cf cf, std::string_view lower, std::string_view upper) {

@@ -134,6 +134,8 @@ class Store {
   // never the prefix's last row (counters are recovered from it). Returns
   // how many rows went.
   std::size_t expire_oldest(Cf cf, const std::function<bool(std::string_view value)>& expired);
+  // Writes every memtable to table files (tests, and before a checkpoint).
+  Result<Ok> flush();
   // The rows of `cf`, counted up to `at_most` (tools and benches).
   Result<std::uint64_t> count_rows(Cf cf, std::uint64_t at_most);
   // RocksDB's own figures, for logs ("rocksdb.estimate-num-keys" per cf...).

@@ -1,0 +1,34 @@
+#pragma once
+// The command families: each registers its handlers in the dispatcher, one
+// file per family (sessions, messages, groups, presence, reports). A
+// handler runs on the connection's loop thread with its request parsed, and
+// posts the work to the shard that owns it.
+
+#include <memory>
+#include <string>
+
+#include "core/dispatcher.h"
+#include "core/send_job.h"
+#include "proto/im.pb.h"
+
+namespace im::core {
+
+class Service;
+
+// HEARTBEAT, LOGIN, LOGOUT (session_commands.cpp).
+void register_session_commands(Dispatcher& d, Service& s);
+// SEND, ACK, PULL, HISTORY (message_commands.cpp).
+void register_message_commands(Dispatcher& d, Service& s);
+// GROUP_* (group_commands.cpp).
+void register_group_commands(Dispatcher& d, Service& s);
+// PRESENCE (presence_commands.cpp).
+void register_presence_commands(Dispatcher& d, Service& s);
+// REPORT (report_commands.cpp).
+void register_report_commands(Dispatcher& d, Service& s);
+
+// A SendJob for `req` by `from` (the body is moved out of `req`).
+std::shared_ptr<SendJob> make_send_job(const std::string& from, v1::SendReq& req);
+// A fresh gid for a GROUP_CREATE that leaves it empty.
+std::string new_group_id();
+
+}  // namespace im::core

@@ -1,0 +1,28 @@
+#include "core/errors.h"
+
+namespace im::core {
+
+std::string_view error_text(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return "";
+    case StatusCode::kBadRequest: return "the request is malformed";
+    case StatusCode::kUnauthenticated: return "log in first";
+    case StatusCode::kForbidden: return "not a member of the group";
+    case StatusCode::kNotFound: return "no such group";
+    case StatusCode::kRateLimited: return "too many requests";
+    case StatusCode::kTooLarge: return "over a size limit";
+    case StatusCode::kUnknownCommand: return "unknown command";
+    case StatusCode::kConflict: return "group id already taken";
+    case StatusCode::kUnsupportedVersion: return "unsupported protocol version";
+    case StatusCode::kBadFrame: return "bad frame";
+    case StatusCode::kFrameTooLarge: return "frame too large";
+    case StatusCode::kUnavailable: return "the server is busy; retry later";
+    case StatusCode::kInternal: return "the server failed; nothing was stored";
+    case StatusCode::kGone: return "the message was recalled";
+    case StatusCode::kExpired: return "the time window has passed";
+    case StatusCode::kDisabled: return "the feature is off";
+  }
+  return "error";
+}
+
+}  // namespace im::core

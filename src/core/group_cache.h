@@ -1,0 +1,49 @@
+#pragma once
+// The groups a shard owns (those whose "g:" + gid hashes here): each one's
+// row and member list, loaded from RocksDB on first use. A change is made
+// to the cached state as it is staged (so the next command in the same
+// batch sees it); if that batch then fails, every group it touched is
+// dropped from the cache and reloaded from what is durable, so a failed
+// write leaves no trace in memory.
+//
+// Runs on its shard's thread only.
+
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "im/result.h"
+#include "proto/im.pb.h"
+#include "store/store.h"
+
+namespace im::core {
+
+struct GroupState {
+  v1::Group info;
+  bool dismissed = false;
+  std::map<std::string, bool> members;  // uid -> is owner; uid order for listings
+
+  bool is_member(const std::string& uid) const { return members.count(uid) > 0; }
+};
+
+class GroupCache {
+ public:
+  explicit GroupCache(store::Store& store) : store_(store) {}
+
+  // The group, loaded on first use; nullptr when it never existed (a miss
+  // caches nothing). A read error is returned and nothing is cached.
+  Result<GroupState*> find(const std::string& gid);
+  // A new group, staged in the current batch.
+  GroupState& create(const std::string& gid);
+  // `gid` is changed in the current batch.
+  void touch(const std::string& gid) { touched_.insert(gid); }
+  void on_written(bool ok);
+
+ private:
+  store::Store& store_;
+  std::unordered_map<std::string, GroupState> groups_;
+  std::unordered_set<std::string> touched_;
+};
+
+}  // namespace im::core

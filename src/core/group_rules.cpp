@@ -1,0 +1,166 @@
+#include "core/group_rules.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace im::core {
+namespace {
+
+constexpr std::size_t kListSlack = 256;  // frame room for the non-member fields
+
+Error too_many(std::uint32_t max_members) {
+  return make_error(StatusCode::kTooLarge, fmt::format("over limits.max_group_members ({})", max_members));
+}
+
+void sort_unique(std::vector<std::string>& v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+
+bool acts_as_owner(const GroupState& g, const GroupActor& a) {
+  return a.admin || g.info.owner() == a.uid;
+}
+
+// A plan that starts from the group as it is; events name the actor (the
+// owner when the admin API acts).
+GroupPlan plan_for(const GroupState& g, const GroupActor& a) {
+  GroupPlan p;
+  p.info = g.info;
+  p.actor = a.admin && a.uid.empty() ? g.info.owner() : a.uid;
+  return p;
+}
+
+}  // namespace
+
+Result<Ok> check_access(const GroupState* g, const GroupActor& actor) {
+  if (!g || g->dismissed) return make_error(StatusCode::kNotFound, "no such group");
+  if (!actor.admin && !g->is_member(actor.uid)) return make_error(StatusCode::kForbidden, "not a member of the group");
+  return Ok{};
+}
+
+std::vector<std::string> member_uids(const GroupState& g) {
+  std::vector<std::string> out;
+  out.reserve(g.members.size());
+  for (const auto& [uid, owner] : g.members) out.push_back(uid);
+  return out;
+}
+
+Result<GroupPlan> plan_create(const GroupState* existing, const std::string& owner, const v1::GroupCreateReq& req,
+                              std::int64_t now_ms, std::uint32_t max_members) {
+  if (existing) return make_error(StatusCode::kConflict, "group id already taken");
+  GroupPlan p;
+  p.actor = owner;
+  p.added.assign(req.members().begin(), req.members().end());
+  p.added.push_back(owner);
+  sort_unique(p.added);
+  if (p.added.size() > max_members) return too_many(max_members);
+  p.info.set_gid(req.gid());
+  p.info.set_name(req.name());
+  p.info.set_owner(owner);
+  p.info.set_announcement(req.announcement());
+  p.info.set_created_ms(now_ms);
+  p.info.set_member_count(static_cast<std::uint32_t>(p.added.size()));
+  // The owner is named first; CREATED lists the first 500, MEMBERS_ADDED
+  // events the rest.
+  std::vector<std::string> named{owner};
+  for (const auto& uid : p.added)
+    if (uid != owner) named.push_back(uid);
+  const auto split = named.begin() + static_cast<std::ptrdiff_t>(std::min(named.size(), kEventMaxUids));
+  p.events.push_back({v1::CREATED, {named.begin(), split}, p.added});
+  if (split != named.end()) p.events.push_back({v1::MEMBERS_ADDED, {split, named.end()}, p.added});
+  return p;
+}
+
+Result<GroupPlan> plan_add(const GroupState& g, const GroupActor& actor, const v1::GroupMembersReq& req,
+                           std::uint32_t max_members) {
+  GroupPlan p = plan_for(g, actor);
+  for (const auto& uid : req.uids())
+    if (!g.is_member(uid)) p.added.push_back(uid);
+  sort_unique(p.added);
+  if (g.members.size() + p.added.size() > max_members) return too_many(max_members);
+  p.info.set_member_count(static_cast<std::uint32_t>(g.members.size() + p.added.size()));
+  if (!p.added.empty()) {
+    std::vector<std::string> after = member_uids(g);  // the added learn it too
+    after.insert(after.end(), p.added.begin(), p.added.end());
+    sort_unique(after);
+    p.events.push_back({v1::MEMBERS_ADDED, p.added, std::move(after)});
+  }
+  p.members.mutable_changed()->Assign(p.added.begin(), p.added.end());
+  p.members.set_member_count(p.info.member_count());
+  return p;
+}
+
+Result<GroupPlan> plan_remove(const GroupState& g, const GroupActor& actor, const v1::GroupMembersReq& req) {
+  if (!acts_as_owner(g, actor)) return make_error(StatusCode::kForbidden, "only the owner may remove members");
+  GroupPlan p = plan_for(g, actor);
+  for (const auto& uid : req.uids()) {
+    if (uid == g.info.owner()) return make_error(StatusCode::kBadRequest, "the owner cannot be removed");
+    if (g.is_member(uid)) p.removed.push_back(uid);
+  }
+  sort_unique(p.removed);
+  p.info.set_member_count(static_cast<std::uint32_t>(g.members.size() - p.removed.size()));
+  // The removed receive the event that removes them, last.
+  if (!p.removed.empty()) p.events.push_back({v1::MEMBERS_REMOVED, p.removed, member_uids(g)});
+  p.members.mutable_changed()->Assign(p.removed.begin(), p.removed.end());
+  p.members.set_member_count(p.info.member_count());
+  return p;
+}
+
+Result<GroupPlan> plan_leave(const GroupState& g, const GroupActor& actor) {
+  if (actor.uid == g.info.owner())
+    return make_error(StatusCode::kForbidden, "the owner cannot leave; dismiss the group instead");
+  GroupPlan p = plan_for(g, actor);
+  p.removed.push_back(actor.uid);
+  p.info.set_member_count(static_cast<std::uint32_t>(g.members.size() - 1));
+  p.events.push_back({v1::MEMBER_LEFT, {actor.uid}, member_uids(g)});
+  return p;
+}
+
+Result<GroupPlan> plan_update(const GroupState& g, const GroupActor& actor, const v1::GroupUpdateReq& req) {
+  if (!acts_as_owner(g, actor)) return make_error(StatusCode::kForbidden, "only the owner may update the group");
+  GroupPlan p = plan_for(g, actor);
+  if (req.has_name()) p.info.set_name(req.name());
+  if (req.has_announcement()) p.info.set_announcement(req.announcement());
+  p.events.push_back({v1::UPDATED, {}, member_uids(g)});
+  return p;
+}
+
+Result<GroupPlan> plan_dismiss(const GroupState& g, const GroupActor& actor) {
+  if (!acts_as_owner(g, actor)) return make_error(StatusCode::kForbidden, "only the owner may dismiss the group");
+  GroupPlan p = plan_for(g, actor);
+  p.dismiss = true;
+  p.removed = member_uids(g);
+  p.info.set_member_count(0);
+  p.events.push_back({v1::DISMISSED, {}, p.removed});
+  return p;
+}
+
+void list_members(const GroupState& g, const std::string& after, std::uint32_t limit, std::size_t frame_budget,
+                  v1::GroupResp& out) {
+  limit = std::min(limit == 0 ? kMembersDefault : limit, kMembersMax);
+  std::size_t size = g.info.ByteSizeLong() + kListSlack;
+  for (auto it = g.members.upper_bound(after); it != g.members.end(); ++it) {
+    const std::size_t cost = it->first.size() + 2;
+    if (static_cast<std::uint32_t>(out.members_size()) == limit || size + cost > frame_budget) {
+      out.set_members_more(true);
+      break;
+    }
+    size += cost;
+    out.add_members(it->first);
+  }
+}
+
+v1::GroupResp read_group(const GroupState& g, const GroupActor& actor, const v1::GroupGetReq& req,
+                         std::size_t frame_budget) {
+  v1::GroupResp out;
+  *out.mutable_group() = g.info;
+  if (actor.admin) {  // the admin API answers JSON of any size: every member
+    for (const auto& [uid, owner] : g.members) out.add_members(uid);
+  } else if (req.with_members()) {
+    list_members(g, req.members_after(), req.members_limit(), frame_budget, out);
+  }
+  return out;
+}
+
+}  // namespace im::core

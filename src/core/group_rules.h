@@ -1,0 +1,71 @@
+#pragma once
+// The rules of the group commands (PROTOCOL 5, "Groups"), as pure
+// functions from a group's state and a request to a plan of the change, or
+// the status that refuses it. The group's shard applies a plan (rows,
+// events, cache); nothing here touches RocksDB, so every rule is
+// unit-tested on its own (tests/core/group_rules_test.cpp).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/group_cache.h"
+#include "im/result.h"
+#include "proto/im.pb.h"
+
+namespace im::core {
+
+// A GroupEvent lists at most this many uids; a change naming more is
+// announced as several events of the same type, in order.
+inline constexpr std::size_t kEventMaxUids = 500;
+inline constexpr std::uint32_t kMembersDefault = 500;  // GROUP_GET's members_limit
+inline constexpr std::uint32_t kMembersMax = 1000;
+
+// Who acts: a member, or the admin API, which has the owner's rights.
+struct GroupActor {
+  std::string uid;
+  bool admin = false;
+};
+
+struct GroupEventPlan {
+  v1::GroupEventType type = v1::GROUP_EVENT_TYPE_UNSPECIFIED;
+  std::vector<std::string> uids;        // the users it names
+  std::vector<std::string> recipients;  // whose inboxes get it
+};
+
+struct GroupPlan {
+  v1::Group info;                    // the group row after the change
+  std::string actor;                 // whom the events name
+  std::vector<std::string> added;    // sorted, distinct, new members
+  std::vector<std::string> removed;  // sorted, distinct, former members
+  std::vector<GroupEventPlan> events;
+  bool dismiss = false;
+  // The answer: GroupResp (CREATE, UPDATE) or GroupMembersResp (ADD, REMOVE).
+  v1::GroupMembersResp members;
+};
+
+// NOT_FOUND for a group that does not exist (or was dismissed), FORBIDDEN
+// for a non-member (the admin API is never one).
+Result<Ok> check_access(const GroupState* g, const GroupActor& actor);
+
+// `existing`: the group with that gid, if any (even dismissed: gids are
+// never reused).
+Result<GroupPlan> plan_create(const GroupState* existing, const std::string& owner, const v1::GroupCreateReq& req,
+                              std::int64_t now_ms, std::uint32_t max_members);
+Result<GroupPlan> plan_add(const GroupState& g, const GroupActor& actor, const v1::GroupMembersReq& req,
+                           std::uint32_t max_members);
+Result<GroupPlan> plan_remove(const GroupState& g, const GroupActor& actor, const v1::GroupMembersReq& req);
+Result<GroupPlan> plan_leave(const GroupState& g, const GroupActor& actor);
+Result<GroupPlan> plan_update(const GroupState& g, const GroupActor& actor, const v1::GroupUpdateReq& req);
+Result<GroupPlan> plan_dismiss(const GroupState& g, const GroupActor& actor);
+
+// GROUP_GET's answer. The admin API gets every member.
+v1::GroupResp read_group(const GroupState& g, const GroupActor& actor, const v1::GroupGetReq& req,
+                         std::size_t frame_budget);
+// Members in uid order after `after`, at most `limit` (0: the default) and
+// what fits `frame_budget`, `members_more` when more remain.
+void list_members(const GroupState& g, const std::string& after, std::uint32_t limit, std::size_t frame_budget,
+                  v1::GroupResp& out);
+std::vector<std::string> member_uids(const GroupState& g);
+
+}  // namespace im::core

@@ -1,0 +1,39 @@
+#pragma once
+// A shard's source of msg_ids (also outbox event ids and push ids): 41 bits
+// of milliseconds since 2024, 8 bits of shard, 14 bits of counter, so ids
+// are unique across shards and ordered by time. Ids are handed out only
+// below a durable reservation (`meta`), and a new run starts above the last
+// one, so neither a restart nor a clock going back repeats an id.
+//
+// Runs on its shard's thread only.
+
+#include <cstdint>
+
+#include "im/result.h"
+#include "store/store.h"
+
+namespace im::core {
+
+class MsgIdClock {
+ public:
+  // Reads the last reservation; an error when it cannot be read.
+  static Result<MsgIdClock> open(unsigned shard, store::Store& store);
+
+  // The next id, or INTERNAL when a new reservation cannot be written (no
+  // id is handed out past a reservation that is not durable).
+  Result<std::uint64_t> next();
+
+ private:
+  MsgIdClock(unsigned shard, store::Store& store, std::uint64_t reserved_ms);
+  // Written at once, not with the shard's next batch: the messages using
+  // these ids may be written by another shard, and must never outlive it.
+  Result<Ok> reserve(std::uint64_t from_ms);
+
+  unsigned shard_;
+  store::Store* store_;
+  std::uint64_t last_ms_ = 0;
+  std::uint64_t counter_ = 0;
+  std::uint64_t reserved_ms_ = 0;
+};
+
+}  // namespace im::core

@@ -1,0 +1,120 @@
+#include "core/requests.h"
+
+#include <fmt/format.h>
+
+#include "core/ids.h"
+#include "store/conv_id.h"
+
+namespace im::core {
+namespace {
+
+Error bad(std::string why) {
+  return make_error(StatusCode::kBadRequest, std::move(why));
+}
+
+constexpr const char* kIdRule = "1 to 64 bytes of A-Z a-z 0-9 . _ @ -";
+
+template <class Uids>
+Result<Ok> check_uids(const Uids& uids) {
+  for (const auto& uid : uids)
+    if (!valid_id(uid)) return bad("bad uid: " + std::string(uid).substr(0, 64));
+  return Ok{};
+}
+
+Result<Ok> check_name(const std::string& name) {
+  if (name.empty() || name.size() > kMaxGroupNameBytes) return bad("name must be 1 to 256 bytes");
+  return Ok{};
+}
+
+Result<Ok> check_announcement(const std::string& text) {
+  if (text.size() > kMaxAnnouncementBytes) return bad("announcement over 4096 bytes");
+  return Ok{};
+}
+
+}  // namespace
+
+Result<Ok> check_login(const v1::LoginReq& req) {
+  if (!valid_id(req.uid())) return bad(std::string("uid must be ") + kIdRule);
+  if (!v1::DeviceType_IsValid(req.device_type())) return bad("unknown device_type");
+  if (req.device_id().size() > kMaxDeviceIdBytes || req.client_version().size() > kMaxClientVersionBytes)
+    return bad("device_id or client_version too long");
+  return Ok{};
+}
+
+Result<Ok> check_send(const std::string& from, const v1::SendReq& req, const LimitsConfig& limits) {
+  if (!valid_id(from)) return bad("from must be a valid uid");
+  if (!valid_client_id(req.client_msg_id())) return bad("client_msg_id must be 1 to 64 bytes of printable ASCII");
+  if (req.conv_type() != v1::C2C && req.conv_type() != v1::GROUP) return bad("conv_type must be C2C or GROUP");
+  if (!valid_id(req.to())) return bad("to must be a valid uid or gid");
+  if (req.content_type() >= 10000) return bad("content_type 10000 and above are the server's");
+  if (req.body().size() > limits.max_message_bytes)
+    return make_error(StatusCode::kTooLarge,
+                      fmt::format("body over limits.max_message_bytes ({})", limits.max_message_bytes));
+  return Ok{};
+}
+
+Result<Ok> check_group(const GroupCommand& cmd, const LimitsConfig& limits) {
+  if (!valid_id(cmd.gid)) return bad(std::string("gid must be ") + kIdRule);
+  switch (cmd.cmd) {
+    case Cmd::kGroupCreate: {
+      if (!valid_id(cmd.actor.uid)) return bad("owner must be a valid uid");
+      if (auto r = check_name(cmd.create.name()); !r) return r;
+      if (auto r = check_announcement(cmd.create.announcement()); !r) return r;
+      if (auto r = check_uids(cmd.create.members()); !r) return r;
+      if (static_cast<std::size_t>(cmd.create.members_size()) > limits.max_group_members + 1u)
+        return make_error(StatusCode::kTooLarge, "more members than limits.max_group_members");
+      return Ok{};
+    }
+    case Cmd::kGroupAddMembers:
+    case Cmd::kGroupRemoveMembers:
+      if (cmd.members.uids_size() == 0) return bad("uids must not be empty");
+      if (auto r = check_uids(cmd.members.uids()); !r) return r;
+      if (static_cast<std::size_t>(cmd.members.uids_size()) > limits.max_group_members)
+        return make_error(StatusCode::kTooLarge, "more uids than limits.max_group_members");
+      return Ok{};
+    case Cmd::kGroupUpdate:
+      if (cmd.update.has_name())
+        if (auto r = check_name(cmd.update.name()); !r) return r;
+      if (cmd.update.has_announcement())
+        if (auto r = check_announcement(cmd.update.announcement()); !r) return r;
+      return Ok{};
+    default: return Ok{};
+  }
+}
+
+Result<Ok> check_presence(const std::vector<std::string>& uids) {
+  if (uids.size() > kMaxPresenceUids) return bad("at most 500 uids per PRESENCE");
+  return check_uids(uids);
+}
+
+Result<Ok> check_report(const v1::ReportReq& req, const LimitsConfig& limits) {
+  if (!valid_client_id(req.report_id())) return bad("report_id must be 1 to 64 bytes of printable ASCII");
+  if (req.topic().size() > kMaxTopicBytes) return bad("topic over 256 bytes");
+  if (req.payload().size() > limits.max_message_bytes)
+    return make_error(StatusCode::kTooLarge, "payload over limits.max_message_bytes");
+  return Ok{};
+}
+
+Result<Ok> check_push(const std::string& to, const std::string& topic, const std::string& payload,
+                      const LimitsConfig& limits) {
+  if (!valid_id(to)) return bad("to must be a valid uid");
+  if (topic.size() > kMaxTopicBytes) return bad("topic over 256 bytes");
+  if (payload.size() > limits.max_message_bytes)
+    return make_error(StatusCode::kTooLarge, "payload over limits.max_message_bytes");
+  return Ok{};
+}
+
+Result<std::string> history_conv(const std::string& uid, const v1::HistoryReq& req) {
+  switch (req.conv_type()) {
+    case v1::C2C:
+      if (!valid_id(req.peer())) return bad("peer must be a valid uid");
+      return store::c2c_conv(uid, req.peer());
+    case v1::GROUP:
+      if (!valid_id(req.peer())) return bad("peer must be a valid gid");
+      return store::group_conv(req.peer());
+    case v1::SYSTEM: return store::system_conv(uid);
+    default: return bad("conv_type must be C2C, GROUP or SYSTEM");
+  }
+}
+
+}  // namespace im::core

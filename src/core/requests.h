@@ -1,0 +1,36 @@
+#pragma once
+// The rules a request's fields must keep (PROTOCOL 4 and 5), defined once
+// and used by the wire handlers and the admin API alike. Each check answers
+// Ok or the status and text that refuse the request. Pure functions.
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "core/group_command.h"
+#include "im/config.h"
+#include "im/result.h"
+#include "proto/im.pb.h"
+
+namespace im::core {
+
+inline constexpr std::size_t kMaxPresenceUids = 500;
+inline constexpr std::size_t kMaxTopicBytes = 256;
+inline constexpr std::size_t kMaxGroupNameBytes = 256;
+inline constexpr std::size_t kMaxAnnouncementBytes = 4096;
+inline constexpr std::size_t kMaxDeviceIdBytes = 64;
+inline constexpr std::size_t kMaxClientVersionBytes = 128;
+
+Result<Ok> check_login(const v1::LoginReq& req);
+// A SEND by `from` (the admin API names it; a session is it).
+Result<Ok> check_send(const std::string& from, const v1::SendReq& req, const LimitsConfig& limits);
+Result<Ok> check_group(const GroupCommand& cmd, const LimitsConfig& limits);
+Result<Ok> check_presence(const std::vector<std::string>& uids);
+Result<Ok> check_report(const v1::ReportReq& req, const LimitsConfig& limits);
+// A SERVER_PUSH through the admin API.
+Result<Ok> check_push(const std::string& to, const std::string& topic, const std::string& payload,
+                      const LimitsConfig& limits);
+// HISTORY's conversation id, from the asking user's side.
+Result<std::string> history_conv(const std::string& uid, const v1::HistoryReq& req);
+
+}  // namespace im::core

@@ -1,0 +1,29 @@
+#pragma once
+// A SEND on its way through the shards: the message (ids filled in as it
+// goes) and how to answer it. Shared by the shards it passes through; its
+// answer is given once, on the sender's shard.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "im/result.h"
+#include "proto/im.pb.h"
+
+namespace im::core {
+
+struct SendJob {
+  v1::Message msg;
+  std::string conv;              // the conversation id (store/conv_id.h)
+  std::uint64_t session_id = 0;  // the sending session, left out of the sender's PUSH (0: the admin API)
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::function<void(const Result<v1::SendResp>&)> done;
+  bool answered = false;  // sender's shard only
+
+  // Sender's shard only: answers once (a later call is ignored) and
+  // records the send latency.
+  void answer(const Result<v1::SendResp>& result);
+};
+
+}  // namespace im::core

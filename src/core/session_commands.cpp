@@ -1,0 +1,118 @@
+// HEARTBEAT, LOGIN, LOGOUT, and the end of sessions (drain).
+
+#include <random>
+
+#include <fmt/format.h>
+#include <asio/post.hpp>
+
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "core/commands.h"
+#include "core/requests.h"
+#include "core/service.h"
+
+namespace im::core {
+namespace {
+
+// KICKOUT SERVER_SHUTDOWN spreads reconnects over this window.
+constexpr std::uint32_t kReconnectMinMs = 1000;
+constexpr std::uint32_t kReconnectSpreadMs = 14000;
+
+std::uint64_t random_u64() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return rng();
+}
+
+// Shard thread: registers the session, kicks the one it replaces, answers
+// on the connection's loop.
+void login_in_shard(Service& s, Shard& shard, std::shared_ptr<net::Connection> conn, FrameHeader request,
+                    SessionRef session, std::string uid) {
+  const std::uint64_t session_id = session.session_id;
+  const std::string by_device = session.device_id;
+  auto state = shard.add_session(uid, std::move(session));
+  if (state && state->replaced)
+    s.kick(state->replaced->conn, net::make_kickout(s.env().next_push_seq(), v1::LOGIN_ELSEWHERE,
+                                                    "logged in elsewhere with the same device type", by_device));
+  v1::LoginResp resp;
+  if (state) {
+    resp.set_server_time_ms(wall_ms());
+    resp.set_heartbeat_interval_s(s.config().heartbeat.interval_s);
+    resp.set_inbox_max_seq(state->inbox_max_seq);
+    resp.set_acked_seq(state->acked_seq);
+    resp.set_session_id(fmt::format("{:016x}", session_id));
+  }
+  auto frame = state ? net::make_response(request, StatusCode::kOk, &resp)
+                     : net::make_error_response(request, StatusCode::kInternal, state.error().message);
+  asio::post(conn->executor(), [conn, frame = std::move(frame), session_id, ok = state.ok()] {
+    ClientContext& ctx = Service::context_of(*conn);
+    if (!conn->is_open() || ctx.phase != ClientContext::Phase::kLoggingIn || ctx.session_id != session_id) return;
+    if (ok) {
+      ctx.phase = ClientContext::Phase::kLoggedIn;
+      metrics::get().logins_ok.inc();
+      metrics::get().sessions.add(1);
+      conn->set_active();
+    } else {
+      // A LOGIN that fails leaves the connection open (the auth timeout still runs).
+      ctx.phase = ClientContext::Phase::kAnonymous;
+    }
+    conn->send(frame);
+    conn->resume_reading();
+  });
+}
+
+void on_login(Service& s, Call& call, v1::LoginReq& req) {
+  ClientContext& ctx = call.ctx;
+  if (ctx.phase != ClientContext::Phase::kAnonymous) return call.fail(StatusCode::kBadRequest, "already logged in");
+  if (auto ok = check_login(req); !ok) {
+    metrics::get().logins_bad_request.inc();
+    return call.fail(ok.error());
+  }
+  if (!s.config().auth.insecure()) {
+    auto claims = s.verifier()->verify(req.token(), req.uid(), wall_ms() / 1000);
+    if (!claims) {
+      metrics::get().logins_unauthenticated.inc();
+      return call.fail(StatusCode::kUnauthenticated, claims.error().message);
+    }
+  }
+  ctx.phase = ClientContext::Phase::kLoggingIn;
+  ctx.uid = req.uid();
+  ctx.device_type = static_cast<std::uint8_t>(req.device_type());
+  ctx.device_id = req.device_id();
+  ctx.session_id = random_u64();
+  // Requests behind LOGIN wait until it is answered, so they run logged in
+  // and in the order sent.
+  call.conn.pause_reading();
+  SessionRef session{call.conn.shared_from_this(), ctx.session_id, ctx.device_type, ctx.device_id};
+  Shard& shard = s.shard_for(ctx.uid);
+  asio::post(shard.context(), [&s, &shard, c = call.conn.shared_from_this(), h = call.header,
+                               session = std::move(session), uid = ctx.uid]() mutable {
+    login_in_shard(s, shard, std::move(c), h, std::move(session), std::move(uid));
+  });
+}
+
+}  // namespace
+
+void register_session_commands(Dispatcher& d, Service& s) {
+  d.add_empty(Cmd::kHeartbeat, [](Call& call) { call.reply(); });
+  d.add<v1::LoginReq>(Cmd::kLogin, [&s](Call& call, v1::LoginReq& req) { on_login(s, call, req); });
+  d.add_empty(Cmd::kLogout, [&s](Call& call) {
+    call.reply();
+    s.end_session(call.ctx);
+    end_phase(call.ctx);
+    call.conn.close_after_flush();
+  });
+}
+
+void Service::drain(net::Connection& conn) {
+  ClientContext& ctx = context_of(conn);
+  // Already closing (logged out, kicked): let its last frame leave.
+  if (conn.phase() == net::Connection::Phase::kClosing) return;
+  if (ctx.phase != ClientContext::Phase::kLoggedIn) return conn.close();
+  const auto reconnect_ms = kReconnectMinMs + static_cast<std::uint32_t>(random_u64() % kReconnectSpreadMs);
+  end_session(ctx);
+  end_phase(ctx);
+  conn.send(net::make_kickout(env_->next_push_seq(), v1::SERVER_SHUTDOWN, "server shutting down", {}, reconnect_ms));
+  conn.close_after_flush();
+}
+
+}  // namespace im::core

@@ -1,0 +1,217 @@
+// Shard, part two: the send path (docs/architecture.md, "A SEND"), from
+// dedupe on the sender's shard, through the conversation's owner, to each
+// participant's inbox row; and the one place that stages an inbox row.
+
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "common/clock.h"
+#include "core/fanout_chain.h"
+#include "core/fanout_plan.h"
+#include "core/shard.h"
+
+namespace im::core {
+namespace {
+
+constexpr auto kRetryDelay = std::chrono::milliseconds(200);
+constexpr auto kOverdueSweep = std::chrono::seconds(1);
+
+v1::SendResp send_resp(const v1::Message& m, std::uint64_t inbox_seq) {
+  v1::SendResp resp;
+  resp.set_msg_id(m.msg_id());
+  resp.set_conv_seq(m.conv_seq());
+  resp.set_server_time_ms(m.server_time_ms());
+  resp.set_inbox_seq(inbox_seq);
+  return resp;
+}
+
+Error not_stored() {
+  return make_error(StatusCode::kInternal, "the message could not be stored");
+}
+
+}  // namespace
+
+Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Message& msg, bool is_sender,
+                                         std::uint64_t exclude_session) {
+  auto u = user(uid);
+  if (!u) return u.error();
+  v1::Message row = msg;
+  row.set_inbox_seq(++(*u)->inbox_next);
+  touched_users_.push_back(*u);
+  std::string bytes = row.SerializeAsString();
+  commit_.batch().put_inbox(uid, row.inbox_seq(), bytes);
+  ++commit_.staged().inbox;
+  if (is_sender && !msg.client_msg_id().empty())
+    commit_.batch().put_dedupe(msg.from(), msg.client_msg_id(),
+                               {msg.msg_id(), msg.conv_seq(), row.inbox_seq(), msg.server_time_ms()});
+  pushes_.push_back({*u, std::move(bytes), exclude_session});
+  if (!is_sender && msg.content_type() < 10000 && env_.webhook_enabled())
+    new_offline_.push_back(offline_.make(uid, row.inbox_seq(), msg));
+  return row.inbox_seq();
+}
+
+// ---------------------------------------------------------------- sender's shard
+
+Result<std::optional<v1::SendResp>> Shard::dedupe_hit(const SendJob& job) {
+  auto stored = env_.store.get_dedupe(job.msg.from(), job.msg.client_msg_id());
+  if (!stored) return stored.error();
+  const std::int64_t window_ms = std::int64_t{env_.config.storage.dedupe_window_s} * 1000;
+  if (!*stored || (*stored)->time_ms < wall_ms() - window_ms) return std::optional<v1::SendResp>();
+  v1::SendResp resp;
+  resp.set_msg_id((*stored)->msg_id);
+  resp.set_conv_seq((*stored)->conv_seq);
+  resp.set_inbox_seq((*stored)->inbox_seq);
+  resp.set_server_time_ms((*stored)->time_ms);
+  resp.set_duplicate(true);
+  return std::optional<v1::SendResp>(resp);
+}
+
+void Shard::send(std::shared_ptr<SendJob> job) {
+  switch (dedupe_.admit(job)) {
+    case SendDedupe::Admit::kParked:  // a retry of a SEND under way: answered with it
+      arm_overdue_timer();
+      return;
+    case SendDedupe::Admit::kRefused: {
+      Error busy = make_error(StatusCode::kUnavailable, "this message is being stored; retry later");
+      busy.retry_after_ms = 1000;
+      job->answer(busy);
+      return;
+    }
+    case SendDedupe::Admit::kFirst: break;
+  }
+  arm_overdue_timer();
+  auto dup = dedupe_hit(*job);
+  if (!dup) return finish_send(job, dup.error());
+  if (*dup) return finish_send(job, **dup);
+  auto id = clock_->next();
+  if (!id) return finish_send(job, id.error());
+  job->msg.set_msg_id(*id);
+  job->msg.set_server_time_ms(wall_ms());
+  Shard& owner = conversation_owner(env_, job->msg.conv_type(), job->msg.from(), job->msg.to());
+  if (&owner == this) return stage_conversation(std::move(job));
+  asio::post(owner.context(), [&owner, job = std::move(job)]() mutable { owner.stage_conversation(std::move(job)); });
+}
+
+void Shard::finish_send(const std::shared_ptr<SendJob>& job, const Result<v1::SendResp>& result) {
+  job->answer(result);
+  for (auto& retry : dedupe_.finish(*job)) {
+    if (!result) {
+      retry->answer(result);
+      continue;
+    }
+    v1::SendResp dup = *result;
+    dup.set_duplicate(true);
+    retry->answer(dup);
+  }
+}
+
+void Shard::answer_on_sender(const std::shared_ptr<SendJob>& job, const Result<v1::SendResp>& result) {
+  Shard& sender = env_.shard_for(job->msg.from());
+  if (&sender == this) return finish_send(job, result);
+  asio::post(sender.context(), [&sender, job, result] { sender.finish_send(job, result); });
+}
+
+void Shard::arm_overdue_timer() {
+  // A SEND whose write keeps failing (a copy or a slice retried in the
+  // background) is answered INTERNAL after SendDedupe::kMaxWait; its retries
+  // keep waiting on it, so none stores a second copy.
+  if (overdue_timer_armed_ || dedupe_.empty()) return;
+  overdue_timer_armed_ = true;
+  overdue_timer_.expires_after(kOverdueSweep);
+  overdue_timer_.async_wait([this](const asio::error_code& ec) {
+    overdue_timer_armed_ = false;
+    if (ec) return;
+    for (auto& job : dedupe_.overdue(std::chrono::steady_clock::now()))
+      job->answer(make_error(StatusCode::kInternal, "the message was not stored in time; retry it"));
+    arm_overdue_timer();
+  });
+}
+
+// ---------------------------------------------------------------- conversation's owner
+
+void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
+  commit_.make_room();
+  if (job->msg.conv_type() != v1::GROUP) return stage_c2c(job);
+  auto g = groups_.find(job->msg.to());
+  if (!g) return answer_on_sender(job, g.error());
+  if (auto access = check_access(*g, GroupActor{job->msg.from(), false}); !access)
+    return answer_on_sender(job, access.error());
+  if (auto staged = stage_group_message(job->msg, member_uids(**g), job); !staged)
+    return answer_on_sender(job, staged.error());
+  commit_.schedule();
+}
+
+void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
+  v1::Message& m = job->msg;
+  std::vector<std::string> participants{m.from()};
+  if (m.to() != m.from()) participants.push_back(m.to());
+  // Everything that can fail is read before anything is staged.
+  auto counter = convs_.get(job->conv);
+  if (!counter) return answer_on_sender(job, counter.error());
+  for (const auto& uid : participants) {
+    if (&env_.shard_for(uid) != this) continue;
+    if (auto u = user(uid); !u) return answer_on_sender(job, u.error());
+  }
+  m.set_conv_seq(convs_.assign(**counter));
+  commit_.batch().put_history(job->conv, m.conv_seq(), m.SerializeAsString());
+  ++commit_.staged().history;
+  bool sender_local = false;
+  for (const auto& uid : participants) {
+    const bool is_sender = uid == m.from();
+    Shard& owner = env_.shard_for(uid);
+    if (&owner == this) {
+      auto seq = stage_inbox(uid, m, is_sender, is_sender ? job->session_id : 0);
+      if (is_sender) {
+        sender_local = true;
+        commit_.after_commit([this, job, resp = send_resp(m, *seq)](bool ok) {
+          finish_send(job, ok ? Result<v1::SendResp>(resp) : Result<v1::SendResp>(not_stored()));
+        });
+      }
+      continue;
+    }
+    // Another shard writes this copy: a durable record of it goes in this
+    // batch, and that shard deletes it with the row (start-up replays it).
+    store::FanoutKey key{job->conv, m.conv_seq(), uid};
+    store::CopyRecord record{is_sender, m};
+    commit_.batch().put_copy(key, record);
+    commit_.after_commit([&owner, key, record, job = is_sender ? job : nullptr](bool ok) {
+      if (!ok) return;  // the sender is told below, or by its own copy
+      asio::post(owner.context(), [&owner, key, record, job] { owner.append_copy(key, record, job, nullptr); });
+    });
+  }
+  if (!sender_local) {
+    // The history row is what makes the message exist: if it failed, the
+    // sender's shard must learn it (when it succeeded, its copy answers).
+    commit_.after_commit([this, job](bool ok) {
+      if (!ok) answer_on_sender(job, not_stored());
+    });
+  }
+  commit_.schedule();
+}
+
+// ---------------------------------------------------------------- participant's shard
+
+void Shard::append_copy(store::FanoutKey key, store::CopyRecord record, std::shared_ptr<SendJob> job,
+                        std::shared_ptr<RecoveryTally> tally) {
+  commit_.make_room();
+  auto retry_or_count = [this, key, record, job, tally] {
+    if (tally) return tally->finish(false);
+    // The message exists (its history row and this record are durable):
+    // retry this copy rather than fail a SEND that did happen.
+    auto timer = std::make_shared<asio::steady_timer>(context_, kRetryDelay);
+    timer->async_wait([this, timer, key, record, job](const asio::error_code& ec) {
+      if (!ec) append_copy(key, record, job, nullptr);
+    });
+  };
+  auto seq = stage_inbox(key.recipient, record.msg, record.is_sender, job ? job->session_id : 0);
+  if (!seq) return retry_or_count();
+  commit_.batch().del_fanout(key);
+  commit_.after_commit([this, job, tally, resp = send_resp(record.msg, *seq), retry_or_count](bool ok) {
+    if (!ok) return retry_or_count();
+    if (job) finish_send(job, resp);
+    if (tally) tally->finish(true);
+  });
+  commit_.schedule();
+}
+
+}  // namespace im::core
