@@ -15,6 +15,7 @@
 #include "net/connection.h"
 #include "net/io_loop.h"
 #include "store/conv_id.h"
+#include "store/outbox.h"
 
 namespace im::core {
 
@@ -46,7 +47,7 @@ void Service::start() {
   if (!opened) throw std::runtime_error("storage: " + opened.error().message);
   store_ = std::move(opened.value());
   env_.reset(new CoreEnv{config_, *store_, shards_});
-  auto queued = store_->count_events();
+  auto queued = store::Outbox(*store_).count();
   if (!queued) throw std::runtime_error("storage: cannot read the outbox: " + queued.error().message);
   metrics::get().outbox_depth.set(static_cast<std::int64_t>(*queued));
   unsigned n = config_.sharding.shards;

@@ -17,6 +17,7 @@
 #include "core/wire.h"
 #include "net/frames.h"
 #include "store/conv_id.h"
+#include "store/outbox.h"
 
 namespace im::core {
 namespace {
@@ -375,7 +376,7 @@ void Shard::queue_report(const std::string& uid, std::uint8_t device_type, const
   commit_.make_room();
   auto id = clock_->next();
   if (!id) return done(id.error());
-  commit_.batch().put_outbox(report_event(*id, wall_ms(), uid, device_type, report));
+  store::Outbox::push(commit_.batch(), report_event(*id, wall_ms(), uid, device_type, report));
   ++commit_.staged().outbox;
   commit_.after_commit([done = std::move(done)](bool ok) {
     if (ok) {
@@ -398,7 +399,7 @@ void Shard::fire_offline(std::vector<OfflinePushes::Entry>& due) {
       spdlog::error("shard {}: offline_push for {} dropped: {}", index_, e.uid, id.error().message);
       continue;
     }
-    commit_.batch().put_outbox(offline_push_event(*id, wall_ms(), e.uid, e.msg));
+    store::Outbox::push(commit_.batch(), offline_push_event(*id, wall_ms(), e.uid, e.msg));
     ++commit_.staged().outbox;
     metrics::get().offline_pushes_queued.inc();
     wrote = true;

@@ -30,7 +30,7 @@ std::string WebhookWorker::signature(const std::string& secret, const std::strin
   return out;
 }
 
-WebhookWorker::WebhookWorker(const WebhookConfig& config, store::Store& store) : config_(config), store_(store) {
+WebhookWorker::WebhookWorker(const WebhookConfig& config, store::Store& store) : config_(config), outbox_(store) {
   static const bool curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
   (void)curl_ready;
   curl_ = curl_easy_init();
@@ -91,7 +91,7 @@ void WebhookWorker::run() {
     // Always the oldest event: shards commit events in their own order, so
     // a lower id may become visible after a higher one; a user's events come
     // from one shard, in id order, so per-user order holds.
-    auto oldest = store_.oldest_event();
+    auto oldest = outbox_.oldest();
     if (!oldest) {
       spdlog::error("webhook: cannot read the outbox: {}", oldest.error().message);
       if (!pause(kBackoffCapMs)) return;
@@ -110,9 +110,7 @@ void WebhookWorker::run() {
       continue;
     }
     backoff = kBackoffFirstMs;
-    store::Batch done(store_);
-    done.del_outbox(event.id);
-    if (auto written = store_.write(done); !written) {
+    if (auto written = outbox_.remove(event.id); !written) {
       spdlog::error("webhook: cannot drop a delivered event: {}", written.error().message);
       if (!pause(kBackoffCapMs)) return;
       continue;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "im/config.h"
+#include "store/outbox.h"
 #include "store/store.h"
 
 namespace im::http {
@@ -34,7 +35,7 @@ class WebhookWorker {
   bool pause(std::uint32_t ms);
 
   const WebhookConfig& config_;
-  store::Store& store_;
+  store::Outbox outbox_;
   void* curl_ = nullptr;  // CURL*, reused for keep-alive
   std::mutex mutex_;
   std::condition_variable wake_;

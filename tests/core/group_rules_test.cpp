@@ -3,7 +3,6 @@
 
 #include <catch2/catch.hpp>
 #include <cstdio>
-#include <set>
 #include <string>
 #include <vector>
 

@@ -54,6 +54,12 @@ TEST_CASE("dedupe: the id is per sender, so other ids and other senders are each
   CHECK(d.admit(job("bob", "m1")) == Admit::kFirst);
 }
 
+TEST_CASE("dedupe: the sender and the id stay apart: (ab, c) and (a, bc) are different SENDs") {
+  SendDedupe d;
+  CHECK(d.admit(job("ab", "c")) == Admit::kFirst);
+  CHECK(d.admit(job("a", "bc")) == Admit::kFirst);
+}
+
 TEST_CASE("dedupe: at most kMaxParked retries wait; one more is kRefused") {
   SendDedupe d;
   REQUIRE(d.admit(job("alice", "m1")) == Admit::kFirst);

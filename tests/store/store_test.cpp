@@ -5,6 +5,7 @@
 #include "core/retention.h"
 #include "proto/im.pb.h"
 #include "store/keys.h"
+#include "store/outbox.h"
 #include "store/store.h"
 
 using namespace im;
@@ -251,4 +252,21 @@ TEST_CASE("retention deletes old rows of each inbox and conversation, never the 
   CHECK(inbox_seqs(*t.store, "carol") == std::vector<std::uint64_t>{1});
   CHECK(history_seqs(*t.store, "c:a:b") == std::vector<std::uint64_t>{4});
   CHECK(retention.run_once(now) == 0);
+}
+
+TEST_CASE("the outbox: pushed with a batch, read oldest first, removed once delivered") {
+  TempStore t;
+  Outbox outbox(*t.store);
+  CHECK_FALSE(*outbox.oldest());
+  Batch b(*t.store);
+  Outbox::push(b, {9, "nine"});
+  Outbox::push(b, {4, "four"});
+  REQUIRE(t.store->write(b));
+  CHECK(*outbox.count() == 2);
+  CHECK((*outbox.oldest())->body == "four");
+  REQUIRE(outbox.remove(4));
+  CHECK((*outbox.oldest())->id == 9);
+  REQUIRE(outbox.remove(9));
+  CHECK_FALSE(*outbox.oldest());
+  CHECK(*outbox.count() == 0);
 }
