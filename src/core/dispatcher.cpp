@@ -1,5 +1,7 @@
 #include "core/dispatcher.h"
 
+#include <stdexcept>
+
 #include <fmt/format.h>
 
 #include "core/errors.h"
@@ -17,8 +19,8 @@ void Replier::ok_raw(std::string body) const {
 }
 
 void Replier::fail(const Error& error) const {
-  const std::string_view text = error.message.empty() ? error_text(error.code) : std::string_view(error.message);
-  net::send_from_any_thread(conn_, net::make_error_response(request_, error.code, text, error.retry_after_ms));
+  net::send_from_any_thread(conn_,
+                            net::make_error_response(request_, error.code, client_text(error), error.retry_after_ms));
 }
 
 void Call::reply(const google::protobuf::MessageLite* body) const {
@@ -26,7 +28,7 @@ void Call::reply(const google::protobuf::MessageLite* body) const {
 }
 
 void Call::fail(StatusCode code, std::string_view text, std::uint32_t retry_after_ms) const {
-  conn.send(net::make_error_response(header, code, text.empty() ? error_text(code) : text, retry_after_ms));
+  conn.send(net::make_error_response(header, code, client_text(Error{code, std::string(text), 0}), retry_after_ms));
 }
 
 void Dispatcher::add_empty(Cmd cmd, std::function<void(Call&)> handler) {
@@ -34,7 +36,9 @@ void Dispatcher::add_empty(Cmd cmd, std::function<void(Call&)> handler) {
 }
 
 void Dispatcher::route(Cmd cmd, Route r) {
-  routes_[static_cast<std::uint16_t>(cmd) & 0xFF] = std::move(r);
+  const auto index = static_cast<std::uint16_t>(cmd);
+  if (index >= routes_.size()) throw std::logic_error(fmt::format("cmd 0x{:04x} is past the routing table", index));
+  routes_[index] = std::move(r);
 }
 
 bool Dispatcher::routes(Cmd cmd) const {

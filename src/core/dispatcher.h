@@ -60,6 +60,11 @@ struct Call {
   Replier replier() const { return Replier(conn.shared_from_this(), header); }
 };
 
+// "im.v1.SendReq" -> "SendReq".
+inline std::string unqualified(const std::string& type) {
+  return type.substr(type.rfind('.') + 1);
+}
+
 class Dispatcher {
  public:
   // `handler(call, req)` with the body parsed as Req.
@@ -68,7 +73,7 @@ class Dispatcher {
     route(cmd, [handler = std::move(handler)](Call& call, std::string_view body) {
       Req req;
       if (!req.ParseFromArray(body.data(), static_cast<int>(body.size())))
-        return call.fail(StatusCode::kBadRequest, req.GetTypeName() + " does not parse");
+        return call.fail(StatusCode::kBadRequest, unqualified(req.GetTypeName()) + " does not parse");
       handler(call, req);
     });
   }

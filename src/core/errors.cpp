@@ -7,12 +7,12 @@ std::string_view error_text(StatusCode code) {
     case StatusCode::kOk: return "";
     case StatusCode::kBadRequest: return "the request is malformed";
     case StatusCode::kUnauthenticated: return "log in first";
-    case StatusCode::kForbidden: return "not a member of the group";
-    case StatusCode::kNotFound: return "no such group";
+    case StatusCode::kForbidden: return "not allowed";
+    case StatusCode::kNotFound: return "not found";
     case StatusCode::kRateLimited: return "too many requests";
     case StatusCode::kTooLarge: return "over a size limit";
     case StatusCode::kUnknownCommand: return "unknown command";
-    case StatusCode::kConflict: return "group id already taken";
+    case StatusCode::kConflict: return "already exists";
     case StatusCode::kUnsupportedVersion: return "unsupported protocol version";
     case StatusCode::kBadFrame: return "bad frame";
     case StatusCode::kFrameTooLarge: return "frame too large";
@@ -23,6 +23,11 @@ std::string_view error_text(StatusCode code) {
     case StatusCode::kDisabled: return "the feature is off";
   }
   return "error";
+}
+
+std::string_view client_text(const Error& error) {
+  if (error.code == StatusCode::kInternal || error.message.empty()) return error_text(error.code);
+  return error.message;
 }
 
 }  // namespace im::core

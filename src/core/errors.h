@@ -6,9 +6,15 @@
 #include <string_view>
 
 #include "im/protocol.h"
+#include "im/result.h"
 
 namespace im::core {
 
 std::string_view error_text(StatusCode code);
+
+// What a client is told of `error`: its own text, or the canned one when it
+// has none. INTERNAL is always the canned text: the cause (a RocksDB
+// status with paths in it) is for the log, not for clients.
+std::string_view client_text(const Error& error);
 
 }  // namespace im::core

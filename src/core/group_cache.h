@@ -38,6 +38,10 @@ class GroupCache {
   GroupState& create(const std::string& gid);
   // `gid` is changed in the current batch.
   void touch(const std::string& gid) { touched_.insert(gid); }
+  // Whether the current batch changes `gid`: an answer about it must then
+  // wait for that batch (commit it first), or it could rest on a change
+  // that is never written.
+  bool changed_in_batch(const std::string& gid) const { return touched_.count(gid) > 0; }
   void on_written(bool ok);
 
  private:

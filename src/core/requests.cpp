@@ -14,10 +14,15 @@ Error bad(std::string why) {
 
 constexpr const char* kIdRule = "1 to 64 bytes of A-Z a-z 0-9 . _ @ -";
 
+// Names the bad entry by its position: echoing its bytes could put invalid
+// UTF-8 into the answer's string field.
 template <class Uids>
-Result<Ok> check_uids(const Uids& uids) {
-  for (const auto& uid : uids)
-    if (!valid_id(uid)) return bad("bad uid: " + std::string(uid).substr(0, 64));
+Result<Ok> check_uids(const char* field, const Uids& uids) {
+  std::size_t i = 0;
+  for (const auto& uid : uids) {
+    if (!valid_id(uid)) return bad(fmt::format("{}[{}] is not a valid id ({})", field, i, kIdRule));
+    ++i;
+  }
   return Ok{};
 }
 
@@ -60,7 +65,7 @@ Result<Ok> check_group(const GroupCommand& cmd, const LimitsConfig& limits) {
       if (!valid_id(cmd.actor.uid)) return bad("owner must be a valid uid");
       if (auto r = check_name(cmd.create.name()); !r) return r;
       if (auto r = check_announcement(cmd.create.announcement()); !r) return r;
-      if (auto r = check_uids(cmd.create.members()); !r) return r;
+      if (auto r = check_uids("members", cmd.create.members()); !r) return r;
       if (static_cast<std::size_t>(cmd.create.members_size()) > limits.max_group_members + 1u)
         return make_error(StatusCode::kTooLarge, "more members than limits.max_group_members");
       return Ok{};
@@ -68,7 +73,7 @@ Result<Ok> check_group(const GroupCommand& cmd, const LimitsConfig& limits) {
     case Cmd::kGroupAddMembers:
     case Cmd::kGroupRemoveMembers:
       if (cmd.members.uids_size() == 0) return bad("uids must not be empty");
-      if (auto r = check_uids(cmd.members.uids()); !r) return r;
+      if (auto r = check_uids("uids", cmd.members.uids()); !r) return r;
       if (static_cast<std::size_t>(cmd.members.uids_size()) > limits.max_group_members)
         return make_error(StatusCode::kTooLarge, "more uids than limits.max_group_members");
       return Ok{};
@@ -84,7 +89,7 @@ Result<Ok> check_group(const GroupCommand& cmd, const LimitsConfig& limits) {
 
 Result<Ok> check_presence(const std::vector<std::string>& uids) {
   if (uids.size() > kMaxPresenceUids) return bad("at most 500 uids per PRESENCE");
-  return check_uids(uids);
+  return check_uids("uids", uids);
 }
 
 Result<Ok> check_report(const v1::ReportReq& req, const LimitsConfig& limits) {

@@ -8,6 +8,7 @@
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "core/commands.h"
+#include "core/errors.h"
 #include "core/requests.h"
 #include "core/service.h"
 
@@ -42,7 +43,7 @@ void login_in_shard(Service& s, Shard& shard, std::shared_ptr<net::Connection> c
     resp.set_session_id(fmt::format("{:016x}", session_id));
   }
   auto frame = state ? net::make_response(request, StatusCode::kOk, &resp)
-                     : net::make_error_response(request, StatusCode::kInternal, state.error().message);
+                     : net::make_error_response(request, StatusCode::kInternal, client_text(state.error()));
   asio::post(conn->executor(), [conn, frame = std::move(frame), session_id, ok = state.ok()] {
     ClientContext& ctx = Service::context_of(*conn);
     if (!conn->is_open() || ctx.phase != ClientContext::Phase::kLoggingIn || ctx.session_id != session_id) return;

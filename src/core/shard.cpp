@@ -111,15 +111,39 @@ void Shard::flush_cursors() {
   // Only the users with something to write: a disconnect calls this, and a
   // walk over every cached user would make a mass disconnect quadratic.
   if (dirty_cursors_.empty()) return;
+  struct Written {
+    const std::string* uid;
+    UserState* user;
+    std::uint8_t device_type;
+    std::string device_id;
+    std::uint64_t acked;
+  };
+  std::vector<Written> written;
   for (auto [uid, u] : dirty_cursors_) {
     u->cursors_dirty = false;
     for (DeviceCursor& c : u->cursors) {
       if (!c.dirty) continue;
       commit_.batch().put_cursor(*uid, c.device_type, c.device_id, c.acked);
       c.dirty = false;
+      written.push_back({uid, u, c.device_type, c.device_id, c.acked});
     }
   }
   dirty_cursors_.clear();
+  // A failed batch leaves these cursors to write again.
+  commit_.after_commit([this, written = std::move(written)](bool ok) {
+    if (ok) return;
+    for (const Written& w : written) {
+      for (DeviceCursor& c : w.user->cursors) {
+        if (c.device_type != w.device_type || c.device_id != w.device_id || c.dirty) continue;
+        c.dirty = true;
+        if (!w.user->cursors_dirty) {
+          w.user->cursors_dirty = true;
+          dirty_cursors_.emplace_back(w.uid, w.user);
+        }
+      }
+    }
+    arm_cursor_timer();
+  });
   commit_.schedule();
 }
 
@@ -211,7 +235,6 @@ Result<std::string> Shard::pull(const std::string& uid, std::uint8_t device_type
   if (!u) return u.error();
   // Readers never look past the committed seq: no gap is ever visible.
   const std::uint64_t committed = (*u)->inbox_committed;
-  if (auto acked = ack(uid, device_type, device_id, std::min(req.after_seq(), committed)); !acked) return acked.error();
   const std::uint32_t limit = req.limit() == 0 ? kPullDefault : std::min(req.limit(), kPullMax);
   wire::MessageRows rows(frame_budget());
   std::uint64_t last = req.after_seq();
@@ -227,6 +250,8 @@ Result<std::string> Shard::pull(const std::string& uid, std::uint8_t device_type
   }
   auto oldest = env_.store.first_inbox_seq(uid);
   if (!oldest) return oldest.error();
+  // Only a PULL that is answered acknowledges `after_seq`.
+  if (auto acked = ack(uid, device_type, device_id, std::min(req.after_seq(), committed)); !acked) return acked.error();
   return wire::pull_resp(std::move(rows), last < committed, committed, *oldest);
 }
 
@@ -256,6 +281,7 @@ Result<std::string> Shard::history(const std::string& conv, const v1::HistoryReq
 }
 
 Result<std::string> Shard::group_history(const std::string& uid, const std::string& gid, const v1::HistoryReq& req) {
+  if (groups_.changed_in_batch(gid)) commit_.commit();
   auto g = groups_.find(gid);
   if (!g) return g.error();
   if (auto access = check_access(*g, GroupActor{uid, false}); !access) return access.error();

@@ -35,6 +35,7 @@ void Shard::group_command(std::shared_ptr<GroupCommand> cmd) {
   // Room first: a full batch written now may fail and drop cached groups,
   // which must not happen under a reference taken below.
   commit_.make_room();
+  if (groups_.changed_in_batch(cmd->gid)) commit_.commit();
   auto reply = run_group_command(*cmd);
   if (!reply || cmd->cmd == Cmd::kGroupGet) return cmd->done(reply);
   // Answer once the change is durable (its events are then durably queued).

@@ -113,16 +113,21 @@ void Shard::answer_on_sender(const std::shared_ptr<SendJob>& job, const Result<v
 
 void Shard::arm_overdue_timer() {
   // A SEND whose write keeps failing (a copy or a slice retried in the
-  // background) is answered INTERNAL after SendDedupe::kMaxWait; its retries
-  // keep waiting on it, so none stores a second copy.
+  // background) is answered UNAVAILABLE after SendDedupe::kMaxWait; its
+  // retries keep waiting on it, so none stores a second copy.
   if (overdue_timer_armed_ || dedupe_.empty()) return;
   overdue_timer_armed_ = true;
   overdue_timer_.expires_after(kOverdueSweep);
   overdue_timer_.async_wait([this](const asio::error_code& ec) {
     overdue_timer_armed_ = false;
     if (ec) return;
-    for (auto& job : dedupe_.overdue(std::chrono::steady_clock::now()))
-      job->answer(make_error(StatusCode::kInternal, "the message was not stored in time; retry it"));
+    for (auto& job : dedupe_.overdue(std::chrono::steady_clock::now())) {
+      // Not INTERNAL: the message may well be stored (its history row is);
+      // a retry with the same client_msg_id learns the outcome.
+      Error busy = make_error(StatusCode::kUnavailable, "the message is not stored yet; retry it");
+      busy.retry_after_ms = 1000;
+      job->answer(busy);
+    }
     arm_overdue_timer();
   });
 }
@@ -132,6 +137,7 @@ void Shard::arm_overdue_timer() {
 void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
   commit_.make_room();
   if (job->msg.conv_type() != v1::GROUP) return stage_c2c(job);
+  if (groups_.changed_in_batch(job->msg.to())) commit_.commit();
   auto g = groups_.find(job->msg.to());
   if (!g) return answer_on_sender(job, g.error());
   if (auto access = check_access(*g, GroupActor{job->msg.from(), false}); !access)

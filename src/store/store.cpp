@@ -24,10 +24,15 @@ Error store_error(const rocksdb::Status& s) {
   return make_error(StatusCode::kInternal, "store: " + s.ToString());
 }
 
-// A read that failed: logged and counted here, once, whoever asked.
+// A read that failed: counted here, whoever asked, and logged at most once
+// a second (a bad block fails every retry).
 Error read_error(const rocksdb::Status& s) {
   metrics::get().store_read_errors.inc();
-  spdlog::error("store: read failed: {}", s.ToString());
+  static std::atomic<std::int64_t> last_log_ms{0};
+  const std::int64_t now = wall_ms();
+  std::int64_t last = last_log_ms.load(std::memory_order_relaxed);
+  if (now - last >= 1000 && last_log_ms.compare_exchange_strong(last, now))
+    spdlog::error("store: read failed (errors so far: {}): {}", metrics::get().store_read_errors.value(), s.ToString());
   return store_error(s);
 }
 
@@ -290,7 +295,11 @@ Result<std::optional<DedupeRecord>> Store::get_dedupe(std::string_view uid, std:
   auto row = get(Cf::kDedupe, dedupe_key(uid, client_msg_id));
   if (!row) return row.error();
   if (!*row) return std::optional<DedupeRecord>();
-  return DedupeRecord::decode(**row);  // an unreadable row counts as none
+  auto record = DedupeRecord::decode(**row);
+  // An unreadable row is an error, not "no row": taking it for none would
+  // store a retried message twice.
+  if (!record) return make_error(StatusCode::kInternal, "store: unreadable dedupe row");
+  return std::optional<DedupeRecord>(std::move(*record));
 }
 
 Result<std::optional<std::uint64_t>> Store::get_cursor(std::string_view uid, std::uint8_t device_type,
