@@ -166,46 +166,46 @@ void Service::run_group(std::shared_ptr<GroupCommand> cmd) {
   asio::post(owner.context(), [&owner, cmd] { owner.group_command(cmd); });
 }
 
+namespace {
+
+// A group command of the admin API, which acts with the owner's rights.
+std::shared_ptr<GroupCommand> admin_command(Cmd cmd, const std::string& gid, Service::Done<GroupReply> done) {
+  auto c = std::make_shared<GroupCommand>();
+  c->cmd = cmd;
+  c->actor.admin = true;
+  c->gid = gid;
+  c->done = std::move(done);
+  return c;
+}
+
+}  // namespace
+
 void Service::group_create(const std::string& owner, v1::GroupCreateReq req, Done<GroupReply> done) {
-  auto cmd = std::make_shared<GroupCommand>();
-  cmd->cmd = Cmd::kGroupCreate;
-  cmd->actor = {owner, true};
   if (req.gid().empty()) req.set_gid(new_group_id());
-  cmd->gid = req.gid();
+  auto cmd = admin_command(Cmd::kGroupCreate, req.gid(), std::move(done));
+  cmd->actor.uid = owner;
   cmd->create = std::move(req);
-  cmd->done = std::move(done);
   run_group(std::move(cmd));
 }
 
 void Service::group_get(const std::string& gid, Done<GroupReply> done) {
-  auto cmd = std::make_shared<GroupCommand>();
-  cmd->cmd = Cmd::kGroupGet;
-  cmd->actor.admin = true;
-  cmd->gid = gid;
+  auto cmd = admin_command(Cmd::kGroupGet, gid, std::move(done));
   cmd->get.set_gid(gid);
   cmd->get.set_with_members(true);
-  cmd->done = std::move(done);
   run_group(std::move(cmd));
 }
 
 void Service::group_members(Cmd which, const std::string& gid, std::vector<std::string> uids, Done<GroupReply> done) {
-  auto cmd = std::make_shared<GroupCommand>();
-  cmd->cmd = which;
-  cmd->actor.admin = true;
-  cmd->gid = gid;
+  if (which != Cmd::kGroupAddMembers && which != Cmd::kGroupRemoveMembers)
+    return done(make_error(StatusCode::kBadRequest, "not a member change"));
+  auto cmd = admin_command(which, gid, std::move(done));
   cmd->members.set_gid(gid);
   for (auto& uid : uids) cmd->members.add_uids(std::move(uid));
-  cmd->done = std::move(done);
   run_group(std::move(cmd));
 }
 
 void Service::group_dismiss(const std::string& gid, Done<GroupReply> done) {
-  auto cmd = std::make_shared<GroupCommand>();
-  cmd->cmd = Cmd::kGroupDismiss;
-  cmd->actor.admin = true;
-  cmd->gid = gid;
-  cmd->done = std::move(done);
-  run_group(std::move(cmd));
+  run_group(admin_command(Cmd::kGroupDismiss, gid, std::move(done)));
 }
 
 std::string Service::mint_token(const std::string& uid, std::int64_t ttl_s) const {
