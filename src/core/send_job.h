@@ -26,4 +26,14 @@ struct SendJob {
   void answer(const Result<v1::SendResp>& result);
 };
 
+// The SendResp of a stored message whose sender's copy sits at `inbox_seq`.
+inline v1::SendResp send_resp(const v1::Message& m, std::uint64_t inbox_seq) {
+  v1::SendResp resp;
+  resp.set_msg_id(m.msg_id());
+  resp.set_conv_seq(m.conv_seq());
+  resp.set_server_time_ms(m.server_time_ms());
+  resp.set_inbox_seq(inbox_seq);
+  return resp;
+}
+
 }  // namespace im::core

@@ -249,14 +249,7 @@ void Shard::append_group_slice(std::shared_ptr<FanoutChain> chain, std::size_t o
   commit_.batch().put_fanout_progress(chain->key, {chain->index, static_cast<std::uint32_t>(end)});
   commit_.after_commit([this, chain, offset, end, sender_seq, failed](bool ok) {
     if (!ok) return failed();
-    if (chain->job && offset == 0) {
-      v1::SendResp resp;
-      resp.set_msg_id(chain->msg->msg_id());
-      resp.set_conv_seq(chain->msg->conv_seq());
-      resp.set_server_time_ms(chain->msg->server_time_ms());
-      resp.set_inbox_seq(sender_seq);
-      finish_send(chain->job, resp);
-    }
+    if (chain->job && offset == 0) finish_send(chain->job, send_resp(*chain->msg, sender_seq));
     if (end == chain->uids.size()) return chain->done(true);
     // The next slice goes to the back of the queue: other users' traffic
     // runs in between.

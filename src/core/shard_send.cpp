@@ -16,15 +16,6 @@ namespace {
 constexpr auto kRetryDelay = std::chrono::milliseconds(200);
 constexpr auto kOverdueSweep = std::chrono::seconds(1);
 
-v1::SendResp send_resp(const v1::Message& m, std::uint64_t inbox_seq) {
-  v1::SendResp resp;
-  resp.set_msg_id(m.msg_id());
-  resp.set_conv_seq(m.conv_seq());
-  resp.set_server_time_ms(m.server_time_ms());
-  resp.set_inbox_seq(inbox_seq);
-  return resp;
-}
-
 Error not_stored() {
   return make_error(StatusCode::kInternal, "the message could not be stored");
 }
