@@ -17,6 +17,9 @@
 #include "net/connection.h"
 #include "net/io_loop.h"
 #include "net/listener.h"
+#include "net/tls_context.h"
+#include "net/transport.h"
+#include "net/web_root.h"
 
 namespace im {
 
@@ -30,11 +33,16 @@ struct Server::Impl {
         limits{config.server.max_frame_bytes, config.server.max_pending_bytes, config.server.auth_timeout_ms,
                config.heartbeat.timeout_s * 1000u},
         admission(config.server.max_connections, config.limits.accept_per_second, config.limits.connections_per_ip),
+        web_root(config.server.web_root),
         service(config) {}
 
   Config config;
   net::NetLimits limits;
   net::AdmissionControl admission;
+  net::WebRoot web_root;
+  std::unique_ptr<net::TlsContext> tls;  // both listeners' TLS, when tls.* is set
+  net::Transport tcp_transport;
+  net::Transport ws_transport;
   core::Service service;
   std::vector<std::unique_ptr<net::IoLoop>> loops;
   std::vector<std::unique_ptr<net::Listener>> listeners;
@@ -65,12 +73,28 @@ std::vector<BoundListener> Server::listeners() const {
 
 void Server::reload(const Config& fresh) {
   impl_->service.reload(fresh);
+  if (!impl_->tls) return;
+  if (!fresh.tls.enabled()) {
+    spdlog::warn("SIGHUP: TLS cannot be turned off while running; the listeners keep the current certificate");
+    return;
+  }
+  if (auto r = impl_->tls->reload(fresh.tls.cert_file, fresh.tls.key_file); !r) {
+    spdlog::error("SIGHUP: the TLS certificate is not replaced: {}", r.error().message);
+    return;
+  }
+  spdlog::info("SIGHUP: TLS certificate and key re-read from {} and {}", fresh.tls.cert_file, fresh.tls.key_file);
 }
 
 void Server::start() {
   Impl& s = *impl_;
   if (s.running) return;
-  if (s.config.tls.enabled()) throw std::runtime_error("tls: TLS listeners are not supported by this build yet");
+  if (s.config.tls.enabled()) {
+    auto tls = net::TlsContext::load(s.config.tls.cert_file, s.config.tls.key_file);
+    if (!tls) throw std::runtime_error(tls.error().message);
+    s.tls = std::move(*tls);
+  }
+  s.tcp_transport = net::Transport{"tcp", false, s.tls.get(), nullptr, nullptr};
+  s.ws_transport = net::Transport{"ws", true, s.tls.get(), &s.web_root, &s.config.server.ws_allowed_origins};
   unsigned n = s.config.server.io_threads;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   s.service.start();  // the store, the shards, recovery: before any listener
@@ -79,17 +103,20 @@ void Server::start() {
   std::vector<net::IoLoop*> loops;
   for (auto& l : s.loops) loops.push_back(l.get());
 
-  auto hp = parse_host_port(s.config.server.listen);
-  if (!hp) throw std::runtime_error("server.listen: " + hp.error().message);
-  const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(hp->host), hp->port);
-  try {
-    s.listeners.push_back(std::make_unique<net::Listener>(*loops[0], loops, s.admission, endpoint));
-  } catch (const std::system_error& e) {
-    throw std::runtime_error(
-        fmt::format("server.listen: cannot listen on {}: {}", s.config.server.listen, e.code().message()));
-  }
-  const auto local = s.listeners.back()->local_endpoint();
-  s.bound.push_back({"tcp", local.address().to_string(), local.port()});
+  auto open_listener = [&](const std::string& key, const std::string& address, const net::Transport& transport) {
+    auto hp = parse_host_port(address);
+    if (!hp) throw std::runtime_error(key + ": " + hp.error().message);
+    const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(hp->host), hp->port);
+    try {
+      s.listeners.push_back(std::make_unique<net::Listener>(*loops[0], loops, s.admission, endpoint, transport));
+    } catch (const std::system_error& e) {
+      throw std::runtime_error(fmt::format("{}: cannot listen on {}: {}", key, address, e.code().message()));
+    }
+    const auto local = s.listeners.back()->local_endpoint();
+    s.bound.push_back({transport.name, local.address().to_string(), local.port()});
+  };
+  open_listener("server.listen", s.config.server.listen, s.tcp_transport);
+  if (!s.config.server.ws_listen.empty()) open_listener("server.ws_listen", s.config.server.ws_listen, s.ws_transport);
   if (!s.config.webhook.url.empty())
     s.webhook = std::make_unique<http::WebhookWorker>(s.config.webhook, s.service.store());
   if (!s.config.admin.listen.empty()) {
@@ -97,9 +124,6 @@ void Server::start() {
     s.admin->start();
     s.bound.push_back({"admin", s.admin->host(), s.admin->port()});
   }
-  if (!s.config.server.ws_listen.empty())
-    spdlog::warn("server.ws_listen: the WebSocket listener is not in this build yet; {} is not opened",
-                 s.config.server.ws_listen);
 
   for (auto& l : s.loops) l->start();
   for (auto& l : s.listeners) l->start();

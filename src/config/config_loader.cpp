@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -125,6 +126,8 @@ const std::vector<KeySpec>& schema() {
           "server", "auth_timeout_ms", +[](Config & c) -> auto& { return c.server.auth_timeout_ms; }, 100, 3600000),
       string_list_key(
           "server", "ws_allowed_origins", +[](Config & c) -> auto& { return c.server.ws_allowed_origins; }),
+      string_key(
+          "server", "web_root", +[](Config & c) -> auto& { return c.server.web_root; }),
       string_key(
           "tls", "cert_file", +[](Config & c) -> auto& { return c.tls.cert_file; }),
       string_key(
@@ -258,6 +261,11 @@ Result<Ok> validate_config(const Config& c) {
     return config_error("server.max_pending_bytes", "must hold at least one frame of server.max_frame_bytes");
   for (const auto& origin : c.server.ws_allowed_origins)
     if (origin.empty()) return config_error("server.ws_allowed_origins", "an origin must not be empty");
+  if (!c.server.web_root.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(c.server.web_root, ec))
+      return config_error("server.web_root", "not a directory: " + c.server.web_root);
+  }
   if (c.tls.cert_file.empty() != c.tls.key_file.empty())
     return config_error(c.tls.cert_file.empty() ? "tls.cert_file" : "tls.key_file",
                         "set both tls.cert_file and tls.key_file, or neither");
@@ -343,6 +351,11 @@ Result<Config> load_config(const std::string& path, const std::map<std::string, 
     while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
     config.auth.jwt_secret = std::move(secret);
   }
+  // The web client ships beside the config (config/ and web/ in the
+  // repository, /etc and /usr/share in a package): a relative web_root is
+  // taken from the config file's folder, whatever the working directory.
+  if (!config.server.web_root.empty() && std::filesystem::path(config.server.web_root).is_relative())
+    config.server.web_root = (std::filesystem::path(path).parent_path() / config.server.web_root).lexically_normal();
   auto valid = validate_config(config);
   if (!valid) return valid.error();
   return config;

@@ -1,7 +1,11 @@
 #include "net/connection.h"
 
+#include <algorithm>
 #include <array>
+#include <climits>
+#include <cstring>
 
+#include <openssl/err.h>
 #include <spdlog/spdlog.h>
 #include <asio/post.hpp>
 #include <asio/write.hpp>
@@ -10,17 +14,44 @@
 #include "im/frame_codec.h"
 #include "net/admission_control.h"
 #include "net/io_loop.h"
+#include "net/tls_context.h"
+#include "net/web_root.h"
+#include "net/ws_codec.h"
+#include "net/ws_handshake.h"
 
 namespace im::net {
 namespace {
-constexpr std::size_t kMaxGather = 64;  // frames per writev
+constexpr std::size_t kMaxGather = 64;  // buffers per writev (a WebSocket frame takes two)
 constexpr int kReadsPerWakeup = 4;      // fairness between busy connections
+
+// OpenSSL's reason for the last failure on this thread, for the debug log.
+std::string tls_reason() {
+  char text[256] = "no reason given";
+  if (const unsigned long e = ERR_get_error()) ERR_error_string_n(e, text, sizeof text);
+  ERR_clear_error();
+  return text;
+}
 }  // namespace
 
-Connection::Connection(IoLoop& loop, Socket socket, std::uint64_t peer_key)
-    : loop_(loop), socket_(std::move(socket)), peer_key_(peer_key) {}
+// A WebSocket connection's state: the HTTP request until the upgrade, then
+// the message reader.
+struct Connection::WebSocket {
+  explicit WebSocket(std::uint64_t max_message) : reader(max_message, ws::Side::kServer) {}
+  ws::WsReader reader;
+  bool open = false;        // upgraded: binary messages carry frames
+  bool close_sent = false;  // our close frame is queued
+};
 
-Connection::~Connection() = default;
+Connection::Connection(IoLoop& loop, Socket socket, std::uint64_t peer_key, const Transport& transport)
+    : loop_(loop), transport_(transport), socket_(std::move(socket)), peer_key_(peer_key) {
+  // A message holds one frame: the largest body plus its header.
+  if (transport.websocket) ws_ = std::make_unique<WebSocket>(loop.limits().max_frame_bytes + kHeaderSize);
+  if (transport.tls) ssl_ = transport.tls->new_ssl();
+}
+
+Connection::~Connection() {
+  if (ssl_) SSL_free(ssl_);
+}
 
 void Connection::start() {
   asio::error_code ec;
@@ -29,12 +60,22 @@ void Connection::start() {
   mark_ms_ = loop_.now_ms();
   metrics::get().connections.add(1);
   context_ = loop_.service().on_open(*this);
+  if (transport_.tls && (!ssl_ || SSL_set_fd(ssl_, socket_.native_handle()) != 1)) {
+    spdlog::warn("loop {}: cannot start TLS on a connection: {}", loop_.index(), tls_reason());
+    close();
+    return;
+  }
   wait_readable();
 }
 
 void Connection::wait_readable() {
   if (reading_ || phase_ == Phase::kClosed || (paused_ && phase_ != Phase::kClosing)) return;
   reading_ = true;
+  // Bytes OpenSSL has decrypted already never make the socket readable again.
+  if (ssl_ && phase_ < Phase::kClosing && SSL_pending(ssl_) > 0) {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->on_readable({}); });
+    return;
+  }
   socket_.async_wait(Socket::wait_read,
                      [self = shared_from_this()](const asio::error_code& ec) { self->on_readable(ec); });
 }
@@ -53,27 +94,51 @@ void Connection::on_readable(const asio::error_code& ec) {
   }
   for (int i = 0; i < kReadsPerWakeup && !paused_ && phase_ < Phase::kClosing; ++i) {
     asio::error_code read_ec;
-    const std::size_t n = socket_.read_some(asio::buffer(buf.data(), buf.size()), read_ec);
+    const std::size_t n = read_some(buf, read_ec);
     if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) break;
-    if (read_ec) {  // eof, reset: the peer is gone
+    if (read_ec == asio::error::in_progress) {  // TLS must write before it can read on
+      reading_ = true;
+      socket_.async_wait(Socket::wait_write,
+                         [self = shared_from_this()](const asio::error_code& wait_ec) { self->on_readable(wait_ec); });
+      return;
+    }
+    if (read_ec) {  // eof, reset, a TLS failure: the peer is gone
       close();
       return;
     }
-    ingest(std::string_view(buf.data(), n));
+    ingest(buf.first(n));
     if (phase_ == Phase::kClosed) return;
-    if (n < buf.size()) break;
+    if (!ssl_ && n < buf.size()) break;  // TLS reads one record at a time: read on until it would block
   }
+  if (ssl_ && !queue_.empty()) flush();  // a TLS write that waited for a read goes on
   wait_readable();
 }
 
-void Connection::ingest(std::string_view data) {
+std::size_t Connection::read_some(std::span<char> buf, asio::error_code& ec) {
+  if (!ssl_) return socket_.read_some(asio::buffer(buf.data(), buf.size()), ec);
+  ERR_clear_error();
+  const int r = SSL_read(ssl_, buf.data(), static_cast<int>(std::min<std::size_t>(buf.size(), INT_MAX)));
+  if (r > 0) return static_cast<std::size_t>(r);
+  switch (SSL_get_error(ssl_, r)) {
+    case SSL_ERROR_WANT_READ: ec = asio::error::would_block; break;
+    case SSL_ERROR_WANT_WRITE: ec = asio::error::in_progress; break;
+    case SSL_ERROR_ZERO_RETURN: ec = asio::error::eof; break;
+    default:
+      spdlog::debug("loop {}: TLS failed: {}", loop_.index(), tls_reason());
+      ec = asio::error::connection_aborted;
+      break;
+  }
+  return 0;
+}
+
+void Connection::ingest(std::span<char> data) {
   in_input_ = true;
   if (partial_.empty()) {
     const std::size_t used = process(data);
-    if (used < data.size() && phase_ < Phase::kClosing) partial_.assign(data.substr(used));
+    if (used < data.size() && phase_ < Phase::kClosing) partial_.assign(data.data() + used, data.size() - used);
   } else {
-    partial_.append(data);
-    const std::size_t used = process(partial_);
+    partial_.append(data.data(), data.size());
+    const std::size_t used = process(std::span<char>(partial_.data(), partial_.size()));
     partial_.erase(0, used);
   }
   if (partial_.empty()) std::string().swap(partial_);  // an idle connection keeps no buffer
@@ -81,7 +146,12 @@ void Connection::ingest(std::string_view data) {
   flush();
 }
 
-std::size_t Connection::process(std::string_view data) {
+std::size_t Connection::process(std::span<char> data) {
+  if (ws_) return process_ws(data);
+  return process_frames(std::string_view(data.data(), data.size()));
+}
+
+std::size_t Connection::process_frames(std::string_view data) {
   std::size_t used = 0;
   while (!paused_ && phase_ < Phase::kClosing) {
     const Decoded d = decode_frame(data.substr(used), loop_.limits().max_frame_bytes);
@@ -91,36 +161,141 @@ std::size_t Connection::process(std::string_view data) {
       return data.size();
     }
     used += d.consumed;
-    if (phase_ == Phase::kActive) mark_ms_ = loop_.now_ms();
-    metrics::get().frames_in.inc(static_cast<std::uint16_t>(d.header.cmd));
-    metrics::get().bytes_in.inc(static_cast<std::uint16_t>(d.header.cmd), d.consumed);
-    loop_.service().on_frame(*this, d.header, d.body);
+    dispatch(d);
   }
   return used;
 }
 
-void Connection::fail_framing(StatusCode error) {
-  std::string_view why = error == StatusCode::kFrameTooLarge        ? "body_len over the frame limit"
-                         : error == StatusCode::kUnsupportedVersion ? "unsupported protocol version"
-                                                                    : "bad magic";
+void Connection::dispatch(const Decoded& d) {
+  if (phase_ == Phase::kActive) mark_ms_ = loop_.now_ms();
+  metrics::get().frames_in.inc(static_cast<std::uint16_t>(d.header.cmd));
+  metrics::get().bytes_in.inc(static_cast<std::uint16_t>(d.header.cmd), d.consumed);
+  loop_.service().on_frame(*this, d.header, d.body);
+}
+
+std::size_t Connection::process_ws(std::span<char> data) {
+  std::size_t used = 0;
+  while (!paused_ && phase_ < Phase::kClosing) {
+    if (!ws_->open) {
+      const std::size_t n = process_http(std::string_view(data.data() + used, data.size() - used));
+      if (n == 0) break;
+      used += n;
+      continue;
+    }
+    const ws::WsEvent e = ws_->reader.next(data.subspan(used));
+    used += e.consumed;
+    switch (e.kind) {
+      case ws::WsEventKind::kNeedMore: return used;
+      case ws::WsEventKind::kMessage: deliver_ws_message(e.payload); break;
+      case ws::WsEventKind::kPing:
+        if (phase_ == Phase::kActive) mark_ms_ = loop_.now_ms();
+        enqueue_raw(ws::encode_frame(ws::Opcode::kPong, e.payload));
+        break;
+      case ws::WsEventKind::kPong:
+        if (phase_ == Phase::kActive) mark_ms_ = loop_.now_ms();
+        break;
+      case ws::WsEventKind::kClose:  // the peer's close: answer with its code, then end
+        close_after_flush(e.close_code);
+        return data.size();
+      case ws::WsEventKind::kError: fail_ws(e.close_code); return data.size();
+    }
+  }
+  return used;
+}
+
+void Connection::deliver_ws_message(std::string_view message) {
+  const Decoded d = decode_frame(message, loop_.limits().max_frame_bytes);
+  if (d.status == DecodeStatus::kBad) {
+    fail_framing(d.error);
+    return;
+  }
+  if (d.status == DecodeStatus::kNeedMore || d.consumed != message.size()) {
+    fail_framing(StatusCode::kBadFrame, "a WebSocket message must carry exactly one frame");
+    return;
+  }
+  dispatch(d);
+}
+
+std::size_t Connection::process_http(std::string_view data) {
+  const ws::ParsedRequest p = ws::parse_request(data);
+  if (p.status == ws::HeadParse::kNeedMore) return 0;
+  if (p.status == ws::HeadParse::kBad) {
+    answer_http(ws::http_response(p.error_status, "text/plain; charset=utf-8", "malformed HTTP request\n"));
+    return data.size();
+  }
+  const ws::HttpRequest& req = p.request;
+  if (req.path() == "/ws") {
+    static const std::vector<std::string> kAnyOrigin;
+    ws::UpgradeAnswer a =
+        ws::answer_upgrade(req, transport_.allowed_origins ? *transport_.allowed_origins : kAnyOrigin);
+    if (a.status != 101) {
+      spdlog::debug("loop {}: WebSocket upgrade refused with {}", loop_.index(), a.status);
+      answer_http(std::move(a.response));
+      return data.size();
+    }
+    enqueue_raw(std::move(a.response));
+    ws_->open = true;
+    return p.consumed;
+  }
+  const bool head_only = req.method == "HEAD";
+  if (req.method != "GET" && !head_only) {
+    answer_http(ws::http_response(405, "text/plain; charset=utf-8", "GET or HEAD only\n", false,
+                                  "Allow: GET, HEAD\r\n"));
+    return data.size();
+  }
+  static const WebRoot kPlaceholderOnly("");
+  const WebReply r = (transport_.web_root ? *transport_.web_root : kPlaceholderOnly).get(req.path());
+  answer_http(ws::http_response(r.status, r.content_type, r.body, head_only));
+  return data.size();
+}
+
+void Connection::answer_http(std::string response) {
+  // One answer per connection, then closed: its size is the file's (bounded
+  // by WebRoot), not counted against the slow-consumer limit.
+  pending_bytes_ += response.size();
+  queue_.push_back(Outgoing(std::make_shared<const std::string>(std::move(response))));
+  close_after_flush();
+}
+
+void Connection::fail_framing(StatusCode error, std::string_view why) {
+  if (why.empty())
+    why = error == StatusCode::kFrameTooLarge        ? "body_len over the frame limit"
+          : error == StatusCode::kUnsupportedVersion ? "unsupported protocol version"
+                                                     : "bad magic";
   spdlog::debug("loop {}: framing violation: {}", loop_.index(), why);
   send(make_error_frame(error, why));
-  close_after_flush();
+  close_after_flush(error == StatusCode::kFrameTooLarge ? ws::kCloseTooBig : ws::kCloseProtocolError);
+}
+
+void Connection::fail_ws(std::uint16_t code) {
+  spdlog::debug("loop {}: WebSocket violation, closing with {}", loop_.index(), code);
+  close_after_flush(code);
 }
 
 void Connection::send(SharedFrame frame) {
   if (phase_ >= Phase::kClosing || !frame) return;
-  pending_bytes_ += frame->size();
+  if (ws_ && !ws_->open) return;  // no frames before the upgrade
+  const auto cmd = static_cast<std::uint16_t>((static_cast<unsigned char>((*frame)[4]) << 8) |
+                                              static_cast<unsigned char>((*frame)[5]));
+  metrics::get().frames_out.inc(cmd);
+  metrics::get().bytes_out.inc(cmd, frame->size());
+  Outgoing out(std::move(frame));
+  if (ws_) out.head_len = static_cast<std::uint8_t>(ws::encode_head(ws::Opcode::kBinary, out.bytes->size(), out.head));
+  enqueue(std::move(out));
+}
+
+void Connection::enqueue_raw(std::string bytes) {
+  enqueue(Outgoing(std::make_shared<const std::string>(std::move(bytes))));
+}
+
+void Connection::enqueue(Outgoing out) {
+  pending_bytes_ += out.size();
   if (pending_bytes_ > loop_.limits().max_pending_bytes) {
     spdlog::debug("loop {}: closing a slow consumer ({} bytes unsent)", loop_.index(), pending_bytes_);
     close();
     return;
   }
-  const auto cmd = static_cast<std::uint16_t>((static_cast<unsigned char>((*frame)[4]) << 8) |
-                                              static_cast<unsigned char>((*frame)[5]));
-  metrics::get().frames_out.inc(cmd);
-  metrics::get().bytes_out.inc(cmd, frame->size());
-  queue_.push_back(std::move(frame));
+  queue_.push_back(std::move(out));
   schedule_flush();
 }
 
@@ -139,27 +314,13 @@ void Connection::schedule_flush() {
 void Connection::flush() {
   if (phase_ == Phase::kClosed || write_waiting_) return;
   while (!queue_.empty()) {
-    std::array<asio::const_buffer, kMaxGather> bufs;
-    std::size_t count = 0;
-    for (; count < queue_.size() && count < kMaxGather; ++count) {
-      const std::string& f = *queue_[count];
-      const std::size_t skip = count == 0 ? head_offset_ : 0;
-      bufs[count] = asio::const_buffer(f.data() + skip, f.size() - skip);
-    }
     asio::error_code ec;
-    std::size_t written = socket_.write_some(std::span(bufs.data(), count), ec);
+    std::size_t written = write_some(ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      write_waiting_ = true;
-      socket_.async_wait(Socket::wait_write, [self = shared_from_this()](const asio::error_code& wait_ec) {
-        self->write_waiting_ = false;
-        if (wait_ec) {
-          self->close();
-          return;
-        }
-        self->flush();
-      });
+      wait_writable();
       return;
     }
+    if (ec == asio::error::in_progress) return;  // TLS must read first; the next read flushes
     if (ec) {
       close();
       return;
@@ -167,7 +328,7 @@ void Connection::flush() {
     pending_bytes_ -= written;
     std::size_t done = 0;
     while (done < queue_.size() && written > 0) {
-      const std::size_t left = queue_[done]->size() - head_offset_;
+      const std::size_t left = queue_[done].size() - head_offset_;
       if (written < left) {
         head_offset_ += static_cast<std::uint32_t>(written);
         break;
@@ -178,16 +339,80 @@ void Connection::flush() {
     }
     queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(done));
   }
-  std::vector<SharedFrame>().swap(queue_);  // an idle connection keeps no queue
+  std::vector<Outgoing>().swap(queue_);  // an idle connection keeps no queue
   if (phase_ == Phase::kClosing) linger();
 }
 
-void Connection::close_after_flush() {
+std::size_t Connection::write_some(asio::error_code& ec) {
+  std::array<asio::const_buffer, kMaxGather> bufs;
+  std::size_t count = 0;
+  std::size_t skip = head_offset_;
+  auto add = [&](const char* data, std::size_t len) {
+    if (skip >= len) {
+      skip -= len;
+      return;
+    }
+    bufs[count++] = asio::const_buffer(data + skip, len - skip);
+    skip = 0;
+  };
+  for (std::size_t i = 0; i < queue_.size() && count + 2 <= kMaxGather; ++i) {
+    add(queue_[i].head.data(), queue_[i].head_len);
+    add(queue_[i].bytes->data(), queue_[i].bytes->size());
+  }
+  if (!ssl_) return socket_.write_some(std::span(bufs.data(), count), ec);
+
+  // TLS: up to one record from the loop's scratch buffer. After WANT_WRITE
+  // OpenSSL wants the same bytes again (at least as many): the queue's front
+  // does not change until written, so rebuilding the copy gives them.
+  std::span<char> scratch = loop_.tls_scratch();
+  std::size_t len = 0;
+  for (std::size_t k = 0; k < count && len < scratch.size(); ++k) {
+    const std::size_t n = std::min(bufs[k].size(), scratch.size() - len);
+    std::memcpy(scratch.data() + len, bufs[k].data(), n);
+    len += n;
+  }
+  ERR_clear_error();
+  const int r = SSL_write(ssl_, scratch.data(), static_cast<int>(len));
+  if (r > 0) return static_cast<std::size_t>(r);
+  switch (SSL_get_error(ssl_, r)) {
+    case SSL_ERROR_WANT_WRITE: ec = asio::error::would_block; break;
+    case SSL_ERROR_WANT_READ: ec = asio::error::in_progress; break;
+    default:
+      spdlog::debug("loop {}: TLS write failed: {}", loop_.index(), tls_reason());
+      ec = asio::error::connection_aborted;
+      break;
+  }
+  return 0;
+}
+
+void Connection::wait_writable() {
+  write_waiting_ = true;
+  socket_.async_wait(Socket::wait_write, [self = shared_from_this()](const asio::error_code& wait_ec) {
+    self->write_waiting_ = false;
+    if (wait_ec) {
+      self->close();
+      return;
+    }
+    self->flush();
+  });
+}
+
+void Connection::close_after_flush(std::uint16_t ws_code) {
   if (phase_ >= Phase::kClosing) return;
   phase_ = Phase::kClosing;
   paused_ = false;
   mark_ms_ = loop_.now_ms();
   std::string().swap(partial_);
+  if (ws_) {
+    if (ws_->open && !ws_->close_sent) {
+      ws_->close_sent = true;
+      // A peer's close without a code (1005) is answered by a close without one.
+      const std::string payload = ws_code == ws::kCloseNoStatus ? std::string() : ws::close_payload(ws_code);
+      Outgoing out(std::make_shared<const std::string>(ws::encode_frame(ws::Opcode::kClose, payload)));
+      pending_bytes_ += out.size();
+      queue_.push_back(std::move(out));
+    }
+  }
   if (queue_.empty() && !in_input_) {
     linger();
     return;
@@ -201,6 +426,11 @@ void Connection::linger() {
   // input would send an RST, which may destroy our last frame in flight.
   if (fin_sent_) return;
   fin_sent_ = true;
+  if (ssl_ && SSL_is_init_finished(ssl_)) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // close_notify, best effort: a full socket drops it
+    ERR_clear_error();
+  }
   asio::error_code ec;
   socket_.shutdown(Socket::shutdown_send, ec);
   wait_readable();

@@ -1,12 +1,18 @@
 #pragma once
-// A client connection: framing, reads, batched writes and timeouts. Speaks
-// frames only; what they mean is the ServiceInterface's business.
+// A client connection: framing, reads, batched writes and timeouts, over
+// plain TCP or TLS, with frames straight on the stream or inside WebSocket
+// messages (Transport). Speaks frames only; what they mean is the
+// ServiceInterface's business, and a WebSocket session is the same kind of
+// session as a TCP one.
 //
 // Every method runs on the owning loop's thread (post to executor() from
 // elsewhere). Memory while idle: no read buffer (bytes are read into the
 // loop's buffer and only a partial frame is kept), an empty write queue, and
-// one pending readiness wait.
+// one pending readiness wait. TLS runs OpenSSL on the socket itself in
+// non-blocking mode (SSL_set_fd), so it keeps the same readiness model and,
+// with released buffers, no record buffers while idle.
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -16,8 +22,13 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include <openssl/ssl.h>
+
+#include "im/frame_codec.h"
 #include "net/frames.h"
 #include "net/service_interface.h"
+#include "net/transport.h"
+#include "net/ws_codec.h"
 
 namespace im::net {
 
@@ -34,14 +45,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   };
 
   // `peer_key` identifies the peer for the per-IP admission count.
-  Connection(IoLoop& loop, Socket socket, std::uint64_t peer_key);
+  Connection(IoLoop& loop, Socket socket, std::uint64_t peer_key, const Transport& transport);
   ~Connection();
 
   void start();
   // Queues a frame; written in one gathered syscall with whatever else is
-  // queued this turn. Dropped once closing. Over max_pending_bytes: closed.
+  // queued this turn. Dropped once closing, and on a WebSocket connection
+  // before its upgrade. Over max_pending_bytes: closed.
   void send(SharedFrame frame);
-  void close_after_flush();
+  // Flushes what is queued, then closes (a WebSocket connection sends a close
+  // frame with `ws_code` first).
+  void close_after_flush(std::uint16_t ws_code = 1000);
   void close();
   void pause_reading();
   void resume_reading();
@@ -60,21 +74,47 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint32_t slot = 0;
 
  private:
+  // A queued write: `bytes`, after `head_len` bytes of `head` (a WebSocket
+  // frame header; none on TCP, and none for bytes already framed).
+  struct Outgoing {
+    explicit Outgoing(SharedFrame b) : bytes(std::move(b)) {}
+    SharedFrame bytes;
+    std::array<char, ws::kMaxHeadSize> head{};
+    std::uint8_t head_len = 0;
+    std::size_t size() const { return head_len + bytes->size(); }
+  };
+  struct WebSocket;
+
   void wait_readable();
   void on_readable(const asio::error_code& ec);
-  void ingest(std::string_view data);
-  std::size_t process(std::string_view data);
+  std::size_t read_some(std::span<char> buf, asio::error_code& ec);
+  void ingest(std::span<char> data);
+  std::size_t process(std::span<char> data);
+  std::size_t process_frames(std::string_view data);
+  std::size_t process_ws(std::span<char> data);
+  std::size_t process_http(std::string_view data);
+  void deliver_ws_message(std::string_view message);
+  void dispatch(const Decoded& d);
+  void answer_http(std::string response);
+  void enqueue(Outgoing out);
+  void enqueue_raw(std::string bytes);
   void schedule_flush();
   void flush();
-  void fail_framing(StatusCode error);
+  std::size_t write_some(asio::error_code& ec);
+  void wait_writable();
+  void fail_framing(StatusCode error, std::string_view why = {});
+  void fail_ws(std::uint16_t code);
   void linger();
   void discard_input(std::span<char> buf);
 
   IoLoop& loop_;
+  const Transport& transport_;
   Socket socket_;
   std::unique_ptr<ConnectionContext> context_;
-  std::string partial_;             // an incomplete frame, or input held while paused
-  std::vector<SharedFrame> queue_;  // not yet written; the first may be partly written
+  std::unique_ptr<WebSocket> ws_;  // WebSocket listeners only
+  SSL* ssl_ = nullptr;             // TLS listeners only; owned
+  std::string partial_;            // an incomplete frame, or input held while paused
+  std::vector<Outgoing> queue_;    // not yet written; the first may be partly written
   std::uint64_t pending_bytes_ = 0;
   std::uint64_t peer_key_;
   std::uint32_t head_offset_ = 0;  // bytes of queue_[0] already written

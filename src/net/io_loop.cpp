@@ -62,6 +62,12 @@ void IoLoop::for_each_connection(const std::function<void(Connection&)>& fn) {
   for (auto& c : all) fn(*c);
 }
 
+std::span<char> IoLoop::tls_scratch() {
+  constexpr std::size_t kTlsRecord = 16384;  // the largest TLS record's plaintext
+  if (tls_scratch_.empty()) tls_scratch_.resize(kTlsRecord);
+  return tls_scratch_;
+}
+
 std::uint32_t IoLoop::now_ms() const {
   return static_cast<std::uint32_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - epoch_).count());

@@ -44,6 +44,8 @@ class IoLoop {
   void add(std::shared_ptr<Connection> conn);
   void remove(Connection& conn);
   std::span<char> read_buffer() { return read_buffer_; }
+  // Where TLS connections assemble one record's plaintext to write.
+  std::span<char> tls_scratch();
   std::size_t connection_count() const { return connections_.size(); }
   void for_each_connection(const std::function<void(Connection&)>& fn);
   // Milliseconds since the loop started (wraps after 49 days; compared by
@@ -63,6 +65,7 @@ class IoLoop {
   std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
   std::vector<std::shared_ptr<Connection>> connections_;
   std::vector<char> read_buffer_;
+  std::vector<char> tls_scratch_;  // allocated by the first TLS write
   std::thread thread_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <future>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <asio/post.hpp>
 #include <asio/write.hpp>
@@ -10,14 +11,37 @@
 #include "net/connection.h"
 #include "net/frames.h"
 #include "net/io_loop.h"
+#include "net/ws_handshake.h"
 
 namespace im::net {
+namespace {
+
+// Answers a refused connection where its transport allows, then closes it.
+void refuse(const Transport& transport, Connection::Socket& socket, std::uint32_t retry_after_ms) {
+  asio::error_code ec;
+  if (!transport.tls) {
+    std::string answer;
+    if (transport.websocket) {
+      answer = ws::http_response(503, "text/plain; charset=utf-8", "server busy\n", false,
+                                 fmt::format("Retry-After: {}\r\n", (retry_after_ms + 999) / 1000));
+    } else {
+      answer = *make_error_frame(StatusCode::kUnavailable, "server busy", retry_after_ms);
+    }
+    socket.non_blocking(true, ec);
+    socket.write_some(asio::buffer(answer), ec);
+    socket.shutdown(Connection::Socket::shutdown_send, ec);
+  }
+  socket.close(ec);
+}
+
+}  // namespace
 
 Listener::Listener(IoLoop& accept_loop, std::vector<IoLoop*> loops, AdmissionControl& admission,
-                   const asio::ip::tcp::endpoint& endpoint)
+                   const asio::ip::tcp::endpoint& endpoint, const Transport& transport)
     : accept_loop_(accept_loop),
       loops_(std::move(loops)),
       admission_(admission),
+      transport_(transport),
       acceptor_(accept_loop.context()),
       backoff_(accept_loop.context()) {
   acceptor_.open(endpoint.protocol());
@@ -59,15 +83,10 @@ void Listener::accept_next() {
     const auto peer = socket.remote_endpoint(peer_ec);
     const std::uint64_t key = peer_ec ? 0 : AdmissionControl::peer_key(peer.address());
     if (auto retry_after_ms = admission_.try_admit(key)) {
-      SharedFrame refusal = make_error_frame(StatusCode::kUnavailable, "server busy", *retry_after_ms);
-      asio::error_code write_ec;
-      socket.non_blocking(true, write_ec);
-      socket.write_some(asio::buffer(*refusal), write_ec);
-      socket.shutdown(Connection::Socket::shutdown_send, write_ec);
-      socket.close(write_ec);
+      refuse(transport_, socket, *retry_after_ms);
     } else {
-      asio::post(target.context(), [&target, key, s = std::move(socket)]() mutable {
-        auto conn = std::make_shared<Connection>(target, std::move(s), key);
+      asio::post(target.context(), [this, &target, key, s = std::move(socket)]() mutable {
+        auto conn = std::make_shared<Connection>(target, std::move(s), key, transport_);
         target.add(conn);
         conn->start();
       });

@@ -1,7 +1,10 @@
 #pragma once
-// A TCP listener: accepts on one loop and hands each admitted connection to
-// the I/O loops in turn. A refused connection gets one ERROR frame
-// (UNAVAILABLE, retry_after_ms) and is closed.
+// A listener: accepts on one loop and hands each admitted connection to the
+// I/O loops in turn, speaking its Transport. A refused connection is closed
+// after one answer where the transport allows one before any handshake: an
+// ERROR frame (UNAVAILABLE, retry_after_ms) on plain TCP, an HTTP 503 with
+// Retry-After on plain WebSocket; on TLS it is closed without a word (a
+// handshake would spend the CPU the refusal saves).
 
 #include <memory>
 #include <string>
@@ -9,6 +12,8 @@
 
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
+
+#include "net/transport.h"
 
 namespace im::net {
 
@@ -20,7 +25,7 @@ class Listener {
   // Binds and listens at once (throws std::system_error when it cannot);
   // accepting starts with start().
   Listener(IoLoop& accept_loop, std::vector<IoLoop*> loops, AdmissionControl& admission,
-           const asio::ip::tcp::endpoint& endpoint);
+           const asio::ip::tcp::endpoint& endpoint, const Transport& transport);
   void start();
   // Thread safe; returns once the acceptor is closed.
   void stop();
@@ -32,6 +37,7 @@ class Listener {
   IoLoop& accept_loop_;
   std::vector<IoLoop*> loops_;
   AdmissionControl& admission_;
+  const Transport& transport_;
   asio::ip::tcp::acceptor acceptor_;
   asio::steady_timer backoff_;
   asio::ip::tcp::endpoint local_;
