@@ -8,6 +8,14 @@
 //   imbench --scenario w2 --port 9700 --server-pid 1234 --secret ... --pairs 100
 //
 // Loopback only: --host must be a 127.0.0.0/8 or ::1 address.
+//
+// --transport tcp|ws|tls|wss picks how every client of W1-W5 speaks (W6
+// restarts the server and times a tcp LOGIN only): --port is then the port
+// of that listener (`server.listen` for tcp and tls, `server.ws_listen` for
+// ws and wss). tls and wss verify the server's certificate when --ca-file
+// names its CA (the name checked is --host, so the certificate needs that IP
+// in its subjectAltName); without --ca-file they accept any certificate,
+// which is enough on loopback, where nobody sits in between.
 
 #include <signal.h>
 #include <spawn.h>
@@ -74,6 +82,9 @@ struct Options {
   std::string config;    // W6
   std::string data_dir;  // W6
   std::string run_id;    // prefixes uids, so runs on one server do not meet
+  std::string transport = "tcp";
+  std::string ca_file;       // tls, wss: verify against this CA ("": no verification)
+  im::ClientOptions client;  // made from transport and ca_file; shared by every client
 };
 
 std::int64_t now_ns() {
@@ -182,7 +193,7 @@ std::vector<std::shared_ptr<Session>> login_all(Pool& pool, const Options& o, co
     auto s = sessions[i];
     auto& ctx = pool.at(i);
     asio::post(ctx, [&, i, s, &ctx = ctx] {
-      s->client = im::Client::create(ctx);
+      s->client = im::Client::create(ctx, o.client);
       const std::int64_t t0 = now_ns();
       auto finish = [&, s, t0](bool ok) {
         s->login_ns = now_ns() - t0;
@@ -252,6 +263,7 @@ std::int64_t time_of(const std::string& body) {
 nlohmann::json result_base(const Options& o, double secs, double server_cpu0, double self_cpu0) {
   nlohmann::json j;
   j["scenario"] = o.scenario;
+  j["transport"] = o.transport;
   j["seconds"] = secs;
   if (o.server_pid) {
     j["server_rss_kb"] = rss_kb(o.server_pid);
@@ -397,7 +409,7 @@ nlohmann::json w3(const Options& o) {
   const std::string gid = o.run_id + "bench-group";
   {
     im::SyncClient owner;
-    owner.connect(o.host, o.port);
+    if (!owner.connect(o.host, o.port, o.client)) throw std::runtime_error("the group owner could not connect");
     sync_login(owner, o, uids[0] + "-owner", im::v1::DESKTOP);
     im::v1::GroupCreateReq create;
     create.set_gid(gid);
@@ -447,7 +459,7 @@ nlohmann::json w4(const Options& o) {
   const double self_cpu0 = self_cpu_s();
   const auto t0 = Clock::now();
   im::SyncClient c;
-  c.connect(o.host, o.port);
+  if (!c.connect(o.host, o.port, o.client)) throw std::runtime_error("the puller could not connect");
   sync_login(c, o, puller, im::v1::IOS);
   std::uint64_t after = 0, got = 0;
   for (int page = 0; page < 100000; ++page) {
@@ -475,6 +487,7 @@ nlohmann::json w1_or_w5(const Options& o) {
   std::vector<std::string> uids;
   for (int i = 0; i < o.conns; ++i) uids.push_back(fmt::format("{}c{}", o.run_id, i));
   const long rss0 = o.server_pid ? rss_kb(o.server_pid) : 0;
+  const long self_rss0 = rss_kb(::getpid());
   const long slab0 = slab_kb();
   const double server_cpu0 = o.server_pid ? cpu_s(o.server_pid) : 0;
   const double self_cpu0 = self_cpu_s();
@@ -521,6 +534,9 @@ nlohmann::json w1_or_w5(const Options& o) {
     j["server_rss_before_kb"] = rss0;
     j["server_rss_after_kb"] = rss1;
     j["server_bytes_per_conn"] = ok ? static_cast<double>(rss1 - rss0) * 1024.0 / static_cast<double>(ok) : 0;
+    // What an idle client of the library costs (the transport's layers included).
+    j["generator_bytes_per_conn"] =
+        ok ? static_cast<double>(rss_kb(::getpid()) - self_rss0) * 1024.0 / static_cast<double>(ok) : 0;
     j["kernel_slab_bytes_per_conn_both_ends"] =
         ok ? static_cast<double>(slab1 - slab0) * 1024.0 / static_cast<double>(ok) : 0;
   }
@@ -648,7 +664,32 @@ int main(int argc, char** argv) {
   app.add_option("--config", o.config, "W6: its config");
   app.add_option("--data-dir", o.data_dir, "W6: its storage.data_dir");
   app.add_option("--run-id", o.run_id, "prefix of every uid of this run");
+  app.add_option("--transport", o.transport, "W1-W5: tcp, ws, tls or wss (--port is that listener's port)");
+  app.add_option("--ca-file", o.ca_file, "tls/wss: verify the server's certificate with this CA (default: no check)");
   CLI11_PARSE(app, argc, argv);
+  const auto transport = im::parse_transport(o.transport);
+  if (!transport) {
+    std::cerr << "imbench: --transport must be tcp, ws, tls or wss\n";
+    return 2;
+  }
+  if (o.scenario == "w6" && *transport != im::Transport::kTcp) {
+    std::cerr << "imbench: w6 times a restart over tcp only: drop --transport\n";
+    return 2;
+  }
+  if (!o.ca_file.empty() && !im::uses_tls(*transport)) {
+    std::cerr << "imbench: --ca-file is for --transport tls or wss\n";
+    return 2;
+  }
+  o.client.transport = *transport;
+  if (im::uses_tls(*transport)) {
+    try {
+      o.client.tls =
+          o.ca_file.empty() ? im::make_insecure_client_tls_context() : im::make_client_tls_context(o.ca_file);
+    } catch (const std::exception& e) {
+      std::cerr << "imbench: --ca-file " << o.ca_file << ": " << e.what() << "\n";
+      return 2;
+    }
+  }
   asio::error_code ec;
   const auto addr = asio::ip::make_address(o.host, ec);
   if (ec || !addr.is_loopback()) {

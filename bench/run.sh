@@ -8,6 +8,14 @@
 #   bench/run.sh --smoke          tiny sizes, prints only (CI)
 #   bench/run.sh --bin-dir DIR    use imserver and imbench from DIR (default: builds build-bench, Release)
 #   bench/run.sh --only w2        one scenario
+#   bench/run.sh --transports all W1 and W2 over tcp, ws, tls and wss (or a
+#                                 list: --transports tcp,wss); prints only.
+#                                 With --smoke at smoke sizes. Each server
+#                                 has a WebSocket listener; for tls and wss
+#                                 also a throwaway certificate for
+#                                 127.0.0.1 (openssl CLI), which imbench
+#                                 verifies (--ca-file). W1_CONNS sets W1's
+#                                 connections (default 10000).
 #
 # Changes nothing on the machine: it raises its own soft open-file limit to
 # the hard one (W1 and W5 go up to 19,000 connections; the hard limit here is
@@ -22,14 +30,23 @@ root=$(pwd)
 smoke=0
 bin_dir=""
 only=""
+transports=""
 while (($#)); do
   case "$1" in
     --smoke) smoke=1 ;;
     --bin-dir) bin_dir=$2; shift ;;
     --only) only=$2; shift ;;
-    *) echo "usage: bench/run.sh [--smoke] [--bin-dir DIR] [--only wN]" >&2; exit 2 ;;
+    --transports) transports=$2; shift ;;
+    *) echo "usage: bench/run.sh [--smoke] [--bin-dir DIR] [--only wN] [--transports all|tcp,ws,tls,wss]" >&2; exit 2 ;;
   esac
   shift
+done
+[[ $transports == all ]] && transports=tcp,ws,tls,wss
+for t in ${transports//,/ }; do
+  case "$t" in
+    tcp|ws|tls|wss) ;;
+    *) echo "bench/run.sh: unknown transport $t (tcp, ws, tls, wss)" >&2; exit 2 ;;
+  esac
 done
 if [[ -z $bin_dir ]]; then
   cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DIM_BUILD_TESTS=OFF >/dev/null
@@ -49,15 +66,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Writes a config for a fresh data dir; extra "key = value" lines per section
-# come as arguments "section.key=value".
+# Writes a config for a fresh data dir. cfg_ws_listen: the WebSocket
+# listener ("" for none); cfg_tls=1: both listeners speak TLS with the
+# certificate in $work/tls.
+cfg_ws_listen=""
+cfg_tls=0
 write_config() {
   local dir=$1; shift
   mkdir -p "$dir"
   cat >"$dir/im.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
-ws_listen = ""
+ws_listen = "$cfg_ws_listen"
 max_connections = 1000000
 [admin]
 listen = ""
@@ -73,6 +93,21 @@ accept_per_second = 10000000
 [log]
 level = "warn"
 TOML
+  if ((cfg_tls)); then
+    printf '[tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$work/tls/c.pem" "$work/tls/k.pem" >>"$dir/im.toml"
+  fi
+}
+
+# A self-signed certificate for 127.0.0.1 and localhost, valid two days; it
+# is its own CA for imbench --ca-file.
+make_cert() {
+  [[ -f $work/tls/c.pem ]] && return 0
+  mkdir -p "$work/tls"
+  if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+       -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout "$work/tls/k.pem" -out "$work/tls/c.pem" \
+       >"$work/tls/openssl.log" 2>&1; then
+    echo "openssl could not make a test certificate:"; cat "$work/tls/openssl.log"; exit 1
+  fi
 }
 
 start_server() {
@@ -81,7 +116,9 @@ start_server() {
   server_pid=$!
   for _ in $(seq 1 500); do
     port=$(awk '/listening tcp/ {n=split($4, a, ":"); print a[n]}' "$dir/stdout")
-    [[ -n $port ]] && return 0
+    ws_port=$(awk '/listening ws/ {n=split($4, a, ":"); print a[n]}' "$dir/stdout")
+    [[ -n $port && ( -z $cfg_ws_listen || -n $ws_port ) ]] && return 0
+    if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
     sleep 0.02
   done
   echo "imserver did not start:"; cat "$dir/stderr"; exit 1
@@ -111,6 +148,69 @@ run() {  # run NAME imbench-args...
          "$("$imbench" --port "$port" --server-pid "$server_pid" --secret "$secret" "$@")"
   stop_server
 }
+
+run_transport() {  # run_transport TRANSPORT NAME imbench-args...: a server with a ws listener (and TLS)
+  local transport=$1 name=$2; shift 2
+  [[ -n $only && $only != "$name" ]] && return 0
+  local dir="$work/$transport-$name" p tls_args=()
+  cfg_ws_listen="127.0.0.1:0"
+  cfg_tls=0
+  if [[ $transport == tls || $transport == wss ]]; then
+    make_cert
+    cfg_tls=1
+    tls_args=(--ca-file "$work/tls/c.pem")
+  fi
+  write_config "$dir"
+  start_server "$dir"
+  p=$port
+  [[ $transport == ws || $transport == wss ]] && p=$ws_port
+  echo "== $name over $transport (server pid $server_pid, port $p)"
+  record "imbench --transport $transport --port PORT --server-pid PID --secret SECRET ${tls_args[*]:+--ca-file CERT} $*" \
+         "$("$imbench" --transport "$transport" --port "$p" --server-pid "$server_pid" --secret "$secret" \
+            ${tls_args[@]+"${tls_args[@]}"} "$@")"
+  stop_server
+  cfg_ws_listen=""
+  cfg_tls=0
+}
+
+# One line per transport from the JSON lines of run_transport.
+transport_summary() {
+  python3 - "$work/results.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def f(r, k, d=0):
+    v = r.get(k)
+    return "n/a" if v is None else f"{v:,.{d}f}"
+print(f"{'transport':<10}{'W1 logged in':>13}{'server B/conn':>14}{'client B/conn':>14}{'W2 msg/s':>11}"
+      f"{'p50 ms':>8}{'p99 ms':>8}{'server cores':>14}{'gen cores':>11}")
+for t in dict.fromkeys(r.get("transport", "tcp") for r in rows):
+    w1 = next((r for r in rows if r.get("transport") == t and r["scenario"] == "w1"), {})
+    w2 = next((r for r in rows if r.get("transport") == t and r["scenario"] == "w2"), {})
+    print(f"{t:<10}{f(w1, 'logged_in'):>13}{f(w1, 'server_bytes_per_conn'):>14}"
+          f"{f(w1, 'generator_bytes_per_conn'):>14}{f(w2, 'delivered_per_s'):>11}"
+          f"{f(w2, 'latency_p50_ms', 2):>8}{f(w2, 'latency_p99_ms', 2):>8}{f(w2, 'server_cores', 2):>14}"
+          f"{f(w2, 'generator_cores', 2):>11}")
+PY
+}
+
+if [[ -n $transports ]]; then
+  for t in ${transports//,/ }; do
+    if ((smoke)); then
+      run_transport "$t" w1 --scenario w1 --conns 50 --duration 1
+      run_transport "$t" w2 --scenario w2 --pairs 2 --window 10 --duration 1
+    else
+      run_transport "$t" w1 --scenario w1 --conns "${W1_CONNS:-10000}" --duration 5
+      run_transport "$t" w2 --scenario w2 --pairs 100 --window 100 --duration 10
+    fi
+  done
+  echo
+  transport_summary
+  n=$(wc -l <"$work/results.jsonl")
+  echo "transports: $n runs"
+  # Every run must have produced its JSON line (a failed imbench already stopped the script).
+  [[ -n $only || $n == $((2 * $(wc -w <<<"${transports//,/ }"))) ]]
+  exit $?
+fi
 
 run_w6() {  # run_w6 MESSAGES: imbench fills the store, starts, kills -9 and restarts imserver itself
   [[ -n $only && $only != w6 ]] && return 0

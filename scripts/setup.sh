@@ -12,10 +12,25 @@ packages=(
   libcpp-httplib-dev libcurl4-openssl-dev
   # tests (promtool, from prometheus, checks the /metrics exposition)
   catch2 curl prometheus
+  # third-party WebSocket and TLS clients (tests/python, tests/js): Python's
+  # websockets and protobuf, the openssl CLI, headless Chromium, Node and npm
+  python3-websockets python3-protobuf openssl chromium nodejs npm
 )
+
+# Node and npm may come from elsewhere than Debian (a newer Node ships its own
+# npm, which Debian's npm package would conflict with): a working command is
+# enough for them.
+provided_by_command() {
+  case "$1" in
+    nodejs) command -v node >/dev/null ;;
+    npm) command -v npm >/dev/null ;;
+    *) return 1 ;;
+  esac
+}
 
 missing=()
 for p in "${packages[@]}"; do
+  provided_by_command "$p" && continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 

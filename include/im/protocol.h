@@ -11,6 +11,9 @@ namespace im {
 inline constexpr std::uint16_t kMagic = 0x494D;  // "IM"
 inline constexpr std::uint8_t kVersion = 1;
 inline constexpr std::size_t kHeaderSize = 20;
+// Before LOGIN a frame body is at most this, whatever server.max_frame_bytes
+// says (PROTOCOL 1): nothing larger is needed to log in.
+inline constexpr std::uint32_t kMaxPreLoginBody = 16384;
 inline constexpr std::uint8_t kFlagResponse = 0x01;
 inline constexpr std::uint8_t kFlagCompressed = 0x02;
 

@@ -45,7 +45,7 @@ struct Connection::WebSocket {
 Connection::Connection(IoLoop& loop, Socket socket, std::uint64_t peer_key, const Transport& transport)
     : loop_(loop), transport_(transport), socket_(std::move(socket)), peer_key_(peer_key) {
   // A message holds one frame: the largest body plus its header.
-  if (transport.websocket) ws_ = std::make_unique<WebSocket>(loop.limits().max_frame_bytes + kHeaderSize);
+  if (transport.websocket) ws_ = std::make_unique<WebSocket>(frame_limit() + kHeaderSize);
   if (transport.tls) ssl_ = transport.tls->new_ssl();
 }
 
@@ -154,7 +154,7 @@ std::size_t Connection::process(std::span<char> data) {
 std::size_t Connection::process_frames(std::string_view data) {
   std::size_t used = 0;
   while (!paused_ && phase_ < Phase::kClosing) {
-    const Decoded d = decode_frame(data.substr(used), loop_.limits().max_frame_bytes);
+    const Decoded d = decode_frame(data.substr(used), frame_limit());
     if (d.status == DecodeStatus::kNeedMore) break;
     if (d.status == DecodeStatus::kBad) {
       fail_framing(d.error);
@@ -204,7 +204,7 @@ std::size_t Connection::process_ws(std::span<char> data) {
 }
 
 void Connection::deliver_ws_message(std::string_view message) {
-  const Decoded d = decode_frame(message, loop_.limits().max_frame_bytes);
+  const Decoded d = decode_frame(message, frame_limit());
   if (d.status == DecodeStatus::kBad) {
     fail_framing(d.error);
     return;
@@ -268,6 +268,11 @@ void Connection::fail_framing(StatusCode error, std::string_view why) {
 }
 
 void Connection::fail_ws(std::uint16_t code) {
+  // Too large is a framing violation of the protocol too: ERROR, then 1009.
+  if (code == ws::kCloseTooBig) {
+    fail_framing(StatusCode::kFrameTooLarge, "WebSocket message over the frame limit");
+    return;
+  }
   spdlog::debug("loop {}: WebSocket violation, closing with {}", loop_.index(), code);
   close_after_flush(code);
 }
@@ -488,6 +493,12 @@ void Connection::set_active() {
   if (phase_ != Phase::kHandshake) return;
   phase_ = Phase::kActive;
   mark_ms_ = loop_.now_ms();
+  if (ws_) ws_->reader.set_max_message(frame_limit() + kHeaderSize);
+}
+
+std::uint32_t Connection::frame_limit() const {
+  const std::uint32_t configured = loop_.limits().max_frame_bytes;
+  return phase_ == Phase::kHandshake ? std::min(configured, kMaxPreLoginBody) : configured;
 }
 
 void Connection::check_timeout(std::uint32_t now_ms) {

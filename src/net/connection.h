@@ -85,6 +85,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   };
   struct WebSocket;
 
+  // The largest frame body accepted now: 16 KiB before LOGIN (PROTOCOL 1).
+  std::uint32_t frame_limit() const;
   void wait_readable();
   void on_readable(const asio::error_code& ec);
   std::size_t read_some(std::span<char> buf, asio::error_code& ec);

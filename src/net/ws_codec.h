@@ -109,6 +109,9 @@ class WsReader {
   // so kNeedMore may come with consumed > 0. A kMessage payload stays valid
   // until the next call.
   WsEvent next(std::span<char> in);
+  // Changes the limit for the messages that follow (a session's limit grows
+  // at LOGIN).
+  void set_max_message(std::uint64_t max_message) { max_message_ = max_message; }
   // True while a fragmented message is half received (its bytes buffered).
   bool in_message() const { return in_message_; }
   // Frees the message buffer (an idle connection keeps none).

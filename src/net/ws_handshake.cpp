@@ -97,6 +97,11 @@ std::string_view HttpRequest::path() const {
 }
 
 ParsedRequest parse_request(std::string_view in, std::size_t max_head) {
+  // Refuse at once what cannot become a request line (a TLS ClientHello on a
+  // plain port, binary noise) instead of waiting for the auth timeout.
+  const std::size_t method_end = std::min(in.find(' '), in.size());
+  if (!std::all_of(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(method_end), is_tchar))
+    return bad_request(400);
   const std::size_t end = in.substr(0, max_head).find("\r\n\r\n");
   if (end == std::string_view::npos) {
     if (in.size() >= max_head) return bad_request(431);
@@ -201,8 +206,8 @@ ParsedAnswer parse_answer(std::string_view in, std::string_view key) {
   HttpRequest fields;  // only its header list is used
   if (!parse_headers(head.substr(eol + 2), fields.headers)) return a;
   // RFC 6455, 4.1: the client fails the connection unless all three are there.
-  if (a.http_status != 101 || !fields.has_token("Upgrade", "websocket") ||
-      !fields.has_token("Connection", "upgrade") || fields.header("Sec-WebSocket-Accept") != accept_key(key))
+  if (a.http_status != 101 || !fields.has_token("Upgrade", "websocket") || !fields.has_token("Connection", "upgrade") ||
+      fields.header("Sec-WebSocket-Accept") != accept_key(key))
     return a;
   a.status = HeadParse::kDone;
   a.consumed = end + 4;

@@ -88,7 +88,7 @@ ServerProcess::~ServerProcess() {
 void ServerProcess::spawn() {
   Overrides values = {
       {"server.listen", "\"127.0.0.1:0\""},
-      {"server.ws_listen", "\"\""},
+      {"server.ws_listen", "\"127.0.0.1:0\""},
       {"admin.listen", "\"\""},
       {"storage.data_dir", "\"" + data_dir_ + "\""},
       {"auth.mode", "\"jwt\""},
@@ -126,11 +126,16 @@ void ServerProcess::spawn() {
     close(out[0]);
     throw std::runtime_error("cannot start " + bin);
   }
-  // Read "imserver: listening <kind> <address>" lines until the TCP one.
+  // Read "imserver: listening <kind> <address>" lines until every listener
+  // the config opens has told its port (the server prints them together).
+  auto opens = [&](const std::string& key) { return values[key] != "\"\""; };
+  const bool want_ws = opens("server.ws_listen");
+  const bool want_admin = opens("admin.listen");
   std::string buffer;
-  tcp_port_ = 0;
+  tcp_port_ = ws_port_ = admin_port_ = 0;
+  auto all_seen = [&] { return tcp_port_ != 0 && (!want_ws || ws_port_ != 0) && (!want_admin || admin_port_ != 0); };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (tcp_port_ == 0 && std::chrono::steady_clock::now() < deadline) {
+  while (!all_seen() && std::chrono::steady_clock::now() < deadline) {
     pollfd p{out[0], POLLIN, 0};
     if (poll(&p, 1, 200) <= 0) continue;
     char chunk[512];
@@ -147,14 +152,16 @@ void ServerProcess::spawn() {
       if (verb != "listening") continue;
       auto port = static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
       if (kind == "tcp") tcp_port_ = port;
+      if (kind == "ws") ws_port_ = port;
       if (kind == "admin") admin_port_ = port;
     }
   }
   close(out[0]);
-  if (tcp_port_ == 0) {
+  if (!all_seen()) {
     ::kill(pid_, SIGKILL);
     reap();
-    throw std::runtime_error("imserver did not start; its log:\n" + log());
+    throw std::runtime_error("imserver did not start (or did not open every listener of its config); its log:\n" +
+                             log());
   }
 }
 

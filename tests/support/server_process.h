@@ -1,7 +1,8 @@
 #pragma once
 // Starts the real imserver binary for an integration test: a config written
 // to a fresh temporary directory (which also holds the data dir and the
-// server's log), every listener on 127.0.0.1 port 0, the bound ports read
+// server's log), every listener on 127.0.0.1 port 0 (TCP and WebSocket on
+// by default, admin off), the bound ports read
 // from the "imserver: listening ..." lines. The process is stopped by PID in
 // the destructor (SIGKILL if it still runs), and only that process.
 
@@ -41,6 +42,7 @@ class ServerProcess {
 
   pid_t pid() const { return pid_; }
   std::uint16_t tcp_port() const { return tcp_port_; }
+  std::uint16_t ws_port() const { return ws_port_; }  // 0 when server.ws_listen is ""
   std::uint16_t admin_port() const { return admin_port_; }
   const std::string& dir() const { return dir_; }
   std::string data_dir() const { return data_dir_; }
@@ -64,6 +66,7 @@ class ServerProcess {
   bool own_data_dir_;
   pid_t pid_ = -1;
   std::uint16_t tcp_port_ = 0;
+  std::uint16_t ws_port_ = 0;
   std::uint16_t admin_port_ = 0;
 };
 
