@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "im/frame_codec.h"
+#include "messaging.h"
 #include "proto/im.pb.h"
 #include "server_process.h"
 
@@ -20,21 +21,6 @@ using namespace im::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string header_bytes(std::uint16_t magic, std::uint8_t version, std::uint32_t body_len) {
-  FrameHeader h;
-  h.cmd = Cmd::kHeartbeat;
-  h.seq = 1;
-  std::string f = encode_frame(h, "");
-  f[0] = static_cast<char>(magic >> 8);
-  f[1] = static_cast<char>(magic);
-  f[2] = static_cast<char>(version);
-  f[12] = static_cast<char>(body_len >> 24);
-  f[13] = static_cast<char>(body_len >> 16);
-  f[14] = static_cast<char>(body_len >> 8);
-  f[15] = static_cast<char>(body_len);
-  return f;
-}
 
 void expect_error_and_close(const ServerProcess& server, const std::string& bytes, StatusCode status) {
   auto c = server.connect();
@@ -53,20 +39,20 @@ void expect_error_and_close(const ServerProcess& server, const std::string& byte
 TEST_CASE("framing violations: one ERROR frame, then the connection closes") {
   ServerProcess server;
   SECTION("wrong magic") {
-    expect_error_and_close(server, header_bytes(0x1234, 1, 0), StatusCode::kBadFrame);
+    expect_error_and_close(server, forged_header(0x1234, 1, 0), StatusCode::kBadFrame);
   }
   SECTION("HTTP instead of frames") {
     expect_error_and_close(server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", StatusCode::kBadFrame);
   }
   SECTION("version 2") {
-    expect_error_and_close(server, header_bytes(kMagic, 2, 0), StatusCode::kUnsupportedVersion);
+    expect_error_and_close(server, forged_header(kMagic, 2, 0), StatusCode::kUnsupportedVersion);
   }
   SECTION("a header claiming a 2 GiB body") {
-    expect_error_and_close(server, header_bytes(kMagic, 1, 0x80000000u), StatusCode::kFrameTooLarge);
+    expect_error_and_close(server, forged_header(kMagic, 1, 0x80000000u), StatusCode::kFrameTooLarge);
   }
   SECTION("one byte over the limit, logged in, followed by more bytes") {
     auto c = server.login("alice");
-    c->send_raw(header_bytes(kMagic, 1, 65537) + std::string(70000, 'x'));
+    c->send_raw(forged_header(kMagic, 1, 65537) + std::string(70000, 'x'));
     auto f = c->next_frame();
     REQUIRE(f);
     CHECK(f->status() == StatusCode::kFrameTooLarge);

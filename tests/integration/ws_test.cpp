@@ -43,19 +43,6 @@ std::string im_frame(Cmd cmd, std::uint32_t seq, std::string_view body = {}) {
   return encode_frame(h, body);
 }
 
-// An IM header with its fields set by hand (wrong magic, version, length).
-std::string im_header(std::uint16_t magic, std::uint8_t version, std::uint32_t body_len) {
-  std::string f = im_frame(Cmd::kHeartbeat, 1);
-  f[0] = static_cast<char>(magic >> 8);
-  f[1] = static_cast<char>(magic);
-  f[2] = static_cast<char>(version);
-  f[12] = static_cast<char>(body_len >> 24);
-  f[13] = static_cast<char>(body_len >> 16);
-  f[14] = static_cast<char>(body_len >> 8);
-  f[15] = static_cast<char>(body_len);
-  return f;
-}
-
 // An upgraded connection (not logged in).
 std::unique_ptr<WsRaw> upgraded(const ServerProcess& server) {
   auto ws = std::make_unique<WsRaw>(server.ws_port());
@@ -95,15 +82,7 @@ void expect_ws_served(const ServerProcess& server) {
 
 // The messages of the next PUSH on a WebSocket session (other frames skipped).
 std::vector<v1::Message> ws_next_push(WsRaw& ws) {
-  for (int i = 0; i < 100; ++i) {
-    auto f = ws.next_im();
-    if (!f) return {};
-    if (f->header.cmd != Cmd::kPush) continue;
-    v1::MessagePush push;
-    REQUIRE(f->parse(push));
-    return {push.messages().begin(), push.messages().end()};
-  }
-  return {};
+  return next_push_from([&] { return ws.next_im(); });
 }
 
 v1::SendResp ws_send_ok(WsRaw& ws, const std::string& to, const std::string& cmid, const std::string& body) {
@@ -616,14 +595,14 @@ TEST_CASE("ws: a message that is not one well-formed IM frame: an ERROR frame, t
     std::uint16_t code;
   };
   const std::vector<Case> cases{
-      {"wrong magic", im_header(0x1234, 1, 0), StatusCode::kBadFrame, kProtocolError},
+      {"wrong magic", forged_header(0x1234, 1, 0), StatusCode::kBadFrame, kProtocolError},
       {"HTTP in a binary message", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", StatusCode::kBadFrame, kProtocolError},
-      {"version 2", im_header(kMagic, 2, 0), StatusCode::kUnsupportedVersion, kProtocolError},
-      {"a header claiming max_frame_bytes + 1", im_header(kMagic, 1, 65537), StatusCode::kFrameTooLarge, kTooBig},
-      {"a header claiming 2 GiB", im_header(kMagic, 1, 0x80000000u), StatusCode::kFrameTooLarge, kTooBig},
+      {"version 2", forged_header(kMagic, 2, 0), StatusCode::kUnsupportedVersion, kProtocolError},
+      {"a header claiming max_frame_bytes + 1", forged_header(kMagic, 1, 65537), StatusCode::kFrameTooLarge, kTooBig},
+      {"a header claiming 2 GiB", forged_header(kMagic, 1, 0x80000000u), StatusCode::kFrameTooLarge, kTooBig},
       {"two frames in one message", hb + hb, StatusCode::kBadFrame, kProtocolError},
       {"a frame and a byte more", hb + "x", StatusCode::kBadFrame, kProtocolError},
-      {"a truncated body", im_header(kMagic, 1, 10) + "12345", StatusCode::kBadFrame, kProtocolError},
+      {"a truncated body", forged_header(kMagic, 1, 10) + "12345", StatusCode::kBadFrame, kProtocolError},
       {"a truncated header", hb.substr(0, 5), StatusCode::kBadFrame, kProtocolError},
       {"an empty message", "", StatusCode::kBadFrame, kProtocolError},
   };
@@ -643,7 +622,7 @@ TEST_CASE("ws: a message that is not one well-formed IM frame: an ERROR frame, t
   }
   // the same after LOGIN
   auto ws = ws_login(server, "alice");
-  ws->send_frame(ws_op::kBinary, im_header(0x1234, 1, 0));
+  ws->send_frame(ws_op::kBinary, forged_header(0x1234, 1, 0));
   auto f = ws->next_im();
   REQUIRE(f);
   CHECK(f->header.cmd == Cmd::kError);

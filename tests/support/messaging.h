@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -107,10 +108,11 @@ inline std::vector<v1::Message> history_all(SyncClient& c, v1::ConvType type, co
   return out;
 }
 
-// The messages of the next PUSH frame (skipping other server frames).
-inline std::vector<v1::Message> next_push(SyncClient& c, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+// The messages of the next PUSH that `next()` returns (other frames skipped).
+template <class NextFrame>
+std::vector<v1::Message> next_push_from(NextFrame next) {
   for (int i = 0; i < 100; ++i) {
-    auto f = c.next_frame(timeout);
+    std::optional<Frame> f = next();
     if (!f) return {};
     if (f->header.cmd != Cmd::kPush) continue;
     v1::MessagePush push;
@@ -118,6 +120,27 @@ inline std::vector<v1::Message> next_push(SyncClient& c, std::chrono::millisecon
     return {push.messages().begin(), push.messages().end()};
   }
   return {};
+}
+
+// The messages of the next PUSH frame (skipping other server frames).
+inline std::vector<v1::Message> next_push(SyncClient& c, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  return next_push_from([&] { return c.next_frame(timeout); });
+}
+
+// A HEARTBEAT header with its magic, version and body_len forged (framing tests).
+inline std::string forged_header(std::uint16_t magic, std::uint8_t version, std::uint32_t body_len) {
+  FrameHeader h;
+  h.cmd = Cmd::kHeartbeat;
+  h.seq = 1;
+  std::string f = encode_frame(h, "");
+  f[0] = static_cast<char>(magic >> 8);
+  f[1] = static_cast<char>(magic);
+  f[2] = static_cast<char>(version);
+  f[12] = static_cast<char>(body_len >> 24);
+  f[13] = static_cast<char>(body_len >> 16);
+  f[14] = static_cast<char>(body_len >> 8);
+  f[15] = static_cast<char>(body_len);
+  return f;
 }
 
 // Collects pushed messages until `count` arrived (or nothing came for 5 s).
