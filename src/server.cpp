@@ -73,7 +73,10 @@ std::vector<BoundListener> Server::listeners() const {
 
 void Server::reload(const Config& fresh) {
   impl_->service.reload(fresh);
-  if (!impl_->tls) return;
+  if (!impl_->tls) {
+    if (fresh.tls.enabled()) spdlog::warn("SIGHUP: TLS cannot be turned on while running; restart to use [tls]");
+    return;
+  }
   if (!fresh.tls.enabled()) {
     spdlog::warn("SIGHUP: TLS cannot be turned off while running; the listeners keep the current certificate");
     return;

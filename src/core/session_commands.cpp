@@ -113,7 +113,7 @@ void Service::drain(net::Connection& conn) {
   end_session(ctx);
   end_phase(ctx);
   conn.send(net::make_kickout(env_->next_push_seq(), v1::SERVER_SHUTDOWN, "server shutting down", {}, reconnect_ms));
-  conn.close_after_flush();
+  conn.close_after_flush(ws::kCloseGoingAway);
 }
 
 }  // namespace im::core

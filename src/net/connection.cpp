@@ -188,12 +188,10 @@ std::size_t Connection::process_ws(std::span<char> data) {
       case ws::WsEventKind::kNeedMore: return used;
       case ws::WsEventKind::kMessage: deliver_ws_message(e.payload); break;
       case ws::WsEventKind::kPing:
-        if (phase_ == Phase::kActive) mark_ms_ = loop_.now_ms();
+        refresh_on_control();
         enqueue_raw(ws::encode_frame(ws::Opcode::kPong, e.payload));
         break;
-      case ws::WsEventKind::kPong:
-        if (phase_ == Phase::kActive) mark_ms_ = loop_.now_ms();
-        break;
+      case ws::WsEventKind::kPong: refresh_on_control(); break;
       case ws::WsEventKind::kClose:  // the peer's close: answer with its code, then end
         close_after_flush(e.close_code);
         return data.size();
@@ -201,6 +199,12 @@ std::size_t Connection::process_ws(std::span<char> data) {
     }
   }
   return used;
+}
+
+void Connection::refresh_on_control() {
+  // A ping or pong keeps a session alive, but not a half-received message:
+  // its buffer must not outlive the idle timeout.
+  if (phase_ == Phase::kActive && !ws_->reader.in_message()) mark_ms_ = loop_.now_ms();
 }
 
 void Connection::deliver_ws_message(std::string_view message) {
@@ -431,6 +435,7 @@ void Connection::linger() {
   // input would send an RST, which may destroy our last frame in flight.
   if (fin_sent_) return;
   fin_sent_ = true;
+  if (ws_) ws_->reader.release();  // never inside input processing: the queue is flushed
   if (ssl_ && SSL_is_init_finished(ssl_)) {
     ERR_clear_error();
     SSL_shutdown(ssl_);  // close_notify, best effort: a full socket drops it
@@ -442,6 +447,22 @@ void Connection::linger() {
 }
 
 void Connection::discard_input(std::span<char> buf) {
+  if (ssl_ && !fin_sent_) {
+    // Still flushing through TLS: a write that waited for a read goes on
+    // only if the reads go through OpenSSL too.
+    for (int i = 0; i < kReadsPerWakeup; ++i) {
+      asio::error_code ec;
+      read_some(buf, ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again || ec == asio::error::in_progress) break;
+      if (ec) {
+        close();
+        return;
+      }
+    }
+    flush();
+    wait_readable();
+    return;
+  }
   for (int i = 0; i < kReadsPerWakeup; ++i) {
     asio::error_code ec;
     socket_.read_some(asio::buffer(buf.data(), buf.size()), ec);
@@ -464,6 +485,8 @@ void Connection::close() {
   queue_.clear();
   pending_bytes_ = 0;
   std::string().swap(partial_);
+  // Inside input processing a delivered message may still be in use.
+  if (ws_ && !in_input_) ws_->reader.release();
   loop_.service().on_close(*this);
   loop_.admission().release(peer_key_);
   loop_.remove(*this);
@@ -508,13 +531,13 @@ void Connection::check_timeout(std::uint32_t now_ms) {
     case Phase::kHandshake:
       if (elapsed >= l.auth_timeout_ms) {
         spdlog::debug("loop {}: closing a connection that did not log in", loop_.index());
-        close();
+        close_on_timeout();
       }
       break;
     case Phase::kActive:
       if (elapsed >= l.idle_timeout_ms) {
         spdlog::debug("loop {}: closing a silent session", loop_.index());
-        close();
+        close_on_timeout();
       }
       break;
     case Phase::kClosing:
@@ -522,6 +545,16 @@ void Connection::check_timeout(std::uint32_t now_ms) {
       break;
     case Phase::kClosed: break;
   }
+}
+
+void Connection::close_on_timeout() {
+  // A WebSocket peer is told why (1001) within the closing grace; a TCP one
+  // is simply closed: nothing of ours can be in flight that it waits for.
+  if (ws_ && ws_->open) {
+    close_after_flush(ws::kCloseGoingAway);
+    return;
+  }
+  close();
 }
 
 void send_from_any_thread(const std::shared_ptr<Connection>& conn, SharedFrame frame) {

@@ -54,8 +54,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // before its upgrade. Over max_pending_bytes: closed.
   void send(SharedFrame frame);
   // Flushes what is queued, then closes (a WebSocket connection sends a close
-  // frame with `ws_code` first).
-  void close_after_flush(std::uint16_t ws_code = 1000);
+  // frame with `ws_code` first: ws::kCloseNormal for a kick or a logout,
+  // ws::kCloseGoingAway when the server shuts down).
+  void close_after_flush(std::uint16_t ws_code = ws::kCloseNormal);
   void close();
   void pause_reading();
   void resume_reading();
@@ -106,6 +107,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void wait_writable();
   void fail_framing(StatusCode error, std::string_view why = {});
   void fail_ws(std::uint16_t code);
+  void refresh_on_control();
+  void close_on_timeout();
   void linger();
   void discard_input(std::span<char> buf);
 

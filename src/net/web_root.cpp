@@ -53,7 +53,8 @@ bool plain_segments(std::string_view path) {
   while (pos <= path.size()) {
     const std::size_t slash = path.find('/', pos);
     const std::string_view seg = path.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos);
-    if (seg.empty() || seg == "." || seg == ".." || seg.find('\\') != std::string_view::npos) return false;
+    // Dot files and folders (.git, .env) are never served, nor . and ..
+    if (seg.empty() || seg.front() == '.' || seg.find('\\') != std::string_view::npos) return false;
     if (slash == std::string_view::npos) break;
     pos = slash + 1;
   }

@@ -190,6 +190,11 @@ WsEvent WsReader::next(std::span<char> in) {
       e.payload = std::string_view(payload.data(), payload.size());
       return e;
     }
+    // Grow by doubling but never past the limit: a message buffer holds at
+    // most max_message_ bytes, whatever the fragments' sizes.
+    const std::size_t need = message_.size() + payload.size();
+    if (need > message_.capacity())
+      message_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(max_message_, std::max(need, 2 * message_.capacity()))));
     message_.append(payload.data(), payload.size());
     in_message_ = !h.fin;
     if (h.fin) {

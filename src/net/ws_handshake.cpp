@@ -102,6 +102,10 @@ ParsedRequest parse_request(std::string_view in, std::size_t max_head) {
   const std::size_t method_end = std::min(in.find(' '), in.size());
   if (!std::all_of(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(method_end), is_tchar))
     return bad_request(400);
+  // Lines end with CRLF; a bare LF would leave us waiting for a blank line
+  // that never comes.
+  for (std::size_t lf = in.find('\n'); lf != std::string_view::npos && lf < max_head; lf = in.find('\n', lf + 1))
+    if (lf == 0 || in[lf - 1] != '\r') return bad_request(400);
   const std::size_t end = in.substr(0, max_head).find("\r\n\r\n");
   if (end == std::string_view::npos) {
     if (in.size() >= max_head) return bad_request(431);
@@ -148,15 +152,19 @@ std::string http_response(int status, std::string_view content_type, std::string
 }
 
 UpgradeAnswer answer_upgrade(const HttpRequest& req, const std::vector<std::string>& allowed_origins) {
-  auto refuse = [](int status, std::string_view why, std::string_view extra = {}) {
+  const bool head_only = req.method == "HEAD";
+  auto refuse = [&](int status, std::string_view why, std::string_view extra = {}) {
     return UpgradeAnswer{status, http_response(status, "text/plain; charset=utf-8", fmt::format("{}\n", why),
-                                               false, extra)};
+                                               head_only, extra)};
   };
   if (req.method != "GET") return refuse(405, "a WebSocket upgrade is a GET", "Allow: GET\r\n");
   if (req.version != "HTTP/1.1") return refuse(400, "a WebSocket upgrade needs HTTP/1.1");
+  if (req.header("Host").empty()) return refuse(400, "the Host header is required");
   if (!req.has_token("Upgrade", "websocket") || !req.has_token("Connection", "upgrade"))
     return refuse(400, "this path speaks WebSocket only: Upgrade: websocket and Connection: Upgrade are required");
-  if (req.header("Sec-WebSocket-Version") != "13")
+  const std::string_view version = req.header("Sec-WebSocket-Version");
+  if (version.empty()) return refuse(400, "Sec-WebSocket-Version: 13 is required");
+  if (version != "13")
     return refuse(426, "only WebSocket version 13 is spoken", "Sec-WebSocket-Version: 13\r\n");
   const std::string_view key = req.header("Sec-WebSocket-Key");
   std::string raw;

@@ -280,7 +280,7 @@ TEST_CASE("answer_upgrade: refusals carry their status and close the connection"
       {"Connection: keep-alive", with("Connection", "Connection: keep-alive"), 400},
       {"version 8", with("Sec-WebSocket-Version", "Sec-WebSocket-Version: 8"), 426},
       {"version 14", with("Sec-WebSocket-Version", "Sec-WebSocket-Version: 14"), 426},
-      {"no version", with("Sec-WebSocket-Version", ""), 426},
+      {"no version", with("Sec-WebSocket-Version", ""), 400},
   };
   for (const auto& c : cases) {
     INFO(c.what);
