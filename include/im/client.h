@@ -42,6 +42,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl/context.hpp>
 #include <asio/ssl/stream.hpp>
+#include <asio/steady_timer.hpp>
 
 #include "im/protocol.h"
 
@@ -131,6 +132,11 @@ class Client : public std::enable_shared_from_this<Client> {
   // kernel's choice.
   void connect(const asio::ip::tcp::endpoint& server, ConnectHandler done, const asio::ip::tcp::endpoint& source = {});
   // Sends a request (seq chosen here, returned); `on_response` gets its answer.
+  // When the connection ends first, `on_response` is dropped (destroyed, never
+  // called), like every pending request's. A request that can no longer be
+  // sent (after close(), ws_close(), a failed connect or the end of the
+  // connection) is not sent: `on_response` is dropped at once and 0 is
+  // returned (a seq is never 0).
   std::uint32_t request(Cmd cmd, const google::protobuf::MessageLite* body, FrameHandler on_response);
   std::uint32_t request(Cmd cmd, std::string_view body, FrameHandler on_response);
   // Sends a request that has no answer when it succeeds (ACK).
@@ -149,7 +155,9 @@ class Client : public std::enable_shared_from_this<Client> {
   // Runs once when the connection ends after a successful connect: with
   // asio::error::eof after the server's close frame (ws, wss; answered
   // first), asio::error::operation_aborted after close(),
-  // asio::error::invalid_argument when the server broke the framing, else
+  // asio::error::timed_out when the server did not end the connection within
+  // kWsCloseTimeout of ws_close(), asio::error::invalid_argument when the
+  // server broke the framing, else
   // the read or write error (eof; on tls, wss a server that closes without
   // close_notify gives asio::ssl::error::stream_truncated).
   void on_close(CloseHandler handler) { on_close_ = std::move(handler); }
@@ -157,9 +165,14 @@ class Client : public std::enable_shared_from_this<Client> {
   // wss without close_notify); pending requests are forgotten.
   void close();
   // ws, wss: starts the closing handshake with `code` (RFC 6455, 7.4); the
-  // connection ends when the server's close arrives or it closes the socket.
-  // Nothing is sent after it. tcp, tls: close().
+  // connection ends when the server's close arrives or it closes the socket,
+  // and at the latest kWsCloseTimeout later: then the client closes the
+  // socket itself (on_close gets asio::error::timed_out). Nothing is sent
+  // after it; requests made after it are dropped (see request()).
+  // tcp, tls: close().
   void ws_close(std::uint16_t code = 1000);
+  // How long ws_close() waits for the server to end the connection.
+  static constexpr std::chrono::milliseconds kWsCloseTimeout{2000};
   bool is_open() const { return socket_.is_open(); }
   std::size_t pending_requests() const { return pending_.size(); }
   // The TCP socket under any TLS or WebSocket layer: for its executor and
@@ -222,6 +235,8 @@ class Client : public std::enable_shared_from_this<Client> {
   bool close_sent_ = false;  // ws, wss: our close frame is queued; nothing may follow it
   bool ending_ = false;      // end_after_writes was called
   bool closed_ = false;
+  // ws, wss: made by ws_close(), so that an open client carries no timer.
+  std::unique_ptr<asio::steady_timer> close_timer_;
 };
 
 // A blocking client with its own I/O thread. Thread safe.

@@ -281,6 +281,9 @@ std::uint32_t Client::next_seq() {
 }
 
 std::uint32_t Client::request(Cmd cmd, std::string_view body, FrameHandler on_response) {
+  // Nothing can be sent any more: the handler would never run. Dropped here,
+  // as the end of a connection drops its pending requests' handlers.
+  if (closed_ || close_sent_ || ending_) return 0;
   FrameHeader h;
   h.cmd = cmd;
   h.seq = next_seq();
@@ -456,6 +459,14 @@ void Client::ws_close(std::uint16_t code) {
     return;
   }
   send_ws_close(code);
+  if (closed_ || close_timer_) return;
+  // A server that never answers the close (or never reads it) must not keep
+  // the connection, and on_close waiting, forever.
+  close_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor(), kWsCloseTimeout);
+  close_timer_->async_wait([self = shared_from_this()](const asio::error_code& ec) {
+    if (ec || self->closed_) return;
+    self->fail(asio::error::timed_out);
+  });
 }
 
 void Client::fail(const asio::error_code& ec) {
@@ -463,6 +474,7 @@ void Client::fail(const asio::error_code& ec) {
   closed_ = true;
   asio::error_code ignored;
   socket_.close(ignored);
+  if (close_timer_) close_timer_->cancel();
   auto pending = std::move(pending_);
   pending_.clear();
   if (on_close_) on_close_(ec);

@@ -4,11 +4,14 @@
 // equivalence of WebSocket and TCP sessions (chat, kick, PULL).
 
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <catch2/catch.hpp>
 #include <cctype>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -30,6 +33,11 @@ namespace {
 constexpr std::uint16_t kProtocolError = 1002;
 constexpr std::uint16_t kUnsupportedData = 1003;
 constexpr std::uint16_t kTooBig = 1009;
+constexpr std::uint16_t kGoingAway = 1001;
+// The largest message: one frame of the default max_frame_bytes (65536), and
+// before LOGIN one of the pre-login body limit (PROTOCOL 1).
+constexpr std::uint64_t kMessageLimit = 65536 + kHeaderSize;
+constexpr std::uint64_t kPreLoginMessage = kMaxPreLoginBody + kHeaderSize;
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -41,6 +49,22 @@ std::string im_frame(Cmd cmd, std::uint32_t seq, std::string_view body = {}) {
   h.cmd = cmd;
   h.seq = seq;
   return encode_frame(h, body);
+}
+
+// A PRESENCE request body of exactly `size` bytes (at least 16 KiB): one uid,
+// then an unknown bytes field (15) as padding.
+std::string padded_presence(std::size_t size) {
+  v1::PresenceReq req;
+  req.add_uids("alice");
+  std::string body = req.SerializeAsString();
+  // field 15, wire type 2 (bytes): tag 0x7A, then a 3-byte varint length
+  const std::size_t pad = size - body.size() - 4;
+  body.push_back(0x7A);
+  body.push_back(static_cast<char>(0x80 | (pad & 0x7F)));
+  body.push_back(static_cast<char>(0x80 | ((pad >> 7) & 0x7F)));
+  body.push_back(static_cast<char>(pad >> 14));
+  body.append(pad, 'z');
+  return body;
 }
 
 // An upgraded connection (not logged in).
@@ -254,7 +278,9 @@ TEST_CASE("ws: upgrade refusals carry their status, Connection: close, and the s
        "GET",
        {"Upgrade: websocket", "Connection: keep-alive", key, "Sec-WebSocket-Version: 13"},
        400},
+      {"no Sec-WebSocket-Version", "GET", {"Upgrade: websocket", "Connection: Upgrade", key}, 400},
       {"version 8", "GET", {"Upgrade: websocket", "Connection: Upgrade", key, "Sec-WebSocket-Version: 8"}, 426},
+      {"version 14", "GET", {"Upgrade: websocket", "Connection: Upgrade", key, "Sec-WebSocket-Version: 14"}, 426},
       {"POST", "POST", {"Upgrade: websocket", "Connection: Upgrade", key, "Sec-WebSocket-Version: 13"}, 405},
       {"PUT", "PUT", {"Content-Length: 0"}, 405},
   };
@@ -268,6 +294,65 @@ TEST_CASE("ws: upgrade refusals carry their status, Connection: close, and the s
     if (c.status == 426) CHECK(a.header("Sec-WebSocket-Version") == "13");
     expect_http_close(ws, a);
   }
+  expect_ws_served(server);
+}
+
+TEST_CASE("ws: an upgrade without a Host header is 400, and HEAD /ws is 405 with no body") {
+  ServerProcess server;
+  {
+    WsRaw ws(server.ws_port());
+    REQUIRE(ws.connected());
+    ws.send_raw(
+        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    const HttpAnswer a = ws.read_answer();
+    CHECK(a.status == 400);
+    CHECK(a.header("Sec-WebSocket-Accept").empty());
+    expect_http_close(ws, a);
+  }
+  // the same request with a Host header is upgraded (the control)
+  {
+    WsRaw ws(server.ws_port());
+    REQUIRE(ws.connected());
+    CHECK(ws.upgrade().status == 101);
+  }
+  for (const bool with_upgrade_headers : {false, true}) {
+    INFO("with the upgrade headers: " << with_upgrade_headers);
+    WsRaw ws(server.ws_port());
+    REQUIRE(ws.connected());
+    std::vector<std::string> headers;
+    if (with_upgrade_headers)
+      headers = {"Upgrade: websocket", "Connection: Upgrade",
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"};
+    const HttpAnswer a = ws.http("HEAD", "/ws", headers);
+    CHECK(a.status == 405);
+    CHECK(a.header("Sec-WebSocket-Accept").empty());
+    CHECK(lower(a.header("Connection")) == "close");
+    // no body: the next thing after the head is the end of the connection
+    CHECK(ws.read_to_eof().empty());
+    CHECK(ws.eof());
+  }
+  expect_ws_served(server);
+}
+
+TEST_CASE("ws port, HTTP: a request with bare LF line endings is answered 400, not left waiting") {
+  // A long auth timeout: the answer must come from the request itself, not
+  // from the timeout (which closes without an answer).
+  ServerProcess server(Overrides{{"server.auth_timeout_ms", "60000"}});
+  for (const std::string& request :
+       {std::string("GET / HTTP/1.1\n\n"), std::string("GET /ws HTTP/1.1\nHost: 127.0.0.1\n\n"),
+        std::string("GET / HTTP/1.1\r\nHost: 127.0.0.1\n\r\n"),
+        std::string("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")}) {
+    INFO(request);
+    WsRaw ws(server.ws_port());
+    REQUIRE(ws.connected());
+    ws.send_raw(request);
+    const HttpAnswer a = ws.read_answer(false, 30s);
+    CHECK(a.status == 400);
+    expect_http_close(ws, a);
+  }
+  REQUIRE(server.running());
   expect_ws_served(server);
 }
 
@@ -420,6 +505,29 @@ TEST_CASE("ws port, HTTP: missing files, directories and everything outside the 
   REQUIRE(server.running());
 }
 
+TEST_CASE("ws port, HTTP: a path segment starting with a dot is 404, even for a file in the web root") {
+  WebRoot web;
+  fs::create_directories(web.root / ".git");
+  WebRoot::write(web.root / ".git" / "config", "[core]\n\trepositoryformatversion = 0 SECRET-GIT\n");
+  WebRoot::write(web.root / ".hidden", "SECRET-HIDDEN\n");
+  WebRoot::write(web.root / "sub" / ".env", "SECRET-ENV\n");
+  fs::create_directories(web.root / ".well-hidden");
+  WebRoot::write(web.root / ".well-hidden" / "page.html", "<p>SECRET-DIR</p>\n");
+  ServerProcess server(web.overrides());
+  // the control: a plain file beside them is served
+  CHECK(get(server, "GET", "/sub/page.html").status == 200);
+  for (const char* target : {"/.git/config", "/.hidden", "/sub/.env", "/.well-hidden/page.html", "/%2egit/config",
+                             "/%2Ehidden", "/sub/%2eenv", "/.git/", "/.git"}) {
+    for (const char* method : {"GET", "HEAD"}) {
+      INFO(method << " " << target);
+      const HttpAnswer a = get(server, method, target);
+      CHECK(a.status == 404);
+      CHECK(a.body.find("SECRET") == std::string::npos);
+    }
+  }
+  REQUIRE(server.running());
+}
+
 TEST_CASE("ws port, HTTP: with no web root, GET / is a placeholder page") {
   ServerProcess server(Overrides{{"server.web_root", "\"\""}});
   const HttpAnswer a = get(server, "GET", "/");
@@ -473,13 +581,15 @@ TEST_CASE("ws framing violations close with the RFC's codes and end the connecti
       {"a ping of 126 bytes", [&](WsRaw& ws) { ws.send_frame(ws_op::kPing, std::string(126, 'p')); }, kProtocolError},
       {"a fragmented ping", [&](WsRaw& ws) { ws.send_frame(ws_op::kPing, "p", false); }, kProtocolError},
       {"a text message", [&](WsRaw& ws) { ws.send_frame(ws_op::kText, "{\"cmd\": \"login\"}"); }, kUnsupportedData},
-      {"a frame over max_frame_bytes + 20, from its header alone",
-       [&](WsRaw& ws) { ws.send_head_claim(ws_op::kBinary, 65536 + 21); }, kTooBig},
+      // Before LOGIN the limit is the pre-login one (16384 + 20); after
+      // LOGIN it is max_frame_bytes + 20: see the test after this one.
+      {"a frame over the pre-login limit, from its header alone",
+       [&](WsRaw& ws) { ws.send_head_claim(ws_op::kBinary, kPreLoginMessage + 1); }, kTooBig},
       {"a 1 TiB length claim", [&](WsRaw& ws) { ws.send_head_claim(ws_op::kBinary, 1ull << 40); }, kTooBig},
-      {"fragments adding up to more than max_frame_bytes + 20",
+      {"fragments each under the pre-login limit adding up to one byte more",
        [&](WsRaw& ws) {
-         ws.send_frame(ws_op::kBinary, std::string(60000, 'x'), false);
-         ws.send_head_claim(ws_op::kContinuation, 6000);
+         ws.send_frame(ws_op::kBinary, std::string(10000, 'x'), false);
+         ws.send_head_claim(ws_op::kContinuation, kPreLoginMessage + 1 - 10000);
        },
        kTooBig},
   };
@@ -488,6 +598,69 @@ TEST_CASE("ws framing violations close with the RFC's codes and end the connecti
     auto ws = upgraded(server);
     c.send(*ws);
     expect_close(*ws, c.code);
+  }
+  REQUIRE(server.running());
+  expect_ws_served(server);
+}
+
+TEST_CASE("ws after LOGIN: messages are limited to max_frame_bytes + 20, whole or in fragments") {
+  ServerProcess server;
+  std::uint32_t seq = 100;
+  // A PRESENCE request of exactly `size` message bytes, as the server must answer it.
+  auto presence_of = [&](std::uint64_t size) {
+    return im_frame(Cmd::kPresence, ++seq, padded_presence(static_cast<std::size_t>(size) - kHeaderSize));
+  };
+  auto expect_answered = [&](WsRaw& ws) {
+    auto r = ws.next_im();
+    REQUIRE(r);
+    CHECK(r->header.is_response());
+    CHECK(r->header.seq == seq);
+    INFO(r->error_message());
+    CHECK(r->ok());
+  };
+  {
+    INFO("one frame claiming max_frame_bytes + 21: 1009 from its header alone");
+    auto ws = ws_login(server, "alice");
+    ws->send_head_claim(ws_op::kBinary, kMessageLimit + 1);
+    expect_close(*ws, kTooBig);
+  }
+  {
+    INFO("one frame of exactly max_frame_bytes + 20 carrying a frame: answered");
+    auto ws = ws_login(server, "alice");
+    const std::string message = presence_of(kMessageLimit);
+    REQUIRE(message.size() == kMessageLimit);
+    ws->send_frame(ws_op::kBinary, message);
+    expect_answered(*ws);
+  }
+  {
+    INFO("fragments each under the limit adding up to max_frame_bytes + 21: 1009");
+    auto ws = ws_login(server, "alice");
+    ws->send_frame(ws_op::kBinary, std::string(30000, 'x'), false);
+    ws->send_frame(ws_op::kPing, "between");  // a control frame does not count
+    ws->send_frame(ws_op::kContinuation, std::string(30000, 'x'), false);
+    ws->send_head_claim(ws_op::kContinuation, kMessageLimit + 1 - 60000);
+    expect_close(*ws, kTooBig);
+  }
+  {
+    INFO("fragments whose last one is whole, adding up to max_frame_bytes + 21: 1009");
+    auto ws = ws_login(server, "alice");
+    const std::string message = presence_of(kMessageLimit) + "z";
+    ws->send_frame(ws_op::kBinary, message.substr(0, 40000), false);
+    ws->send_frame(ws_op::kContinuation, message.substr(40000), true);
+    expect_close(*ws, kTooBig);
+  }
+  {
+    INFO("fragments each under the limit adding up to exactly max_frame_bytes + 20: answered");
+    auto ws = ws_login(server, "alice");
+    const std::string message = presence_of(kMessageLimit);
+    ws->send_frame(ws_op::kBinary, message.substr(0, 30000), false);
+    ws->send_frame(ws_op::kContinuation, message.substr(30000, 30000), false);
+    ws->send_frame(ws_op::kContinuation, message.substr(60000), true);
+    expect_answered(*ws);
+    // and the session goes on
+    auto hb = ws->call(Cmd::kHeartbeat, "");
+    REQUIRE(hb);
+    CHECK(hb->ok());
   }
   REQUIRE(server.running());
   expect_ws_served(server);
@@ -502,20 +675,109 @@ TEST_CASE("ws: a 1 TiB length claim after LOGIN closes with 1009 at once, the se
   expect_ws_served(server);
 }
 
+TEST_CASE("ws: a logged-in client that floods pings and never reads is closed as a slow consumer") {
+  // The smallest max_pending_bytes the config allows (one whole frame).
+  ServerProcess server(Overrides{{"server.max_pending_bytes", std::to_string(kMessageLimit)}});
+  WsRaw ws(server.ws_port(), 4096);  // a small receive buffer, never read below
+  ws.login("flooder");
+  // Every send waits at most a second: a server that stopped reading
+  // without closing must not hang the test.
+  timeval send_timeout{1, 0};
+  REQUIRE(::setsockopt(ws.fd(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout) == 0);
+  const std::array<std::uint8_t, 4> mask{0x11, 0x22, 0x33, 0x44};
+  const std::string ping = ws_client_frame(ws_op::kPing, std::string(125, 'p'), true, &mask);
+  std::string batch;
+  for (int i = 0; i < 500; ++i) batch += ping;  // 65,500 bytes: 500 pongs of 127 bytes each to answer
+  bool refused = false;                         // a send failed: the server closed
+  std::size_t sent = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  for (int round = 0; round < 2000 && !refused && std::chrono::steady_clock::now() < deadline; ++round) {
+    std::string_view rest(batch);
+    for (int tries = 0; tries < 1000 && !rest.empty(); ++tries) {
+      const ssize_t n = ::send(ws.fd(), rest.data(), rest.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        rest.remove_prefix(static_cast<std::size_t>(n));
+        sent += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;  // full for a second: next round
+      refused = true;                                                 // EPIPE, ECONNRESET
+      break;
+    }
+  }
+  INFO("bytes of pings sent: " << sent);
+  // Only now read: whatever pongs came, then the end of the connection.
+  CHECK(ws.wait_eof(10s));
+  CHECK(server.log().find("slow consumer") != std::string::npos);
+  REQUIRE(server.running());
+  expect_ws_served(server);
+}
+
+TEST_CASE("ws: pings do not keep a half-received message alive past heartbeat.timeout_s") {
+  ServerProcess server(Overrides{{"heartbeat.interval_s", "1"}, {"heartbeat.timeout_s", "3"}});
+  auto ws = ws_login(server, "alice");
+  const std::string hb = im_frame(Cmd::kHeartbeat, 77);
+  ws->send_frame(ws_op::kBinary, hb.substr(0, 10), false);  // the rest never comes
+  // A ping every 500 ms until the server ends the connection, for at most 15 s.
+  bool ended = false;
+  int pongs = 0;
+  std::optional<std::uint16_t> close_code;
+  for (int i = 0; i < 30 && !ended; ++i) {
+    ws->send_frame(ws_op::kPing, "still here");
+    const auto step_end = std::chrono::steady_clock::now() + 500ms;
+    for (int k = 0; k < 100 && !ended; ++k) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(step_end - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      auto f = ws->read_frame(left);
+      if (!f) {
+        ended = ws->eof();
+        break;
+      }
+      if (f->opcode == ws_op::kPong) ++pongs;
+      if (f->opcode == ws_op::kClose) {
+        close_code = f->close_code();
+        ended = ws->wait_eof(5s);
+      }
+    }
+  }
+  INFO("pongs: " << pongs << ", close code: " << (close_code ? std::to_string(*close_code) : "none"));
+  CHECK(ended);
+  CHECK(pongs > 0);  // the pings were read and answered meanwhile
+  REQUIRE(server.running());
+  expect_ws_served(server);
+}
+
+TEST_CASE("ws: a silent logged-in session closed by heartbeat.timeout_s gets a close 1001 first") {
+  ServerProcess server(Overrides{{"heartbeat.interval_s", "1"}, {"heartbeat.timeout_s", "2"}});
+  auto ws = ws_login(server, "alice");
+  const auto code = ws->read_close(15s);
+  REQUIRE(code);
+  CHECK(*code == kGoingAway);
+  CHECK(ws->wait_eof(10s));
+}
+
+TEST_CASE("ws: on SIGTERM a logged-in WebSocket session gets KICKOUT SERVER_SHUTDOWN, then a close 1001") {
+  ServerProcess server;
+  auto ws = ws_login(server, "alice", v1::WEB, "browser-1");
+  CHECK(server.terminate() == 0);
+  auto kick = ws->next_im();
+  REQUIRE(kick);
+  CHECK(kick->header.cmd == Cmd::kKickout);
+  v1::Kickout k;
+  REQUIRE(kick->parse(k));
+  CHECK(k.reason() == v1::SERVER_SHUTDOWN);
+  const auto code = ws->read_close();
+  REQUIRE(code);
+  CHECK(*code == kGoingAway);
+  CHECK(ws->wait_eof());
+}
+
 TEST_CASE("ws: a message of exactly max_frame_bytes + 20 is accepted") {
   ServerProcess server;
   auto ws = ws_login(server, "alice");
-  // a PRESENCE request padded with an unknown field up to the largest body
-  v1::PresenceReq req;
-  req.add_uids("alice");
-  std::string body = req.SerializeAsString();
-  // field 15, wire type 2 (bytes): tag 0x7A, then a 3-byte varint length
-  const std::size_t pad = 65536 - body.size() - 4;
-  body.push_back(0x7A);
-  body.push_back(static_cast<char>(0x80 | (pad & 0x7F)));
-  body.push_back(static_cast<char>(0x80 | ((pad >> 7) & 0x7F)));
-  body.push_back(static_cast<char>(pad >> 14));
-  body.append(pad, 'z');
+  const std::string body = padded_presence(65536);
   REQUIRE(body.size() == 65536);
   auto r = ws->call(Cmd::kPresence, body);
   REQUIRE(r);

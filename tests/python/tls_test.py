@@ -2,20 +2,26 @@
 """TLS on both listeners (tls.cert_file and tls.key_file set), checked with
 Python's ssl module and the openssl CLI: login and C2C verified against a test
 CA, TLS 1.1 refused while 1.2 and 1.3 are spoken, a plaintext client gets no
-service, and SIGHUP loads replaced certificate files (a bad one keeps the old).
+service, SIGHUP loads replaced certificate files (a bad one keeps the old and
+says so), the TLS handshake counts against server.auth_timeout_ms, large
+pushes to a slow reader arrive whole and in order through partial TLS writes,
+and malformed WebSocket frames over wss:// close with their codes.
 
 usage: tls_test.py --imserver BIN --pb-dir DIR
 """
 
 import asyncio
+import base64
 import itertools
 import os
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
+import time
 
 import imtest
 from imtest import expect, log
@@ -127,6 +133,244 @@ def plaintext_gets_nothing(port, request):
     return got
 
 
+def client_hello():
+    """The bytes of a real TLS ClientHello, as Python's ssl module writes it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    expect(len(hello) > 100 and hello[0] == 0x16, f"a ClientHello record: {hello[:8]!r}")
+    return hello
+
+
+def closed_by_server(sock, timeout):
+    """Reads and drops whatever comes until the server ends the connection
+    (EOF or reset): True, or False when `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        sock.settimeout(left)
+        try:
+            if not sock.recv(4096):
+                return True
+        except socket.timeout:
+            return False
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return True
+
+
+class FrameReader:
+    """IM frames off a blocking socket (plain or TLS), read `chunk` bytes at a
+    time with a pause of `pause` seconds before each read: a slow reader."""
+
+    def __init__(self, sock, chunk=65536, pause=0.0):
+        self.sock, self.chunk, self.pause = sock, chunk, pause
+        self.buf = b""
+
+    def next(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= imtest.HEADER.size:
+                fields = imtest.HEADER.unpack(self.buf[: imtest.HEADER.size])
+                end = imtest.HEADER.size + fields[6]
+                if len(self.buf) >= end:
+                    frame = imtest.Frame(fields, self.buf[imtest.HEADER.size:end])
+                    self.buf = self.buf[end:]
+                    return frame
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no whole frame in time")
+            if self.pause:
+                time.sleep(self.pause)
+            self.sock.settimeout(max(0.1, left))
+            data = self.sock.recv(self.chunk)
+            if not data:
+                raise EOFError("the server closed the connection")
+            self.buf += data
+
+
+def max_send_buffer():
+    """The most a TCP socket's send buffer grows to (tcp_wmem's maximum)."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            return int(f.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 4 << 20
+
+
+# partial_writes sends this many bytes before its receiver reads: more than
+# the kernel can hold for it (the server's send buffer at its largest, the
+# receiver's 4 KiB buffer), so the server's queue must wait on a full socket.
+# (Capped, for a host whose buffers may grow huge: the test stays short.)
+PARTIAL_WRITES_BACKLOG = min(max_send_buffer(), 16 << 20) + (1 << 20)
+
+
+async def partial_writes(server, ctx):
+    """SENDs of 30,000 bytes each to a TLS receiver with a 4 KiB receive
+    buffer that starts reading only once PARTIAL_WRITES_BACKLOG bytes were
+    sent to it, then reads 4 KiB at a time with a pause before each read
+    while 40 more come: the server's SSL_write meets a full socket again and
+    again (and frames join its queue meanwhile), and every push must still
+    arrive whole and in order. (The server needs limits.burst and
+    server.max_pending_bytes above what this sends.)"""
+    size = 30000
+    read_after = PARTIAL_WRITES_BACKLOG // size + 1
+    count = read_after + 40
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", server.tcp_port))
+    receiver = ctx.wrap_socket(raw, server_hostname="localhost")
+    try:
+        receiver.sendall(imtest.encode(imtest.LOGIN, 1, imtest.login_body("erin", IOS)))
+        reader = FrameReader(receiver, chunk=4096, pause=0.002)
+        f = reader.next()
+        expect(f.cmd == imtest.LOGIN and f.status == 0, f"the slow reader's LOGIN: {f}")
+        bodies = [base64.b64encode(os.urandom(size * 3 // 4)) for _ in range(count)]
+        got = []
+        failure = []
+        start_reading = threading.Event()
+
+        def read_slowly():
+            try:
+                start_reading.wait(60)
+                deadline = time.monotonic() + 120
+                while len(got) < count and time.monotonic() < deadline:
+                    f = reader.next(timeout=max(1, deadline - time.monotonic()))
+                    if f.cmd == imtest.PUSH:
+                        got.extend(f.parse(imtest.pb.MessagePush).messages)
+            except Exception as e:  # noqa: BLE001 (reported by the main thread)
+                failure.append(repr(e))
+
+        thread = threading.Thread(target=read_slowly, daemon=True)
+        thread.start()
+        sender = await imtest.TcpClient.connect(server.tcp_port, ctx, "localhost")
+        try:
+            await sender.login("frank", IOS)
+            for i, body in enumerate(bodies):
+                req = imtest.pb.SendReq(client_msg_id=f"big-{i}", conv_type=imtest.pb.C2C, to="erin",
+                                        content_type=1, body=body)
+                f = await sender.call(imtest.SEND, req.SerializeToString(), timeout=30)
+                expect(f.status == 0, f"SEND {i}: status {f.status} {f.error_message()}")
+                if i + 1 == read_after:
+                    start_reading.set()
+        finally:
+            start_reading.set()
+            sender.close()
+        await asyncio.get_running_loop().run_in_executor(None, thread.join, 130)
+        expect(not thread.is_alive(), "the slow reader finished")
+        expect(not failure, f"the slow reader failed: {failure}")
+        expect(len(got) == count, f"{len(got)} of {count} pushes arrived")
+        for i, m in enumerate(got):
+            expect(m.body == bodies[i],
+                   f"push {i}: {len(m.body)} bytes, not SEND {i}'s {len(bodies[i])} (or not in order)")
+        expect([m.conv_seq for m in got] == sorted(m.conv_seq for m in got), "in conversation order")
+    finally:
+        receiver.close()
+
+
+# ------------------------------------------------ WebSocket frames over wss://
+
+UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def ws_frame(opcode, payload, fin=True, masked=True, rsv=0, claim=None):
+    """A client frame written by hand (RFC 6455, 5.2); `claim`: only a header
+    claiming that many bytes."""
+    n = len(payload) if claim is None else claim
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    bit = 0x80 if masked else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n <= 0xFFFF:
+        head += bytes([bit | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([bit | 127]) + struct.pack(">Q", n)
+    if not masked:
+        return head + (payload if claim is None else b"")
+    mask = os.urandom(4)
+    if claim is not None:
+        return head + mask
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def wss_upgraded(port, ctx):
+    """A raw wss:// connection after a 101; (socket, bytes already read)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    tls = ctx.wrap_socket(raw, server_hostname="localhost")
+    tls.sendall(UPGRADE)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = tls.recv(4096)
+        expect(chunk, f"the upgrade was not answered: {buf!r}")
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    expect(head.startswith(b"HTTP/1.1 101"), f"the upgrade over wss: {head[:60]!r}")
+    return tls, rest
+
+
+def server_close_code(tls, buf, timeout=10):
+    """Reads server frames until a close; its code (None when none came)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        while len(buf) >= 2:
+            n, pos = buf[1] & 0x7F, 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n, pos = struct.unpack(">H", buf[2:4])[0], 4
+            elif n == 127:
+                if len(buf) < 10:
+                    break
+                n, pos = struct.unpack(">Q", buf[2:10])[0], 10
+            if len(buf) < pos + n:
+                break
+            opcode, payload, buf = buf[0] & 0x0F, buf[pos:pos + n], buf[pos + n:]
+            if opcode == 0x8:
+                return struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        tls.settimeout(left)
+        try:
+            chunk = tls.recv(4096)
+        except (socket.timeout, ConnectionResetError, ssl.SSLError):
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+
+
+def malformed_over_wss(server, ctx):
+    hb = imtest.encode(imtest.HEARTBEAT, 1)
+    cases = [
+        ("an unmasked binary frame", ws_frame(0x2, hb, masked=False), 1002),
+        ("a text message", ws_frame(0x1, b'{"cmd": "login"}'), 1003),
+        ("RSV1 set", ws_frame(0x2, hb, rsv=0x40), 1002),
+        ("a continuation without a message", ws_frame(0x0, hb), 1002),
+        ("a 1 TiB length claim", ws_frame(0x2, b"", claim=1 << 40), 1009),
+    ]
+    for what, data, code in cases:
+        tls, buf = wss_upgraded(server.ws_port, ctx)
+        try:
+            tls.sendall(data)
+            got = server_close_code(tls, buf)
+            expect(got == code, f"{what} over wss: close {got}, expected {code}")
+            expect(closed_by_server(tls, 10), f"{what} over wss: the connection ends after the close")
+        finally:
+            tls.close()
+    expect(server.running(), "the server runs after malformed wss frames")
+
+
 async def main():
     args = imtest.parse_args(__doc__)
     with tempfile.TemporaryDirectory(prefix="imtls-") as tmp:
@@ -201,18 +445,52 @@ async def main():
             expect(hb.status == 0, "a connection made before the reload still works")
             kept.close()
 
-            log("-- SIGHUP with a bad certificate file keeps the old certificate")
-            hups_before = server.log_text().count("SIGHUP")
+            log("-- SIGHUP with a bad certificate file keeps the old certificate, and the log says so")
+            refusal = "SIGHUP: the TLS certificate is not replaced"
+            refusals_before = server.log_text().count(refusal)
             with open(live_cert + ".new", "w") as f:
                 f.write("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
             os.replace(live_cert + ".new", live_cert)
             server.reload()
-            # wait until the server has handled that SIGHUP (it logs each), then look
-            if not imtest.wait_until(lambda: server.log_text().count("SIGHUP") > hups_before, 10, 0.05):
-                log("   (no log line about the SIGHUP seen; checking anyway)")
+            # the server has handled that SIGHUP once it logs why it kept the old certificate
+            expect(imtest.wait_until(lambda: server.log_text().count(refusal) > refusals_before, 10, 0.05),
+                   f"no log line {refusal!r} within 10 s of the SIGHUP; the log ends:\n{server.log_text()[-2000:]}")
             expect(server.running(), "the server runs after a bad certificate")
             for port in (server.tcp_port, server.ws_port):
                 expect(imtest.fingerprint(served_cert(port)) == second, f"port {port} still serves the second one")
+            await login_and_chat(server, ctx, "localhost")
+
+        log("-- the TLS handshake counts against server.auth_timeout_ms (1000 here)")
+        quick_overrides = dict(imtest.tls_overrides(cert1, key1))
+        quick_overrides["server.auth_timeout_ms"] = "1000"
+        with imtest.Server(args.imserver, quick_overrides) as server:
+            hello = client_hello()
+            opened = []
+            try:
+                for port in (server.tcp_port, server.ws_port):
+                    silent = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    half = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    half.sendall(hello[: len(hello) // 2])
+                    opened += [(f"port {port}: a client that sends nothing", silent),
+                               (f"port {port}: a client that sends half a ClientHello", half)]
+                for what, sock in opened:
+                    expect(closed_by_server(sock, 10), f"{what} was not closed within 10 s")
+            finally:
+                for _, sock in opened:
+                    sock.close()
+            expect(server.running(), "the server runs")
+            await login_and_chat(server, certs.client_context(), "localhost")
+
+        log("-- TLS partial writes, and malformed WebSocket frames over wss://")
+        big_overrides = dict(imtest.tls_overrides(cert1, key1))
+        # a slow reader, not a slow consumer to drop; one sender, never rate limited
+        big_overrides["server.max_pending_bytes"] = str(2 * PARTIAL_WRITES_BACKLOG + (8 << 20))
+        big_overrides["limits.burst"] = "100000"
+        big_overrides["limits.messages_per_second"] = "100000"
+        with imtest.Server(args.imserver, big_overrides) as server:
+            ctx = certs.client_context()
+            await partial_writes(server, ctx)
+            malformed_over_wss(server, ctx)
             await login_and_chat(server, ctx, "localhost")
     log("TLS tests passed")
 

@@ -48,20 +48,19 @@ std::string base64(const unsigned char* data, std::size_t n) {
   return out;
 }
 
-// Sec-WebSocket-Accept for `key` (RFC 6455, 4.2.2), computed here.
-std::string expected_accept(std::string_view key) {
-  const std::string input = std::string(key) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
-  return base64(digest, sizeof digest);
-}
-
 int remaining_ms(Clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return static_cast<int>(std::clamp<long long>(left, 0, 60'000));
 }
 
 }  // namespace
+
+std::string ws_accept_for(std::string_view key) {
+  const std::string input = std::string(key) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  return base64(digest, sizeof digest);
+}
 
 std::string HttpAnswer::header(std::string_view name) const {
   auto it = headers.find(lower(name));
@@ -97,8 +96,8 @@ std::string ws_client_frame(std::uint8_t opcode, std::string_view payload, bool 
   return f;
 }
 
-WsRaw::WsRaw(std::uint16_t port) : port_(port) {
-  fd_ = connect_raw(port);
+WsRaw::WsRaw(std::uint16_t port, int rcvbuf) : port_(port) {
+  fd_ = connect_raw(port, rcvbuf);
   if (fd_ >= 0) {
     int one = 1;
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -193,7 +192,7 @@ HttpAnswer WsRaw::upgrade(const std::vector<std::string>& extra, std::string_vie
                                    "Sec-WebSocket-Key: " + std::string(key), "Sec-WebSocket-Version: 13"};
   headers.insert(headers.end(), extra.begin(), extra.end());
   HttpAnswer a = http("GET", path, headers);
-  if (a.status == 101 && a.header("Sec-WebSocket-Accept") != expected_accept(key)) a.status = -101;
+  if (a.status == 101 && a.header("Sec-WebSocket-Accept") != ws_accept_for(key)) a.status = -101;
   return a;
 }
 
@@ -203,10 +202,20 @@ void WsRaw::send_frame(std::uint8_t opcode, std::string_view payload, bool fin, 
 }
 
 void WsRaw::send_head_claim(std::uint8_t opcode, std::uint64_t payload_len, bool fin, bool masked) {
+  // The shortest length form, as a well-behaved client writes it.
   std::string f;
   f.push_back(static_cast<char>((fin ? 0x80 : 0) | (opcode & 0x0F)));
-  f.push_back(static_cast<char>((masked ? 0x80 : 0) | 127));
-  for (int i = 7; i >= 0; --i) f.push_back(static_cast<char>((payload_len >> (8 * i)) & 0xFF));
+  const std::uint8_t mbit = masked ? 0x80 : 0;
+  if (payload_len < 126) {
+    f.push_back(static_cast<char>(mbit | payload_len));
+  } else if (payload_len <= 0xFFFF) {
+    f.push_back(static_cast<char>(mbit | 126));
+    f.push_back(static_cast<char>(payload_len >> 8));
+    f.push_back(static_cast<char>(payload_len & 0xFF));
+  } else {
+    f.push_back(static_cast<char>(mbit | 127));
+    for (int i = 7; i >= 0; --i) f.push_back(static_cast<char>((payload_len >> (8 * i)) & 0xFF));
+  }
   if (masked)
     for (auto b : next_mask()) f.push_back(static_cast<char>(b));
   send_raw(f);

@@ -58,7 +58,8 @@ struct WsFrame {
 class WsRaw {
  public:
   // Connects to 127.0.0.1:`port`; connected() says whether it worked.
-  explicit WsRaw(std::uint16_t port);
+  // `rcvbuf` > 0 sets SO_RCVBUF before connecting (a reader that falls behind).
+  explicit WsRaw(std::uint16_t port, int rcvbuf = 0);
   ~WsRaw();
   WsRaw(const WsRaw&) = delete;
   WsRaw& operator=(const WsRaw&) = delete;
@@ -88,7 +89,8 @@ class WsRaw {
   // 0x10), masked with a random key unless `masked` is false.
   void send_frame(std::uint8_t opcode, std::string_view payload, bool fin = true, bool masked = true,
                   std::uint8_t rsv = 0);
-  // Only a header, claiming `payload_len` bytes (none of which are sent).
+  // Only a header (in the shortest length form), claiming `payload_len`
+  // bytes, none of which are sent.
   void send_head_claim(std::uint8_t opcode, std::uint64_t payload_len, bool fin = true, bool masked = true);
   void send_close(std::uint16_t code, std::string_view reason = {});
   // The next frame from the server, nullopt when none came in time or the
@@ -136,6 +138,9 @@ class WsRaw {
   std::array<std::uint8_t, 4> next_mask();
   std::uint32_t mask_state_ = 0x9E3779B9u;
 };
+
+// Sec-WebSocket-Accept for `key` (RFC 6455, 4.2.2), computed here.
+std::string ws_accept_for(std::string_view key);
 
 // Encodes a whole client frame by hand (for tests that write their own
 // streams): FIN, RSV, opcode, the shortest length form, masked with `mask`
