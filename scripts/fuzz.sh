@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harnesses of fuzz/ (build-fuzz: clang, ASan + UBSan)
+# and runs each for IM_FUZZ_SECONDS (default 60) over a copy of its seed
+# corpus plus its kept regressions, two at a time. Fails on any crash, leak,
+# UB report, failed check or timeout, and prints the reproducer's path.
+# Usage: scripts/fuzz.sh [harness...]   (default: every harness)
+# See docs/testing.md for running one locally and keeping a regression.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${IM_FUZZ_SECONDS:-60}
+build=${IM_FUZZ_BUILD:-build-fuzz}
+all=(frame_decoder ws jwt config dispatcher admin)
+harnesses=("$@")
+((${#harnesses[@]})) || harnesses=("${all[@]}")
+
+# The largest input each harness is given (bytes).
+max_len() {
+  case "$1" in
+    jwt) echo 2048 ;;
+    *) echo 4096 ;;
+  esac
+}
+
+echo "fuzz: building ${build} (clang, ASan + UBSan, libFuzzer)"
+CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIM_FUZZ=ON -DIM_BUILD_TESTS=OFF \
+  -DIM_WERROR=OFF >/dev/null
+targets=()
+for h in "${harnesses[@]}"; do targets+=(--target "fuzz_$h"); done
+cmake --build "$build" -j2 "${targets[@]}"
+
+runs="$build/fuzz-runs"
+rm -rf "$runs"
+mkdir -p "$runs"
+
+# Runs one harness in the background; its outcome lands in $runs/<h>/status.
+start() {
+  local h=$1 dir="$runs/$1"
+  mkdir -p "$dir/corpus" "$dir/artifacts"
+  cp fuzz/corpus/"$h"/* "$dir/corpus/"
+  local dirs=("$dir/corpus")
+  if [[ -d fuzz/regressions/$h ]] && compgen -G "fuzz/regressions/$h/*" >/dev/null; then
+    dirs+=("fuzz/regressions/$h")
+  fi
+  (
+    set +e
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1 \
+      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      "$build/fuzz/fuzz_$h" -max_total_time="$seconds" -max_len="$(max_len "$h")" -timeout=60 \
+      -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$dir/artifacts/" "${dirs[@]}" >"$dir/log" 2>&1
+    echo $? >"$dir/status"
+  ) &
+}
+
+# Reports one finished harness; returns non-zero when it found something.
+report() {
+  local h=$1 dir="$runs/$1" status
+  status=$(cat "$dir/status")
+  local execs cov
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$dir/log" | grep -o '[0-9]*$' || true)
+  cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$dir/log" | tail -1 || true)
+  if [[ $status == 0 ]] && ! compgen -G "$dir/artifacts/*" >/dev/null; then
+    echo "fuzz: $h passed (${execs:-?} runs in ${seconds} s, ${cov:-no coverage line})"
+    return 0
+  fi
+  echo "fuzz: $h FAILED (exit $status); the end of its log ($dir/log):"
+  tail -n 60 "$dir/log"
+  for a in "$dir"/artifacts/*; do
+    [[ -e $a ]] || continue
+    echo "fuzz: reproducer: $a"
+    echo "fuzz:   replay:   $build/fuzz/fuzz_$h $a"
+    echo "fuzz:   keep it:  cp $a fuzz/regressions/$h/   (see docs/testing.md)"
+  done
+  return 1
+}
+
+passed=0
+failed=0
+for ((i = 0; i < ${#harnesses[@]}; i += 2)); do
+  pair=("${harnesses[@]:i:2}")
+  echo "fuzz: running ${pair[*]} for ${seconds} s"
+  for h in "${pair[@]}"; do start "$h"; done
+  wait
+  for h in "${pair[@]}"; do
+    if report "$h"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+  done
+done
+echo "fuzz: $passed passed, $failed failed"
+((failed == 0))
