@@ -90,6 +90,9 @@ data_dir = "$dir/data"
 messages_per_second = 10000000
 burst = 10000000
 accept_per_second = 10000000
+# W3 and W7 measure fan-out itself: one sender writes far over the per-user
+# row limit, which the benchmark does not measure.
+fanout_rows_per_second = 100000000
 [log]
 level = "warn"
 TOML

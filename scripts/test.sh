@@ -2,6 +2,8 @@
 # Installs what is missing, builds with warnings as errors, runs the whole
 # test suite; then the same under AddressSanitizer + UBSan.
 # IM_SKIP_SANITIZE=1 skips the sanitizer pass (for a quick local run).
+# Then every libFuzzer harness of fuzz/ for IM_FUZZ_SECONDS (60) each, two at
+# a time (scripts/fuzz.sh); IM_SKIP_FUZZ=1 skips that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -20,4 +22,9 @@ if [[ "${IM_SKIP_SANITIZE:-0}" != 1 ]]; then
   echo "== tests (ASan + UBSan)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ctest --test-dir build-asan -j"$jobs" --output-on-failure --timeout 900
+fi
+
+if [[ "${IM_SKIP_FUZZ:-0}" != 1 ]]; then
+  echo "== fuzz (libFuzzer, ASan + UBSan, ${IM_FUZZ_SECONDS:-60} s per harness)"
+  bash scripts/fuzz.sh
 fi

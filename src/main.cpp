@@ -59,9 +59,10 @@ void setup_logging(const im::LogConfig& log) {
 
 // Raises the soft limit on open files to the hard one and clamps
 // server.max_connections below it, keeping a reserve for RocksDB, listeners
-// and the refusal of one more client.
+// and refused clients (up to 32 per listener draining their answer, then
+// one spare).
 void fit_file_limit(im::Config& config) {
-  constexpr rlim_t kReserve = 320;
+  constexpr rlim_t kReserve = 384;
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
   if (rl.rlim_cur < rl.rlim_max) {

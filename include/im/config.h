@@ -9,6 +9,11 @@
 
 namespace im {
 
+// The smallest server.max_frame_bytes: the largest group event (a 4096-byte
+// announcement, a 256-byte name, 64-byte ids) must fit one frame with its
+// answer's fields (tests/core/bounds_unit_test.cpp checks the sum).
+inline constexpr std::uint32_t kMinFrameBytes = 6144;
+
 struct ServerConfig {
   std::string listen = "0.0.0.0:9700";     // TCP protocol listener
   std::string ws_listen = "0.0.0.0:9701";  // WebSocket (path /ws); "" disables
@@ -34,6 +39,9 @@ struct HeartbeatConfig {
 
 struct ShardingConfig {
   std::uint32_t shards = 0;  // 0 = one per core
+  // Users, conversations and groups whose state each shard keeps in memory
+  // (each kind); the least recently used idle ones are dropped beyond it.
+  std::uint32_t cache_entries = 100000;
 };
 
 struct StorageConfig {
@@ -42,6 +50,8 @@ struct StorageConfig {
   std::uint32_t dedupe_window_s = 86400;
   std::uint32_t inbox_retention_days = 30;
   std::uint32_t history_retention_days = 365;
+  std::uint32_t max_wal_mb = 256;      // RocksDB max_total_wal_size
+  std::uint32_t write_buffer_mb = 256;  // RocksDB db_write_buffer_size (all memtables)
 };
 
 struct AuthConfig {
@@ -61,9 +71,11 @@ struct PushConfig {
 };
 
 struct WebhookConfig {
-  std::string url;
-  std::string secret;
+  std::string url;     // "" disables (REPORT is then DISABLED)
+  std::string secret;  // at least 32 bytes when url is set
   std::uint32_t timeout_ms = 3000;
+  std::uint64_t max_queued = 1000000;  // events waiting; at it REPORT is UNAVAILABLE
+  std::uint32_t max_retry_s = 86400;   // an event failing this long is dropped
 };
 
 struct LimitsConfig {
@@ -73,6 +85,8 @@ struct LimitsConfig {
   std::uint32_t burst = 200;
   std::uint32_t accept_per_second = 20000;
   std::uint32_t connections_per_ip = 0;  // 0 = no limit
+  std::uint32_t fanout_rows_per_second = 20000;  // inbox rows a user's requests may cause; burst twice that
+  std::uint32_t devices_per_user = 32;           // device cursors kept per user
 };
 
 struct LogConfig {

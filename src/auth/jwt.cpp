@@ -16,14 +16,28 @@ Error unauthenticated(std::string message) {
   return make_error(StatusCode::kUnauthenticated, std::move(message));
 }
 
-// A NumericDate: an integer, or a number with a fraction (truncated).
+// A NumericDate (RFC 7519): seconds since the epoch, from 0 to
+// kMaxNumericDate; a fraction is truncated. Anything else (not a number,
+// negative, larger, a float that is huge, infinite or NaN) is no date:
+// refused, never cast out of range.
 bool numeric_date(const nlohmann::json& v, std::int64_t& out) {
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(kMaxNumericDate)) return false;
+    out = static_cast<std::int64_t>(u);
+    return true;
+  }
   if (v.is_number_integer()) {
-    out = v.get<std::int64_t>();
+    const auto i = v.get<std::int64_t>();
+    if (i < 0 || i > kMaxNumericDate) return false;
+    out = i;
     return true;
   }
   if (v.is_number_float()) {
-    out = static_cast<std::int64_t>(v.get<double>());
+    const double d = v.get<double>();
+    // Also false for NaN: every comparison with it is.
+    if (!(d >= 0.0 && d <= static_cast<double>(kMaxNumericDate))) return false;
+    out = static_cast<std::int64_t>(d);
     return true;
   }
   return false;
@@ -66,19 +80,23 @@ Result<JwtClaims> JwtVerifier::verify(std::string_view token, std::string_view u
   claims.sub = sub->get<std::string>();
   if (claims.sub != uid) return unauthenticated("token sub does not match uid");
   if (auto exp = payload.find("exp"); exp != payload.end()) {
-    if (!numeric_date(*exp, claims.exp)) return unauthenticated("token exp is not a number");
+    if (!numeric_date(*exp, claims.exp)) return unauthenticated("token exp is not a date");
     if (claims.exp <= now_s) return unauthenticated("token expired");
   }
   if (auto nbf = payload.find("nbf"); nbf != payload.end()) {
     std::int64_t not_before = 0;
-    if (!numeric_date(*nbf, not_before)) return unauthenticated("token nbf is not a number");
+    if (!numeric_date(*nbf, not_before)) return unauthenticated("token nbf is not a date");
     if (not_before > now_s) return unauthenticated("token not yet valid");
+  }
+  if (auto iat = payload.find("iat"); iat != payload.end()) {
+    if (!numeric_date(*iat, claims.iat)) return unauthenticated("token iat is not a date");
   }
   return claims;
 }
 
-std::string mint_jwt(std::string_view secret, std::string_view uid, std::int64_t exp_s) {
+std::string mint_jwt(std::string_view secret, std::string_view uid, std::int64_t exp_s, std::int64_t iat_s) {
   nlohmann::json payload = {{"sub", uid}};
+  if (iat_s != 0) payload["iat"] = iat_s;
   if (exp_s != 0) payload["exp"] = exp_s;
   std::string signing_input =
       base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url_encode(payload.dump());

@@ -80,12 +80,27 @@ std::string Registry::render() const {
          static_cast<double>(reports_queued.value()));
   scalar(out, "imserver_offline_pushes_queued_total", "counter", "offline_push events queued for the webhook.",
          static_cast<double>(offline_pushes_queued.value()));
+  scalar(out, "imserver_device_cursors_evicted_total", "counter",
+         "Device cursors forgotten for limits.devices_per_user.", static_cast<double>(cursors_evicted.value()));
+  scalar(out, "imserver_fanout_rate_limited_total", "counter",
+         "Requests refused by limits.fanout_rows_per_second.", static_cast<double>(fanout_rate_limited.value()));
+  scalar(out, "imserver_cache_evictions_total", "counter",
+         "Idle users, conversations and groups dropped from the shards' caches (sharding.cache_entries).",
+         static_cast<double>(cache_evictions.value()));
   scalar(out, "imserver_outbox_depth", "gauge", "Webhook events queued and not yet delivered.",
          static_cast<double>(outbox_depth.value()));
   scalar(out, "imserver_webhook_deliveries_total", "counter", "Webhook events delivered (2xx).",
          static_cast<double>(webhook_deliveries.value()));
   scalar(out, "imserver_webhook_failures_total", "counter", "Webhook attempts that failed (to be retried).",
          static_cast<double>(webhook_failures.value()));
+  header(out, "imserver_webhook_dropped_total", "counter",
+         "Webhook events dropped undelivered: refused (a 4xx other than 408 and 429) or expired "
+         "(still failing after webhook.max_retry_s).");
+  out += fmt::format("imserver_webhook_dropped_total{{reason=\"refused\"}} {}\n", webhook_dropped_refused.value());
+  out += fmt::format("imserver_webhook_dropped_total{{reason=\"expired\"}} {}\n", webhook_dropped_expired.value());
+  scalar(out, "imserver_offline_pushes_dropped_total", "counter",
+         "offline_push events not queued: the webhook queue held webhook.max_queued events.",
+         static_cast<double>(offline_pushes_dropped.value()));
   scalar(out, "imserver_store_write_errors_total", "counter", "Store batches that failed to write.",
          static_cast<double>(store_write_errors.value()));
   scalar(out, "imserver_store_read_errors_total", "counter",

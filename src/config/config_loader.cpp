@@ -118,7 +118,8 @@ const std::vector<KeySpec>& schema() {
       uint_key(
           "server", "max_connections", +[](Config & c) -> auto& { return c.server.max_connections; }, 1, 100000000),
       uint_key(
-          "server", "max_frame_bytes", +[](Config & c) -> auto& { return c.server.max_frame_bytes; }, 1024, 16777216),
+          "server", "max_frame_bytes", +[](Config & c) -> auto& { return c.server.max_frame_bytes; }, kMinFrameBytes,
+          16777216),
       uint_key(
           "server", "max_pending_bytes", +[](Config & c) -> auto& { return c.server.max_pending_bytes; }, 4096,
           1ull << 30),
@@ -138,6 +139,8 @@ const std::vector<KeySpec>& schema() {
           "heartbeat", "timeout_s", +[](Config & c) -> auto& { return c.heartbeat.timeout_s; }, 2, 86400),
       uint_key(
           "sharding", "shards", +[](Config & c) -> auto& { return c.sharding.shards; }, 0, 256),
+      uint_key(
+          "sharding", "cache_entries", +[](Config & c) -> auto& { return c.sharding.cache_entries; }, 100, 100000000),
       string_key(
           "storage", "data_dir", +[](Config & c) -> auto& { return c.storage.data_dir; }),
       bool_key(
@@ -151,6 +154,10 @@ const std::vector<KeySpec>& schema() {
       uint_key(
           "storage", "history_retention_days", +[](Config & c) -> auto& { return c.storage.history_retention_days; }, 1,
           36500),
+      uint_key(
+          "storage", "max_wal_mb", +[](Config & c) -> auto& { return c.storage.max_wal_mb; }, 16, 65536),
+      uint_key(
+          "storage", "write_buffer_mb", +[](Config & c) -> auto& { return c.storage.write_buffer_mb; }, 16, 65536),
       string_key(
           "auth", "mode", +[](Config & c) -> auto& { return c.auth.mode; }),
       string_key(
@@ -170,6 +177,10 @@ const std::vector<KeySpec>& schema() {
       uint_key(
           "webhook", "timeout_ms", +[](Config & c) -> auto& { return c.webhook.timeout_ms; }, 100, 600000),
       uint_key(
+          "webhook", "max_queued", +[](Config & c) -> auto& { return c.webhook.max_queued; }, 1, 1000000000),
+      uint_key(
+          "webhook", "max_retry_s", +[](Config & c) -> auto& { return c.webhook.max_retry_s; }, 1, 365u * 86400u),
+      uint_key(
           "limits", "max_message_bytes", +[](Config & c) -> auto& { return c.limits.max_message_bytes; }, 1, 16777216),
       uint_key(
           "limits", "max_group_members", +[](Config & c) -> auto& { return c.limits.max_group_members; }, 2, 100000),
@@ -182,6 +193,11 @@ const std::vector<KeySpec>& schema() {
           "limits", "accept_per_second", +[](Config & c) -> auto& { return c.limits.accept_per_second; }, 1, 10000000),
       uint_key(
           "limits", "connections_per_ip", +[](Config & c) -> auto& { return c.limits.connections_per_ip; }, 0, kMax32),
+      uint_key(
+          "limits", "fanout_rows_per_second",
+          +[](Config & c) -> auto& { return c.limits.fanout_rows_per_second; }, 1, 100000000),
+      uint_key(
+          "limits", "devices_per_user", +[](Config & c) -> auto& { return c.limits.devices_per_user; }, 1, 1024),
       string_key(
           "log", "level", +[](Config & c) -> auto& { return c.log.level; }),
       string_key(
@@ -291,6 +307,8 @@ Result<Ok> validate_config(const Config& c) {
   }
   if (!c.webhook.url.empty() && c.webhook.url.rfind("http://", 0) != 0 && c.webhook.url.rfind("https://", 0) != 0)
     return config_error("webhook.url", "must start with http:// or https://");
+  if (!c.webhook.url.empty() && c.webhook.secret.size() < 32)
+    return config_error("webhook.secret", "must be at least 32 bytes when webhook.url is set");
   if (c.limits.max_message_bytes + 1024 > c.server.max_frame_bytes)
     return config_error("limits.max_message_bytes",
                         "must leave 1024 bytes of envelope within server.max_frame_bytes (" +

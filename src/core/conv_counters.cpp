@@ -3,12 +3,20 @@
 namespace im::core {
 
 Result<ConvCounters::Counter*> ConvCounters::get(const std::string& conv) {
-  if (auto it = counters_.find(conv); it != counters_.end()) return &it->second;
+  if (Counter* c = counters_.find(conv)) return c;
   auto last = store_.last_history_seq(conv);
   if (!last) return last.error();
-  Counter& c = counters_[conv];
-  c.next = c.committed = *last;
-  return &c;
+  return &counters_.put(conv, Counter{*last, *last});
+}
+
+Result<std::uint64_t> ConvCounters::committed(const std::string& conv) {
+  if (const Counter* c = counters_.peek(conv)) return c->committed;
+  return store_.last_history_seq(conv);
+}
+
+std::size_t ConvCounters::trim() {
+  if (!touched_.empty()) return 0;
+  return counters_.trim([](const std::string&, const Counter&) { return true; });
 }
 
 std::uint64_t ConvCounters::assign(Counter& c) {

@@ -3,7 +3,11 @@
 // from its last history row on first use (never from a separate counter
 // that could drift). `next` is the last seq handed out, `committed` the
 // last one durable: readers never look past `committed`, so no gap is ever
-// visible; a failed batch hands its seqs out again.
+// visible; a failed batch hands its seqs out again. Only conversations
+// written to are kept, at most `capacity` of them past a trim (the least
+// recently used go, and are read again on their next use); a read of a
+// conversation that is not kept caches nothing, so made-up ids cost no
+// memory.
 //
 // Runs on its shard's thread only.
 
@@ -12,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/lru_map.h"
 #include "im/result.h"
 #include "store/store.h"
 
@@ -24,18 +29,27 @@ class ConvCounters {
     std::uint64_t committed = 0;
   };
 
-  explicit ConvCounters(store::Store& store) : store_(store) {}
+  ConvCounters(store::Store& store, std::size_t capacity) : store_(store), counters_(capacity) {}
 
-  // Loads on first use; a read error is returned and nothing is cached.
+  // For a write: loads on first use; a read error is returned and nothing
+  // is cached.
   Result<Counter*> get(const std::string& conv);
+  // For a read: the last durable conv_seq, from the cache or the store
+  // (caching nothing).
+  Result<std::uint64_t> committed(const std::string& conv);
   // The next conv_seq of `c`, to be written in the current batch.
   std::uint64_t assign(Counter& c);
   // The current batch was written (or not).
   void on_written(bool ok);
+  // Drops the least recently used counters beyond the capacity; only
+  // between batches (nothing staged).
+  std::size_t trim();
+  bool over() const { return counters_.over(); }
+  std::size_t size() const { return counters_.size(); }
 
  private:
   store::Store& store_;
-  std::unordered_map<std::string, Counter> counters_;
+  LruMap<Counter> counters_;
   std::vector<Counter*> touched_;
 };
 

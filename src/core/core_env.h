@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/fanout_limiter.h"
 #include "im/config.h"
 #include "store/store.h"
 
@@ -20,6 +21,7 @@ struct CoreEnv {
   store::Store& store;
   std::vector<std::unique_ptr<Shard>>& shards;
   std::atomic<std::uint32_t> push_seq{0};  // seq of server-started frames
+  FanoutLimiter fanout{config.limits.fanout_rows_per_second};  // per user, all shards
 
   Shard& shard_for(std::string_view key);
   std::uint32_t next_push_seq();

@@ -3,7 +3,7 @@
 namespace im::core {
 
 Result<GroupState*> GroupCache::find(const std::string& gid) {
-  if (auto it = groups_.find(gid); it != groups_.end()) return &it->second;
+  if (GroupState* g = groups_.find(gid)) return g;
   auto row = store_.get_group(gid);
   if (!row) return row.error();
   if (!*row) return static_cast<GroupState*>(nullptr);
@@ -17,14 +17,17 @@ Result<GroupState*> GroupCache::find(const std::string& gid) {
     });
     if (!scanned) return scanned.error();
   }
-  return &(groups_[gid] = std::move(g));
+  return &groups_.put(gid, std::move(g));
 }
 
 GroupState& GroupCache::create(const std::string& gid) {
   touch(gid);
-  GroupState& g = groups_[gid];
-  g = GroupState{};
-  return g;
+  return groups_.put(gid, GroupState{});
+}
+
+std::size_t GroupCache::trim() {
+  if (!touched_.empty()) return 0;
+  return groups_.trim([](const std::string&, const GroupState&) { return true; });
 }
 
 void GroupCache::on_written(bool ok) {

@@ -4,7 +4,9 @@
 // to the cached state as it is staged (so the next command in the same
 // batch sees it); if that batch then fails, every group it touched is
 // dropped from the cache and reloaded from what is durable, so a failed
-// write leaves no trace in memory.
+// write leaves no trace in memory. At most `capacity` groups are kept past
+// a trim (the least recently used go and are loaded again on their next
+// use); a miss caches nothing.
 //
 // Runs on its shard's thread only.
 
@@ -13,6 +15,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/lru_map.h"
 #include "im/result.h"
 #include "proto/im.pb.h"
 #include "store/store.h"
@@ -29,7 +32,7 @@ struct GroupState {
 
 class GroupCache {
  public:
-  explicit GroupCache(store::Store& store) : store_(store) {}
+  GroupCache(store::Store& store, std::size_t capacity) : store_(store), groups_(capacity) {}
 
   // The group, loaded on first use; nullptr when it never existed (a miss
   // caches nothing). A read error is returned and nothing is cached.
@@ -43,10 +46,15 @@ class GroupCache {
   // that is never written.
   bool changed_in_batch(const std::string& gid) const { return touched_.count(gid) > 0; }
   void on_written(bool ok);
+  // Drops the least recently used groups beyond the capacity; only between
+  // batches (nothing staged).
+  std::size_t trim();
+  bool over() const { return groups_.over(); }
+  std::size_t size() const { return groups_.size(); }
 
  private:
   store::Store& store_;
-  std::unordered_map<std::string, GroupState> groups_;
+  LruMap<GroupState> groups_;
   std::unordered_set<std::string> touched_;
 };
 

@@ -53,7 +53,6 @@ void GroupCommit::commit() {
   if (ok) {
     m.messages_stored.inc(staged.history);
     m.inbox_rows.inc(staged.inbox);
-    m.outbox_depth.add(static_cast<std::int64_t>(staged.outbox));
   } else {
     m.store_write_errors.inc();
     // A full disk fails every retry: one line a second is enough.
@@ -69,6 +68,7 @@ void GroupCommit::commit() {
   }
   if (on_written_) on_written_(ok);
   for (auto& fn : callbacks) fn(ok);
+  if (on_idle_ && idle()) on_idle_();
 }
 
 void GroupCommit::log_stats() const {

@@ -28,7 +28,6 @@ class GroupCommit {
   struct Staged {
     std::uint64_t history = 0;
     std::uint64_t inbox = 0;
-    std::uint64_t outbox = 0;
   };
 
   GroupCommit(asio::io_context& loop, store::Store& store, unsigned shard);
@@ -44,6 +43,10 @@ class GroupCommit {
   // Runs first after every write, before the after_commit callbacks (the
   // shard publishes its counters and delivers its pushes there).
   void on_written(AfterCommit fn) { on_written_ = std::move(fn); }
+  // Runs after a write's callbacks when they left nothing staged.
+  void on_idle(std::function<void()> fn) { on_idle_ = std::move(fn); }
+  // Nothing staged and no callback waiting.
+  bool idle() const { return batch_.empty() && after_commit_.empty(); }
   // Writes the batch once the handlers already queued have run.
   void schedule();
   void commit();
@@ -58,6 +61,7 @@ class GroupCommit {
   Staged staged_;
   std::vector<AfterCommit> after_commit_;
   AfterCommit on_written_;
+  std::function<void()> on_idle_;
   bool posted_ = false;
   std::chrono::steady_clock::time_point last_error_log_{};
   std::uint64_t unlogged_errors_ = 0;

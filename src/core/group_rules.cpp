@@ -1,5 +1,7 @@
 #include "core/group_rules.h"
 
+#include "core/requests.h"
+
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -61,14 +63,12 @@ Result<GroupPlan> plan_create(const GroupState* existing, const std::string& own
   p.info.set_announcement(req.announcement());
   p.info.set_created_ms(now_ms);
   p.info.set_member_count(static_cast<std::uint32_t>(p.added.size()));
-  // The owner is named first; CREATED lists the first 500, MEMBERS_ADDED
-  // events the rest.
+  // The owner is named first; CREATED lists the first ones, MEMBERS_ADDED
+  // events the rest (event_slices).
   std::vector<std::string> named{owner};
   for (const auto& uid : p.added)
     if (uid != owner) named.push_back(uid);
-  const auto split = named.begin() + static_cast<std::ptrdiff_t>(std::min(named.size(), kEventMaxUids));
-  p.events.push_back({v1::CREATED, {named.begin(), split}, p.added});
-  if (split != named.end()) p.events.push_back({v1::MEMBERS_ADDED, {split, named.end()}, p.added});
+  p.events.push_back({v1::CREATED, std::move(named), p.added});
   return p;
 }
 
@@ -161,6 +161,107 @@ v1::GroupResp read_group(const GroupState& g, const GroupActor& actor, const v1:
     list_members(g, req.members_after(), req.members_limit(), frame_budget, out);
   }
   return out;
+}
+
+// ---------------------------------------------------------------- event messages
+
+namespace {
+
+constexpr std::uint32_t kGroupEventType = 10001;
+
+std::size_t varint_size(std::uint64_t v) {
+  std::size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+// What one more uid adds to an event's row: its field in the GroupEvent.
+std::size_t uid_cost(const std::string& uid) {
+  return 1 + varint_size(uid.size()) + uid.size();
+}
+
+// A slice's message with every number at its largest and no uids: the
+// fixed part of its row's size.
+std::size_t fixed_row_bytes(const GroupPlan& plan, v1::GroupEventType type) {
+  EventSlice none{0, 0, 0, type};
+  v1::Message m = event_message(plan, none);
+  m.set_msg_id(UINT64_MAX);
+  m.set_server_time_ms(INT64_MAX);
+  m.set_conv_seq(UINT64_MAX);
+  m.set_inbox_seq(UINT64_MAX);
+  // + room for the body's length prefix to grow with the uids.
+  return m.ByteSizeLong() + 4;
+}
+
+}  // namespace
+
+std::vector<EventSlice> event_slices(const GroupPlan& plan, std::size_t max_row_bytes) {
+  std::vector<EventSlice> out;
+  for (std::size_t e = 0; e < plan.events.size(); ++e) {
+    const GroupEventPlan& event = plan.events[e];
+    if (event.uids.empty()) {
+      out.push_back({e, 0, 0, event.type});
+      continue;
+    }
+    std::size_t from = 0;
+    while (from < event.uids.size()) {
+      const v1::GroupEventType type = event.type == v1::CREATED && from > 0 ? v1::MEMBERS_ADDED : event.type;
+      std::size_t size = fixed_row_bytes(plan, type);
+      std::size_t to = from;
+      while (to < event.uids.size() && to - from < kEventMaxUids) {
+        const std::size_t cost = uid_cost(event.uids[to]);
+        if (to > from && size + cost > max_row_bytes) break;
+        size += cost;
+        ++to;
+      }
+      out.push_back({e, from, to, type});
+      from = to;
+    }
+  }
+  return out;
+}
+
+v1::Message event_message(const GroupPlan& plan, const EventSlice& slice) {
+  const GroupEventPlan& e = plan.events.at(slice.event);
+  v1::GroupEvent event;
+  event.set_type(slice.type);
+  event.set_gid(plan.info.gid());
+  event.set_actor(plan.actor);
+  for (std::size_t i = slice.from; i < slice.to; ++i) event.add_uids(e.uids[i]);
+  *event.mutable_group() = plan.info;
+  v1::Message m;
+  m.set_conv_type(v1::GROUP);
+  m.set_from(plan.actor);
+  m.set_to(plan.info.gid());
+  m.set_content_type(kGroupEventType);
+  m.set_body(event.SerializeAsString());
+  return m;
+}
+
+std::uint64_t plan_rows(const GroupPlan& plan, const std::vector<EventSlice>& slices) {
+  std::uint64_t rows = 0;
+  for (const EventSlice& s : slices) rows += plan.events[s.event].recipients.size();
+  return rows;
+}
+
+std::size_t largest_event_row() {
+  // The longest ids (64 bytes), name and announcement, one uid.
+  const std::string id(64, 'x');
+  GroupPlan plan;
+  plan.actor = id;
+  plan.info.set_gid(id);
+  plan.info.set_name(std::string(kMaxGroupNameBytes, 'n'));
+  plan.info.set_owner(id);
+  plan.info.set_announcement(std::string(kMaxAnnouncementBytes, 'a'));
+  plan.info.set_created_ms(INT64_MAX);
+  plan.info.set_member_count(UINT32_MAX);
+  plan.info.set_large(true);
+  plan.info.set_large_from_seq(UINT64_MAX);
+  plan.events.push_back({v1::MEMBERS_REMOVED, {id}, {}});
+  return fixed_row_bytes(plan, v1::MEMBERS_REMOVED) + uid_cost(id);
 }
 
 }  // namespace im::core

@@ -21,6 +21,15 @@ inline constexpr std::size_t kEventMaxUids = 500;
 inline constexpr std::uint32_t kMembersDefault = 500;  // GROUP_GET's members_limit
 inline constexpr std::uint32_t kMembersMax = 1000;
 
+// One event message of a plan: the uids [from, to) of plan.events[event],
+// announced as `type` (a CREATED too long for one message goes on as
+// MEMBERS_ADDED).
+struct EventSlice {
+  std::size_t event = 0;
+  std::size_t from = 0, to = 0;
+  v1::GroupEventType type = v1::GROUP_EVENT_TYPE_UNSPECIFIED;
+};
+
 // Who acts: a member, or the admin API, which has the owner's rights.
 struct GroupActor {
   std::string uid;
@@ -43,6 +52,20 @@ struct GroupPlan {
   // The answer: GroupResp (CREATE, UPDATE) or GroupMembersResp (ADD, REMOVE).
   v1::GroupMembersResp members;
 };
+
+// The event messages of `plan`: each lists at most kEventMaxUids uids and
+// makes a stored row (with every id at its largest) of at most
+// `max_row_bytes`, so that it fits any PUSH, PULL or HISTORY answer; at
+// least one uid each, whatever its size (config validation makes one fit).
+std::vector<EventSlice> event_slices(const GroupPlan& plan, std::size_t max_row_bytes);
+// The message of one slice; msg_id, server_time_ms and conv_seq are the
+// shard's to set.
+v1::Message event_message(const GroupPlan& plan, const EventSlice& slice);
+// The inbox rows the slices cause (limits.fanout_rows_per_second).
+std::uint64_t plan_rows(const GroupPlan& plan, const std::vector<EventSlice>& slices);
+// The largest row a group event with one uid can make (config validation
+// checks server.max_frame_bytes against it).
+std::size_t largest_event_row();
 
 // NOT_FOUND for a group that does not exist (or was dismissed), FORBIDDEN
 // for a non-member (the admin API is never one).

@@ -1,4 +1,6 @@
-// REPORT: a client's event for the business webhook, queued durably.
+// REPORT: a client's event for the business webhook, queued durably
+// (DISABLED without webhook.url; UNAVAILABLE at webhook.max_queued, from
+// Shard::queue_report).
 
 #include <asio/post.hpp>
 
@@ -10,6 +12,8 @@ namespace im::core {
 
 void register_report_commands(Dispatcher& d, Service& s) {
   d.add<v1::ReportReq>(Cmd::kReport, [&s](Call& call, v1::ReportReq& req) {
+    // Nothing would deliver it: nothing is stored.
+    if (s.config().webhook.url.empty()) return call.fail(StatusCode::kDisabled, "REPORT needs webhook.url");
     if (auto ok = check_report(req, s.config().limits); !ok) return call.fail(ok.error());
     Shard& shard = s.shard_for(call.ctx.uid);
     asio::post(shard.context(),

@@ -15,7 +15,6 @@
 #include "net/connection.h"
 #include "net/io_loop.h"
 #include "store/conv_id.h"
-#include "store/outbox.h"
 
 namespace im::core {
 
@@ -46,10 +45,10 @@ void Service::start() {
   auto opened = store::Store::open(config_.storage);
   if (!opened) throw std::runtime_error("storage: " + opened.error().message);
   store_ = std::move(opened.value());
+  if (auto loaded = revocations_.load(*store_); !loaded)
+    throw std::runtime_error("storage: cannot read the token revocations: " + loaded.error().message);
+  if (revocations_.size() > 0) spdlog::info("{} users have revoked tokens", revocations_.size());
   env_.reset(new CoreEnv{config_, *store_, shards_});
-  auto queued = store::Outbox(*store_).count();
-  if (!queued) throw std::runtime_error("storage: cannot read the outbox: " + queued.error().message);
-  metrics::get().outbox_depth.set(static_cast<std::int64_t>(*queued));
   unsigned n = config_.sharding.shards;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));
@@ -97,6 +96,15 @@ void Service::on_close(Connection& conn) {
   end_phase(ctx);
 }
 
+void Service::on_deadline(Connection& conn) {
+  ClientContext& ctx = context_of(conn);
+  if (ctx.phase != ClientContext::Phase::kLoggedIn || conn.phase() == Connection::Phase::kClosing) return;
+  end_session(ctx);
+  end_phase(ctx);
+  conn.send(net::make_kickout(env_->next_push_seq(), v1::TOKEN_EXPIRED, "token expired"));
+  conn.close_after_flush();
+}
+
 void Service::end_session(ClientContext& ctx) {
   Shard& shard = shard_for(ctx.uid);
   asio::post(shard.context(),
@@ -119,6 +127,7 @@ void Service::reload(const Config& fresh) {
   verifier_.store(std::make_shared<const JwtVerifier>(fresh.auth.jwt_secret));
   messages_per_second_.store(fresh.limits.messages_per_second);
   burst_.store(fresh.limits.burst);
+  if (env_) env_->fanout.set_rate(fresh.limits.fanout_rows_per_second);
 }
 
 // ---------------------------------------------------------------- the admin API's facade
@@ -150,7 +159,12 @@ void Service::presence(const std::string& uid, std::function<void(const v1::Pres
   });
 }
 
-void Service::kick_user(const std::string& uid, std::function<void(std::uint32_t)> done) {
+void Service::kick_user(const std::string& uid, bool revoke, Done<std::uint32_t> done) {
+  // Durable and in memory before the kick is posted to the user's shard,
+  // where LOGIN checks it (token_revocations.h says why that is enough).
+  if (revoke) {
+    if (auto revoked = revocations_.revoke(*store_, uid, wall_ms() / 1000); !revoked) return done(revoked.error());
+  }
   Shard& shard = shard_for(uid);
   asio::post(shard.context(), [this, &shard, uid, done = std::move(done)] {
     auto sessions = shard.take_sessions(uid, wall_ms());
@@ -209,7 +223,8 @@ void Service::group_dismiss(const std::string& gid, Done<GroupReply> done) {
 }
 
 std::string Service::mint_token(const std::string& uid, std::int64_t ttl_s) const {
-  return verifier_.load()->mint(uid, wall_ms() / 1000 + ttl_s);
+  const std::int64_t now_s = wall_ms() / 1000;
+  return verifier_.load()->mint(uid, now_s + ttl_s, revocations_.issue_time(uid, now_s));
 }
 
 }  // namespace im::core

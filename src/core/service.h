@@ -21,6 +21,7 @@
 #include "core/group_command.h"
 #include "core/retention.h"
 #include "core/shard.h"
+#include "core/token_revocations.h"
 #include "im/config.h"
 #include "im/result.h"
 #include "net/frames.h"
@@ -42,6 +43,9 @@ class Service final : public net::ServiceInterface {
   std::unique_ptr<net::ConnectionContext> on_open(net::Connection& conn) override;
   void on_frame(net::Connection& conn, const FrameHeader& header, std::string_view body) override;
   void on_close(net::Connection& conn) override;
+  // The session's token has expired (its `exp`, set as the connection's
+  // deadline at LOGIN): KICKOUT TOKEN_EXPIRED, then close.
+  void on_deadline(net::Connection& conn) override;
   // Loop thread: graceful shutdown of a connection (KICKOUT SERVER_SHUTDOWN
   // with a random reconnect_after_ms, then close).
   void drain(net::Connection& conn);
@@ -59,13 +63,18 @@ class Service final : public net::ServiceInterface {
                    Done<std::pair<std::uint64_t, std::uint32_t>> done);
   void presence(const std::string& uid, std::function<void(const v1::Presence&)> done);
   // KICKOUT ADMIN to every session of the user; `done(sessions kicked)`.
-  void kick_user(const std::string& uid, std::function<void(std::uint32_t)> done);
+  // With `revoke`, every token of the user issued until now is refused
+  // from then on (durable before the kick; INTERNAL when it cannot be
+  // written, and then nobody is kicked).
+  void kick_user(const std::string& uid, bool revoke, Done<std::uint32_t> done);
   // Group calls with the owner's rights.
   void group_create(const std::string& owner, v1::GroupCreateReq req, Done<GroupReply> done);
   void group_get(const std::string& gid, Done<GroupReply> done);
   // ADD_MEMBERS or REMOVE_MEMBERS.
   void group_members(Cmd cmd, const std::string& gid, std::vector<std::string> uids, Done<GroupReply> done);
   void group_dismiss(const std::string& gid, Done<GroupReply> done);
+  // A token for `uid` valid for `ttl_s` seconds, with `iat` (dated after
+  // the user's last revocation, TokenRevocations::issue_time).
   std::string mint_token(const std::string& uid, std::int64_t ttl_s) const;
   store::Store& store() { return *store_; }
 
@@ -76,6 +85,7 @@ class Service final : public net::ServiceInterface {
   std::size_t shard_count() const { return shards_.size(); }
   Shard& shard(std::size_t i) { return *shards_[i]; }
   std::shared_ptr<const JwtVerifier> verifier() const { return verifier_.load(); }
+  const TokenRevocations& revocations() const { return revocations_; }
   // Validates and posts a group command to the group's shard.
   void run_group(std::shared_ptr<GroupCommand> cmd);
   // Any thread: sends KICKOUT to a session and closes it on its loop.
@@ -91,6 +101,7 @@ class Service final : public net::ServiceInterface {
   std::atomic<std::uint32_t> messages_per_second_;
   std::atomic<std::uint32_t> burst_;
   std::unique_ptr<store::Store> store_;
+  TokenRevocations revocations_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<CoreEnv> env_;
   std::unique_ptr<Retention> retention_;

@@ -24,13 +24,26 @@ std::uint64_t random_u64() {
   return rng();
 }
 
-// Shard thread: registers the session, kicks the one it replaces, answers
+// What LOGIN learnt from the token (nothing in insecure mode).
+struct TokenTimes {
+  bool checked = false;
+  std::int64_t iat = 0;  // 0: absent
+  std::int64_t exp = 0;  // 0: no expiry
+};
+
+// Shard thread: refuses a revoked token (here, where the kick that revokes
+// it runs too), registers the session, kicks the one it replaces, answers
 // on the connection's loop.
 void login_in_shard(Service& s, Shard& shard, std::shared_ptr<net::Connection> conn, FrameHeader request,
-                    SessionRef session, std::string uid) {
+                    SessionRef session, std::string uid, TokenTimes token) {
   const std::uint64_t session_id = session.session_id;
   const std::string by_device = session.device_id;
-  auto state = shard.add_session(uid, std::move(session));
+  Result<Shard::LoginState> state = make_error(StatusCode::kUnauthenticated, "token revoked");
+  if (token.checked && s.revocations().revoked(uid, token.iat)) {
+    metrics::get().logins_unauthenticated.inc();
+  } else {
+    state = shard.add_session(uid, std::move(session));
+  }
   if (state && state->replaced)
     s.kick(state->replaced->conn, net::make_kickout(s.env().next_push_seq(), v1::LOGIN_ELSEWHERE,
                                                     "logged in elsewhere with the same device type", by_device));
@@ -43,8 +56,8 @@ void login_in_shard(Service& s, Shard& shard, std::shared_ptr<net::Connection> c
     resp.set_session_id(fmt::format("{:016x}", session_id));
   }
   auto frame = state ? net::make_response(request, StatusCode::kOk, &resp)
-                     : net::make_error_response(request, StatusCode::kInternal, client_text(state.error()));
-  asio::post(conn->executor(), [conn, frame = std::move(frame), session_id, ok = state.ok()] {
+                     : net::make_error_response(request, state.error().code, client_text(state.error()));
+  asio::post(conn->executor(), [conn, frame = std::move(frame), session_id, ok = state.ok(), exp = token.exp] {
     ClientContext& ctx = Service::context_of(*conn);
     if (!conn->is_open() || ctx.phase != ClientContext::Phase::kLoggingIn || ctx.session_id != session_id) return;
     if (ok) {
@@ -52,6 +65,8 @@ void login_in_shard(Service& s, Shard& shard, std::shared_ptr<net::Connection> c
       metrics::get().logins_ok.inc();
       metrics::get().sessions.add(1);
       conn->set_active();
+      // KICKOUT TOKEN_EXPIRED when it passes (Service::on_deadline).
+      if (exp != 0) conn->set_deadline(exp);
     } else {
       // A LOGIN that fails leaves the connection open (the auth timeout still runs).
       ctx.phase = ClientContext::Phase::kAnonymous;
@@ -68,12 +83,14 @@ void on_login(Service& s, Call& call, v1::LoginReq& req) {
     metrics::get().logins_bad_request.inc();
     return call.fail(ok.error());
   }
+  TokenTimes token;
   if (!s.config().auth.insecure()) {
     auto claims = s.verifier()->verify(req.token(), req.uid(), wall_ms() / 1000);
     if (!claims) {
       metrics::get().logins_unauthenticated.inc();
       return call.fail(StatusCode::kUnauthenticated, claims.error().message);
     }
+    token = TokenTimes{true, claims->iat, claims->exp};
   }
   ctx.phase = ClientContext::Phase::kLoggingIn;
   ctx.uid = req.uid();
@@ -86,8 +103,8 @@ void on_login(Service& s, Call& call, v1::LoginReq& req) {
   SessionRef session{call.conn.shared_from_this(), ctx.session_id, ctx.device_type, ctx.device_id};
   Shard& shard = s.shard_for(ctx.uid);
   asio::post(shard.context(), [&s, &shard, c = call.conn.shared_from_this(), h = call.header,
-                               session = std::move(session), uid = ctx.uid]() mutable {
-    login_in_shard(s, shard, std::move(c), h, std::move(session), std::move(uid));
+                               session = std::move(session), uid = ctx.uid, token]() mutable {
+    login_in_shard(s, shard, std::move(c), h, std::move(session), std::move(uid), token);
   });
 }
 

@@ -30,6 +30,7 @@
 #include "core/group_cache.h"
 #include "core/group_command.h"
 #include "core/group_commit.h"
+#include "core/lru_map.h"
 #include "core/msg_id_clock.h"
 #include "core/offline_pushes.h"
 #include "core/send_dedupe.h"
@@ -129,19 +130,28 @@ class Shard {
   void flush_cursors();
 
  private:
+  // One device's cumulative ACK. A user keeps at most
+  // limits.devices_per_user of them; a new device beyond that forgets
+  // (and deletes) the one used least recently.
   struct DeviceCursor {
-    std::uint8_t device_type = 0;
-    std::string device_id;
     std::uint64_t acked = 0;
-    bool dirty = false;
+    std::int64_t used_ms = 0;  // last LOGIN, ACK or PULL of the device
+    bool dirty = false;        // to be written
+    bool stored = false;       // a row exists
   };
+  // A user's state. Kept in `users_` (bounded, least recently used first
+  // to go) while the user has a session or work in flight; an idle one is
+  // dropped and read again from RocksDB on its next use.
   struct UserState {
     std::vector<SessionRef> sessions;
-    std::vector<DeviceCursor> cursors;
-    std::int64_t last_seen_ms = 0;
+    // Keyed by the device type byte and the device_id; loaded whole on the
+    // first use of any of them.
+    std::unordered_map<std::string, DeviceCursor> cursors;
+    bool cursors_loaded = false;
     std::uint64_t inbox_next = 0;       // last seq assigned
     std::uint64_t inbox_committed = 0;  // last seq durable (readers' bound)
-    std::uint64_t max_acked = 0;        // over all devices, this process's life
+    std::uint64_t max_acked = 0;        // over all devices
+    std::uint32_t offline_pending = 0;  // offline_push timers running for it
     bool cursors_dirty = false;         // listed in dirty_cursors_
   };
   // An inbox row of the current batch, pushed once it is durable.
@@ -154,9 +164,21 @@ class Shard {
 
   // Loads the inbox counter on first use; a read error caches nothing.
   Result<UserState*> user(const std::string& uid);
+  // The device's cursor, marked as used now; a new device may evict the
+  // least recently used one.
   Result<DeviceCursor*> cursor(UserState& u, const std::string& uid, std::uint8_t device_type,
                                const std::string& device_id);
+  Result<Ok> load_cursors(UserState& u, const std::string& uid);
+  void forget_cursor(UserState& u, const std::string& uid, const std::string& key);
+  // Forgets the least recently used cursors until `room` more fit under
+  // limits.devices_per_user, sparing `keep` and devices with a session.
+  void evict_cursors(UserState& u, const std::string& uid, const std::string& keep, std::size_t room);
   void mark_cursor(const std::string& uid, UserState& u, DeviceCursor& c, std::uint64_t seq);
+  void mark_dirty(const std::string& uid, UserState& u);
+  // Drops idle users, conversations and groups beyond the caches' capacity;
+  // only between batches (nothing staged holds a pointer then).
+  void trim_caches();
+  void schedule_trim();
 
   // Stages one inbox row of `msg` for `uid` (and the sender's dedupe row)
   // and its push; returns the row's inbox_seq.
@@ -173,10 +195,13 @@ class Shard {
                           const std::vector<std::string>& recipients, std::shared_ptr<SendJob> job);
   void chain_done(const std::shared_ptr<GroupFanout>& fanout);
   // Applies a plan to the group, its rows and events; nothing when it fails.
-  Result<Ok> apply_group_plan(GroupState* g, const GroupPlan& plan);
+  Result<Ok> apply_group_plan(GroupState* g, const GroupPlan& plan, const std::vector<EventSlice>& slices);
   Result<GroupReply> run_group_command(GroupCommand& c);
   // Answers `job` on the sender's shard, from any shard.
   void answer_on_sender(const std::shared_ptr<SendJob>& job, const Result<v1::SendResp>& result);
+  // Charges `rows` inbox rows to `uid` (limits.fanout_rows_per_second),
+  // before anything is staged: RATE_LIMITED with retry_after_ms when over.
+  Result<Ok> charge_rows(const std::string& uid, std::uint64_t rows);
   // The answer of an earlier SEND with the same client_msg_id, if any.
   Result<std::optional<v1::SendResp>> dedupe_hit(const SendJob& job);
 
@@ -186,6 +211,8 @@ class Shard {
   void arm_cursor_timer();
   void arm_overdue_timer();
   std::size_t frame_budget() const;
+  // The largest stored row that fits any answer (group events are cut to it).
+  std::size_t max_row_bytes() const;
 
   const unsigned index_;
   CoreEnv& env_;
@@ -200,10 +227,14 @@ class Shard {
   asio::steady_timer overdue_timer_{context_};
   bool cursor_timer_armed_ = false;
   bool overdue_timer_armed_ = false;
-  std::unordered_map<std::string, UserState> users_;
-  // Users with a cursor to write (flush_cursors visits only these; entries
-  // of users_ are never erased, so the pointers stay valid).
+  LruMap<UserState> users_;
+  // When each user that has had a session here last had one (PRESENCE's
+  // last_seen_ms); kept apart from users_ so it outlives a dropped entry.
+  std::unordered_map<std::string, std::int64_t> last_seen_;
+  // Users with a cursor to write (flush_cursors visits only these; such a
+  // user is never dropped from users_, so the pointers stay valid).
   std::vector<std::pair<const std::string*, UserState*>> dirty_cursors_;
+  bool trim_posted_ = false;
 
   // What the current batch holds beyond its rows.
   std::vector<UserState*> touched_users_;

@@ -16,7 +16,6 @@
 namespace im::core {
 namespace {
 
-constexpr std::uint32_t kGroupEventType = 10001;
 constexpr std::size_t kListSlack = 256;  // GROUP_LIST's frame room beside its groups
 constexpr auto kSliceRetry = std::chrono::milliseconds(200);
 
@@ -37,6 +36,7 @@ void Shard::group_command(std::shared_ptr<GroupCommand> cmd) {
   commit_.make_room();
   if (groups_.changed_in_batch(cmd->gid)) commit_.commit();
   auto reply = run_group_command(*cmd);
+  schedule_trim();
   if (!reply || cmd->cmd == Cmd::kGroupGet) return cmd->done(reply);
   // Answer once the change is durable (its events are then durably queued).
   commit_.after_commit([cmd, reply = std::move(*reply)](bool ok) {
@@ -55,7 +55,11 @@ Result<GroupReply> Shard::run_group_command(GroupCommand& c) {
   if (c.cmd == Cmd::kGroupCreate) {
     auto plan = plan_create(g, c.actor.uid, c.create, wall_ms(), max_members);
     if (!plan) return plan.error();
-    if (auto applied = apply_group_plan(nullptr, *plan); !applied) return applied.error();
+    const auto slices = event_slices(*plan, max_row_bytes());
+    if (!c.actor.admin) {
+      if (auto charged = charge_rows(c.actor.uid, plan_rows(*plan, slices)); !charged) return charged.error();
+    }
+    if (auto applied = apply_group_plan(nullptr, *plan, slices); !applied) return applied.error();
     GroupState* created = *groups_.find(c.gid);
     *reply.group.mutable_group() = created->info;
     list_members(*created, "", 0, frame_budget(), reply.group);
@@ -76,13 +80,17 @@ Result<GroupReply> Shard::run_group_command(GroupCommand& c) {
     default: break;
   }
   if (!plan) return plan.error();
-  if (auto applied = apply_group_plan(g, *plan); !applied) return applied.error();
+  const auto slices = event_slices(*plan, max_row_bytes());
+  if (!c.actor.admin) {
+    if (auto charged = charge_rows(c.actor.uid, plan_rows(*plan, slices)); !charged) return charged.error();
+  }
+  if (auto applied = apply_group_plan(g, *plan, slices); !applied) return applied.error();
   reply.members = plan->members;
   *reply.group.mutable_group() = g->info;
   return reply;
 }
 
-Result<Ok> Shard::apply_group_plan(GroupState* g, const GroupPlan& plan) {
+Result<Ok> Shard::apply_group_plan(GroupState* g, const GroupPlan& plan, const std::vector<EventSlice>& slices) {
   if (plan.events.empty()) return Ok{};  // nothing changes (an ADD of members only)
   const std::string& gid = plan.info.gid();
   // What can fail comes first: the conversation's counter and the events'
@@ -94,27 +102,13 @@ Result<Ok> Shard::apply_group_plan(GroupState* g, const GroupPlan& plan) {
     const std::vector<std::string>* recipients;
   };
   std::vector<Staged> events;
-  for (const GroupEventPlan& e : plan.events) {
-    // A change touching more than kEventMaxUids uids is announced as several events.
-    for (std::size_t from = 0; from < std::max<std::size_t>(e.uids.size(), 1); from += kEventMaxUids) {
-      auto id = clock_->next();
-      if (!id) return id.error();
-      v1::GroupEvent event;
-      event.set_type(e.type);
-      event.set_gid(gid);
-      event.set_actor(plan.actor);
-      for (std::size_t i = from; i < std::min(e.uids.size(), from + kEventMaxUids); ++i) event.add_uids(e.uids[i]);
-      *event.mutable_group() = plan.info;
-      v1::Message m;
-      m.set_msg_id(*id);
-      m.set_conv_type(v1::GROUP);
-      m.set_from(plan.actor);
-      m.set_to(gid);
-      m.set_content_type(kGroupEventType);
-      m.set_body(event.SerializeAsString());
-      m.set_server_time_ms(wall_ms());
-      events.push_back({std::move(m), &e.recipients});
-    }
+  for (const EventSlice& slice : slices) {
+    auto id = clock_->next();
+    if (!id) return id.error();
+    v1::Message m = event_message(plan, slice);
+    m.set_msg_id(*id);
+    m.set_server_time_ms(wall_ms());
+    events.push_back({std::move(m), &plan.events[slice.event].recipients});
   }
   if (g) {
     groups_.touch(gid);

@@ -6,6 +6,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "core/fanout_chain.h"
 #include "core/fanout_plan.h"
 #include "core/shard.h"
@@ -41,6 +42,15 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
   return row.inbox_seq();
 }
 
+Result<Ok> Shard::charge_rows(const std::string& uid, std::uint64_t rows) {
+  const std::uint32_t wait_ms = env_.fanout.take(uid, rows);
+  if (wait_ms == 0) return Ok{};
+  metrics::get().fanout_rate_limited.inc();
+  Error limited = make_error(StatusCode::kRateLimited, "over limits.fanout_rows_per_second");
+  limited.retry_after_ms = wait_ms;
+  return limited;
+}
+
 // ---------------------------------------------------------------- sender's shard
 
 Result<std::optional<v1::SendResp>> Shard::dedupe_hit(const SendJob& job) {
@@ -74,6 +84,13 @@ void Shard::send(std::shared_ptr<SendJob> job) {
   auto dup = dedupe_hit(*job);
   if (!dup) return finish_send(job, dup.error());
   if (*dup) return finish_send(job, **dup);
+  // A C2C message costs its two inbox rows (one to oneself); a group's is
+  // charged on the group's shard, which knows the members. The admin API
+  // (no session) is not limited.
+  if (job->msg.conv_type() != v1::GROUP && job->session_id != 0) {
+    if (auto charged = charge_rows(job->msg.from(), job->msg.to() == job->msg.from() ? 1 : 2); !charged)
+      return finish_send(job, charged.error());
+  }
   auto id = clock_->next();
   if (!id) return finish_send(job, id.error());
   job->msg.set_msg_id(*id);
@@ -133,6 +150,10 @@ void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
   if (!g) return answer_on_sender(job, g.error());
   if (auto access = check_access(*g, GroupActor{job->msg.from(), false}); !access)
     return answer_on_sender(job, access.error());
+  if (job->session_id != 0) {
+    if (auto charged = charge_rows(job->msg.from(), (*g)->members.size()); !charged)
+      return answer_on_sender(job, charged.error());
+  }
   if (auto staged = stage_group_message(job->msg, member_uids(**g), job); !staged)
     return answer_on_sender(job, staged.error());
   commit_.schedule();

@@ -44,6 +44,11 @@ std::size_t row_cost(std::size_t row_bytes) {
 
 }  // namespace
 
+std::size_t max_row_bytes(std::size_t budget) {
+  const std::size_t overhead = row_cost(budget) - budget;  // tag + the largest length prefix
+  return budget > overhead ? budget - overhead : 0;
+}
+
 bool MessageRows::fits(std::string_view row) const {
   return bytes_.size() + row_cost(row.size()) <= budget_;
 }

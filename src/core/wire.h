@@ -19,6 +19,10 @@ namespace im::core::wire {
 // Room kept in a frame for the fields of an answer beside its messages.
 inline constexpr std::size_t kFrameSlack = 64;
 
+// The largest row that fits alone in `budget` (its field's tag and length
+// taken off).
+std::size_t max_row_bytes(std::size_t budget);
+
 // The `messages` field (number 1 in all three bodies) being filled, within a
 // byte budget.
 class MessageRows {

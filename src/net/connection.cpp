@@ -524,9 +524,18 @@ std::uint32_t Connection::frame_limit() const {
   return phase_ == Phase::kHandshake ? std::min(configured, kMaxPreLoginBody) : configured;
 }
 
-void Connection::check_timeout(std::uint32_t now_ms) {
+void Connection::set_deadline(std::int64_t wall_s) {
+  deadline_s_ = wall_s > 0 && wall_s <= std::int64_t{UINT32_MAX} ? static_cast<std::uint32_t>(wall_s) : 0;
+}
+
+void Connection::check_timeout(std::uint32_t now_ms, std::int64_t wall_s) {
   const std::uint32_t elapsed = now_ms - mark_ms_;
   const NetLimits& l = loop_.limits();
+  if (deadline_s_ != 0 && wall_s >= deadline_s_ && phase_ == Phase::kActive) {
+    deadline_s_ = 0;
+    loop_.service().on_deadline(*this);
+    return;
+  }
   switch (phase_) {
     case Phase::kHandshake:
       if (elapsed >= l.auth_timeout_ms) {

@@ -61,6 +61,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void pause_reading();
   void resume_reading();
   void set_active();
+  // A deadline on the wall clock (seconds since the epoch) for the service:
+  // once it has passed, the sweep calls ServiceInterface::on_deadline (a
+  // token's `exp`). 0 clears it; one after 2106 never comes.
+  void set_deadline(std::int64_t wall_s);
 
   Phase phase() const { return phase_; }
   bool is_open() const { return phase_ != Phase::kClosed; }
@@ -68,8 +72,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::io_context::executor_type executor() { return socket_.get_executor(); }
   ConnectionContext* context() { return context_.get(); }
   std::uint64_t pending_bytes() const { return pending_bytes_; }
-  // The sweep: closes the connection when its phase's deadline has passed.
-  void check_timeout(std::uint32_t now_ms);
+  // The sweep: closes the connection when its phase's deadline has passed,
+  // and tells the service when the wall-clock deadline has (`wall_s`).
+  void check_timeout(std::uint32_t now_ms, std::int64_t wall_s);
 
   // The registry slot, kept by IoLoop.
   std::uint32_t slot = 0;
@@ -124,6 +129,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint64_t peer_key_;
   std::uint32_t head_offset_ = 0;  // bytes of queue_[0] already written
   std::uint32_t mark_ms_ = 0;      // start of the current phase's deadline
+  std::uint32_t deadline_s_ = 0;   // set_deadline's, 0: none
   Phase phase_ = Phase::kHandshake;
   bool reading_ = false;
   bool paused_ = false;

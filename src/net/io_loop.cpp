@@ -84,12 +84,14 @@ void IoLoop::arm_sweep() {
 
 void IoLoop::sweep() {
   const std::uint32_t now = now_ms();
+  const std::int64_t wall_s =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   // Walk backwards: a connection that closes swaps the last one into its slot,
   // which has then been visited already.
   for (std::size_t i = connections_.size(); i-- > 0;) {
     if (i >= connections_.size()) continue;
     auto conn = connections_[i];
-    conn->check_timeout(now);
+    conn->check_timeout(now, wall_s);
   }
 }
 

@@ -4,8 +4,12 @@
 // after one answer where the transport allows one before any handshake: an
 // ERROR frame (UNAVAILABLE, retry_after_ms) on plain TCP, an HTTP 503 with
 // Retry-After on plain WebSocket; on TLS it is closed without a word (a
-// handshake would spend the CPU the refusal saves).
+// handshake would spend the CPU the refusal saves). After the answer it
+// sends FIN and drops what the client still sends for up to a second, so
+// the answer is not lost to an RST (listener.cpp, Refusal).
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +46,9 @@ class Listener {
   asio::steady_timer backoff_;
   asio::ip::tcp::endpoint local_;
   std::size_t next_ = 0;
+  // Refused connections lingering after their answer (shared with them:
+  // they may outlive the listener on their loops).
+  std::shared_ptr<std::atomic<std::uint32_t>> lingering_ = std::make_shared<std::atomic<std::uint32_t>>(0);
 };
 
 }  // namespace im::net

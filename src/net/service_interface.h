@@ -29,6 +29,9 @@ class ServiceInterface {
   virtual void on_frame(Connection& conn, const FrameHeader& header, std::string_view body) = 0;
   // The connection is closed; called once.
   virtual void on_close(Connection& conn) = 0;
+  // The deadline the service set (Connection::set_deadline) has passed;
+  // called once, from the loop's sweep, while the connection is logged in.
+  virtual void on_deadline(Connection& conn) = 0;
 };
 
 }  // namespace im::net

@@ -79,14 +79,24 @@ std::optional<ParsedFanoutKey> parse_fanout_key(std::string_view key) {
   return out;
 }
 
-std::string outbox_key(std::uint64_t id) {
-  std::string k;
+std::string outbox_key(std::uint8_t queue, std::uint64_t id) {
+  std::string k(1, static_cast<char>(queue));
   append_u64(k, id);
   return k;
 }
 
+std::string outbox_failing_key(std::uint8_t queue, std::uint64_t id) {
+  return "webhook_failing:" + outbox_key(queue, id);
+}
+
 std::uint64_t seq_of(std::string_view key) {
   return key.size() < 8 ? 0 : read_u64(key.substr(key.size() - 8));
+}
+
+std::string token_revocation_key(std::string_view uid) {
+  std::string k = "token_revoked:";
+  k.append(uid);
+  return k;
 }
 
 std::string prefix_end(std::string_view prefix) {

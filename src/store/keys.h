@@ -41,8 +41,15 @@ struct ParsedFanoutKey {
   std::optional<std::uint32_t> chain;
 };
 std::optional<ParsedFanoutKey> parse_fanout_key(std::string_view key);
-// id(u64)
-std::string outbox_key(std::uint64_t id);
+// queue(u8) id(u64): a queue is the shard that wrote the event. (Before
+// queues the key was the bare id; Store::open moves such keys to queue 0.)
+std::string outbox_key(std::uint8_t queue, std::uint64_t id);
+inline constexpr std::size_t kOutboxKeyBytes = 9;
+inline constexpr std::size_t kLegacyOutboxKeyBytes = 8;
+// "webhook_failing:" + outbox key, in `meta`: when an event's delivery first failed (ms)
+std::string outbox_failing_key(std::uint8_t queue, std::uint64_t id);
+// "token_revoked:" uid, in `meta` (with "" the prefix of them all)
+std::string token_revocation_key(std::string_view uid);
 
 // The seq at the end of an inbox or history key.
 std::uint64_t seq_of(std::string_view key);

@@ -1,8 +1,14 @@
 #pragma once
 // The webhook outbox (the `outbox` family): events waiting for the webhook
-// worker, in id order. Shards push events in their own batches (so an event
-// is durable with what caused it); the worker reads the oldest and removes
-// it once delivered. Thread safe (RocksDB is).
+// worker. Each shard writes its events to its own queue (the shard's index),
+// in its own batches (so an event is durable with what caused it), with ids
+// from its own clock: a queue's events become visible in id order, so the
+// worker keeps a cursor per queue and never walks deleted events again. A
+// user's events all come from the user's shard: one queue, in order.
+//
+// The depth (events queued) is counted at open and kept in memory: a shard
+// reserves room before it stages an event and gives it back if the batch
+// fails; the worker gives it back when it deletes an event. Thread safe.
 
 #include <cstdint>
 #include <optional>
@@ -17,16 +23,41 @@ class Outbox {
  public:
   explicit Outbox(Store& store) : store_(store) {}
 
-  // Queues `event` in `batch` (written with the rest of it).
+  // Room for one more event, unless `max_queued` are queued: false then.
+  bool reserve(std::uint64_t max_queued) { return store_.reserve_outbox(max_queued); }
+  // Gives back the room of `n` reserved events whose batch failed.
+  void release(std::uint64_t n) { store_.release_outbox(n); }
+  std::uint64_t depth() const { return store_.outbox_depth(); }
+  // Queues `event` in `batch` (written with the rest of it), in its queue:
+  // only the shard whose clock made `event.id` may write to it.
   static void push(Batch& batch, const OutboxEvent& event) { batch.put_outbox(event); }
-  // The event with the lowest id, if any.
-  Result<std::optional<OutboxEvent>> oldest() { return store_.oldest_event(); }
-  // Deletes a delivered (or dropped) event now.
-  Result<Ok> remove(std::uint64_t id) {
+
+  // The first event of `queue` with an id >= `from`, if any.
+  Result<std::optional<OutboxEvent>> first(std::uint8_t queue, std::uint64_t from) {
+    return store_.first_event(queue, from);
+  }
+  // The lowest queue >= `from` holding events, if any.
+  Result<std::optional<std::uint8_t>> next_queue(unsigned from) { return store_.next_event_queue(from); }
+  // When the delivery of `event` first failed, if it did (kept across restarts).
+  Result<std::optional<std::int64_t>> failing_since(const OutboxEvent& event) {
+    return store_.outbox_failing_since(event.queue, event.id);
+  }
+  Result<Ok> mark_failing(const OutboxEvent& event, std::int64_t since_ms) {
     Batch b(store_);
-    b.del_outbox(id);
+    b.put_outbox_failing(event.queue, event.id, since_ms);
     return store_.write(b);
   }
+  // Deletes a delivered (or dropped) event now, with its failure record
+  // when it has one, and gives back its room.
+  Result<Ok> remove(const OutboxEvent& event, bool marked_failing) {
+    Batch b(store_);
+    b.del_outbox(event.queue, event.id);
+    if (marked_failing) b.del_outbox_failing(event.queue, event.id);
+    auto written = store_.write(b);
+    if (written) store_.release_outbox(1);
+    return written;
+  }
+  // Counted by reading every event (tests).
   Result<std::uint64_t> count() { return store_.count_events(); }
 
  private:

@@ -74,6 +74,23 @@ std::optional<MemberRecord> MemberRecord::decode(std::string_view v) {
   return MemberRecord{v[0] == kMemberOwner, static_cast<std::int64_t>(read_u64(v.substr(1)))};
 }
 
+std::string CursorRecord::encode() const {
+  std::string v;
+  append_u64(v, acked);
+  append_u64(v, static_cast<std::uint64_t>(used_ms));
+  return v;
+}
+
+std::optional<CursorRecord> CursorRecord::decode(std::string_view key_rest, std::string_view v) {
+  if (key_rest.empty() || (v.size() != 8 && v.size() != 16)) return std::nullopt;
+  CursorRecord c;
+  c.device_type = static_cast<std::uint8_t>(key_rest[0]);
+  c.device_id = std::string(key_rest.substr(1));
+  c.acked = read_u64(v);
+  if (v.size() == 16) c.used_ms = static_cast<std::int64_t>(read_u64(v.substr(8)));
+  return c;
+}
+
 std::string CopyRecord::encode() const {
   std::string v(1, is_sender ? kCopySender : kCopyRecipient);
   msg.AppendToString(&v);

@@ -47,6 +47,22 @@ struct MemberRecord {
   bool operator==(const MemberRecord&) const = default;
 };
 
+// `cursors`: one device's cumulative ACK, and when the device last used it
+// (the least recently used cursor goes when a user has too many). The key
+// (after the uid) is the device type byte and the device_id.
+struct CursorRecord {
+  std::uint8_t device_type = 0;
+  std::string device_id;
+  std::uint64_t acked = 0;
+  std::int64_t used_ms = 0;
+
+  std::string encode() const;  // the value
+  // From the key's part after the uid and the value; a value of 8 bytes
+  // (written before `used_ms` existed) has used_ms 0.
+  static std::optional<CursorRecord> decode(std::string_view key_rest, std::string_view value);
+  bool operator==(const CursorRecord&) const = default;
+};
+
 // Which fan-out a `fanout` row belongs to: a conversation's message at
 // `conv_seq`. A C2C copy record names the one recipient whose inbox row is
 // pending; a group record names none.
@@ -101,7 +117,8 @@ struct FanoutEntry {
 // An event waiting in the `outbox` for the webhook worker.
 struct OutboxEvent {
   std::uint64_t id = 0;
-  std::string body;  // the JSON POSTed
+  std::string body;        // the JSON POSTed
+  std::uint8_t queue = 0;  // the shard that wrote it (store/outbox.h)
 };
 
 }  // namespace im::store

@@ -50,6 +50,16 @@ std::string encode_u64(std::uint64_t v) {
   return out;
 }
 
+// Above every outbox key (9 bytes: queue, id; 8 in the old format).
+std::string outbox_end() {
+  return std::string(kOutboxKeyBytes + 1, '\xFF');
+}
+
+// Above every key of one queue.
+std::string outbox_queue_end(std::uint8_t queue) {
+  return queue == 0xFF ? outbox_end() : std::string(1, static_cast<char>(queue + 1));
+}
+
 // Drops dedupe rows older than the window as compaction meets them, so
 // expiry never costs the message path anything (lookups check the time too).
 class DedupeExpiry final : public rocksdb::CompactionFilter {
@@ -106,9 +116,12 @@ void Batch::put_dedupe(std::string_view uid, std::string_view client_msg_id, con
   put(Cf::kDedupe, dedupe_key(uid, client_msg_id), record.encode());
 }
 
-void Batch::put_cursor(std::string_view uid, std::uint8_t device_type, std::string_view device_id,
-                       std::uint64_t acked) {
-  put(Cf::kCursors, cursor_key(uid, device_type, device_id), encode_u64(acked));
+void Batch::put_cursor(std::string_view uid, const CursorRecord& cursor) {
+  put(Cf::kCursors, cursor_key(uid, cursor.device_type, cursor.device_id), cursor.encode());
+}
+
+void Batch::del_cursor(std::string_view uid, std::uint8_t device_type, std::string_view device_id) {
+  del(Cf::kCursors, cursor_key(uid, device_type, device_id));
 }
 
 void Batch::put_group(const GroupRecord& group) {
@@ -146,15 +159,27 @@ void Batch::del_fanout(const FanoutKey& key) {
 }
 
 void Batch::put_outbox(const OutboxEvent& event) {
-  put(Cf::kOutbox, outbox_key(event.id), event.body);
+  put(Cf::kOutbox, outbox_key(event.queue, event.id), event.body);
 }
 
-void Batch::del_outbox(std::uint64_t id) {
-  del(Cf::kOutbox, outbox_key(id));
+void Batch::del_outbox(std::uint8_t queue, std::uint64_t id) {
+  del(Cf::kOutbox, outbox_key(queue, id));
+}
+
+void Batch::put_outbox_failing(std::uint8_t queue, std::uint64_t id, std::int64_t since_ms) {
+  put(Cf::kMeta, outbox_failing_key(queue, id), encode_u64(static_cast<std::uint64_t>(since_ms)));
+}
+
+void Batch::del_outbox_failing(std::uint8_t queue, std::uint64_t id) {
+  del(Cf::kMeta, outbox_failing_key(queue, id));
 }
 
 void Batch::put_meta(std::string_view name, std::uint64_t value) {
   put(Cf::kMeta, name, encode_u64(value));
+}
+
+void Batch::put_token_revocation(std::string_view uid, std::int64_t revoked_s) {
+  put(Cf::kMeta, token_revocation_key(uid), encode_u64(static_cast<std::uint64_t>(revoked_s)));
 }
 
 // ---------------------------------------------------------------- Store
@@ -172,6 +197,11 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   db_options.max_open_files = 256;  // counted in the file-limit reserve (src/main.cpp)
   db_options.IncreaseParallelism(2);
   db_options.keep_log_file_num = 5;
+  // Bounds on RocksDB's own memory and disk (docs/operations.md): with ten
+  // families, a rarely written one would otherwise pin every WAL file since
+  // its last flush, and each family's memtables grow on their own.
+  db_options.max_total_wal_size = std::uint64_t{config.max_wal_mb} << 20;
+  db_options.db_write_buffer_size = std::size_t{config.write_buffer_mb} << 20;
   if (env) db_options.env = env;
 
   rocksdb::BlockBasedTableOptions table;
@@ -199,6 +229,7 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   store->fsync_ = config.fsync;
   db->DestroyColumnFamilyHandle(handles[0]);  // the default family is unused
   for (std::size_t i = 0; i < kCfCount; ++i) store->handles_[i] = handles[i + 1];
+  if (auto outbox = store->open_outbox(); !outbox) return outbox.error();
   return store;
 }
 
@@ -302,12 +333,20 @@ Result<std::optional<DedupeRecord>> Store::get_dedupe(std::string_view uid, std:
   return std::optional<DedupeRecord>(std::move(*record));
 }
 
-Result<std::optional<std::uint64_t>> Store::get_cursor(std::string_view uid, std::uint8_t device_type,
-                                                       std::string_view device_id) {
-  auto row = get(Cf::kCursors, cursor_key(uid, device_type, device_id));
-  if (!row) return row.error();
-  if (!*row) return std::optional<std::uint64_t>();
-  return std::optional<std::uint64_t>(read_u64(**row));
+Result<Ok> Store::scan_cursors(std::string_view uid, const std::function<bool(const CursorRecord&)>& fn) {
+  const std::string prefix = user_prefix(uid);
+  bool unreadable = false;
+  auto scanned = scan(Cf::kCursors, prefix, prefix_end(prefix), [&](std::string_view key, std::string_view value) {
+    auto cursor = CursorRecord::decode(key.substr(prefix.size()), value);
+    if (!cursor) {
+      unreadable = true;
+      return false;
+    }
+    return fn(*cursor);
+  });
+  if (!scanned) return scanned;
+  if (unreadable) return make_error(StatusCode::kInternal, "store: unreadable cursor row of " + std::string(uid));
+  return Ok{};
 }
 
 Result<std::optional<GroupRecord>> Store::get_group(std::string_view gid) {
@@ -349,6 +388,21 @@ Result<std::optional<std::uint64_t>> Store::get_meta(std::string_view name) {
   return std::optional<std::uint64_t>(read_u64(**row));
 }
 
+Result<Ok> Store::scan_token_revocations(const std::function<bool(std::string_view uid, std::int64_t revoked_s)>& fn) {
+  const std::string prefix = token_revocation_key("");
+  bool unreadable = false;
+  auto scanned = scan(Cf::kMeta, prefix, prefix_end(prefix), [&](std::string_view key, std::string_view value) {
+    if (value.size() != 8 || key.size() == prefix.size()) {
+      unreadable = true;
+      return false;
+    }
+    return fn(key.substr(prefix.size()), static_cast<std::int64_t>(read_u64(value)));
+  });
+  if (!scanned) return scanned;
+  if (unreadable) return make_error(StatusCode::kInternal, "store: unreadable token revocation row");
+  return Ok{};
+}
+
 Result<Ok> Store::scan_fanout(const std::function<bool(const FanoutEntry&)>& fn) {
   return scan(Cf::kFanout, "", std::string(1, '\xFF'), [&](std::string_view key, std::string_view value) {
     FanoutEntry e;
@@ -372,24 +426,99 @@ Result<Ok> Store::scan_fanout(const std::function<bool(const FanoutEntry&)>& fn)
   });
 }
 
-Result<std::optional<OutboxEvent>> Store::oldest_event() {
-  std::optional<OutboxEvent> out;
-  auto scanned = scan(Cf::kOutbox, "", std::string(9, '\xFF'), [&](std::string_view key, std::string_view value) {
-    out = OutboxEvent{read_u64(key), std::string(value)};
-    return false;
+Result<Ok> Store::open_outbox() {
+  // Before queues an event's key was its bare id: such events go to queue 0
+  // (their ids are below any id written since, and the worker delivers the
+  // lowest id among the queues' first events first, so they still go first).
+  std::uint64_t events = 0;
+  std::uint64_t moved = 0;
+  Batch batch(*this);
+  Result<Ok> written = Ok{};
+  auto scanned = scan(Cf::kOutbox, "", outbox_end(), [&](std::string_view key, std::string_view value) {
+    ++events;
+    if (key.size() != kLegacyOutboxKeyBytes) return true;
+    batch.put(Cf::kOutbox, outbox_key(0, read_u64(key)), value);
+    batch.del(Cf::kOutbox, key);
+    ++moved;
+    if (batch.count() < 1024) return true;
+    written = write(batch);
+    batch.clear();
+    return written.ok();
   });
+  if (!scanned) return scanned;
+  if (written) written = write(batch);
+  if (!written) return written;
+  if (moved > 0) spdlog::info("store: {} webhook events moved to queue 0 (the outbox key format changed)", moved);
+  outbox_depth_.store(events, std::memory_order_relaxed);
+  metrics::get().outbox_depth.set(static_cast<std::int64_t>(events));
+  return Ok{};
+}
+
+bool Store::reserve_outbox(std::uint64_t max) {
+  std::uint64_t n = outbox_depth_.load(std::memory_order_relaxed);
+  do {
+    if (n >= max) return false;
+  } while (!outbox_depth_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  metrics::get().outbox_depth.add(1);
+  return true;
+}
+
+void Store::release_outbox(std::uint64_t n) {
+  std::uint64_t depth = outbox_depth_.load(std::memory_order_relaxed);
+  std::uint64_t next = 0;
+  do {
+    next = depth > n ? depth - n : 0;
+  } while (!outbox_depth_.compare_exchange_weak(depth, next, std::memory_order_relaxed));
+  metrics::get().outbox_depth.add(-static_cast<std::int64_t>(depth - next));
+}
+
+Result<std::optional<OutboxEvent>> Store::first_event(std::uint8_t queue, std::uint64_t from) {
+  std::optional<OutboxEvent> out;
+  auto scanned = scan(Cf::kOutbox, outbox_key(queue, from), outbox_queue_end(queue),
+                      [&](std::string_view key, std::string_view v) {
+                        if (key.size() != kOutboxKeyBytes) return true;  // not an event key: never written so
+                        out = OutboxEvent{read_u64(key.substr(1)), std::string(v), queue};
+                        return false;
+                      });
   if (!scanned) return scanned.error();
   return out;
 }
 
+Result<std::optional<std::uint8_t>> Store::next_event_queue(unsigned from) {
+  std::optional<std::uint8_t> out;
+  if (from > 0xFF) return out;
+  auto scanned = scan(Cf::kOutbox, std::string(1, static_cast<char>(from)), outbox_end(),
+                      [&](std::string_view key, std::string_view) {
+                        if (key.size() != kOutboxKeyBytes) return true;
+                        out = static_cast<std::uint8_t>(key[0]);
+                        return false;
+                      });
+  if (!scanned) return scanned.error();
+  return out;
+}
+
+Result<std::optional<std::int64_t>> Store::outbox_failing_since(std::uint8_t queue, std::uint64_t id) {
+  auto row = get(Cf::kMeta, outbox_failing_key(queue, id));
+  if (!row) return row.error();
+  if (!*row || (*row)->size() != 8) return std::optional<std::int64_t>();
+  return std::optional<std::int64_t>(static_cast<std::int64_t>(read_u64(**row)));
+}
+
 Result<Ok> Store::scan_events(const std::function<bool(const OutboxEvent&)>& fn) {
-  return scan(Cf::kOutbox, "", std::string(9, '\xFF'), [&](std::string_view key, std::string_view value) {
-    return fn(OutboxEvent{read_u64(key), std::string(value)});
+  return scan(Cf::kOutbox, "", outbox_end(), [&](std::string_view key, std::string_view value) {
+    if (key.size() != kOutboxKeyBytes) return true;
+    return fn(OutboxEvent{read_u64(key.substr(1)), std::string(value), static_cast<std::uint8_t>(key[0])});
   });
 }
 
 Result<std::uint64_t> Store::count_events() {
-  return count_rows(Cf::kOutbox, UINT64_MAX);
+  std::uint64_t n = 0;
+  auto scanned = scan(Cf::kOutbox, "", outbox_end(), [&](std::string_view, std::string_view) {
+    ++n;
+    return true;
+  });
+  if (!scanned) return scanned.error();
+  return n;
 }
 
 Result<std::uint64_t> Store::count_rows(Cf cf, std::uint64_t at_most) {

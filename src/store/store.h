@@ -56,7 +56,8 @@ class Batch {
   void put_inbox(std::string_view uid, std::uint64_t inbox_seq, std::string_view message);
   void put_history(std::string_view conv, std::uint64_t conv_seq, std::string_view message);
   void put_dedupe(std::string_view uid, std::string_view client_msg_id, const DedupeRecord& record);
-  void put_cursor(std::string_view uid, std::uint8_t device_type, std::string_view device_id, std::uint64_t acked);
+  void put_cursor(std::string_view uid, const CursorRecord& cursor);
+  void del_cursor(std::string_view uid, std::uint8_t device_type, std::string_view device_id);
   void put_group(const GroupRecord& group);
   // The `members` row and the member's `user_groups` row.
   void put_member(std::string_view gid, std::string_view uid, const MemberRecord& member);
@@ -66,9 +67,16 @@ class Batch {
   void put_fanout_progress(const FanoutKey& key, const FanoutProgress& progress);
   // A copy record, or a group record with its progress rows.
   void del_fanout(const FanoutKey& key);
+  // The event in its queue (`event.queue`).
   void put_outbox(const OutboxEvent& event);
-  void del_outbox(std::uint64_t id);
+  void del_outbox(std::uint8_t queue, std::uint64_t id);
+  // When the delivery of an event first failed (ms), in `meta`.
+  void put_outbox_failing(std::uint8_t queue, std::uint64_t id, std::int64_t since_ms);
+  void del_outbox_failing(std::uint8_t queue, std::uint64_t id);
   void put_meta(std::string_view name, std::uint64_t value);
+  // In `meta`: every token of `uid` issued at or before `revoked_s` (its
+  // `iat`, seconds) is refused (PROTOCOL 6, kick with "revoke").
+  void put_token_revocation(std::string_view uid, std::int64_t revoked_s);
 
   std::size_t count() const { return count_; }
   bool empty() const { return count_ == 0; }
@@ -110,8 +118,8 @@ class Store {
   // History rows with seq < below, descending, until `fn` returns false.
   Result<Ok> scan_history_back(std::string_view conv, std::uint64_t below, const RowVisitor& fn);
   Result<std::optional<DedupeRecord>> get_dedupe(std::string_view uid, std::string_view client_msg_id);
-  Result<std::optional<std::uint64_t>> get_cursor(std::string_view uid, std::uint8_t device_type,
-                                                  std::string_view device_id);
+  // Every device cursor of a user (a bounded few: limits.devices_per_user).
+  Result<Ok> scan_cursors(std::string_view uid, const std::function<bool(const CursorRecord&)>& fn);
   Result<std::optional<GroupRecord>> get_group(std::string_view gid);
   // A group's members in uid order.
   Result<Ok> scan_members(std::string_view gid,
@@ -119,14 +127,30 @@ class Store {
   // The gids of a user's groups, in gid order.
   Result<Ok> scan_user_groups(std::string_view uid, const std::function<bool(std::string_view gid)>& fn);
   Result<std::optional<std::uint64_t>> get_meta(std::string_view name);
+  // Every token revocation (uid, revoked_s), in uid order (start-up).
+  Result<Ok> scan_token_revocations(const std::function<bool(std::string_view uid, std::int64_t revoked_s)>& fn);
   // Every row of the `fanout` family (start-up recovery).
   Result<Ok> scan_fanout(const std::function<bool(const FanoutEntry&)>& fn);
 
-  // ---- the outbox, for the webhook worker
-  Result<std::optional<OutboxEvent>> oldest_event();
-  // Every event in id order, until `fn` returns false.
+  // ---- the outbox (store/outbox.h wraps these)
+  // The first event of `queue` with an id >= `from`, if any. A seek: the
+  // deleted events below `from` are not walked.
+  Result<std::optional<OutboxEvent>> first_event(std::uint8_t queue, std::uint64_t from);
+  // The lowest queue >= `from` holding an event, if any (start-up: it walks
+  // what was deleted before the first live event).
+  Result<std::optional<std::uint8_t>> next_event_queue(unsigned from);
+  Result<std::optional<std::int64_t>> outbox_failing_since(std::uint8_t queue, std::uint64_t id);
+  // Every event, queue after queue, each in id order, until `fn` returns false.
   Result<Ok> scan_events(const std::function<bool(const OutboxEvent&)>& fn);
+  // Events counted by reading them all (tests; see outbox_depth()).
   Result<std::uint64_t> count_events();
+  // Events queued: counted at open, then kept by the two calls below, so a
+  // restart finds the right count. Also the imserver_outbox_depth gauge.
+  std::uint64_t outbox_depth() const { return outbox_depth_.load(std::memory_order_relaxed); }
+  // Takes room for one event unless `max` are queued already: false then.
+  bool reserve_outbox(std::uint64_t max);
+  // Gives room back: events deleted, or reserved for a batch that failed.
+  void release_outbox(std::uint64_t n);
 
   // ---- maintenance (generic: the retention thread)
   // For each key prefix of `cf` (one inbox or one conversation), deletes
@@ -152,11 +176,15 @@ class Store {
   // The last (or first) key of `prefix`, if any.
   Result<std::optional<std::string>> edge_key(Cf cf, std::string_view prefix, bool last);
   Result<Ok> delete_range(Cf cf, std::string_view lower, std::string_view upper);
+  // At open: moves the events of the bare-id key format to queue 0, and
+  // counts the events (outbox_depth_).
+  Result<Ok> open_outbox();
 
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* handles_[kCfCount] = {};
   bool fsync_ = false;
   std::atomic<bool> write_failed_{false};
+  std::atomic<std::uint64_t> outbox_depth_{0};
 };
 
 }  // namespace im::store

@@ -47,7 +47,7 @@ TEST_CASE("tokens that must be refused") {
   CHECK(reason(v.verify(sign(R"({"alg":"HS256"})", R"({"name":"alice"})"), "alice", kNow)) == "token has no sub");
   CHECK(reason(v.verify(sign(R"({"alg":"HS256"})", R"({"sub":42})"), "alice", kNow)) == "token has no sub");
   CHECK(reason(v.verify(sign(R"({"alg":"HS256"})", R"({"sub":"alice","exp":"soon"})"), "alice", kNow)) ==
-        "token exp is not a number");
+        "token exp is not a date");
   CHECK(reason(v.verify(sign(R"({"alg":"HS256"})", R"({"sub":"alice","nbf":1900000000})"), "alice", kNow)) ==
         "token not yet valid");
   CHECK(reason(v.verify(sign(R"({"alg":"HS256"})", "[1,2]"), "alice", kNow)) == "token payload is not a JSON object");
@@ -72,6 +72,54 @@ TEST_CASE("garbage tokens are refused, never thrown") {
 TEST_CASE("exp as a fraction is accepted, truncated") {
   JwtVerifier v(kSecret);
   CHECK(v.verify(sign(R"({"alg":"HS256","typ":"JWT"})", R"({"sub":"alice","exp":1800000100.5})"), "alice", kNow));
+}
+
+TEST_CASE("a minted token carries iat when given one") {
+  JwtVerifier v(kSecret);
+  auto r = v.verify(mint_jwt(kSecret, "alice", kNow + 60, kNow - 5), "alice", kNow);
+  REQUIRE(r);
+  CHECK(r->iat == kNow - 5);
+  auto none = v.verify(mint_jwt(kSecret, "alice", kNow + 60), "alice", kNow);
+  REQUIRE(none);
+  CHECK(none->iat == 0);  // absent: "issued at 0"
+}
+
+// Dates that do not fit an int64 of seconds (or are no dates) are refused
+// by a check, never cast: a cast of 1e300 to int64 was undefined behaviour
+// (the sanitizer build, with float-cast-overflow, aborts on one).
+TEST_CASE("exp, nbf and iat out of range are refused cleanly") {
+  JwtVerifier v(kSecret);
+  const char* bad_values[] = {"1e300",
+                              "-1e300",
+                              "1.8e19",
+                              "9.3e18",
+                              "18446744073709551615",
+                              "9223372036854775807",
+                              "-9223372036854775808",
+                              "-1",
+                              "-0.5",
+                              "253402300800",
+                              "253402300799.5",
+                              "\"1800000100\"",
+                              "true",
+                              "[1800000100]",
+                              "{}"};
+  for (const char* claim : {"exp", "nbf", "iat"}) {
+    for (const char* value : bad_values) {
+      const std::string payload = std::string(R"({"sub":"alice",")") + claim + "\":" + value + "}";
+      INFO(payload);
+      CHECK(reason(v.verify(sign(R"({"alg":"HS256"})", payload), "alice", kNow)) ==
+            std::string("token ") + claim + " is not a date");
+    }
+  }
+  // The largest date still fits, and so does 0 for nbf and iat.
+  auto last =
+      v.verify(sign(R"({"alg":"HS256"})", R"({"sub":"alice","exp":253402300799,"iat":0,"nbf":0})"), "alice", kNow);
+  REQUIRE(last);
+  CHECK(last->exp == kMaxNumericDate);
+  auto fraction = v.verify(sign(R"({"alg":"HS256"})", R"({"sub":"alice","iat":1799999999.9})"), "alice", kNow);
+  REQUIRE(fraction);
+  CHECK(fraction->iat == 1799999999);
 }
 
 TEST_CASE("base64url round trip") {

@@ -62,6 +62,8 @@ TEST_CASE("defaults are those of the design, and need only a secret") {
   CHECK(c.push.offline_delay_ms == 5000);
   CHECK(c.webhook.url.empty());
   CHECK(c.webhook.timeout_ms == 3000);
+  CHECK(c.webhook.max_queued == 1000000);
+  CHECK(c.webhook.max_retry_s == 86400);
   CHECK(c.limits.max_message_bytes == 32768);
   CHECK(c.limits.max_group_members == 2000);
   CHECK(c.limits.messages_per_second == 100);
@@ -109,8 +111,10 @@ api_key = "k"
 offline_delay_ms = 1500
 [webhook]
 url = "http://127.0.0.1:8080/hook"
-secret = "s"
+secret = "webhook-secret-of-32-bytes-at-least"
 timeout_ms = 900
+max_queued = 77
+max_retry_s = 60
 [limits]
 max_message_bytes = 1000
 max_group_members = 50
@@ -148,8 +152,10 @@ timeout_s = 3
   CHECK(c.admin.api_key == "k");
   CHECK(c.push.offline_delay_ms == 1500);
   CHECK(c.webhook.url == "http://127.0.0.1:8080/hook");
-  CHECK(c.webhook.secret == "s");
+  CHECK(c.webhook.secret == "webhook-secret-of-32-bytes-at-least");
   CHECK(c.webhook.timeout_ms == 900);
+  CHECK(c.webhook.max_queued == 77);
+  CHECK(c.webhook.max_retry_s == 60);
   CHECK(c.limits.max_message_bytes == 1000);
   CHECK(c.limits.max_group_members == 50);
   CHECK(c.limits.messages_per_second == 7);
@@ -194,6 +200,8 @@ TEST_CASE("bad values are refused with the reason") {
   CHECK(refusal(with_secret("[storage]\ninbox_retention_days = 0\n")).find("storage.inbox_retention_days:") == 0);
   CHECK(refusal(with_secret("[push]\noffline_delay_ms = 0\n")).find("push.offline_delay_ms:") == 0);
   CHECK(refusal(with_secret("[webhook]\nurl = \"ftp://x\"\n")).find("webhook.url:") == 0);
+  CHECK(refusal(with_secret("[webhook]\nmax_queued = 0\n")).find("webhook.max_queued: must be between") == 0);
+  CHECK(refusal(with_secret("[webhook]\nmax_retry_s = 0\n")).find("webhook.max_retry_s: must be between") == 0);
   CHECK(refusal(with_secret("[limits]\nmax_message_bytes = 65000\n")).find("limits.max_message_bytes:") == 0);
   CHECK(refusal(with_secret("[limits]\nburst = 0\n")).find("limits.burst:") == 0);
   CHECK(refusal(with_secret("[limits]\nmax_group_members = 1\n")).find("limits.max_group_members:") == 0);
@@ -214,6 +222,16 @@ TEST_CASE("auth: a short secret, an unknown mode, insecure off loopback are refu
   CHECK(refusal("[auth]\nmode = \"insecure\"\n[server]\nlisten = \"127.0.0.1:0\"\nws_listen = \"\"\n"
                 "[admin]\nlisten = \"0.0.0.0:9702\"\n")
             .find("auth.mode:") == 0);
+}
+
+TEST_CASE("webhook: a url needs a secret of at least 32 bytes, from the file or the environment") {
+  const std::string url = "[webhook]\nurl = \"http://127.0.0.1:8080/hook\"\n";
+  CHECK(refusal(with_secret(url)) == "webhook.secret: must be at least 32 bytes when webhook.url is set");
+  CHECK(refusal(with_secret(url + "secret = \"0123456789abcdef0123456789abcde\"\n")) ==  // 31 bytes
+        "webhook.secret: must be at least 32 bytes when webhook.url is set");
+  CHECK(load(with_secret(url + "secret = \"0123456789abcdef0123456789abcdef\"\n")));
+  CHECK(load(with_secret(url), {{"IMSERVER_WEBHOOK__SECRET", "0123456789abcdef0123456789abcdef"}}));
+  CHECK(load(with_secret("[webhook]\nsecret = \"\"\n")));  // no url: no secret needed
 }
 
 TEST_CASE("the secret can come from a file, not together with jwt_secret") {

@@ -66,7 +66,7 @@ TEST_CASE("shard_of: pinned values (FNV-1a 64 of the key)") {
   CHECK(shard_of("", 4) == 1);
 }
 
-TEST_CASE("shard_of: always below the shard count; one shard owns everything") {
+TEST_CASE("shard_of: always below the shard count, one shard owns everything") {
   for (const auto& uid : numbered(200)) {
     CHECK(shard_of(uid, 5) < 5);
     CHECK(shard_of(uid, 1) == 0);

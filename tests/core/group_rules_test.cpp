@@ -164,25 +164,27 @@ TEST_CASE("create: exactly 500 members make a single CREATED event") {
   CHECK(p->events[0].uids.size() == kEventMaxUids);
 }
 
-TEST_CASE("create: CREATED lists at most 500 uids, owner first; MEMBERS_ADDED events carry the rest in order") {
+TEST_CASE("create: CREATED lists at most 500 uids, owner first, MEMBERS_ADDED events carry the rest in order") {
   const Uids others = numbered(1200);  // 1201 members with the owner
   auto p = plan_create(nullptr, "owner", create_req("team", others), kNow, kMaxMembers);
   REQUIRE(p);
-  REQUIRE(p->events.size() >= 2);
-  const auto& created = p->events[0];
-  CHECK(created.type == v1::CREATED);
-  REQUIRE(created.uids.size() == kEventMaxUids);
-  CHECK(created.uids.front() == "owner");
-  CHECK(Uids(created.uids.begin() + 1, created.uids.end()) == Uids(others.begin(), others.begin() + 499));
-
+  REQUIRE(p->events.size() == 1);
+  CHECK(p->events[0].uids.front() == "owner");
+  CHECK(p->events[0].recipients == p->added);  // every member learns of every addition
+  // The event messages (event_slices): CREATED with the first 500, then MEMBERS_ADDED.
+  const auto slices = event_slices(*p, 1u << 20);
+  REQUIRE(slices.size() == 3);
+  CHECK(slices[0].type == v1::CREATED);
+  CHECK(slices[0].to - slices[0].from == kEventMaxUids);
   Uids rest;
-  for (std::size_t i = 1; i < p->events.size(); ++i) {
-    CHECK(p->events[i].type == v1::MEMBERS_ADDED);
-    CHECK(p->events[i].recipients == p->added);  // every member learns of every addition
-    rest.insert(rest.end(), p->events[i].uids.begin(), p->events[i].uids.end());
+  for (std::size_t i = 1; i < slices.size(); ++i) {
+    CHECK(slices[i].type == v1::MEMBERS_ADDED);
+    v1::GroupEvent e;
+    REQUIRE(e.ParseFromString(event_message(*p, slices[i]).body()));
+    CHECK(e.type() == v1::MEMBERS_ADDED);
+    rest.insert(rest.end(), e.uids().begin(), e.uids().end());
   }
   CHECK(rest == Uids(others.begin() + 499, others.end()));
-  CHECK(created.recipients == p->added);
   CHECK(p->info.member_count() == 1201);
 }
 
@@ -261,7 +263,7 @@ TEST_CASE("add: adding only members changes nothing and announces nothing") {
   CHECK(p->members.member_count() == 2);
 }
 
-TEST_CASE("add: growing past max_group_members is TOO_LARGE; already-members do not count") {
+TEST_CASE("add: growing past max_group_members is TOO_LARGE, already-members do not count") {
   const GroupState g = group_of({"a", "b"});  // 3 members
   CHECK(plan_add(g, kOwner, members_req({"a", "b", "c", "d"}), 5));
   CHECK(status_of(plan_add(g, kOwner, members_req({"c", "d", "e"}), 5)) == "TOO_LARGE");
@@ -269,7 +271,7 @@ TEST_CASE("add: growing past max_group_members is TOO_LARGE; already-members do 
 
 // ---------------------------------------------------------------- remove
 
-TEST_CASE("remove: only the owner may remove members; a member is FORBIDDEN") {
+TEST_CASE("remove: only the owner may remove members, a member is FORBIDDEN") {
   const GroupState g = group_of({"alice", "bob"});
   CHECK(status_of(plan_remove(g, {"alice", false}, members_req({"bob"}))) == "FORBIDDEN");
   CHECK(plan_remove(g, kOwner, members_req({"bob"})));
@@ -281,7 +283,7 @@ TEST_CASE("remove: listing the owner is BAD_REQUEST, for the admin API too") {
   CHECK(status_of(plan_remove(g, kAdmin, members_req({"owner"}))) == "BAD_REQUEST");
 }
 
-TEST_CASE("remove: changed lists only the members removed, sorted and distinct; non-members are left out") {
+TEST_CASE("remove: changed lists only the members removed, sorted and distinct, non-members are left out") {
   const GroupState g = group_of({"alice", "bob", "carol"});
   auto p = plan_remove(g, kOwner, members_req({"carol", "stranger", "alice", "carol"}));
   REQUIRE(p);
@@ -332,7 +334,7 @@ TEST_CASE("leave: the leaver is removed and receives MEMBER_LEFT with every othe
 
 // ---------------------------------------------------------------- update
 
-TEST_CASE("update: only the owner may update; a member is FORBIDDEN") {
+TEST_CASE("update: only the owner may update, a member is FORBIDDEN") {
   const GroupState g = group_of({"alice"});
   v1::GroupUpdateReq req;
   req.set_name("New");
@@ -382,7 +384,7 @@ TEST_CASE("update: UPDATED reaches every member and keeps the membership") {
 
 // ---------------------------------------------------------------- dismiss
 
-TEST_CASE("dismiss: only the owner may dismiss; a member is FORBIDDEN") {
+TEST_CASE("dismiss: only the owner may dismiss, a member is FORBIDDEN") {
   const GroupState g = group_of({"alice"});
   CHECK(status_of(plan_dismiss(g, {"alice", false})) == "FORBIDDEN");
 }

@@ -116,7 +116,7 @@ TEST_CASE("login: an unknown device_type is BAD_REQUEST") {
   CHECK(status_of(check_login(req)) == "BAD_REQUEST");
 }
 
-TEST_CASE("login: device_id may be empty, at most 64 bytes; client_version at most 128") {
+TEST_CASE("login: device_id may be empty, at most 64 bytes, client_version at most 128") {
   auto req = login("alice");
   req.set_device_id("");
   CHECK(check_login(req));
@@ -166,7 +166,7 @@ TEST_CASE("send: conv_type must be C2C or GROUP") {
   CHECK(status_of(check_send("alice", send("bob", static_cast<v1::ConvType>(42)), kLimits)) == "BAD_REQUEST");
 }
 
-TEST_CASE("send: content_type 0 to 9999 is the application's; 10000 and above is BAD_REQUEST") {
+TEST_CASE("send: content_type 0 to 9999 is the application's, 10000 and above is BAD_REQUEST") {
   auto req = send("bob");
   req.set_content_type(0);
   CHECK(check_send("alice", req, kLimits));
@@ -243,7 +243,7 @@ TEST_CASE("group create: every member must be a valid uid") {
   CHECK(status_of(check_group(c, kLimits)) == "BAD_REQUEST");
 }
 
-TEST_CASE("group create: members may list max_group_members besides the creator; more is TOO_LARGE") {
+TEST_CASE("group create: members may list max_group_members besides the creator, more is TOO_LARGE") {
   auto c = group_cmd(Cmd::kGroupCreate);
   for (const auto& uid : uids(kLimits.max_group_members + 1)) c.create.add_members(uid);
   CHECK(check_group(c, kLimits));
@@ -267,7 +267,7 @@ TEST_CASE("group add and remove: more uids than max_group_members is TOO_LARGE")
   }
 }
 
-TEST_CASE("group update: absent fields pass; a name set is 1 to 256 bytes, an announcement at most 4096") {
+TEST_CASE("group update: absent fields pass, a name set is 1 to 256 bytes, an announcement at most 4096") {
   auto c = group_cmd(Cmd::kGroupUpdate);
   CHECK(check_group(c, kLimits));
   c.update.set_name(std::string(256, 'n'));
@@ -288,7 +288,7 @@ TEST_CASE("group update: absent fields pass; a name set is 1 to 256 bytes, an an
 
 // ---------------------------------------------------------------- PRESENCE
 
-TEST_CASE("presence: up to 500 valid uids pass; none is fine") {
+TEST_CASE("presence: up to 500 valid uids pass, none is fine") {
   CHECK(check_presence({}));
   CHECK(check_presence(uids(500)));
 }

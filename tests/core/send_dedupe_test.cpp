@@ -60,7 +60,7 @@ TEST_CASE("dedupe: the sender and the id stay apart: (ab, c) and (a, bc) are dif
   CHECK(d.admit(job("a", "bc")) == Admit::kFirst);
 }
 
-TEST_CASE("dedupe: at most kMaxParked retries wait; one more is kRefused") {
+TEST_CASE("dedupe: at most kMaxParked retries wait, one more is kRefused") {
   SendDedupe d;
   REQUIRE(d.admit(job("alice", "m1")) == Admit::kFirst);
   for (std::size_t i = 0; i < SendDedupe::kMaxParked; ++i) CHECK(d.admit(job("alice", "m1")) == Admit::kParked);
@@ -129,7 +129,7 @@ TEST_CASE("dedupe: an answered original is not overdue") {
   CHECK(d.overdue(kNow).empty());
 }
 
-TEST_CASE("dedupe: parked retries past kMaxWait are overdue and stop waiting; fresh ones keep waiting") {
+TEST_CASE("dedupe: parked retries past kMaxWait are overdue and stop waiting, fresh ones keep waiting") {
   SendDedupe d;
   auto original = job("alice", "m1");
   auto old_retry = job("alice", "m1", kNow - kOld);
@@ -170,7 +170,7 @@ TEST_CASE("dedupe: overdue gathers originals and retries of every id") {
 
 // ---------------------------------------------------------------- SendJob::answer
 
-TEST_CASE("send job: answer calls done once; later answers are ignored") {
+TEST_CASE("send job: answer calls done once, later answers are ignored") {
   SendJob j;
   int calls = 0;
   std::uint64_t msg_id = 0;

@@ -24,6 +24,7 @@ namespace {
 
 const Overrides kFast = {{"limits.messages_per_second", "1000000"},
                          {"limits.burst", "1000000"},
+                         {"limits.fanout_rows_per_second", "100000000"},
                          {"sharding.shards", "2"},
                          {"server.io_threads", "2"}};
 
@@ -228,6 +229,7 @@ TEST_CASE("offline push: one outbox event per unacknowledged message, none for a
   constexpr auto kOfflineDelay = 400ms;  // push.offline_delay_ms
   // Nothing listens on port 9 (discard): every event stays in the outbox.
   ServerProcess server(Overrides{{"webhook.url", "\"http://127.0.0.1:9/hook\""},
+                                 {"webhook.secret", "\"durability-test-webhook-secret-32b\""},
                                  {"push.offline_delay_ms", std::to_string(kOfflineDelay.count())},
                                  {"sharding.shards", "2"},
                                  {"admin.listen", "\"127.0.0.1:0\""}});

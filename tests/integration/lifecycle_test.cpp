@@ -92,7 +92,7 @@ TEST_CASE("a listener that cannot bind stops start-up with a clear line") {
 }
 
 TEST_CASE("environment overrides reach the running server") {
-  ::setenv("IMSERVER_SERVER__MAX_FRAME_BYTES", "2048", 1);
+  ::setenv("IMSERVER_SERVER__MAX_FRAME_BYTES", "6144", 1);
   ::setenv("IMSERVER_LIMITS__MAX_MESSAGE_BYTES", "1024", 1);
   ServerProcess server;
   ::unsetenv("IMSERVER_SERVER__MAX_FRAME_BYTES");
@@ -101,7 +101,7 @@ TEST_CASE("environment overrides reach the running server") {
   FrameHeader h;
   h.cmd = Cmd::kHeartbeat;
   h.seq = 9;
-  c->send_raw(encode_frame(h, std::string(3000, 'x')));
+  c->send_raw(encode_frame(h, std::string(7000, 'x')));
   auto f = c->next_frame();
   REQUIRE(f);
   CHECK(f->status() == StatusCode::kFrameTooLarge);

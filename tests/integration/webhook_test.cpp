@@ -1,9 +1,16 @@
 // REPORT (c2s) and the durable webhook queue against the real binary: the
-// signature, reports, offline pushes, retries after failures, and delivery
-// across an imserver restart while the receiver was down.
+// signature, reports, offline pushes, retries after failures, delivery
+// across an imserver restart while the receiver was down, and the queue's
+// bounds: DISABLED without a url, UNAVAILABLE at webhook.max_queued, events
+// refused for good or failing past webhook.max_retry_s dropped and counted.
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <condition_variable>
+#include <map>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "auth/jwt.h"
 #include "common/base64.h"
@@ -11,6 +18,8 @@
 #include "http_helpers.h"
 #include "messaging.h"
 #include "server_process.h"
+#include "store/outbox.h"
+#include "store/store.h"
 
 using namespace im;
 using namespace im::test;
@@ -19,7 +28,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kSecret = "hook-secret";
+constexpr const char* kSecret = "hook-secret-for-the-webhook-tests";  // webhook.secret: 32 bytes at least
 
 Overrides hook_config(const WebhookReceiver& receiver, std::uint32_t offline_delay_ms = 60000) {
   return {{"webhook.url", "\"" + receiver.url() + "\""},
@@ -46,6 +55,43 @@ std::vector<json> bodies(const std::vector<WebhookReceiver::Event>& events) {
     out.push_back(json::parse(e.body));
   }
   return out;
+}
+
+std::string report_id_of(const std::string& body) {
+  return json::parse(body).value("report_id", "");
+}
+
+// A port nothing listens on (a receiver that is down), free for a receiver later.
+std::uint16_t free_port() {
+  WebhookReceiver probe;
+  return probe.port();
+}
+
+Overrides down_config(std::uint16_t port) {
+  return {{"webhook.url", "\"http://127.0.0.1:" + std::to_string(port) + "/hook\""},
+          {"webhook.secret", std::string("\"") + kSecret + "\""},
+          {"webhook.timeout_ms", "500"},
+          {"limits.messages_per_second", "100000"},
+          {"limits.burst", "100000"},
+          {"sharding.shards", "2"},
+          {"admin.listen", "\"127.0.0.1:0\""}};
+}
+
+Frame send_report(SyncClient& c, const std::string& id, const std::string& payload = "p") {
+  auto r = report(id, "t", payload);
+  return must(c.call(Cmd::kReport, &r));
+}
+
+// The events left in a stopped server's outbox.
+std::uint64_t stored_events(const std::string& data_dir) {
+  StorageConfig config;
+  config.data_dir = data_dir;
+  auto store = store::Store::open(config);
+  REQUIRE(store);
+  auto n = store::Outbox(**store).count();
+  REQUIRE(n);
+  CHECK((*store)->outbox_depth() == *n);  // the count taken at open
+  return *n;
 }
 
 }  // namespace
@@ -164,4 +210,252 @@ TEST_CASE("events queued while the receiver is down survive an imserver restart"
   auto events = bodies(receiver.wait_for(10, 40s));
   REQUIRE(events.size() == 10);
   for (int i = 0; i < 10; ++i) CHECK(events[i]["report_id"] == "down-" + std::to_string(i));
+}
+
+TEST_CASE("webhook answers: 2xx delivered, a 4xx but 408 and 429 refused for good, anything else retried") {
+  using A = http::WebhookWorker::Answer;
+  for (long st : {200L, 201L, 204L, 299L}) CHECK(http::WebhookWorker::classify(st) == A::kDelivered);
+  for (long st : {400L, 401L, 403L, 404L, 410L, 413L, 422L, 499L})
+    CHECK(http::WebhookWorker::classify(st) == A::kRefused);
+  for (long st : {0L, 100L, 301L, 302L, 408L, 429L, 500L, 502L, 503L, 504L})
+    CHECK(http::WebhookWorker::classify(st) == A::kFailed);
+}
+
+TEST_CASE("REPORT without webhook.url: DISABLED and nothing stored, also after a restart") {
+  ServerProcess server;  // no webhook.url
+  {
+    auto alice = server.login("alice");
+    CHECK(send_report(*alice, "r0", std::string(30000, 'x')).status() == StatusCode::kDisabled);
+  }
+  REQUIRE(server.terminate() == 0);
+  server.restart();
+  {
+    auto alice = server.login("alice");
+    CHECK(send_report(*alice, "r1", std::string(30000, 'x')).status() == StatusCode::kDisabled);
+    CHECK(send_report(*alice, "r2").status() == StatusCode::kDisabled);
+  }
+  REQUIRE(server.terminate() == 0);
+  CHECK(stored_events(server.data_dir()) == 0);
+}
+
+TEST_CASE("REPORT at webhook.max_queued: UNAVAILABLE with retry_after_ms, also after a restart, until delivered") {
+  const std::uint16_t port = free_port();  // the receiver is down at first
+  Overrides config = down_config(port);
+  config["webhook.max_queued"] = "3";
+  ServerProcess server(config);
+  {
+    auto alice = server.login("alice");
+    for (int i = 0; i < 3; ++i) REQUIRE(send_report(*alice, "q" + std::to_string(i)).ok());
+    Frame full = send_report(*alice, "over");
+    CHECK(full.status() == StatusCode::kUnavailable);
+    CHECK(full.retry_after_ms() >= 15000);
+    CHECK(full.retry_after_ms() <= 30000);
+    AdminClient admin(server.admin_port(), "");
+    CHECK(admin.metric("imserver_outbox_depth") == 3.0);
+  }
+  // The count is the store's after a restart, not 0.
+  server.kill9();
+  server.restart();
+  {
+    auto bob = server.login("bob");
+    CHECK(send_report(*bob, "after-restart").status() == StatusCode::kUnavailable);
+    AdminClient admin(server.admin_port(), "");
+    CHECK(admin.metric("imserver_outbox_depth") == 3.0);
+  }
+  WebhookReceiver receiver(port);
+  auto events = bodies(receiver.wait_for(3, 40s));
+  REQUIRE(events.size() == 3);
+  for (int i = 0; i < 3; ++i) CHECK(events[i]["report_id"] == "q" + std::to_string(i));
+  AdminClient admin(server.admin_port(), "");
+  REQUIRE(wait_until([&] { return admin.metric("imserver_outbox_depth") == 0.0; }));
+  auto alice = server.login("alice");
+  CHECK(send_report(*alice, "room-again").ok());
+  events = bodies(receiver.wait_for(4));
+  REQUIRE(events.size() == 4);
+  CHECK(events[3]["report_id"] == "room-again");
+}
+
+TEST_CASE("an offline_push finding the queue full is dropped and counted") {
+  Overrides config = down_config(free_port());
+  config["webhook.max_queued"] = "1";
+  config["push.offline_delay_ms"] = "200";
+  ServerProcess server(config);
+  AdminClient admin(server.admin_port(), "");
+  auto alice = server.login("alice");
+  for (int i = 0; i < 3; ++i) send_ok(*alice, "bob", "m" + std::to_string(i));  // bob is offline
+  // One is queued (the receiver is down: it stays), the two others find the queue full.
+  REQUIRE(wait_until([&] { return admin.metric("imserver_offline_pushes_dropped_total") >= 2.0; }, 10s));
+  REQUIRE(wait_until([&] { return admin.metric("imserver_offline_pushes_queued_total") >= 1.0; }));
+  CHECK(admin.metric("imserver_offline_pushes_dropped_total") == 2.0);
+  CHECK(admin.metric("imserver_offline_pushes_queued_total") == 1.0);
+  CHECK(admin.metric("imserver_outbox_depth") == 1.0);
+  CHECK(send_report(*alice, "r").status() == StatusCode::kUnavailable);
+  REQUIRE(server.terminate() == 0);
+  CHECK(stored_events(server.data_dir()) == 1);
+}
+
+TEST_CASE("an event refused with a 4xx is dropped, logged and counted, each user's next events still go, in order") {
+  WebhookReceiver receiver;
+  std::mutex mu;
+  std::map<std::string, int> tries;
+  receiver.answer_with([&](const std::string& body) {
+    const std::string id = report_id_of(body);
+    std::lock_guard lock(mu);
+    const int n = ++tries[id];
+    if (id.rfind("refused-400", 0) == 0) return 400;
+    if (id.rfind("refused-404", 0) == 0) return 404;
+    if (id.rfind("busy", 0) == 0) return n == 1 ? 429 : n == 2 ? 408 : 200;  // retried, then delivered
+    return 200;
+  });
+  Overrides config = hook_config(receiver);
+  config["admin.listen"] = "\"127.0.0.1:0\"";
+  ServerProcess server(config);
+  const std::vector<std::string> users = {"alice", "bob", "carol", "dave"};  // over both shards
+  std::vector<std::unique_ptr<SyncClient>> clients;
+  for (const auto& u : users) clients.push_back(server.login(u));
+  std::map<std::string, std::vector<std::string>> expected;
+  for (int i = 0; i < 8; ++i) {
+    for (std::size_t u = 0; u < users.size(); ++u) {
+      std::string id = users[u] + "-" + std::to_string(i);
+      if (i == 2) id = "refused-400-" + users[u];
+      if (i == 5 && u % 2 == 0) id = "refused-404-" + users[u];
+      if (i == 6 && u == 1) id = "busy-" + users[u];
+      REQUIRE(send_report(*clients[u], id).ok());
+      if (id.rfind("refused", 0) != 0) expected[users[u]].push_back(id);
+    }
+  }
+  std::size_t total = 0;
+  for (const auto& [u, ids] : expected) total += ids.size();
+  auto events = bodies(receiver.wait_for(total));
+  REQUIRE(events.size() == total);
+  std::map<std::string, std::vector<std::string>> got;
+  for (const json& e : events) got[e["uid"].get<std::string>()].push_back(e["report_id"].get<std::string>());
+  CHECK(got == expected);  // every user's events but the refused ones, each user's in order
+  AdminClient admin(server.admin_port(), "");
+  CHECK(admin.metric("imserver_webhook_dropped_total{reason=\"refused\"}") == 6.0);
+  CHECK(admin.metric("imserver_webhook_dropped_total{reason=\"expired\"}") == 0.0);
+  CHECK(admin.metric("imserver_outbox_depth") == 0.0);
+  {
+    std::lock_guard lock(mu);
+    CHECK(tries["refused-400-alice"] == 1);  // never retried
+    CHECK(tries["busy-bob"] == 3);
+  }
+  const std::string log = server.log();
+  CHECK(log.find("dropped: " + receiver.url() + " refused it with 400") != std::string::npos);
+  CHECK(log.find("dropped: " + receiver.url() + " refused it with 404") != std::string::npos);
+}
+
+TEST_CASE("an event still failing after webhook.max_retry_s is dropped and counted, the others are delivered") {
+  WebhookReceiver receiver;
+  std::atomic<int> poison_tries{0};
+  receiver.answer_with([&](const std::string& body) {
+    if (report_id_of(body) != "poison") return 200;
+    ++poison_tries;
+    return 500;  // forever
+  });
+  Overrides config = hook_config(receiver);
+  config["admin.listen"] = "\"127.0.0.1:0\"";
+  config["webhook.max_retry_s"] = "2";
+  ServerProcess server(config);
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  REQUIRE(send_report(*alice, "a0").ok());
+  REQUIRE(send_report(*alice, "poison").ok());
+  REQUIRE(send_report(*alice, "a1").ok());
+  REQUIRE(send_report(*bob, "b0").ok());
+  REQUIRE(send_report(*bob, "b1").ok());
+  auto events = bodies(receiver.wait_for(4, 30s));
+  REQUIRE(events.size() == 4);
+  std::map<std::string, std::vector<std::string>> got;
+  for (const json& e : events) got[e["uid"].get<std::string>()].push_back(e["report_id"].get<std::string>());
+  CHECK(got["alice"] == std::vector<std::string>{"a0", "a1"});
+  CHECK(got["bob"] == std::vector<std::string>{"b0", "b1"});
+  CHECK(poison_tries.load() >= 2);  // retried before it was dropped
+  AdminClient admin(server.admin_port(), "");
+  REQUIRE(wait_until([&] { return admin.metric("imserver_outbox_depth") == 0.0; }));
+  CHECK(admin.metric("imserver_webhook_dropped_total{reason=\"expired\"}") == 1.0);
+  CHECK(admin.metric("imserver_webhook_dropped_total{reason=\"refused\"}") == 0.0);
+  CHECK(server.log().find("dropped: still failing") != std::string::npos);
+}
+
+TEST_CASE("webhook.max_retry_s counts from an event's first failure, across a restart") {
+  WebhookReceiver receiver;
+  std::mutex mu;
+  std::condition_variable cv;
+  int poison_tries = 0;
+  bool hold_second = true;
+  std::chrono::steady_clock::time_point first_try{};
+  receiver.answer_with([&](const std::string& body) {
+    if (report_id_of(body) != "poison") return 200;
+    std::unique_lock lock(mu);
+    if (++poison_tries == 1) first_try = std::chrono::steady_clock::now();
+    cv.notify_all();
+    // The second attempt is held until the server is killed: by then its
+    // first failure is recorded, and the event not yet dropped.
+    if (poison_tries == 2) cv.wait_for(lock, 30s, [&] { return !hold_second; });
+    return 500;
+  });
+  Overrides config = hook_config(receiver);
+  config["webhook.max_retry_s"] = "2";
+  config["webhook.timeout_ms"] = "30000";
+  ServerProcess server(config);
+  {
+    auto alice = server.login("alice");
+    REQUIRE(send_report(*alice, "poison").ok());
+    REQUIRE(send_report(*alice, "after").ok());
+  }
+  {
+    std::unique_lock lock(mu);
+    REQUIRE(cv.wait_for(lock, 20s, [&] { return poison_tries >= 2; }));
+  }
+  server.kill9();
+  std::chrono::steady_clock::time_point since;
+  {
+    std::lock_guard lock(mu);
+    hold_second = false;
+    poison_tries = 0;
+    since = first_try;
+  }
+  cv.notify_all();
+  // Past webhook.max_retry_s after the first failure: the first attempt
+  // after the restart fails and drops it at once (had the restart started
+  // the 2 s over, it would be retried several times first).
+  std::this_thread::sleep_until(since + 2500ms);
+  server.restart();
+  auto events = bodies(receiver.wait_for(1, 20s));
+  REQUIRE(events.size() == 1);
+  CHECK(events[0]["report_id"] == "after");
+  std::lock_guard lock(mu);
+  CHECK(poison_tries == 1);
+}
+
+TEST_CASE("each user's events are delivered in order, over shards and an imserver restart") {
+  const std::uint16_t port = free_port();
+  Overrides config = down_config(port);
+  config["sharding.shards"] = "3";
+  ServerProcess server(config);
+  const std::vector<std::string> users = {"u1", "u2", "u3", "u4", "u5", "u6"};
+  std::map<std::string, std::vector<std::string>> expected;
+  auto send_round = [&](int from, int to) {
+    std::vector<std::unique_ptr<SyncClient>> clients;
+    for (const auto& u : users) clients.push_back(server.login(u));
+    for (int i = from; i < to; ++i) {
+      for (std::size_t u = 0; u < users.size(); ++u) {
+        const std::string id = users[u] + "-" + std::to_string(i);
+        REQUIRE(send_report(*clients[u], id).ok());
+        expected[users[u]].push_back(id);
+      }
+    }
+  };
+  send_round(0, 10);
+  REQUIRE(server.terminate() == 0);
+  server.restart();  // the same shards' queues, read again from the store
+  send_round(10, 20);
+  WebhookReceiver receiver(port);
+  const std::size_t total = users.size() * 20;
+  auto events = bodies(receiver.wait_for(total, 40s));
+  REQUIRE(events.size() == total);
+  std::map<std::string, std::vector<std::string>> got;
+  for (const json& e : events) got[e["uid"].get<std::string>()].push_back(e["report_id"].get<std::string>());
+  CHECK(got == expected);
 }

@@ -2,6 +2,10 @@
 #include <filesystem>
 #include <random>
 
+#include <rocksdb/db.h>
+#include <rocksdb/perf_context.h>
+#include <rocksdb/perf_level.h>
+
 #include "core/retention.h"
 #include "proto/im.pb.h"
 #include "store/keys.h"
@@ -99,24 +103,42 @@ TEST_CASE("typed writes and reads: inbox and history bounds, both scan direction
 TEST_CASE("cursors, dedupe rows, meta counters and the outbox") {
   TempStore t;
   Batch b(*t.store);
-  b.put_cursor("alice", 1, "phone", 42);
+  b.put_cursor("alice", CursorRecord{1, "phone", 42, 1700000000000});
+  b.put_cursor("alice", CursorRecord{2, "", 7, 0});
+  b.put_cursor("alicia", CursorRecord{1, "phone", 9, 0});
   b.put_dedupe("alice", "m1", DedupeRecord{7, 8, 9, 1700000000000});
   b.put_meta("counter", 123);
   b.put_outbox({5, "five"});
   b.put_outbox({3, "three"});
   REQUIRE(t.store->write(b));
-  CHECK(**t.store->get_cursor("alice", 1, "phone") == 42);
-  CHECK_FALSE(*t.store->get_cursor("alice", 2, "phone"));
+  std::vector<CursorRecord> cursors;
+  REQUIRE(t.store->scan_cursors("alice", [&](const CursorRecord& c) {
+    cursors.push_back(c);
+    return true;
+  }));
+  CHECK(cursors == std::vector<CursorRecord>{{1, "phone", 42, 1700000000000}, {2, "", 7, 0}});
+  Batch del(*t.store);
+  del.del_cursor("alice", 1, "phone");
+  REQUIRE(t.store->write(del));
+  cursors.clear();
+  REQUIRE(t.store->scan_cursors("alice", [&](const CursorRecord& c) {
+    cursors.push_back(c);
+    return true;
+  }));
+  CHECK(cursors == std::vector<CursorRecord>{{2, "", 7, 0}});
+  CHECK(CursorRecord::decode("\x01phone", std::string(8, '\0')) == CursorRecord{1, "phone", 0, 0});  // older rows
+  CHECK_FALSE(CursorRecord::decode("\x01phone", "short"));
+  CHECK_FALSE(CursorRecord::decode("", std::string(8, '\0')));
   CHECK(**t.store->get_dedupe("alice", "m1") == DedupeRecord{7, 8, 9, 1700000000000});
   CHECK_FALSE(*t.store->get_dedupe("bob", "m1"));
   CHECK(**t.store->get_meta("counter") == 123);
   CHECK_FALSE(*t.store->get_meta("other"));
-  CHECK((*t.store->oldest_event())->id == 3);
+  CHECK((*t.store->first_event(0, 0))->id == 3);
   CHECK(*t.store->count_events() == 2);
   Batch d(*t.store);
-  d.del_outbox(3);
+  d.del_outbox(0, 3);
   REQUIRE(t.store->write(d));
-  CHECK((*t.store->oldest_event())->body == "five");
+  CHECK((*t.store->first_event(0, 0))->body == "five");
 }
 
 TEST_CASE("groups and members: rows written together, read back in uid order") {
@@ -254,19 +276,215 @@ TEST_CASE("retention deletes old rows of each inbox and conversation, never the 
   CHECK(retention.run_once(now) == 0);
 }
 
-TEST_CASE("the outbox: pushed with a batch, read oldest first, removed once delivered") {
+TEST_CASE("the outbox: a queue per shard, each read in id order from a cursor, removed once delivered") {
   TempStore t;
   Outbox outbox(*t.store);
-  CHECK_FALSE(*outbox.oldest());
+  CHECK_FALSE(*outbox.first(0, 0));
+  CHECK_FALSE(*outbox.next_queue(0));
   Batch b(*t.store);
-  Outbox::push(b, {9, "nine"});
-  Outbox::push(b, {4, "four"});
+  Outbox::push(b, {9, "nine", 1});
+  Outbox::push(b, {4, "four", 0});
+  Outbox::push(b, {2, "two", 1});
+  Outbox::push(b, {7, "seven", 255});
   REQUIRE(t.store->write(b));
-  CHECK(*outbox.count() == 2);
-  CHECK((*outbox.oldest())->body == "four");
-  REQUIRE(outbox.remove(4));
-  CHECK((*outbox.oldest())->id == 9);
-  REQUIRE(outbox.remove(9));
-  CHECK_FALSE(*outbox.oldest());
-  CHECK(*outbox.count() == 0);
+  CHECK(*outbox.count() == 4);
+  CHECK((*outbox.first(0, 0))->body == "four");
+  CHECK((*outbox.first(1, 0))->body == "two");
+  CHECK((*outbox.first(1, 3))->body == "nine");  // from a cursor
+  CHECK((*outbox.first(1, 3))->queue == 1);
+  CHECK_FALSE(*outbox.first(0, 5));
+  CHECK_FALSE(*outbox.first(2, 0));
+  CHECK((*outbox.first(255, 0))->id == 7);
+  CHECK(**outbox.next_queue(0) == 0);
+  CHECK(**outbox.next_queue(1) == 1);
+  CHECK(**outbox.next_queue(2) == 255);
+  CHECK_FALSE(*outbox.next_queue(256));
+  REQUIRE(outbox.remove({4, "four", 0}, false));
+  CHECK_FALSE(*outbox.first(0, 0));
+  CHECK(**outbox.next_queue(0) == 1);
+  REQUIRE(outbox.remove({2, "two", 1}, false));
+  CHECK((*outbox.first(1, 0))->id == 9);
+  std::vector<std::uint64_t> all;
+  REQUIRE(t.store->scan_events([&](const OutboxEvent& e) {
+    all.push_back(e.id);
+    return true;
+  }));
+  CHECK(all == std::vector<std::uint64_t>{9, 7});  // queue after queue
+}
+
+namespace {
+
+void reopen(TempStore& t) {
+  t.store.reset();
+  auto opened = Store::open(t.config);
+  REQUIRE(opened);
+  t.store = std::move(opened.value());
+}
+
+}  // namespace
+
+TEST_CASE("the outbox depth: counted at open, reserved up to a maximum, given back") {
+  TempStore t;
+  Outbox outbox(*t.store);
+  CHECK(outbox.depth() == 0);
+  CHECK(outbox.reserve(2));
+  CHECK(outbox.reserve(2));
+  CHECK_FALSE(outbox.reserve(2));
+  outbox.release(1);  // staged in a batch that failed
+  CHECK(outbox.depth() == 1);
+  CHECK(outbox.reserve(2));
+  Batch b(*t.store);
+  Outbox::push(b, {1, "one", 0});
+  Outbox::push(b, {2, "two", 3});
+  REQUIRE(t.store->write(b));
+  CHECK(outbox.depth() == 2);
+  reopen(t);  // a restart counts what is stored
+  Outbox again(*t.store);
+  CHECK(again.depth() == 2);
+  CHECK_FALSE(again.reserve(2));
+  REQUIRE(again.remove({1, "one", 0}, false));
+  CHECK(again.depth() == 1);
+  CHECK(again.reserve(2));
+  again.release(5);  // never below 0
+  CHECK(again.depth() == 0);
+}
+
+TEST_CASE("an event's first failure is kept until the event is deleted") {
+  TempStore t;
+  Outbox outbox(*t.store);
+  const OutboxEvent e{5, "five", 2};
+  Batch b(*t.store);
+  Outbox::push(b, e);
+  REQUIRE(t.store->write(b));
+  CHECK_FALSE(*outbox.failing_since(e));
+  REQUIRE(outbox.mark_failing(e, 1234));
+  CHECK(**outbox.failing_since(e) == 1234);
+  CHECK_FALSE(*outbox.failing_since({5, "five", 1}));  // another queue's event 5
+  reopen(t);
+  Outbox again(*t.store);
+  CHECK(**again.failing_since(e) == 1234);
+  REQUIRE(again.remove(e, true));
+  CHECK_FALSE(*again.failing_since(e));
+  CHECK_FALSE(*again.first(2, 0));
+}
+
+TEST_CASE("outbox events of the bare-id key format move to queue 0 at open") {
+  TempStore t;
+  t.store.reset();
+  {
+    // Written as a server before queues did: the key is the id alone.
+    std::vector<std::string> names;
+    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), t.config.data_dir, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const auto& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), t.config.data_dir, families, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::ColumnFamilyHandle* outbox = nullptr;
+    for (std::size_t i = 0; i < names.size(); ++i)
+      if (names[i] == "outbox") outbox = handles[i];
+    REQUIRE(outbox);
+    for (std::uint64_t id : {30, 10, 20}) {
+      std::string key;
+      append_u64(key, id);
+      REQUIRE(db->Put(rocksdb::WriteOptions(), outbox, key, "legacy-" + std::to_string(id)).ok());
+    }
+    for (auto* h : handles) REQUIRE(db->DestroyColumnFamilyHandle(h).ok());
+  }
+  for (int open = 0; open < 2; ++open) {  // moved once; the second open finds them moved
+    reopen(t);
+    Outbox outbox(*t.store);
+    CHECK(outbox.depth() == 3);
+    CHECK(*outbox.count() == 3);
+    CHECK((*outbox.first(0, 0))->body == "legacy-10");
+    CHECK((*outbox.first(0, 11))->body == "legacy-20");
+    CHECK((*outbox.first(0, 21))->body == "legacy-30");
+    CHECK(**outbox.next_queue(0) == 0);
+    CHECK_FALSE(*outbox.next_queue(1));
+  }
+}
+
+TEST_CASE("a queue's delivered events are not walked again: the next one is found from a cursor") {
+  // Each delivered event leaves a delete tombstone at the front of its
+  // queue; reading from the start of the family (as the worker did) walks
+  // all of them for every event. RocksDB's perf context counts them.
+  TempStore t;
+  Outbox outbox(*t.store);
+  constexpr std::uint64_t kEvents = 2000;
+  Batch b(*t.store);
+  for (std::uint64_t id = 1; id <= kEvents; ++id) Outbox::push(b, {id, "e", 0});
+  Outbox::push(b, {kEvents + 7, "other queue", 1});
+  REQUIRE(t.store->write(b));
+  std::uint64_t next = 0;
+  for (std::uint64_t i = 0; i < kEvents; ++i) {  // delivered one by one, as the worker does
+    auto e = outbox.first(0, next);
+    REQUIRE(e);
+    REQUIRE(*e);
+    REQUIRE(outbox.remove(**e, false));
+    next = (*e)->id + 1;
+  }
+  Batch more(*t.store);
+  Outbox::push(more, {kEvents + 1, "last", 0});
+  REQUIRE(t.store->write(more));
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
+  rocksdb::get_perf_context()->Reset();
+  auto from_cursor = outbox.first(0, next);
+  const std::uint64_t skipped_from_cursor = rocksdb::get_perf_context()->internal_delete_skipped_count;
+  rocksdb::get_perf_context()->Reset();
+  auto from_start = outbox.first(0, 0);
+  const std::uint64_t skipped_from_start = rocksdb::get_perf_context()->internal_delete_skipped_count;
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+  REQUIRE(from_cursor);
+  REQUIRE(*from_cursor);
+  CHECK((*from_cursor)->body == "last");
+  CHECK((*from_start)->body == "last");
+  CHECK(skipped_from_cursor == 0);
+  CHECK(skipped_from_start >= kEvents);  // what every read from the start cost
+}
+
+namespace {
+
+std::uintmax_t wal_bytes(const std::string& dir) {
+  std::uintmax_t total = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().extension() == ".log") total += e.file_size();
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("a rarely written family does not pin the WAL: storage.max_wal_mb bounds it", "[store]") {
+  // One cursor row, then 96 MB of inbox rows: without max_total_wal_size
+  // the cursor family's unflushed row keeps every WAL file since it.
+  StorageConfig config;
+  config.data_dir =
+      (std::filesystem::temp_directory_path() / ("imwal-" + std::to_string(std::random_device{}()))).string();
+  config.max_wal_mb = 16;
+  config.write_buffer_mb = 1024;  // so only max_total_wal_size can release the pinned WAL
+  {
+    auto opened = Store::open(config);
+    REQUIRE(opened);
+    Store& s = **opened;
+    Batch first(s);
+    first.put_cursor("u", CursorRecord{1, "d", 7, 0});
+    REQUIRE(s.write(first));
+    const std::string body(4000, 'x');
+    std::uintmax_t most = 0;
+    for (std::uint64_t seq = 1; seq <= 24000; ++seq) {
+      Batch b(s);
+      b.put_inbox("writer", seq, body);
+      REQUIRE(s.write(b));
+      if (seq % 1000 == 0) most = std::max(most, wal_bytes(config.data_dir));
+    }
+    INFO("largest WAL total seen: " << most);
+    CHECK(most < (48u << 20));
+    std::uint64_t acked = 0;
+    REQUIRE(s.scan_cursors("u", [&](const CursorRecord& c) {
+      acked = c.acked;
+      return true;
+    }));
+    CHECK(acked == 7);
+  }
+  std::filesystem::remove_all(config.data_dir);
 }

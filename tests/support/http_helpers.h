@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -63,16 +64,30 @@ class AdminClient {
   std::string key_;
 };
 
-// Receives webhook POSTs on 127.0.0.1; can refuse the first N with 500.
+// Receives webhook POSTs on 127.0.0.1; can refuse the first N with 500, or
+// answer each body with the status a test's function picks.
 class WebhookReceiver {
  public:
+  // The status for one POST (2xx: the event is kept); it may block, bounded.
+  using Answer = std::function<int(const std::string& body)>;
+
   explicit WebhookReceiver(std::uint16_t port = 0) {
     server_.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+      Answer answer;
+      {
+        std::lock_guard lock(mutex_);
+        answer = answer_;
+      }
+      const int status = answer ? answer(req.body) : 200;
       std::lock_guard lock(mutex_);
       ++attempts_;
       if (refuse_ > 0) {
         --refuse_;
         res.status = 500;
+        return;
+      }
+      if (status < 200 || status > 299) {
+        res.status = status;
         return;
       }
       events_.push_back({req.body, req.get_header_value("X-IM-Signature")});
@@ -99,6 +114,10 @@ class WebhookReceiver {
     std::lock_guard lock(mutex_);
     refuse_ = n;
   }
+  void answer_with(Answer answer) {
+    std::lock_guard lock(mutex_);
+    answer_ = std::move(answer);
+  }
   int attempts() {
     std::lock_guard lock(mutex_);
     return attempts_;
@@ -123,6 +142,7 @@ class WebhookReceiver {
   std::vector<Event> events_;
   int refuse_ = 0;
   int attempts_ = 0;
+  Answer answer_;
 };
 
 }  // namespace im::test

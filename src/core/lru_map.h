@@ -1,0 +1,109 @@
+#pragma once
+// A map from string keys to values that remembers the order of use, so the
+// least recently used entries can be dropped once there are more than a
+// capacity. Values never move while they are in the map (pointers to them
+// stay valid until their entry is erased). The owner decides which entries
+// may go: `trim` drops only those its predicate calls idle, and moves the
+// others to the front so a trim never walks the same busy entries twice.
+//
+// Not thread safe: a shard's state, used on its thread only.
+
+#include <algorithm>
+#include <cstddef>
+#include <iterator>
+#include <list>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+namespace im::core {
+
+template <class V>
+class LruMap {
+ public:
+  explicit LruMap(std::size_t capacity) : capacity_(capacity) {}
+  LruMap(const LruMap&) = delete;
+  LruMap& operator=(const LruMap&) = delete;
+
+  // The entry, marked as just used; nullptr when absent.
+  V* find(const std::string& key) {
+    auto it = map_.find(key);
+    if (it == map_.end()) return nullptr;
+    order_.splice(order_.begin(), order_, it->second.pos);
+    return &it->second.value;
+  }
+  // The entry without marking it used.
+  const V* peek(const std::string& key) const {
+    auto it = map_.find(key);
+    return it == map_.end() ? nullptr : &it->second.value;
+  }
+  // Adds (or replaces) the entry, marked as just used.
+  V& put(const std::string& key, V value) {
+    auto [it, added] = map_.try_emplace(key);
+    if (added) {
+      order_.push_front(&it->first);
+      it->second.pos = order_.begin();
+    } else {
+      order_.splice(order_.begin(), order_, it->second.pos);
+    }
+    it->second.value = std::move(value);
+    return it->second.value;
+  }
+  // The key of an entry (valid as long as the entry).
+  const std::string* key_of(const std::string& key) const {
+    auto it = map_.find(key);
+    return it == map_.end() ? nullptr : &it->first;
+  }
+  void erase(const std::string& key) {
+    auto it = map_.find(key);
+    if (it == map_.end()) return;
+    order_.erase(it->second.pos);
+    map_.erase(it);
+  }
+  std::size_t size() const { return map_.size(); }
+  std::size_t capacity() const { return capacity_; }
+  bool over() const { return map_.size() > capacity_; }
+  std::size_t over_by() const { return over() ? map_.size() - capacity_ : 0; }
+
+  // Drops least recently used entries for which `idle(key, value)` holds
+  // until at most `capacity` remain. Looks at each entry at most once, and
+  // at most kTrimStep + kTrimSlack of them: when most entries are busy (more
+  // sessions than the capacity), a trim after every batch must not walk
+  // them all; the busy ones it passes go to the front, so the next trim
+  // looks at others.
+  static constexpr std::size_t kTrimStep = 4096;
+  static constexpr std::size_t kTrimSlack = 256;
+  template <class Idle>
+  std::size_t trim(Idle&& idle) {
+    std::size_t dropped = 0;
+    std::size_t budget = std::min(map_.size(), std::min(over_by(), kTrimStep) + kTrimSlack);
+    while (map_.size() > capacity_ && budget-- > 0 && !order_.empty()) {
+      auto last = std::prev(order_.end());
+      auto it = map_.find(**last);
+      if (idle(it->first, it->second.value)) {
+        order_.erase(last);
+        map_.erase(it);
+        ++dropped;
+      } else {
+        order_.splice(order_.begin(), order_, last);
+      }
+    }
+    return dropped;
+  }
+
+  template <class Fn>
+  void for_each(Fn&& fn) {
+    for (auto& [key, node] : map_) fn(key, node.value);
+  }
+
+ private:
+  struct Node {
+    V value{};
+    typename std::list<const std::string*>::iterator pos;
+  };
+  const std::size_t capacity_;
+  std::unordered_map<std::string, Node> map_;
+  std::list<const std::string*> order_;  // front: most recently used
+};
+
+}  // namespace im::core

@@ -1,0 +1,127 @@
+// The pure pieces of issue 11's bounds: LruMap, FanoutLimiter, the event
+// slices of a group plan, and the frame limit's floor.
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <string>
+
+#include "core/fanout_limiter.h"
+#include "core/group_rules.h"
+#include "core/lru_map.h"
+#include "core/wire.h"
+#include "im/config.h"
+
+using namespace im;
+using namespace im::core;
+using namespace std::chrono_literals;
+
+TEST_CASE("LruMap drops the least recently used idle entries down to its capacity") {
+  LruMap<int> m(3);
+  for (int i = 0; i < 5; ++i) m.put("k" + std::to_string(i), i);
+  REQUIRE(m.size() == 5);
+  int* k0 = m.find("k0");  // k0 is now the most recent
+  REQUIRE(k0);
+  // k1 is busy: it stays, and the next idle ones go instead
+  CHECK(m.trim([](const std::string& key, const int&) { return key != "k1"; }) == 2);
+  CHECK(m.size() == 3);
+  CHECK(m.peek("k1"));
+  CHECK(m.peek("k0"));
+  CHECK(m.peek("k4"));
+  CHECK_FALSE(m.peek("k2"));
+  CHECK_FALSE(m.peek("k3"));
+  CHECK(k0 == m.find("k0"));  // values never move
+  SECTION("nothing idle: nothing goes, and the trim ends") {
+    m.put("k9", 9);
+    CHECK(m.trim([](const std::string&, const int&) { return false; }) == 0);
+    CHECK(m.size() == 4);
+  }
+  SECTION("erase and put again") {
+    m.erase("k0");
+    CHECK_FALSE(m.peek("k0"));
+    m.put("k0", 7);
+    CHECK(*m.peek("k0") == 7);
+    CHECK(*m.key_of("k0") == "k0");
+  }
+}
+
+TEST_CASE("FanoutLimiter: a burst of twice the rate, refilled over time, debts for big requests") {
+  FanoutLimiter limiter(100);
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(limiter.take("u", 150, t0) == 0);
+  const std::uint32_t wait = limiter.take("u", 100, t0);
+  CHECK(wait == 500);  // 50 tokens left, 50 more take 0.5 s
+  CHECK(limiter.take("u", 100, t0 + 500ms) == 0);
+  CHECK(limiter.take("other", 200, t0) == 0);  // per user
+  SECTION("a request over the burst needs a full bucket and leaves a debt") {
+    CHECK(limiter.take("big", 1000, t0) == 0);
+    CHECK(limiter.take("big", 1, t0 + 1s) > 0);  // 200 - 1000 + 100 < 1
+    CHECK(limiter.take("big", 1, t0 + 9s) == 0);
+  }
+  SECTION("idle full buckets are forgotten") {
+    for (int i = 0; i < 20000; ++i) REQUIRE(limiter.take("early" + std::to_string(i), 1, t0) == 0);
+    for (int i = 0; i < 20000; ++i) REQUIRE(limiter.take("late" + std::to_string(i), 1, t0 + 10s) == 0);
+    CHECK(limiter.tracked() <= 25000);  // the early ones, full again, went as the stripes grew
+  }
+  SECTION("a new rate applies at once") {
+    limiter.set_rate(1);
+    CHECK(limiter.take("u", 3, t0 + 500ms) > 0);
+  }
+}
+
+namespace {
+
+GroupPlan wide_plan(std::size_t uids, std::size_t uid_len, std::size_t announcement) {
+  GroupPlan plan;
+  plan.actor = std::string(64, 'o');
+  plan.info.set_gid(std::string(64, 'g'));
+  plan.info.set_name("n");
+  plan.info.set_owner(plan.actor);
+  plan.info.set_announcement(std::string(announcement, 'a'));
+  GroupEventPlan e{v1::CREATED, {}, {"r1", "r2"}};
+  for (std::size_t i = 0; i < uids; ++i) {
+    std::string uid = std::to_string(i);
+    uid.resize(uid_len, 'u');
+    e.uids.push_back(uid);
+  }
+  plan.events.push_back(e);
+  plan.events.push_back({v1::UPDATED, {}, {"r1", "r2", "r3"}});
+  return plan;
+}
+
+std::size_t row_size(const GroupPlan& plan, const EventSlice& s) {
+  v1::Message m = event_message(plan, s);
+  m.set_msg_id(UINT64_MAX);
+  m.set_server_time_ms(INT64_MAX);
+  m.set_conv_seq(UINT64_MAX);
+  m.set_inbox_seq(UINT64_MAX);
+  return m.ByteSizeLong();
+}
+
+}  // namespace
+
+TEST_CASE("event_slices cut by 500 uids and by bytes, CREATED first then MEMBERS_ADDED, in order") {
+  const std::size_t max_row = wire::max_row_bytes(8192 - wire::kFrameSlack);
+  for (auto [count, len, ann] : {std::tuple{60, 64, 4096}, std::tuple{1200, 3, 0}, std::tuple{2000, 64, 100}}) {
+    GroupPlan plan = wide_plan(count, len, ann);
+    auto slices = event_slices(plan, max_row);
+    std::size_t next = 0;
+    for (const EventSlice& s : slices) {
+      if (s.event != 0) continue;
+      CHECK(s.from == next);
+      CHECK(s.to > s.from);
+      CHECK(s.to - s.from <= kEventMaxUids);
+      CHECK(s.type == (s.from == 0 ? v1::CREATED : v1::MEMBERS_ADDED));
+      CHECK(row_size(plan, s) <= max_row);
+      next = s.to;
+    }
+    CHECK(next == static_cast<std::size_t>(count));
+    REQUIRE(slices.back().event == 1);  // the UPDATED event, no uids
+    CHECK(plan_rows(plan, slices) == 2 * (slices.size() - 1) + 3);
+  }
+  // 60 uids of 64 bytes and a 4 KiB announcement cannot go in one 8 KiB frame
+  CHECK(event_slices(wide_plan(60, 64, 4096), max_row).size() > 2);
+}
+
+TEST_CASE("the smallest frame limit holds the largest group event and its answer's fields") {
+  CHECK(largest_event_row() <= wire::max_row_bytes(kMinFrameBytes - wire::kFrameSlack));
+}
