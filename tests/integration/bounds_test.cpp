@@ -251,7 +251,9 @@ TEST_CASE("made-up ids cost no memory: RSS stays flat across 200k HISTORY and GR
   run(200000, 2);
   const long after = server.rss_kb();
   INFO("RSS before " << before << " kB, after " << after << " kB");
+#ifndef IM_SANITIZED  // ASan's quarantine keeps freed memory: RSS says nothing there
   CHECK(after - before < 6 * 1024);
+#endif
 }
 
 TEST_CASE("with a tiny cache, users, conversations and groups dropped and reloaded keep every seq right") {
