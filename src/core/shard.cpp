@@ -129,12 +129,13 @@ void Shard::evict_cursors(UserState& u, const std::string& uid, const std::strin
   // limit may be many); never the device being looked up nor one with a
   // live session (so the bound may be passed by the live device types).
   std::vector<std::pair<std::int64_t, std::string>> candidates;
-  for (const auto& [key, c] : u.cursors) {
+  for (const auto& entry : u.cursors) {
+    const std::string& key = entry.first;  // not a structured binding: clang 14 cannot capture one
     if (key == keep) continue;
     const bool live = std::any_of(u.sessions.begin(), u.sessions.end(), [&](const SessionRef& s) {
       return s.device_type == static_cast<std::uint8_t>(key[0]) && s.device_id == std::string_view(key).substr(1);
     });
-    if (!live) candidates.emplace_back(c.used_ms, key);
+    if (!live) candidates.emplace_back(entry.second.used_ms, key);
   }
   std::sort(candidates.begin(), candidates.end());
   for (const auto& [used, key] : candidates) {
