@@ -45,7 +45,6 @@ class ConvCounters {
   // between batches (nothing staged).
   std::size_t trim();
   bool over() const { return counters_.over(); }
-  std::size_t size() const { return counters_.size(); }
 
  private:
   store::Store& store_;

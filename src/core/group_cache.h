@@ -50,7 +50,6 @@ class GroupCache {
   // batches (nothing staged).
   std::size_t trim();
   bool over() const { return groups_.over(); }
-  std::size_t size() const { return groups_.size(); }
 
  private:
   store::Store& store_;

@@ -91,11 +91,6 @@ class LruMap {
     return dropped;
   }
 
-  template <class Fn>
-  void for_each(Fn&& fn) {
-    for (auto& [key, node] : map_) fn(key, node.value);
-  }
-
  private:
   struct Node {
     V value{};
