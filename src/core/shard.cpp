@@ -443,17 +443,27 @@ void Shard::deliver_pushes(std::vector<Push>& pushes) {
     if (rows.empty()) order.push_back(p.user);
     rows.push_back(&p);
   }
-  auto frames_for = [this](const std::vector<const Push*>& rows, std::uint64_t excluded) {
+  // The sender's copy of a SEND is held back from the sending session, which
+  // gets its inbox_seq in the SendResp that an after-commit callback of this
+  // same batch gives right after this. Unless that SEND was answered already
+  // (only an error can come first: the overdue sweep's UNAVAILABLE, while
+  // the write was stalled): then the session was told nothing and gets the
+  // PUSH like any other. `answered` is the sender's shard's, and so is the
+  // sender's copy.
+  auto excluded_of = [](const Push& p) -> std::uint64_t {
+    return p.sender_job && !p.sender_job->answered ? p.sender_job->session_id : 0;
+  };
+  auto frames_for = [this, &excluded_of](const std::vector<const Push*>& rows, std::uint64_t session) {
     std::vector<std::string_view> bodies;
     for (const Push* p : rows)
-      if (excluded == 0 || p->exclude_session != excluded) bodies.push_back(p->row);
+      if (session == 0 || excluded_of(*p) != session) bodies.push_back(p->row);
     return wire::push_frames(bodies, frame_budget(), [this] { return env_.next_push_seq(); });
   };
   for (UserState* u : order) {
     if (u->sessions.empty()) continue;
     const auto& rows = rows_of[u];
     const bool any_excluded =
-        std::any_of(rows.begin(), rows.end(), [](const Push* p) { return p->exclude_session != 0; });
+        std::any_of(rows.begin(), rows.end(), [&](const Push* p) { return excluded_of(*p) != 0; });
     const auto shared = any_excluded ? std::vector<net::SharedFrame>{} : frames_for(rows, 0);
     for (const SessionRef& s : u->sessions) {
       auto conn = s.conn.lock();
@@ -512,7 +522,7 @@ void Shard::server_push(const std::string& uid, const std::string& topic, const 
   m.set_conv_seq(convs_.assign(**counter));
   commit_.batch().put_history(conv, m.conv_seq(), m.SerializeAsString());
   ++commit_.staged().history;
-  (void)stage_inbox(uid, m, false, 0);  // the user is loaded: it cannot fail
+  (void)stage_inbox(uid, m, false, nullptr);  // the user is loaded: it cannot fail
   commit_.after_commit([done = std::move(done), id = *id, online](bool ok) {
     if (ok) return done(std::pair{id, online});
     done(make_error(StatusCode::kInternal, "the push could not be stored"));

@@ -158,7 +158,10 @@ class Shard {
   struct Push {
     UserState* user;
     std::string row;  // the serialized Message, inbox_seq set
-    std::uint64_t exclude_session;
+    // The SEND whose sender's copy this row is (null for every other row):
+    // its session is left out of the PUSH only while the SendResp that
+    // carries this inbox_seq is still to come (deliver_pushes).
+    std::shared_ptr<const SendJob> sender_job;
   };
   struct GroupFanout;  // the progress of one group message's chains
 
@@ -183,7 +186,7 @@ class Shard {
   // Stages one inbox row of `msg` for `uid` (and the sender's dedupe row)
   // and its push; returns the row's inbox_seq.
   Result<std::uint64_t> stage_inbox(const std::string& uid, const v1::Message& msg, bool is_sender,
-                                    std::uint64_t exclude_session);
+                                    std::shared_ptr<const SendJob> sender_job);
   // On the conversation's owner: conv_seq, history row, the copies.
   void stage_conversation(std::shared_ptr<SendJob> job);
   void stage_c2c(const std::shared_ptr<SendJob>& job);

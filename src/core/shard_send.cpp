@@ -24,7 +24,7 @@ Error not_stored() {
 }  // namespace
 
 Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Message& msg, bool is_sender,
-                                         std::uint64_t exclude_session) {
+                                         std::shared_ptr<const SendJob> sender_job) {
   auto u = user(uid);
   if (!u) return u.error();
   v1::Message row = msg;
@@ -36,7 +36,7 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
   if (is_sender && !msg.client_msg_id().empty())
     commit_.batch().put_dedupe(msg.from(), msg.client_msg_id(),
                                {msg.msg_id(), msg.conv_seq(), row.inbox_seq(), msg.server_time_ms()});
-  pushes_.push_back({*u, std::move(bytes), exclude_session});
+  pushes_.push_back({*u, std::move(bytes), std::move(sender_job)});
   if (!is_sender && msg.content_type() < 10000 && env_.webhook_enabled())
     new_offline_.push_back(offline_.make(uid, row.inbox_seq(), msg));
   return row.inbox_seq();
@@ -178,7 +178,7 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
     const bool is_sender = uid == m.from();
     Shard& owner = env_.shard_for(uid);
     if (&owner == this) {
-      auto seq = stage_inbox(uid, m, is_sender, is_sender ? job->session_id : 0);
+      auto seq = stage_inbox(uid, m, is_sender, is_sender ? job : nullptr);
       if (is_sender) {
         sender_local = true;
         commit_.after_commit([this, job, resp = send_resp(m, *seq)](bool ok) {
@@ -221,7 +221,7 @@ void Shard::append_copy(store::FanoutKey key, store::CopyRecord record, std::sha
       if (!ec) append_copy(key, record, job, nullptr);
     });
   };
-  auto seq = stage_inbox(key.recipient, record.msg, record.is_sender, job ? job->session_id : 0);
+  auto seq = stage_inbox(key.recipient, record.msg, record.is_sender, job);
   if (!seq) return retry_or_count();
   commit_.batch().del_fanout(key);
   commit_.after_commit([this, job, tally, resp = send_resp(record.msg, *seq), retry_or_count](bool ok) {
