@@ -138,7 +138,8 @@ int main(int argc, char** argv) {
       spdlog::set_level(spdlog::level::from_str(fresh->log.level));
       server.reload(*fresh);
       spdlog::info(
-          "SIGHUP: reloaded auth.jwt_secret, limits.messages_per_second, limits.burst, log.level ({}); "
+          "SIGHUP: reloaded auth.jwt_secret, limits.messages_per_second, limits.burst, "
+          "limits.fanout_rows_per_second, log.level ({}); "
           "other keys take effect at the next start",
           fresh->log.level);
       continue;

@@ -76,6 +76,7 @@ struct WebhookConfig {
   std::uint32_t timeout_ms = 3000;
   std::uint64_t max_queued = 1000000;  // events waiting; at it REPORT is UNAVAILABLE
   std::uint32_t max_retry_s = 86400;   // an event failing this long is dropped
+  std::uint32_t concurrency = 8;       // POSTs in flight at once (lanes; a user's events keep one lane)
 };
 
 struct LimitsConfig {

@@ -181,6 +181,8 @@ const std::vector<KeySpec>& schema() {
       uint_key(
           "webhook", "max_retry_s", +[](Config & c) -> auto& { return c.webhook.max_retry_s; }, 1, 365u * 86400u),
       uint_key(
+          "webhook", "concurrency", +[](Config & c) -> auto& { return c.webhook.concurrency; }, 1, 256),
+      uint_key(
           "limits", "max_message_bytes", +[](Config & c) -> auto& { return c.limits.max_message_bytes; }, 1, 16777216),
       uint_key(
           "limits", "max_group_members", +[](Config & c) -> auto& { return c.limits.max_group_members; }, 2, 100000),

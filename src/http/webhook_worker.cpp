@@ -3,7 +3,9 @@
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <random>
+#include <cmath>
+#include <stdexcept>
+#include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -15,12 +17,24 @@
 namespace im::http {
 namespace {
 
-constexpr std::uint32_t kIdlePollMs = 100;
+constexpr int kIdlePollMs = 100;
 constexpr std::uint32_t kBackoffFirstMs = 200;
 constexpr std::uint32_t kBackoffCapMs = 30000;
+constexpr int kReadErrorPauseMs = 1000;
 
 std::size_t discard(char*, std::size_t size, std::size_t n, void*) {
   return size * n;
+}
+
+std::string_view uid_of(const std::string& body) {
+  thread_local std::string uid;
+  uid.clear();
+  auto event = nlohmann::json::parse(body, nullptr, false);
+  if (event.is_object()) {
+    auto it = event.find("uid");
+    if (it != event.end() && it->is_string()) uid = it->get<std::string>();
+  }
+  return uid;
 }
 
 }  // namespace
@@ -37,11 +51,27 @@ WebhookWorker::Answer WebhookWorker::classify(long status) {
   return Answer::kFailed;
 }
 
+std::size_t WebhookWorker::lane_of(std::string_view uid, std::size_t lanes) {
+  std::uint64_t h = 14695981039346656037ull;  // FNV-1a
+  for (unsigned char c : uid) h = (h ^ c) * 1099511628211ull;
+  return lanes == 0 ? 0 : static_cast<std::size_t>(h % lanes);
+}
+
 WebhookWorker::WebhookWorker(const WebhookConfig& config, store::Store& store, unsigned shards)
-    : config_(config), outbox_(store), shards_(shards), backoff_ms_(kBackoffFirstMs) {
+    : config_(config), outbox_(store), shards_(shards), lanes_(std::max<std::uint32_t>(1, config.concurrency)) {
   static const bool curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
   (void)curl_ready;
-  curl_ = curl_easy_init();
+  multi_ = curl_multi_init();
+  for (Lane& lane : lanes_) {
+    lane.easy = curl_easy_init();
+    lane.backoff_ms = kBackoffFirstMs;
+  }
+  const bool ready = multi_ && std::all_of(lanes_.begin(), lanes_.end(), [](const Lane& l) { return l.easy; });
+  if (!ready) {
+    for (Lane& lane : lanes_) curl_easy_cleanup(static_cast<CURL*>(lane.easy));
+    curl_multi_cleanup(static_cast<CURLM*>(multi_));
+    throw std::runtime_error("webhook: libcurl cannot make its handles");
+  }
   thread_ = std::thread([this] { run(); });
 }
 
@@ -50,46 +80,19 @@ WebhookWorker::~WebhookWorker() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
-  wake_.notify_all();
+  if (multi_) curl_multi_wakeup(static_cast<CURLM*>(multi_));
   thread_.join();
-  curl_easy_cleanup(static_cast<CURL*>(curl_));
-}
-
-bool WebhookWorker::pause(std::uint32_t ms) {
-  std::unique_lock lock(mutex_);
-  return !wake_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
+  for (Lane& lane : lanes_) {
+    if (lane.in_flight) curl_multi_remove_handle(static_cast<CURLM*>(multi_), static_cast<CURL*>(lane.easy));
+    curl_easy_cleanup(static_cast<CURL*>(lane.easy));
+    curl_slist_free_all(static_cast<curl_slist*>(lane.headers));
+  }
+  curl_multi_cleanup(static_cast<CURLM*>(multi_));
 }
 
 bool WebhookWorker::stopping() {
   std::lock_guard lock(mutex_);
   return stopping_;
-}
-
-WebhookWorker::Answer WebhookWorker::post(const std::string& body, long& status) {
-  status = 0;
-  CURL* curl = static_cast<CURL*>(curl_);
-  if (!curl) return Answer::kFailed;
-  const std::string sig = "X-IM-Signature: " + signature(config_.secret, body);
-  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  headers = curl_slist_append(headers, sig.c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, config_.url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.timeout_ms));
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
-  const CURLcode rc = curl_easy_perform(curl);
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_slist_free_all(headers);
-  if (rc != CURLE_OK) {
-    spdlog::warn("webhook: {}", curl_easy_strerror(rc));
-    status = 0;
-    return Answer::kFailed;
-  }
-  const Answer answer = classify(status);
-  if (answer != Answer::kDelivered) spdlog::warn("webhook: {} answered {}", config_.url, status);
-  return answer;
 }
 
 bool WebhookWorker::find_queues() {
@@ -101,7 +104,8 @@ bool WebhookWorker::find_queues() {
     auto found = outbox_.next_queue(from);
     if (!found) {
       spdlog::error("webhook: cannot read the outbox: {}", found.error().message);
-      if (!pause(kBackoffCapMs)) return false;
+      if (stopping()) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(kReadErrorPauseMs));
       continue;
     }
     if (!*found) break;
@@ -110,109 +114,293 @@ bool WebhookWorker::find_queues() {
   }
   for (unsigned i = 0; i < 256; ++i) {
     if (!watched[i]) continue;
-    queues_.emplace_back();
-    queues_.back().index = static_cast<std::uint8_t>(i);
+    Queue q;
+    q.index = static_cast<std::uint8_t>(i);
+    q.parked.resize(lanes_.size());
+    for (;;) {
+      auto last = outbox_.last_id(q.index);
+      if (last) {
+        q.old_end = last->value_or(0);
+        break;
+      }
+      spdlog::error("webhook: cannot read the outbox: {}", last.error().message);
+      if (stopping()) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(kReadErrorPauseMs));
+    }
+    queues_.push_back(std::move(q));
   }
   return true;
 }
 
-bool WebhookWorker::read_head(Queue& q) {
+bool WebhookWorker::read_failed(Queue& q, const Error& e) {
+  spdlog::error("webhook: cannot read the outbox: {}", e.message);
+  q.read_retry_at = Clock::now() + std::chrono::milliseconds(kReadErrorPauseMs);
+  return false;
+}
+
+bool WebhookWorker::read_ahead(Queue& q) {
   q.read_now = false;
-  auto first = outbox_.first(q.index, q.next_id);
-  if (!first) {
-    spdlog::error("webhook: cannot read the outbox: {}", first.error().message);
-    q.read_now = true;
-    return false;
-  }
-  q.head = std::move(*first);
+  std::optional<std::uint64_t> last;
+  auto read = outbox_.read(q.index, q.next_id, UINT64_MAX, [&](store::OutboxEvent&& e) {
+    if (q.ahead.size() >= kAheadDepth) return false;
+    last = e.id;
+    const std::size_t lane = lane_of(uid_of(e.body), lanes_.size());
+    if (!q.parked[lane]) q.ahead.push_back({std::move(e), lane});
+    return true;
+  });
+  if (last) q.next_id = *last + 1;
+  if (!read) return read_failed(q, read.error());
   return true;
+}
+
+void WebhookWorker::park_full_lanes(Queue& q) {
+  // Only when nothing else in the read-ahead can go: then the lanes it
+  // waits for are full, and their events there are let go (read again
+  // later) to make room for other users'. Events present at start never
+  // are: they go strictly in order.
+  for (const auto& a : q.ahead)
+    if ((q.old_end != 0 && a.event.id <= q.old_end) || lanes_[a.lane].events.size() < kLaneDepth) return;
+  for (const auto& a : q.ahead)
+    if (!q.parked[a.lane]) q.parked[a.lane] = a.event.id;
+  q.ahead.clear();
+}
+
+void WebhookWorker::unpark() {
+  // Parked events were written after the start: they wait until every
+  // event present at start has been read.
+  if (barrier() != UINT64_MAX) return;
+  for (Queue& q : queues_) {
+    for (std::size_t l = 0; l < lanes_.size(); ++l) {
+      auto& from = q.parked[l];
+      Lane& lane = lanes_[l];
+      if (!from || lane.events.size() > kLaneDepth / 2) continue;
+      std::size_t walked = 0;
+      std::optional<std::uint64_t> resume;
+      auto read = outbox_.read(q.index, *from, q.next_id, [&](store::OutboxEvent&& e) {
+        if (lane.events.size() >= kLaneDepth || ++walked > kRescanKeys) {
+          resume = e.id;
+          return false;
+        }
+        if (lane_of(uid_of(e.body), lanes_.size()) == l) lane.events.push_back(std::move(e));
+        return true;
+      });
+      if (!read) {
+        (void)read_failed(q, read.error());
+        continue;
+      }
+      from = resume;  // none: every parked event is back, the lane goes on from the read-ahead
+    }
+  }
+}
+
+std::uint64_t WebhookWorker::barrier() const {
+  std::uint64_t b = UINT64_MAX;
+  for (const Queue& q : queues_)
+    if (q.old_end != 0 && q.next_id <= q.old_end) b = std::min(b, q.next_id);
+  return b;
+}
+
+void WebhookWorker::hand_out() {
+  // A merge of the queues' read-ahead by id, below the barrier. An event
+  // whose lane is full stays, and so does every later one of that lane (a
+  // user's events are all in one lane, so none passes an earlier one of
+  // the same user).
+  const std::uint64_t below = barrier();
+  std::vector<bool> blocked(lanes_.size(), false);
+  std::vector<std::size_t> pos(queues_.size(), 0);
+  for (;;) {
+    std::size_t next = queues_.size();
+    for (std::size_t i = 0; i < queues_.size(); ++i) {
+      const Queue& q = queues_[i];
+      if (pos[i] < q.ahead.size() &&
+          (next == queues_.size() || q.ahead[pos[i]].event.id < queues_[next].ahead[pos[next]].event.id))
+        next = i;
+    }
+    if (next == queues_.size()) return;
+    Queue& q = queues_[next];
+    const auto it = q.ahead.begin() + static_cast<std::ptrdiff_t>(pos[next]);
+    if (it->event.id >= below) return;  // an older event may still be unread
+    Lane& lane = lanes_[it->lane];
+    if (blocked[it->lane] || lane.events.size() >= kLaneDepth) {
+      blocked[it->lane] = true;
+      ++pos[next];
+      continue;
+    }
+    lane.events.push_back(std::move(it->event));
+    q.ahead.erase(it);
+    if (q.ahead.size() <= kAheadDepth / 2) q.read_now = true;
+  }
+}
+
+void WebhookWorker::start_due() {
+  const auto now = Clock::now();
+  for (Lane& lane : lanes_) {
+    if (lane.in_flight || lane.events.empty() || lane.retry_at > now) continue;
+    if (lane.delete_pending) {
+      done(lane);
+    } else {
+      start(lane);
+    }
+  }
+}
+
+void WebhookWorker::start(Lane& lane) {
+  const store::OutboxEvent& event = lane.events.front();
+  if (!lane.checked) {
+    lane.checked = true;
+    lane.marked = false;
+    lane.failing_since.reset();
+    if (auto since = outbox_.failing_since(event); since) {
+      lane.failing_since = *since;
+      lane.marked = since->has_value();
+    } else {
+      spdlog::error("webhook: cannot read when event {} first failed: {}", event.id, since.error().message);
+    }
+  }
+  CURL* curl = static_cast<CURL*>(lane.easy);
+  const std::string sig = "X-IM-Signature: " + signature(config_.secret, event.body);
+  curl_slist_free_all(static_cast<curl_slist*>(lane.headers));
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  headers = curl_slist_append(headers, sig.c_str());
+  lane.headers = headers;
+  curl_easy_setopt(curl, CURLOPT_URL, config_.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, event.body.c_str());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(event.body.size()));
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.timeout_ms));
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+  curl_easy_setopt(curl, CURLOPT_PRIVATE, &lane);
+  if (curl_multi_add_handle(static_cast<CURLM*>(multi_), curl) != CURLM_OK) {
+    finished(lane, 0, "cannot start the request");
+    return;
+  }
+  lane.in_flight = true;
+}
+
+void WebhookWorker::finished(Lane& lane, long status, const char* error) {
+  auto& m = metrics::get();
+  const store::OutboxEvent& event = lane.events.front();
+  const Answer answer = error ? Answer::kFailed : classify(status);
+  if (error) {
+    spdlog::warn("webhook: event {}: {}", event.id, error);
+  } else if (answer != Answer::kDelivered) {
+    spdlog::warn("webhook: {} answered {} to event {}", config_.url, status, event.id);
+  }
+  if (answer == Answer::kDelivered) {
+    m.webhook_deliveries.inc();
+    lane.backoff_ms = kBackoffFirstMs;
+    return done(lane);
+  }
+  if (answer == Answer::kRefused) {
+    m.webhook_dropped_refused.inc();
+    lane.backoff_ms = kBackoffFirstMs;  // the receiver answers: no reason to wait before the next
+    spdlog::error("webhook: event {} dropped: {} refused it with {}", event.id, config_.url, status);
+    return done(lane);
+  }
+  m.webhook_failures.inc();
+  const std::int64_t now = wall_ms();
+  if (!lane.failing_since) {
+    lane.failing_since = now;
+    if (auto written = outbox_.mark_failing(event, now); written) {
+      lane.marked = true;
+    } else {
+      spdlog::warn("webhook: cannot record when event {} first failed: {}", event.id, written.error().message);
+    }
+  }
+  const std::int64_t deadline = *lane.failing_since + std::int64_t{config_.max_retry_s} * 1000;
+  if (now >= deadline) {
+    m.webhook_dropped_expired.inc();
+    spdlog::error("webhook: event {} dropped: still failing {} s after its first failed attempt", event.id,
+                  (now - *lane.failing_since) / 1000);
+    return done(lane);
+  }
+  std::uint32_t wait = lane.backoff_ms / 2 + static_cast<std::uint32_t>(rng_() % (lane.backoff_ms / 2 + 1));
+  lane.backoff_ms = std::min(lane.backoff_ms * 2, kBackoffCapMs);
+  // The last attempt comes at the deadline, not up to a backoff past it.
+  wait = static_cast<std::uint32_t>(std::min<std::int64_t>(wait, deadline - now));
+  lane.retry_at = Clock::now() + std::chrono::milliseconds(wait);
+}
+
+void WebhookWorker::done(Lane& lane) {
+  const store::OutboxEvent& event = lane.events.front();
+  if (auto removed = outbox_.remove(event, lane.marked); !removed) {
+    // Not sent again meanwhile; the lane waits for the delete.
+    spdlog::error("webhook: cannot delete event {}: {}", event.id, removed.error().message);
+    lane.delete_pending = true;
+    lane.retry_at = Clock::now() + std::chrono::milliseconds(kReadErrorPauseMs);
+    return;
+  }
+  lane.events.pop_front();
+  lane.delete_pending = false;
+  lane.checked = false;
+  lane.retry_at = Clock::time_point{};
+}
+
+int WebhookWorker::wait_ms(int cap) const {
+  const auto now = Clock::now();
+  auto wait = std::chrono::duration<double, std::milli>(cap);
+  auto until = [&](Clock::time_point t) {
+    wait = std::min(wait, std::max(std::chrono::duration<double, std::milli>(t - now),
+                                   std::chrono::duration<double, std::milli>(0)));
+  };
+  for (const Lane& lane : lanes_)
+    if (!lane.in_flight && !lane.events.empty()) until(lane.retry_at);
+  for (const Queue& q : queues_)
+    if (q.read_now) until(q.read_retry_at);
+  return static_cast<int>(std::ceil(wait.count()));  // rounded up: no spinning through the last fraction
 }
 
 void WebhookWorker::run() {
   if (!find_queues()) return;
-  // A queue that just sent its first event is read again at once; an empty
-  // one is looked at again at most every kIdlePollMs.
-  auto last_poll = std::chrono::steady_clock::time_point{};
-  for (;;) {
-    if (stopping()) return;
-    const auto now = std::chrono::steady_clock::now();
+  CURLM* multi = static_cast<CURLM*>(multi_);
+  // A queue whose read-ahead runs low is read again at once; an empty one
+  // is looked at again at most every kIdlePollMs; one that failed to read,
+  // after kReadErrorPauseMs.
+  auto last_poll = Clock::time_point{};
+  while (!stopping()) {
+    const auto now = Clock::now();
     const bool poll = now - last_poll >= std::chrono::milliseconds(kIdlePollMs);
     if (poll) last_poll = now;
-    bool read = true;
     for (Queue& q : queues_)
-      if (!q.head && (poll || q.read_now)) read = read_head(q) && read;
-    if (!read && !pause(kBackoffCapMs)) return;
-    // The lowest id first: events written before a restart (in any queue)
-    // go before the ones written since.
-    Queue* next = nullptr;
-    for (Queue& q : queues_)
-      if (q.head && (!next || q.head->id < next->head->id)) next = &q;
-    if (!next) {
-      if (!pause(kIdlePollMs)) return;
-      continue;
+      if (q.ahead.size() <= kAheadDepth / 2 && (poll || q.read_now) && q.read_retry_at <= now) (void)read_ahead(q);
+    unpark();
+    hand_out();
+    for (Queue& q : queues_) {
+      if (q.ahead.size() < kAheadDepth) continue;
+      park_full_lanes(q);
+      if (q.ahead.empty()) q.read_now = true;
     }
-    if (!deliver(*next->head)) return;
-    next->next_id = next->head->id + 1;
-    next->head.reset();
-    next->read_now = true;
-  }
-}
-
-bool WebhookWorker::deliver(const store::OutboxEvent& event) {
-  auto& m = metrics::get();
-  std::optional<std::int64_t> failing_since;
-  if (auto since = outbox_.failing_since(event); since) {
-    failing_since = *since;
-  } else {
-    spdlog::error("webhook: cannot read when event {} first failed: {}", event.id, since.error().message);
-  }
-  bool marked = failing_since.has_value();
-  const std::int64_t max_retry_ms = std::int64_t{config_.max_retry_s} * 1000;
-  for (;;) {
-    long status = 0;
-    const Answer answer = post(event.body, status);
-    if (answer == Answer::kDelivered) {
-      backoff_ms_ = kBackoffFirstMs;
-      m.webhook_deliveries.inc();
-      return remove(event, marked);
+    start_due();
+    int running = 0;
+    if (const CURLMcode rc = curl_multi_perform(multi, &running); rc != CURLM_OK)
+      spdlog::error("webhook: curl_multi_perform: {}", curl_multi_strerror(rc));
+    int left = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      CURL* easy = msg->easy_handle;
+      const CURLcode rc = msg->data.result;
+      Lane* lane = nullptr;
+      curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char**>(&lane));
+      long status = 0;
+      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+      curl_multi_remove_handle(multi, easy);
+      lane->in_flight = false;
+      finished(*lane, rc == CURLE_OK ? status : 0, rc == CURLE_OK ? nullptr : curl_easy_strerror(rc));
     }
-    if (answer == Answer::kRefused) {
-      backoff_ms_ = kBackoffFirstMs;  // the receiver answers: no reason to wait before the next
-      m.webhook_dropped_refused.inc();
-      spdlog::error("webhook: event {} dropped: {} refused it with {}", event.id, config_.url, status);
-      return remove(event, marked);
+    // Work that can start at once: no sleep (a finished POST frees its
+    // lane; a drained read-ahead is read again).
+    const auto t = Clock::now();
+    bool ready = false;
+    for (const Queue& q : queues_) ready = ready || (q.read_now && q.read_retry_at <= t);
+    for (const Lane& lane : lanes_)
+      ready = ready || (!lane.in_flight && !lane.events.empty() && lane.retry_at <= t);
+    if (ready) continue;
+    int fds = 0;
+    if (const CURLMcode rc = curl_multi_poll(multi, nullptr, 0, wait_ms(kIdlePollMs), &fds); rc != CURLM_OK) {
+      spdlog::error("webhook: curl_multi_poll: {}", curl_multi_strerror(rc));
+      std::this_thread::sleep_for(std::chrono::milliseconds(kIdlePollMs));
     }
-    m.webhook_failures.inc();
-    const std::int64_t now = wall_ms();
-    if (!failing_since) {
-      failing_since = now;
-      if (auto written = outbox_.mark_failing(event, now); written) {
-        marked = true;
-      } else {
-        spdlog::warn("webhook: cannot record when event {} first failed: {}", event.id, written.error().message);
-      }
-    }
-    const std::int64_t deadline = *failing_since + max_retry_ms;
-    if (now >= deadline) {
-      m.webhook_dropped_expired.inc();
-      spdlog::error("webhook: event {} dropped: still failing {} s after its first failed attempt", event.id,
-                    (now - *failing_since) / 1000);
-      return remove(event, marked);
-    }
-    std::uint32_t wait = backoff_ms_ / 2 + static_cast<std::uint32_t>(rng_() % (backoff_ms_ / 2 + 1));
-    backoff_ms_ = std::min(backoff_ms_ * 2, kBackoffCapMs);
-    // The last attempt comes at the deadline, not up to a backoff past it.
-    wait = static_cast<std::uint32_t>(std::min<std::int64_t>(wait, deadline - now));
-    if (!pause(wait)) return false;
-  }
-}
-
-bool WebhookWorker::remove(const store::OutboxEvent& event, bool marked_failing) {
-  for (;;) {
-    auto removed = outbox_.remove(event, marked_failing);
-    if (removed) return true;
-    spdlog::error("webhook: cannot delete event {}: {}", event.id, removed.error().message);
-    if (!pause(kBackoffCapMs)) return false;  // sent again at the next start
   }
 }
 

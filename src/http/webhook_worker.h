@@ -1,24 +1,45 @@
 #pragma once
-// Drains the durable outbox to webhook.url: one thread, one event at a
-// time, each POSTed with X-IM-Signature. The outbox has a queue per shard,
-// each in id order; the worker keeps a cursor per queue (so it never walks
-// deleted events again) and sends the lowest id among the queues' first
-// events. A user's events are all in one queue, so they go in order.
+// Drains the durable outbox to webhook.url: one thread driving up to
+// webhook.concurrency POSTs at once over libcurl's multi interface, each
+// with X-IM-Signature. The outbox has a queue per shard, each in id order;
+// the worker keeps a cursor per queue (so it never walks deleted events
+// again) and reads up to kAheadDepth events ahead of it. Events are handed
+// to lanes: a lane is one connection delivering its events one at a time,
+// in the order handed out, and a user's events all go to one lane (by a
+// hash of the uid), so each user's arrive in order while other users' go on
+// beside them.
+//
+// Order per user across queues: in one run a user's events are all in its
+// shard's queue; after a restart with another shard count its older events
+// may sit in another queue. So the events present at start ("old": up to
+// each queue's last id then) are handed out strictly lowest id first over
+// all queues (no event passes an old one not yet read), and only then does
+// each queue go at its own pace.
+//
+// A lane whose event fails backs off (200 ms doubling to 30 s, with
+// jitter) and holds back only the events after it in that lane. Its later
+// events are not kept in memory: once a queue's read-ahead is full of
+// events waiting for full lanes, those lanes are "parked" in that queue
+// (their events there are skipped, the first skipped id remembered) and
+// read again from it once the lane has room, so other users' events keep
+// flowing (events present at start are never parked: they go strictly in
+// order). Memory: kLaneDepth events per lane, kAheadDepth per queue.
 //
 // An event is deleted after a 2xx (at least once: a crash in between sends
 // it again, with the same id), or dropped (logged with its id, counted): at
 // once when the receiver refuses it for good (a 4xx other than 408 and 429),
 // or when it still fails webhook.max_retry_s after its first failed attempt
-// (that time is kept in `meta`, so a restart does not start it over). Then
-// the next event goes on. Failures back off exponentially (200 ms doubling
-// to 30 s, with jitter); an event in backoff holds back the ones after it.
+// (that time is kept in `meta`, so a restart does not start it over). A
+// delete that fails is retried every second, holding back only its lane.
 
-#include <condition_variable>
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -33,7 +54,7 @@ class WebhookWorker {
   // `shards`: the queues to watch (those holding events at start are
   // watched too, whatever the shard count was when they were written).
   WebhookWorker(const WebhookConfig& config, store::Store& store, unsigned shards);
-  ~WebhookWorker();  // stops and joins; an event in flight is retried next start
+  ~WebhookWorker();  // stops and joins; events in flight are sent again at the next start
   WebhookWorker(const WebhookWorker&) = delete;
   WebhookWorker& operator=(const WebhookWorker&) = delete;
 
@@ -46,38 +67,83 @@ class WebhookWorker {
   enum class Answer { kDelivered, kRefused, kFailed };
   static Answer classify(long status);
 
+  // The lane (of `lanes`) delivering the events of `uid`.
+  static std::size_t lane_of(std::string_view uid, std::size_t lanes);
+
+  static constexpr std::size_t kLaneDepth = 32;   // events handed to one lane, at most
+  static constexpr std::size_t kAheadDepth = 64;  // events of one queue read ahead, at most
+  static constexpr std::size_t kRescanKeys = 4096;  // events walked by one re-read of a parked lane
+
  private:
+  using Clock = std::chrono::steady_clock;
+
   struct Queue {
     std::uint8_t index = 0;
-    std::uint64_t next_id = 0;  // every event of the queue below it is gone
-    std::optional<store::OutboxEvent> head;
-    bool read_now = true;  // read at once, not at the next poll
+    std::uint64_t next_id = 0;  // every event of the queue below it is read (or gone)
+    struct Ahead {
+      store::OutboxEvent event;
+      std::size_t lane = 0;
+    };
+    std::deque<Ahead> ahead;  // read, not yet handed to a lane; in id order
+    bool read_now = true;     // read at once, not at the next poll
+    Clock::time_point read_retry_at{};  // after a read error
+    std::uint64_t old_end = 0;          // the last id present at start (0: none)
+    // Per lane: that lane's events of this queue from this id up to
+    // next_id are skipped (not in memory), to be read again.
+    std::vector<std::optional<std::uint64_t>> parked;
+  };
+
+  struct Lane {
+    void* easy = nullptr;          // CURL*, reused for keep-alive
+    void* headers = nullptr;       // curl_slist* of the event in flight
+    std::deque<store::OutboxEvent> events;  // the first is the one being delivered
+    bool in_flight = false;
+    bool delete_pending = false;  // the first event is done but its delete failed
+    bool checked = false;  // the first event's failure record has been read
+    std::optional<std::int64_t> failing_since;
+    bool marked = false;   // the first event has a failure record
+    Clock::time_point retry_at{};
+    std::uint32_t backoff_ms = 0;
   };
 
   void run();
   // Every queue to watch; false when stopping.
   bool find_queues();
-  // Reads the queue's first event past its cursor; false on a read error.
-  bool read_head(Queue& q);
-  // POSTs `event` until it is delivered or dropped, then deletes it; false
-  // when stopping first.
-  bool deliver(const store::OutboxEvent& event);
-  bool remove(const store::OutboxEvent& event, bool marked_failing);
-  // One POST; `status` is 0 when no answer came.
-  Answer post(const std::string& body, long& status);
-  // Sleeps up to `ms` unless stopping; false when stopping.
-  bool pause(std::uint32_t ms);
+  // Reads past the queue's cursor up to kAheadDepth, skipping parked
+  // lanes' events; false on a read error.
+  bool read_ahead(Queue& q);
+  // When every event of a full read-ahead waits for a full lane: parks
+  // those lanes in `q` and empties the read-ahead.
+  void park_full_lanes(Queue& q);
+  // Hands parked events to lanes that have room again.
+  void unpark();
+  // Events below it may be handed out: every old event below it has been
+  // read (UINT64_MAX once every old event has been).
+  std::uint64_t barrier() const;
+  bool read_failed(Queue& q, const Error& e);
+  // Hands read events to their lanes, lowest id first, each while its lane
+  // has room and no earlier event waits for that lane.
+  void hand_out();
+  // Starts the POST of each idle lane's first event whose backoff is over.
+  void start_due();
+  void start(Lane& lane);
+  // The POST of `lane` ended with `status` (0: no answer, `error` says why).
+  void finished(Lane& lane, long status, const char* error);
+  // The lane's first event is done (delivered or dropped): deleted, and the
+  // lane moves on.
+  void done(Lane& lane);
+  // Milliseconds until the next retry or read is due (capped at `cap`).
+  int wait_ms(int cap) const;
   bool stopping();
 
   const WebhookConfig& config_;
   store::Outbox outbox_;
   const unsigned shards_;
   std::vector<Queue> queues_;
-  std::uint32_t backoff_ms_;
+  std::vector<Lane> lanes_;
   std::mt19937 rng_{std::random_device{}()};
-  void* curl_ = nullptr;  // CURL*, reused for keep-alive
+  void* multi_ = nullptr;  // CURLM*
   std::mutex mutex_;
-  std::condition_variable wake_;
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -36,6 +36,14 @@ class Outbox {
   Result<std::optional<OutboxEvent>> first(std::uint8_t queue, std::uint64_t from) {
     return store_.first_event(queue, from);
   }
+  // The events of `queue` with from <= id < to, in id order, while `fn`
+  // returns true.
+  Result<Ok> read(std::uint8_t queue, std::uint64_t from, std::uint64_t to,
+                  const std::function<bool(OutboxEvent&&)>& fn) {
+    return store_.scan_queue(queue, from, to, fn);
+  }
+  // The highest id in `queue`, if it holds any event.
+  Result<std::optional<std::uint64_t>> last_id(std::uint8_t queue) { return store_.last_event_id(queue); }
   // The lowest queue >= `from` holding events, if any.
   Result<std::optional<std::uint8_t>> next_queue(unsigned from) { return store_.next_event_queue(from); }
   // When the delivery of `event` first failed, if it did (kept across restarts).

@@ -474,12 +474,34 @@ void Store::release_outbox(std::uint64_t n) {
 
 Result<std::optional<OutboxEvent>> Store::first_event(std::uint8_t queue, std::uint64_t from) {
   std::optional<OutboxEvent> out;
-  auto scanned = scan(Cf::kOutbox, outbox_key(queue, from), outbox_queue_end(queue),
-                      [&](std::string_view key, std::string_view v) {
-                        if (key.size() != kOutboxKeyBytes) return true;  // not an event key: never written so
-                        out = OutboxEvent{read_u64(key.substr(1)), std::string(v), queue};
-                        return false;
-                      });
+  auto scanned = scan_queue(queue, from, UINT64_MAX, [&](OutboxEvent&& e) {
+    out = std::move(e);
+    return false;
+  });
+  if (!scanned) return scanned.error();
+  return out;
+}
+
+Result<Ok> Store::scan_queue(std::uint8_t queue, std::uint64_t from, std::uint64_t to,
+                             const std::function<bool(OutboxEvent&&)>& fn) {
+  if (from >= to) return Ok{};
+  const std::string upper = to == UINT64_MAX ? outbox_queue_end(queue) : outbox_key(queue, to);
+  return scan(Cf::kOutbox, outbox_key(queue, from), upper, [&](std::string_view key, std::string_view v) {
+    if (key.size() != kOutboxKeyBytes) return true;  // not an event key: never written so
+    return fn(OutboxEvent{read_u64(key.substr(1)), std::string(v), queue});
+  });
+}
+
+Result<std::optional<std::uint64_t>> Store::last_event_id(std::uint8_t queue) {
+  std::optional<std::uint64_t> out;
+  auto scanned = scan(
+      Cf::kOutbox, outbox_key(queue, 0), outbox_queue_end(queue),
+      [&](std::string_view key, std::string_view) {
+        if (key.size() != kOutboxKeyBytes) return true;
+        out = read_u64(key.substr(1));
+        return false;
+      },
+      true);
   if (!scanned) return scanned.error();
   return out;
 }

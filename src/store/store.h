@@ -136,6 +136,12 @@ class Store {
   // The first event of `queue` with an id >= `from`, if any. A seek: the
   // deleted events below `from` are not walked.
   Result<std::optional<OutboxEvent>> first_event(std::uint8_t queue, std::uint64_t from);
+  // The events of `queue` with from <= id < to, in id order, while `fn`
+  // returns true (one seek, then a walk).
+  Result<Ok> scan_queue(std::uint8_t queue, std::uint64_t from, std::uint64_t to,
+                        const std::function<bool(OutboxEvent&&)>& fn);
+  // The highest id in `queue`, if it holds any event.
+  Result<std::optional<std::uint64_t>> last_event_id(std::uint8_t queue);
   // The lowest queue >= `from` holding an event, if any (start-up: it walks
   // what was deleted before the first live event).
   Result<std::optional<std::uint8_t>> next_event_queue(unsigned from);

@@ -459,3 +459,162 @@ TEST_CASE("each user's events are delivered in order, over shards and an imserve
   for (const json& e : events) got[e["uid"].get<std::string>()].push_back(e["report_id"].get<std::string>());
   CHECK(got == expected);
 }
+
+namespace {
+
+// Each of `users` REPORTs "<uid>-<i>" for i in [from, to), round-robin,
+// each on its own session; the ids go to `expected`, per user.
+void report_rounds(const ServerProcess& server, const std::vector<std::string>& users, int from, int to,
+                   std::map<std::string, std::vector<std::string>>& expected) {
+  std::vector<std::unique_ptr<SyncClient>> clients;
+  for (const auto& u : users) clients.push_back(server.login(u));
+  for (int i = from; i < to; ++i) {
+    for (std::size_t u = 0; u < users.size(); ++u) {
+      const std::string id = users[u] + "-" + std::to_string(i);
+      REQUIRE(send_report(*clients[u], id).ok());
+      expected[users[u]].push_back(id);
+    }
+  }
+}
+
+// The report_ids delivered, per uid, in the order they arrived.
+std::map<std::string, std::vector<std::string>> report_ids_by_user(const std::vector<json>& events) {
+  std::map<std::string, std::vector<std::string>> got;
+  for (const json& e : events) got[e["uid"].get<std::string>()].push_back(e["report_id"].get<std::string>());
+  return got;
+}
+
+// `n` uids that webhook.concurrency = `lanes` delivers on `n` different lanes.
+std::vector<std::string> users_on_distinct_lanes(std::size_t n, std::size_t lanes) {
+  std::vector<std::string> out;
+  std::set<std::size_t> used;
+  for (int i = 0; out.size() < n && i < 10000; ++i) {
+    const std::string uid = "lane" + std::to_string(i);
+    if (used.insert(http::WebhookWorker::lane_of(uid, lanes)).second) out.push_back(uid);
+  }
+  REQUIRE(out.size() == n);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("webhook lanes: a uid always maps to the same lane, within range") {
+  for (std::size_t lanes : {1u, 2u, 8u, 256u}) {
+    std::set<std::size_t> seen;
+    for (int i = 0; i < 2000; ++i) {
+      const std::string uid = "u" + std::to_string(i);
+      const std::size_t lane = http::WebhookWorker::lane_of(uid, lanes);
+      CHECK(lane < lanes);
+      CHECK(lane == http::WebhookWorker::lane_of(uid, lanes));
+      seen.insert(lane);
+    }
+    CHECK(seen.size() == lanes);  // 2000 uids reach every lane
+  }
+}
+
+TEST_CASE("webhook.concurrency: several users' events are POSTed at once, each user's in order") {
+  // The receiver holds each POST until another one is in flight beside it
+  // (at most 10 s): one POST at a time would be held every time.
+  WebhookReceiver receiver;
+  std::mutex mu;
+  std::condition_variable cv;
+  int in_flight = 0;
+  int most = 0;
+  receiver.answer_with([&](const std::string&) {
+    std::unique_lock lock(mu);
+    most = std::max(most, ++in_flight);
+    cv.notify_all();
+    cv.wait_for(lock, 10s, [&] { return in_flight > 1 || most > 1; });
+    --in_flight;
+    return 200;
+  });
+  Overrides config = hook_config(receiver);
+  config["webhook.concurrency"] = "4";
+  ServerProcess server(config);
+  const auto users = users_on_distinct_lanes(4, 4);
+  std::map<std::string, std::vector<std::string>> expected;
+  report_rounds(server, users, 0, 10, expected);
+  auto events = bodies(receiver.wait_for(40, 60s));
+  REQUIRE(events.size() == 40);
+  CHECK(report_ids_by_user(events) == expected);
+  std::lock_guard lock(mu);
+  CHECK(most >= 2);
+}
+
+TEST_CASE("webhook: a user whose events keep failing holds back only its own lane") {
+  WebhookReceiver receiver;
+  std::atomic<bool> stuck_fails{true};
+  const auto users = users_on_distinct_lanes(3, 8);
+  const std::string stuck = users[0];
+  receiver.answer_with([&](const std::string& body) {
+    return json::parse(body).value("uid", "") == stuck && stuck_fails.load() ? 503 : 200;
+  });
+  Overrides config = hook_config(receiver);
+  config["webhook.concurrency"] = "8";
+  config["admin.listen"] = "\"127.0.0.1:0\"";
+  ServerProcess server(config);
+  std::map<std::string, std::vector<std::string>> expected;
+  report_rounds(server, users, 0, 20, expected);
+  // Every other user's events arrive while the stuck user's first one is
+  // still being refused.
+  auto events = bodies(receiver.wait_for(40, 30s));
+  REQUIRE(events.size() == 40);
+  for (const json& e : events) CHECK(e["uid"].get<std::string>() != stuck);
+  AdminClient admin(server.admin_port(), "");
+  // The last delivered events are deleted once their answers are read.
+  CHECK(wait_until([&] { return admin.metric("imserver_outbox_depth") == 20.0; }, 10s));
+  stuck_fails = false;
+  events = bodies(receiver.wait_for(60, 60s));
+  REQUIRE(events.size() == 60);
+  CHECK(report_ids_by_user(events) == expected);
+  CHECK(admin.metric("imserver_webhook_dropped_total{reason=\"expired\"}") == 0.0);
+}
+
+TEST_CASE("webhook: a stuck user with more events than the worker holds does not hold back its shard's other users") {
+  // One shard: every event is in one queue, the stuck user's first; more of
+  // them than a lane and the read-ahead hold together (32 + 64).
+  WebhookReceiver receiver;
+  std::atomic<bool> stuck_fails{true};
+  const auto users = users_on_distinct_lanes(3, 8);
+  const std::string stuck = users[0];
+  receiver.answer_with([&](const std::string& body) {
+    return json::parse(body).value("uid", "") == stuck && stuck_fails.load() ? 503 : 200;
+  });
+  Overrides config = hook_config(receiver);
+  config["sharding.shards"] = "1";
+  config["webhook.concurrency"] = "8";
+  ServerProcess server(config);
+  std::map<std::string, std::vector<std::string>> expected;
+  report_rounds(server, {stuck}, 0, 150, expected);
+  report_rounds(server, {users[1], users[2]}, 0, 30, expected);
+  auto events = bodies(receiver.wait_for(60, 30s));
+  REQUIRE(events.size() == 60);
+  for (const json& e : events) CHECK(e["uid"].get<std::string>() != stuck);
+  stuck_fails = false;
+  events = bodies(receiver.wait_for(210, 60s));
+  REQUIRE(events.size() == 210);
+  CHECK(report_ids_by_user(events) == expected);
+}
+
+TEST_CASE("each user's events are delivered in order after a restart with fewer shards, with long old queues") {
+  // 4 shards, then 2: events of queues 2 and 3 are only "old" ones, more of
+  // them per queue than the worker reads ahead; users of those queues write
+  // new events into queues 0 and 1.
+  const std::uint16_t port = free_port();
+  Overrides config = down_config(port);
+  config["sharding.shards"] = "4";
+  ServerProcess server(config);
+  std::vector<std::string> users;
+  for (int i = 0; i < 8; ++i) users.push_back("s" + std::to_string(i));
+  std::map<std::string, std::vector<std::string>> expected;
+  report_rounds(server, users, 0, 90, expected);
+  REQUIRE(server.terminate() == 0);
+  config["sharding.shards"] = "2";
+  ServerProcess fewer(config, server.data_dir());
+  report_rounds(fewer, users, 90, 100, expected);
+  WebhookReceiver receiver(port);
+  const std::size_t total = users.size() * 100;
+  auto events = bodies(receiver.wait_for(total, 60s));
+  REQUIRE(events.size() == total);
+  CHECK(report_ids_by_user(events) == expected);
+}
