@@ -26,15 +26,61 @@ std::size_t discard(char*, std::size_t size, std::size_t n, void*) {
   return size * n;
 }
 
-std::string_view uid_of(const std::string& body) {
-  thread_local std::string uid;
-  uid.clear();
-  auto event = nlohmann::json::parse(body, nullptr, false);
-  if (event.is_object()) {
-    auto it = event.find("uid");
-    if (it != event.end() && it->is_string()) uid = it->get<std::string>();
+// The event's "uid", read with a SAX parser that stops once it has it (a
+// report's payload, up to 44 KB, comes after it).
+class UidReader : public nlohmann::json::json_sax_t {
+ public:
+  std::string uid;
+  bool null() override { return done(); }
+  bool boolean(bool) override { return done(); }
+  bool number_integer(number_integer_t) override { return done(); }
+  bool number_unsigned(number_unsigned_t) override { return done(); }
+  bool number_float(number_float_t, const string_t&) override { return done(); }
+  bool string(string_t& v) override {
+    if (depth_ == 1 && in_uid_) {
+      uid = v;
+      return false;  // found: stop
+    }
+    return done();
   }
-  return uid;
+  bool binary(binary_t&) override { return done(); }
+  bool start_object(std::size_t) override {
+    ++depth_;
+    in_uid_ = false;
+    return true;
+  }
+  bool key(string_t& k) override {
+    in_uid_ = depth_ == 1 && k == "uid";
+    return true;
+  }
+  bool end_object() override {
+    --depth_;
+    return done();
+  }
+  bool start_array(std::size_t) override {
+    ++depth_;
+    in_uid_ = false;
+    return true;
+  }
+  bool end_array() override {
+    --depth_;
+    return done();
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+
+ private:
+  bool done() {
+    in_uid_ = false;
+    return true;
+  }
+  int depth_ = 0;
+  bool in_uid_ = false;
+};
+
+std::string uid_of(const std::string& body) {
+  UidReader reader;
+  nlohmann::json::sax_parse(body, &reader);
+  return std::move(reader.uid);
 }
 
 }  // namespace
@@ -129,7 +175,54 @@ bool WebhookWorker::find_queues() {
     }
     queues_.push_back(std::move(q));
   }
+  // Events queued before this start are "old" only when the shard count
+  // changed since they were written (a user's older events may then sit in
+  // another queue): until they are all delivered, every event goes
+  // strictly lowest id first and no lane is parked.
+  for (;;) {
+    auto previous = outbox_.shard_count();
+    if (previous) {
+      old_mode_ = previous->value_or(0) != shards_;
+      break;
+    }
+    spdlog::error("webhook: cannot read the outbox: {}", previous.error().message);
+    if (stopping()) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(kReadErrorPauseMs));
+  }
+  if (!old_mode_) {
+    for (Queue& q : queues_) q.old_end = 0;
+  } else {
+    spdlog::info("webhook: the shard count changed: the events queued before this start go first, by id");
+  }
+  leave_old_mode();
   return true;
+}
+
+bool WebhookWorker::is_old(const store::OutboxEvent& e) const {
+  for (const Queue& q : queues_)
+    if (q.index == e.queue) return q.old_end != 0 && e.id <= q.old_end;
+  return false;
+}
+
+void WebhookWorker::leave_old_mode() {
+  if (old_mode_) {
+    if (barrier() != UINT64_MAX) return;
+    for (const Queue& q : queues_)
+      for (const auto& a : q.ahead)
+        if (is_old(a.event)) return;
+    for (const Lane& lane : lanes_)
+      for (const auto& e : lane.events)
+        if (is_old(e)) return;
+  }
+  // Every old event is delivered (or there were none): this shard count is
+  // the queues' from now on.
+  if (auto written = outbox_.set_shard_count(shards_); !written) {
+    spdlog::error("webhook: cannot record the shard count: {}", written.error().message);
+    return;  // tried again on the next pass
+  }
+  old_mode_ = false;
+  shards_recorded_ = true;
+  for (Queue& q : queues_) q.old_end = 0;
 }
 
 bool WebhookWorker::read_failed(Queue& q, const Error& e) {
@@ -154,26 +247,35 @@ bool WebhookWorker::read_ahead(Queue& q) {
 }
 
 void WebhookWorker::park_full_lanes(Queue& q) {
-  // Only when nothing else in the read-ahead can go: then the lanes it
-  // waits for are full, and their events there are let go (read again
-  // later) to make room for other users'. Events present at start never
-  // are: they go strictly in order.
+  // The read-ahead is too full to read on: the events in it that wait for
+  // a full lane are let go (read again once that lane has room), so the
+  // queue reads on and other users' events keep going. Not while old
+  // events are pending: they go strictly in order.
+  if (old_mode_) return;
+  std::vector<bool> park(lanes_.size(), false);
+  bool any = false;
   for (const auto& a : q.ahead)
-    if ((q.old_end != 0 && a.event.id <= q.old_end) || lanes_[a.lane].events.size() < kLaneDepth) return;
-  for (const auto& a : q.ahead)
-    if (!q.parked[a.lane]) q.parked[a.lane] = a.event.id;
-  q.ahead.clear();
+    if (lanes_[a.lane].events.size() >= kLaneDepth) any = park[a.lane] = true;
+  if (!any) return;
+  std::deque<Queue::Ahead> kept;
+  for (auto& a : q.ahead) {
+    if (!park[a.lane]) {
+      kept.push_back(std::move(a));
+    } else if (!q.parked[a.lane]) {
+      q.parked[a.lane] = a.event.id;  // the read-ahead is in id order: the lane's first one here
+    }
+  }
+  q.ahead = std::move(kept);
 }
 
 void WebhookWorker::unpark() {
-  // Parked events were written after the start: they wait until every
-  // event present at start has been read.
-  if (barrier() != UINT64_MAX) return;
+  if (old_mode_) return;  // nothing is parked then
   for (Queue& q : queues_) {
+    if (q.read_retry_at > Clock::now()) continue;
     for (std::size_t l = 0; l < lanes_.size(); ++l) {
       auto& from = q.parked[l];
       Lane& lane = lanes_[l];
-      if (!from || lane.events.size() > kLaneDepth / 2) continue;
+      if (!from || lane.events.size() >= kLaneDepth) continue;
       std::size_t walked = 0;
       std::optional<std::uint64_t> resume;
       auto read = outbox_.read(q.index, *from, q.next_id, [&](store::OutboxEvent&& e) {
@@ -181,12 +283,14 @@ void WebhookWorker::unpark() {
           resume = e.id;
           return false;
         }
+        const std::uint64_t id = e.id;
         if (lane_of(uid_of(e.body), lanes_.size()) == l) lane.events.push_back(std::move(e));
+        from = id + 1;  // what was walked is not walked again, even if the read then fails
         return true;
       });
       if (!read) {
         (void)read_failed(q, read.error());
-        continue;
+        break;
       }
       from = resume;  // none: every parked event is back, the lane goes on from the read-ahead
     }
@@ -255,6 +359,7 @@ void WebhookWorker::start(Lane& lane) {
       lane.marked = since->has_value();
     } else {
       spdlog::error("webhook: cannot read when event {} first failed: {}", event.id, since.error().message);
+      lane.marked = true;  // unknown: its record, if any, is deleted with it
     }
   }
   CURL* curl = static_cast<CURL*>(lane.easy);
@@ -311,6 +416,7 @@ void WebhookWorker::finished(Lane& lane, long status, const char* error) {
   const std::int64_t deadline = *lane.failing_since + std::int64_t{config_.max_retry_s} * 1000;
   if (now >= deadline) {
     m.webhook_dropped_expired.inc();
+    lane.backoff_ms = kBackoffFirstMs;  // the next event starts afresh
     spdlog::error("webhook: event {} dropped: still failing {} s after its first failed attempt", event.id,
                   (now - *lane.failing_since) / 1000);
     return done(lane);
@@ -326,6 +432,7 @@ void WebhookWorker::done(Lane& lane) {
   const store::OutboxEvent& event = lane.events.front();
   if (auto removed = outbox_.remove(event, lane.marked); !removed) {
     // Not sent again meanwhile; the lane waits for the delete.
+    metrics::get().store_write_errors.inc();
     spdlog::error("webhook: cannot delete event {}: {}", event.id, removed.error().message);
     lane.delete_pending = true;
     lane.retry_at = Clock::now() + std::chrono::milliseconds(kReadErrorPauseMs);
@@ -367,10 +474,11 @@ void WebhookWorker::run() {
     unpark();
     hand_out();
     for (Queue& q : queues_) {
-      if (q.ahead.size() < kAheadDepth) continue;
+      if (q.ahead.size() <= kAheadDepth / 2) continue;
       park_full_lanes(q);
-      if (q.ahead.empty()) q.read_now = true;
+      if (q.ahead.size() <= kAheadDepth / 2) q.read_now = true;
     }
+    if (old_mode_ || !shards_recorded_) leave_old_mode();
     start_due();
     int running = 0;
     if (const CURLMcode rc = curl_multi_perform(multi, &running); rc != CURLM_OK)

@@ -9,21 +9,23 @@
 // hash of the uid), so each user's arrive in order while other users' go on
 // beside them.
 //
-// Order per user across queues: in one run a user's events are all in its
-// shard's queue; after a restart with another shard count its older events
-// may sit in another queue. So the events present at start ("old": up to
-// each queue's last id then) are handed out strictly lowest id first over
-// all queues (no event passes an old one not yet read), and only then does
-// each queue go at its own pace.
+// Order per user across queues: with one shard count a user's events are
+// all in its shard's queue; after a restart with another shard count its
+// older events may sit in another queue. So then (the count is kept in the
+// store) the events present at start ("old": up to each queue's last id
+// then) are handed out strictly lowest id first over all queues (no event
+// passes an old one not yet read, no lane is parked), and once they are all
+// delivered each queue goes at its own pace and the new count is recorded.
 //
 // A lane whose event fails backs off (200 ms doubling to 30 s, with
 // jitter) and holds back only the events after it in that lane. Its later
-// events are not kept in memory: once a queue's read-ahead is full of
-// events waiting for full lanes, those lanes are "parked" in that queue
+// events are not kept in memory: once a queue's read-ahead is too full to
+// read on (over half of kAheadDepth), the lanes its events wait for, if
+// full, are "parked" in that queue
 // (their events there are skipped, the first skipped id remembered) and
 // read again from it once the lane has room, so other users' events keep
-// flowing (events present at start are never parked: they go strictly in
-// order). Memory: kLaneDepth events per lane, kAheadDepth per queue.
+// flowing (not while old events are pending: they go strictly in order).
+// Memory: kLaneDepth events per lane, kAheadDepth per queue.
 //
 // An event is deleted after a 2xx (at least once: a crash in between sends
 // it again, with the same id), or dropped (logged with its id, counted): at
@@ -132,6 +134,11 @@ class WebhookWorker {
   // The lane's first event is done (delivered or dropped): deleted, and the
   // lane moves on.
   void done(Lane& lane);
+  // Whether `e` was queued before this start and the shard count changed.
+  bool is_old(const store::OutboxEvent& e) const;
+  // Leaves the strict order once no old event is left, recording the
+  // shard count (at start too, when there is nothing old).
+  void leave_old_mode();
   // Milliseconds until the next retry or read is due (capped at `cap`).
   int wait_ms(int cap) const;
   bool stopping();
@@ -141,6 +148,8 @@ class WebhookWorker {
   const unsigned shards_;
   std::vector<Queue> queues_;
   std::vector<Lane> lanes_;
+  bool old_mode_ = false;         // see "Order per user across queues" above
+  bool shards_recorded_ = false;  // the shard count is in the store
   std::mt19937 rng_{std::random_device{}()};
   void* multi_ = nullptr;  // CURLM*
   std::mutex mutex_;

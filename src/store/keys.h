@@ -48,6 +48,9 @@ inline constexpr std::size_t kOutboxKeyBytes = 9;
 inline constexpr std::size_t kLegacyOutboxKeyBytes = 8;
 // "webhook_failing:" + outbox key, in `meta`: when an event's delivery first failed (ms)
 std::string outbox_failing_key(std::uint8_t queue, std::uint64_t id);
+// In `meta`: the number of events in the outbox, kept by a merge (+1 with
+// each event written, -1 with each deleted, in the same batch).
+inline constexpr const char* kOutboxCountKey = "outbox_count";
 // "token_revoked:" uid, in `meta` (with "" the prefix of them all)
 std::string token_revocation_key(std::string_view uid);
 

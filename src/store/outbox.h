@@ -44,6 +44,14 @@ class Outbox {
   }
   // The highest id in `queue`, if it holds any event.
   Result<std::optional<std::uint64_t>> last_id(std::uint8_t queue) { return store_.last_event_id(queue); }
+  // The shard count the queues were last delivered with (the webhook
+  // worker records it once no event of another count is left), if any.
+  Result<std::optional<std::uint64_t>> shard_count() { return store_.get_meta(kShardsMeta); }
+  Result<Ok> set_shard_count(std::uint64_t shards) {
+    Batch b(store_);
+    b.put_meta(kShardsMeta, shards);
+    return store_.write(b);
+  }
   // The lowest queue >= `from` holding events, if any.
   Result<std::optional<std::uint8_t>> next_queue(unsigned from) { return store_.next_event_queue(from); }
   // When the delivery of `event` first failed, if it did (kept across restarts).
@@ -69,6 +77,7 @@ class Outbox {
   Result<std::uint64_t> count() { return store_.count_events(); }
 
  private:
+  static constexpr const char* kShardsMeta = "outbox_shards";  // in `meta`
   Store& store_;
 };
 

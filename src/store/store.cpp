@@ -6,6 +6,7 @@
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/merge_operator.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
@@ -35,6 +36,21 @@ Error read_error(const rocksdb::Status& s) {
     spdlog::error("store: read failed (errors so far: {}): {}", metrics::get().store_read_errors.value(), s.ToString());
   return store_error(s);
 }
+
+// The `meta` family's merge: a value and its operands are 8-byte integers
+// (two's complement), merged by adding them (kOutboxCountKey's deltas).
+class AddMerge : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value, std::string* out,
+             rocksdb::Logger*) const override {
+    std::uint64_t sum = existing && existing->size() == 8 ? read_u64(std::string_view(existing->data(), 8)) : 0;
+    if (value.size() == 8) sum += read_u64(std::string_view(value.data(), 8));
+    out->clear();
+    append_u64(*out, sum);
+    return true;
+  }
+  const char* Name() const override { return "im.AddMerge"; }
+};
 
 rocksdb::Slice slice(std::string_view s) {
   return rocksdb::Slice(s.data(), s.size());
@@ -160,10 +176,12 @@ void Batch::del_fanout(const FanoutKey& key) {
 
 void Batch::put_outbox(const OutboxEvent& event) {
   put(Cf::kOutbox, outbox_key(event.queue, event.id), event.body);
+  batch_->Merge(store_->handle(Cf::kMeta), kOutboxCountKey, slice(encode_u64(1)));
 }
 
 void Batch::del_outbox(std::uint8_t queue, std::uint64_t id) {
   del(Cf::kOutbox, outbox_key(queue, id));
+  batch_->Merge(store_->handle(Cf::kMeta), kOutboxCountKey, slice(encode_u64(~std::uint64_t{0})));  // -1
 }
 
 void Batch::put_outbox_failing(std::uint8_t queue, std::uint64_t id, std::int64_t since_ms) {
@@ -218,6 +236,7 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   for (const char* name : kCfNames) {
     rocksdb::ColumnFamilyOptions cf = base;
     if (std::string_view(name) == "dedupe") cf.compaction_filter = expiry;
+    if (std::string_view(name) == "meta") cf.merge_operator = std::make_shared<AddMerge>();
     families.emplace_back(name, cf);
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -427,28 +446,41 @@ Result<Ok> Store::scan_fanout(const std::function<bool(const FanoutEntry&)>& fn)
 }
 
 Result<Ok> Store::open_outbox() {
-  // Before queues an event's key was its bare id: such events go to queue 0
-  // (their ids are below any id written since, and the worker delivers the
-  // lowest id among the queues' first events first, so they still go first).
+  // The count kept in `meta` with every event written and deleted: a start
+  // does not read the queue. Without it (a store written before the count
+  // was kept) the queue is read once, counted and the count written; then
+  // events whose key was a bare id (before queues) move to queue 0 (their
+  // ids are below any id written since, and the worker delivers the events
+  // present at start lowest id first, so they still go first).
+  auto kept = get(Cf::kMeta, kOutboxCountKey);
+  if (!kept) return kept.error();
   std::uint64_t events = 0;
-  std::uint64_t moved = 0;
-  Batch batch(*this);
-  Result<Ok> written = Ok{};
-  auto scanned = scan(Cf::kOutbox, "", outbox_end(), [&](std::string_view key, std::string_view value) {
-    ++events;
-    if (key.size() != kLegacyOutboxKeyBytes) return true;
-    batch.put(Cf::kOutbox, outbox_key(0, read_u64(key)), value);
-    batch.del(Cf::kOutbox, key);
-    ++moved;
-    if (batch.count() < 1024) return true;
-    written = write(batch);
-    batch.clear();
-    return written.ok();
-  });
-  if (!scanned) return scanned;
-  if (written) written = write(batch);
-  if (!written) return written;
-  if (moved > 0) spdlog::info("store: {} webhook events moved to queue 0 (the outbox key format changed)", moved);
+  const auto kept_n = *kept && (*kept)->size() == 8 ? static_cast<std::int64_t>(read_u64(**kept)) : -1;
+  if (kept_n >= 0) {
+    events = static_cast<std::uint64_t>(kept_n);
+  } else {  // none, or below 0 (only a second delete of one event could do that): counted afresh
+    std::uint64_t moved = 0;
+    Batch batch(*this);
+    Result<Ok> written = Ok{};
+    auto scanned = scan(Cf::kOutbox, "", outbox_end(), [&](std::string_view key, std::string_view value) {
+      ++events;
+      if (key.size() != kLegacyOutboxKeyBytes) return true;
+      batch.put(Cf::kOutbox, outbox_key(0, read_u64(key)), value);
+      batch.del(Cf::kOutbox, key);
+      ++moved;
+      if (batch.count() < 1024) return true;
+      written = write(batch);
+      batch.clear();
+      return written.ok();
+    });
+    if (!scanned) return scanned;
+    if (written) {
+      batch.put(Cf::kMeta, kOutboxCountKey, encode_u64(events));
+      written = write(batch);
+    }
+    if (!written) return written;
+    if (moved > 0) spdlog::info("store: {} webhook events moved to queue 0 (the outbox key format changed)", moved);
+  }
   outbox_depth_.store(events, std::memory_order_relaxed);
   metrics::get().outbox_depth.set(static_cast<std::int64_t>(events));
   return Ok{};

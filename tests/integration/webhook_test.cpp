@@ -7,13 +7,17 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <condition_variable>
+#include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "auth/jwt.h"
 #include "common/base64.h"
+#include "common/metrics.h"
+#include "fault_env.h"
 #include "http/webhook_worker.h"
 #include "http_helpers.h"
 #include "messaging.h"
@@ -571,28 +575,36 @@ TEST_CASE("webhook: a user whose events keep failing holds back only its own lan
 }
 
 TEST_CASE("webhook: a stuck user with more events than the worker holds does not hold back its shard's other users") {
-  // One shard: every event is in one queue, the stuck user's first; more of
-  // them than a lane and the read-ahead hold together (32 + 64).
-  WebhookReceiver receiver;
-  std::atomic<bool> stuck_fails{true};
+  // One shard: every event is in one queue; the stuck user's events come
+  // among the others', more of them than a lane and the read-ahead hold
+  // together (32 + 64). Also after a restart with the same shard count
+  // (the backlog queued while the receiver was down).
+  const bool restart = GENERATE(false, true);
+  INFO((restart ? "after a restart" : "in one run"));
+  const std::uint16_t port = free_port();
   const auto users = users_on_distinct_lanes(3, 8);
   const std::string stuck = users[0];
+  Overrides config = down_config(port);
+  config["sharding.shards"] = "1";
+  config["webhook.concurrency"] = "8";
+  std::optional<ServerProcess> server(std::in_place, config);
+  std::map<std::string, std::vector<std::string>> expected;
+  report_rounds(*server, users, 0, 150, expected);
+  if (restart) {
+    REQUIRE(server->terminate() == 0);
+    server->restart();
+  }
+  std::atomic<bool> stuck_fails{true};
+  WebhookReceiver receiver(port);
   receiver.answer_with([&](const std::string& body) {
     return json::parse(body).value("uid", "") == stuck && stuck_fails.load() ? 503 : 200;
   });
-  Overrides config = hook_config(receiver);
-  config["sharding.shards"] = "1";
-  config["webhook.concurrency"] = "8";
-  ServerProcess server(config);
-  std::map<std::string, std::vector<std::string>> expected;
-  report_rounds(server, {stuck}, 0, 150, expected);
-  report_rounds(server, {users[1], users[2]}, 0, 30, expected);
-  auto events = bodies(receiver.wait_for(60, 30s));
-  REQUIRE(events.size() == 60);
+  auto events = bodies(receiver.wait_for(300, 60s));
+  REQUIRE(events.size() == 300);
   for (const json& e : events) CHECK(e["uid"].get<std::string>() != stuck);
   stuck_fails = false;
-  events = bodies(receiver.wait_for(210, 60s));
-  REQUIRE(events.size() == 210);
+  events = bodies(receiver.wait_for(450, 90s));
+  REQUIRE(events.size() == 450);
   CHECK(report_ids_by_user(events) == expected);
 }
 
@@ -617,4 +629,47 @@ TEST_CASE("each user's events are delivered in order after a restart with fewer 
   auto events = bodies(receiver.wait_for(total, 60s));
   REQUIRE(events.size() == total);
   CHECK(report_ids_by_user(events) == expected);
+}
+
+TEST_CASE("webhook worker: a delete that fails is retried, the event is not sent again meanwhile, the lane goes on") {
+  test::FaultEnv faults;
+  StorageConfig storage;
+  storage.data_dir = (std::filesystem::temp_directory_path() / ("imhookfault-" + std::to_string(::getpid()))).string();
+  std::filesystem::remove_all(storage.data_dir);
+  {
+    auto opened = store::Store::open(storage, faults.env());
+    REQUIRE(opened);
+    store::Store& store = **opened;
+    store::Batch batch(store);
+    for (std::uint64_t id = 1; id <= 3; ++id) {
+      REQUIRE(store::Outbox(store).reserve(100));
+      store::Outbox::push(batch, {id, json{{"id", std::to_string(id)}, {"event", "report"}, {"uid", "u"}}.dump(), 0});
+    }
+    REQUIRE(store.write(batch));
+    WebhookReceiver receiver;
+    std::atomic<int> posts{0};
+    receiver.answer_with([&](const std::string&) {
+      if (++posts == 1) faults.fail_writes(true);  // the disk fills as the first event is answered
+      return 200;
+    });
+    WebhookConfig config;
+    config.url = receiver.url();
+    config.secret = kSecret;
+    config.concurrency = 2;
+    const std::uint64_t write_errors = metrics::get().store_write_errors.value();
+    http::WebhookWorker worker(config, store, 1);
+    REQUIRE(receiver.wait_for(1).size() == 1);
+    // Its delete fails while the disk is full (twice: retried), then writes
+    // come back (RocksDB's own recovery polls about every 5 s).
+    REQUIRE(wait_until([&] { return metrics::get().store_write_errors.value() >= write_errors + 2; }, 20s));
+    faults.fail_writes(false);
+    auto events = bodies(receiver.wait_for(3, 60s));
+    REQUIRE(events.size() == 3);
+    std::vector<std::string> ids;
+    for (const json& e : events) ids.push_back(e["id"].get<std::string>());
+    CHECK(ids == std::vector<std::string>{"1", "2", "3"});  // event 1 once, then the others, in order
+    CHECK(posts.load() == 3);
+    CHECK(wait_until([&] { return store.outbox_depth() == 0; }, 30s));
+  }
+  std::filesystem::remove_all(storage.data_dir);
 }
