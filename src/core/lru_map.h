@@ -37,6 +37,11 @@ class LruMap {
     auto it = map_.find(key);
     return it == map_.end() ? nullptr : &it->second.value;
   }
+  // The entry, changeable, without marking it used.
+  V* peek_mut(const std::string& key) {
+    auto it = map_.find(key);
+    return it == map_.end() ? nullptr : &it->second.value;
+  }
   // Adds (or replaces) the entry, marked as just used.
   V& put(const std::string& key, V value) {
     auto [it, added] = map_.try_emplace(key);
@@ -75,9 +80,15 @@ class LruMap {
   static constexpr std::size_t kTrimSlack = 256;
   template <class Idle>
   std::size_t trim(Idle&& idle) {
+    return trim(std::forward<Idle>(idle), [] { return false; });
+  }
+  // The same, also going on while `more()` holds (a second bound the owner
+  // keeps, such as the entries' total size).
+  template <class Idle, class More>
+  std::size_t trim(Idle&& idle, More&& more) {
     std::size_t dropped = 0;
-    std::size_t budget = std::min(map_.size(), std::min(over_by(), kTrimStep) + kTrimSlack);
-    while (map_.size() > capacity_ && budget-- > 0 && !order_.empty()) {
+    std::size_t budget = std::min(map_.size(), std::min(more() ? kTrimStep : over_by(), kTrimStep) + kTrimSlack);
+    while ((map_.size() > capacity_ || more()) && budget-- > 0 && !order_.empty()) {
       auto last = std::prev(order_.end());
       auto it = map_.find(**last);
       if (idle(it->first, it->second.value)) {

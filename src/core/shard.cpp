@@ -30,6 +30,12 @@ constexpr std::uint32_t kHistoryDefault = 50;
 constexpr std::uint32_t kHistoryMax = 500;
 constexpr auto kCursorFlushInterval = std::chrono::seconds(1);
 
+// Members the group cache keeps at most past a trim: a million, or the
+// largest group twice over.
+std::size_t group_member_capacity(const Config& c) {
+  return std::max<std::size_t>(1'000'000, 2 * std::size_t{c.limits.max_group_members});
+}
+
 }  // namespace
 
 Shard::Shard(unsigned index, CoreEnv& env)
@@ -37,7 +43,7 @@ Shard::Shard(unsigned index, CoreEnv& env)
       env_(env),
       commit_(context_, env.store, index),
       convs_(env.store, env.config.sharding.cache_entries),
-      groups_(env.store, env.config.sharding.cache_entries),
+      groups_(env.store, env.config.sharding.cache_entries, group_member_capacity(env.config)),
       offline_(context_, std::chrono::milliseconds(env.config.push.offline_delay_ms),
                [this](std::vector<OfflinePushes::Entry>& due) { fire_offline(due); }),
       users_(env.config.sharding.cache_entries) {

@@ -1,15 +1,20 @@
-// The pure pieces of issue 11's bounds: LruMap, FanoutLimiter, the event
-// slices of a group plan, and the frame limit's floor.
+// The pieces of issue 11's bounds: LruMap, GroupCache's member bound (on a
+// temporary store), FanoutLimiter, the event slices of a group plan, and
+// the frame limit's floor.
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <filesystem>
+#include <random>
 #include <string>
 
 #include "core/fanout_limiter.h"
+#include "core/group_cache.h"
 #include "core/group_rules.h"
 #include "core/lru_map.h"
 #include "core/wire.h"
 #include "im/config.h"
+#include "store/store.h"
 
 using namespace im;
 using namespace im::core;
@@ -124,4 +129,49 @@ TEST_CASE("event_slices cut by 500 uids and by bytes, CREATED first then MEMBERS
 
 TEST_CASE("the smallest frame limit holds the largest group event and its answer's fields") {
   CHECK(largest_event_row() <= wire::max_row_bytes(kMinFrameBytes - wire::kFrameSlack));
+}
+
+TEST_CASE("GroupCache keeps at most its member capacity past a trim, least recently used groups first") {
+  StorageConfig storage;
+  storage.data_dir =
+      (std::filesystem::temp_directory_path() / ("imgroupcache-" + std::to_string(std::random_device{}()))).string();
+  {
+    auto opened = store::Store::open(storage);
+    REQUIRE(opened);
+    store::Store& store = **opened;
+    // Five groups of 300 members each in the store.
+    store::Batch batch(store);
+    for (int g = 0; g < 5; ++g) {
+      store::GroupRecord group;
+      group.info.set_gid("g" + std::to_string(g));
+      group.info.set_owner("o");
+      batch.put_group(group);
+      for (int m = 0; m < 300; ++m)
+        batch.put_member(group.info.gid(), "m" + std::to_string(m), store::MemberRecord{m == 0, 0});
+    }
+    REQUIRE(store.write(batch));
+    GroupCache cache(store, 100, 1000);  // room for 100 groups, but only 1,000 members
+    for (int g = 0; g < 5; ++g) REQUIRE(*cache.find("g" + std::to_string(g)));
+    CHECK(cache.members() == 1500);
+    CHECK(cache.over());
+    REQUIRE(*cache.find("g0"));  // g0 is now the most recent
+    CHECK(cache.trim() == 2);    // g1 and g2 go: 900 members are left in g3, g4 and g0
+    CHECK(cache.members() == 900);
+    CHECK_FALSE(cache.over());
+    // A miss caches nothing, and a dropped group comes back from the store.
+    CHECK(*cache.find("absent") == nullptr);
+    auto g1 = cache.find("g1");
+    REQUIRE(*g1);
+    CHECK((*g1)->members.size() == 300);
+    CHECK(cache.members() == 1200);
+    // A change counts once its batch is written; a failed batch drops it.
+    cache.touch("g1");
+    (*g1)->members.emplace("new", false);
+    cache.on_written(true);
+    CHECK(cache.members() == 1201);
+    cache.touch("g1");
+    cache.on_written(false);
+    CHECK(cache.members() == 900);
+  }
+  std::filesystem::remove_all(storage.data_dir);
 }
