@@ -12,6 +12,8 @@
 namespace im {
 namespace {
 
+constexpr std::int64_t kIatLeewayS = 60;  // clock skew allowed for a token's iat
+
 Error unauthenticated(std::string message) {
   return make_error(StatusCode::kUnauthenticated, std::move(message));
 }
@@ -90,6 +92,10 @@ Result<JwtClaims> JwtVerifier::verify(std::string_view token, std::string_view u
   }
   if (auto iat = payload.find("iat"); iat != payload.end()) {
     if (!numeric_date(*iat, claims.iat)) return unauthenticated("token iat is not a date");
+    // A token "issued" in the future would escape a revocation (an admin
+    // kick refuses tokens issued before it) until then; a minute of clock
+    // skew is allowed.
+    if (claims.iat > now_s + kIatLeewayS) return unauthenticated("token iat is in the future");
   }
   return claims;
 }

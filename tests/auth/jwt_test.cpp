@@ -84,6 +84,15 @@ TEST_CASE("a minted token carries iat when given one") {
   CHECK(none->iat == 0);  // absent: "issued at 0"
 }
 
+TEST_CASE("a token issued more than a minute in the future is refused: it would escape a revocation") {
+  JwtVerifier v(kSecret);
+  CHECK(v.verify(mint_jwt(kSecret, "alice", kNow + 3600, kNow + 60), "alice", kNow));  // a minute of skew
+  auto r = v.verify(mint_jwt(kSecret, "alice", kNow + 3600, kNow + 61), "alice", kNow);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == StatusCode::kUnauthenticated);
+  CHECK(r.error().message == "token iat is in the future");
+}
+
 // Dates that do not fit an int64 of seconds (or are no dates) are refused
 // by a check, never cast: a cast of 1e300 to int64 was undefined behaviour
 // (the sanitizer build, with float-cast-overflow, aborts on one).

@@ -64,6 +64,7 @@ TEST_CASE("defaults are those of the design, and need only a secret") {
   CHECK(c.webhook.timeout_ms == 3000);
   CHECK(c.webhook.max_queued == 1000000);
   CHECK(c.webhook.max_retry_s == 86400);
+  CHECK(c.webhook.concurrency == 8);
   CHECK(c.limits.max_message_bytes == 32768);
   CHECK(c.limits.max_group_members == 2000);
   CHECK(c.limits.messages_per_second == 100);
@@ -115,6 +116,7 @@ secret = "webhook-secret-of-32-bytes-at-least"
 timeout_ms = 900
 max_queued = 77
 max_retry_s = 60
+concurrency = 3
 [limits]
 max_message_bytes = 1000
 max_group_members = 50
@@ -156,6 +158,7 @@ timeout_s = 3
   CHECK(c.webhook.timeout_ms == 900);
   CHECK(c.webhook.max_queued == 77);
   CHECK(c.webhook.max_retry_s == 60);
+  CHECK(c.webhook.concurrency == 3);
   CHECK(c.limits.max_message_bytes == 1000);
   CHECK(c.limits.max_group_members == 50);
   CHECK(c.limits.messages_per_second == 7);
@@ -202,6 +205,8 @@ TEST_CASE("bad values are refused with the reason") {
   CHECK(refusal(with_secret("[webhook]\nurl = \"ftp://x\"\n")).find("webhook.url:") == 0);
   CHECK(refusal(with_secret("[webhook]\nmax_queued = 0\n")).find("webhook.max_queued: must be between") == 0);
   CHECK(refusal(with_secret("[webhook]\nmax_retry_s = 0\n")).find("webhook.max_retry_s: must be between") == 0);
+  CHECK(refusal(with_secret("[webhook]\nconcurrency = 0\n")).find("webhook.concurrency: must be between") == 0);
+  CHECK(refusal(with_secret("[webhook]\nconcurrency = 257\n")).find("webhook.concurrency: must be between") == 0);
   CHECK(refusal(with_secret("[limits]\nmax_message_bytes = 65000\n")).find("limits.max_message_bytes:") == 0);
   CHECK(refusal(with_secret("[limits]\nburst = 0\n")).find("limits.burst:") == 0);
   CHECK(refusal(with_secret("[limits]\nmax_group_members = 1\n")).find("limits.max_group_members:") == 0);
