@@ -673,3 +673,48 @@ TEST_CASE("webhook worker: a delete that fails is retried, the event is not sent
   }
   std::filesystem::remove_all(storage.data_dir);
 }
+
+TEST_CASE("webhook worker: stopping while a POST hangs returns, and the event is sent again by the next worker") {
+  StorageConfig storage;
+  storage.data_dir = (std::filesystem::temp_directory_path() / ("imhookstop-" + std::to_string(::getpid()))).string();
+  std::filesystem::remove_all(storage.data_dir);
+  {
+    auto opened = store::Store::open(storage);
+    REQUIRE(opened);
+    store::Store& store = **opened;
+    store::Batch batch(store);
+    REQUIRE(store::Outbox(store).reserve(100));
+    store::Outbox::push(batch, {1, json{{"id", "1"}, {"event", "report"}, {"uid", "u"}}.dump(), 0});
+    REQUIRE(store.write(batch));
+    WebhookReceiver receiver;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool hung = false, release = false;
+    receiver.answer_with([&](const std::string&) {
+      std::unique_lock lock(mu);
+      if (hung) return 200;  // the next worker's attempt
+      hung = true;
+      cv.notify_all();
+      cv.wait_for(lock, 20s, [&] { return release; });  // bounded
+      return 200;
+    });
+    WebhookConfig config;
+    config.url = receiver.url();
+    config.secret = kSecret;
+    config.timeout_ms = 60000;
+    {
+      http::WebhookWorker worker(config, store, 1);
+      std::unique_lock lock(mu);
+      REQUIRE(cv.wait_for(lock, 20s, [&] { return hung; }));
+    }  // stopped with its POST unanswered
+    CHECK(store.outbox_depth() == 1);
+    {
+      std::lock_guard lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+    http::WebhookWorker next(config, store, 1);
+    CHECK(wait_until([&] { return store.outbox_depth() == 0; }, 30s));
+  }
+  std::filesystem::remove_all(storage.data_dir);
+}
