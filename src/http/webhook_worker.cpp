@@ -478,7 +478,7 @@ void WebhookWorker::run() {
       park_full_lanes(q);
       if (q.ahead.size() <= kAheadDepth / 2) q.read_now = true;
     }
-    if (old_mode_ || !shards_recorded_) leave_old_mode();
+    if ((old_mode_ || !shards_recorded_) && poll) leave_old_mode();  // a failed write is retried every kIdlePollMs
     start_due();
     int running = 0;
     if (const CURLMcode rc = curl_multi_perform(multi, &running); rc != CURLM_OK)
