@@ -220,12 +220,16 @@ TEST_CASE("made-up ids cost no memory: RSS stays flat across 200k HISTORY and GR
   ServerProcess server(kFast);
   auto run = [&](int total, std::uint64_t seed) {
     constexpr int kThreads = 4;
+    // Logged in here: Catch's assertions (login has some) are not thread
+    // safe; the threads below use none.
+    std::vector<std::unique_ptr<SyncClient>> clients;
+    for (int t = 0; t < kThreads; ++t) clients.push_back(server.login(fmt::format("prober{}", t)));
     std::vector<std::thread> threads;
     std::atomic<int> failures{0};
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&, t] {
         std::mt19937_64 rng(seed * 100 + t);
-        auto c = server.login(fmt::format("prober{}", t));
+        SyncClient* c = clients[static_cast<std::size_t>(t)].get();
         for (int i = 0; i < total / kThreads; ++i) {
           std::optional<Frame> f;
           if (i % 2 == 0) {
