@@ -433,37 +433,6 @@ TEST_CASE("webhook.max_retry_s counts from an event's first failure, across a re
   CHECK(poison_tries == 1);
 }
 
-TEST_CASE("each user's events are delivered in order, over shards and an imserver restart") {
-  const std::uint16_t port = free_port();
-  Overrides config = down_config(port);
-  config["sharding.shards"] = "3";
-  ServerProcess server(config);
-  const std::vector<std::string> users = {"u1", "u2", "u3", "u4", "u5", "u6"};
-  std::map<std::string, std::vector<std::string>> expected;
-  auto send_round = [&](int from, int to) {
-    std::vector<std::unique_ptr<SyncClient>> clients;
-    for (const auto& u : users) clients.push_back(server.login(u));
-    for (int i = from; i < to; ++i) {
-      for (std::size_t u = 0; u < users.size(); ++u) {
-        const std::string id = users[u] + "-" + std::to_string(i);
-        REQUIRE(send_report(*clients[u], id).ok());
-        expected[users[u]].push_back(id);
-      }
-    }
-  };
-  send_round(0, 10);
-  REQUIRE(server.terminate() == 0);
-  server.restart();  // the same shards' queues, read again from the store
-  send_round(10, 20);
-  WebhookReceiver receiver(port);
-  const std::size_t total = users.size() * 20;
-  auto events = bodies(receiver.wait_for(total, 40s));
-  REQUIRE(events.size() == total);
-  std::map<std::string, std::vector<std::string>> got;
-  for (const json& e : events) got[e["uid"].get<std::string>()].push_back(e["report_id"].get<std::string>());
-  CHECK(got == expected);
-}
-
 namespace {
 
 // Each of `users` REPORTs "<uid>-<i>" for i in [from, to), round-robin,
@@ -501,6 +470,25 @@ std::vector<std::string> users_on_distinct_lanes(std::size_t n, std::size_t lane
 }
 
 }  // namespace
+
+TEST_CASE("each user's events are delivered in order, over shards and an imserver restart") {
+  const std::uint16_t port = free_port();
+  Overrides config = down_config(port);
+  config["sharding.shards"] = "3";
+  ServerProcess server(config);
+  const std::vector<std::string> users = {"u1", "u2", "u3", "u4", "u5", "u6"};
+  std::map<std::string, std::vector<std::string>> expected;
+  report_rounds(server, users, 0, 10, expected);
+  REQUIRE(server.terminate() == 0);
+  server.restart();  // the same shards' queues, read again from the store
+  report_rounds(server, users, 10, 20, expected);
+  WebhookReceiver receiver(port);
+  const std::size_t total = users.size() * 20;
+  auto events = bodies(receiver.wait_for(total, 40s));
+  REQUIRE(events.size() == total);
+  CHECK(report_ids_by_user(events) == expected);
+}
+
 
 TEST_CASE("webhook lanes: a uid always maps to the same lane, within range") {
   for (std::size_t lanes : {1u, 2u, 8u, 256u}) {
