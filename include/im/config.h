@@ -88,6 +88,13 @@ struct LimitsConfig {
   std::uint32_t connections_per_ip = 0;  // 0 = no limit
   std::uint32_t fanout_rows_per_second = 20000;  // inbox rows a user's requests may cause; burst twice that
   std::uint32_t devices_per_user = 32;           // device cursors kept per user
+  std::uint32_t recall_window_s = 120;           // PROTOCOL 8.3
+  std::uint32_t edit_window_s = 900;
+  std::uint32_t max_edits = 20;
+  std::uint32_t max_pinned = 20;                 // PROTOCOL 8.1
+  std::uint32_t receipts_max_members = 500;      // PROTOCOL 8.2
+  std::uint32_t typing_max_members = 100;        // PROTOCOL 8.4
+  std::uint32_t max_presence_watch = 1000;       // PROTOCOL 8.5
 };
 
 struct LogConfig {

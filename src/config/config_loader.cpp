@@ -200,6 +200,21 @@ const std::vector<KeySpec>& schema() {
           +[](Config & c) -> auto& { return c.limits.fanout_rows_per_second; }, 1, 100000000),
       uint_key(
           "limits", "devices_per_user", +[](Config & c) -> auto& { return c.limits.devices_per_user; }, 1, 1024),
+      uint_key(
+          "limits", "recall_window_s", +[](Config & c) -> auto& { return c.limits.recall_window_s; }, 0, 31536000),
+      uint_key(
+          "limits", "edit_window_s", +[](Config & c) -> auto& { return c.limits.edit_window_s; }, 0, 31536000),
+      uint_key(
+          "limits", "max_edits", +[](Config & c) -> auto& { return c.limits.max_edits; }, 0, 1000),
+      uint_key(
+          "limits", "max_pinned", +[](Config & c) -> auto& { return c.limits.max_pinned; }, 0, 1000),
+      uint_key(
+          "limits", "receipts_max_members",
+          +[](Config & c) -> auto& { return c.limits.receipts_max_members; }, 0, 100000),
+      uint_key(
+          "limits", "typing_max_members", +[](Config & c) -> auto& { return c.limits.typing_max_members; }, 0, 100000),
+      uint_key(
+          "limits", "max_presence_watch", +[](Config & c) -> auto& { return c.limits.max_presence_watch; }, 0, 100000),
       string_key(
           "log", "level", +[](Config & c) -> auto& { return c.log.level; }),
       string_key(
