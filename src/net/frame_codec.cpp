@@ -116,6 +116,10 @@ std::string_view cmd_name(Cmd cmd) {
     case Cmd::kAck: return "ACK";
     case Cmd::kPull: return "PULL";
     case Cmd::kHistory: return "HISTORY";
+    case Cmd::kRecall: return "RECALL";
+    case Cmd::kEdit: return "EDIT";
+    case Cmd::kDelete: return "DELETE";
+    case Cmd::kSearch: return "SEARCH";
     case Cmd::kGroupCreate: return "GROUP_CREATE";
     case Cmd::kGroupGet: return "GROUP_GET";
     case Cmd::kGroupList: return "GROUP_LIST";
@@ -125,8 +129,16 @@ std::string_view cmd_name(Cmd cmd) {
     case Cmd::kGroupUpdate: return "GROUP_UPDATE";
     case Cmd::kGroupDismiss: return "GROUP_DISMISS";
     case Cmd::kPresence: return "PRESENCE";
+    case Cmd::kPresenceWatch: return "PRESENCE_WATCH";
+    case Cmd::kPresencePush: return "PRESENCE_PUSH";
     case Cmd::kReport: return "REPORT";
     case Cmd::kServerPush: return "SERVER_PUSH";
+    case Cmd::kConvList: return "CONV_LIST";
+    case Cmd::kConvRead: return "CONV_READ";
+    case Cmd::kConvUpdate: return "CONV_UPDATE";
+    case Cmd::kReceipts: return "RECEIPTS";
+    case Cmd::kTyping: return "TYPING";
+    case Cmd::kTypingPush: return "TYPING_PUSH";
     case Cmd::kError: return "ERROR";
   }
   return "UNKNOWN";
