@@ -25,6 +25,8 @@ void register_group_commands(Dispatcher& d, Service& s);
 void register_presence_commands(Dispatcher& d, Service& s);
 // REPORT (report_commands.cpp).
 void register_report_commands(Dispatcher& d, Service& s);
+// CONV_LIST, CONV_READ, CONV_UPDATE, DELETE, RECEIPTS (conv_commands.cpp).
+void register_conv_commands(Dispatcher& d, Service& s);
 
 // A SendJob for `req` by `from` (the body is moved out of `req`).
 std::shared_ptr<SendJob> make_send_job(const std::string& from, v1::SendReq& req);

@@ -62,7 +62,7 @@ void on_history(Service& s, Call& call, const v1::HistoryReq& req) {
                                             req.conv_type() == v1::C2C ? req.peer() : call.ctx.uid);
   asio::post(owner.context(),
              [&owner, replier = call.replier(), uid = call.ctx.uid, conv = std::move(*conv), group, req] {
-               auto body = group ? owner.group_history(uid, req.peer(), req) : owner.history(conv, req);
+               auto body = group ? owner.group_history(uid, req.peer(), req) : owner.history(uid, conv, req);
                if (!body) return replier.fail(body.error());
                replier.ok_raw(std::move(*body));
              });

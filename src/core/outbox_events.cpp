@@ -23,7 +23,7 @@ store::OutboxEvent report_event(std::uint64_t id, std::int64_t time_ms, const st
 }
 
 store::OutboxEvent offline_push_event(std::uint64_t id, std::int64_t time_ms, const std::string& uid,
-                                      const v1::Message& msg) {
+                                      const v1::Message& msg, bool muted) {
   const std::string& body = msg.body();
   nlohmann::json event = {
       {"id", std::to_string(id)},
@@ -36,6 +36,7 @@ store::OutboxEvent offline_push_event(std::uint64_t id, std::int64_t time_ms, co
       {"to", msg.to()},
       {"content_type", msg.content_type()},
       {"preview_b64", base64_encode(body.size() > kPreviewBytes ? body.substr(0, kPreviewBytes) : body)},
+      {"muted", muted},
   };
   return {id, event.dump()};
 }

@@ -17,8 +17,9 @@ inline constexpr std::size_t kPreviewBytes = 64;
 store::OutboxEvent report_event(std::uint64_t id, std::int64_t time_ms, const std::string& uid,
                                 std::uint8_t device_type, const v1::ReportReq& report);
 
-// `offline_push`: no device of `uid` acknowledged `msg` in time.
+// `offline_push`: no device of `uid` acknowledged `msg` in time; `muted`
+// when the user muted that conversation (PROTOCOL 7, 8.1).
 store::OutboxEvent offline_push_event(std::uint64_t id, std::int64_t time_ms, const std::string& uid,
-                                      const v1::Message& msg);
+                                      const v1::Message& msg, bool muted);
 
 }  // namespace im::core

@@ -110,6 +110,7 @@ Result<Ok> check_push(const std::string& to, const std::string& topic, const std
 }
 
 Result<std::string> history_conv(const std::string& uid, const v1::HistoryReq& req) {
+  if (req.before_seq() > 0 && req.after_seq() > 0) return bad("before_seq and after_seq may not both be set");
   switch (req.conv_type()) {
     case v1::C2C:
       if (!valid_id(req.peer())) return bad("peer must be a valid uid");
@@ -120,6 +121,39 @@ Result<std::string> history_conv(const std::string& uid, const v1::HistoryReq& r
     case v1::SYSTEM: return store::system_conv(uid);
     default: return bad("conv_type must be C2C, GROUP or SYSTEM");
   }
+}
+
+
+Result<Ok> check_conv_ref(v1::ConvType type, const std::string& peer, bool system_allowed) {
+  switch (type) {
+    case v1::C2C:
+      if (!valid_id(peer)) return bad("peer must be a valid uid");
+      return Ok{};
+    case v1::GROUP:
+      if (!valid_id(peer)) return bad("peer must be a valid gid");
+      return Ok{};
+    case v1::SYSTEM:
+      if (!system_allowed) return bad("conv_type must be C2C or GROUP");
+      if (!peer.empty()) return bad("peer must be empty for the SYSTEM conversation");
+      return Ok{};
+    default: return bad(system_allowed ? "conv_type must be C2C, GROUP or SYSTEM" : "conv_type must be C2C or GROUP");
+  }
+}
+
+Result<Ok> check_delete(const v1::DeleteReq& req) {
+  if (auto ok = check_conv_ref(req.conv_type(), req.peer()); !ok) return ok;
+  if (req.conv_seqs_size() > 100) return bad("at most 100 conv_seqs per DELETE");
+  for (std::uint64_t seq : req.conv_seqs())
+    if (seq == 0) return bad("conv_seq 0 names no message");
+  if (req.conv_seqs_size() == 0 && req.up_to_seq() == 0) return bad("nothing to delete: conv_seqs or up_to_seq");
+  return Ok{};
+}
+
+Result<Ok> check_receipts(const v1::ReceiptsReq& req) {
+  if (!valid_id(req.gid())) return bad("gid must be a valid gid");
+  if (req.conv_seqs_size() > 100) return bad("at most 100 conv_seqs per RECEIPTS");
+  if (!req.readers_after().empty() && !valid_id(req.readers_after())) return bad("readers_after must be a valid uid");
+  return Ok{};
 }
 
 }  // namespace im::core

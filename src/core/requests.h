@@ -32,5 +32,12 @@ Result<Ok> check_push(const std::string& to, const std::string& topic, const std
                       const LimitsConfig& limits);
 // HISTORY's conversation id, from the asking user's side.
 Result<std::string> history_conv(const std::string& uid, const v1::HistoryReq& req);
+// PROTOCOL 8: a conversation named from the asker's side: C2C with a
+// valid peer uid, GROUP with a valid gid, SYSTEM with no peer.
+Result<Ok> check_conv_ref(v1::ConvType type, const std::string& peer, bool system_allowed = true);
+// DELETE: at most 100 conv_seqs, none 0, and something to delete.
+Result<Ok> check_delete(const v1::DeleteReq& req);
+// RECEIPTS: a valid gid and at most 100 conv_seqs.
+Result<Ok> check_receipts(const v1::ReceiptsReq& req);
 
 }  // namespace im::core

@@ -35,6 +35,7 @@ Service::Service(const Config& config)
   register_group_commands(dispatcher_, *this);
   register_presence_commands(dispatcher_, *this);
   register_report_commands(dispatcher_, *this);
+  register_conv_commands(dispatcher_, *this);
 }
 
 Service::~Service() {
@@ -156,6 +157,23 @@ void Service::presence(const std::string& uid, std::function<void(const v1::Pres
     p.set_uid(uid);
     shard.fill_presence(p);
     done(p);
+  });
+}
+
+void Service::conversations(const std::string& uid, v1::ConvListReq req, Done<v1::ConvListResp> done) {
+  Shard& shard = shard_for(uid);
+  asio::post(shard.context(), [&shard, uid, req = std::move(req), done = std::move(done)] {
+    done(shard.conv_list(uid, req));
+  });
+}
+
+void Service::receipts(const std::string& gid, std::uint64_t conv_seq, Done<v1::ReceiptsResp> done) {
+  v1::ReceiptsReq req;
+  req.set_gid(gid);
+  req.add_conv_seqs(conv_seq);
+  Shard& shard = shard_for(store::group_conv(gid));
+  asio::post(shard.context(), [&shard, req = std::move(req), done = std::move(done)] {
+    done(shard.receipts("", req));  // "" is the admin: any group, no membership
   });
 }
 

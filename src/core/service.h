@@ -67,6 +67,10 @@ class Service final : public net::ServiceInterface {
   // from then on (durable before the kick; INTERNAL when it cannot be
   // written, and then nobody is kicked).
   void kick_user(const std::string& uid, bool revoke, Done<std::uint32_t> done);
+  // CONV_LIST as `uid` sees it (PROTOCOL 6, 8.1).
+  void conversations(const std::string& uid, v1::ConvListReq req, Done<v1::ConvListResp> done);
+  // The read count of one group message (PROTOCOL 6, 8.2), without membership.
+  void receipts(const std::string& gid, std::uint64_t conv_seq, Done<v1::ReceiptsResp> done);
   // Group calls with the owner's rights.
   void group_create(const std::string& owner, v1::GroupCreateReq req, Done<GroupReply> done);
   void group_get(const std::string& gid, Done<GroupReply> done);

@@ -195,6 +195,7 @@ void Shard::mark_cursor(const std::string& uid, UserState& u, DeviceCursor& c, s
 }
 
 void Shard::flush_cursors() {
+  flush_books();
   // Only the users with something to write: a disconnect calls this, and a
   // walk over every cached user would make a mass disconnect quadratic.
   if (dirty_cursors_.empty()) return;
@@ -355,17 +356,24 @@ Result<std::string> Shard::pull(const std::string& uid, std::uint8_t device_type
   return wire::pull_resp(std::move(rows), last < committed, committed, *oldest);
 }
 
-Result<std::string> Shard::history(const std::string& conv, const v1::HistoryReq& req) {
+Result<std::string> Shard::history(const std::string& uid, const std::string& conv, const v1::HistoryReq& req) {
   auto last = convs_.committed(conv);
   if (!last) return last.error();
   const std::uint64_t committed = *last;
-  const std::uint64_t top = req.before_seq() == 0 ? committed + 1 : std::min(req.before_seq(), committed + 1);
   const std::uint32_t limit = req.limit() == 0 ? kHistoryDefault : std::min(req.limit(), kHistoryMax);
-  // Read newest first, answered oldest first.
+  // What the user deleted for themself is not shown (PROTOCOL 8.3); the
+  // rows are read from the store, durable before DELETE answered.
+  auto deleted = env_.store.get_deleted(uid, conv);
+  if (!deleted) return deleted.error();
+  auto hidden = [&](std::uint64_t seq) {
+    return seq <= deleted->cleared_seq || std::binary_search(deleted->seqs.begin(), deleted->seqs.end(), seq);
+  };
   wire::MessageRows probe(frame_budget());
   std::vector<std::string> rows;
   bool has_more = false;
-  auto scanned = env_.store.scan_history_back(conv, top, [&](std::uint64_t seq, std::string_view row) {
+  // Adds one row unless the answer is full; false to stop.
+  auto take = [&](std::uint64_t seq, std::string_view row) {
+    if (hidden(seq)) return true;
     if (!probe.fits(row) && rows.empty()) {
       // Stored under a larger frame limit: skipped (see pull).
       spdlog::warn("shard {}: history row {} of {} ({} bytes) does not fit a frame; skipped", index_, seq, conv,
@@ -379,9 +387,26 @@ Result<std::string> Shard::history(const std::string& conv, const v1::HistoryReq
     probe.add(row);
     rows.emplace_back(row);
     return true;
+  };
+  wire::MessageRows body(frame_budget());
+  if (req.after_seq() > 0) {
+    // Forward: the oldest rows above after_seq, oldest first.
+    if (req.after_seq() < committed) {
+      auto scanned = env_.store.scan_history(conv, std::max(req.after_seq(), deleted->cleared_seq) + 1,
+                                             committed + 1, take);
+      if (!scanned) return scanned.error();
+    }
+    for (const auto& row : rows) body.add(row);
+    return wire::history_resp(std::move(body), has_more);
+  }
+  // Backward: read newest first, answered oldest first; nothing at or
+  // below cleared_seq is ever shown, so the walk stops there.
+  const std::uint64_t top = req.before_seq() == 0 ? committed + 1 : std::min(req.before_seq(), committed + 1);
+  auto scanned = env_.store.scan_history_back(conv, top, [&](std::uint64_t seq, std::string_view row) {
+    if (seq <= deleted->cleared_seq) return false;
+    return take(seq, row);
   });
   if (!scanned) return scanned.error();
-  wire::MessageRows body(frame_budget());
   for (auto it = rows.rbegin(); it != rows.rend(); ++it) body.add(*it);
   return wire::history_resp(std::move(body), has_more);
 }
@@ -392,7 +417,7 @@ Result<std::string> Shard::group_history(const std::string& uid, const std::stri
   if (!g) return g.error();
   schedule_trim();
   if (auto access = check_access(*g, GroupActor{uid, false}); !access) return access.error();
-  return history(store::group_conv(gid), req);
+  return history(uid, store::group_conv(gid), req);
 }
 
 // ---------------------------------------------------------------- after a batch
@@ -403,14 +428,21 @@ void Shard::on_written(bool ok) {
   auto users = std::move(touched_users_);
   auto pushes = std::move(pushes_);
   auto offline = std::move(new_offline_);
+  auto book_rows = std::move(book_rows_);
   touched_users_.clear();
   pushes_.clear();
   new_offline_.clear();
+  book_rows_.clear();
   if (!ok) {
     for (UserState* u : users) u->inbox_next = u->inbox_committed;
     return;
   }
   for (UserState* u : users) u->inbox_committed = u->inbox_next;
+  for (const BookRow& b : book_rows) {
+    if (!b.user->book) continue;
+    b.user->book->apply(*b.uid, b.row);
+    mark_book_dirty(*b.uid, *b.user);
+  }
   deliver_pushes(pushes);
   // A user with an offline_push timer running stays cached: the timer
   // needs its max_acked.
@@ -431,9 +463,9 @@ void Shard::schedule_trim() {
 void Shard::trim_caches() {
   // With rows staged, pointers into the caches are held (the batch's pushes
   // and touched entries): the trim waits for the batch (GroupCommit's idle hook).
-  if (!commit_.idle()) return;
+  if (!commit_.idle() || hold_users_) return;
   std::size_t dropped = users_.trim([](const std::string&, const UserState& u) {
-    return u.sessions.empty() && !u.cursors_dirty && u.offline_pending == 0;
+    return u.sessions.empty() && !u.cursors_dirty && !u.book_listed && u.offline_pending == 0;
   });
   dropped += convs_.trim();
   dropped += groups_.trim();
@@ -574,11 +606,24 @@ void Shard::queue_report(const std::string& uid, std::uint8_t device_type, const
 }
 
 void Shard::fire_offline(std::vector<OfflinePushes::Entry>& due) {
+  // Whether each user muted the conversation (PROTOCOL 8.1) is in the
+  // user's book, loaded before anything is staged (a load may write the
+  // batch first). A book that cannot be read counts as not muted.
+  std::vector<bool> muted(due.size(), false);
+  for (std::size_t i = 0; i < due.size(); ++i) {
+    const auto& e = due[i];
+    UserState* u = users_.find(e.uid);
+    if (!u || u->max_acked >= e.inbox_seq) continue;
+    auto b = book(e.uid, *u);
+    if (!b) continue;
+    if (const ConvBook::Entry* c = (*b)->find(conv_of_row(e.uid, e.msg))) muted[i] = c->rec.muted;
+  }
   commit_.make_room();
   store::Outbox outbox(env_.store);
   std::uint64_t queued = 0;
   std::uint64_t full = 0;
-  for (const auto& e : due) {
+  for (std::size_t i = 0; i < due.size(); ++i) {
+    const auto& e = due[i];
     UserState* u = users_.find(e.uid);
     if (u && u->offline_pending > 0) --u->offline_pending;
     if (u && u->max_acked >= e.inbox_seq) continue;
@@ -593,7 +638,7 @@ void Shard::fire_offline(std::vector<OfflinePushes::Entry>& due) {
       spdlog::error("shard {}: offline_push for {} dropped: {}", index_, e.uid, id.error().message);
       continue;
     }
-    store::OutboxEvent event = offline_push_event(*id, wall_ms(), e.uid, e.msg);
+    store::OutboxEvent event = offline_push_event(*id, wall_ms(), e.uid, e.msg, muted[i]);
     event.queue = static_cast<std::uint8_t>(index_);
     store::Outbox::push(commit_.batch(), event);
     ++queued;

@@ -25,6 +25,7 @@
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 
+#include "core/conv_book.h"
 #include "core/conv_counters.h"
 #include "core/core_env.h"
 #include "core/group_cache.h"
@@ -90,9 +91,10 @@ class Shard {
   // The PullResp body (also acknowledges `after_seq` for the device).
   Result<std::string> pull(const std::string& uid, std::uint8_t device_type, const std::string& device_id,
                            const v1::PullReq& req);
-  // The HistoryResp body of a conversation owned here; a group's needs
-  // `uid` to be a current member.
-  Result<std::string> history(const std::string& conv, const v1::HistoryReq& req);
+  // The HistoryResp body of a conversation owned here as `uid` sees it
+  // (without what it deleted for itself); a group's needs `uid` to be a
+  // current member. `after_seq` pages forward, else `before_seq` back.
+  Result<std::string> history(const std::string& uid, const std::string& conv, const v1::HistoryReq& req);
   Result<std::string> group_history(const std::string& uid, const std::string& gid, const v1::HistoryReq& req);
 
   // ---- the send path (docs/architecture.md, "A SEND")
@@ -126,8 +128,27 @@ class Shard {
   // A `report` webhook event into the outbox; `done` once durable.
   void queue_report(const std::string& uid, std::uint8_t device_type, const v1::ReportReq& report,
                     std::function<void(const Result<Ok>&)> done);
-  // Writes dirty cursors in the next batch.
+  // Writes dirty cursors (and conversation states) in the next batch.
   void flush_cursors();
+
+  // ---- conversations (PROTOCOL 8.1-8.3), on the user's shard (shard_convs.cpp)
+  // `session_id` is the asking session (0: the admin API), left out of the
+  // PUSH of the mark its request writes.
+  Result<v1::ConvListResp> conv_list(const std::string& uid, const v1::ConvListReq& req);
+  void conv_read(const std::string& uid, const v1::ConvReadReq& req, std::uint64_t session_id,
+                 std::function<void(const Result<v1::ConvReadResp>&)> done);
+  void conv_update(const std::string& uid, const v1::ConvUpdateReq& req, std::uint64_t session_id,
+                   std::function<void(const Result<v1::ConvUpdateResp>&)> done);
+  void delete_for_me(const std::string& uid, const v1::DeleteReq& req, std::uint64_t session_id,
+                     std::function<void(const Result<v1::DeleteResp>&)> done);
+  // On the group's shard: a member's public read position moves (to at
+  // least `conv_seq`); `done` once durable.
+  void record_group_read(const std::string& gid, const std::string& uid, std::uint64_t conv_seq,
+                         std::function<void(bool ok)> done);
+  // On the group's shard: NOT_FOUND / FORBIDDEN unless `uid` is a member.
+  Result<Ok> check_member(const std::string& uid, const std::string& gid);
+  // On the group's shard: RECEIPTS (PROTOCOL 8.2); `uid` empty for the admin API.
+  Result<v1::ReceiptsResp> receipts(const std::string& uid, const v1::ReceiptsReq& req);
 
  private:
   // One device's cumulative ACK. A user keeps at most
@@ -153,6 +174,10 @@ class Shard {
     std::uint64_t max_acked = 0;        // over all devices
     std::uint32_t offline_pending = 0;  // offline_push timers running for it
     bool cursors_dirty = false;         // listed in dirty_cursors_
+    // The user's conversations, loaded on first need (shard_convs.cpp);
+    // kept up to date with every committed inbox row while loaded.
+    std::unique_ptr<ConvBook> book;
+    bool book_listed = false;  // listed in dirty_books_
   };
   // An inbox row of the current batch, pushed once it is durable.
   struct Push {
@@ -164,6 +189,13 @@ class Shard {
     std::shared_ptr<const SendJob> sender_job;
   };
   struct GroupFanout;  // the progress of one group message's chains
+  // An inbox row of the current batch for a user whose book is loaded,
+  // applied to it once the batch is durable.
+  struct BookRow {
+    UserState* user;
+    const std::string* uid;
+    ConvBook::Row row;
+  };
 
   // Loads the inbox counter on first use; a read error caches nothing.
   Result<UserState*> user(const std::string& uid);
@@ -208,6 +240,27 @@ class Shard {
   // The answer of an earlier SEND with the same client_msg_id, if any.
   Result<std::optional<v1::SendResp>> dedupe_hit(const SendJob& job);
 
+  // A user's state of one conversation: the user, the loaded book, and the
+  // conversation's entry (null when the user has none).
+  struct ConvAt {
+    UserState* user;
+    ConvBook* book;
+    const ConvBook::Entry* entry;
+  };
+  Result<ConvAt> conv_at(const std::string& uid, const std::string& conv);
+  // The user's book, loaded (and brought up to the committed inbox) on first use.
+  Result<ConvBook*> book(const std::string& uid, UserState& u);
+  void mark_book_dirty(const std::string& uid, UserState& u);
+  void flush_books();
+  // Stages a 10006/10007/10008 mark into `uid`'s own inbox; the session
+  // `session_id` gets no PUSH of it. Returns its inbox_seq.
+  Result<std::uint64_t> stage_mark(const std::string& uid, std::uint32_t content_type, std::string body,
+                                   std::uint64_t session_id);
+  // The Conversation of one book entry as `uid` sees it (last_message read
+  // from the history, skipping what the user deleted).
+  Result<v1::Conversation> conversation_of(const std::string& uid, const std::string& conv,
+                                           const store::ConvRecord& r);
+
   void on_written(bool ok);
   void deliver_pushes(std::vector<Push>& pushes);
   void fire_offline(std::vector<OfflinePushes::Entry>& due);
@@ -237,11 +290,17 @@ class Shard {
   // Users with a cursor to write (flush_cursors visits only these; such a
   // user is never dropped from users_, so the pointers stay valid).
   std::vector<std::pair<const std::string*, UserState*>> dirty_cursors_;
+  // Users whose book has states to write (as dirty_cursors_).
+  std::vector<std::pair<const std::string*, UserState*>> dirty_books_;
   bool trim_posted_ = false;
+  // Set while a caller holds a UserState* across a commit it forces (a
+  // book's load): the commit's idle hook must not drop that user.
+  bool hold_users_ = false;
 
   // What the current batch holds beyond its rows.
   std::vector<UserState*> touched_users_;
   std::vector<Push> pushes_;
+  std::vector<BookRow> book_rows_;
   std::vector<OfflinePushes::Entry> new_offline_;
   std::thread thread_;
 };

@@ -165,6 +165,10 @@ Result<Ok> Shard::stage_group_message(v1::Message msg, std::vector<std::string> 
   msg.set_conv_seq(convs_.assign(**counter));
   commit_.batch().put_history(conv, msg.conv_seq(), msg.SerializeAsString());
   ++commit_.staged().history;
+  // Sending counts as reading (PROTOCOL 8.2): the sender's public read
+  // position, for RECEIPTS, in groups small enough to have them.
+  if (job && msg.content_type() < 10000 && recipients.size() <= env_.config.limits.receipts_max_members)
+    commit_.batch().merge_read(msg.to(), msg.from(), msg.conv_seq());
   store::FanoutKey key{conv, msg.conv_seq(), ""};
   store::GroupFanoutRecord record{std::move(msg), std::move(recipients),
                                   static_cast<std::uint32_t>(env_.shards.size())};

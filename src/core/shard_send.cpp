@@ -36,6 +36,7 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
   if (is_sender && !msg.client_msg_id().empty())
     commit_.batch().put_dedupe(msg.from(), msg.client_msg_id(),
                                {msg.msg_id(), msg.conv_seq(), row.inbox_seq(), msg.server_time_ms()});
+  if ((*u)->book) book_rows_.push_back({*u, users_.key_of(uid), ConvBook::row_of(row)});
   pushes_.push_back({*u, std::move(bytes), std::move(sender_job)});
   if (!is_sender && msg.content_type() < 10000 && env_.webhook_enabled())
     new_offline_.push_back(offline_.make(uid, row.inbox_seq(), msg));

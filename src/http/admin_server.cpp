@@ -19,6 +19,7 @@
 #include "config/config_loader.h"
 #include "core/group_command.h"
 #include "core/ids.h"
+#include "common/base64.h"
 #include "core/names.h"
 #include "core/service.h"
 #include "http/json_body.h"
@@ -140,6 +141,48 @@ json group_json(const v1::GroupResp& g) {
           {"members", members}};
 }
 
+// A Message with PROTOCOL 6's conventions: 64-bit ids as decimal strings,
+// enums as lowercase names, the body in base64.
+json message_json(const v1::Message& m) {
+  return {{"msg_id", std::to_string(m.msg_id())},
+          {"conv_type", core::conv_type_name(m.conv_type())},
+          {"from", m.from()},
+          {"to", m.to()},
+          {"conv_seq", std::to_string(m.conv_seq())},
+          {"inbox_seq", std::to_string(m.inbox_seq())},
+          {"client_msg_id", m.client_msg_id()},
+          {"content_type", m.content_type()},
+          {"body", base64_encode(m.body())},
+          {"server_time_ms", m.server_time_ms()},
+          {"topic", m.topic()},
+          {"edit_version", m.edit_version()},
+          {"edited_ms", m.edited_ms()}};
+}
+
+json conversation_json(const v1::Conversation& c) {
+  json out = {{"conv_type", core::conv_type_name(c.conv_type())},
+              {"peer", c.peer()},
+              {"last_conv_seq", std::to_string(c.last_conv_seq())},
+              {"read_seq", std::to_string(c.read_seq())},
+              {"unread_count", c.unread_count()},
+              {"peer_read_seq", std::to_string(c.peer_read_seq())},
+              {"muted", c.muted()},
+              {"pinned", c.pinned()},
+              {"activity_ms", c.activity_ms()},
+              {"cleared_seq", std::to_string(c.cleared_seq())}};
+  if (c.has_last_message()) out["last_message"] = message_json(c.last_message());
+  return out;
+}
+
+// A query parameter that must be a decimal number (absent: `fallback`).
+Result<std::uint64_t> query_number(const httplib::Request& req, const char* name, std::uint64_t fallback) {
+  if (!req.has_param(name)) return fallback;
+  const std::string v = req.get_param_value(name);
+  if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos)
+    return bad_request(std::string(name) + " must be a decimal number");
+  return std::stoull(v);
+}
+
 Answer group_answer(const Result<core::GroupReply>& r) {
   if (!r) return r.error();
   return json_reply(group_json(r->group));
@@ -216,6 +259,40 @@ Answer get_presence(const Call& c) {
   for (int d : p->devices()) devices.push_back(core::device_type_name(static_cast<std::uint8_t>(d)));
   return json_reply(
       {{"uid", p->uid()}, {"online", p->online()}, {"devices", devices}, {"last_seen_ms", p->last_seen_ms()}});
+}
+
+Answer get_conversations(const Call& c) {
+  const std::string uid = c.param();
+  if (!core::valid_id(uid)) return bad_request("bad uid");
+  auto limit = query_number(c.req, "limit", 0);
+  if (!limit) return limit.error();
+  v1::ConvListReq req;
+  req.set_cursor(c.req.get_param_value("cursor"));
+  req.set_limit(static_cast<std::uint32_t>(std::min<std::uint64_t>(*limit, 1000)));
+  auto r = ask_core<v1::ConvListResp>([&](auto done) { c.service.conversations(uid, std::move(req), done); });
+  if (!r) return r.error();
+  json list = json::array();
+  for (const auto& conv : r->conversations()) list.push_back(conversation_json(conv));
+  return json_reply({{"conversations", list},
+                     {"next_cursor", r->next_cursor()},
+                     {"has_more", r->has_more()},
+                     {"total_unread", r->total_unread()},
+                     {"inbox_seq", std::to_string(r->inbox_seq())}});
+}
+
+Answer get_receipts(const Call& c) {
+  const std::string gid = c.param();
+  if (!core::valid_id(gid)) return bad_request("bad gid");
+  if (!c.req.has_param("conv_seq")) return bad_request("conv_seq is required");
+  auto seq = query_number(c.req, "conv_seq", 0);
+  if (!seq) return seq.error();
+  if (*seq == 0) return bad_request("conv_seq must be at least 1");
+  auto r = ask_core<v1::ReceiptsResp>([&](auto done) { c.service.receipts(gid, *seq, done); });
+  if (!r) return r.error();
+  const v1::ReadCount& count = r->counts(0);
+  return json_reply({{"conv_seq", std::to_string(count.conv_seq())},
+                     {"read_count", count.read_count()},
+                     {"member_count", count.member_count()}});
 }
 
 // The body is optional: none (or empty) kicks without revoking.
@@ -306,6 +383,8 @@ constexpr Route kRoutes[] = {
     {Method::kPost, "/v1/push", true, post_push},
     {Method::kGet, R"(/v1/users/([^/]+)/presence)", true, get_presence},
     {Method::kPost, R"(/v1/users/([^/]+)/kick)", true, post_kick},
+    {Method::kGet, R"(/v1/users/([^/]+)/conversations)", true, get_conversations},
+    {Method::kGet, R"(/v1/groups/([^/]+)/receipts)", true, get_receipts},
     {Method::kPost, "/v1/groups", true, post_group},
     {Method::kGet, R"(/v1/groups/([^/]+))", true, get_group},
     {Method::kPost, R"(/v1/groups/([^/]+)/members)", true, post_members},

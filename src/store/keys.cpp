@@ -41,6 +41,19 @@ std::string cursor_key(std::string_view uid, std::uint8_t device_type, std::stri
   return k;
 }
 
+std::string conv_key(std::string_view uid, std::string_view conv) {
+  std::string k = user_prefix(uid);
+  k.append(conv);
+  return k;
+}
+
+std::string deleted_key(std::string_view uid, std::string_view conv, std::uint64_t conv_seq) {
+  std::string k = conv_key(uid, conv);
+  k.push_back('\0');
+  append_u64(k, conv_seq);
+  return k;
+}
+
 std::string member_key(std::string_view gid, std::string_view uid) {
   std::string k = user_prefix(gid);
   k.append(uid);

@@ -54,6 +54,14 @@ inline constexpr const char* kOutboxCountKey = "outbox_count";
 // "token_revoked:" uid, in `meta` (with "" the prefix of them all)
 std::string token_revocation_key(std::string_view uid);
 
+// uid 0x00 conv: a user's state of one conversation (`convs`); uid 0x00
+// alone holds the inbox seq every state of the user reflects.
+std::string conv_key(std::string_view uid, std::string_view conv);
+// uid 0x00 conv 0x00 conv_seq (`deletes`); conv_seq 0 holds cleared_seq.
+std::string deleted_key(std::string_view uid, std::string_view conv, std::uint64_t conv_seq);
+// In `meta`: the layout version of the store (Store::open).
+inline constexpr const char* kSchemaVersionKey = "schema_version";
+
 // The seq at the end of an inbox or history key.
 std::uint64_t seq_of(std::string_view key);
 

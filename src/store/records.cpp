@@ -145,4 +145,58 @@ std::optional<GroupFanoutRecord> GroupFanoutRecord::decode(std::string_view v) {
   return r;
 }
 
+
+namespace {
+constexpr char kConvRecordV1 = 1;
+}
+
+std::string ConvRecord::encode() const {
+  std::string v(1, kConvRecordV1);
+  for (std::uint64_t x : {last_conv_seq, last_inbox_seq, static_cast<std::uint64_t>(activity_ms), first_conv_seq,
+                          read_seq, peer_read_seq, cleared_seq, seen_inbox_seq})
+    append_u64(v, x);
+  v.push_back(static_cast<char>((muted ? 1 : 0) | (pinned ? 2 : 0) | (hidden ? 4 : 0) | (has_deletes ? 8 : 0)));
+  append_u64(v, unread.size());
+  for (const auto& [first, last] : unread) {
+    append_u64(v, first);
+    append_u64(v, last);
+  }
+  return v;
+}
+
+std::optional<ConvRecord> ConvRecord::decode(std::string_view v) {
+  constexpr std::size_t kFixed = 1 + 8 * 8 + 1 + 8;
+  if (v.size() < kFixed || v[0] != kConvRecordV1) return std::nullopt;
+  ConvRecord r;
+  std::size_t at = 1;
+  auto next = [&] {
+    std::uint64_t x = read_u64(v.substr(at, 8));
+    at += 8;
+    return x;
+  };
+  r.last_conv_seq = next();
+  r.last_inbox_seq = next();
+  r.activity_ms = static_cast<std::int64_t>(next());
+  r.first_conv_seq = next();
+  r.read_seq = next();
+  r.peer_read_seq = next();
+  r.cleared_seq = next();
+  r.seen_inbox_seq = next();
+  const auto flags = static_cast<std::uint8_t>(v[at++]);
+  r.muted = flags & 1;
+  r.pinned = flags & 2;
+  r.hidden = flags & 4;
+  r.has_deletes = flags & 8;
+  const std::uint64_t runs = next();
+  if (runs > (v.size() - at) / 16 || v.size() - at != runs * 16) return std::nullopt;
+  r.unread.reserve(runs);
+  for (std::uint64_t i = 0; i < runs; ++i) {
+    const std::uint64_t first = next();
+    const std::uint64_t last = next();
+    if (first > last) return std::nullopt;
+    r.unread.emplace_back(first, last);
+  }
+  return r;
+}
+
 }  // namespace im::store

@@ -63,6 +63,32 @@ struct CursorRecord {
   bool operator==(const CursorRecord&) const = default;
 };
 
+// `convs`: one user's state of one conversation (PROTOCOL 8.1), derived
+// from that user's inbox rows (core/conv_book.h) and written coalesced. The
+// key (after the uid) is the conversation id.
+struct ConvRecord {
+  std::uint64_t last_conv_seq = 0;   // the newest message or event in the user's inbox
+  std::uint64_t last_inbox_seq = 0;  // its row in the inbox
+  std::int64_t activity_ms = 0;      // its server_time_ms
+  std::uint64_t first_conv_seq = 0;  // the oldest one the user received
+  std::uint64_t read_seq = 0;
+  std::uint64_t peer_read_seq = 0;   // C2C: the peer's read receipt
+  std::uint64_t cleared_seq = 0;     // DELETE up_to_seq
+  std::uint64_t seen_inbox_seq = 0;  // the newest inbox row applied to this state
+  bool muted = false;
+  bool pinned = false;
+  bool hidden = false;
+  bool has_deletes = false;          // some conv_seqs above cleared_seq were deleted for the user
+  // The countable messages above read_seq (from others, content_type below
+  // 10000, not recalled nor deleted), as runs [first, last] of conv_seqs in
+  // increasing order: unread_count is their total length.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> unread;
+
+  std::string encode() const;
+  static std::optional<ConvRecord> decode(std::string_view value);
+  bool operator==(const ConvRecord&) const = default;
+};
+
 // Which fan-out a `fanout` row belongs to: a conversation's message at
 // `conv_seq`. A C2C copy record names the one recipient whose inbox row is
 // pending; a group record names none.

@@ -18,8 +18,9 @@
 namespace im::store {
 namespace {
 
-constexpr const char* kCfNames[kCfCount] = {"inbox",   "history",     "dedupe", "cursors", "groups",
-                                            "members", "user_groups", "fanout", "outbox",  "meta"};
+constexpr const char* kCfNames[kCfCount] = {"inbox",  "history", "dedupe",  "cursors", "groups",
+                                            "members", "user_groups", "fanout", "outbox", "meta",
+                                            "convs",  "deletes", "reads"};
 
 Error store_error(const rocksdb::Status& s) {
   return make_error(StatusCode::kInternal, "store: " + s.ToString());
@@ -50,6 +51,22 @@ class AddMerge : public rocksdb::AssociativeMergeOperator {
     return true;
   }
   const char* Name() const override { return "im.AddMerge"; }
+};
+
+// The `reads` family's merge: 8-byte positions, merged by keeping the
+// largest (a member's public read position never moves back, whichever of
+// a SEND and a CONV_READ is written last).
+class MaxMerge : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value, std::string* out,
+             rocksdb::Logger*) const override {
+    std::uint64_t best = existing && existing->size() == 8 ? read_u64(std::string_view(existing->data(), 8)) : 0;
+    if (value.size() == 8) best = std::max(best, read_u64(std::string_view(value.data(), 8)));
+    out->clear();
+    append_u64(*out, best);
+    return true;
+  }
+  const char* Name() const override { return "im.MaxMerge"; }
 };
 
 rocksdb::Slice slice(std::string_view s) {
@@ -138,6 +155,27 @@ void Batch::put_cursor(std::string_view uid, const CursorRecord& cursor) {
 
 void Batch::del_cursor(std::string_view uid, std::uint8_t device_type, std::string_view device_id) {
   del(Cf::kCursors, cursor_key(uid, device_type, device_id));
+}
+
+void Batch::put_conv(std::string_view uid, std::string_view conv, const ConvRecord& record) {
+  put(Cf::kConvs, conv_key(uid, conv), record.encode());
+}
+
+void Batch::put_conv_applied(std::string_view uid, std::uint64_t inbox_seq) {
+  put(Cf::kConvs, user_prefix(uid), encode_u64(inbox_seq));
+}
+
+void Batch::put_deleted(std::string_view uid, std::string_view conv, std::uint64_t conv_seq) {
+  put(Cf::kDeletes, deleted_key(uid, conv, conv_seq), {});
+}
+
+void Batch::put_cleared(std::string_view uid, std::string_view conv, std::uint64_t cleared_seq) {
+  put(Cf::kDeletes, deleted_key(uid, conv, 0), encode_u64(cleared_seq));
+}
+
+void Batch::merge_read(std::string_view gid, std::string_view uid, std::uint64_t conv_seq) {
+  batch_->Merge(store_->handle(Cf::kReads), slice(member_key(gid, uid)), slice(encode_u64(conv_seq)));
+  ++count_;
 }
 
 void Batch::put_group(const GroupRecord& group) {
@@ -237,6 +275,7 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
     rocksdb::ColumnFamilyOptions cf = base;
     if (std::string_view(name) == "dedupe") cf.compaction_filter = expiry;
     if (std::string_view(name) == "meta") cf.merge_operator = std::make_shared<AddMerge>();
+    if (std::string_view(name) == "reads") cf.merge_operator = std::make_shared<MaxMerge>();
     families.emplace_back(name, cf);
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -248,6 +287,7 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   store->fsync_ = config.fsync;
   db->DestroyColumnFamilyHandle(handles[0]);  // the default family is unused
   for (std::size_t i = 0; i < kCfCount; ++i) store->handles_[i] = handles[i + 1];
+  if (auto schema = store->check_schema(); !schema) return schema.error();
   if (auto outbox = store->open_outbox(); !outbox) return outbox.error();
   return store;
 }
@@ -327,6 +367,97 @@ Result<std::uint64_t> Store::last_history_seq(std::string_view conv) {
   auto key = edge_key(Cf::kHistory, user_prefix(conv), true);
   if (!key) return key.error();
   return *key ? seq_of(**key) : 0;
+}
+
+Result<std::optional<std::string>> Store::get_history(std::string_view conv, std::uint64_t conv_seq) {
+  return get(Cf::kHistory, history_key(conv, conv_seq));
+}
+
+Result<Ok> Store::scan_convs(std::string_view uid,
+                             const std::function<bool(std::string_view conv, ConvRecord&&)>& fn) {
+  const std::string prefix = user_prefix(uid);
+  bool unreadable = false;
+  auto scanned = scan(Cf::kConvs, prefix, prefix_end(prefix), [&](std::string_view key, std::string_view value) {
+    if (key.size() == prefix.size()) return true;  // the applied seq
+    auto record = ConvRecord::decode(value);
+    if (!record) {
+      unreadable = true;
+      return false;
+    }
+    return fn(key.substr(prefix.size()), std::move(*record));
+  });
+  if (!scanned) return scanned;
+  if (unreadable) return make_error(StatusCode::kInternal, "store: unreadable conversation row of " + std::string(uid));
+  return Ok{};
+}
+
+Result<std::uint64_t> Store::get_conv_applied(std::string_view uid) {
+  auto row = get(Cf::kConvs, user_prefix(uid));
+  if (!row) return row.error();
+  if (!*row) return std::uint64_t{0};
+  if ((*row)->size() != 8) return make_error(StatusCode::kInternal, "store: unreadable conversation row of " + std::string(uid));
+  return read_u64(**row);
+}
+
+Result<std::optional<ConvRecord>> Store::get_conv(std::string_view uid, std::string_view conv) {
+  auto row = get(Cf::kConvs, conv_key(uid, conv));
+  if (!row) return row.error();
+  if (!*row) return std::optional<ConvRecord>();
+  auto record = ConvRecord::decode(**row);
+  if (!record) return make_error(StatusCode::kInternal, "store: unreadable conversation row of " + std::string(uid));
+  return std::optional<ConvRecord>(std::move(*record));
+}
+
+Result<Store::Deleted> Store::get_deleted(std::string_view uid, std::string_view conv) {
+  std::string prefix = conv_key(uid, conv);
+  prefix.push_back('\0');
+  Deleted out;
+  auto scanned = scan(Cf::kDeletes, prefix, prefix_end(prefix), [&](std::string_view key, std::string_view value) {
+    const std::uint64_t seq = seq_of(key);
+    if (seq == 0) {
+      if (value.size() == 8) out.cleared_seq = read_u64(value);
+    } else {
+      out.seqs.push_back(seq);
+    }
+    return true;
+  });
+  if (!scanned) return scanned.error();
+  return out;
+}
+
+Result<Ok> Store::scan_reads(std::string_view gid, const std::function<bool(std::string_view, std::uint64_t)>& fn) {
+  const std::string prefix = user_prefix(gid);
+  return scan(Cf::kReads, prefix, prefix_end(prefix), [&](std::string_view key, std::string_view value) {
+    return fn(key.substr(prefix.size()), value.size() == 8 ? read_u64(value) : 0);
+  });
+}
+
+Result<Ok> Store::check_schema() {
+  auto row = get(Cf::kMeta, kSchemaVersionKey);
+  if (!row) return row.error();
+  if (*row) {
+    const std::uint64_t version = (*row)->size() == 8 ? read_u64(**row) : ~std::uint64_t{0};
+    if (version > kSchemaVersion)
+      return make_error(StatusCode::kInternal,
+                        fmt::format("storage.data_dir holds data of a newer imserver (layout {}; this build "
+                                    "reads up to {}): refusing to start",
+                                    version, kSchemaVersion));
+    if (version == kSchemaVersion) return Ok{};
+  }
+  // Layout 1 (no row) needs nothing moved: the conversation states are
+  // derived from the inbox on each user's first use.
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  rocksdb::Status s =
+      db_->Put(options, handle(Cf::kMeta), slice(kSchemaVersionKey), slice(encode_u64(kSchemaVersion)));
+  if (!s.ok()) return store_error(s);
+  return Ok{};
+}
+
+Result<Ok> Store::scan_history(std::string_view conv, std::uint64_t from, std::uint64_t to, const RowVisitor& fn) {
+  if (from >= to) return Ok{};
+  return scan(Cf::kHistory, history_key(conv, from), history_key(conv, to),
+              [&](std::string_view key, std::string_view value) { return fn(seq_of(key), value); });
 }
 
 Result<Ok> Store::scan_inbox(std::string_view uid, std::uint64_t from, std::uint64_t to, const RowVisitor& fn) {

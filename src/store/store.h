@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "im/config.h"
 #include "im/result.h"
@@ -39,8 +40,15 @@ enum class Cf : std::uint8_t {
   kFanout,
   kOutbox,
   kMeta,
+  kConvs,
+  kDeletes,
+  kReads,
 };
-inline constexpr std::size_t kCfCount = 10;
+inline constexpr std::size_t kCfCount = 13;
+// The layout this build writes (`meta` "schema_version"): 1 is the layout
+// before PROTOCOL 8 (no such row), 2 adds `convs`, `deletes` and `reads`.
+// A store written by a later layout is refused at open.
+inline constexpr std::uint64_t kSchemaVersion = 2;
 
 class Store;
 
@@ -77,6 +85,17 @@ class Batch {
   // In `meta`: every token of `uid` issued at or before `revoked_s` (its
   // `iat`, seconds) is refused (PROTOCOL 6, kick with "revoke").
   void put_token_revocation(std::string_view uid, std::int64_t revoked_s);
+
+  // PROTOCOL 8: a user's state of a conversation, and the inbox seq all
+  // of that user's states reflect.
+  void put_conv(std::string_view uid, std::string_view conv, const ConvRecord& record);
+  void put_conv_applied(std::string_view uid, std::uint64_t inbox_seq);
+  // DELETE for one user: a hidden conv_seq, and everything up to cleared_seq.
+  void put_deleted(std::string_view uid, std::string_view conv, std::uint64_t conv_seq);
+  void put_cleared(std::string_view uid, std::string_view conv, std::uint64_t cleared_seq);
+  // A group member's public read position (RECEIPTS): kept as the largest
+  // ever merged, whatever the order of the writes.
+  void merge_read(std::string_view gid, std::string_view uid, std::uint64_t conv_seq);
 
   std::size_t count() const { return count_; }
   bool empty() const { return count_ == 0; }
@@ -115,11 +134,30 @@ class Store {
   using RowVisitor = std::function<bool(std::uint64_t seq, std::string_view message)>;
   // Inbox rows with from <= seq < to, ascending, until `fn` returns false.
   Result<Ok> scan_inbox(std::string_view uid, std::uint64_t from, std::uint64_t to, const RowVisitor& fn);
+  // History rows with from <= seq < to, ascending, until `fn` returns false.
+  Result<Ok> scan_history(std::string_view conv, std::uint64_t from, std::uint64_t to, const RowVisitor& fn);
   // History rows with seq < below, descending, until `fn` returns false.
   Result<Ok> scan_history_back(std::string_view conv, std::uint64_t below, const RowVisitor& fn);
   Result<std::optional<DedupeRecord>> get_dedupe(std::string_view uid, std::string_view client_msg_id);
   // Every device cursor of a user (a bounded few: limits.devices_per_user).
   Result<Ok> scan_cursors(std::string_view uid, const std::function<bool(const CursorRecord&)>& fn);
+  // One history row (a serialized Message), if it exists.
+  Result<std::optional<std::string>> get_history(std::string_view conv, std::uint64_t conv_seq);
+  // A user's conversation states, in conversation id order, and the inbox
+  // seq they reflect (0 when none was written: an older store).
+  Result<Ok> scan_convs(std::string_view uid,
+                        const std::function<bool(std::string_view conv, ConvRecord&&)>& fn);
+  Result<std::uint64_t> get_conv_applied(std::string_view uid);
+  Result<std::optional<ConvRecord>> get_conv(std::string_view uid, std::string_view conv);
+  // What a user deleted for themself in a conversation: cleared_seq, and
+  // the conv_seqs hidden above it, in increasing order.
+  struct Deleted {
+    std::uint64_t cleared_seq = 0;
+    std::vector<std::uint64_t> seqs;
+  };
+  Result<Deleted> get_deleted(std::string_view uid, std::string_view conv);
+  // The public read positions of a group's readers, in uid order.
+  Result<Ok> scan_reads(std::string_view gid, const std::function<bool(std::string_view uid, std::uint64_t)>& fn);
   Result<std::optional<GroupRecord>> get_group(std::string_view gid);
   // A group's members in uid order.
   Result<Ok> scan_members(std::string_view gid,
@@ -185,6 +223,8 @@ class Store {
   // At open: moves the events of the bare-id key format to queue 0, and
   // counts the events (outbox_depth_).
   Result<Ok> open_outbox();
+  // At open: refuses a store of a later layout, records this one's.
+  Result<Ok> check_schema();
 
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* handles_[kCfCount] = {};

@@ -34,7 +34,7 @@ v1::Message message(const std::string& body, v1::ConvType type = v1::C2C) {
 }
 
 json offline_json(const v1::Message& m, std::uint64_t id = 5) {
-  const auto event = offline_push_event(id, kTime, "bob", m);
+  const auto event = offline_push_event(id, kTime, "bob", m, false);
   CHECK(event.id == id);
   return json::parse(event.body);
 }

@@ -537,3 +537,62 @@ TEST_CASE("a rarely written family does not pin the WAL: storage.max_wal_mb boun
   }
   std::filesystem::remove_all(config.data_dir);
 }
+
+TEST_CASE("store: a store of the layout before PROTOCOL 8 opens, gains the new families and the schema version") {
+  StorageConfig config;
+  config.data_dir =
+      (std::filesystem::temp_directory_path() / ("imstore-v1-" + std::to_string(std::random_device{}()))).string();
+  {
+    // The ten families of layout 1, no schema row, one inbox row.
+    rocksdb::DBOptions options;
+    options.create_if_missing = true;
+    options.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families{{rocksdb::kDefaultColumnFamilyName, {}}};
+    for (const char* name :
+         {"inbox", "history", "dedupe", "cursors", "groups", "members", "user_groups", "fanout", "outbox", "meta"})
+      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    REQUIRE(rocksdb::DB::Open(options, config.data_dir, families, &handles, &db).ok());
+    v1::Message m;
+    m.set_body("old");
+    m.set_inbox_seq(1);
+    REQUIRE(db->Put(rocksdb::WriteOptions(), handles[1], inbox_key("bob", 1), m.SerializeAsString()).ok());
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  {
+    auto opened = Store::open(config);
+    REQUIRE(opened);
+    auto& store = **opened;
+    CHECK(store.last_inbox_seq("bob").value() == 1);
+    CHECK(store.get_meta(kSchemaVersionKey).value() == kSchemaVersion);
+    CHECK(store.get_conv_applied("bob").value() == 0);  // derived from the inbox on first use
+    Batch b(store);
+    b.put_meta(kSchemaVersionKey, kSchemaVersion + 1);
+    REQUIRE(store.write(b));
+  }
+  // A later layout is refused, with a message that says so.
+  auto refused = Store::open(config);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message.find("newer imserver") != std::string::npos);
+  std::filesystem::remove_all(config.data_dir);
+}
+
+TEST_CASE("store: group read positions keep the largest, whatever the order of the writes") {
+  TempStore t;
+  Batch b(*t.store);
+  b.merge_read("g", "bob", 7);
+  b.merge_read("g", "bob", 3);
+  b.merge_read("g", "amy", 2);
+  REQUIRE(t.store->write(b));
+  Batch c(*t.store);
+  c.merge_read("g", "bob", 5);
+  REQUIRE(t.store->write(c));
+  std::vector<std::pair<std::string, std::uint64_t>> reads;
+  REQUIRE(t.store->scan_reads("g", [&](std::string_view uid, std::uint64_t seq) {
+    reads.emplace_back(std::string(uid), seq);
+    return true;
+  }));
+  CHECK(reads == std::vector<std::pair<std::string, std::uint64_t>>{{"amy", 2}, {"bob", 7}});
+}
