@@ -120,6 +120,14 @@ void Shard::mark_book_dirty(const std::string& uid, UserState& u) {
 Result<Shard::ConvAt> Shard::conv_at(const std::string& uid, const std::string& conv) {
   auto u = user(uid);
   if (!u) return u.error();
+  // A change of this user still staged (a mark of an earlier request) is
+  // not in the book yet: written first, so no request reads a stale state.
+  if ((*u)->book && (*u)->inbox_next != (*u)->inbox_committed) {
+    hold_users_ = true;
+    commit_.commit();
+    hold_users_ = false;
+    schedule_trim();
+  }
   auto b = book(uid, **u);
   if (!b) return b.error();
   return ConvAt{*u, *b, (*b)->find(conv)};
@@ -415,13 +423,18 @@ void Shard::delete_for_me(const std::string& uid, const v1::DeleteReq& req, std:
   if (!at) return done(at.error());
   const ConvBook::Entry* e = at->entry;
   if (!e || e->rec.last_conv_seq == 0) return done(no_such_conversation());
+  // Nothing above the newest message the user holds: a later message is
+  // not deleted in advance.
+  for (std::uint64_t seq : req.conv_seqs())
+    if (seq > e->rec.last_conv_seq) return done(make_error(StatusCode::kBadRequest, "conv_seq beyond the conversation"));
+  const std::uint64_t up_to = std::min(req.up_to_seq(), e->rec.last_conv_seq);
   for (std::uint64_t seq : req.conv_seqs()) commit_.batch().put_deleted(uid, conv, seq);
-  if (req.up_to_seq() > e->rec.cleared_seq) commit_.batch().put_cleared(uid, conv, req.up_to_seq());
+  if (up_to > e->rec.cleared_seq) commit_.batch().put_cleared(uid, conv, up_to);
   v1::MessageDelete mark;
   mark.set_conv_type(req.conv_type());
   mark.set_peer(req.peer());
   *mark.mutable_conv_seqs() = req.conv_seqs();
-  mark.set_up_to_seq(req.up_to_seq());
+  mark.set_up_to_seq(up_to);
   auto seq = stage_mark(uid, 10007, mark.SerializeAsString(), session_id);
   if (!seq) return done(seq.error());
   commit_.after_commit([inbox_seq = *seq, done = std::move(done)](bool ok) {
