@@ -134,7 +134,8 @@ void config(const std::string& example) {
 enum : unsigned char {
   kHeartbeat = 0, kLogin = 1, kLogout = 2, kSend = 4, kPush = 5, kAck = 6, kPull = 7, kHistory = 8, kGroupCreate = 9,
   kGroupGet = 10, kGroupList = 11, kGroupAdd = 12, kGroupRemove = 13, kGroupLeave = 14, kGroupUpdate = 15,
-  kGroupDismiss = 16, kPresence = 17, kReport = 18,
+  kGroupDismiss = 16, kPresence = 17, kReport = 18, kTyping = 25,
+  kPresenceWatch = 0x31,  // not in kCmds: the cmd itself
 };
 
 std::string rec(unsigned char sel, const std::string& body, unsigned char flags = 0) {
@@ -220,6 +221,26 @@ void dispatcher() {
           rec(kGroupGet, page.SerializeAsString()) + rec(kPull, pull2.SerializeAsString()));
   put("dispatcher", "presence_report",
       alice + rec(kPresence, presence.SerializeAsString()) + rec(kReport, report.SerializeAsString()));
+  v1::TypingReq typing;
+  typing.set_conv_type(v1::C2C);
+  typing.set_peer("alice");
+  typing.set_state(v1::TYPING);
+  v1::TypingReq stopped = typing;
+  stopped.set_state(v1::STOPPED);
+  v1::TypingReq group_typing = typing;
+  group_typing.set_conv_type(v1::GROUP);
+  group_typing.set_peer("g1");
+  v1::PresenceWatchReq watch;
+  watch.add_add("alice");
+  watch.add_add("carol");
+  v1::PresenceWatchReq clear;
+  clear.set_clear(true);
+  clear.add_remove("alice");
+  put("dispatcher", "typing_watch",
+      alice + "\xFE" + bob_web + rec(kTyping, typing.SerializeAsString()) + rec(kTyping, stopped.SerializeAsString()) +
+          rec(kTyping, group_typing.SerializeAsString()) + rec(kPresenceWatch, watch.SerializeAsString()) +
+          rec(kPresenceWatch, clear.SerializeAsString()) + rec(kPresenceWatch, watch.SerializeAsString()) +
+          rec(kLogout, ""));
   put("dispatcher", "two_sessions", alice + "\xFE" + bob_web + rec(kSend, send("alice", "m4")) + rec(kLogout, ""));
   put("dispatcher", "anonymous", std::string(1, '\x80') + rec(kSend, send("bob", "m5")) + rec(kHeartbeat, "") +
                                      rec(kLogin, login.SerializeAsString()));

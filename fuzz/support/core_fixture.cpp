@@ -163,9 +163,10 @@ std::optional<PeerFrame> FuzzClient::request(FrameHeader h, std::string_view bod
   h.body_len = static_cast<std::uint32_t>(body.size());
   const std::size_t first = received_.size();
   const auto& ctx = core::Service::context_of(*conn_);
-  // ACK is answered only when it fails; client responses and the requests
-  // of an ended session not at all.
-  const bool due = !h.is_response() && ctx.phase != core::ClientContext::Phase::kEnded && h.cmd != Cmd::kAck;
+  // ACK and TYPING are answered only when they fail; client responses and
+  // the requests of an ended session not at all.
+  const bool due = !h.is_response() && ctx.phase != core::ClientContext::Phase::kEnded && h.cmd != Cmd::kAck &&
+                   h.cmd != Cmd::kTyping;
   auto answer = [&]() -> std::optional<PeerFrame> {
     for (std::size_t i = first; i < received_.size(); ++i) {
       const FrameHeader& a = received_[i].header;

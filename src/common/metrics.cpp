@@ -87,6 +87,12 @@ std::string Registry::render() const {
   scalar(out, "imserver_cache_evictions_total", "counter",
          "Idle users, conversations and groups dropped from the shards' caches (sharding.cache_entries).",
          static_cast<double>(cache_evictions.value()));
+  scalar(out, "imserver_presence_watches", "gauge",
+         "(session, watched uid) pairs of PRESENCE_WATCH held by the shards.",
+         static_cast<double>(presence_watches.value()));
+  scalar(out, "imserver_typing_entries", "gauge",
+         "(user, conversation) entries of the TYPING throttle (each kept 6 to 12 s).",
+         static_cast<double>(typing_entries.value()));
   scalar(out, "imserver_outbox_depth", "gauge", "Webhook events queued and not yet delivered.",
          static_cast<double>(outbox_depth.value()));
   scalar(out, "imserver_webhook_deliveries_total", "counter", "Webhook events delivered (2xx).",

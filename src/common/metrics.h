@@ -78,6 +78,8 @@ struct Registry {
   Counter cursors_evicted;       // device cursors forgotten (limits.devices_per_user)
   Counter fanout_rate_limited;   // requests refused by limits.fanout_rows_per_second
   Counter cache_evictions;       // users, conversations and groups dropped from the shards' caches
+  Gauge presence_watches;        // (session, watched uid) pairs held by the shards (PRESENCE_WATCH)
+  Gauge typing_entries;         // (user, conversation) entries of the TYPING throttle
   Histogram send_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
   Histogram store_write_latency{{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5}};
   Histogram batch_rows{{1, 4, 16, 64, 256, 1024, 2048, 4096}};

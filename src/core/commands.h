@@ -1,6 +1,6 @@
 #pragma once
 // The command families: each registers its handlers in the dispatcher, one
-// file per family (sessions, messages, groups, presence, reports). A
+// file per family (sessions, messages, groups, presence, reports, typing). A
 // handler runs on the connection's loop thread with its request parsed, and
 // posts the work to the shard that owns it.
 
@@ -21,12 +21,14 @@ void register_session_commands(Dispatcher& d, Service& s);
 void register_message_commands(Dispatcher& d, Service& s);
 // GROUP_* (group_commands.cpp).
 void register_group_commands(Dispatcher& d, Service& s);
-// PRESENCE (presence_commands.cpp).
+// PRESENCE, PRESENCE_WATCH (presence_commands.cpp).
 void register_presence_commands(Dispatcher& d, Service& s);
 // REPORT (report_commands.cpp).
 void register_report_commands(Dispatcher& d, Service& s);
 // CONV_LIST, CONV_READ, CONV_UPDATE, DELETE, RECEIPTS (conv_commands.cpp).
 void register_conv_commands(Dispatcher& d, Service& s);
+// TYPING (typing_commands.cpp).
+void register_typing_commands(Dispatcher& d, Service& s);
 
 // A SendJob for `req` by `from` (the body is moved out of `req`).
 std::shared_ptr<SendJob> make_send_job(const std::string& from, v1::SendReq& req);

@@ -92,6 +92,29 @@ Result<Ok> check_presence(const std::vector<std::string>& uids) {
   return check_uids("uids", uids);
 }
 
+Result<Ok> check_presence_watch(const v1::PresenceWatchReq& req) {
+  if (static_cast<std::size_t>(req.add_size()) > kMaxPresenceUids) return bad("at most 500 uids in add");
+  if (static_cast<std::size_t>(req.remove_size()) > kMaxPresenceUids) return bad("at most 500 uids in remove");
+  if (auto r = check_uids("add", req.add()); !r) return r;
+  return check_uids("remove", req.remove());
+}
+
+Result<Ok> check_typing(const std::string& uid, const v1::TypingReq& req) {
+  switch (req.conv_type()) {
+    case v1::C2C:
+      if (!valid_id(req.peer())) return bad("peer must be a valid uid");
+      if (req.peer() == uid) return bad("typing to oneself");
+      break;
+    case v1::GROUP:
+      if (!valid_id(req.peer())) return bad("peer must be a valid gid");
+      break;
+    default: return bad("conv_type must be C2C or GROUP");
+  }
+  if (req.state() != v1::TYPING && req.state() != v1::RECORDING && req.state() != v1::STOPPED)
+    return bad("state must be TYPING, RECORDING or STOPPED");
+  return Ok{};
+}
+
 Result<Ok> check_report(const v1::ReportReq& req, const LimitsConfig& limits) {
   if (!valid_client_id(req.report_id())) return bad("report_id must be 1 to 64 bytes of printable ASCII");
   if (req.topic().size() > kMaxTopicBytes) return bad("topic over 256 bytes");

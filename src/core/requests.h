@@ -14,7 +14,7 @@
 
 namespace im::core {
 
-inline constexpr std::size_t kMaxPresenceUids = 500;
+inline constexpr std::size_t kMaxPresenceUids = 500;  // PRESENCE; PRESENCE_WATCH's add, and its remove
 inline constexpr std::size_t kMaxTopicBytes = 256;
 inline constexpr std::size_t kMaxGroupNameBytes = 256;
 inline constexpr std::size_t kMaxAnnouncementBytes = 4096;
@@ -26,6 +26,11 @@ Result<Ok> check_login(const v1::LoginReq& req);
 Result<Ok> check_send(const std::string& from, const v1::SendReq& req, const LimitsConfig& limits);
 Result<Ok> check_group(const GroupCommand& cmd, const LimitsConfig& limits);
 Result<Ok> check_presence(const std::vector<std::string>& uids);
+// PRESENCE_WATCH: at most 500 valid uids in `add`, and in `remove`.
+Result<Ok> check_presence_watch(const v1::PresenceWatchReq& req);
+// TYPING by `uid`: C2C to a valid uid other than `uid`, or GROUP to a valid
+// gid; TYPING, RECORDING or STOPPED.
+Result<Ok> check_typing(const std::string& uid, const v1::TypingReq& req);
 Result<Ok> check_report(const v1::ReportReq& req, const LimitsConfig& limits);
 // A SERVER_PUSH through the admin API.
 Result<Ok> check_push(const std::string& to, const std::string& topic, const std::string& payload,

@@ -36,6 +36,7 @@ Service::Service(const Config& config)
   register_presence_commands(dispatcher_, *this);
   register_report_commands(dispatcher_, *this);
   register_conv_commands(dispatcher_, *this);
+  register_typing_commands(dispatcher_, *this);
 }
 
 Service::~Service() {
@@ -80,7 +81,8 @@ void Service::on_frame(Connection& conn, const FrameHeader& h, std::string_view 
   // that need tracking, so every client response is dropped.
   if (h.is_response() || ctx.phase == ClientContext::Phase::kEnded) return;
   if (h.seq == 0) return call.fail(StatusCode::kBadRequest, "seq must not be 0");
-  if (h.cmd != Cmd::kHeartbeat && h.cmd != Cmd::kAck) {
+  // TYPING has its own cap (typing_commands.cpp).
+  if (h.cmd != Cmd::kHeartbeat && h.cmd != Cmd::kAck && h.cmd != Cmd::kTyping) {
     if (std::uint32_t wait_ms =
             ctx.bucket.take(conn.loop().now_ms(), messages_per_second_.load(std::memory_order_relaxed),
                             burst_.load(std::memory_order_relaxed)))
@@ -107,6 +109,7 @@ void Service::on_deadline(Connection& conn) {
 }
 
 void Service::end_session(ClientContext& ctx) {
+  release_watches(ctx);
   Shard& shard = shard_for(ctx.uid);
   asio::post(shard.context(),
              [&shard, uid = ctx.uid, id = ctx.session_id, now = wall_ms()] { shard.remove_session(uid, id, now); });
@@ -115,9 +118,10 @@ void Service::end_session(ClientContext& ctx) {
 void Service::kick(const std::weak_ptr<Connection>& target, net::SharedFrame kickout) {
   auto conn = target.lock();
   if (!conn) return;
-  asio::post(conn->executor(), [conn, kickout = std::move(kickout)] {
+  asio::post(conn->executor(), [this, conn, kickout = std::move(kickout)] {
     ClientContext& ctx = context_of(*conn);
     if (ctx.phase == ClientContext::Phase::kEnded) return;
+    release_watches(ctx);
     end_phase(ctx);  // the shard has forgotten it already
     conn->send(kickout);
     conn->close_after_flush();

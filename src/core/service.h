@@ -94,8 +94,12 @@ class Service final : public net::ServiceInterface {
   void run_group(std::shared_ptr<GroupCommand> cmd);
   // Any thread: sends KICKOUT to a session and closes it on its loop.
   void kick(const std::weak_ptr<net::Connection>& target, net::SharedFrame kickout);
-  // Loop thread: the session is over; tells the user's shard.
+  // Loop thread: the session is over; tells the user's shard, and the
+  // watched users' shards (release_watches).
   void end_session(ClientContext& ctx);
+  // Loop thread: drops every pair of the session's PRESENCE_WATCH list from
+  // the watched users' shards (presence_commands.cpp).
+  void release_watches(ClientContext& ctx);
   static ClientContext& context_of(net::Connection& conn) { return static_cast<ClientContext&>(*conn.context()); }
 
  private:

@@ -48,7 +48,10 @@ Shard::Shard(unsigned index, CoreEnv& env)
       groups_(env.store, env.config.sharding.cache_entries, group_member_capacity(env.config)),
       offline_(context_, std::chrono::milliseconds(env.config.push.offline_delay_ms),
                [this](std::vector<OfflinePushes::Entry>& due) { fire_offline(due); }),
-      users_(env.config.sharding.cache_entries) {
+      users_(env.config.sharding.cache_entries),
+      typing_(context_),
+      watches_(context_,
+               [this](const std::string& uid, const std::vector<const Watcher*>& to) { push_presence(uid, to); }) {
   commit_.on_written([this](bool ok) { on_written(ok); });
   commit_.on_idle([this] {
     if (users_.over() || convs_.over() || groups_.over()) trim_caches();
@@ -75,6 +78,8 @@ void Shard::stop() {
     flush_cursors();
     commit_.commit();
     offline_.cancel();
+    typing_.cancel();
+    watches_.cancel();
     cursor_timer_.cancel();
     overdue_timer_.cancel();
     commit_.log_stats();
@@ -266,6 +271,7 @@ Result<Shard::LoginState> Shard::add_session(const std::string& uid, SessionRef 
     sessions.erase(same);
   }
   sessions.push_back(std::move(session));
+  if (!state.replaced) presence_changed(uid);  // a replaced session leaves the device set as it was
   return state;
 }
 
@@ -282,6 +288,7 @@ void Shard::remove_session(const std::string& uid, std::uint64_t session_id, std
     std::vector<SessionRef>().swap(sessions);
     schedule_trim();
   }
+  presence_changed(uid);
   flush_cursors();
 }
 
@@ -291,6 +298,7 @@ std::vector<SessionRef> Shard::take_sessions(const std::string& uid, std::int64_
   std::vector<SessionRef> out = std::move(u->sessions);
   u->sessions.clear();
   last_seen_[uid] = now_ms;
+  presence_changed(uid);
   flush_cursors();
   schedule_trim();
   return out;

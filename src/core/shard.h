@@ -34,8 +34,10 @@
 #include "core/lru_map.h"
 #include "core/msg_id_clock.h"
 #include "core/offline_pushes.h"
+#include "core/presence_watch.h"
 #include "core/send_dedupe.h"
 #include "core/send_job.h"
+#include "core/typing.h"
 #include "im/result.h"
 #include "net/connection.h"
 #include "proto/im.pb.h"
@@ -149,6 +151,27 @@ class Shard {
   Result<Ok> check_member(const std::string& uid, const std::string& gid);
   // On the group's shard: RECEIPTS (PROTOCOL 8.2); `uid` empty for the admin API.
   Result<v1::ReceiptsResp> receipts(const std::string& uid, const v1::ReceiptsReq& req);
+  // ---- typing and presence watch (shard_live.cpp): in memory only
+  // TYPING into a group, on the group's shard: NOT_FOUND, FORBIDDEN,
+  // DISABLED (more members than limits.typing_max_members), or on to the
+  // typer's shard with the members.
+  void group_typing(std::shared_ptr<TypingJob> job);
+  // TYPING on the typer's shard: the throttle, then one TypingPush posted
+  // with per-shard uid lists to the recipients' shards.
+  void typing(std::shared_ptr<TypingJob> job);
+  // On a recipient's shard: `frame` to every online session of `uids`.
+  void deliver_typing(const std::vector<std::string>& uids, const net::SharedFrame& frame);
+  // PRESENCE_WATCH on the shard of the uids it names: drops the session's
+  // pairs of `remove`, then adds a pair, muted by `request`, for the uid of
+  // each presence of `resp` listed in `slots`, and fills that presence in
+  // (each shard its own slots).
+  void watch(const Watcher& session, std::uint32_t request, const std::vector<std::string>& remove,
+             v1::PresenceResp& resp, const std::vector<int>& slots);
+  // The answer to `request` has been sent: the session's pairs of `uids` get
+  // pushes again.
+  void activate_watches(std::uint64_t session_id, std::uint32_t request, const std::vector<std::string>& uids);
+  // Drops the session's pairs of `uids` (the session ended).
+  void unwatch(std::uint64_t session_id, const std::vector<std::string>& uids);
 
  private:
   // One device's cumulative ACK. A user keeps at most
@@ -302,6 +325,14 @@ class Shard {
   std::vector<Push> pushes_;
   std::vector<BookRow> book_rows_;
   std::vector<OfflinePushes::Entry> new_offline_;
+
+  // Typing and presence watch (shard_live.cpp).
+  // A session came or went: the user's online state or device set changed.
+  void presence_changed(const std::string& uid);
+  void push_presence(const std::string& uid, const std::vector<const Watcher*>& to);
+  TypingThrottle typing_;
+  PresenceWatch watches_;
+
   std::thread thread_;
 };
 

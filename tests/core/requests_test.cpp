@@ -12,9 +12,11 @@ using im::LimitsConfig;
 using im::core::check_group;
 using im::core::check_login;
 using im::core::check_presence;
+using im::core::check_presence_watch;
 using im::core::check_push;
 using im::core::check_report;
 using im::core::check_send;
+using im::core::check_typing;
 using im::core::GroupCommand;
 using im::core::history_conv;
 namespace v1 = im::v1;
@@ -381,4 +383,48 @@ TEST_CASE("history: a C2C or GROUP peer that is not a valid id is BAD_REQUEST") 
 TEST_CASE("history: a conv_type other than C2C, GROUP or SYSTEM is BAD_REQUEST") {
   CHECK(status_of(history_conv("alice", history(v1::CONV_TYPE_UNSPECIFIED, "bob"))) == "BAD_REQUEST");
   CHECK(status_of(history_conv("alice", history(static_cast<v1::ConvType>(9), "bob"))) == "BAD_REQUEST");
+}
+
+TEST_CASE("typing: C2C to another valid uid or GROUP to a valid gid, a state") {
+  auto req = [](v1::ConvType type, const std::string& peer, int state) {
+    v1::TypingReq r;
+    r.set_conv_type(type);
+    r.set_peer(peer);
+    r.set_state(static_cast<v1::TypingState>(state));
+    return r;
+  };
+  CHECK(status_of(check_typing("alice", req(v1::C2C, "bob", v1::TYPING))) == "OK");
+  CHECK(status_of(check_typing("alice", req(v1::C2C, "bob", v1::RECORDING))) == "OK");
+  CHECK(status_of(check_typing("alice", req(v1::GROUP, "team", v1::STOPPED))) == "OK");
+  // a gid may equal the typer's uid; a C2C peer may not
+  CHECK(status_of(check_typing("alice", req(v1::GROUP, "alice", v1::TYPING))) == "OK");
+  CHECK(status_of(check_typing("alice", req(v1::C2C, "alice", v1::TYPING))) == "BAD_REQUEST");
+  CHECK(status_of(check_typing("alice", req(v1::SYSTEM, "bob", v1::TYPING))) == "BAD_REQUEST");
+  CHECK(status_of(check_typing("alice", req(v1::CONV_TYPE_UNSPECIFIED, "bob", v1::TYPING))) == "BAD_REQUEST");
+  CHECK(status_of(check_typing("alice", req(v1::C2C, "", v1::TYPING))) == "BAD_REQUEST");
+  CHECK(status_of(check_typing("alice", req(v1::GROUP, "g 1", v1::TYPING))) == "BAD_REQUEST");
+  CHECK(status_of(check_typing("alice", req(v1::C2C, "bob", v1::TYPING_STATE_UNSPECIFIED))) == "BAD_REQUEST");
+  CHECK(status_of(check_typing("alice", req(v1::C2C, "bob", 4))) == "BAD_REQUEST");
+}
+
+TEST_CASE("presence watch: at most 500 valid uids in add and in remove") {
+  v1::PresenceWatchReq req;
+  CHECK(status_of(check_presence_watch(req)) == "OK");  // nothing to do is fine
+  for (int i = 0; i < 500; ++i) {
+    req.add_add("u" + std::to_string(i));
+    req.add_remove("v" + std::to_string(i));
+  }
+  CHECK(status_of(check_presence_watch(req)) == "OK");
+  auto more_add = req;
+  more_add.add_add("one-more");
+  CHECK(status_of(check_presence_watch(more_add)) == "BAD_REQUEST");
+  auto more_remove = req;
+  more_remove.add_remove("one-more");
+  CHECK(status_of(check_presence_watch(more_remove)) == "BAD_REQUEST");
+  v1::PresenceWatchReq bad;
+  bad.add_add("bad id!");
+  CHECK(status_of(check_presence_watch(bad)) == "BAD_REQUEST");
+  bad.clear_add();
+  bad.add_remove(std::string(65, 'x'));
+  CHECK(status_of(check_presence_watch(bad)) == "BAD_REQUEST");
 }
