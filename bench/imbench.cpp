@@ -74,6 +74,7 @@ struct Options {
   int members = 500;      // W3
   int senders = 1;        // W3
   int messages = 100000;  // W4, W6
+  int conversations = 1000;  // conv
   double duration_s = 10;
   int body_bytes = 100;
   int inflight = 1000;   // W5 handshakes in flight
@@ -483,6 +484,138 @@ nlohmann::json w4(const Options& o) {
   return j;
 }
 
+// ---- conv: CONV_LIST of a user with --conversations conversations (each a
+// peer that sent one message), its latency; then CONV_READ throughput
+// (every conversation read, a window of --window at once, after each of
+// --rounds rounds of one more message per peer) ----
+nlohmann::json conv(const Options& o) {
+  Pool pool(o.threads);
+  const std::string me = o.run_id + "me";
+  std::vector<std::string> peers;
+  for (int i = 0; i < o.conversations; ++i) peers.push_back(fmt::format("{}p{}", o.run_id, i));
+  // The reader logs in with the peers (one login_all: source ports are
+  // numbered per call), on another device type than the lister.
+  std::vector<std::string> uids = peers;
+  uids.push_back(me);
+  auto sessions = login_all(pool, o, uids, o.inflight, 2);
+  for (const auto& s : sessions)
+    if (!s->ok) throw std::runtime_error("a peer could not log in");
+  const std::vector<std::shared_ptr<Session>> reader{sessions.back()};
+  sessions.pop_back();
+  // Every peer sends `me` one message; returns when all are answered.
+  auto round = [&](int r) {
+    std::atomic<std::size_t> answered{0};
+    for (const auto& s : sessions) {
+      asio::post(s->client->socket().get_executor(), [&, s, r] {
+        im::v1::SendReq req;
+        req.set_client_msg_id(fmt::format("r{}", r));
+        req.set_conv_type(im::v1::C2C);
+        req.set_to(me);
+        req.set_body(std::string(static_cast<std::size_t>(o.body_bytes), 'c'));
+        s->client->request(Cmd::kSend, &req, [&answered](Frame&) { answered.fetch_add(1); });
+      });
+    }
+    const auto deadline = Clock::now() + 120s;
+    while (answered.load() < sessions.size() && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    if (answered.load() < sessions.size()) throw std::runtime_error("the peers' SENDs were not answered");
+  };
+  round(0);
+  im::SyncClient c;
+  if (!c.connect(o.host, o.port, o.client)) throw std::runtime_error("the lister could not connect");
+  sync_login(c, o, me, im::v1::IOS);
+  const double server_cpu0 = o.server_pid ? cpu_s(o.server_pid) : 0;
+  const double self_cpu0 = self_cpu_s();
+  const auto t0 = Clock::now();
+  // The first CONV_LIST loads the user's book: timed apart.
+  auto list_once = [&](std::uint32_t limit, const std::string& cursor, im::v1::ConvListResp& resp) {
+    im::v1::ConvListReq req;
+    req.set_limit(limit);
+    req.set_cursor(cursor);
+    auto r = c.call(Cmd::kConvList, &req, 30s);
+    if (!r || !r->ok() || !r->parse(resp)) throw std::runtime_error("CONV_LIST failed");
+  };
+  im::v1::ConvListResp resp;
+  auto t = Clock::now();
+  list_once(100, "", resp);
+  const double first_ms = std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  if (resp.total_unread() != static_cast<std::uint32_t>(o.conversations))
+    throw std::runtime_error(fmt::format("total_unread {} for {} conversations", resp.total_unread(), o.conversations));
+  Latencies page;
+  std::vector<std::uint32_t> local;
+  const auto list_end = Clock::now() + std::chrono::duration<double>(o.duration_s);
+  while (Clock::now() < list_end) {
+    t = Clock::now();
+    list_once(100, "", resp);
+    local.push_back(static_cast<std::uint32_t>(std::chrono::duration<double, std::micro>(Clock::now() - t).count()));
+  }
+  page.add(local);
+  // The whole list, pages of 500.
+  t = Clock::now();
+  std::size_t listed = 0;
+  std::string cursor;
+  for (int i = 0; i < 10000; ++i) {
+    list_once(500, cursor, resp);
+    listed += static_cast<std::size_t>(resp.conversations_size());
+    if (!resp.has_more()) break;
+    cursor = resp.next_cursor();
+  }
+  const double full_ms = std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  // CONV_READ: each round, one new message per peer (not timed), then every
+  // conversation read with a window.
+  const int rounds = 3;
+  double read_s = 0;
+  std::uint64_t reads = 0;
+  Latencies read_lat;
+  for (int r = 1; r <= rounds; ++r) {
+    round(r);
+    auto client = reader[0]->client;
+    std::atomic<std::size_t> next{0}, done{0};
+    std::mutex m;
+    std::vector<std::uint32_t> lat;
+    auto read_one = std::make_shared<std::function<void()>>();
+    *read_one = [&, client, read_one] {
+      const std::size_t i = next.fetch_add(1);
+      if (i >= peers.size()) return;
+      im::v1::ConvReadReq req;
+      req.set_conv_type(im::v1::C2C);
+      req.set_peer(peers[i]);
+      const std::int64_t sent = now_ns();
+      client->request(Cmd::kConvRead, &req, [&, read_one, sent](Frame&) {
+        {
+          std::lock_guard lock(m);
+          lat.push_back(static_cast<std::uint32_t>((now_ns() - sent) / 1000));
+        }
+        (*read_one)();
+        done.fetch_add(1);
+      });
+    };
+    t = Clock::now();
+    for (int i = 0; i < o.window; ++i) asio::post(client->socket().get_executor(), [read_one] { (*read_one)(); });
+    const auto deadline = Clock::now() + 120s;
+    while (done.load() < peers.size() && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+    read_s += std::chrono::duration<double>(Clock::now() - t).count();
+    reads += done.load();
+    std::lock_guard lock(m);
+    read_lat.add(lat);
+  }
+  list_once(1, "", resp);
+  if (resp.total_unread() != 0) throw std::runtime_error("unread left after reading everything");
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  auto j = result_base(o, secs, server_cpu0, self_cpu0);
+  j["conversations"] = o.conversations;
+  j["list_first_ms"] = first_ms;
+  j["list_page100_count"] = page.us.size();
+  j["list_page100_p50_ms"] = page.pct(0.50);
+  j["list_page100_p99_ms"] = page.pct(0.99);
+  j["list_all_pages500_ms"] = full_ms;
+  j["listed"] = listed;
+  j["conv_read_per_s"] = static_cast<double>(reads) / read_s;
+  j["conv_read_p50_ms"] = read_lat.pct(0.50);
+  j["conv_read_p99_ms"] = read_lat.pct(0.99);
+  pool.stop();
+  return j;
+}
+
 nlohmann::json w1_or_w5(const Options& o) {
   Pool pool(o.threads);
   std::vector<std::string> uids;
@@ -656,7 +789,7 @@ nlohmann::json w6(const Options& o) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"imbench: load generator for imserver (loopback only)"};
-  app.add_option("--scenario", o.scenario, "w1 w2 w3 w4 w5 w6")->required();
+  app.add_option("--scenario", o.scenario, "w1 w2 w3 w4 w5 w6 conv")->required();
   app.add_option("--host", o.host, "server address (loopback)");
   app.add_option("--port", o.port, "server TCP port");
   app.add_option("--server-pid", o.server_pid, "server PID, for RSS and CPU from /proc");
@@ -668,6 +801,7 @@ int main(int argc, char** argv) {
   app.add_option("--members", o.members, "W3: group members");
   app.add_option("--senders", o.senders, "W3: members sending");
   app.add_option("--messages", o.messages, "W4: messages waiting; W6: messages stored");
+  app.add_option("--conversations", o.conversations, "conv: conversations of the listing user");
   app.add_option("--duration", o.duration_s, "seconds measured (W1: settle time)");
   app.add_option("--body-bytes", o.body_bytes, "message body size");
   app.add_option("--inflight", o.inflight, "W1/W5: handshakes in flight");
@@ -724,6 +858,8 @@ int main(int argc, char** argv) {
       j = w4(o);
     else if (o.scenario == "w6")
       j = w6(o);
+    else if (o.scenario == "conv")
+      j = conv(o);
     else
       throw std::runtime_error("unknown scenario " + o.scenario);
     print(j);

@@ -65,6 +65,12 @@ print(f"| W5 {by.get('w5', {}).get('connections', '?')} logins, 1,000 in flight 
 print(f"| W6 {by.get('w6', {}).get('stored_messages', 0):,} stored messages | ready "
       f"{g('w6', 'ready_after_kill9_s', 2)} s after kill -9 (fill took {g('w6', 'fill_s')} s); "
       f"{g('w6', 'ready_replaying_fill_wal_s', 2)} s replaying the fill's {g('w6', 'wal_mb_after_fill')} MB WAL | <= 3 s |")
+if "conv" in by:
+    print(f"| conv: CONV_LIST of {by['conv'].get('conversations', '?')} conversations | first page of 100: "
+          f"p50 {g('conv', 'list_page100_p50_ms', 2)} ms, p99 {g('conv', 'list_page100_p99_ms', 2)} ms "
+          f"(the first, loading the user's state: {g('conv', 'list_first_ms', 1)} ms); all in pages of 500: "
+          f"{g('conv', 'list_all_pages500_ms', 1)} ms; CONV_READ {g('conv', 'conv_read_per_s')}/s, "
+          f"p99 {g('conv', 'conv_read_p99_ms', 1)} ms | (issue 12: measured, no goal) |")
 print()
 try:
     print(open(__file__.rsplit("/", 1)[0] + "/before_after.md").read())

@@ -234,9 +234,10 @@ if ((smoke)); then
   run w4 --scenario w4 --messages 2000
   run w5 --scenario w5 --conns 200
   run_w6 20000
+  run conv --scenario conv --conversations 20 --window 10 --duration 1
   n=$(wc -l <"$work/results.jsonl")
   echo "smoke: $n scenarios ran"
-  [[ -n $only || $n == 6 ]]
+  [[ -n $only || $n == 7 ]]
   exit $?
 fi
 
@@ -249,6 +250,7 @@ run w3 --scenario w3 --members 500 --senders 1 --window 100 --duration 10 --rate
 run w4 --scenario w4 --messages 100000
 run w5 --scenario w5 --conns 19000 --inflight 1000
 run_w6 "${W6_MESSAGES:-10000000}"
+run conv --scenario conv --conversations 1000 --window 100 --duration 5
 [[ -n $only ]] && exit 0
 python3 "$root/bench/report.py" "$work/results.jsonl" "$work/commands.txt" >"$root/bench/RESULTS.md"
 echo "wrote bench/RESULTS.md"

@@ -1,4 +1,4 @@
-// SEND, ACK, PULL, HISTORY.
+// SEND, ACK, PULL, HISTORY, RECALL, EDIT.
 
 #include <asio/post.hpp>
 
@@ -23,7 +23,53 @@ std::shared_ptr<SendJob> make_send_job(const std::string& from, v1::SendReq& req
   return job;
 }
 
+std::shared_ptr<SendJob> make_change_job(const std::string& from, v1::ConvType type, const std::string& peer,
+                                         const std::string& client_msg_id, std::uint32_t content_type,
+                                         std::uint64_t target_seq, std::string edit_body) {
+  auto job = std::make_shared<SendJob>();
+  job->conv = type == v1::GROUP ? store::group_conv(peer) : store::c2c_conv(from, peer);
+  job->target_seq = target_seq;
+  v1::Message& m = job->msg;
+  m.set_conv_type(type);
+  m.set_from(from);
+  m.set_to(peer);
+  m.set_client_msg_id(client_msg_id);
+  m.set_content_type(content_type);
+  // The body (MessageRecall or MessageEdit) is completed on the owner, which
+  // knows the target; an edit's new body rides in it until then.
+  if (content_type == 10004) {
+    v1::MessageEdit edit;
+    edit.set_target_conv_seq(target_seq);
+    edit.set_body(std::move(edit_body));
+    m.set_body(edit.SerializeAsString());
+  }
+  return job;
+}
+
 namespace {
+
+// RECALL and EDIT go the way of a SEND: dedupe by client_msg_id, a msg_id,
+// then the conversation's owner, which checks the target (check_change).
+void post_change(Service& s, Call& call, std::shared_ptr<SendJob> job) {
+  job->session_id = call.ctx.session_id;
+  job->done = [replier = call.replier()](const Result<v1::SendResp>& r) { replier.answer(r); };
+  Shard& shard = s.shard_for(call.ctx.uid);
+  asio::post(shard.context(), [&shard, job = std::move(job)]() mutable { shard.send(std::move(job)); });
+}
+
+void on_recall(Service& s, Call& call, const v1::RecallReq& req) {
+  if (auto ok = check_change(req.client_msg_id(), req.conv_type(), req.peer(), req.conv_seq()); !ok)
+    return call.fail(ok.error());
+  post_change(s, call,
+              make_change_job(call.ctx.uid, req.conv_type(), req.peer(), req.client_msg_id(), 10003, req.conv_seq(), {}));
+}
+
+void on_edit(Service& s, Call& call, v1::EditReq& req) {
+  if (auto ok = check_edit(req, s.config().limits); !ok) return call.fail(ok.error());
+  post_change(s, call,
+              make_change_job(call.ctx.uid, req.conv_type(), req.peer(), req.client_msg_id(), 10004, req.conv_seq(),
+                              std::move(*req.mutable_body())));
+}
 
 void on_send(Service& s, Call& call, v1::SendReq& req) {
   if (auto ok = check_send(call.ctx.uid, req, s.config().limits); !ok) return call.fail(ok.error());
@@ -75,6 +121,8 @@ void register_message_commands(Dispatcher& d, Service& s) {
   d.add<v1::AckReq>(Cmd::kAck, [&s](Call& call, v1::AckReq& req) { on_ack(s, call, req); });
   d.add<v1::PullReq>(Cmd::kPull, [&s](Call& call, v1::PullReq& req) { on_pull(s, call, req); });
   d.add<v1::HistoryReq>(Cmd::kHistory, [&s](Call& call, v1::HistoryReq& req) { on_history(s, call, req); });
+  d.add<v1::RecallReq>(Cmd::kRecall, [&s](Call& call, v1::RecallReq& req) { on_recall(s, call, req); });
+  d.add<v1::EditReq>(Cmd::kEdit, [&s](Call& call, v1::EditReq& req) { on_edit(s, call, req); });
 }
 
 }  // namespace im::core

@@ -179,4 +179,20 @@ Result<Ok> check_receipts(const v1::ReceiptsReq& req) {
   return Ok{};
 }
 
+
+Result<Ok> check_change(const std::string& client_msg_id, v1::ConvType type, const std::string& peer,
+                        std::uint64_t conv_seq) {
+  if (!valid_client_id(client_msg_id)) return bad("client_msg_id must be 1 to 64 bytes of printable ASCII");
+  if (auto ok = check_conv_ref(type, peer, false); !ok) return ok;
+  if (conv_seq == 0) return bad("conv_seq must name a message");
+  return Ok{};
+}
+
+Result<Ok> check_edit(const v1::EditReq& req, const LimitsConfig& limits) {
+  if (auto ok = check_change(req.client_msg_id(), req.conv_type(), req.peer(), req.conv_seq()); !ok) return ok;
+  if (req.body().size() > limits.max_message_bytes)
+    return make_error(StatusCode::kTooLarge,
+                      fmt::format("body over limits.max_message_bytes ({})", limits.max_message_bytes));
+  return Ok{};
+}
 }  // namespace im::core

@@ -40,6 +40,11 @@ Result<std::string> history_conv(const std::string& uid, const v1::HistoryReq& r
 // PROTOCOL 8: a conversation named from the asker's side: C2C with a
 // valid peer uid, GROUP with a valid gid, SYSTEM with no peer.
 Result<Ok> check_conv_ref(v1::ConvType type, const std::string& peer, bool system_allowed = true);
+// RECALL and EDIT: a client_msg_id, C2C or GROUP with a valid peer, a
+// conv_seq; EDIT's body within limits.max_message_bytes (TOO_LARGE).
+Result<Ok> check_change(const std::string& client_msg_id, v1::ConvType type, const std::string& peer,
+                        std::uint64_t conv_seq);
+Result<Ok> check_edit(const v1::EditReq& req, const LimitsConfig& limits);
 // DELETE: at most 100 conv_seqs, none 0, and something to delete.
 Result<Ok> check_delete(const v1::DeleteReq& req);
 // RECEIPTS: a valid gid and at most 100 conv_seqs.

@@ -20,6 +20,12 @@ struct SendJob {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::function<void(const Result<v1::SendResp>&)> done;
   bool answered = false;  // sender's shard only
+  // RECALL or EDIT (PROTOCOL 8.3, content_type 10003 or 10004): the
+  // target's conv_seq; `moderator` for the admin API's recall (any message,
+  // no window).
+  std::uint64_t target_seq = 0;
+  bool moderator = false;
+  bool is_change() const { return msg.content_type() == 10003 || msg.content_type() == 10004; }
 
   // Sender's shard only: answers once (a later call is ignored) and
   // records the send latency.

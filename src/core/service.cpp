@@ -164,6 +164,17 @@ void Service::presence(const std::string& uid, std::function<void(const v1::Pres
   });
 }
 
+void Service::recall_as(const std::string& from, v1::RecallReq req, Done<v1::SendResp> done) {
+  if (!valid_id(from)) return done(make_error(StatusCode::kBadRequest, "from must be a valid uid"));
+  if (auto ok = check_change(req.client_msg_id(), req.conv_type(), req.peer(), req.conv_seq()); !ok)
+    return done(ok.error());
+  auto job = make_change_job(from, req.conv_type(), req.peer(), req.client_msg_id(), 10003, req.conv_seq(), {});
+  job->moderator = true;
+  job->done = std::move(done);
+  Shard& shard = shard_for(from);
+  asio::post(shard.context(), [&shard, job = std::move(job)]() mutable { shard.send(std::move(job)); });
+}
+
 void Service::conversations(const std::string& uid, v1::ConvListReq req, Done<v1::ConvListResp> done) {
   Shard& shard = shard_for(uid);
   asio::post(shard.context(), [&shard, uid, req = std::move(req), done = std::move(done)] {

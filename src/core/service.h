@@ -67,6 +67,8 @@ class Service final : public net::ServiceInterface {
   // from then on (durable before the kick; INTERNAL when it cannot be
   // written, and then nobody is kicked).
   void kick_user(const std::string& uid, bool revoke, Done<std::uint32_t> done);
+  // A RECALL on behalf of `from` with no window (PROTOCOL 6: a moderator's).
+  void recall_as(const std::string& from, v1::RecallReq req, Done<v1::SendResp> done);
   // CONV_LIST as `uid` sees it (PROTOCOL 6, 8.1).
   void conversations(const std::string& uid, v1::ConvListReq req, Done<v1::ConvListResp> done);
   // The read count of one group message (PROTOCOL 6, 8.2), without membership.

@@ -441,6 +441,7 @@ void Shard::on_written(bool ok) {
   pushes_.clear();
   new_offline_.clear();
   book_rows_.clear();
+  rewritten_in_batch_.clear();
   if (!ok) {
     for (UserState* u : users) u->inbox_next = u->inbox_committed;
     return;

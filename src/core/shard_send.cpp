@@ -27,7 +27,9 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
                                          std::shared_ptr<const SendJob> sender_job) {
   auto u = user(uid);
   if (!u) return u.error();
+  if (msg.content_type() == 10003 || msg.content_type() == 10004) stage_copy_rewrite(uid, **u, msg);
   v1::Message row = msg;
+  if (!late_changes_.empty() && msg.content_type() < 10000) apply_late_change(uid, row);
   row.set_inbox_seq(++(*u)->inbox_next);
   touched_users_.push_back(*u);
   std::string bytes = row.SerializeAsString();
@@ -145,16 +147,24 @@ void Shard::arm_overdue_timer() {
 
 void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
   commit_.make_room();
+  if (job->is_change()) settle_target(*job);
   if (job->msg.conv_type() != v1::GROUP) return stage_c2c(job);
   if (groups_.changed_in_batch(job->msg.to())) commit_.commit();
   auto g = groups_.find(job->msg.to());
   if (!g) return answer_on_sender(job, g.error());
-  if (auto access = check_access(*g, GroupActor{job->msg.from(), false}); !access)
+  if (auto access = check_access(*g, GroupActor{job->msg.from(), job->moderator}); !access)
     return answer_on_sender(job, access.error());
+  std::optional<v1::Message> target;
+  if (job->is_change()) {
+    auto checked = check_change(*job, *g);
+    if (!checked) return answer_on_sender(job, checked.error());
+    target = std::move(*checked);
+  }
   if (job->session_id != 0) {
     if (auto charged = charge_rows(job->msg.from(), (*g)->members.size()); !charged)
       return answer_on_sender(job, charged.error());
   }
+  if (target) stage_target(*job, *target);
   if (auto staged = stage_group_message(job->msg, member_uids(**g), job); !staged)
     return answer_on_sender(job, staged.error());
   commit_.schedule();
@@ -165,15 +175,22 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
   std::vector<std::string> participants{m.from()};
   if (m.to() != m.from()) participants.push_back(m.to());
   // Everything that can fail is read before anything is staged.
-  auto counter = convs_.get(job->conv);
-  if (!counter) return answer_on_sender(job, counter.error());
+  std::optional<v1::Message> target;
+  if (job->is_change()) {
+    auto checked = check_change(*job, nullptr);
+    if (!checked) return answer_on_sender(job, checked.error());
+    target = std::move(*checked);
+  }
   for (const auto& uid : participants) {
     if (&env_.shard_for(uid) != this) continue;
-    if (auto u = user(uid); !u) return answer_on_sender(job, u.error());
+    if (auto u = prepare_inbox(uid, m); !u) return answer_on_sender(job, u.error());
   }
+  auto counter = convs_.get(job->conv);
+  if (!counter) return answer_on_sender(job, counter.error());
   m.set_conv_seq(convs_.assign(**counter));
   commit_.batch().put_history(job->conv, m.conv_seq(), m.SerializeAsString());
   ++commit_.staged().history;
+  if (target) stage_target(*job, *target);
   bool sender_local = false;
   for (const auto& uid : participants) {
     const bool is_sender = uid == m.from();
@@ -222,6 +239,7 @@ void Shard::append_copy(store::FanoutKey key, store::CopyRecord record, std::sha
       if (!ec) append_copy(key, record, job, nullptr);
     });
   };
+  if (auto prepared = prepare_inbox(key.recipient, record.msg); !prepared) return retry_or_count();
   auto seq = stage_inbox(key.recipient, record.msg, record.is_sender, job);
   if (!seq) return retry_or_count();
   commit_.batch().del_fanout(key);

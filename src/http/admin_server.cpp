@@ -183,6 +183,14 @@ Result<std::uint64_t> query_number(const httplib::Request& req, const char* name
   return std::stoull(v);
 }
 
+// A SEND's or RECALL's answer: {msg_id, conv_seq, duplicate}.
+Answer send_answer(const Result<v1::SendResp>& r) {
+  if (!r) return r.error();
+  return json_reply({{"msg_id", std::to_string(r->msg_id())},
+                     {"conv_seq", std::to_string(r->conv_seq())},
+                     {"duplicate", r->duplicate()}});
+}
+
 Answer group_answer(const Result<core::GroupReply>& r) {
   if (!r) return r.error();
   return json_reply(group_json(r->group));
@@ -230,10 +238,30 @@ Answer post_message(const Call& c) {
   req.set_body(std::move(body));
   req.set_client_msg_id(*client_msg_id);
   auto r = ask_core<v1::SendResp>([&](auto done) { c.service.send_as(*from, std::move(req), done); });
-  if (!r) return r.error();
-  return json_reply({{"msg_id", std::to_string(r->msg_id())},
-                     {"conv_seq", std::to_string(r->conv_seq())},
-                     {"duplicate", r->duplicate()}});
+  return send_answer(r);
+}
+
+// A moderator's RECALL on behalf of `from`: any message, no window.
+Answer post_recall(const Call& c) {
+  auto b = JsonBody::parse(c.req.body);
+  if (!b) return b.error();
+  auto from = b->str("from");
+  auto type = b->str("conv_type");
+  auto to = b->str("to");
+  auto conv_seq = b->str("conv_seq");
+  auto client_msg_id = b->str("client_msg_id");
+  if (auto ok = b->status(); !ok) return ok.error();
+  auto conv_type = core::conv_type_of(*type);
+  if (!conv_type) return bad_request("conv_type must be \"c2c\" or \"group\"");
+  if (conv_seq->empty() || conv_seq->size() > 19 || conv_seq->find_first_not_of("0123456789") != std::string::npos)
+    return bad_request("conv_seq must be a string of decimal digits");
+  v1::RecallReq req;
+  req.set_client_msg_id(*client_msg_id);
+  req.set_conv_type(static_cast<v1::ConvType>(*conv_type));
+  req.set_peer(*to);
+  req.set_conv_seq(std::stoull(*conv_seq));
+  auto r = ask_core<v1::SendResp>([&](auto done) { c.service.recall_as(*from, std::move(req), done); });
+  return send_answer(r);
 }
 
 Answer post_push(const Call& c) {
@@ -380,6 +408,7 @@ constexpr Route kRoutes[] = {
     {Method::kGet, "/metrics", false, get_metrics},
     {Method::kPost, "/v1/tokens", true, post_token},
     {Method::kPost, "/v1/messages", true, post_message},
+    {Method::kPost, "/v1/messages/recall", true, post_recall},
     {Method::kPost, "/v1/push", true, post_push},
     {Method::kGet, R"(/v1/users/([^/]+)/presence)", true, get_presence},
     {Method::kPost, R"(/v1/users/([^/]+)/kick)", true, post_kick},

@@ -466,6 +466,12 @@ Result<Ok> Store::scan_inbox(std::string_view uid, std::uint64_t from, std::uint
               [&](std::string_view key, std::string_view value) { return fn(seq_of(key), value); });
 }
 
+Result<Ok> Store::scan_inbox_back(std::string_view uid, std::uint64_t below, const RowVisitor& fn) {
+  return scan(
+      Cf::kInbox, user_prefix(uid), inbox_key(uid, below),
+      [&](std::string_view key, std::string_view value) { return fn(seq_of(key), value); }, true);
+}
+
 Result<Ok> Store::scan_history_back(std::string_view conv, std::uint64_t below, const RowVisitor& fn) {
   return scan(
       Cf::kHistory, user_prefix(conv), history_key(conv, below),

@@ -134,6 +134,8 @@ class Store {
   using RowVisitor = std::function<bool(std::uint64_t seq, std::string_view message)>;
   // Inbox rows with from <= seq < to, ascending, until `fn` returns false.
   Result<Ok> scan_inbox(std::string_view uid, std::uint64_t from, std::uint64_t to, const RowVisitor& fn);
+  // Inbox rows with seq < below, descending, until `fn` returns false.
+  Result<Ok> scan_inbox_back(std::string_view uid, std::uint64_t below, const RowVisitor& fn);
   // History rows with from <= seq < to, ascending, until `fn` returns false.
   Result<Ok> scan_history(std::string_view conv, std::uint64_t from, std::uint64_t to, const RowVisitor& fn);
   // History rows with seq < below, descending, until `fn` returns false.

@@ -24,22 +24,8 @@ namespace {
 const Overrides kFast = {
     {"limits.messages_per_second", "1000000"}, {"limits.burst", "1000000"}, {"sharding.shards", "4"}};
 
-Overrides with(Overrides extra) {
-  Overrides o = kFast;
-  for (auto& [k, v] : extra) o[k] = v;
-  return o;
-}
-
-// A request whose answer must be OK, parsed as Resp.
-template <class Resp>
-Resp ok_call(SyncClient& c, Cmd cmd, const google::protobuf::MessageLite& req) {
-  auto r = c.call(cmd, &req);
-  REQUIRE(r);
-  INFO(r->error_message());
-  REQUIRE(r->ok());
-  Resp resp;
-  REQUIRE(r->parse(resp));
-  return resp;
+Overrides with(const Overrides& extra) {
+  return merged(kFast, extra);
 }
 
 // The status of a request expected to fail.
@@ -48,13 +34,6 @@ StatusCode fail_call(SyncClient& c, Cmd cmd, const google::protobuf::MessageLite
   REQUIRE(r);
   REQUIRE_FALSE(r->ok());
   return static_cast<StatusCode>(r->header.status);
-}
-
-v1::ConvListResp conv_list(SyncClient& c, std::uint32_t limit = 0, const std::string& cursor = "") {
-  v1::ConvListReq req;
-  req.set_limit(limit);
-  req.set_cursor(cursor);
-  return ok_call<v1::ConvListResp>(c, Cmd::kConvList, req);
 }
 
 v1::ConvReadReq read_req(v1::ConvType type, const std::string& peer, std::uint64_t seq = 0, bool no_receipt = false) {
@@ -68,7 +47,7 @@ v1::ConvReadReq read_req(v1::ConvType type, const std::string& peer, std::uint64
 
 v1::ConvReadResp conv_read(SyncClient& c, v1::ConvType type, const std::string& peer, std::uint64_t seq = 0,
                            bool no_receipt = false) {
-  return ok_call<v1::ConvReadResp>(c, Cmd::kConvRead, read_req(type, peer, seq, no_receipt));
+  return call_ok<v1::ConvReadResp>(c, Cmd::kConvRead, read_req(type, peer, seq, no_receipt));
 }
 
 // The conversation of `peer` in a listing (fails the test when absent).
@@ -101,15 +80,7 @@ std::vector<v1::Message> pushed(SyncClient& c, std::chrono::milliseconds wait = 
 
 v1::SendResp group_send(SyncClient& c, const std::string& gid, const std::string& cmid) {
   auto req = send_req(gid, cmid, "to the group", v1::GROUP);
-  return ok_call<v1::SendResp>(c, Cmd::kSend, req);
-}
-
-void create_group(SyncClient& owner, const std::string& gid, const std::vector<std::string>& members) {
-  v1::GroupCreateReq req;
-  req.set_gid(gid);
-  req.set_name(gid);
-  for (const auto& m : members) req.add_members(m);
-  (void)ok_call<v1::GroupResp>(owner, Cmd::kGroupCreate, req);
+  return call_ok<v1::SendResp>(c, Cmd::kSend, req);
 }
 
 v1::ReceiptsResp receipts(SyncClient& c, const std::string& gid, std::vector<std::uint64_t> seqs,
@@ -118,7 +89,7 @@ v1::ReceiptsResp receipts(SyncClient& c, const std::string& gid, std::vector<std
   req.set_gid(gid);
   for (auto s : seqs) req.add_conv_seqs(s);
   req.set_with_readers(with_readers);
-  return ok_call<v1::ReceiptsResp>(c, Cmd::kReceipts, req);
+  return call_ok<v1::ReceiptsResp>(c, Cmd::kReceipts, req);
 }
 
 v1::HistoryResp history_page(SyncClient& c, v1::ConvType type, const std::string& peer, std::uint64_t before,
@@ -129,7 +100,7 @@ v1::HistoryResp history_page(SyncClient& c, v1::ConvType type, const std::string
   req.set_before_seq(before);
   req.set_after_seq(after);
   req.set_limit(limit);
-  return ok_call<v1::HistoryResp>(c, Cmd::kHistory, req);
+  return call_ok<v1::HistoryResp>(c, Cmd::kHistory, req);
 }
 
 std::vector<std::uint64_t> seqs_of(const v1::HistoryResp& h) {
@@ -287,11 +258,11 @@ TEST_CASE("CONV_LIST: order by pin then activity, paging with a cursor, hidden u
     if (hidden) req.set_hidden(*hidden);
     return req;
   };
-  auto pinned = ok_call<v1::ConvUpdateResp>(*me, Cmd::kConvUpdate, update("p1", {}, true, {}));
+  auto pinned = call_ok<v1::ConvUpdateResp>(*me, Cmd::kConvUpdate, update("p1", {}, true, {}));
   CHECK(pinned.conversation().pinned());
   CHECK(pinned.conversation().peer() == "p1");
   CHECK(pinned.inbox_seq() == 6);
-  (void)ok_call<v1::ConvUpdateResp>(*me, Cmd::kConvUpdate, update("p2", {}, true, {}));
+  (void)call_ok<v1::ConvUpdateResp>(*me, Cmd::kConvUpdate, update("p2", {}, true, {}));
   CHECK(fail_call(*me, Cmd::kConvUpdate, update("p3", {}, true, {})) == StatusCode::kTooLarge);
   all = conv_list(*me);
   REQUIRE(all.conversations_size() == 5);
@@ -300,14 +271,14 @@ TEST_CASE("CONV_LIST: order by pin then activity, paging with a cursor, hidden u
   CHECK(all.conversations(2).peer() == "p5");
 
   // Muted: still counts unread, left out of total_unread; an absent field is kept.
-  auto muted = ok_call<v1::ConvUpdateResp>(*me, Cmd::kConvUpdate, update("p1", true, {}, {}));
+  auto muted = call_ok<v1::ConvUpdateResp>(*me, Cmd::kConvUpdate, update("p1", true, {}, {}));
   CHECK(muted.conversation().muted());
   CHECK(muted.conversation().pinned());
   CHECK(muted.conversation().unread_count() == 1);
   CHECK(conv_list(*me).total_unread() == 4);
 
   // Hidden until a newer message arrives in it.
-  (void)ok_call<v1::ConvUpdateResp>(*me, Cmd::kConvUpdate, update("p3", {}, {}, true));
+  (void)call_ok<v1::ConvUpdateResp>(*me, Cmd::kConvUpdate, update("p3", {}, {}, true));
   CHECK_FALSE(listed(conv_list(*me), "p3"));
   CHECK(conv_list(*me).total_unread() == 4);  // hidden still counts
   auto p3 = server.login("p3");
@@ -349,7 +320,7 @@ TEST_CASE("DELETE for me: hidden from HISTORY, CONV_LIST and unread, others unaf
   del.set_peer("alice");
   del.add_conv_seqs(6);
   del.add_conv_seqs(3);
-  auto d = ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+  auto d = call_ok<v1::DeleteResp>(*bob, Cmd::kDelete, del);
   CHECK(d.inbox_seq() == 7);
   CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 0)) == std::vector<std::uint64_t>{1, 2, 4, 5});
   CHECK(seqs_of(history_page(*alice, v1::C2C, "bob", 0, 0)) == std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6});
@@ -364,8 +335,8 @@ TEST_CASE("DELETE for me: hidden from HISTORY, CONV_LIST and unread, others unaf
   clear.set_conv_type(v1::C2C);
   clear.set_peer("alice");
   clear.set_up_to_seq(4);
-  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, clear);
-  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, clear);
+  (void)call_ok<v1::DeleteResp>(*bob, Cmd::kDelete, clear);
+  (void)call_ok<v1::DeleteResp>(*bob, Cmd::kDelete, clear);
   CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 0)) == std::vector<std::uint64_t>{5});
   CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 2)) == std::vector<std::uint64_t>{5});
   c = find_conv(conv_list(*bob), "alice");
@@ -461,7 +432,7 @@ TEST_CASE("RECEIPTS: counts without the sender, later sends count as reading, re
   page.set_with_readers(true);
   page.set_readers_after("alice");
   page.set_readers_limit(1);
-  r = ok_call<v1::ReceiptsResp>(*alice, Cmd::kReceipts, page);
+  r = call_ok<v1::ReceiptsResp>(*alice, Cmd::kReceipts, page);
   REQUIRE(r.readers_size() == 1);
   CHECK(r.readers(0).uid() == "bob");
   CHECK(r.readers_more());
@@ -497,7 +468,7 @@ TEST_CASE("conversations converge on a device that was offline, by PULL, and sur
   mute.set_conv_type(v1::GROUP);
   mute.set_peer("g");
   mute.set_muted(true);
-  (void)ok_call<v1::ConvUpdateResp>(*bob, Cmd::kConvUpdate, mute);
+  (void)call_ok<v1::ConvUpdateResp>(*bob, Cmd::kConvUpdate, mute);
   const v1::ConvListResp phone = conv_list(*bob);
 
   // A second device logs in later: its listing is the same.
@@ -537,13 +508,13 @@ TEST_CASE("crash safety: SIGKILL right after CONV_READ, CONV_UPDATE and DELETE a
     up.set_conv_type(v1::C2C);
     up.set_peer(peers[(cycle + 1) % peers.size()]);
     up.set_muted(cycle % 2 == 0);
-    (void)ok_call<v1::ConvUpdateResp>(*me, Cmd::kConvUpdate, up);
+    (void)call_ok<v1::ConvUpdateResp>(*me, Cmd::kConvUpdate, up);
     muted[up.peer()] = up.muted();
     v1::DeleteReq del;
     del.set_conv_type(v1::C2C);
     del.set_peer("p3");
     del.set_up_to_seq(cycle + 1);
-    (void)ok_call<v1::DeleteResp>(*me, Cmd::kDelete, del);
+    (void)call_ok<v1::DeleteResp>(*me, Cmd::kDelete, del);
     cleared = cycle + 1;
     server.kill9();
     server.restart();

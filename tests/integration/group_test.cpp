@@ -31,20 +31,6 @@ Frame group_call(SyncClient& c, Cmd cmd, const google::protobuf::MessageLite& re
   return must(c.call(cmd, &req));
 }
 
-v1::GroupResp create_group(SyncClient& c, const std::string& gid, std::vector<std::string> members,
-                           const std::string& name = "team") {
-  v1::GroupCreateReq req;
-  req.set_gid(gid);
-  req.set_name(name);
-  for (auto& m : members) req.add_members(m);
-  Frame f = group_call(c, Cmd::kGroupCreate, req);
-  INFO(f.error_message());
-  REQUIRE(f.ok());
-  v1::GroupResp resp;
-  REQUIRE(f.parse(resp));
-  return resp;
-}
-
 v1::GroupMembersReq members_req(const std::string& gid, std::vector<std::string> uids) {
   v1::GroupMembersReq req;
   req.set_gid(gid);

@@ -104,16 +104,6 @@ std::size_t typing_answers(const std::vector<Frame>& frames) {
   return n;
 }
 
-void create_group(SyncClient& owner, const std::string& gid, const std::vector<std::string>& members) {
-  v1::GroupCreateReq req;
-  req.set_gid(gid);
-  req.set_name(gid);
-  for (const auto& m : members) req.add_members(m);
-  Frame f = must(owner.call(Cmd::kGroupCreate, &req));
-  INFO(f.error_message());
-  REQUIRE(f.ok());
-}
-
 Frame watch(SyncClient& c, const std::vector<std::string>& add, const std::vector<std::string>& remove = {},
             bool clear = false) {
   v1::PresenceWatchReq req;

@@ -154,4 +154,35 @@ inline std::vector<v1::Message> pushed(SyncClient& c, std::size_t count) {
   return out;
 }
 
+
+// A request whose answer must be OK, parsed as Resp.
+template <class Resp>
+Resp call_ok(SyncClient& c, Cmd cmd, const google::protobuf::MessageLite& req) {
+  auto r = c.call(cmd, &req);
+  REQUIRE(r);
+  INFO(r->error_message());
+  REQUIRE(r->ok());
+  Resp resp;
+  REQUIRE(r->parse(resp));
+  return resp;
+}
+
+// GROUP_CREATE that must succeed; its GroupResp.
+inline v1::GroupResp create_group(SyncClient& c, const std::string& gid, std::vector<std::string> members,
+                                  const std::string& name = "team") {
+  v1::GroupCreateReq req;
+  req.set_gid(gid);
+  req.set_name(name);
+  for (auto& m : members) req.add_members(m);
+  return call_ok<v1::GroupResp>(c, Cmd::kGroupCreate, req);
+}
+
+// CONV_LIST that must succeed.
+inline v1::ConvListResp conv_list(SyncClient& c, std::uint32_t limit = 0, const std::string& cursor = "") {
+  v1::ConvListReq req;
+  req.set_limit(limit);
+  req.set_cursor(cursor);
+  return call_ok<v1::ConvListResp>(c, Cmd::kConvList, req);
+}
+
 }  // namespace im::test

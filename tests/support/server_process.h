@@ -26,6 +26,12 @@ inline constexpr const char* kTestSecret = "test-secret-0123456789abcdef-0123456
 // "section.key" -> a TOML value as written in the file ("500", "\"text\"").
 using Overrides = std::map<std::string, std::string>;
 
+// `base` with `extra`'s keys set over it.
+inline Overrides merged(Overrides base, const Overrides& extra) {
+  for (const auto& [k, v] : extra) base[k] = v;
+  return base;
+}
+
 class ServerProcess {
  public:
   explicit ServerProcess(Overrides overrides = {}, std::string data_dir = "");

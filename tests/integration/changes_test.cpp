@@ -1,0 +1,294 @@
+// PROTOCOL 8.3 RECALL and EDIT against the real binary: who may, the
+// windows, every error status, dedupe, the 10003/10004 events, tombstones
+// and edited bodies in HISTORY, PULL and CONV_LIST of every participant, a
+// moderator's recall through the admin API, and a crash after the answers.
+
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "http_helpers.h"
+#include "messaging.h"
+#include "server_process.h"
+#include "wait_until.h"
+
+using namespace im;
+using namespace im::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const Overrides kFast = {
+    {"limits.messages_per_second", "1000000"}, {"limits.burst", "1000000"}, {"sharding.shards", "4"}};
+
+Overrides with(const Overrides& extra) {
+  return merged(kFast, extra);
+}
+
+v1::RecallReq recall_req(const std::string& cmid, v1::ConvType type, const std::string& peer, std::uint64_t seq) {
+  v1::RecallReq r;
+  r.set_client_msg_id(cmid);
+  r.set_conv_type(type);
+  r.set_peer(peer);
+  r.set_conv_seq(seq);
+  return r;
+}
+
+v1::EditReq edit_req(const std::string& cmid, v1::ConvType type, const std::string& peer, std::uint64_t seq,
+                     const std::string& body) {
+  v1::EditReq r;
+  r.set_client_msg_id(cmid);
+  r.set_conv_type(type);
+  r.set_peer(peer);
+  r.set_conv_seq(seq);
+  r.set_body(body);
+  return r;
+}
+
+// The answer's status (0 for OK) and, when OK, its SendResp.
+std::pair<StatusCode, v1::SendResp> call_change(SyncClient& c, Cmd cmd, const google::protobuf::MessageLite& req) {
+  auto r = c.call(cmd, &req);
+  REQUIRE(r);
+  v1::SendResp resp;
+  if (r->ok()) REQUIRE(r->parse(resp));
+  return {static_cast<StatusCode>(r->header.status), resp};
+}
+
+// The message at `seq` in a conversation's HISTORY as `c` sees it.
+v1::Message history_at(SyncClient& c, v1::ConvType type, const std::string& peer, std::uint64_t seq) {
+  auto h = history(c, type, peer, seq + 1, 1);
+  REQUIRE(h.messages_size() == 1);
+  REQUIRE(h.messages(0).conv_seq() == seq);
+  return h.messages(0);
+}
+
+// The inbox row of `msg_id` in `c`'s inbox.
+v1::Message inbox_copy(SyncClient& c, std::uint64_t msg_id) {
+  for (const auto& m : pull_all(c))
+    if (m.msg_id() == msg_id) return m;
+  FAIL("no inbox row of msg_id " << msg_id);
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("RECALL C2C: tombstones in HISTORY, PULL and CONV_LIST of both sides, the 10003 event, dedupe") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  const v1::SendResp sent = send_ok(*alice, "bob", "m1", "secret");
+  send_ok(*alice, "bob", "m2", "fine");
+  (void)pull_until(*bob, [](const auto& rows) { return rows.size() == 2; });
+  CHECK(conv_list(*bob).total_unread() == 2);
+
+  const v1::SendResp rc = call_ok<v1::SendResp>(*alice, Cmd::kRecall, recall_req("r1", v1::C2C, "bob", sent.conv_seq()));
+  CHECK(rc.conv_seq() == 3);
+  CHECK_FALSE(rc.duplicate());
+  // Dedupe by client_msg_id, as SEND.
+  const v1::SendResp again = call_ok<v1::SendResp>(*alice, Cmd::kRecall, recall_req("r1", v1::C2C, "bob", sent.conv_seq()));
+  CHECK(again.duplicate());
+  CHECK(again.msg_id() == rc.msg_id());
+  // A second recall of it: GONE.
+  CHECK(call_change(*alice, Cmd::kRecall, recall_req("r2", v1::C2C, "bob", sent.conv_seq())).first ==
+        StatusCode::kGone);
+
+  for (SyncClient* c : {alice.get(), bob.get()}) {
+    const std::string peer = c == alice.get() ? "bob" : "alice";
+    v1::Message h = history_at(*c, v1::C2C, peer, sent.conv_seq());
+    CHECK(h.content_type() == 10005);
+    CHECK(h.msg_id() == sent.msg_id());
+    CHECK(h.from() == "alice");
+    CHECK(h.server_time_ms() == sent.server_time_ms());
+    v1::MessageRecall body;
+    REQUIRE(body.ParseFromString(h.body()));
+    CHECK(body.by() == "alice");
+    CHECK(body.target_conv_seq() == sent.conv_seq());
+    CHECK(body.target_msg_id() == sent.msg_id());
+    v1::Message copy = inbox_copy(*c, sent.msg_id());
+    CHECK(copy.content_type() == 10005);
+    CHECK(copy.body().find("secret") == std::string::npos);
+    CHECK(copy.inbox_seq() > 0);
+    // The event itself, a conversation event in both inboxes.
+    v1::Message event = inbox_copy(*c, rc.msg_id());
+    CHECK(event.content_type() == 10003);
+    CHECK(event.conv_seq() == 3);
+  }
+  // A recalled message stops counting as unread.
+  CHECK(conv_list(*bob).total_unread() == 1);
+  // The event went to bob by PUSH too.
+  bool pushed = false;
+  for (int i = 0; i < 20 && !pushed; ++i) {
+    auto f = bob->next_frame(2s);
+    if (!f) break;
+    v1::MessagePush p;
+    if (f->header.cmd == Cmd::kPush && f->parse(p))
+      for (const auto& m : p.messages()) pushed = pushed || m.content_type() == 10003;
+  }
+  CHECK(pushed);
+}
+
+TEST_CASE("RECALL rules: another's message FORBIDDEN, events BAD_REQUEST, NOT_FOUND, the window EXPIRED") {
+  ServerProcess server(with({{"limits.recall_window_s", "1"}}));
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  const v1::SendResp sent = send_ok(*alice, "bob", "m1");
+  CHECK(call_change(*bob, Cmd::kRecall, recall_req("r1", v1::C2C, "alice", sent.conv_seq())).first ==
+        StatusCode::kForbidden);
+  CHECK(call_change(*alice, Cmd::kRecall, recall_req("r2", v1::C2C, "bob", 99)).first == StatusCode::kNotFound);
+  CHECK(call_change(*alice, Cmd::kRecall, recall_req("r3", v1::C2C, "bad id!", 1)).first ==
+        StatusCode::kBadRequest);
+  CHECK(call_change(*alice, Cmd::kRecall, recall_req("r4", v1::C2C, "bob", 0)).first == StatusCode::kBadRequest);
+  CHECK(call_change(*alice, Cmd::kRecall, recall_req("", v1::C2C, "bob", 1)).first == StatusCode::kBadRequest);
+  CHECK(call_change(*alice, Cmd::kRecall, recall_req("r5", v1::SYSTEM, "", 1)).first == StatusCode::kBadRequest);
+  std::this_thread::sleep_for(1200ms);  // past limits.recall_window_s
+  CHECK(call_change(*alice, Cmd::kRecall, recall_req("r6", v1::C2C, "bob", sent.conv_seq())).first ==
+        StatusCode::kExpired);
+
+  // A group: CREATED (an event) is not a message; the owner may recall
+  // anyone's, at any time; a member not another's.
+  create_group(*alice, "g", {"bob", "carol"});
+  auto carol = server.login("carol");
+  auto r = call_change(*alice, Cmd::kRecall, recall_req("g0", v1::GROUP, "g", 1));
+  CHECK(r.first == StatusCode::kBadRequest);
+  auto req = send_req("g", "gm", "carol's", v1::GROUP);
+  auto gm = carol->call(Cmd::kSend, &req);
+  REQUIRE(gm);
+  REQUIRE(gm->ok());
+  v1::SendResp carols;
+  REQUIRE(gm->parse(carols));
+  CHECK(call_change(*bob, Cmd::kRecall, recall_req("g1", v1::GROUP, "g", carols.conv_seq())).first ==
+        StatusCode::kForbidden);
+  std::this_thread::sleep_for(1200ms);
+  CHECK(call_change(*carol, Cmd::kRecall, recall_req("g2", v1::GROUP, "g", carols.conv_seq())).first ==
+        StatusCode::kExpired);
+  call_ok<v1::SendResp>(*alice, Cmd::kRecall, recall_req("g3", v1::GROUP, "g", carols.conv_seq()));
+  auto dave = server.login("dave");
+  CHECK(call_change(*dave, Cmd::kRecall, recall_req("g4", v1::GROUP, "g", carols.conv_seq())).first ==
+        StatusCode::kForbidden);
+  CHECK(call_change(*dave, Cmd::kRecall, recall_req("g5", v1::GROUP, "nope", 1)).first == StatusCode::kNotFound);
+  // Every member's copy is a tombstone.
+  for (SyncClient* c : {alice.get(), bob.get(), carol.get()}) {
+    auto rows = pull_until(*c, [&](const auto& all) {
+      for (const auto& m : all)
+        if (m.msg_id() == carols.msg_id()) return m.content_type() == 10005u;
+      return false;
+    });
+    bool tomb = false;
+    for (const auto& m : rows)
+      if (m.msg_id() == carols.msg_id()) tomb = m.content_type() == 10005;
+    CHECK(tomb);
+  }
+}
+
+TEST_CASE("EDIT: versions, new body everywhere, the limits and every error status") {
+  ServerProcess server(with({{"limits.max_edits", "2"}, {"limits.max_message_bytes", "100"}}));
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  const v1::SendResp sent = send_ok(*alice, "bob", "m1", "first");
+  (void)pull_until(*bob, [](const auto& rows) { return rows.size() == 1; });
+  const v1::SendResp e1 = call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit_req("e1", v1::C2C, "bob", sent.conv_seq(), "second"));
+  const v1::SendResp e2 = call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit_req("e2", v1::C2C, "bob", sent.conv_seq(), "third"));
+  CHECK(call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit_req("e2", v1::C2C, "bob", sent.conv_seq(), "third")).duplicate());
+  CHECK(call_change(*alice, Cmd::kEdit, edit_req("e3", v1::C2C, "bob", sent.conv_seq(), "fourth")).first ==
+        StatusCode::kExpired);  // limits.max_edits
+  for (SyncClient* c : {alice.get(), bob.get()}) {
+    const std::string peer = c == alice.get() ? "bob" : "alice";
+    v1::Message h = history_at(*c, v1::C2C, peer, sent.conv_seq());
+    CHECK(h.body() == "third");
+    CHECK(h.content_type() == 1);
+    CHECK(h.edit_version() == 2);
+    CHECK(h.edited_ms() == e2.server_time_ms());
+    v1::Message copy = inbox_copy(*c, sent.msg_id());
+    CHECK(copy.body() == "third");
+    CHECK(copy.edit_version() == 2);
+    v1::Message event = inbox_copy(*c, e1.msg_id());
+    CHECK(event.content_type() == 10004);
+    v1::MessageEdit body;
+    REQUIRE(body.ParseFromString(event.body()));
+    CHECK(body.edit_version() == 1);
+    CHECK(body.body() == "second");
+    CHECK(body.target_msg_id() == sent.msg_id());
+  }
+  // The conversation list shows the edited body (the newest message is the target here? no: the
+  // events are newer; the list's last_message is the newest event).
+  CHECK(conv_list(*bob).conversations(0).last_conv_seq() == e2.conv_seq());
+
+  const v1::SendResp other = send_ok(*bob, "alice", "b1", "bob's");
+  CHECK(call_change(*alice, Cmd::kEdit, edit_req("x1", v1::C2C, "bob", other.conv_seq(), "no")).first ==
+        StatusCode::kForbidden);
+  CHECK(call_change(*alice, Cmd::kEdit, edit_req("x2", v1::C2C, "bob", e1.conv_seq(), "no")).first ==
+        StatusCode::kBadRequest);
+  CHECK(call_change(*alice, Cmd::kEdit, edit_req("x3", v1::C2C, "bob", 999, "no")).first == StatusCode::kNotFound);
+  CHECK(call_change(*bob, Cmd::kEdit, edit_req("x4", v1::C2C, "alice", other.conv_seq(), std::string(101, 'x')))
+            .first == StatusCode::kTooLarge);
+  call_ok<v1::SendResp>(*bob, Cmd::kRecall, recall_req("x5", v1::C2C, "alice", other.conv_seq()));
+  CHECK(call_change(*bob, Cmd::kEdit, edit_req("x6", v1::C2C, "alice", other.conv_seq(), "late")).first ==
+        StatusCode::kGone);
+}
+
+TEST_CASE("RECALL through the admin API: any message, no window") {
+  ServerProcess server(with({{"admin.listen", "\"127.0.0.1:0\""},
+                             {"admin.api_key", "\"admin-key-1\""},
+                             {"limits.recall_window_s", "0"}}));
+  AdminClient admin(server.admin_port(), "admin-key-1");
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  const v1::SendResp sent = send_ok(*alice, "bob", "m1", "rude");
+  std::this_thread::sleep_for(20ms);
+  CHECK(call_change(*alice, Cmd::kRecall, recall_req("r1", v1::C2C, "bob", sent.conv_seq())).first ==
+        StatusCode::kExpired);
+  HttpReply r = admin.post("/v1/messages/recall", {{"from", "bob"},
+                                                   {"conv_type", "c2c"},
+                                                   {"to", "alice"},
+                                                   {"conv_seq", std::to_string(sent.conv_seq())},
+                                                   {"client_msg_id", "mod-1"}});
+  REQUIRE(r.status == 200);
+  CHECK(r.body["conv_seq"] == "2");
+  CHECK(r.body["duplicate"] == false);
+  CHECK(history_at(*alice, v1::C2C, "bob", sent.conv_seq()).content_type() == 10005);
+  r = admin.post("/v1/messages/recall", {{"from", "bob"},
+                                         {"conv_type", "c2c"},
+                                         {"to", "alice"},
+                                         {"conv_seq", std::to_string(sent.conv_seq())},
+                                         {"client_msg_id", "mod-2"}});
+  CHECK(r.status == 410);
+  CHECK(r.body["status"] == "GONE");
+  r = admin.post("/v1/messages/recall",
+                 {{"from", "bob"}, {"conv_type", "c2c"}, {"to", "alice"}, {"conv_seq", "x"}, {"client_msg_id", "m"}});
+  CHECK(r.status == 400);
+}
+
+TEST_CASE("crash safety: SIGKILL right after RECALL and EDIT answers, many times") {
+  ServerProcess server(kFast);
+  std::vector<std::pair<std::uint64_t, std::string>> expect;  // conv_seq -> body ("" = recalled)
+  for (int cycle = 0; cycle < 6; ++cycle) {
+    INFO("cycle " << cycle);
+    auto alice = server.login("alice");
+    const v1::SendResp a = send_ok(*alice, "bob", "a" + std::to_string(cycle), "original");
+    const v1::SendResp b = send_ok(*alice, "bob", "b" + std::to_string(cycle), "original");
+    call_ok<v1::SendResp>(*alice, Cmd::kRecall, recall_req("r" + std::to_string(cycle), v1::C2C, "bob", a.conv_seq()));
+    call_ok<v1::SendResp>(*alice, Cmd::kEdit,
+              edit_req("e" + std::to_string(cycle), v1::C2C, "bob", b.conv_seq(), "edited " + std::to_string(cycle)));
+    expect.emplace_back(a.conv_seq(), "");
+    expect.emplace_back(b.conv_seq(), "edited " + std::to_string(cycle));
+    server.kill9();
+    server.restart();
+    auto bob = server.login("bob");
+    auto rows = pull_all(*bob);
+    for (const auto& [seq, body] : expect) {
+      v1::Message h = history_at(*bob, v1::C2C, "alice", seq);
+      const v1::Message* copy = nullptr;
+      for (const auto& m : rows)
+        if (m.conv_seq() == seq && m.from() == "alice" && m.content_type() < 10003) copy = &m;
+      for (const auto& m : rows)
+        if (m.conv_seq() == seq && m.content_type() == 10005) copy = &m;
+      REQUIRE(copy);
+      if (body.empty()) {
+        CHECK(h.content_type() == 10005);
+        CHECK(copy->content_type() == 10005);
+      } else {
+        CHECK(h.body() == body);
+        CHECK(copy->body() == body);
+      }
+    }
+  }
+}
