@@ -292,3 +292,53 @@ TEST_CASE("crash safety: SIGKILL right after RECALL and EDIT answers, many times
     }
   }
 }
+
+TEST_CASE("crash safety: group receipts and a recall in a group survive SIGKILL right after the answers") {
+  ServerProcess server(kFast);
+  {
+    auto alice = server.login("alice");
+    create_group(*alice, "cg", {"bob", "carol"});
+  }
+  std::uint64_t read_by_bob = 0;
+  for (int cycle = 0; cycle < 4; ++cycle) {
+    INFO("cycle " << cycle);
+    auto alice = server.login("alice");
+    auto bob = server.login("bob");
+    auto req = send_req("cg", "m" + std::to_string(cycle), "hello", v1::GROUP);
+    const v1::SendResp m = call_ok<v1::SendResp>(*alice, Cmd::kSend, req);
+    auto gone = send_req("cg", "x" + std::to_string(cycle), "oops", v1::GROUP);
+    const v1::SendResp x = call_ok<v1::SendResp>(*alice, Cmd::kSend, gone);
+    call_ok<v1::SendResp>(*alice, Cmd::kRecall, recall_req("r" + std::to_string(cycle), v1::GROUP, "cg", x.conv_seq()));
+    (void)pull_until(*bob, [&](const auto& rows) {
+      return !rows.empty() && rows.back().content_type() == 10003u;
+    });
+    v1::ConvReadReq read;
+    read.set_conv_type(v1::GROUP);
+    read.set_peer("cg");
+    read.set_read_seq(m.conv_seq());
+    read_by_bob = call_ok<v1::ConvReadResp>(*bob, Cmd::kConvRead, read).read_seq();
+    REQUIRE(read_by_bob == m.conv_seq());
+    server.kill9();
+    server.restart();
+    auto carol = server.login("carol");
+    v1::ReceiptsReq rq;
+    rq.set_gid("cg");
+    rq.add_conv_seqs(m.conv_seq());
+    rq.add_conv_seqs(x.conv_seq());
+    const auto counts = call_ok<v1::ReceiptsResp>(*carol, Cmd::kReceipts, rq);
+    CHECK(counts.counts(0).read_count() == 1);  // bob
+    CHECK(counts.counts(0).member_count() == 2);
+    CHECK(counts.counts(1).read_count() == 0);  // bob read up to m only
+    // The recalled one is a tombstone in carol's inbox and in the history.
+    auto rows = pull_until(*carol, [&](const auto& all) {
+      for (const auto& r : all)
+        if (r.msg_id() == x.msg_id()) return true;
+      return false;
+    });
+    bool tomb = false;
+    for (const auto& r : rows)
+      if (r.msg_id() == x.msg_id()) tomb = r.content_type() == 10005;
+    CHECK(tomb);
+    CHECK(history_at(*carol, v1::GROUP, "cg", x.conv_seq()).content_type() == 10005);
+  }
+}
