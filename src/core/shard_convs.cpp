@@ -296,7 +296,21 @@ void Shard::conv_read(const std::string& uid, const v1::ConvReadReq& req, std::u
   const std::uint64_t target = req.read_seq() == 0 ? newest : std::min(req.read_seq(), newest);
   if (!e || target <= e->rec.read_seq) {
     schedule_trim();
-    return done(resp);  // nothing moves, nothing is written
+    // Nothing moves and nothing goes into the inbox. But a group's public
+    // read position is written after the mark, by another batch on the
+    // group's shard: if that write failed or a crash came between the two,
+    // only a retry can repair it, so it is merged again (the merge keeps
+    // the largest: nothing changes when it is there already).
+    if (!e || e->rec.read_seq == 0 || req.conv_type() != v1::GROUP || req.no_receipt()) return done(resp);
+    Shard& group_shard = env_.shard_for(store::group_conv(req.peer()));
+    asio::post(group_shard.context(),
+               [&group_shard, gid = req.peer(), uid, at = e->rec.read_seq, resp, done = std::move(done)] {
+                 group_shard.record_group_read(gid, uid, at, [resp, done](bool written) {
+                   if (!written) return done(make_error(StatusCode::kInternal, "the read receipt could not be stored"));
+                   done(resp);
+                 });
+               });
+    return;
   }
   v1::ReadMark mark;
   mark.set_conv_type(req.conv_type());

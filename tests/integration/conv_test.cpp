@@ -8,6 +8,9 @@
 #include <thread>
 #include <set>
 
+#include <fmt/format.h>
+
+#include "common/base64.h"
 #include "http_helpers.h"
 #include "messaging.h"
 #include "server_process.h"
@@ -597,4 +600,26 @@ TEST_CASE("admin: a user's conversations and a group message's receipts") {
   CHECK(admin.get("/v1/groups/nope/receipts?conv_seq=1").status == 404);
   CHECK(admin.get("/v1/users/bob/conversations?cursor=junk").status == 400);
   CHECK(admin.get("/v1/users/bob/conversations", false).status == 401);
+}
+
+TEST_CASE("CONV_READ: a group read that moves nothing writes the public position again (a lost receipt is repaired)") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  create_group(*alice, "g1", {"bob"});
+  const std::uint64_t m = group_send(*alice, "g1", "g1-1").conv_seq();
+  (void)pull_until(*bob, [](const auto& rows) { return rows.size() == 2; });
+  // The private position moves without the public one: as when the
+  // receipt's write failed or a crash came between the two.
+  CHECK(conv_read(*bob, v1::GROUP, "g1", 0, true).read_seq() == m);
+  CHECK(receipts(*alice, "g1", {m}).counts(0).read_count() == 0);
+  // The retry moves nothing (no mark, inbox_seq 0) but records the receipt.
+  v1::ConvReadResp again = conv_read(*bob, v1::GROUP, "g1");
+  CHECK(again.read_seq() == m);
+  CHECK(again.inbox_seq() == 0);
+  CHECK(receipts(*alice, "g1", {m}).counts(0).read_count() == 1);
+  CHECK(pull_all(*bob).size() == 3);  // the two rows and one ReadMark
+  // Repeating it changes nothing.
+  CHECK(conv_read(*bob, v1::GROUP, "g1").inbox_seq() == 0);
+  CHECK(receipts(*alice, "g1", {m}).counts(0).read_count() == 1);
 }
