@@ -60,6 +60,12 @@ std::optional<ListKey> decode_cursor(const std::string& s) {
   return ListKey{s[0] == '1', activity, s.substr(b + 1)};
 }
 
+// What a length-delimited field of `bytes` adds to a message, at most: the
+// bytes, a one-byte tag and a length of up to five bytes.
+constexpr std::size_t field_size(std::size_t bytes) {
+  return bytes + 6;
+}
+
 Error no_such_conversation() {
   return make_error(StatusCode::kNotFound, "no such conversation");
 }
@@ -247,8 +253,14 @@ Result<v1::ConvListResp> Shard::conv_list(const std::string& uid, const v1::Conv
   }
   std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   const std::uint32_t limit = req.limit() == 0 ? kListDefault : std::min(req.limit(), kListMax);
+  // Everything the answer carries counts against the frame: the fixed
+  // fields (has_more as if set), each conversation, and the cursor of the
+  // last one (a C2C id can be 131 bytes).
+  resp.set_total_unread(static_cast<std::uint32_t>(std::min<std::uint64_t>(total, UINT32_MAX)));
+  resp.set_inbox_seq((*u)->inbox_committed);
+  resp.set_has_more(true);
   const std::size_t budget = frame_budget();
-  std::size_t used = 0;
+  std::size_t used = resp.ByteSizeLong();
   bool more = false;
   for (const auto& [key, r] : order) {
     if (static_cast<std::uint32_t>(resp.conversations_size()) == limit) {
@@ -257,22 +269,23 @@ Result<v1::ConvListResp> Shard::conv_list(const std::string& uid, const v1::Conv
     }
     auto c = conversation_of(uid, key.conv, *r);
     if (!c) return c.error();
-    const std::size_t size = c->ByteSizeLong() + 8;
-    if (used + size > budget) {
+    std::string cursor = encode_cursor(key);
+    const std::size_t cursor_size = field_size(cursor.size());
+    std::size_t size = field_size(c->ByteSizeLong());
+    if (used + size + cursor_size > budget) {
       if (resp.conversations_size() > 0) {
         more = true;
         break;
       }
       c->clear_last_message();  // one that cannot fit even alone: listed without it
+      size = field_size(c->ByteSizeLong());
     }
-    used += c->ByteSizeLong() + 8;
+    used += size;
     *resp.add_conversations() = std::move(*c);
-    resp.set_next_cursor(encode_cursor(key));
+    resp.set_next_cursor(std::move(cursor));
   }
   if (!more) resp.clear_next_cursor();
   resp.set_has_more(more);
-  resp.set_total_unread(static_cast<std::uint32_t>(std::min<std::uint64_t>(total, UINT32_MAX)));
-  resp.set_inbox_seq((*u)->inbox_committed);
   schedule_trim();
   return resp;
 }

@@ -601,6 +601,51 @@ TEST_CASE("admin: a user's conversations and a group message's receipts") {
   CHECK(admin.get("/v1/users/bob/conversations?cursor=junk").status == 400);
   CHECK(admin.get("/v1/users/bob/conversations", false).status == 401);
 }
+namespace {
+
+// A uid of exactly 64 bytes (the longest id): long conversation ids make
+// long CONV_LIST cursors.
+std::string long_uid(const std::string& stem) {
+  return stem + std::string(64 - stem.size(), 'x');
+}
+
+// A C2C SEND on behalf of `from` through the admin API (no login needed).
+void admin_send(AdminClient& admin, const std::string& from, const std::string& to, const std::string& body) {
+  HttpReply r = admin.post("/v1/messages", {{"from", from},
+                                            {"conv_type", "c2c"},
+                                            {"to", to},
+                                            {"content_type", 1},
+                                            {"body", base64_encode(body)},
+                                            {"client_msg_id", "admin-msg"}});  // dedupe is per sender
+  INFO(r.text);
+  REQUIRE(r.status == 200);
+}
+
+// Every conversation of `c`'s user by CONV_LIST pages of `limit`; each
+// answer's body is checked against `max_body` bytes.
+std::vector<v1::Conversation> list_all(SyncClient& c, std::uint32_t limit, std::size_t max_body, int* pages = nullptr) {
+  std::vector<v1::Conversation> out;
+  std::string cursor;
+  for (int page = 0; page < 10000; ++page) {
+    v1::ConvListReq req;
+    req.set_limit(limit);
+    req.set_cursor(cursor);
+    auto r = c.call(Cmd::kConvList, &req);
+    REQUIRE(r);
+    REQUIRE(r->ok());
+    CHECK(r->body.size() <= max_body);
+    v1::ConvListResp resp;
+    REQUIRE(r->parse(resp));
+    if (pages) ++*pages;
+    for (const auto& conv : resp.conversations()) out.push_back(conv);
+    if (!resp.has_more()) break;
+    REQUIRE(resp.conversations_size() > 0);
+    cursor = resp.next_cursor();
+  }
+  return out;
+}
+
+}  // namespace
 
 TEST_CASE("CONV_READ: a group read that moves nothing writes the public position again (a lost receipt is repaired)") {
   ServerProcess server(kFast);
@@ -622,4 +667,39 @@ TEST_CASE("CONV_READ: a group read that moves nothing writes the public position
   // Repeating it changes nothing.
   CHECK(conv_read(*bob, v1::GROUP, "g1").inbox_seq() == 0);
   CHECK(receipts(*alice, "g1", {m}).counts(0).read_count() == 1);
+}
+
+TEST_CASE("CONV_LIST: pages fit server.max_frame_bytes with large messages and long ids, each conversation once") {
+  ServerProcess server(with({{"server.max_frame_bytes", "6144"},
+                             {"limits.max_message_bytes", "5120"},
+                             {"admin.listen", "\"127.0.0.1:0\""},
+                             {"admin.api_key", "\"admin-key-1\""}}));
+  AdminClient admin(server.admin_port(), "admin-key-1");
+  const std::string me = long_uid("me");
+  // Large and small last messages in turn, the large ones a few bytes
+  // apart, so that some page is filled to within a few bytes of the
+  // budget by its conversations alone.
+  std::set<std::string> peers;
+  for (int i = 0; i < 60; ++i) {
+    const std::string big = long_uid("big" + std::to_string(i));
+    const std::string small = long_uid("small" + std::to_string(i));
+    admin_send(admin, big, me, std::string(4400 + 11 * i, 'b'));
+    admin_send(admin, small, me, std::string(700, 's'));
+    peers.insert(big);
+    peers.insert(small);
+  }
+  auto c = server.login(me);
+  for (std::uint32_t limit : {0u, 2u, 3u, 500u}) {
+    INFO("limit " << limit);
+    int pages = 0;
+    const auto all = list_all(*c, limit, 6144, &pages);
+    std::multiset<std::string> seen;
+    for (const auto& conv : all) {
+      seen.insert(conv.peer());
+      CHECK(conv.last_message().body().size() >= 700);  // none listed without its message
+    }
+    CHECK(seen.size() == peers.size());
+    CHECK(std::set<std::string>(seen.begin(), seen.end()) == peers);
+    CHECK(pages > 40);
+  }
 }
