@@ -614,17 +614,23 @@ void Shard::queue_report(const std::string& uid, std::uint8_t device_type, const
 }
 
 void Shard::fire_offline(std::vector<OfflinePushes::Entry>& due) {
-  // Whether each user muted the conversation (PROTOCOL 8.1) is in the
-  // user's book, loaded before anything is staged (a load may write the
-  // batch first). A book that cannot be read counts as not muted.
+  // Whether each user muted the conversation (PROTOCOL 8.1): from the
+  // user's book when it is loaded, else from the one settings row that
+  // CONV_UPDATE writes with its mark (offline users are the ones whose
+  // books are usually not loaded: a load per push would read every
+  // conversation of each). A row that cannot be read counts as not muted.
   std::vector<bool> muted(due.size(), false);
   for (std::size_t i = 0; i < due.size(); ++i) {
     const auto& e = due[i];
     UserState* u = users_.find(e.uid);
-    if (!u || u->max_acked >= e.inbox_seq) continue;
-    auto b = book(e.uid, *u);
-    if (!b) continue;
-    if (const ConvBook::Entry* c = (*b)->find(conv_of_row(e.uid, e.msg))) muted[i] = c->rec.muted;
+    if (u && u->max_acked >= e.inbox_seq) continue;
+    const std::string conv = conv_of_row(e.uid, e.msg);
+    if (u && u->book) {
+      if (const ConvBook::Entry* c = u->book->find(conv)) muted[i] = c->rec.muted;
+      continue;
+    }
+    auto settings = env_.store.get_conv_settings(e.uid, conv);
+    if (settings && *settings) muted[i] = (*settings)->muted;
   }
   commit_.make_room();
   store::Outbox outbox(env_.store);

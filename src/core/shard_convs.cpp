@@ -425,6 +425,9 @@ void Shard::conv_update(const std::string& uid, const v1::ConvUpdateReq& req, st
     return done(make_error(StatusCode::kTooLarge, "at most limits.max_pinned conversations may be pinned"));
   auto seq = stage_mark(uid, 10008, settings.SerializeAsString(), session_id);
   if (!seq) return done(seq.error());
+  // The settings again as one small row, durable with the mark: an
+  // offline_push reads `muted` from it without loading the book.
+  commit_.batch().put_conv_settings(uid, conv, {settings.muted(), settings.pinned(), settings.hidden()});
   UserState* user_state = at->user;
   commit_.after_commit([this, user_state, uid, conv, inbox_seq = *seq, done = std::move(done)](bool ok) {
     if (!ok) return done(make_error(StatusCode::kInternal, "the settings could not be stored"));

@@ -46,9 +46,10 @@ enum class Cf : std::uint8_t {
 };
 inline constexpr std::size_t kCfCount = 13;
 // The layout this build writes (`meta` "schema_version"): 1 is the layout
-// before PROTOCOL 8 (no such row), 2 adds `convs`, `deletes` and `reads`.
-// A store written by a later layout is refused at open.
-inline constexpr std::uint64_t kSchemaVersion = 2;
+// before PROTOCOL 8 (no such row), 2 adds `convs`, `deletes` and `reads`,
+// 3 the settings rows in `convs` (Store::open writes them for a store of
+// layout 2). A store written by a later layout is refused at open.
+inline constexpr std::uint64_t kSchemaVersion = 3;
 
 class Store;
 
@@ -90,6 +91,8 @@ class Batch {
   // of that user's states reflect.
   void put_conv(std::string_view uid, std::string_view conv, const ConvRecord& record);
   void put_conv_applied(std::string_view uid, std::uint64_t inbox_seq);
+  // The settings a CONV_UPDATE set, in the batch of its 10008 mark.
+  void put_conv_settings(std::string_view uid, std::string_view conv, const ConvSettingsRecord& settings);
   // DELETE for one user: a hidden conv_seq, and everything up to cleared_seq.
   void put_deleted(std::string_view uid, std::string_view conv, std::uint64_t conv_seq);
   void put_cleared(std::string_view uid, std::string_view conv, std::uint64_t cleared_seq);
@@ -149,6 +152,8 @@ class Store {
                         const std::function<bool(std::string_view conv, ConvRecord&&)>& fn);
   Result<std::uint64_t> get_conv_applied(std::string_view uid);
   Result<std::optional<ConvRecord>> get_conv(std::string_view uid, std::string_view conv);
+  // The settings the user last set for a conversation (none: never set).
+  Result<std::optional<ConvSettingsRecord>> get_conv_settings(std::string_view uid, std::string_view conv);
   // What a user deleted for themself in a conversation: cleared_seq, and
   // the conv_seqs hidden above it, in increasing order.
   struct Deleted {
@@ -225,6 +230,8 @@ class Store {
   Result<Ok> open_outbox();
   // At open: refuses a store of a later layout, records this one's.
   Result<Ok> check_schema();
+  // Layout 2 to 3: a settings row for every conversation state with a setting.
+  Result<Ok> add_settings_rows();
 
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* handles_[kCfCount] = {};

@@ -596,3 +596,69 @@ TEST_CASE("store: group read positions keep the largest, whatever the order of t
   }));
   CHECK(reads == std::vector<std::pair<std::string, std::uint64_t>>{{"amy", 2}, {"bob", 7}});
 }
+
+TEST_CASE("store: a conversation's settings row is read alone and is not a conversation state") {
+  TempStore t;
+  ConvRecord state;
+  state.last_conv_seq = 3;
+  state.muted = true;
+  Batch b(*t.store);
+  b.put_conv("bob", "c:alice:bob", state);
+  b.put_conv_applied("bob", 9);
+  b.put_conv_settings("bob", "c:alice:bob", {true, false, true});
+  b.put_conv_settings("bob", "g:team", {false, true, false});
+  REQUIRE(t.store->write(b));
+  CHECK(t.store->get_conv_settings("bob", "c:alice:bob").value() == ConvSettingsRecord{true, false, true});
+  CHECK(t.store->get_conv_settings("bob", "g:team").value() == ConvSettingsRecord{false, true, false});
+  CHECK_FALSE(t.store->get_conv_settings("bob", "c:bob:carol").value());
+  CHECK_FALSE(t.store->get_conv_settings("bo", "c:alice:bob").value());
+  std::vector<std::string> states;
+  REQUIRE(t.store->scan_convs("bob", [&](std::string_view conv, ConvRecord&& r) {
+    states.emplace_back(conv);
+    CHECK(r == state);
+    return true;
+  }));
+  CHECK(states == std::vector<std::string>{"c:alice:bob"});
+  CHECK(t.store->get_conv_applied("bob").value() == 9);
+  CHECK_FALSE(ConvSettingsRecord::decode(""));
+  CHECK_FALSE(ConvSettingsRecord::decode(std::string("\x02\x01", 2)));
+}
+
+TEST_CASE("store: a store of layout 2 gains a settings row for each conversation state with a setting") {
+  StorageConfig config;
+  config.data_dir =
+      (std::filesystem::temp_directory_path() / ("imstore-v2-" + std::to_string(std::random_device{}()))).string();
+  {
+    auto opened = Store::open(config);
+    REQUIRE(opened);
+    auto& store = **opened;
+    ConvRecord muted;
+    muted.last_conv_seq = 1;
+    muted.muted = true;
+    ConvRecord pinned;
+    pinned.last_conv_seq = 2;
+    pinned.pinned = true;
+    ConvRecord plain;
+    plain.last_conv_seq = 4;
+    Batch b(store);
+    b.put_conv("bob", "c:alice:bob", muted);
+    b.put_conv("bob", "g:team", pinned);
+    b.put_conv("bob", "c:bob:carol", plain);
+    b.put_conv_applied("bob", 7);
+    b.put_meta(kSchemaVersionKey, 2);
+    REQUIRE(store.write(b));
+  }
+  {
+    auto opened = Store::open(config);
+    REQUIRE(opened);
+    auto& store = **opened;
+    CHECK(store.get_meta(kSchemaVersionKey).value() == kSchemaVersion);
+    CHECK(store.get_conv_settings("bob", "c:alice:bob").value() == ConvSettingsRecord{true, false, false});
+    CHECK(store.get_conv_settings("bob", "g:team").value() == ConvSettingsRecord{false, true, false});
+    CHECK_FALSE(store.get_conv_settings("bob", "c:bob:carol").value());
+    int states = 0;
+    REQUIRE(store.scan_convs("bob", [&](std::string_view, ConvRecord&&) { return ++states > 0; }));
+    CHECK(states == 3);
+  }
+  std::filesystem::remove_all(config.data_dir);
+}
