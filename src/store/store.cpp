@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <vector>
 
@@ -177,6 +178,13 @@ void Batch::put_cleared(std::string_view uid, std::string_view conv, std::uint64
   put(Cf::kDeletes, deleted_key(uid, conv, 0), encode_u64(cleared_seq));
 }
 
+void Batch::del_deleted_upto(std::string_view uid, std::string_view conv, std::uint64_t up_to) {
+  if (up_to == 0) return;
+  std::string end = deleted_key(uid, conv, up_to);
+  end.push_back('\0');  // just past up_to's key
+  del_range(Cf::kDeletes, deleted_key(uid, conv, 1), end);
+}
+
 void Batch::merge_read(std::string_view gid, std::string_view uid, std::uint64_t conv_seq) {
   batch_->Merge(store_->handle(Cf::kReads), slice(member_key(gid, uid)), slice(encode_u64(conv_seq)));
   ++count_;
@@ -194,6 +202,7 @@ void Batch::put_member(std::string_view gid, std::string_view uid, const MemberR
 void Batch::del_member(std::string_view gid, std::string_view uid) {
   del(Cf::kMembers, member_key(gid, uid));
   del(Cf::kUserGroups, member_key(uid, gid));
+  del(Cf::kReads, member_key(gid, uid));
 }
 
 void Batch::put_copy(const FanoutKey& key, const CopyRecord& record) {
@@ -422,21 +431,22 @@ Result<std::optional<ConvSettingsRecord>> Store::get_conv_settings(std::string_v
   return record;
 }
 
-Result<Store::Deleted> Store::get_deleted(std::string_view uid, std::string_view conv) {
-  std::string prefix = conv_key(uid, conv);
-  prefix.push_back('\0');
-  Deleted out;
-  auto scanned = scan(Cf::kDeletes, prefix, prefix_end(prefix), [&](std::string_view key, std::string_view value) {
-    const std::uint64_t seq = seq_of(key);
-    if (seq == 0) {
-      if (value.size() == 8) out.cleared_seq = read_u64(value);
-    } else {
-      out.seqs.push_back(seq);
-    }
-    return true;
-  });
-  if (!scanned) return scanned.error();
-  return out;
+Result<std::uint64_t> Store::get_cleared(std::string_view uid, std::string_view conv) {
+  auto row = get(Cf::kDeletes, deleted_key(uid, conv, 0));
+  if (!row) return row.error();
+  if (!*row) return std::uint64_t{0};
+  if ((*row)->size() != 8)
+    return make_error(StatusCode::kInternal, "store: unreadable delete row of " + std::string(uid));
+  return read_u64(**row);
+}
+
+Result<Ok> Store::scan_deleted(std::string_view uid, std::string_view conv, std::uint64_t from, std::uint64_t to,
+                               bool reverse, const std::function<bool(std::uint64_t)>& fn) {
+  from = std::max<std::uint64_t>(from, 1);  // seq 0 is cleared_seq's row
+  if (from >= to) return Ok{};
+  return scan(
+      Cf::kDeletes, deleted_key(uid, conv, from), deleted_key(uid, conv, to),
+      [&](std::string_view key, std::string_view) { return fn(seq_of(key)); }, reverse);
 }
 
 Result<Ok> Store::scan_reads(std::string_view gid, const std::function<bool(std::string_view, std::uint64_t)>& fn) {

@@ -70,6 +70,8 @@ class Batch {
   void put_group(const GroupRecord& group);
   // The `members` row and the member's `user_groups` row.
   void put_member(std::string_view gid, std::string_view uid, const MemberRecord& member);
+  // The `members` row, the `user_groups` row and the member's public read
+  // position (`reads`): a former member's position is never read again.
   void del_member(std::string_view gid, std::string_view uid);
   void put_copy(const FanoutKey& key, const CopyRecord& record);
   void put_group_fanout(const FanoutKey& key, const GroupFanoutRecord& record);
@@ -96,6 +98,9 @@ class Batch {
   // DELETE for one user: a hidden conv_seq, and everything up to cleared_seq.
   void put_deleted(std::string_view uid, std::string_view conv, std::uint64_t conv_seq);
   void put_cleared(std::string_view uid, std::string_view conv, std::uint64_t cleared_seq);
+  // Drops the hidden conv_seqs 1..up_to (one range delete): cleared_seq
+  // covers them once it reaches up_to.
+  void del_deleted_upto(std::string_view uid, std::string_view conv, std::uint64_t up_to);
   // A group member's public read position (RECEIPTS): kept as the largest
   // ever merged, whatever the order of the writes.
   void merge_read(std::string_view gid, std::string_view uid, std::uint64_t conv_seq);
@@ -154,13 +159,13 @@ class Store {
   Result<std::optional<ConvRecord>> get_conv(std::string_view uid, std::string_view conv);
   // The settings the user last set for a conversation (none: never set).
   Result<std::optional<ConvSettingsRecord>> get_conv_settings(std::string_view uid, std::string_view conv);
-  // What a user deleted for themself in a conversation: cleared_seq, and
-  // the conv_seqs hidden above it, in increasing order.
-  struct Deleted {
-    std::uint64_t cleared_seq = 0;
-    std::vector<std::uint64_t> seqs;
-  };
-  Result<Deleted> get_deleted(std::string_view uid, std::string_view conv);
+  // What a user deleted for themself in a conversation: cleared_seq (0:
+  // none), and the conv_seqs hidden above it with from <= seq < to,
+  // ascending (descending when `reverse`) until `fn` returns false. A
+  // reader asks for the range it shows, never for every row.
+  Result<std::uint64_t> get_cleared(std::string_view uid, std::string_view conv);
+  Result<Ok> scan_deleted(std::string_view uid, std::string_view conv, std::uint64_t from, std::uint64_t to,
+                          bool reverse, const std::function<bool(std::uint64_t conv_seq)>& fn);
   // The public read positions of a group's readers, in uid order.
   Result<Ok> scan_reads(std::string_view gid, const std::function<bool(std::string_view uid, std::uint64_t)>& fn);
   Result<std::optional<GroupRecord>> get_group(std::string_view gid);

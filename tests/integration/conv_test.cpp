@@ -703,3 +703,104 @@ TEST_CASE("CONV_LIST: pages fit server.max_frame_bytes with large messages and l
     CHECK(pages > 40);
   }
 }
+
+TEST_CASE("HISTORY after_seq skips what the user deleted, has_more only for rows still to show") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  for (int i = 1; i <= 10; ++i) send_ok(*alice, "bob", "a" + std::to_string(i));
+  (void)pull_until(*bob, [](const auto& rows) { return rows.size() == 10; });
+  v1::DeleteReq del;
+  del.set_conv_type(v1::C2C);
+  del.set_peer("alice");
+  del.add_conv_seqs(5);
+  del.add_conv_seqs(6);
+  del.set_up_to_seq(2);
+  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+
+  auto h = history_page(*bob, v1::C2C, "alice", 0, 1, 3);  // after_seq below cleared_seq
+  CHECK(seqs_of(h) == std::vector<std::uint64_t>{3, 4, 7});
+  CHECK(h.has_more());
+  h = history_page(*bob, v1::C2C, "alice", 0, 4, 3);
+  CHECK(seqs_of(h) == std::vector<std::uint64_t>{7, 8, 9});
+  CHECK(h.has_more());
+  h = history_page(*bob, v1::C2C, "alice", 0, 9, 3);
+  CHECK(seqs_of(h) == std::vector<std::uint64_t>{10});
+  CHECK_FALSE(h.has_more());
+
+  // Only deleted rows after the page: no has_more.
+  v1::DeleteReq tail;
+  tail.set_conv_type(v1::C2C);
+  tail.set_peer("alice");
+  tail.add_conv_seqs(9);
+  tail.add_conv_seqs(10);
+  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, tail);
+  h = history_page(*bob, v1::C2C, "alice", 0, 7, 1);
+  CHECK(seqs_of(h) == std::vector<std::uint64_t>{8});
+  CHECK_FALSE(h.has_more());
+  h = history_page(*bob, v1::C2C, "alice", 0, 8, 5);
+  CHECK(h.messages_size() == 0);
+  CHECK_FALSE(h.has_more());
+  CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 0)) == std::vector<std::uint64_t>{3, 4, 7, 8});
+  CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 8, 0, 2)) == std::vector<std::uint64_t>{4, 7});
+
+  // Clearing past the deleted seqs: the same view (their rows are dropped with the clear).
+  v1::DeleteReq clear;
+  clear.set_conv_type(v1::C2C);
+  clear.set_peer("alice");
+  clear.set_up_to_seq(6);
+  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, clear);
+  CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 0)) == std::vector<std::uint64_t>{7, 8});
+  CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 3, 5)) == std::vector<std::uint64_t>{7, 8});
+  const v1::Conversation c = find_conv(conv_list(*bob), "alice");
+  CHECK(c.last_conv_seq() == 8);
+  CHECK(c.cleared_seq() == 6);
+  CHECK(c.unread_count() == 2);
+}
+
+TEST_CASE("RECEIPTS: a member removed and added again starts with no read position") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  create_group(*alice, "g1", {"bob", "carol"});
+  const std::uint64_t m = group_send(*alice, "g1", "g1-1").conv_seq();
+  (void)pull_until(*bob, [](const auto& rows) { return rows.size() == 2; });
+  (void)conv_read(*bob, v1::GROUP, "g1");
+  CHECK(receipts(*alice, "g1", {m}).counts(0).read_count() == 1);
+  v1::GroupMembersReq change;
+  change.set_gid("g1");
+  change.add_uids("bob");
+  (void)ok_call<v1::GroupMembersResp>(*alice, Cmd::kGroupRemoveMembers, change);
+  (void)ok_call<v1::GroupMembersResp>(*alice, Cmd::kGroupAddMembers, change);
+  auto r = receipts(*alice, "g1", {m}, true);
+  CHECK(r.counts(0).read_count() == 0);
+  CHECK(r.counts(0).member_count() == 2);
+  REQUIRE(r.readers_size() == 3);
+  CHECK(r.readers(1).uid() == "bob");
+  CHECK(r.readers(1).read_seq() == 0);
+}
+
+TEST_CASE("CONV_LIST: last_message looks at the 20 newest messages past the deleted ones") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  for (int i = 1; i <= 25; ++i) send_ok(*alice, "bob", "a" + std::to_string(i), "m" + std::to_string(i));
+  (void)pull_until(*bob, [](const auto& rows) { return rows.size() == 25; });
+  v1::DeleteReq del;
+  del.set_conv_type(v1::C2C);
+  del.set_peer("alice");
+  for (int seq = 7; seq <= 25; ++seq) del.add_conv_seqs(seq);
+  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+  v1::Conversation c = find_conv(conv_list(*bob), "alice");
+  CHECK(c.last_conv_seq() == 6);  // the 20th newest
+  CHECK(c.last_message().body() == "m6");
+  CHECK(c.unread_count() == 6);
+  del.clear_conv_seqs();
+  del.add_conv_seqs(6);
+  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+  c = find_conv(conv_list(*bob), "alice");
+  CHECK(c.last_conv_seq() == 0);  // all 20 deleted: none shown
+  CHECK_FALSE(c.has_last_message());
+  CHECK(c.unread_count() == 5);
+  CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 0)) == std::vector<std::uint64_t>{1, 2, 3, 4, 5});
+}
