@@ -38,6 +38,65 @@ std::size_t group_member_capacity(const Config& c) {
   return std::max<std::size_t>(100'000, 2 * std::size_t{c.limits.max_group_members});
 }
 
+// The conv_seqs a user deleted for themself in a conversation (PROTOCOL
+// 8.3), read as a walk over its history reaches them: in chunks, in the
+// walk's direction, within the walk's range. A HISTORY page reads the
+// delete rows of the stretch it walks, never every row of the conversation.
+class DeletedWalk {
+ public:
+  // The walk visits seqs of [from, to), ascending, or descending when `back`.
+  DeletedWalk(store::Store& store, const std::string& uid, const std::string& conv, std::uint64_t from,
+              std::uint64_t to, bool back)
+      : store_(store), uid_(uid), conv_(conv), from_(from), to_(to), back_(back) {}
+
+  // Whether `seq` was deleted; each call's seq is further along the walk.
+  Result<bool> hidden(std::uint64_t seq) {
+    for (;;) {
+      while (pos_ < chunk_.size() && (back_ ? chunk_[pos_] > seq : chunk_[pos_] < seq)) ++pos_;
+      if (pos_ < chunk_.size()) return chunk_[pos_] == seq;
+      if (done_) return false;
+      if (auto loaded = load(seq); !loaded) return loaded.error();
+    }
+  }
+
+ private:
+  static constexpr std::size_t kChunk = 256;
+
+  // The next rows from `seq` on, in the walk's direction.
+  Result<Ok> load(std::uint64_t seq) {
+    chunk_.clear();
+    pos_ = 0;
+    if (back_) {
+      to_ = std::min(to_, seq == UINT64_MAX ? seq : seq + 1);
+    } else {
+      from_ = std::max(from_, seq);
+    }
+    auto scanned = store_.scan_deleted(uid_, conv_, from_, to_, back_, [&](std::uint64_t s) {
+      chunk_.push_back(s);
+      return chunk_.size() < kChunk;
+    });
+    if (!scanned) return scanned.error();
+    done_ = chunk_.size() < kChunk;
+    if (done_) return Ok{};
+    if (back_) {
+      to_ = chunk_.back();
+    } else {
+      from_ = chunk_.back() + 1;
+    }
+    return Ok{};
+  }
+
+  store::Store& store_;
+  const std::string& uid_;
+  const std::string& conv_;
+  std::uint64_t from_;
+  std::uint64_t to_;
+  const bool back_;
+  std::vector<std::uint64_t> chunk_;
+  std::size_t pos_ = 0;
+  bool done_ = false;
+};
+
 }  // namespace
 
 Shard::Shard(unsigned index, CoreEnv& env)
@@ -370,18 +429,24 @@ Result<std::string> Shard::history(const std::string& uid, const std::string& co
   const std::uint64_t committed = *last;
   const std::uint32_t limit = req.limit() == 0 ? kHistoryDefault : std::min(req.limit(), kHistoryMax);
   // What the user deleted for themself is not shown (PROTOCOL 8.3); the
-  // rows are read from the store, durable before DELETE answered.
-  auto deleted = env_.store.get_deleted(uid, conv);
-  if (!deleted) return deleted.error();
-  auto hidden = [&](std::uint64_t seq) {
-    return seq <= deleted->cleared_seq || std::binary_search(deleted->seqs.begin(), deleted->seqs.end(), seq);
-  };
+  // rows are read from the store, durable before DELETE answered: nothing
+  // at or below cleared_seq is walked, and the rows of single seqs are read
+  // as the walk reaches them.
+  auto cleared = env_.store.get_cleared(uid, conv);
+  if (!cleared) return cleared.error();
+  const std::uint64_t shown_from = *cleared == UINT64_MAX ? *cleared : *cleared + 1;
+  Result<Ok> read = Ok{};
   wire::MessageRows probe(frame_budget());
   std::vector<std::string> rows;
   bool has_more = false;
   // Adds one row unless the answer is full; false to stop.
-  auto take = [&](std::uint64_t seq, std::string_view row) {
-    if (hidden(seq)) return true;
+  auto take = [&](DeletedWalk& deleted, std::uint64_t seq, std::string_view row) {
+    auto hidden = deleted.hidden(seq);
+    if (!hidden) {
+      read = hidden.error();
+      return false;
+    }
+    if (*hidden) return true;
     if (!probe.fits(row) && rows.empty()) {
       // Stored under a larger frame limit: skipped (see pull).
       spdlog::warn("shard {}: history row {} of {} ({} bytes) does not fit a frame; skipped", index_, seq, conv,
@@ -399,10 +464,13 @@ Result<std::string> Shard::history(const std::string& uid, const std::string& co
   wire::MessageRows body(frame_budget());
   if (req.after_seq() > 0) {
     // Forward: the oldest rows above after_seq, oldest first.
-    if (req.after_seq() < committed) {
-      auto scanned = env_.store.scan_history(conv, std::max(req.after_seq(), deleted->cleared_seq) + 1,
-                                             committed + 1, take);
+    const std::uint64_t from = std::max(req.after_seq(), *cleared) + 1;
+    if (req.after_seq() < committed && *cleared < committed) {
+      DeletedWalk deleted(env_.store, uid, conv, from, committed + 1, false);
+      auto scanned = env_.store.scan_history(
+          conv, from, committed + 1, [&](std::uint64_t seq, std::string_view row) { return take(deleted, seq, row); });
       if (!scanned) return scanned.error();
+      if (!read) return read.error();
     }
     for (const auto& row : rows) body.add(row);
     return wire::history_resp(std::move(body), has_more);
@@ -410,11 +478,13 @@ Result<std::string> Shard::history(const std::string& uid, const std::string& co
   // Backward: read newest first, answered oldest first; nothing at or
   // below cleared_seq is ever shown, so the walk stops there.
   const std::uint64_t top = req.before_seq() == 0 ? committed + 1 : std::min(req.before_seq(), committed + 1);
+  DeletedWalk deleted(env_.store, uid, conv, shown_from, top, true);
   auto scanned = env_.store.scan_history_back(conv, top, [&](std::uint64_t seq, std::string_view row) {
-    if (seq <= deleted->cleared_seq) return false;
-    return take(seq, row);
+    if (seq < shown_from) return false;
+    return take(deleted, seq, row);
   });
   if (!scanned) return scanned.error();
+  if (!read) return read.error();
   for (auto it = rows.rbegin(); it != rows.rend(); ++it) body.add(*it);
   return wire::history_resp(std::move(body), has_more);
 }
@@ -615,17 +685,23 @@ void Shard::queue_report(const std::string& uid, std::uint8_t device_type, const
 }
 
 void Shard::fire_offline(std::vector<OfflinePushes::Entry>& due) {
-  // Whether each user muted the conversation (PROTOCOL 8.1) is in the
-  // user's book, loaded before anything is staged (a load may write the
-  // batch first). A book that cannot be read counts as not muted.
+  // Whether each user muted the conversation (PROTOCOL 8.1): from the
+  // user's book when it is loaded, else from the one settings row that
+  // CONV_UPDATE writes with its mark (offline users are the ones whose
+  // books are usually not loaded: a load per push would read every
+  // conversation of each). A row that cannot be read counts as not muted.
   std::vector<bool> muted(due.size(), false);
   for (std::size_t i = 0; i < due.size(); ++i) {
     const auto& e = due[i];
     UserState* u = users_.find(e.uid);
-    if (!u || u->max_acked >= e.inbox_seq) continue;
-    auto b = book(e.uid, *u);
-    if (!b) continue;
-    if (const ConvBook::Entry* c = (*b)->find(conv_of_row(e.uid, e.msg))) muted[i] = c->rec.muted;
+    if (u && u->max_acked >= e.inbox_seq) continue;
+    const std::string conv = conv_of_row(e.uid, e.msg);
+    if (u && u->book) {
+      if (const ConvBook::Entry* c = u->book->find(conv)) muted[i] = c->rec.muted;
+      continue;
+    }
+    auto settings = env_.store.get_conv_settings(e.uid, conv);
+    if (settings && *settings) muted[i] = (*settings)->muted;
   }
   commit_.make_room();
   store::Outbox outbox(env_.store);

@@ -24,9 +24,10 @@ constexpr std::uint32_t kListMax = 500;
 constexpr std::uint32_t kReadersDefault = 500;
 constexpr std::uint32_t kReadersMax = 1000;
 constexpr std::size_t kMaxSeqsPerRequest = 100;  // RECEIPTS and DELETE (PROTOCOL 8.2, 8.3)
-// Messages a CONV_LIST entry looks back past deleted ones for its
-// last_message (beyond it, the entry shows none).
-constexpr int kLastMessageLookBack = 200;
+// The newest conv_seqs a CONV_LIST entry looks at for its last_message,
+// past the ones the user deleted (when all of them are, it shows none):
+// at most this many point reads per entry, 500 entries a page.
+constexpr std::uint64_t kLastMessageLookBack = 20;
 
 // The order of CONV_LIST: pinned first, then newest activity, then the id
 // (so a cursor names one place in it).
@@ -58,6 +59,12 @@ std::optional<ListKey> decode_cursor(const std::string& s) {
     activity = activity * 10 + (s[i] - '0');
   }
   return ListKey{s[0] == '1', activity, s.substr(b + 1)};
+}
+
+// What a length-delimited field of `bytes` adds to a message, at most: the
+// bytes, a one-byte tag and a length of up to five bytes.
+constexpr std::size_t field_size(std::size_t bytes) {
+  return bytes + 6;
 }
 
 Error no_such_conversation() {
@@ -197,17 +204,27 @@ Result<v1::Conversation> Shard::conversation_of(const std::string& uid, const st
   c.set_activity_ms(r.activity_ms);
   c.set_cleared_seq(r.cleared_seq);
   // The newest message the user may see: the history row (a recalled or
-  // edited one as it is now), skipping what the user deleted.
-  store::Store::Deleted deleted;
-  if (r.cleared_seq > 0 || r.has_deletes) {
-    auto d = env_.store.get_deleted(uid, conv);
-    if (!d) return d.error();
-    deleted = std::move(*d);
+  // edited one as it is now), skipping what the user deleted, among the
+  // kLastMessageLookBack newest above cleared_seq (the book's, which is the
+  // stored one: both change with the same mark).
+  const std::uint64_t top = r.last_conv_seq;
+  if (top == 0 || r.cleared_seq >= top) return c;
+  const std::uint64_t floor =
+      std::max({r.first_conv_seq, r.cleared_seq + 1, top >= kLastMessageLookBack ? top - kLastMessageLookBack + 1 : 1});
+  std::vector<std::uint64_t> deleted;  // descending
+  if (r.has_deletes) {
+    auto scanned = env_.store.scan_deleted(uid, conv, floor, top + 1, true, [&](std::uint64_t seq) {
+      deleted.push_back(seq);
+      return true;
+    });
+    if (!scanned) return scanned.error();
   }
-  std::uint64_t seq = r.last_conv_seq;
-  const std::uint64_t floor = std::max(r.first_conv_seq, deleted.cleared_seq + 1);
-  for (int step = 0; step < kLastMessageLookBack && seq >= floor && seq > 0; ++step, --seq) {
-    if (std::binary_search(deleted.seqs.begin(), deleted.seqs.end(), seq)) continue;
+  auto next_deleted = deleted.begin();
+  for (std::uint64_t seq = top; seq >= floor && seq > 0; --seq) {
+    if (next_deleted != deleted.end() && *next_deleted == seq) {
+      ++next_deleted;
+      continue;
+    }
     auto row = env_.store.get_history(conv, seq);
     if (!row) return row.error();
     if (!*row) break;  // expired by retention
@@ -247,8 +264,14 @@ Result<v1::ConvListResp> Shard::conv_list(const std::string& uid, const v1::Conv
   }
   std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   const std::uint32_t limit = req.limit() == 0 ? kListDefault : std::min(req.limit(), kListMax);
+  // Everything the answer carries counts against the frame: the fixed
+  // fields (has_more as if set), each conversation, and the cursor of the
+  // last one (a C2C id can be 131 bytes).
+  resp.set_total_unread(static_cast<std::uint32_t>(std::min<std::uint64_t>(total, UINT32_MAX)));
+  resp.set_inbox_seq((*u)->inbox_committed);
+  resp.set_has_more(true);
   const std::size_t budget = frame_budget();
-  std::size_t used = 0;
+  std::size_t used = resp.ByteSizeLong();
   bool more = false;
   for (const auto& [key, r] : order) {
     if (static_cast<std::uint32_t>(resp.conversations_size()) == limit) {
@@ -257,22 +280,23 @@ Result<v1::ConvListResp> Shard::conv_list(const std::string& uid, const v1::Conv
     }
     auto c = conversation_of(uid, key.conv, *r);
     if (!c) return c.error();
-    const std::size_t size = c->ByteSizeLong() + 8;
-    if (used + size > budget) {
+    std::string cursor = encode_cursor(key);
+    const std::size_t cursor_size = field_size(cursor.size());
+    std::size_t size = field_size(c->ByteSizeLong());
+    if (used + size + cursor_size > budget) {
       if (resp.conversations_size() > 0) {
         more = true;
         break;
       }
       c->clear_last_message();  // one that cannot fit even alone: listed without it
+      size = field_size(c->ByteSizeLong());
     }
-    used += c->ByteSizeLong() + 8;
+    used += size;
     *resp.add_conversations() = std::move(*c);
-    resp.set_next_cursor(encode_cursor(key));
+    resp.set_next_cursor(std::move(cursor));
   }
   if (!more) resp.clear_next_cursor();
   resp.set_has_more(more);
-  resp.set_total_unread(static_cast<std::uint32_t>(std::min<std::uint64_t>(total, UINT32_MAX)));
-  resp.set_inbox_seq((*u)->inbox_committed);
   schedule_trim();
   return resp;
 }
@@ -296,7 +320,21 @@ void Shard::conv_read(const std::string& uid, const v1::ConvReadReq& req, std::u
   const std::uint64_t target = req.read_seq() == 0 ? newest : std::min(req.read_seq(), newest);
   if (!e || target <= e->rec.read_seq) {
     schedule_trim();
-    return done(resp);  // nothing moves, nothing is written
+    // Nothing moves and nothing goes into the inbox. But a group's public
+    // read position is written after the mark, by another batch on the
+    // group's shard: if that write failed or a crash came between the two,
+    // only a retry can repair it, so it is merged again (the merge keeps
+    // the largest: nothing changes when it is there already).
+    if (!e || e->rec.read_seq == 0 || req.conv_type() != v1::GROUP || req.no_receipt()) return done(resp);
+    Shard& group_shard = env_.shard_for(store::group_conv(req.peer()));
+    asio::post(group_shard.context(),
+               [&group_shard, gid = req.peer(), uid, at = e->rec.read_seq, resp, done = std::move(done)] {
+                 group_shard.record_group_read(gid, uid, at, [resp, done](bool written) {
+                   if (!written) return done(make_error(StatusCode::kInternal, "the read receipt could not be stored"));
+                   done(resp);
+                 });
+               });
+    return;
   }
   v1::ReadMark mark;
   mark.set_conv_type(req.conv_type());
@@ -365,6 +403,14 @@ void Shard::conv_read(const std::string& uid, const v1::ConvReadReq& req, std::u
 void Shard::record_group_read(const std::string& gid, const std::string& uid, std::uint64_t conv_seq,
                               std::function<void(bool ok)> done) {
   commit_.make_room();
+  // Only a current member's position is kept: for one removed (or a group
+  // dismissed) since its CONV_READ was checked, the removal deleted the row
+  // and nothing writes it back.
+  if (groups_.changed_in_batch(gid)) commit_.commit();
+  auto g = groups_.find(gid);
+  schedule_trim();
+  if (!g) return done(false);
+  if (!check_access(*g, GroupActor{uid, false})) return done(true);
   commit_.batch().merge_read(gid, uid, conv_seq);
   commit_.after_commit(std::move(done));
   commit_.schedule();
@@ -398,6 +444,9 @@ void Shard::conv_update(const std::string& uid, const v1::ConvUpdateReq& req, st
     return done(make_error(StatusCode::kTooLarge, "at most limits.max_pinned conversations may be pinned"));
   auto seq = stage_mark(uid, 10008, settings.SerializeAsString(), session_id);
   if (!seq) return done(seq.error());
+  // The settings again as one small row, durable with the mark: an
+  // offline_push reads `muted` from it without loading the book.
+  commit_.batch().put_conv_settings(uid, conv, {settings.muted(), settings.pinned(), settings.hidden()});
   UserState* user_state = at->user;
   commit_.after_commit([this, user_state, uid, conv, inbox_seq = *seq, done = std::move(done)](bool ok) {
     if (!ok) return done(make_error(StatusCode::kInternal, "the settings could not be stored"));
@@ -428,8 +477,6 @@ void Shard::delete_for_me(const std::string& uid, const v1::DeleteReq& req, std:
   for (std::uint64_t seq : req.conv_seqs())
     if (seq > e->rec.last_conv_seq) return done(make_error(StatusCode::kBadRequest, "conv_seq beyond the conversation"));
   const std::uint64_t up_to = std::min(req.up_to_seq(), e->rec.last_conv_seq);
-  for (std::uint64_t seq : req.conv_seqs()) commit_.batch().put_deleted(uid, conv, seq);
-  if (up_to > e->rec.cleared_seq) commit_.batch().put_cleared(uid, conv, up_to);
   v1::MessageDelete mark;
   mark.set_conv_type(req.conv_type());
   mark.set_peer(req.peer());
@@ -437,6 +484,17 @@ void Shard::delete_for_me(const std::string& uid, const v1::DeleteReq& req, std:
   mark.set_up_to_seq(up_to);
   auto seq = stage_mark(uid, 10007, mark.SerializeAsString(), session_id);
   if (!seq) return done(seq.error());
+  // The rows, in the mark's batch. Only seqs above cleared_seq get one, and
+  // when cleared_seq moves up the rows it now covers go (one range delete):
+  // what a user can make the server keep is bounded by the messages above
+  // cleared_seq, and every reader reads only the range it shows.
+  const std::uint64_t cleared = std::max(up_to, e->rec.cleared_seq);
+  for (std::uint64_t s : req.conv_seqs())
+    if (s > cleared) commit_.batch().put_deleted(uid, conv, s);
+  if (up_to > e->rec.cleared_seq) {
+    commit_.batch().put_cleared(uid, conv, up_to);
+    if (e->rec.has_deletes) commit_.batch().del_deleted_upto(uid, conv, up_to);
+  }
   commit_.after_commit([inbox_seq = *seq, done = std::move(done)](bool ok) {
     if (!ok) return done(make_error(StatusCode::kInternal, "the delete could not be stored"));
     v1::DeleteResp resp;

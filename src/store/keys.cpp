@@ -47,6 +47,19 @@ std::string conv_key(std::string_view uid, std::string_view conv) {
   return k;
 }
 
+std::string conv_settings_key(std::string_view uid, std::string_view conv) {
+  std::string k = user_prefix(uid);
+  k.push_back('\0');
+  k.append(conv);
+  return k;
+}
+
+std::string conv_states_begin(std::string_view uid) {
+  std::string k = user_prefix(uid);
+  k.push_back('\x01');
+  return k;
+}
+
 std::string deleted_key(std::string_view uid, std::string_view conv, std::uint64_t conv_seq) {
   std::string k = conv_key(uid, conv);
   k.push_back('\0');

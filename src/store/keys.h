@@ -57,6 +57,12 @@ std::string token_revocation_key(std::string_view uid);
 // uid 0x00 conv: a user's state of one conversation (`convs`); uid 0x00
 // alone holds the inbox seq every state of the user reflects.
 std::string conv_key(std::string_view uid, std::string_view conv);
+// uid 0x00 0x00 conv (`convs`): the user's settings of that conversation
+// (ConvSettingsRecord). A conversation id never starts with 0x00, so these
+// sort after the applied seq and before every state of the user.
+std::string conv_settings_key(std::string_view uid, std::string_view conv);
+// The first key of a user's states, past the applied seq and the settings rows.
+std::string conv_states_begin(std::string_view uid);
 // uid 0x00 conv 0x00 conv_seq (`deletes`); conv_seq 0 holds cleared_seq.
 std::string deleted_key(std::string_view uid, std::string_view conv, std::uint64_t conv_seq);
 // In `meta`: the layout version of the store (Store::open).

@@ -148,6 +148,19 @@ std::optional<GroupFanoutRecord> GroupFanoutRecord::decode(std::string_view v) {
 
 namespace {
 constexpr char kConvRecordV1 = 1;
+constexpr char kConvSettingsV1 = 1;
+}  // namespace
+
+std::string ConvSettingsRecord::encode() const {
+  std::string v(1, kConvSettingsV1);
+  v.push_back(static_cast<char>((muted ? 1 : 0) | (pinned ? 2 : 0) | (hidden ? 4 : 0)));
+  return v;
+}
+
+std::optional<ConvSettingsRecord> ConvSettingsRecord::decode(std::string_view v) {
+  if (v.size() != 2 || v[0] != kConvSettingsV1) return std::nullopt;
+  const auto flags = static_cast<std::uint8_t>(v[1]);
+  return ConvSettingsRecord{(flags & 1) != 0, (flags & 2) != 0, (flags & 4) != 0};
 }
 
 std::string ConvRecord::encode() const {

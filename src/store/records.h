@@ -89,6 +89,21 @@ struct ConvRecord {
   bool operator==(const ConvRecord&) const = default;
 };
 
+// `convs`, a settings row: one user's settings of one conversation as the
+// last CONV_UPDATE set them, written in the batch of its 10008 mark. A
+// reader that needs one setting (an offline_push's `muted`) reads this row
+// instead of loading the user's whole book. `hidden` is as it was set: a
+// newer message undoes it in the ConvRecord, not here.
+struct ConvSettingsRecord {
+  bool muted = false;
+  bool pinned = false;
+  bool hidden = false;
+
+  std::string encode() const;
+  static std::optional<ConvSettingsRecord> decode(std::string_view value);
+  bool operator==(const ConvSettingsRecord&) const = default;
+};
+
 // Which fan-out a `fanout` row belongs to: a conversation's message at
 // `conv_seq`. A C2C copy record names the one recipient whose inbox row is
 // pending; a group record names none.

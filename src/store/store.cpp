@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <vector>
 
@@ -165,12 +166,23 @@ void Batch::put_conv_applied(std::string_view uid, std::uint64_t inbox_seq) {
   put(Cf::kConvs, user_prefix(uid), encode_u64(inbox_seq));
 }
 
+void Batch::put_conv_settings(std::string_view uid, std::string_view conv, const ConvSettingsRecord& settings) {
+  put(Cf::kConvs, conv_settings_key(uid, conv), settings.encode());
+}
+
 void Batch::put_deleted(std::string_view uid, std::string_view conv, std::uint64_t conv_seq) {
   put(Cf::kDeletes, deleted_key(uid, conv, conv_seq), {});
 }
 
 void Batch::put_cleared(std::string_view uid, std::string_view conv, std::uint64_t cleared_seq) {
   put(Cf::kDeletes, deleted_key(uid, conv, 0), encode_u64(cleared_seq));
+}
+
+void Batch::del_deleted_upto(std::string_view uid, std::string_view conv, std::uint64_t up_to) {
+  if (up_to == 0) return;
+  std::string end = deleted_key(uid, conv, up_to);
+  end.push_back('\0');  // just past up_to's key
+  del_range(Cf::kDeletes, deleted_key(uid, conv, 1), end);
 }
 
 void Batch::merge_read(std::string_view gid, std::string_view uid, std::uint64_t conv_seq) {
@@ -190,6 +202,7 @@ void Batch::put_member(std::string_view gid, std::string_view uid, const MemberR
 void Batch::del_member(std::string_view gid, std::string_view uid) {
   del(Cf::kMembers, member_key(gid, uid));
   del(Cf::kUserGroups, member_key(uid, gid));
+  del(Cf::kReads, member_key(gid, uid));
 }
 
 void Batch::put_copy(const FanoutKey& key, const CopyRecord& record) {
@@ -377,15 +390,16 @@ Result<Ok> Store::scan_convs(std::string_view uid,
                              const std::function<bool(std::string_view conv, ConvRecord&&)>& fn) {
   const std::string prefix = user_prefix(uid);
   bool unreadable = false;
-  auto scanned = scan(Cf::kConvs, prefix, prefix_end(prefix), [&](std::string_view key, std::string_view value) {
-    if (key.size() == prefix.size()) return true;  // the applied seq
-    auto record = ConvRecord::decode(value);
-    if (!record) {
-      unreadable = true;
-      return false;
-    }
-    return fn(key.substr(prefix.size()), std::move(*record));
-  });
+  // From past the applied seq and the settings rows.
+  auto scanned =
+      scan(Cf::kConvs, conv_states_begin(uid), prefix_end(prefix), [&](std::string_view key, std::string_view value) {
+        auto record = ConvRecord::decode(value);
+        if (!record) {
+          unreadable = true;
+          return false;
+        }
+        return fn(key.substr(prefix.size()), std::move(*record));
+      });
   if (!scanned) return scanned;
   if (unreadable) return make_error(StatusCode::kInternal, "store: unreadable conversation row of " + std::string(uid));
   return Ok{};
@@ -408,21 +422,31 @@ Result<std::optional<ConvRecord>> Store::get_conv(std::string_view uid, std::str
   return std::optional<ConvRecord>(std::move(*record));
 }
 
-Result<Store::Deleted> Store::get_deleted(std::string_view uid, std::string_view conv) {
-  std::string prefix = conv_key(uid, conv);
-  prefix.push_back('\0');
-  Deleted out;
-  auto scanned = scan(Cf::kDeletes, prefix, prefix_end(prefix), [&](std::string_view key, std::string_view value) {
-    const std::uint64_t seq = seq_of(key);
-    if (seq == 0) {
-      if (value.size() == 8) out.cleared_seq = read_u64(value);
-    } else {
-      out.seqs.push_back(seq);
-    }
-    return true;
-  });
-  if (!scanned) return scanned.error();
-  return out;
+Result<std::optional<ConvSettingsRecord>> Store::get_conv_settings(std::string_view uid, std::string_view conv) {
+  auto row = get(Cf::kConvs, conv_settings_key(uid, conv));
+  if (!row) return row.error();
+  if (!*row) return std::optional<ConvSettingsRecord>();
+  auto record = ConvSettingsRecord::decode(**row);
+  if (!record) return make_error(StatusCode::kInternal, "store: unreadable settings row of " + std::string(uid));
+  return record;
+}
+
+Result<std::uint64_t> Store::get_cleared(std::string_view uid, std::string_view conv) {
+  auto row = get(Cf::kDeletes, deleted_key(uid, conv, 0));
+  if (!row) return row.error();
+  if (!*row) return std::uint64_t{0};
+  if ((*row)->size() != 8)
+    return make_error(StatusCode::kInternal, "store: unreadable delete row of " + std::string(uid));
+  return read_u64(**row);
+}
+
+Result<Ok> Store::scan_deleted(std::string_view uid, std::string_view conv, std::uint64_t from, std::uint64_t to,
+                               bool reverse, const std::function<bool(std::uint64_t)>& fn) {
+  from = std::max<std::uint64_t>(from, 1);  // seq 0 is cleared_seq's row
+  if (from >= to) return Ok{};
+  return scan(
+      Cf::kDeletes, deleted_key(uid, conv, from), deleted_key(uid, conv, to),
+      [&](std::string_view key, std::string_view) { return fn(seq_of(key)); }, reverse);
 }
 
 Result<Ok> Store::scan_reads(std::string_view gid, const std::function<bool(std::string_view, std::uint64_t)>& fn) {
@@ -435,8 +459,9 @@ Result<Ok> Store::scan_reads(std::string_view gid, const std::function<bool(std:
 Result<Ok> Store::check_schema() {
   auto row = get(Cf::kMeta, kSchemaVersionKey);
   if (!row) return row.error();
+  std::uint64_t version = 1;
   if (*row) {
-    const std::uint64_t version = (*row)->size() == 8 ? read_u64(**row) : ~std::uint64_t{0};
+    version = (*row)->size() == 8 ? read_u64(**row) : ~std::uint64_t{0};
     if (version > kSchemaVersion)
       return make_error(StatusCode::kInternal,
                         fmt::format("storage.data_dir holds data of a newer imserver (layout {}; this build "
@@ -445,12 +470,42 @@ Result<Ok> Store::check_schema() {
     if (version == kSchemaVersion) return Ok{};
   }
   // Layout 1 (no row) needs nothing moved: the conversation states are
-  // derived from the inbox on each user's first use.
+  // derived from the inbox on each user's first use. Layout 2 has states
+  // but no settings rows.
+  if (version == 2) {
+    if (auto added = add_settings_rows(); !added) return added;
+  }
   rocksdb::WriteOptions options;
   options.sync = true;
   rocksdb::Status s =
       db_->Put(options, handle(Cf::kMeta), slice(kSchemaVersionKey), slice(encode_u64(kSchemaVersion)));
   if (!s.ok()) return store_error(s);
+  return Ok{};
+}
+
+Result<Ok> Store::add_settings_rows() {
+  // From each state as last written (coalesced: a mark a crash kept out of
+  // it is not in its row either; this only ever runs on stores of the
+  // development layout 2).
+  Batch batch(*this);
+  std::uint64_t added = 0;
+  Result<Ok> written = Ok{};
+  auto scanned = scan(Cf::kConvs, "", std::string(1, '\xFF'), [&](std::string_view key, std::string_view value) {
+    const auto sep = key.find('\0');
+    if (sep == std::string_view::npos || sep + 1 >= key.size() || key[sep + 1] == '\0') return true;
+    auto r = ConvRecord::decode(value);
+    if (!r || !(r->muted || r->pinned || r->hidden)) return true;
+    batch.put_conv_settings(key.substr(0, sep), key.substr(sep + 1), {r->muted, r->pinned, r->hidden});
+    ++added;
+    if (batch.count() < 1024) return true;
+    written = write(batch);
+    batch.clear();
+    return written.ok();
+  });
+  if (!scanned) return scanned;
+  if (written) written = write(batch);
+  if (!written) return written;
+  if (added > 0) spdlog::info("store: {} conversation settings rows written (layout 2 to 3)", added);
   return Ok{};
 }
 

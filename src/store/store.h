@@ -46,9 +46,10 @@ enum class Cf : std::uint8_t {
 };
 inline constexpr std::size_t kCfCount = 13;
 // The layout this build writes (`meta` "schema_version"): 1 is the layout
-// before PROTOCOL 8 (no such row), 2 adds `convs`, `deletes` and `reads`.
-// A store written by a later layout is refused at open.
-inline constexpr std::uint64_t kSchemaVersion = 2;
+// before PROTOCOL 8 (no such row), 2 adds `convs`, `deletes` and `reads`,
+// 3 the settings rows in `convs` (Store::open writes them for a store of
+// layout 2). A store written by a later layout is refused at open.
+inline constexpr std::uint64_t kSchemaVersion = 3;
 
 class Store;
 
@@ -69,6 +70,8 @@ class Batch {
   void put_group(const GroupRecord& group);
   // The `members` row and the member's `user_groups` row.
   void put_member(std::string_view gid, std::string_view uid, const MemberRecord& member);
+  // The `members` row, the `user_groups` row and the member's public read
+  // position (`reads`): a former member's position is never read again.
   void del_member(std::string_view gid, std::string_view uid);
   void put_copy(const FanoutKey& key, const CopyRecord& record);
   void put_group_fanout(const FanoutKey& key, const GroupFanoutRecord& record);
@@ -90,9 +93,14 @@ class Batch {
   // of that user's states reflect.
   void put_conv(std::string_view uid, std::string_view conv, const ConvRecord& record);
   void put_conv_applied(std::string_view uid, std::uint64_t inbox_seq);
+  // The settings a CONV_UPDATE set, in the batch of its 10008 mark.
+  void put_conv_settings(std::string_view uid, std::string_view conv, const ConvSettingsRecord& settings);
   // DELETE for one user: a hidden conv_seq, and everything up to cleared_seq.
   void put_deleted(std::string_view uid, std::string_view conv, std::uint64_t conv_seq);
   void put_cleared(std::string_view uid, std::string_view conv, std::uint64_t cleared_seq);
+  // Drops the hidden conv_seqs 1..up_to (one range delete): cleared_seq
+  // covers them once it reaches up_to.
+  void del_deleted_upto(std::string_view uid, std::string_view conv, std::uint64_t up_to);
   // A group member's public read position (RECEIPTS): kept as the largest
   // ever merged, whatever the order of the writes.
   void merge_read(std::string_view gid, std::string_view uid, std::uint64_t conv_seq);
@@ -151,13 +159,15 @@ class Store {
                         const std::function<bool(std::string_view conv, ConvRecord&&)>& fn);
   Result<std::uint64_t> get_conv_applied(std::string_view uid);
   Result<std::optional<ConvRecord>> get_conv(std::string_view uid, std::string_view conv);
-  // What a user deleted for themself in a conversation: cleared_seq, and
-  // the conv_seqs hidden above it, in increasing order.
-  struct Deleted {
-    std::uint64_t cleared_seq = 0;
-    std::vector<std::uint64_t> seqs;
-  };
-  Result<Deleted> get_deleted(std::string_view uid, std::string_view conv);
+  // The settings the user last set for a conversation (none: never set).
+  Result<std::optional<ConvSettingsRecord>> get_conv_settings(std::string_view uid, std::string_view conv);
+  // What a user deleted for themself in a conversation: cleared_seq (0:
+  // none), and the conv_seqs hidden above it with from <= seq < to,
+  // ascending (descending when `reverse`) until `fn` returns false. A
+  // reader asks for the range it shows, never for every row.
+  Result<std::uint64_t> get_cleared(std::string_view uid, std::string_view conv);
+  Result<Ok> scan_deleted(std::string_view uid, std::string_view conv, std::uint64_t from, std::uint64_t to,
+                          bool reverse, const std::function<bool(std::uint64_t conv_seq)>& fn);
   // The public read positions of a group's readers, in uid order.
   Result<Ok> scan_reads(std::string_view gid, const std::function<bool(std::string_view uid, std::uint64_t)>& fn);
   Result<std::optional<GroupRecord>> get_group(std::string_view gid);
@@ -227,6 +237,8 @@ class Store {
   Result<Ok> open_outbox();
   // At open: refuses a store of a later layout, records this one's.
   Result<Ok> check_schema();
+  // Layout 2 to 3: a settings row for every conversation state with a setting.
+  Result<Ok> add_settings_rows();
 
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* handles_[kCfCount] = {};

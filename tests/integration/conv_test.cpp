@@ -8,6 +8,9 @@
 #include <thread>
 #include <set>
 
+#include <fmt/format.h>
+
+#include "common/base64.h"
 #include "http_helpers.h"
 #include "messaging.h"
 #include "server_process.h"
@@ -568,4 +571,401 @@ TEST_CASE("admin: a user's conversations and a group message's receipts") {
   CHECK(admin.get("/v1/groups/nope/receipts?conv_seq=1").status == 404);
   CHECK(admin.get("/v1/users/bob/conversations?cursor=junk").status == 400);
   CHECK(admin.get("/v1/users/bob/conversations", false).status == 401);
+}
+
+namespace {
+
+// A uid of exactly 64 bytes (the longest id): long conversation ids make
+// long CONV_LIST cursors.
+std::string long_uid(const std::string& stem) {
+  return stem + std::string(64 - stem.size(), 'x');
+}
+
+const Overrides kAdmin = {{"admin.listen", "\"127.0.0.1:0\""}, {"admin.api_key", "\"admin-key-1\""}};
+
+// A C2C SEND on behalf of `from` through the admin API (no login needed).
+void admin_send(AdminClient& admin, const std::string& from, const std::string& to, const std::string& body) {
+  HttpReply r = admin.post("/v1/messages", {{"from", from},
+                                            {"conv_type", "c2c"},
+                                            {"to", to},
+                                            {"content_type", 1},
+                                            {"body", base64_encode(body)},
+                                            {"client_msg_id", "admin-msg"}});  // dedupe is per sender
+  INFO(r.text);
+  REQUIRE(r.status == 200);
+}
+
+// Every conversation of `c`'s user by CONV_LIST pages of `limit`; each
+// answer's body is checked against `max_body` bytes.
+std::vector<v1::Conversation> list_all(SyncClient& c, std::uint32_t limit, std::size_t max_body, int* pages = nullptr) {
+  std::vector<v1::Conversation> out;
+  std::string cursor;
+  for (int page = 0; page < 10000; ++page) {
+    v1::ConvListReq req;
+    req.set_limit(limit);
+    req.set_cursor(cursor);
+    auto r = c.call(Cmd::kConvList, &req);
+    REQUIRE(r);
+    REQUIRE(r->ok());
+    CHECK(r->body.size() <= max_body);
+    v1::ConvListResp resp;
+    REQUIRE(r->parse(resp));
+    if (pages) ++*pages;
+    for (const auto& conv : resp.conversations()) out.push_back(conv);
+    if (!resp.has_more()) break;
+    REQUIRE(resp.conversations_size() > 0);
+    cursor = resp.next_cursor();
+  }
+  return out;
+}
+
+v1::ConvUpdateReq update_req(const std::string& peer, std::optional<bool> muted, std::optional<bool> pinned) {
+  v1::ConvUpdateReq req;
+  req.set_conv_type(v1::C2C);
+  req.set_peer(peer);
+  if (muted) req.set_muted(*muted);
+  if (pinned) req.set_pinned(*pinned);
+  return req;
+}
+
+// The answers to requests sent together in one write (so that the server
+// takes them in one turn), in the order they come; pushes are skipped.
+std::vector<Frame> pipelined(SyncClient& c, Cmd cmd, const std::vector<v1::ConvUpdateReq>& reqs) {
+  std::string wire;
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    FrameHeader h;
+    h.cmd = cmd;
+    h.seq = static_cast<std::uint32_t>(90000 + i);
+    wire += encode_frame(h, reqs[i].SerializeAsString());
+  }
+  c.send_wire(wire);
+  std::vector<Frame> out;
+  while (out.size() < reqs.size()) {
+    auto f = c.next_frame();
+    REQUIRE(f);
+    if (f->header.is_response() && f->header.cmd == cmd) out.push_back(std::move(*f));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("CONV_READ: a group read that moves nothing writes the public position again (a lost receipt is repaired)") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  create_group(*alice, "g1", {"bob"});
+  const std::uint64_t m = group_send(*alice, "g1", "g1-1").conv_seq();
+  (void)pull_until(*bob, [](const auto& rows) { return rows.size() == 2; });
+  // The private position moves without the public one: as when the
+  // receipt's write failed or a crash came between the two.
+  CHECK(conv_read(*bob, v1::GROUP, "g1", 0, true).read_seq() == m);
+  CHECK(receipts(*alice, "g1", {m}).counts(0).read_count() == 0);
+  // The retry moves nothing (no mark, inbox_seq 0) but records the receipt.
+  v1::ConvReadResp again = conv_read(*bob, v1::GROUP, "g1");
+  CHECK(again.read_seq() == m);
+  CHECK(again.inbox_seq() == 0);
+  CHECK(receipts(*alice, "g1", {m}).counts(0).read_count() == 1);
+  CHECK(pull_all(*bob).size() == 3);  // the two rows and one ReadMark
+  // Repeating it changes nothing.
+  CHECK(conv_read(*bob, v1::GROUP, "g1").inbox_seq() == 0);
+  CHECK(receipts(*alice, "g1", {m}).counts(0).read_count() == 1);
+}
+
+TEST_CASE("CONV_LIST: pages fit server.max_frame_bytes with large messages and long ids, each conversation once") {
+  ServerProcess server(with({{"server.max_frame_bytes", "6144"},
+                             {"limits.max_message_bytes", "5120"},
+                             {"admin.listen", "\"127.0.0.1:0\""},
+                             {"admin.api_key", "\"admin-key-1\""}}));
+  AdminClient admin(server.admin_port(), "admin-key-1");
+  const std::string me = long_uid("me");
+  // Large and small last messages in turn, the large ones a few bytes
+  // apart, so that some page is filled to within a few bytes of the
+  // budget by its conversations alone.
+  std::set<std::string> peers;
+  for (int i = 0; i < 60; ++i) {
+    const std::string big = long_uid("big" + std::to_string(i));
+    const std::string small = long_uid("small" + std::to_string(i));
+    admin_send(admin, big, me, std::string(4400 + 11 * i, 'b'));
+    admin_send(admin, small, me, std::string(700, 's'));
+    peers.insert(big);
+    peers.insert(small);
+  }
+  auto c = server.login(me);
+  for (std::uint32_t limit : {0u, 2u, 3u, 500u}) {
+    INFO("limit " << limit);
+    int pages = 0;
+    const auto all = list_all(*c, limit, 6144, &pages);
+    std::multiset<std::string> seen;
+    for (const auto& conv : all) {
+      seen.insert(conv.peer());
+      CHECK(conv.last_message().body().size() >= 700);  // none listed without its message
+    }
+    CHECK(seen.size() == peers.size());
+    CHECK(std::set<std::string>(seen.begin(), seen.end()) == peers);
+    CHECK(pages > 40);
+  }
+}
+
+TEST_CASE("CONV_LIST: the SYSTEM conversation is listed once it holds a stored server push") {
+  ServerProcess server(with(kAdmin));
+  AdminClient admin(server.admin_port(), "admin-key-1");
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  send_ok(*bob, "alice", "b1");
+  (void)pull_until(*alice, [](const auto& rows) { return rows.size() == 1; });
+  // Marks are SYSTEM rows of the user's inbox but no conversation.
+  (void)conv_read(*alice, v1::C2C, "bob");
+  HttpReply live = admin.post("/v1/push", {{"to", "alice"}, {"topic", "t"}, {"payload", base64_encode("live")}});
+  REQUIRE(live.status == 200);
+  v1::ConvListResp list = conv_list(*alice);
+  REQUIRE(list.conversations_size() == 1);
+  CHECK(list.conversations(0).conv_type() == v1::C2C);
+
+  HttpReply stored = admin.post(
+      "/v1/push", {{"to", "alice"}, {"topic", "bill"}, {"payload", base64_encode("due")}, {"persist", true}});
+  REQUIRE(stored.status == 200);
+  list = conv_list(*alice);
+  REQUIRE(list.conversations_size() == 2);
+  const v1::Conversation sys = list.conversations(0);  // the newest
+  CHECK(sys.conv_type() == v1::SYSTEM);
+  CHECK(sys.peer().empty());
+  CHECK(sys.last_conv_seq() == 1);
+  CHECK(sys.last_message().content_type() == 10002);
+  CHECK(sys.last_message().topic() == "bill");
+  CHECK(sys.last_message().body() == "due");
+  CHECK(sys.unread_count() == 0);  // server pushes are not messages from a user
+  CHECK(list.total_unread() == 0);
+}
+
+TEST_CASE("CONV_LIST: limit 100 by default, at most 500") {
+  ServerProcess server(with(kAdmin));
+  AdminClient admin(server.admin_port(), "admin-key-1");
+  for (int i = 0; i < 501; ++i) admin_send(admin, "s" + std::to_string(i), "me", "x");
+  auto me = server.login("me");
+  v1::ConvListResp first = conv_list(*me);
+  CHECK(first.conversations_size() == 100);
+  CHECK(first.has_more());
+  v1::ConvListResp capped = conv_list(*me, 1000);
+  CHECK(capped.conversations_size() == 500);
+  CHECK(capped.has_more());
+  v1::ConvListResp rest = conv_list(*me, 1000, capped.next_cursor());
+  CHECK(rest.conversations_size() == 1);
+  CHECK_FALSE(rest.has_more());
+  std::set<std::string> peers;
+  for (const auto& c : capped.conversations()) peers.insert(c.peer());
+  for (const auto& c : rest.conversations()) peers.insert(c.peer());
+  CHECK(peers.size() == 501);
+  CHECK(capped.total_unread() == 501);
+}
+
+TEST_CASE("RECEIPTS: readers_limit is capped at 1000, paging past the end is empty") {
+  ServerProcess server(with({{"limits.receipts_max_members", "2000"}}));
+  auto alice = server.login("alice");
+  std::vector<std::string> members;
+  for (int i = 0; i < 1004; ++i) members.push_back(fmt::format("m{:04}", i));
+  create_group(*alice, "big", members);
+  v1::ReceiptsReq req;
+  req.set_gid("big");
+  req.add_conv_seqs(1);
+  req.set_with_readers(true);
+  req.set_readers_limit(5000);
+  auto r = ok_call<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
+  REQUIRE(r.readers_size() == 1000);
+  CHECK(r.readers(0).uid() == "alice");
+  CHECK(r.readers(999).uid() == "m0998");
+  CHECK(r.readers_more());
+  CHECK(r.counts(0).member_count() == 1004);  // the CREATED event is alice's: every member but her
+
+  req.set_readers_after(r.readers(999).uid());
+  r = ok_call<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
+  REQUIRE(r.readers_size() == 5);
+  CHECK(r.readers(0).uid() == "m0999");
+  CHECK(r.readers(4).uid() == "m1003");
+  CHECK_FALSE(r.readers_more());
+
+  req.set_readers_after("m1003");
+  r = ok_call<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
+  CHECK(r.readers_size() == 0);
+  CHECK_FALSE(r.readers_more());
+  req.set_readers_after("zzz");
+  r = ok_call<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
+  CHECK(r.readers_size() == 0);
+  CHECK_FALSE(r.readers_more());
+
+  req.clear_readers_after();
+  req.set_readers_limit(0);
+  r = ok_call<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
+  CHECK(r.readers_size() == 500);
+  CHECK(r.readers_more());
+}
+
+TEST_CASE("HISTORY after_seq skips what the user deleted, has_more only for rows still to show") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  for (int i = 1; i <= 10; ++i) send_ok(*alice, "bob", "a" + std::to_string(i));
+  (void)pull_until(*bob, [](const auto& rows) { return rows.size() == 10; });
+  v1::DeleteReq del;
+  del.set_conv_type(v1::C2C);
+  del.set_peer("alice");
+  del.add_conv_seqs(5);
+  del.add_conv_seqs(6);
+  del.set_up_to_seq(2);
+  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+
+  auto h = history_page(*bob, v1::C2C, "alice", 0, 1, 3);  // after_seq below cleared_seq
+  CHECK(seqs_of(h) == std::vector<std::uint64_t>{3, 4, 7});
+  CHECK(h.has_more());
+  h = history_page(*bob, v1::C2C, "alice", 0, 4, 3);
+  CHECK(seqs_of(h) == std::vector<std::uint64_t>{7, 8, 9});
+  CHECK(h.has_more());
+  h = history_page(*bob, v1::C2C, "alice", 0, 9, 3);
+  CHECK(seqs_of(h) == std::vector<std::uint64_t>{10});
+  CHECK_FALSE(h.has_more());
+
+  // Only deleted rows after the page: no has_more.
+  v1::DeleteReq tail;
+  tail.set_conv_type(v1::C2C);
+  tail.set_peer("alice");
+  tail.add_conv_seqs(9);
+  tail.add_conv_seqs(10);
+  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, tail);
+  h = history_page(*bob, v1::C2C, "alice", 0, 7, 1);
+  CHECK(seqs_of(h) == std::vector<std::uint64_t>{8});
+  CHECK_FALSE(h.has_more());
+  h = history_page(*bob, v1::C2C, "alice", 0, 8, 5);
+  CHECK(h.messages_size() == 0);
+  CHECK_FALSE(h.has_more());
+  CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 0)) == std::vector<std::uint64_t>{3, 4, 7, 8});
+  CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 8, 0, 2)) == std::vector<std::uint64_t>{4, 7});
+
+  // Clearing past the deleted seqs: the same view (their rows are dropped with the clear).
+  v1::DeleteReq clear;
+  clear.set_conv_type(v1::C2C);
+  clear.set_peer("alice");
+  clear.set_up_to_seq(6);
+  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, clear);
+  CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 0)) == std::vector<std::uint64_t>{7, 8});
+  CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 3, 5)) == std::vector<std::uint64_t>{7, 8});
+  const v1::Conversation c = find_conv(conv_list(*bob), "alice");
+  CHECK(c.last_conv_seq() == 8);
+  CHECK(c.cleared_seq() == 6);
+  CHECK(c.unread_count() == 2);
+}
+
+TEST_CASE("DELETE: up_to_seq is clamped to the newest message, conv_seqs beyond it are BAD_REQUEST") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  for (int i = 1; i <= 3; ++i) send_ok(*alice, "bob", "a" + std::to_string(i));
+  (void)pull_until(*bob, [](const auto& rows) { return rows.size() == 3; });
+  v1::DeleteReq del;
+  del.set_conv_type(v1::C2C);
+  del.set_peer("alice");
+  del.add_conv_seqs(4);
+  CHECK(fail_call(*bob, Cmd::kDelete, del) == StatusCode::kBadRequest);
+  del.clear_conv_seqs();
+  del.set_up_to_seq(UINT64_MAX);
+  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+  CHECK(find_conv(conv_list(*bob), "alice").cleared_seq() == 3);
+  send_ok(*alice, "bob", "a4", "after the clear");
+  CHECK(wait_until([&] { return find_conv(conv_list(*bob), "alice").unread_count() == 1; }));
+  const v1::Conversation c = find_conv(conv_list(*bob), "alice");
+  CHECK(c.last_conv_seq() == 4);
+  CHECK(c.last_message().body() == "after the clear");
+  CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 0)) == std::vector<std::uint64_t>{4});
+}
+
+TEST_CASE("CONV_UPDATE: requests pipelined keep every field, and pipelined pins stop at limits.max_pinned") {
+  ServerProcess server(with({{"limits.max_pinned", "5"}}));
+  auto me = server.login("me");
+  const std::vector<std::string> peers = {"p1", "p2", "p3", "p4", "p5", "p6", "p7"};
+  for (const auto& p : peers) {
+    auto c = server.login(p);
+    send_ok(*c, "me", "from-" + p);
+  }
+  (void)pull_until(*me, [](const auto& rows) { return rows.size() == 7; });
+
+  // Each conversation muted by one request and pinned by the next, all in
+  // one write: requests taken in one turn of the user's shard must each
+  // see the ones before them.
+  std::vector<v1::ConvUpdateReq> reqs;
+  for (int i = 0; i < 4; ++i) {
+    reqs.push_back(update_req(peers[i], true, {}));
+    reqs.push_back(update_req(peers[i], {}, true));
+  }
+  for (const auto& a : pipelined(*me, Cmd::kConvUpdate, reqs)) {
+    INFO(a.error_message());
+    CHECK(a.ok());
+  }
+  v1::ConvListResp list = conv_list(*me);
+  for (int i = 0; i < 4; ++i) {
+    INFO(peers[i]);
+    CHECK(find_conv(list, peers[i]).muted());
+    CHECK(find_conv(list, peers[i]).pinned());
+  }
+
+  // Four pinned, limits.max_pinned 5: of three pins in one write, one passes.
+  auto answers = pipelined(*me, Cmd::kConvUpdate,
+                           {update_req("p5", {}, true), update_req("p6", {}, true), update_req("p7", {}, true)});
+  int ok = 0;
+  int too_large = 0;
+  for (const auto& a : answers) {
+    ok += a.ok() ? 1 : 0;
+    too_large += a.status() == StatusCode::kTooLarge ? 1 : 0;
+  }
+  CHECK(ok == 1);
+  CHECK(too_large == 2);
+  list = conv_list(*me);
+  int pinned = 0;
+  for (const auto& c : list.conversations()) pinned += c.pinned() ? 1 : 0;
+  CHECK(pinned == 5);
+}
+
+TEST_CASE("RECEIPTS: a member removed and added again starts with no read position") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  create_group(*alice, "g1", {"bob", "carol"});
+  const std::uint64_t m = group_send(*alice, "g1", "g1-1").conv_seq();
+  (void)pull_until(*bob, [](const auto& rows) { return rows.size() == 2; });
+  (void)conv_read(*bob, v1::GROUP, "g1");
+  CHECK(receipts(*alice, "g1", {m}).counts(0).read_count() == 1);
+  v1::GroupMembersReq change;
+  change.set_gid("g1");
+  change.add_uids("bob");
+  (void)ok_call<v1::GroupMembersResp>(*alice, Cmd::kGroupRemoveMembers, change);
+  (void)ok_call<v1::GroupMembersResp>(*alice, Cmd::kGroupAddMembers, change);
+  auto r = receipts(*alice, "g1", {m}, true);
+  CHECK(r.counts(0).read_count() == 0);
+  CHECK(r.counts(0).member_count() == 2);
+  REQUIRE(r.readers_size() == 3);
+  CHECK(r.readers(1).uid() == "bob");
+  CHECK(r.readers(1).read_seq() == 0);
+}
+
+TEST_CASE("CONV_LIST: last_message looks at the 20 newest messages past the deleted ones") {
+  ServerProcess server(kFast);
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  for (int i = 1; i <= 25; ++i) send_ok(*alice, "bob", "a" + std::to_string(i), "m" + std::to_string(i));
+  (void)pull_until(*bob, [](const auto& rows) { return rows.size() == 25; });
+  v1::DeleteReq del;
+  del.set_conv_type(v1::C2C);
+  del.set_peer("alice");
+  for (int seq = 7; seq <= 25; ++seq) del.add_conv_seqs(seq);
+  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+  v1::Conversation c = find_conv(conv_list(*bob), "alice");
+  CHECK(c.last_conv_seq() == 6);  // the 20th newest
+  CHECK(c.last_message().body() == "m6");
+  CHECK(c.unread_count() == 6);
+  del.clear_conv_seqs();
+  del.add_conv_seqs(6);
+  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+  c = find_conv(conv_list(*bob), "alice");
+  CHECK(c.last_conv_seq() == 0);  // all 20 deleted: none shown
+  CHECK_FALSE(c.has_last_message());
+  CHECK(c.unread_count() == 5);
+  CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 0)) == std::vector<std::uint64_t>{1, 2, 3, 4, 5});
 }

@@ -208,6 +208,43 @@ TEST_CASE("offline_push: muted is true for a conversation the user muted (PROTOC
   CHECK(muted == std::map<std::string, bool>{{"carol", true}, {"dave", false}});
 }
 
+TEST_CASE("offline_push: muted holds for a user whose conversations are not loaded, after a restart") {
+  WebhookReceiver receiver;
+  ServerProcess server(hook_config(receiver, 300));
+  {
+    auto alice = server.login("alice");
+    auto carol = server.login("carol");
+    send_ok(*alice, "carol", "m1");
+    auto got = next_push(*carol);
+    REQUIRE(got.size() == 1);
+    v1::AckReq ack;
+    ack.set_inbox_seq(got[0].inbox_seq());
+    carol->notify(Cmd::kAck, &ack);
+    v1::ConvUpdateReq mute;
+    mute.set_conv_type(v1::C2C);
+    mute.set_peer("alice");
+    mute.set_muted(true);
+    auto r = carol->call(Cmd::kConvUpdate, &mute);
+    REQUIRE(r);
+    REQUIRE(r->ok());
+  }
+  // Killed right after the answer: the conversation states (written
+  // coalesced) may not hold the mute, and nothing is loaded after the start.
+  server.kill9();
+  server.restart();
+  auto alice = server.login("alice");
+  send_ok(*alice, "carol", "m2");
+  send_ok(*alice, "dave", "m3");
+  auto events = bodies(receiver.wait_for(2));
+  REQUIRE(events.size() == 2);
+  std::map<std::string, bool> muted;
+  for (const auto& e : events) {
+    CHECK(e["event"] == "offline_push");
+    muted[e["uid"].get<std::string>()] = e["muted"].get<bool>();
+  }
+  CHECK(muted == std::map<std::string, bool>{{"carol", true}, {"dave", false}});
+}
+
 TEST_CASE("a receiver answering 500 a few times still gets everything, in order") {
   WebhookReceiver receiver;
   receiver.refuse(3);

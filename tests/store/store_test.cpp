@@ -596,3 +596,134 @@ TEST_CASE("store: group read positions keep the largest, whatever the order of t
   }));
   CHECK(reads == std::vector<std::pair<std::string, std::uint64_t>>{{"amy", 2}, {"bob", 7}});
 }
+
+TEST_CASE("store: a conversation's settings row is read alone and is not a conversation state") {
+  TempStore t;
+  ConvRecord state;
+  state.last_conv_seq = 3;
+  state.muted = true;
+  Batch b(*t.store);
+  b.put_conv("bob", "c:alice:bob", state);
+  b.put_conv_applied("bob", 9);
+  b.put_conv_settings("bob", "c:alice:bob", {true, false, true});
+  b.put_conv_settings("bob", "g:team", {false, true, false});
+  REQUIRE(t.store->write(b));
+  CHECK(t.store->get_conv_settings("bob", "c:alice:bob").value() == ConvSettingsRecord{true, false, true});
+  CHECK(t.store->get_conv_settings("bob", "g:team").value() == ConvSettingsRecord{false, true, false});
+  CHECK_FALSE(t.store->get_conv_settings("bob", "c:bob:carol").value());
+  CHECK_FALSE(t.store->get_conv_settings("bo", "c:alice:bob").value());
+  std::vector<std::string> states;
+  REQUIRE(t.store->scan_convs("bob", [&](std::string_view conv, ConvRecord&& r) {
+    states.emplace_back(conv);
+    CHECK(r == state);
+    return true;
+  }));
+  CHECK(states == std::vector<std::string>{"c:alice:bob"});
+  CHECK(t.store->get_conv_applied("bob").value() == 9);
+  CHECK_FALSE(ConvSettingsRecord::decode(""));
+  CHECK_FALSE(ConvSettingsRecord::decode(std::string("\x02\x01", 2)));
+}
+
+TEST_CASE("store: a store of layout 2 gains a settings row for each conversation state with a setting") {
+  StorageConfig config;
+  config.data_dir =
+      (std::filesystem::temp_directory_path() / ("imstore-v2-" + std::to_string(std::random_device{}()))).string();
+  {
+    auto opened = Store::open(config);
+    REQUIRE(opened);
+    auto& store = **opened;
+    ConvRecord muted;
+    muted.last_conv_seq = 1;
+    muted.muted = true;
+    ConvRecord pinned;
+    pinned.last_conv_seq = 2;
+    pinned.pinned = true;
+    ConvRecord plain;
+    plain.last_conv_seq = 4;
+    Batch b(store);
+    b.put_conv("bob", "c:alice:bob", muted);
+    b.put_conv("bob", "g:team", pinned);
+    b.put_conv("bob", "c:bob:carol", plain);
+    b.put_conv_applied("bob", 7);
+    b.put_meta(kSchemaVersionKey, 2);
+    REQUIRE(store.write(b));
+  }
+  {
+    auto opened = Store::open(config);
+    REQUIRE(opened);
+    auto& store = **opened;
+    CHECK(store.get_meta(kSchemaVersionKey).value() == kSchemaVersion);
+    CHECK(store.get_conv_settings("bob", "c:alice:bob").value() == ConvSettingsRecord{true, false, false});
+    CHECK(store.get_conv_settings("bob", "g:team").value() == ConvSettingsRecord{false, true, false});
+    CHECK_FALSE(store.get_conv_settings("bob", "c:bob:carol").value());
+    int states = 0;
+    REQUIRE(store.scan_convs("bob", [&](std::string_view, ConvRecord&&) { return ++states > 0; }));
+    CHECK(states == 3);
+  }
+  std::filesystem::remove_all(config.data_dir);
+}
+
+TEST_CASE("store: deleted seqs are read by range in either direction, and a clear drops those it covers") {
+  TempStore t;
+  Batch b(*t.store);
+  for (std::uint64_t seq : {2, 3, 5, 8, 13}) b.put_deleted("bob", "c:alice:bob", seq);
+  b.put_deleted("bob", "c:bob:carol", 4);
+  b.put_deleted("bobby", "c:alice:bob", 6);
+  REQUIRE(t.store->write(b));
+  auto seqs = [&](std::uint64_t from, std::uint64_t to, bool reverse, std::size_t at_most = 100) {
+    std::vector<std::uint64_t> out;
+    REQUIRE(t.store->scan_deleted("bob", "c:alice:bob", from, to, reverse, [&](std::uint64_t s) {
+      out.push_back(s);
+      return out.size() < at_most;
+    }));
+    return out;
+  };
+  CHECK(seqs(0, 100, false) == std::vector<std::uint64_t>{2, 3, 5, 8, 13});
+  CHECK(seqs(3, 13, false) == std::vector<std::uint64_t>{3, 5, 8});
+  CHECK(seqs(3, 14, true) == std::vector<std::uint64_t>{13, 8, 5, 3});
+  CHECK(seqs(0, UINT64_MAX, true, 2) == std::vector<std::uint64_t>{13, 8});
+  CHECK(seqs(9, 9, false).empty());
+  CHECK(t.store->get_cleared("bob", "c:alice:bob").value() == 0);
+
+  Batch clear(*t.store);
+  clear.put_cleared("bob", "c:alice:bob", 5);
+  clear.del_deleted_upto("bob", "c:alice:bob", 5);
+  REQUIRE(t.store->write(clear));
+  CHECK(t.store->get_cleared("bob", "c:alice:bob").value() == 5);
+  CHECK(seqs(0, 100, false) == std::vector<std::uint64_t>{8, 13});
+  // Other users' and conversations' rows are untouched.
+  std::vector<std::uint64_t> other;
+  REQUIRE(t.store->scan_deleted("bob", "c:bob:carol", 0, 100, false, [&](std::uint64_t s) {
+    other.push_back(s);
+    return true;
+  }));
+  REQUIRE(t.store->scan_deleted("bobby", "c:alice:bob", 0, 100, false, [&](std::uint64_t s) {
+    other.push_back(s);
+    return true;
+  }));
+  CHECK(other == std::vector<std::uint64_t>{4, 6});
+}
+
+TEST_CASE("store: a member's read position goes with the member") {
+  TempStore t;
+  Batch b(*t.store);
+  for (const char* uid : {"amy", "bob"}) {
+    b.put_member("g", uid, {false, 1});
+    b.merge_read("g", uid, 4);
+  }
+  b.merge_read("g2", "bob", 9);
+  REQUIRE(t.store->write(b));
+  Batch removal(*t.store);
+  removal.del_member("g", "bob");
+  REQUIRE(t.store->write(removal));
+  auto reads = [&](const std::string& gid) {
+    std::vector<std::pair<std::string, std::uint64_t>> out;
+    REQUIRE(t.store->scan_reads(gid, [&](std::string_view uid, std::uint64_t seq) {
+      out.emplace_back(std::string(uid), seq);
+      return true;
+    }));
+    return out;
+  };
+  CHECK(reads("g") == std::vector<std::pair<std::string, std::uint64_t>>{{"amy", 4}});
+  CHECK(reads("g2") == std::vector<std::pair<std::string, std::uint64_t>>{{"bob", 9}});
+}
