@@ -770,7 +770,7 @@ TEST_CASE("RECEIPTS: readers_limit is capped at 1000, paging past the end is emp
   req.add_conv_seqs(1);
   req.set_with_readers(true);
   req.set_readers_limit(5000);
-  auto r = ok_call<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
+  auto r = call_ok<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
   REQUIRE(r.readers_size() == 1000);
   CHECK(r.readers(0).uid() == "alice");
   CHECK(r.readers(999).uid() == "m0998");
@@ -778,24 +778,24 @@ TEST_CASE("RECEIPTS: readers_limit is capped at 1000, paging past the end is emp
   CHECK(r.counts(0).member_count() == 1004);  // the CREATED event is alice's: every member but her
 
   req.set_readers_after(r.readers(999).uid());
-  r = ok_call<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
+  r = call_ok<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
   REQUIRE(r.readers_size() == 5);
   CHECK(r.readers(0).uid() == "m0999");
   CHECK(r.readers(4).uid() == "m1003");
   CHECK_FALSE(r.readers_more());
 
   req.set_readers_after("m1003");
-  r = ok_call<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
+  r = call_ok<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
   CHECK(r.readers_size() == 0);
   CHECK_FALSE(r.readers_more());
   req.set_readers_after("zzz");
-  r = ok_call<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
+  r = call_ok<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
   CHECK(r.readers_size() == 0);
   CHECK_FALSE(r.readers_more());
 
   req.clear_readers_after();
   req.set_readers_limit(0);
-  r = ok_call<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
+  r = call_ok<v1::ReceiptsResp>(*alice, Cmd::kReceipts, req);
   CHECK(r.readers_size() == 500);
   CHECK(r.readers_more());
 }
@@ -812,7 +812,7 @@ TEST_CASE("HISTORY after_seq skips what the user deleted, has_more only for rows
   del.add_conv_seqs(5);
   del.add_conv_seqs(6);
   del.set_up_to_seq(2);
-  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+  (void)call_ok<v1::DeleteResp>(*bob, Cmd::kDelete, del);
 
   auto h = history_page(*bob, v1::C2C, "alice", 0, 1, 3);  // after_seq below cleared_seq
   CHECK(seqs_of(h) == std::vector<std::uint64_t>{3, 4, 7});
@@ -830,7 +830,7 @@ TEST_CASE("HISTORY after_seq skips what the user deleted, has_more only for rows
   tail.set_peer("alice");
   tail.add_conv_seqs(9);
   tail.add_conv_seqs(10);
-  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, tail);
+  (void)call_ok<v1::DeleteResp>(*bob, Cmd::kDelete, tail);
   h = history_page(*bob, v1::C2C, "alice", 0, 7, 1);
   CHECK(seqs_of(h) == std::vector<std::uint64_t>{8});
   CHECK_FALSE(h.has_more());
@@ -845,7 +845,7 @@ TEST_CASE("HISTORY after_seq skips what the user deleted, has_more only for rows
   clear.set_conv_type(v1::C2C);
   clear.set_peer("alice");
   clear.set_up_to_seq(6);
-  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, clear);
+  (void)call_ok<v1::DeleteResp>(*bob, Cmd::kDelete, clear);
   CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 0)) == std::vector<std::uint64_t>{7, 8});
   CHECK(seqs_of(history_page(*bob, v1::C2C, "alice", 0, 3, 5)) == std::vector<std::uint64_t>{7, 8});
   const v1::Conversation c = find_conv(conv_list(*bob), "alice");
@@ -867,7 +867,7 @@ TEST_CASE("DELETE: up_to_seq is clamped to the newest message, conv_seqs beyond 
   CHECK(fail_call(*bob, Cmd::kDelete, del) == StatusCode::kBadRequest);
   del.clear_conv_seqs();
   del.set_up_to_seq(UINT64_MAX);
-  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+  (void)call_ok<v1::DeleteResp>(*bob, Cmd::kDelete, del);
   CHECK(find_conv(conv_list(*bob), "alice").cleared_seq() == 3);
   send_ok(*alice, "bob", "a4", "after the clear");
   CHECK(wait_until([&] { return find_conv(conv_list(*bob), "alice").unread_count() == 1; }));
@@ -935,8 +935,8 @@ TEST_CASE("RECEIPTS: a member removed and added again starts with no read positi
   v1::GroupMembersReq change;
   change.set_gid("g1");
   change.add_uids("bob");
-  (void)ok_call<v1::GroupMembersResp>(*alice, Cmd::kGroupRemoveMembers, change);
-  (void)ok_call<v1::GroupMembersResp>(*alice, Cmd::kGroupAddMembers, change);
+  (void)call_ok<v1::GroupMembersResp>(*alice, Cmd::kGroupRemoveMembers, change);
+  (void)call_ok<v1::GroupMembersResp>(*alice, Cmd::kGroupAddMembers, change);
   auto r = receipts(*alice, "g1", {m}, true);
   CHECK(r.counts(0).read_count() == 0);
   CHECK(r.counts(0).member_count() == 2);
@@ -955,14 +955,14 @@ TEST_CASE("CONV_LIST: last_message looks at the 20 newest messages past the dele
   del.set_conv_type(v1::C2C);
   del.set_peer("alice");
   for (int seq = 7; seq <= 25; ++seq) del.add_conv_seqs(seq);
-  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+  (void)call_ok<v1::DeleteResp>(*bob, Cmd::kDelete, del);
   v1::Conversation c = find_conv(conv_list(*bob), "alice");
   CHECK(c.last_conv_seq() == 6);  // the 20th newest
   CHECK(c.last_message().body() == "m6");
   CHECK(c.unread_count() == 6);
   del.clear_conv_seqs();
   del.add_conv_seqs(6);
-  (void)ok_call<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+  (void)call_ok<v1::DeleteResp>(*bob, Cmd::kDelete, del);
   c = find_conv(conv_list(*bob), "alice");
   CHECK(c.last_conv_seq() == 0);  // all 20 deleted: none shown
   CHECK_FALSE(c.has_last_message());
