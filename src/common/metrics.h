@@ -76,6 +76,7 @@ struct Registry {
   Counter store_write_errors;
   Counter store_read_errors;
   Counter cursors_evicted;       // device cursors forgotten (limits.devices_per_user)
+  Counter changed_copies_missed;  // inbox copies of a recalled or edited message not found within the search
   Counter fanout_rate_limited;   // requests refused by limits.fanout_rows_per_second
   Counter cache_evictions;       // users, conversations and groups dropped from the shards' caches
   Gauge presence_watches;        // (session, watched uid) pairs held by the shards (PRESENCE_WATCH)

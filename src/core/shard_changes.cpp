@@ -64,6 +64,9 @@ void apply_change(v1::Message& target, const v1::Message& event) {
   }
   v1::MessageEdit e;
   if (!e.ParseFromString(event.body())) return;
+  // Edits reach a copy in any order when writes were retried: a tombstone
+  // stays one, and an older edit never replaces a newer.
+  if (target.content_type() == kRecalled || target.edit_version() >= e.edit_version()) return;
   target.set_body(e.body());
   target.set_edit_version(e.edit_version());
   target.set_edited_ms(event.server_time_ms());
@@ -130,6 +133,11 @@ Result<std::optional<std::pair<std::uint64_t, std::string>>> Shard::find_copy(co
   const Target t = target_of(event);
   if (t.msg_id == 0) return Found();
   const std::string conv = conv_of_row(uid, event);
+  // A sender gets its own row first (it leads its fan-out chain, ahead of
+  // earlier messages' later slices): in the inbox of the user who changes
+  // the message (its sender, but for an owner's or a moderator's recall)
+  // the search does not stop early.
+  const bool senders_inbox = uid == event.from();
   Found found;
   int read = 0;
   v1::Message m;
@@ -142,9 +150,15 @@ Result<std::optional<std::pair<std::uint64_t, std::string>>> Shard::find_copy(co
           found.emplace(seq, m.SerializeAsString());
           return false;
         }
-        return m.conv_seq() + kCopySearchSlackSeqs >= t.conv_seq || m.conv_seq() == 0 || conv_of_row(uid, m) != conv;
+        return senders_inbox || m.conv_seq() + kCopySearchSlackSeqs >= t.conv_seq || m.conv_seq() == 0 ||
+               conv_of_row(uid, m) != conv;
       });
   if (!scanned) return scanned.error();
+  if (!found && read > kCopySearchRows) {
+    metrics::get().changed_copies_missed.inc();
+    spdlog::warn("shard {}: the copy of message {} in {}'s inbox is more than {} rows back: left as it was", index_,
+                 t.msg_id, uid, kCopySearchRows);
+  }
   return found;
 }
 
@@ -196,7 +210,7 @@ void Shard::stage_copy_rewrite(const std::string& uid, UserState& u, const v1::M
   if (t.msg_id == 0) return;
   if (late_changes_.size() >= kLateChanges) late_changes_.clear();
   auto [it, fresh] = late_changes_.try_emplace(uid + '\0' + std::to_string(t.msg_id), msg);
-  if (!fresh && it->second.content_type() != kRecall) it->second = msg;  // later edits and recalls win
+  if (!fresh && it->second.content_type() != kRecall) it->second = msg;  // a recall, or the later edit, wins
 }
 
 void Shard::apply_late_change(const std::string& uid, v1::Message& row) {

@@ -152,7 +152,9 @@ void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
   if (groups_.changed_in_batch(job->msg.to())) commit_.commit();
   auto g = groups_.find(job->msg.to());
   if (!g) return answer_on_sender(job, g.error());
-  if (auto access = check_access(*g, GroupActor{job->msg.from(), job->moderator}); !access)
+  // A moderator's recall lifts the window and the sender rule, not
+  // membership: the event is `from`'s, whose own inbox row answers it.
+  if (auto access = check_access(*g, GroupActor{job->msg.from(), false}); !access)
     return answer_on_sender(job, access.error());
   std::optional<v1::Message> target;
   if (job->is_change()) {

@@ -342,3 +342,61 @@ TEST_CASE("crash safety: group receipts and a recall in a group survive SIGKILL 
     CHECK(history_at(*carol, v1::GROUP, "cg", x.conv_seq()).content_type() == 10005);
   }
 }
+
+TEST_CASE("EDIT and RECALL in a group: every member's copy, HISTORY and CONV_LIST's last_message") {
+  ServerProcess server(with({{"admin.listen", "\"127.0.0.1:0\""}, {"admin.api_key", "\"admin-key-1\""}}));
+  AdminClient admin(server.admin_port(), "admin-key-1");
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  auto carol = server.login("carol");
+  create_group(*alice, "g", {"bob", "carol"});
+  auto req = send_req("g", "b1", "bob's first", v1::GROUP);
+  const v1::SendResp m = call_ok<v1::SendResp>(*bob, Cmd::kSend, req);
+  const v1::SendResp e = call_ok<v1::SendResp>(*bob, Cmd::kEdit, edit_req("be", v1::GROUP, "g", m.conv_seq(), "bob's second"));
+  for (SyncClient* c : {alice.get(), bob.get(), carol.get()}) {
+    auto rows = pull_until(*c, [&](const auto& all) {
+      for (const auto& r : all)
+        if (r.msg_id() == e.msg_id()) return true;
+      return false;
+    });
+    bool edited = false;
+    for (const auto& r : rows)
+      if (r.msg_id() == m.msg_id()) edited = r.body() == "bob's second" && r.edit_version() == 1 && r.edited_ms() > 0;
+    CHECK(edited);
+    CHECK(history_at(*c, v1::GROUP, "g", m.conv_seq()).body() == "bob's second");
+  }
+  // The newest message of the list: a plain message, then its tombstone.
+  auto late = send_req("g", "b2", "bob's last", v1::GROUP);
+  const v1::SendResp last = call_ok<v1::SendResp>(*bob, Cmd::kSend, late);
+  (void)pull_until(*carol, [&](const auto& all) { return !all.empty() && all.back().msg_id() == last.msg_id(); });
+  v1::Conversation c = conv_list(*carol).conversations(0);
+  CHECK(c.last_message().body() == "bob's last");
+  // A moderator's recall on behalf of a member (not the sender), after which
+  // carol's list shows the tombstone; on behalf of a non-member: FORBIDDEN.
+  HttpReply r = admin.post("/v1/messages/recall", {{"from", "carol"},
+                                                   {"conv_type", "group"},
+                                                   {"to", "g"},
+                                                   {"conv_seq", std::to_string(last.conv_seq())},
+                                                   {"client_msg_id", "mod-1"}});
+  REQUIRE(r.status == 200);
+  // The newest is now the 10003 event itself; the target a tombstone.
+  c = conv_list(*carol).conversations(0);
+  CHECK(c.last_message().content_type() == 10003);
+  CHECK(c.last_conv_seq() == last.conv_seq() + 1);
+  CHECK(history_at(*carol, v1::GROUP, "g", last.conv_seq()).content_type() == 10005);
+  // Deleting the event for herself, carol's list shows the tombstone.
+  v1::DeleteReq del;
+  del.set_conv_type(v1::GROUP);
+  del.set_peer("g");
+  del.add_conv_seqs(last.conv_seq() + 1);
+  (void)call_ok<v1::DeleteResp>(*carol, Cmd::kDelete, del);
+  c = conv_list(*carol).conversations(0);
+  CHECK(c.last_message().content_type() == 10005);
+  CHECK(c.last_message().body().find("bob's last") == std::string::npos);
+  r = admin.post("/v1/messages/recall", {{"from", "mallory"},
+                                         {"conv_type", "group"},
+                                         {"to", "g"},
+                                         {"conv_seq", std::to_string(m.conv_seq())},
+                                         {"client_msg_id", "mod-2"}});
+  CHECK(r.status == 403);
+}
