@@ -6,25 +6,30 @@
 # a time (scripts/fuzz.sh); IM_SKIP_FUZZ=1 skips that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each stage prints the seconds since the start, so a slow CI run shows where.
+started=$SECONDS
+stage() { echo "== $1 (at $((SECONDS - started)) s)"; }
+
 bash scripts/setup.sh
 jobs=2
 
-echo "== build (warnings as errors)"
+stage "build (warnings as errors)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIM_WERROR=ON -DIM_BUILD_TESTS=ON >/dev/null
 cmake --build build -j"$jobs"
-echo "== tests"
+stage "tests"
 ctest --test-dir build -j"$jobs" --output-on-failure --timeout 600
 
 if [[ "${IM_SKIP_SANITIZE:-0}" != 1 ]]; then
-  echo "== build (ASan + UBSan)"
+  stage "build (ASan + UBSan)"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DIM_SANITIZE=ON -DIM_WERROR=ON -DIM_BUILD_TESTS=ON >/dev/null
   cmake --build build-asan -j"$jobs"
-  echo "== tests (ASan + UBSan)"
+  stage "tests (ASan + UBSan)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ctest --test-dir build-asan -j"$jobs" --output-on-failure --timeout 900
 fi
 
 if [[ "${IM_SKIP_FUZZ:-0}" != 1 ]]; then
-  echo "== fuzz (libFuzzer, ASan + UBSan, ${IM_FUZZ_SECONDS:-60} s per harness)"
+  stage "fuzz (libFuzzer, ASan + UBSan, ${IM_FUZZ_SECONDS:-60} s per harness)"
   bash scripts/fuzz.sh
 fi
+stage "done"

@@ -80,9 +80,6 @@ std::string Registry::render() const {
          static_cast<double>(reports_queued.value()));
   scalar(out, "imserver_offline_pushes_queued_total", "counter", "offline_push events queued for the webhook.",
          static_cast<double>(offline_pushes_queued.value()));
-  scalar(out, "imserver_changed_copies_missed_total", "counter",
-         "Inbox copies of a recalled or edited message beyond the search (left as they were).",
-         static_cast<double>(changed_copies_missed.value()));
   scalar(out, "imserver_device_cursors_evicted_total", "counter",
          "Device cursors forgotten for limits.devices_per_user.", static_cast<double>(cursors_evicted.value()));
   scalar(out, "imserver_fanout_rate_limited_total", "counter",
@@ -90,6 +87,9 @@ std::string Registry::render() const {
   scalar(out, "imserver_cache_evictions_total", "counter",
          "Idle users, conversations and groups dropped from the shards' caches (sharding.cache_entries).",
          static_cast<double>(cache_evictions.value()));
+  scalar(out, "imserver_changed_messages", "gauge",
+         "Recalled or edited messages whose inbox copies are answered changed (kept in memory by id).",
+         static_cast<double>(changed_messages.value()));
   scalar(out, "imserver_presence_watches", "gauge",
          "(session, watched uid) pairs of PRESENCE_WATCH held by the shards.",
          static_cast<double>(presence_watches.value()));

@@ -1,6 +1,7 @@
 #pragma once
 // What every shard shares: the config, the store, the set of shards (to post
-// to each other) and two process-wide counters. Built by Service.
+// to each other), two process-wide counters and the changed messages. Built
+// by Service.
 
 #include <atomic>
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/changed_messages.h"
 #include "core/fanout_limiter.h"
 #include "im/config.h"
 #include "store/store.h"
@@ -22,6 +24,7 @@ struct CoreEnv {
   std::vector<std::unique_ptr<Shard>>& shards;
   std::atomic<std::uint32_t> push_seq{0};  // seq of server-started frames
   FanoutLimiter fanout{config.limits.fanout_rows_per_second};  // per user, all shards
+  ChangedMessages changes{store};  // recalled and edited messages (PROTOCOL 8.3)
 
   Shard& shard_for(std::string_view key);
   std::uint32_t next_push_seq();

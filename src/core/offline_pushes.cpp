@@ -10,8 +10,12 @@ OfflinePushes::OfflinePushes(asio::io_context& loop, std::chrono::milliseconds d
 OfflinePushes::Entry OfflinePushes::make(const std::string& uid, std::uint64_t inbox_seq,
                                          const v1::Message& msg) const {
   Entry e{std::chrono::steady_clock::now() + delay_, uid, inbox_seq, msg};
-  if (e.msg.body().size() > kPreviewBytes) e.msg.mutable_body()->resize(kPreviewBytes);
+  cut_body(e.msg);
   return e;
+}
+
+void OfflinePushes::cut_body(v1::Message& msg) {
+  if (msg.body().size() > kPreviewBytes) msg.mutable_body()->resize(kPreviewBytes);
 }
 
 void OfflinePushes::add(std::vector<Entry>& entries) {

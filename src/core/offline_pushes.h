@@ -36,6 +36,8 @@ class OfflinePushes {
 
   // An entry for a row just written; `msg` is copied with its body cut.
   Entry make(const std::string& uid, std::uint64_t inbox_seq, const v1::Message& msg) const;
+  // A body cut to the preview the event carries.
+  static void cut_body(v1::Message& msg);
   void add(std::vector<Entry>& entries);
   void cancel() { timer_.cancel(); }
 

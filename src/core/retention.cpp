@@ -1,6 +1,9 @@
 #include "core/retention.h"
 
+#include <algorithm>
 #include <chrono>
+#include <vector>
+
 #include "common/clock.h"
 
 #include <spdlog/spdlog.h>
@@ -22,7 +25,8 @@ bool older_than(std::string_view row, std::int64_t cutoff_ms) {
 
 }  // namespace
 
-Retention::Retention(const StorageConfig& config, store::Store& store) : config_(config), store_(store) {
+Retention::Retention(const StorageConfig& config, store::Store& store, ChangedMessages& changes)
+    : config_(config), store_(store), changes_(changes) {
   thread_ = std::thread([this] {
     std::unique_lock lock(mutex_);
     auto next = std::chrono::steady_clock::now() + kFirstRun;
@@ -52,7 +56,29 @@ std::size_t Retention::run_once(std::int64_t now_ms) {
       store_.expire_oldest(store::Cf::kInbox, [&](std::string_view row) { return older_than(row, inbox_cutoff); });
   removed +=
       store_.expire_oldest(store::Cf::kHistory, [&](std::string_view row) { return older_than(row, history_cutoff); });
-  return removed;
+  return removed + expire_changes(std::min(inbox_cutoff, history_cutoff));
+}
+
+std::size_t Retention::expire_changes(std::int64_t cutoff_ms) {
+  // Few rows (one per recall or edit): all read, the old ones deleted.
+  std::vector<std::uint64_t> old;
+  auto scanned = store_.scan_changes([&](std::uint64_t msg_id, std::string_view row) {
+    if (older_than(row, cutoff_ms)) old.push_back(msg_id);
+    return true;
+  });
+  if (!scanned) {
+    spdlog::warn("retention: the changed messages could not be read: {}", scanned.error().message);
+    return 0;
+  }
+  if (old.empty()) return 0;
+  store::Batch batch(store_);
+  for (std::uint64_t id : old) batch.del_change(id);
+  if (auto written = store_.write(batch); !written) {
+    spdlog::warn("retention: the changed messages could not be expired: {}", written.error().message);
+    return 0;
+  }
+  for (std::uint64_t id : old) changes_.remove(id);
+  return old.size();
 }
 
 }  // namespace im::core

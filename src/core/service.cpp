@@ -51,12 +51,15 @@ void Service::start() {
     throw std::runtime_error("storage: cannot read the token revocations: " + loaded.error().message);
   if (revocations_.size() > 0) spdlog::info("{} users have revoked tokens", revocations_.size());
   env_.reset(new CoreEnv{config_, *store_, shards_});
+  if (auto loaded = env_->changes.load(); !loaded)
+    throw std::runtime_error("storage: cannot read the changed messages: " + loaded.error().message);
+  if (env_->changes.size() > 0) spdlog::info("{} recalled or edited messages", env_->changes.size());
   unsigned n = config_.sharding.shards;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));
   for (auto& s : shards_) s->start();
   recover_fanouts(*env_);
-  retention_ = std::make_unique<Retention>(config_.storage, *store_);
+  retention_ = std::make_unique<Retention>(config_.storage, *store_, env_->changes);
 }
 
 void Service::stop() {

@@ -398,9 +398,21 @@ Result<std::string> Shard::pull(const std::string& uid, std::uint8_t device_type
   wire::MessageRows rows(frame_budget());
   std::uint64_t last = req.after_seq();
   if (req.after_seq() < committed) {
+    Result<Ok> changes_read = Ok{};
+    std::string changed;
     auto scanned =
         env_.store.scan_inbox(uid, req.after_seq() + 1, committed + 1, [&](std::uint64_t seq, std::string_view row) {
           if (rows.count() == limit) return false;
+          // A copy of a recalled or edited message, as it now is.
+          auto now = env_.changes.changed_row(row);
+          if (!now) {
+            changes_read = now.error();
+            return false;
+          }
+          if (*now) {
+            changed = std::move(**now);
+            row = changed;
+          }
           if (!rows.fits(row)) {
             if (!rows.empty()) return false;
             // A row no answer can carry (stored under a larger frame limit):
@@ -415,6 +427,7 @@ Result<std::string> Shard::pull(const std::string& uid, std::uint8_t device_type
           return true;
         });
     if (!scanned) return scanned.error();
+    if (!changes_read) return changes_read.error();
   }
   auto oldest = env_.store.first_inbox_seq(uid);
   if (!oldest) return oldest.error();
@@ -692,9 +705,12 @@ void Shard::fire_offline(std::vector<OfflinePushes::Entry>& due) {
   // conversation of each). A row that cannot be read counts as not muted.
   std::vector<bool> muted(due.size(), false);
   for (std::size_t i = 0; i < due.size(); ++i) {
-    const auto& e = due[i];
+    auto& e = due[i];
     UserState* u = users_.find(e.uid);
     if (u && u->max_acked >= e.inbox_seq) continue;
+    // Recalled or edited since it was written: a recalled one fires
+    // nothing (no event does), an edited one with its latest body.
+    if (auto changed = env_.changes.apply(e.msg); changed && *changed) OfflinePushes::cut_body(e.msg);
     const std::string conv = conv_of_row(e.uid, e.msg);
     if (u && u->book) {
       if (const ConvBook::Entry* c = u->book->find(conv)) muted[i] = c->rec.muted;
@@ -712,6 +728,7 @@ void Shard::fire_offline(std::vector<OfflinePushes::Entry>& due) {
     UserState* u = users_.find(e.uid);
     if (u && u->offline_pending > 0) --u->offline_pending;
     if (u && u->max_acked >= e.inbox_seq) continue;
+    if (e.msg.content_type() >= 10000) continue;
     if (!outbox.reserve(env_.config.webhook.max_queued)) {
       metrics::get().offline_pushes_dropped.inc();
       ++full;

@@ -243,26 +243,12 @@ class Shard {
   // On the conversation's owner: the target's checks (PROTOCOL 8.3); fills
   // the event's body and returns the target as it becomes.
   Result<v1::Message> check_change(SendJob& job, const GroupState* group);
-  // Loads `uid` and, for a recall or edit event, finds the user's copy of
-  // the target (stage_inbox rewrites it in the event's batch). Called
-  // before anything of the row is staged: it may write the current batch.
-  Result<Ok> prepare_inbox(const std::string& uid, const v1::Message& msg);
   // A second change of a target rewritten in the current batch writes the
   // batch first (the history row read must be the latest).
   void settle_target(const SendJob& job);
-  // The target's rewritten history row, into the current batch.
+  // The target's rewritten history row and its `changes` row, into the
+  // current batch.
   void stage_target(const SendJob& job, const v1::Message& target);
-  // Into the current batch: the user's copy of the event's target,
-  // rewritten (found by prepare_inbox, or searched now).
-  void stage_copy_rewrite(const std::string& uid, UserState& u, const v1::Message& msg);
-  // A message row about to be staged for `uid` whose recall or edit was
-  // staged before the row (its copy was not there yet: a retried write)
-  // gets that change now.
-  void apply_late_change(const std::string& uid, v1::Message& row);
-  // The user's inbox copy of the event's target, as it becomes (nullopt:
-  // the user has none within the bounds of the search).
-  Result<std::optional<std::pair<std::uint64_t, std::string>>> find_copy(const std::string& uid, UserState& u,
-                                                                          const v1::Message& event);
 
   // Stages one inbox row of `msg` for `uid` (and the sender's dedupe row)
   // and its push; returns the row's inbox_seq.
@@ -297,6 +283,9 @@ class Shard {
     const ConvBook::Entry* entry;
   };
   Result<ConvAt> conv_at(const std::string& uid, const std::string& conv);
+  // The same, NOT_FOUND unless the user has that conversation (CONV_UPDATE,
+  // DELETE).
+  Result<ConvAt> existing_conv(const std::string& uid, const std::string& conv);
   // The user's book, loaded (and brought up to the committed inbox) on first use.
   Result<ConvBook*> book(const std::string& uid, UserState& u);
   void mark_book_dirty(const std::string& uid, UserState& u);
@@ -353,13 +342,6 @@ class Shard {
   // History rows of targets rewritten in the current batch ("conv\0seq"):
   // a second change of one waits for the batch.
   std::unordered_set<std::string> rewritten_in_batch_;
-  // Changes whose target had no copy in an inbox when the event was
-  // staged, by uid "\0" target msg_id: the latest (a recall wins). At most
-  // kLateChanges (users who joined a group after the target also leave
-  // entries; a full map is cleared).
-  std::unordered_map<std::string, v1::Message> late_changes_;
-  // Inbox copies found by prepare_inbox, by uid "\0" event msg_id.
-  std::unordered_map<std::string, std::optional<std::pair<std::uint64_t, std::string>>> prepared_copies_;
   std::vector<OfflinePushes::Entry> new_offline_;
 
   // Typing and presence watch (shard_live.cpp).

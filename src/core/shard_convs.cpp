@@ -140,6 +140,13 @@ Result<Shard::ConvAt> Shard::conv_at(const std::string& uid, const std::string& 
   return ConvAt{*u, *b, (*b)->find(conv)};
 }
 
+Result<Shard::ConvAt> Shard::existing_conv(const std::string& uid, const std::string& conv) {
+  auto at = conv_at(uid, conv);
+  if (!at) return at.error();
+  if (!at->entry || at->entry->rec.last_conv_seq == 0) return no_such_conversation();
+  return at;
+}
+
 void Shard::flush_books() {
   if (dirty_books_.empty()) return;
   struct Written {
@@ -430,10 +437,9 @@ void Shard::conv_update(const std::string& uid, const v1::ConvUpdateReq& req, st
                         std::function<void(const Result<v1::ConvUpdateResp>&)> done) {
   commit_.make_room();
   const std::string conv = conv_from_side(uid, req.conv_type(), req.peer());
-  auto at = conv_at(uid, conv);
+  auto at = existing_conv(uid, conv);
   if (!at) return done(at.error());
   const ConvBook::Entry* e = at->entry;
-  if (!e || e->rec.last_conv_seq == 0) return done(no_such_conversation());
   v1::ConvSettings settings;
   settings.set_conv_type(req.conv_type());
   settings.set_peer(req.peer());
@@ -468,10 +474,9 @@ void Shard::delete_for_me(const std::string& uid, const v1::DeleteReq& req, std:
                           std::function<void(const Result<v1::DeleteResp>&)> done) {
   commit_.make_room();
   const std::string conv = conv_from_side(uid, req.conv_type(), req.peer());
-  auto at = conv_at(uid, conv);
+  auto at = existing_conv(uid, conv);
   if (!at) return done(at.error());
   const ConvBook::Entry* e = at->entry;
-  if (!e || e->rec.last_conv_seq == 0) return done(no_such_conversation());
   // Nothing above the newest message the user holds: a later message is
   // not deleted in advance.
   for (std::uint64_t seq : req.conv_seqs())

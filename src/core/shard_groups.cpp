@@ -235,7 +235,7 @@ void Shard::append_group_slice(std::shared_ptr<FanoutChain> chain, std::size_t o
   const std::size_t end = slice_end(uids, offset, env_.shards.size());
   // The whole slice is staged, with its progress row, or none of it.
   for (std::size_t i = offset; i < end; ++i)
-    if (!prepare_inbox(uids[i], *chain->msg)) return failed();
+    if (!user(uids[i])) return failed();
   std::uint64_t sender_seq = 0;
   for (std::size_t i = offset; i < end; ++i) {
     // The sender's own row carries its dedupe row, at start-up too.

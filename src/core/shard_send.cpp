@@ -4,6 +4,7 @@
 
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
 
 #include "common/clock.h"
 #include "common/metrics.h"
@@ -27,9 +28,14 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
                                          std::shared_ptr<const SendJob> sender_job) {
   auto u = user(uid);
   if (!u) return u.error();
-  if (msg.content_type() == 10003 || msg.content_type() == 10004) stage_copy_rewrite(uid, **u, msg);
   v1::Message row = msg;
-  if (!late_changes_.empty() && msg.content_type() < 10000) apply_late_change(uid, row);
+  // A copy written after its message was recalled or edited (a retried
+  // write) is written, pushed and counted as the message now is. A read
+  // that fails leaves it as sent: every answer built from the row applies
+  // the change again (ChangedMessages).
+  if (auto changed = env_.changes.apply(row); !changed)
+    spdlog::warn("shard {}: the change of message {} could not be read: {}", index_, row.msg_id(),
+                 changed.error().message);
   row.set_inbox_seq(++(*u)->inbox_next);
   touched_users_.push_back(*u);
   std::string bytes = row.SerializeAsString();
@@ -40,8 +46,8 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
                                {msg.msg_id(), msg.conv_seq(), row.inbox_seq(), msg.server_time_ms()});
   if ((*u)->book) book_rows_.push_back({*u, users_.key_of(uid), ConvBook::row_of(row)});
   pushes_.push_back({*u, std::move(bytes), std::move(sender_job)});
-  if (!is_sender && msg.content_type() < 10000 && env_.webhook_enabled())
-    new_offline_.push_back(offline_.make(uid, row.inbox_seq(), msg));
+  if (!is_sender && row.content_type() < 10000 && env_.webhook_enabled())
+    new_offline_.push_back(offline_.make(uid, row.inbox_seq(), row));
   return row.inbox_seq();
 }
 
@@ -185,7 +191,7 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
   }
   for (const auto& uid : participants) {
     if (&env_.shard_for(uid) != this) continue;
-    if (auto u = prepare_inbox(uid, m); !u) return answer_on_sender(job, u.error());
+    if (auto u = user(uid); !u) return answer_on_sender(job, u.error());
   }
   auto counter = convs_.get(job->conv);
   if (!counter) return answer_on_sender(job, counter.error());
@@ -241,7 +247,6 @@ void Shard::append_copy(store::FanoutKey key, store::CopyRecord record, std::sha
       if (!ec) append_copy(key, record, job, nullptr);
     });
   };
-  if (auto prepared = prepare_inbox(key.recipient, record.msg); !prepared) return retry_or_count();
   auto seq = stage_inbox(key.recipient, record.msg, record.is_sender, job);
   if (!seq) return retry_or_count();
   commit_.batch().del_fanout(key);

@@ -21,7 +21,7 @@ namespace {
 
 constexpr const char* kCfNames[kCfCount] = {"inbox",  "history", "dedupe",  "cursors", "groups",
                                             "members", "user_groups", "fanout", "outbox", "meta",
-                                            "convs",  "deletes", "reads"};
+                                            "convs",  "deletes", "reads", "changes"};
 
 Error store_error(const rocksdb::Status& s) {
   return make_error(StatusCode::kInternal, "store: " + s.ToString());
@@ -251,6 +251,14 @@ void Batch::put_token_revocation(std::string_view uid, std::int64_t revoked_s) {
   put(Cf::kMeta, token_revocation_key(uid), encode_u64(static_cast<std::uint64_t>(revoked_s)));
 }
 
+void Batch::put_change(std::uint64_t msg_id, std::string_view message) {
+  put(Cf::kChanges, encode_u64(msg_id), message);
+}
+
+void Batch::del_change(std::uint64_t msg_id) {
+  del(Cf::kChanges, encode_u64(msg_id));
+}
+
 // ---------------------------------------------------------------- Store
 
 Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb::Env* env) {
@@ -475,6 +483,9 @@ Result<Ok> Store::check_schema() {
   if (version == 2) {
     if (auto added = add_settings_rows(); !added) return added;
   }
+  if (version == 2 || version == 3) {
+    if (auto added = add_change_rows(); !added) return added;
+  }
   rocksdb::WriteOptions options;
   options.sync = true;
   rocksdb::Status s =
@@ -483,29 +494,50 @@ Result<Ok> Store::check_schema() {
   return Ok{};
 }
 
-Result<Ok> Store::add_settings_rows() {
-  // From each state as last written (coalesced: a mark a crash kept out of
-  // it is not in its row either; this only ever runs on stores of the
-  // development layout 2).
+Result<std::uint64_t> Store::derive_rows(Cf cf, const Deriver& derive) {
   Batch batch(*this);
   std::uint64_t added = 0;
   Result<Ok> written = Ok{};
-  auto scanned = scan(Cf::kConvs, "", std::string(1, '\xFF'), [&](std::string_view key, std::string_view value) {
-    const auto sep = key.find('\0');
-    if (sep == std::string_view::npos || sep + 1 >= key.size() || key[sep + 1] == '\0') return true;
-    auto r = ConvRecord::decode(value);
-    if (!r || !(r->muted || r->pinned || r->hidden)) return true;
-    batch.put_conv_settings(key.substr(0, sep), key.substr(sep + 1), {r->muted, r->pinned, r->hidden});
-    ++added;
+  auto scanned = scan(cf, "", std::string(1, '\xFF'), [&](std::string_view key, std::string_view value) {
+    derive(key, value, batch);
     if (batch.count() < 1024) return true;
+    added += batch.count();
     written = write(batch);
     batch.clear();
     return written.ok();
   });
-  if (!scanned) return scanned;
+  if (!scanned) return scanned.error();
+  added += batch.count();
   if (written) written = write(batch);
-  if (!written) return written;
-  if (added > 0) spdlog::info("store: {} conversation settings rows written (layout 2 to 3)", added);
+  if (!written) return written.error();
+  return added;
+}
+
+Result<Ok> Store::add_settings_rows() {
+  // From each state as last written (coalesced: a mark a crash kept out of
+  // it is not in its row either; this only ever runs on stores of the
+  // development layout 2).
+  auto added = derive_rows(Cf::kConvs, [](std::string_view key, std::string_view value, Batch& batch) {
+    const auto sep = key.find('\0');
+    if (sep == std::string_view::npos || sep + 1 >= key.size() || key[sep + 1] == '\0') return;
+    auto r = ConvRecord::decode(value);
+    if (r && (r->muted || r->pinned || r->hidden))
+      batch.put_conv_settings(key.substr(0, sep), key.substr(sep + 1), {r->muted, r->pinned, r->hidden});
+  });
+  if (!added) return added.error();
+  if (*added > 0) spdlog::info("store: {} conversation settings rows written (layout 2 to 3)", *added);
+  return Ok{};
+}
+
+Result<Ok> Store::add_change_rows() {
+  v1::Message m;
+  auto added = derive_rows(Cf::kHistory, [&m](std::string_view, std::string_view value, Batch& batch) {
+    if (m.ParseFromArray(value.data(), static_cast<int>(value.size())) &&
+        (m.content_type() == 10005 || m.edit_version() > 0))
+      batch.put_change(m.msg_id(), value);
+  });
+  if (!added) return added.error();
+  if (*added > 0) spdlog::info("store: {} recalled or edited messages recorded in `changes` (layout 4)", *added);
   return Ok{};
 }
 
@@ -597,6 +629,16 @@ Result<std::optional<std::uint64_t>> Store::get_meta(std::string_view name) {
   if (!row) return row.error();
   if (!*row) return std::optional<std::uint64_t>();
   return std::optional<std::uint64_t>(read_u64(**row));
+}
+
+Result<std::optional<std::string>> Store::get_change(std::uint64_t msg_id) {
+  return get(Cf::kChanges, encode_u64(msg_id));
+}
+
+Result<Ok> Store::scan_changes(const std::function<bool(std::uint64_t msg_id, std::string_view message)>& fn) {
+  return scan(Cf::kChanges, "", std::string(9, '\xFF'), [&](std::string_view key, std::string_view value) {
+    return key.size() != 8 || fn(read_u64(key), value);
+  });
 }
 
 Result<Ok> Store::scan_token_revocations(const std::function<bool(std::string_view uid, std::int64_t revoked_s)>& fn) {

@@ -43,13 +43,15 @@ enum class Cf : std::uint8_t {
   kConvs,
   kDeletes,
   kReads,
+  kChanges,
 };
-inline constexpr std::size_t kCfCount = 13;
+inline constexpr std::size_t kCfCount = 14;
 // The layout this build writes (`meta` "schema_version"): 1 is the layout
 // before PROTOCOL 8 (no such row), 2 adds `convs`, `deletes` and `reads`,
 // 3 the settings rows in `convs` (Store::open writes them for a store of
-// layout 2). A store written by a later layout is refused at open.
-inline constexpr std::uint64_t kSchemaVersion = 3;
+// layout 2), 4 `changes` (written from the history rows for a store of
+// layout 2 or 3). A store written by a later layout is refused at open.
+inline constexpr std::uint64_t kSchemaVersion = 4;
 
 class Store;
 
@@ -104,6 +106,10 @@ class Batch {
   // A group member's public read position (RECEIPTS): kept as the largest
   // ever merged, whatever the order of the writes.
   void merge_read(std::string_view gid, std::string_view uid, std::uint64_t conv_seq);
+  // PROTOCOL 8.3: a recalled or edited message as it now is (its history
+  // row), by msg_id, so every inbox copy is answered changed.
+  void put_change(std::uint64_t msg_id, std::string_view message);
+  void del_change(std::uint64_t msg_id);
 
   std::size_t count() const { return count_; }
   bool empty() const { return count_ == 0; }
@@ -170,6 +176,11 @@ class Store {
                           bool reverse, const std::function<bool(std::uint64_t conv_seq)>& fn);
   // The public read positions of a group's readers, in uid order.
   Result<Ok> scan_reads(std::string_view gid, const std::function<bool(std::string_view uid, std::uint64_t)>& fn);
+  // A recalled or edited message as it now is (none: never changed).
+  Result<std::optional<std::string>> get_change(std::uint64_t msg_id);
+  // Every change row (msg_id, the message), in msg_id order (start-up
+  // loads the ids, retention expires the old ones).
+  Result<Ok> scan_changes(const std::function<bool(std::uint64_t msg_id, std::string_view message)>& fn);
   Result<std::optional<GroupRecord>> get_group(std::string_view gid);
   // A group's members in uid order.
   Result<Ok> scan_members(std::string_view gid,
@@ -238,7 +249,14 @@ class Store {
   // At open: refuses a store of a later layout, records this one's.
   Result<Ok> check_schema();
   // Layout 2 to 3: a settings row for every conversation state with a setting.
+  // Scans all of `cf`, `derive` adding rows to a batch for some; written
+  // 1024 rows at a time (a migration at open). Returns the rows written.
+  using Deriver = std::function<void(std::string_view key, std::string_view value, Batch& batch)>;
+  Result<std::uint64_t> derive_rows(Cf cf, const Deriver& derive);
   Result<Ok> add_settings_rows();
+  // Layout 2 or 3 to 4: a `changes` row for every history row that is a
+  // recall's tombstone or an edited message.
+  Result<Ok> add_change_rows();
 
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* handles_[kCfCount] = {};

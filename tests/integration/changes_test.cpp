@@ -17,33 +17,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const Overrides kFast = {
-    {"limits.messages_per_second", "1000000"}, {"limits.burst", "1000000"}, {"sharding.shards", "4"}};
-
-Overrides with(const Overrides& extra) {
-  return merged(kFast, extra);
-}
-
-v1::RecallReq recall_req(const std::string& cmid, v1::ConvType type, const std::string& peer, std::uint64_t seq) {
-  v1::RecallReq r;
-  r.set_client_msg_id(cmid);
-  r.set_conv_type(type);
-  r.set_peer(peer);
-  r.set_conv_seq(seq);
-  return r;
-}
-
-v1::EditReq edit_req(const std::string& cmid, v1::ConvType type, const std::string& peer, std::uint64_t seq,
-                     const std::string& body) {
-  v1::EditReq r;
-  r.set_client_msg_id(cmid);
-  r.set_conv_type(type);
-  r.set_peer(peer);
-  r.set_conv_seq(seq);
-  r.set_body(body);
-  return r;
-}
-
 // The answer's status (0 for OK) and, when OK, its SendResp.
 std::pair<StatusCode, v1::SendResp> call_change(SyncClient& c, Cmd cmd, const google::protobuf::MessageLite& req) {
   auto r = c.call(cmd, &req);
@@ -72,7 +45,7 @@ v1::Message inbox_copy(SyncClient& c, std::uint64_t msg_id) {
 }  // namespace
 
 TEST_CASE("RECALL C2C: tombstones in HISTORY, PULL and CONV_LIST of both sides, the 10003 event, dedupe") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   const v1::SendResp sent = send_ok(*alice, "bob", "m1", "secret");
@@ -127,7 +100,7 @@ TEST_CASE("RECALL C2C: tombstones in HISTORY, PULL and CONV_LIST of both sides, 
 }
 
 TEST_CASE("RECALL rules: another's message FORBIDDEN, events BAD_REQUEST, NOT_FOUND, the window EXPIRED") {
-  ServerProcess server(with({{"limits.recall_window_s", "1"}}));
+  ServerProcess server(fast_overrides({{"limits.recall_window_s", "1"}}));
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   const v1::SendResp sent = send_ok(*alice, "bob", "m1");
@@ -180,7 +153,7 @@ TEST_CASE("RECALL rules: another's message FORBIDDEN, events BAD_REQUEST, NOT_FO
 }
 
 TEST_CASE("EDIT: versions, new body everywhere, the limits and every error status") {
-  ServerProcess server(with({{"limits.max_edits", "2"}, {"limits.max_message_bytes", "100"}}));
+  ServerProcess server(fast_overrides({{"limits.max_edits", "2"}, {"limits.max_message_bytes", "100"}}));
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   const v1::SendResp sent = send_ok(*alice, "bob", "m1", "first");
@@ -226,7 +199,7 @@ TEST_CASE("EDIT: versions, new body everywhere, the limits and every error statu
 }
 
 TEST_CASE("RECALL through the admin API: any message, no window") {
-  ServerProcess server(with({{"admin.listen", "\"127.0.0.1:0\""},
+  ServerProcess server(fast_overrides({{"admin.listen", "\"127.0.0.1:0\""},
                              {"admin.api_key", "\"admin-key-1\""},
                              {"limits.recall_window_s", "0"}}));
   AdminClient admin(server.admin_port(), "admin-key-1");
@@ -258,7 +231,7 @@ TEST_CASE("RECALL through the admin API: any message, no window") {
 }
 
 TEST_CASE("crash safety: SIGKILL right after RECALL and EDIT answers, many times") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   std::vector<std::pair<std::uint64_t, std::string>> expect;  // conv_seq -> body ("" = recalled)
   for (int cycle = 0; cycle < 6; ++cycle) {
     INFO("cycle " << cycle);
@@ -294,7 +267,7 @@ TEST_CASE("crash safety: SIGKILL right after RECALL and EDIT answers, many times
 }
 
 TEST_CASE("crash safety: group receipts and a recall in a group survive SIGKILL right after the answers") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   {
     auto alice = server.login("alice");
     create_group(*alice, "cg", {"bob", "carol"});
@@ -344,7 +317,7 @@ TEST_CASE("crash safety: group receipts and a recall in a group survive SIGKILL 
 }
 
 TEST_CASE("EDIT and RECALL in a group: every member's copy, HISTORY and CONV_LIST's last_message") {
-  ServerProcess server(with({{"admin.listen", "\"127.0.0.1:0\""}, {"admin.api_key", "\"admin-key-1\""}}));
+  ServerProcess server(fast_overrides({{"admin.listen", "\"127.0.0.1:0\""}, {"admin.api_key", "\"admin-key-1\""}}));
   AdminClient admin(server.admin_port(), "admin-key-1");
   auto alice = server.login("alice");
   auto bob = server.login("bob");
@@ -399,4 +372,54 @@ TEST_CASE("EDIT and RECALL in a group: every member's copy, HISTORY and CONV_LIS
                                          {"conv_seq", std::to_string(m.conv_seq())},
                                          {"client_msg_id", "mod-2"}});
   CHECK(r.status == 403);
+}
+
+TEST_CASE("RECALL and EDIT reach every copy: a former member's, one far back in a busy inbox, after SIGKILL") {
+  ServerProcess server(fast_overrides());
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  create_group(*alice, "g", {"bob", "carol"});
+  const v1::SendResp edited = call_ok<v1::SendResp>(*alice, Cmd::kSend, send_req("g", "g1", "first", v1::GROUP));
+  const v1::SendResp recalled = call_ok<v1::SendResp>(*alice, Cmd::kSend, send_req("g", "g2", "secret", v1::GROUP));
+  const v1::SendResp far = send_ok(*alice, "bob", "c1", "far back");
+  // carol leaves the group before the changes: no event reaches her inbox.
+  v1::GroupMembersReq remove;
+  remove.set_gid("g");
+  remove.add_uids("carol");
+  (void)call_ok<v1::GroupMembersResp>(*alice, Cmd::kGroupRemoveMembers, remove);
+  // bob's inbox fills up above alice's C2C message.
+  {
+    auto dave = server.login("dave");
+    for (int i = 0; i < 300; ++i) send_ok(*dave, "bob", "d" + std::to_string(i), "filler");
+  }
+  call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit_req("e1", v1::GROUP, "g", edited.conv_seq(), "second"));
+  call_ok<v1::SendResp>(*alice, Cmd::kRecall, recall_req("r1", v1::GROUP, "g", recalled.conv_seq()));
+  call_ok<v1::SendResp>(*alice, Cmd::kRecall, recall_req("r2", v1::C2C, "bob", far.conv_seq()));
+
+  auto check = [&](SyncClient& carol, SyncClient& b) {
+    const auto rows = pull_all(carol);
+    for (const auto& r : rows) CHECK(r.content_type() != 10003u);  // she never got the events
+    const v1::Message e = inbox_copy(carol, edited.msg_id());
+    CHECK(e.body() == "second");
+    CHECK(e.edit_version() == 1);
+    const v1::Message t = inbox_copy(carol, recalled.msg_id());
+    CHECK(t.content_type() == 10005);
+    CHECK(t.body().find("secret") == std::string::npos);
+    CHECK(t.conv_seq() == recalled.conv_seq());
+    const v1::Message f = inbox_copy(b, far.msg_id());
+    CHECK(f.content_type() == 10005);
+    CHECK(f.conv_seq() == far.conv_seq());
+    CHECK(f.body().find("far back") == std::string::npos);
+  };
+  {
+    auto carol = server.login("carol");
+    check(*carol, *bob);
+  }
+  alice.reset();
+  bob.reset();
+  server.kill9();
+  server.restart();
+  auto carol = server.login("carol");
+  auto bob2 = server.login("bob");
+  check(*carol, *bob2);
 }

@@ -24,13 +24,6 @@ namespace {
 
 // Four shards, so that users, conversations and groups sit on different
 // ones (a receipt then travels by copy record) on any machine.
-const Overrides kFast = {
-    {"limits.messages_per_second", "1000000"}, {"limits.burst", "1000000"}, {"sharding.shards", "4"}};
-
-Overrides with(const Overrides& extra) {
-  return merged(kFast, extra);
-}
-
 // The status of a request expected to fail.
 StatusCode fail_call(SyncClient& c, Cmd cmd, const google::protobuf::MessageLite& req) {
   auto r = c.call(cmd, &req);
@@ -115,7 +108,7 @@ std::vector<std::uint64_t> seqs_of(const v1::HistoryResp& h) {
 }  // namespace
 
 TEST_CASE("CONV_LIST: unread counts from sequences, own sends read, last_message, inbox_seq") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   for (int i = 1; i <= 3; ++i) send_ok(*alice, "bob", "a" + std::to_string(i), "hi " + std::to_string(i));
@@ -153,7 +146,7 @@ TEST_CASE("CONV_LIST: unread counts from sequences, own sends read, last_message
 }
 
 TEST_CASE("CONV_READ: forward only, marks in both inboxes, no echo, receipts unless no_receipt") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   auto alice = server.login("alice");
   auto bob = server.login("bob", v1::IOS);
   auto bob_pc = server.login("bob", v1::DESKTOP);
@@ -220,7 +213,7 @@ TEST_CASE("CONV_READ: forward only, marks in both inboxes, no echo, receipts unl
 }
 
 TEST_CASE("CONV_LIST: order by pin then activity, paging with a cursor, hidden until the next message") {
-  ServerProcess server(with({{"limits.max_pinned", "2"}}));
+  ServerProcess server(fast_overrides({{"limits.max_pinned", "2"}}));
   auto me = server.login("me");
   std::vector<std::string> peers = {"p1", "p2", "p3", "p4", "p5"};
   for (const auto& p : peers) {
@@ -312,7 +305,7 @@ TEST_CASE("CONV_LIST: order by pin then activity, paging with a cursor, hidden u
 }
 
 TEST_CASE("DELETE for me: hidden from HISTORY, CONV_LIST and unread, others unaffected, a 10007 mark") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   for (int i = 1; i <= 6; ++i) send_ok(*alice, "bob", "a" + std::to_string(i), "m" + std::to_string(i));
@@ -371,7 +364,7 @@ TEST_CASE("DELETE for me: hidden from HISTORY, CONV_LIST and unread, others unaf
 }
 
 TEST_CASE("HISTORY after_seq pages forward, both cursors set is BAD_REQUEST") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   auto alice = server.login("alice");
   for (int i = 1; i <= 7; ++i) send_ok(*alice, "bob", "a" + std::to_string(i));
   auto h = history_page(*alice, v1::C2C, "bob", 0, 2, 3);
@@ -392,7 +385,7 @@ TEST_CASE("HISTORY after_seq pages forward, both cursors set is BAD_REQUEST") {
 }
 
 TEST_CASE("RECEIPTS: counts without the sender, later sends count as reading, readers, errors") {
-  ServerProcess server(with({{"limits.receipts_max_members", "4"}}));
+  ServerProcess server(fast_overrides({{"limits.receipts_max_members", "4"}}));
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   auto carol = server.login("carol");
@@ -459,7 +452,7 @@ TEST_CASE("RECEIPTS: counts without the sender, later sends count as reading, re
 }
 
 TEST_CASE("conversations converge on a device that was offline, by PULL, and survive a restart") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   auto alice = server.login("alice");
   auto bob = server.login("bob", v1::IOS);
   for (int i = 1; i <= 5; ++i) send_ok(*alice, "bob", "a" + std::to_string(i));
@@ -491,7 +484,7 @@ TEST_CASE("conversations converge on a device that was offline, by PULL, and sur
 }
 
 TEST_CASE("crash safety: SIGKILL right after CONV_READ, CONV_UPDATE and DELETE answers, many times") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   std::map<std::string, std::uint64_t> read;  // peer -> read_seq acknowledged
   std::map<std::string, bool> muted;
   std::uint64_t cleared = 0;
@@ -539,7 +532,7 @@ TEST_CASE("crash safety: SIGKILL right after CONV_READ, CONV_UPDATE and DELETE a
 }
 
 TEST_CASE("admin: a user's conversations and a group message's receipts") {
-  ServerProcess server(with({{"admin.listen", "\"127.0.0.1:0\""}, {"admin.api_key", "\"admin-key-1\""}}));
+  ServerProcess server(fast_overrides({{"admin.listen", "\"127.0.0.1:0\""}, {"admin.api_key", "\"admin-key-1\""}}));
   AdminClient admin(server.admin_port(), "admin-key-1");
   auto alice = server.login("alice");
   auto bob = server.login("bob");
@@ -651,7 +644,7 @@ std::vector<Frame> pipelined(SyncClient& c, Cmd cmd, const std::vector<v1::ConvU
 }  // namespace
 
 TEST_CASE("CONV_READ: a group read that moves nothing writes the public position again (a lost receipt is repaired)") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   create_group(*alice, "g1", {"bob"});
@@ -673,7 +666,7 @@ TEST_CASE("CONV_READ: a group read that moves nothing writes the public position
 }
 
 TEST_CASE("CONV_LIST: pages fit server.max_frame_bytes with large messages and long ids, each conversation once") {
-  ServerProcess server(with({{"server.max_frame_bytes", "6144"},
+  ServerProcess server(fast_overrides({{"server.max_frame_bytes", "6144"},
                              {"limits.max_message_bytes", "5120"},
                              {"admin.listen", "\"127.0.0.1:0\""},
                              {"admin.api_key", "\"admin-key-1\""}}));
@@ -708,7 +701,7 @@ TEST_CASE("CONV_LIST: pages fit server.max_frame_bytes with large messages and l
 }
 
 TEST_CASE("CONV_LIST: the SYSTEM conversation is listed once it holds a stored server push") {
-  ServerProcess server(with(kAdmin));
+  ServerProcess server(fast_overrides(kAdmin));
   AdminClient admin(server.admin_port(), "admin-key-1");
   auto alice = server.login("alice");
   auto bob = server.login("bob");
@@ -739,7 +732,7 @@ TEST_CASE("CONV_LIST: the SYSTEM conversation is listed once it holds a stored s
 }
 
 TEST_CASE("CONV_LIST: limit 100 by default, at most 500") {
-  ServerProcess server(with(kAdmin));
+  ServerProcess server(fast_overrides(kAdmin));
   AdminClient admin(server.admin_port(), "admin-key-1");
   for (int i = 0; i < 501; ++i) admin_send(admin, "s" + std::to_string(i), "me", "x");
   auto me = server.login("me");
@@ -760,7 +753,7 @@ TEST_CASE("CONV_LIST: limit 100 by default, at most 500") {
 }
 
 TEST_CASE("RECEIPTS: readers_limit is capped at 1000, paging past the end is empty") {
-  ServerProcess server(with({{"limits.receipts_max_members", "2000"}}));
+  ServerProcess server(fast_overrides({{"limits.receipts_max_members", "2000"}}));
   auto alice = server.login("alice");
   std::vector<std::string> members;
   for (int i = 0; i < 1004; ++i) members.push_back(fmt::format("m{:04}", i));
@@ -801,7 +794,7 @@ TEST_CASE("RECEIPTS: readers_limit is capped at 1000, paging past the end is emp
 }
 
 TEST_CASE("HISTORY after_seq skips what the user deleted, has_more only for rows still to show") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   for (int i = 1; i <= 10; ++i) send_ok(*alice, "bob", "a" + std::to_string(i));
@@ -855,7 +848,7 @@ TEST_CASE("HISTORY after_seq skips what the user deleted, has_more only for rows
 }
 
 TEST_CASE("DELETE: up_to_seq is clamped to the newest message, conv_seqs beyond it are BAD_REQUEST") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   for (int i = 1; i <= 3; ++i) send_ok(*alice, "bob", "a" + std::to_string(i));
@@ -878,7 +871,7 @@ TEST_CASE("DELETE: up_to_seq is clamped to the newest message, conv_seqs beyond 
 }
 
 TEST_CASE("CONV_UPDATE: requests pipelined keep every field, and pipelined pins stop at limits.max_pinned") {
-  ServerProcess server(with({{"limits.max_pinned", "5"}}));
+  ServerProcess server(fast_overrides({{"limits.max_pinned", "5"}}));
   auto me = server.login("me");
   const std::vector<std::string> peers = {"p1", "p2", "p3", "p4", "p5", "p6", "p7"};
   for (const auto& p : peers) {
@@ -924,7 +917,7 @@ TEST_CASE("CONV_UPDATE: requests pipelined keep every field, and pipelined pins 
 }
 
 TEST_CASE("RECEIPTS: a member removed and added again starts with no read position") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   create_group(*alice, "g1", {"bob", "carol"});
@@ -946,7 +939,7 @@ TEST_CASE("RECEIPTS: a member removed and added again starts with no read positi
 }
 
 TEST_CASE("CONV_LIST: last_message looks at the 20 newest messages past the deleted ones") {
-  ServerProcess server(kFast);
+  ServerProcess server(fast_overrides());
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   for (int i = 1; i <= 25; ++i) send_ok(*alice, "bob", "a" + std::to_string(i), "m" + std::to_string(i));

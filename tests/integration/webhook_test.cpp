@@ -208,6 +208,32 @@ TEST_CASE("offline_push: muted is true for a conversation the user muted (PROTOC
   CHECK(muted == std::map<std::string, bool>{{"carol", true}, {"dave", false}});
 }
 
+TEST_CASE("offline_push: none for a message recalled before it was due, the latest body for an edited one") {
+  constexpr auto kOfflineDelay = 1000ms;  // push.offline_delay_ms
+  WebhookReceiver receiver;
+  ServerProcess server(hook_config(receiver, static_cast<std::uint32_t>(kOfflineDelay.count())));
+  auto alice = server.login("alice");
+  const v1::SendResp edited = send_ok(*alice, "carol", "m1", "first words");
+  const v1::SendResp recalled = send_ok(*alice, "carol", "m2", "regrettable words");
+  call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit_req("e1", v1::C2C, "carol", edited.conv_seq(), "second words"));
+  call_ok<v1::SendResp>(*alice, Cmd::kRecall, recall_req("r1", v1::C2C, "carol", recalled.conv_seq()));
+  const v1::SendResp later = send_ok(*alice, "carol", "m3", "later words");
+  // Absence, as above: the recalled one would have come before the later
+  // one, well within three delays.
+  auto events = bodies(receiver.wait_for(3, 3 * kOfflineDelay));
+  REQUIRE(events.size() == 2);
+  std::map<std::string, std::string> previews;  // msg_id -> preview
+  for (const auto& e : events) {
+    CHECK(e["event"] == "offline_push");
+    CHECK(e["content_type"] == 1);
+    std::string preview;
+    REQUIRE(base64_decode(e["preview_b64"].get<std::string>(), preview));
+    previews[e["msg_id"].get<std::string>()] = preview;
+  }
+  CHECK(previews == std::map<std::string, std::string>{{std::to_string(edited.msg_id()), "second words"},
+                                                       {std::to_string(later.msg_id()), "later words"}});
+}
+
 TEST_CASE("offline_push: muted holds for a user whose conversations are not loaded, after a restart") {
   WebhookReceiver receiver;
   ServerProcess server(hook_config(receiver, 300));

@@ -8,6 +8,7 @@
 #include <rocksdb/perf_context.h>
 #include <rocksdb/perf_level.h>
 
+#include "core/changed_messages.h"
 #include "core/retention.h"
 #include "proto/im.pb.h"
 #include "store/keys.h"
@@ -34,6 +35,14 @@ struct TempStore {
   StorageConfig config;
   std::unique_ptr<Store> store;
 };
+
+// A config naming a data dir that does not exist yet (the caller removes it).
+StorageConfig fresh_config(const std::string& prefix) {
+  StorageConfig config;
+  config.data_dir =
+      (std::filesystem::temp_directory_path() / (prefix + std::to_string(std::random_device{}()))).string();
+  return config;
+}
 
 std::string row(std::int64_t time_ms, std::uint64_t seq) {
   v1::Message m;
@@ -269,13 +278,76 @@ TEST_CASE("retention deletes old rows of each inbox and conversation, never the 
   b.put_history("c:a:b", 4, row(now - 10 * kDay, 4));
   REQUIRE(t.store->write(b));
 
-  core::Retention retention(t.config, *t.store);  // 30 and 365 days by default
+  core::ChangedMessages changes(*t.store);
+  core::Retention retention(t.config, *t.store, changes);  // 30 and 365 days by default
   CHECK(retention.run_once(now) == 3 + 3 + 3);
   CHECK(inbox_seqs(*t.store, "alice") == std::vector<std::uint64_t>{4, 5});
   CHECK(inbox_seqs(*t.store, "bob") == std::vector<std::uint64_t>{4});
   CHECK(inbox_seqs(*t.store, "carol") == std::vector<std::uint64_t>{1});
   CHECK(history_seqs(*t.store, "c:a:b") == std::vector<std::uint64_t>{4});
   CHECK(retention.run_once(now) == 0);
+}
+
+TEST_CASE("retention expires a change row once both retentions have passed its message's time") {
+  TempStore t;
+  constexpr std::int64_t kDay = 86400000;
+  const std::int64_t now = 1'800'000'000'000;
+  Batch b(*t.store);
+  b.put_change(11, row(now - 400 * kDay, 1));  // past both: goes
+  b.put_change(12, row(now - 40 * kDay, 2));   // past the inbox's 30 days only: stays
+  REQUIRE(t.store->write(b));
+  core::ChangedMessages changes(*t.store);
+  REQUIRE(changes.load());
+  CHECK(changes.size() == 2);
+  core::Retention retention(t.config, *t.store, changes);
+  CHECK(retention.run_once(now) == 1);
+  CHECK_FALSE(t.store->get_change(11).value());
+  CHECK(t.store->get_change(12).value());
+  CHECK_FALSE(changes.contains(11));
+  CHECK(changes.contains(12));
+  CHECK(changes.size() == 1);
+}
+
+TEST_CASE("changed messages: a copy is answered as the change row says, anything else as stored") {
+  TempStore t;
+  core::ChangedMessages changes(*t.store);
+  REQUIRE(changes.load());
+  v1::Message copy;
+  copy.set_msg_id(77);
+  copy.set_conv_seq(5);
+  copy.set_inbox_seq(40);
+  copy.set_content_type(1);
+  copy.set_body("secret");
+  const std::string stored = copy.SerializeAsString();
+  CHECK_FALSE(changes.changed_row(stored).value());  // nothing changed at all: not even parsed
+
+  v1::Message tombstone = copy;
+  tombstone.set_inbox_seq(3);  // the history row's own fields stay out of the copy
+  tombstone.set_content_type(10005);
+  tombstone.set_body("recall");
+  Batch b(*t.store);
+  b.put_change(77, tombstone.SerializeAsString());
+  REQUIRE(t.store->write(b));
+  changes.add(77);
+  auto answered = changes.changed_row(stored).value();
+  REQUIRE(answered);
+  v1::Message m;
+  REQUIRE(m.ParseFromString(*answered));
+  CHECK(m.content_type() == 10005);
+  CHECK(m.body() == "recall");
+  CHECK(m.inbox_seq() == 40);
+  CHECK(m.msg_id() == 77);
+
+  v1::Message other = copy;
+  other.set_msg_id(78);
+  CHECK_FALSE(changes.changed_row(other.SerializeAsString()).value());
+  v1::Message event = copy;  // an event carrying the same id is never rewritten
+  event.set_content_type(10003);
+  CHECK_FALSE(changes.changed_row(event.SerializeAsString()).value());
+  CHECK_FALSE(changes.changed_row("not a message").value());
+  changes.add(79);  // staged, not durable: the copy stays as stored
+  other.set_msg_id(79);
+  CHECK_FALSE(changes.changed_row(other.SerializeAsString()).value());
 }
 
 TEST_CASE("the outbox: a queue per shard, each read in id order from a cursor, removed once delivered") {
@@ -539,9 +611,7 @@ TEST_CASE("a rarely written family does not pin the WAL: storage.max_wal_mb boun
 }
 
 TEST_CASE("store: a store of the layout before PROTOCOL 8 opens, gains the new families and the schema version") {
-  StorageConfig config;
-  config.data_dir =
-      (std::filesystem::temp_directory_path() / ("imstore-v1-" + std::to_string(std::random_device{}()))).string();
+  const StorageConfig config = fresh_config("imstore-v1-");
   {
     // The ten families of layout 1, no schema row, one inbox row.
     rocksdb::DBOptions options;
@@ -625,9 +695,7 @@ TEST_CASE("store: a conversation's settings row is read alone and is not a conve
 }
 
 TEST_CASE("store: a store of layout 2 gains a settings row for each conversation state with a setting") {
-  StorageConfig config;
-  config.data_dir =
-      (std::filesystem::temp_directory_path() / ("imstore-v2-" + std::to_string(std::random_device{}()))).string();
+  const StorageConfig config = fresh_config("imstore-v2-");
   {
     auto opened = Store::open(config);
     REQUIRE(opened);
@@ -659,6 +727,39 @@ TEST_CASE("store: a store of layout 2 gains a settings row for each conversation
     int states = 0;
     REQUIRE(store.scan_convs("bob", [&](std::string_view, ConvRecord&&) { return ++states > 0; }));
     CHECK(states == 3);
+  }
+  std::filesystem::remove_all(config.data_dir);
+}
+
+TEST_CASE("store: a store of layout 3 gains a change row for each recalled or edited history row") {
+  const StorageConfig config = fresh_config("imstore-v3-");
+  {
+    auto opened = Store::open(config);
+    REQUIRE(opened);
+    auto& store = **opened;
+    Batch b(store);
+    for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+      v1::Message m;
+      m.set_msg_id(100 + seq);
+      m.set_conv_seq(seq);
+      m.set_content_type(seq == 1 ? 10005 : 1);
+      m.set_edit_version(seq == 2 ? 1 : 0);
+      b.put_history("c:alice:bob", seq, m.SerializeAsString());
+    }
+    b.put_meta(kSchemaVersionKey, 3);
+    REQUIRE(store.write(b));
+  }
+  {
+    auto opened = Store::open(config);
+    REQUIRE(opened);
+    auto& store = **opened;
+    CHECK(store.get_meta(kSchemaVersionKey).value() == kSchemaVersion);
+    std::vector<std::uint64_t> ids;
+    REQUIRE(store.scan_changes([&](std::uint64_t id, std::string_view) {
+      ids.push_back(id);
+      return true;
+    }));
+    CHECK(ids == std::vector<std::uint64_t>{101, 102});
   }
   std::filesystem::remove_all(config.data_dir);
 }

@@ -10,6 +10,7 @@
 #include "im/client.h"
 #include "im/frame_codec.h"
 #include "proto/im.pb.h"
+#include "server_process.h"
 #include "wait_until.h"
 
 namespace im::test {
@@ -175,6 +176,34 @@ inline v1::GroupResp create_group(SyncClient& c, const std::string& gid, std::ve
   req.set_name(name);
   for (auto& m : members) req.add_members(m);
   return call_ok<v1::GroupResp>(c, Cmd::kGroupCreate, req);
+}
+
+// A server for the PROTOCOL 8 tests: no rate limit in the way, 4 shards,
+// and `extra` on top.
+inline Overrides fast_overrides(const Overrides& extra = {}) {
+  return merged({{"limits.messages_per_second", "1000000"}, {"limits.burst", "1000000"}, {"sharding.shards", "4"}},
+                extra);
+}
+
+inline v1::RecallReq recall_req(const std::string& cmid, v1::ConvType type, const std::string& peer,
+                                std::uint64_t seq) {
+  v1::RecallReq r;
+  r.set_client_msg_id(cmid);
+  r.set_conv_type(type);
+  r.set_peer(peer);
+  r.set_conv_seq(seq);
+  return r;
+}
+
+inline v1::EditReq edit_req(const std::string& cmid, v1::ConvType type, const std::string& peer, std::uint64_t seq,
+                            const std::string& body) {
+  v1::EditReq r;
+  r.set_client_msg_id(cmid);
+  r.set_conv_type(type);
+  r.set_peer(peer);
+  r.set_conv_seq(seq);
+  r.set_body(body);
+  return r;
 }
 
 // CONV_LIST that must succeed.
