@@ -88,7 +88,7 @@ std::string Registry::render() const {
          "Idle users, conversations and groups dropped from the shards' caches (sharding.cache_entries).",
          static_cast<double>(cache_evictions.value()));
   scalar(out, "imserver_changed_messages", "gauge",
-         "Recalled or edited messages whose inbox copies are answered changed (kept in memory by id).",
+         "Recalled or edited messages added to the filter that makes their inbox copies answer changed (since start).",
          static_cast<double>(changed_messages.value()));
   scalar(out, "imserver_presence_watches", "gauge",
          "(session, watched uid) pairs of PRESENCE_WATCH held by the shards.",

@@ -78,7 +78,7 @@ struct Registry {
   Counter cursors_evicted;       // device cursors forgotten (limits.devices_per_user)
   Counter fanout_rate_limited;   // requests refused by limits.fanout_rows_per_second
   Counter cache_evictions;       // users, conversations and groups dropped from the shards' caches
-  Gauge changed_messages;        // msg_ids of recalled or edited messages held in memory (ChangedMessages)
+  Gauge changed_messages;        // msg_ids added to ChangedMessages' filter since start
   Gauge presence_watches;        // (session, watched uid) pairs held by the shards (PRESENCE_WATCH)
   Gauge typing_entries;         // (user, conversation) entries of the TYPING throttle
   Histogram send_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};

@@ -1,12 +1,13 @@
 #include "core/changed_messages.h"
 
-#include <mutex>
-
 #include "common/metrics.h"
 #include "store/store.h"
 
 namespace im::core {
 namespace {
+
+constexpr std::uint32_t kEdit = 10004;
+constexpr std::uint32_t kRecalled = 10005;
 
 // The msg_id of a stored Message without parsing it: field 1 (a varint) is
 // written first. nullopt for a row of another shape (then parsed).
@@ -21,6 +22,20 @@ std::optional<std::uint64_t> leading_msg_id(std::string_view row) {
   return std::nullopt;
 }
 
+// splitmix64's finaliser: msg_ids are sequential, the bits must not be.
+std::uint64_t mix(std::uint64_t z) {
+  z += 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+// The rows a change applies to: messages, and edit events (a recall
+// empties their bodies).
+bool changeable(std::uint32_t content_type) {
+  return content_type < 10000 || content_type == kEdit;
+}
+
 }  // namespace
 
 ChangedMessages::ChangedMessages(store::Store& store)
@@ -29,58 +44,51 @@ ChangedMessages::ChangedMessages(store::Store& store)
 }
 
 ChangedMessages::~ChangedMessages() {
-  metrics::get().changed_messages.add(-static_cast<std::int64_t>(size()));
-}
-
-std::size_t ChangedMessages::bit_of(std::uint64_t msg_id) {
-  // splitmix64's finaliser: msg_ids are sequential, the bits must not be.
-  std::uint64_t z = msg_id + 0x9E3779B97F4A7C15ULL;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return static_cast<std::size_t>((z ^ (z >> 31)) & (kFilterBits - 1));
+  metrics::get().changed_messages.add(-static_cast<std::int64_t>(added()));
 }
 
 Result<Ok> ChangedMessages::load() {
-  return store_.scan_changes([this](std::uint64_t msg_id, std::string_view) {
+  return store_.scan_change_ids([this](std::uint64_t msg_id) {
     add(msg_id);
     return true;
   });
 }
 
 void ChangedMessages::add(std::uint64_t msg_id) {
-  {
-    std::unique_lock lock(mutex_);
-    if (ids_.insert(msg_id).second) {
-      size_.fetch_add(1, std::memory_order_relaxed);
-      metrics::get().changed_messages.add(1);
-    }
-  }
-  const std::size_t bit = bit_of(msg_id);
-  filter_[bit / 64].fetch_or(std::uint64_t{1} << (bit % 64), std::memory_order_release);
+  const std::uint64_t h = mix(msg_id);
+  for (std::uint64_t bit : {h & (kFilterBits - 1), (h >> 32) & (kFilterBits - 1)})
+    filter_[bit / 64].fetch_or(std::uint64_t{1} << (bit % 64), std::memory_order_release);
+  added_.fetch_add(1, std::memory_order_relaxed);
+  metrics::get().changed_messages.add(1);
 }
 
-void ChangedMessages::remove(std::uint64_t msg_id) {
-  std::unique_lock lock(mutex_);
-  if (ids_.erase(msg_id) == 0) return;
-  size_.fetch_sub(1, std::memory_order_relaxed);
-  metrics::get().changed_messages.add(-1);
-}
-
-bool ChangedMessages::contains(std::uint64_t msg_id) const {
-  if (size() == 0) return false;
-  const std::size_t bit = bit_of(msg_id);
-  if ((filter_[bit / 64].load(std::memory_order_acquire) & (std::uint64_t{1} << (bit % 64))) == 0) return false;
-  std::shared_lock lock(mutex_);
-  return ids_.count(msg_id) > 0;
+bool ChangedMessages::may_contain(std::uint64_t msg_id) const {
+  if (added() == 0) return false;
+  const std::uint64_t h = mix(msg_id);
+  for (std::uint64_t bit : {h & (kFilterBits - 1), (h >> 32) & (kFilterBits - 1)})
+    if ((filter_[bit / 64].load(std::memory_order_acquire) & (std::uint64_t{1} << (bit % 64))) == 0) return false;
+  return true;
 }
 
 Result<bool> ChangedMessages::apply(v1::Message& row) const {
-  if (row.content_type() >= 10000 || !contains(row.msg_id())) return false;
-  auto stored = store_.get_change(row.msg_id());
+  if (!changeable(row.content_type()) || !may_contain(row.msg_id())) return false;
+  auto change = store_.get_change(row.msg_id());
+  if (!change) return change.error();
+  if (!*change) return false;  // a false hit, not durable yet, or expired
+  auto stored = store_.get_history((*change)->conv, (*change)->conv_seq);
   if (!stored) return stored.error();
-  if (!*stored) return false;  // not durable yet, or expired
   v1::Message now;
-  if (!now.ParseFromString(**stored) || now.conv_seq() != row.conv_seq()) return false;
+  if (*stored) {
+    if (!now.ParseFromString(**stored) || now.msg_id() != row.msg_id()) return false;
+  } else {
+    // History retention took the row: a recall is still said.
+    if (!(*change)->recalled) return false;
+    v1::MessageRecall recall;
+    recall.set_target_conv_seq(row.conv_seq());
+    recall.set_target_msg_id(row.msg_id());
+    now.set_content_type(kRecalled);
+    now.set_body(recall.SerializeAsString());
+  }
   row.set_content_type(now.content_type());
   row.set_body(now.body());
   row.set_edit_version(now.edit_version());
@@ -90,8 +98,8 @@ Result<bool> ChangedMessages::apply(v1::Message& row) const {
 
 Result<std::optional<std::string>> ChangedMessages::changed_row(std::string_view row) const {
   using Changed = std::optional<std::string>;
-  if (size() == 0) return Changed();
-  if (auto id = leading_msg_id(row); id && !contains(*id)) return Changed();
+  if (added() == 0) return Changed();
+  if (auto id = leading_msg_id(row); id && !may_contain(*id)) return Changed();
   v1::Message m;
   if (!m.ParseFromArray(row.data(), static_cast<int>(row.size()))) return Changed();
   auto changed = apply(m);

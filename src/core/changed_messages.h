@@ -3,13 +3,18 @@
 // be answered. A message has a copy in each participant's inbox, and some
 // copies are out of reach of the event that changes it: a former member's,
 // one written after its event (a fan-out retried past it), one far back in
-// a busy inbox. So copies are not rewritten; the change is recorded once,
-// by msg_id, in the `changes` family, in the batch that rewrites the
-// history row and appends the event, and every answer built from inbox
-// rows (PULL, PUSH of a late copy, offline_push) applies it. The msg_ids
-// are kept in memory (loaded at start, a few tens of bytes each, expired
-// with the retention of what they change), so an unchanged row costs a
-// bit test; a changed one a point read.
+// a busy inbox. So copies are not rewritten; the owner records where the
+// changed message is (`changes`, by msg_id: its conversation and conv_seq,
+// in the batch that rewrites its history row and appends the event), and
+// every answer built from inbox rows (PULL, a copy written after its
+// event, offline_push) answers the copy as its history row now is.
+//
+// Telling unchanged rows apart costs a bit test: a fixed filter of the
+// msg_ids ever added (two bits each, never cleared; filled from `changes`
+// at start), so memory stays the same however many messages change. A hit
+// is confirmed by reading `changes` (a RocksDB bloom filter answers a
+// false one without touching disk); as the filter fills, more rows pay
+// that read, none is ever missed.
 //
 // Thread safe: owners add on their shard thread, any shard reads.
 
@@ -17,10 +22,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 
 #include "im/result.h"
 #include "proto/im.pb.h"
@@ -44,10 +47,10 @@ class ChangedMessages {
   // up (before the batch is durable a lookup finds the previous state,
   // which is what a reader may still see).
   void add(std::uint64_t msg_id);
-  // The change row is gone (retention).
-  void remove(std::uint64_t msg_id);
-  bool contains(std::uint64_t msg_id) const;
-  std::size_t size() const { return size_.load(std::memory_order_relaxed); }
+  // False: `msg_id` was never changed. True: it may have been.
+  bool may_contain(std::uint64_t msg_id) const;
+  // The msg_ids added since start (loaded ones included): the filter's load.
+  std::uint64_t added() const { return added_.load(std::memory_order_relaxed); }
 
   // The stored row `row` as it must be answered: nullopt when its message
   // was never changed, else the row with the change applied.
@@ -56,16 +59,11 @@ class ChangedMessages {
   Result<bool> apply(v1::Message& row) const;
 
  private:
-  static constexpr std::size_t kFilterBits = std::size_t{1} << 23;  // 1 MiB
-  static std::size_t bit_of(std::uint64_t msg_id);
+  static constexpr std::size_t kFilterBits = std::size_t{1} << 26;  // 8 MiB
 
   store::Store& store_;
-  // A bit per hash of a msg_id ever added (never cleared: a stale bit only
-  // costs a look in ids_): unchanged messages are told apart without a lock.
   std::unique_ptr<std::atomic<std::uint64_t>[]> filter_;
-  mutable std::shared_mutex mutex_;  // guards ids_
-  std::unordered_set<std::uint64_t> ids_;
-  std::atomic<std::size_t> size_{0};
+  std::atomic<std::uint64_t> added_{0};
 };
 
 }  // namespace im::core

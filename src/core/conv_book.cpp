@@ -236,9 +236,12 @@ void ConvBook::apply(const std::string& me, const Row& row) {
     // Sending counts as reading.
     r.read_seq = std::max(r.read_seq, row.conv_seq);
     drop_unread_upto(r, r.read_seq);
-  } else if (row.conv_seq > r.read_seq && row.conv_seq > r.cleared_seq) {
-    add_unread(r, row.conv_seq);
+    return;
   }
+  // The peer's own message moves their public read position too (PROTOCOL
+  // 8.1: sending counts as reading), as it does for a group's RECEIPTS.
+  if (row.conv_type == v1::C2C) r.peer_read_seq = std::max(r.peer_read_seq, row.conv_seq);
+  if (row.conv_seq > r.read_seq && row.conv_seq > r.cleared_seq) add_unread(r, row.conv_seq);
 }
 
 const ConvBook::Entry* ConvBook::find(const std::string& conv) const {

@@ -22,6 +22,11 @@ std::uint64_t now_ms() {
 
 }  // namespace
 
+std::uint64_t MsgIdClock::first_id_at(std::int64_t ms) {
+  if (ms <= static_cast<std::int64_t>(kEpochMs)) return 0;
+  return (static_cast<std::uint64_t>(ms) - kEpochMs) << 22;
+}
+
 MsgIdClock::MsgIdClock(unsigned shard, store::Store& store, std::uint64_t reserved_ms)
     : shard_(shard), store_(&store), last_ms_(reserved_ms), reserved_ms_(reserved_ms) {}
 

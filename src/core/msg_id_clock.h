@@ -22,6 +22,9 @@ class MsgIdClock {
   // The next id, or INTERNAL when a new reservation cannot be written (no
   // id is handed out past a reservation that is not durable).
   Result<std::uint64_t> next();
+  // The lowest id any shard hands out at wall time `ms` or later (0 before
+  // the epoch): ids below it were handed out earlier.
+  static std::uint64_t first_id_at(std::int64_t ms);
 
  private:
   MsgIdClock(unsigned shard, store::Store& store, std::uint64_t reserved_ms);

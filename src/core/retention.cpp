@@ -1,10 +1,9 @@
 #include "core/retention.h"
 
-#include <algorithm>
 #include <chrono>
-#include <vector>
 
 #include "common/clock.h"
+#include "core/msg_id_clock.h"
 
 #include <spdlog/spdlog.h>
 
@@ -16,6 +15,9 @@ namespace {
 constexpr auto kFirstRun = std::chrono::minutes(1);
 constexpr auto kInterval = std::chrono::hours(1);
 constexpr std::int64_t kDayMs = 86400000;
+// Change rows outlive the inbox retention by this much: a copy written late
+// (a fan-out retried after an outage) is still answered changed.
+constexpr std::int64_t kChangeGraceMs = kDayMs;
 
 // A stored Message older than `cutoff_ms` (rows that do not parse are kept).
 bool older_than(std::string_view row, std::int64_t cutoff_ms) {
@@ -52,33 +54,29 @@ Retention::~Retention() {
 std::size_t Retention::run_once(std::int64_t now_ms) {
   const std::int64_t inbox_cutoff = now_ms - std::int64_t{config_.inbox_retention_days} * kDayMs;
   const std::int64_t history_cutoff = now_ms - std::int64_t{config_.history_retention_days} * kDayMs;
-  std::size_t removed =
-      store_.expire_oldest(store::Cf::kInbox, [&](std::string_view row) { return older_than(row, inbox_cutoff); });
+  // An inbox's newest row stays, however old: a copy of a changed message
+  // kept so is written changed, before its change row goes below.
+  std::size_t removed = store_.expire_oldest(
+      store::Cf::kInbox, [&](std::string_view row) { return older_than(row, inbox_cutoff); },
+      [&](std::string_view row) -> std::optional<std::string> {
+        auto changed = changes_.changed_row(row);
+        if (!changed || !*changed || **changed == row) return std::nullopt;  // a read error: the next pass
+        return std::move(*changed);
+      });
   removed +=
       store_.expire_oldest(store::Cf::kHistory, [&](std::string_view row) { return older_than(row, history_cutoff); });
-  return removed + expire_changes(std::min(inbox_cutoff, history_cutoff));
+  expire_changes(inbox_cutoff - kChangeGraceMs);
+  return removed;
 }
 
-std::size_t Retention::expire_changes(std::int64_t cutoff_ms) {
-  // Few rows (one per recall or edit): all read, the old ones deleted.
-  std::vector<std::uint64_t> old;
-  auto scanned = store_.scan_changes([&](std::uint64_t msg_id, std::string_view row) {
-    if (older_than(row, cutoff_ms)) old.push_back(msg_id);
-    return true;
-  });
-  if (!scanned) {
-    spdlog::warn("retention: the changed messages could not be read: {}", scanned.error().message);
-    return 0;
-  }
-  if (old.empty()) return 0;
-  store::Batch batch(store_);
-  for (std::uint64_t id : old) batch.del_change(id);
-  if (auto written = store_.write(batch); !written) {
-    spdlog::warn("retention: the changed messages could not be expired: {}", written.error().message);
-    return 0;
-  }
-  for (std::uint64_t id : old) changes_.remove(id);
-  return old.size();
+void Retention::expire_changes(std::int64_t cutoff_ms) {
+  // Only inbox copies need a change row (history rows are rewritten), and
+  // msg_ids grow with time: the rows of messages older than the inbox
+  // retention (and a grace for copies written late) go in one range delete.
+  const std::uint64_t below = MsgIdClock::first_id_at(cutoff_ms);
+  if (below == 0) return;
+  if (auto deleted = store_.del_changes_below(below); !deleted)
+    spdlog::warn("retention: the changed messages could not be expired: {}", deleted.error().message);
 }
 
 }  // namespace im::core

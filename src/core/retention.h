@@ -2,8 +2,9 @@
 // Retention in the background: inbox rows older than
 // storage.inbox_retention_days and history rows older than
 // storage.history_retention_days are deleted once an hour (and a minute after
-// start), never the newest row of an inbox or a conversation; a recalled or
-// edited message's `changes` row once both retentions have passed its time.
+// start), never the newest row of an inbox or a conversation (such a row of
+// a recalled or edited message is written changed); a recalled or edited
+// message's `changes` row a day after its inbox copies expired.
 // Dedupe rows expire in RocksDB compaction (src/store/store.cpp). Own
 // thread; never on the message path.
 
@@ -26,7 +27,7 @@ class Retention {
   std::size_t run_once(std::int64_t now_ms);
 
  private:
-  std::size_t expire_changes(std::int64_t cutoff_ms);
+  void expire_changes(std::int64_t cutoff_ms);
 
   const StorageConfig& config_;
   store::Store& store_;

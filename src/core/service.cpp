@@ -53,7 +53,7 @@ void Service::start() {
   env_.reset(new CoreEnv{config_, *store_, shards_});
   if (auto loaded = env_->changes.load(); !loaded)
     throw std::runtime_error("storage: cannot read the changed messages: " + loaded.error().message);
-  if (env_->changes.size() > 0) spdlog::info("{} recalled or edited messages", env_->changes.size());
+  if (env_->changes.added() > 0) spdlog::info("{} recalled or edited messages", env_->changes.added());
   unsigned n = config_.sharding.shards;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));

@@ -240,15 +240,23 @@ class Shard {
   void schedule_trim();
 
   // ---- RECALL and EDIT (shard_changes.cpp)
+  // What a RECALL or EDIT writes besides its event: the target as it
+  // becomes, its `changes` row, and for a recall the target's edit events
+  // with their bodies emptied.
+  struct ChangePlan {
+    v1::Message target;
+    store::ChangeRecord record;
+    std::vector<v1::Message> emptied_edits;
+  };
   // On the conversation's owner: the target's checks (PROTOCOL 8.3); fills
-  // the event's body and returns the target as it becomes.
-  Result<v1::Message> check_change(SendJob& job, const GroupState* group);
+  // the event's body and reads what the change rewrites.
+  Result<ChangePlan> check_change(SendJob& job, const GroupState* group);
   // A second change of a target rewritten in the current batch writes the
   // batch first (the history row read must be the latest).
   void settle_target(const SendJob& job);
-  // The target's rewritten history row and its `changes` row, into the
-  // current batch.
-  void stage_target(const SendJob& job, const v1::Message& target);
+  // The plan's rows into the current batch; `event_seq` is the event's
+  // conv_seq (an edit's is recorded).
+  void stage_target(const SendJob& job, ChangePlan& plan, std::uint64_t event_seq);
 
   // Stages one inbox row of `msg` for `uid` (and the sender's dedupe row)
   // and its push; returns the row's inbox_seq.
@@ -259,7 +267,9 @@ class Shard {
   void stage_c2c(const std::shared_ptr<SendJob>& job);
   // A group message (a SEND or an event): history row and fan-out record
   // in this batch; the chains start after the commit.
-  Result<Ok> stage_group_message(v1::Message msg, std::vector<std::string> recipients, std::shared_ptr<SendJob> job);
+  // Returns the message's conv_seq.
+  Result<std::uint64_t> stage_group_message(v1::Message msg, std::vector<std::string> recipients,
+                                            std::shared_ptr<SendJob> job);
   Result<Ok> stage_group_events(const GroupPlan& plan);
   void start_group_fanout(store::FanoutKey key, std::shared_ptr<const v1::Message> msg,
                           const std::vector<std::string>& recipients, std::shared_ptr<SendJob> job);

@@ -12,6 +12,7 @@ namespace im::core {
 namespace {
 
 constexpr std::uint32_t kRecall = 10003;
+constexpr std::uint32_t kEdit = 10004;
 constexpr std::uint32_t kRecalled = 10005;
 
 std::string batch_key(const std::string& conv, std::uint64_t seq) {
@@ -38,7 +39,7 @@ void apply_change(v1::Message& target, const v1::Message& event) {
 
 }  // namespace
 
-Result<v1::Message> Shard::check_change(SendJob& job, const GroupState* group) {
+Result<Shard::ChangePlan> Shard::check_change(SendJob& job, const GroupState* group) {
   v1::Message& event = job.msg;
   const std::string& uid = event.from();
   auto last = convs_.committed(job.conv);
@@ -78,20 +79,48 @@ Result<v1::Message> Shard::check_change(SendJob& job, const GroupState* group) {
     body.set_edit_version(target.edit_version() + 1);
     event.set_body(body.SerializeAsString());
   }
+  // Where the change is recorded, with the edit events so far: a recall
+  // empties their bodies too, or they would still say what it said.
+  auto recorded = env_.store.get_change(target.msg_id());
+  if (!recorded) return recorded.error();
+  ChangePlan plan;
+  plan.record = *recorded ? std::move(**recorded) : store::ChangeRecord{job.conv, target.conv_seq(), false, {}};
+  if (event.content_type() == kRecall) {
+    plan.record.recalled = true;
+    for (std::uint64_t seq : plan.record.edit_seqs) {
+      auto edit_row = env_.store.get_history(job.conv, seq);
+      if (!edit_row) return edit_row.error();
+      v1::Message edit;
+      if (!*edit_row || !edit.ParseFromString(**edit_row) || edit.content_type() != kEdit) continue;  // expired
+      v1::MessageEdit e;
+      if (e.ParseFromString(edit.body())) {
+        e.clear_body();
+        edit.set_body(e.SerializeAsString());
+      }
+      plan.emptied_edits.push_back(std::move(edit));
+    }
+  }
   apply_change(target, event);
-  return target;
+  plan.target = std::move(target);
+  return plan;
 }
 
 void Shard::settle_target(const SendJob& job) {
   if (rewritten_in_batch_.count(batch_key(job.conv, job.target_seq)) > 0) commit_.commit();
 }
 
-void Shard::stage_target(const SendJob& job, const v1::Message& target) {
-  const std::string row = target.SerializeAsString();
-  commit_.batch().put_history(job.conv, target.conv_seq(), row);
-  commit_.batch().put_change(target.msg_id(), row);
+void Shard::stage_target(const SendJob& job, ChangePlan& plan, std::uint64_t event_seq) {
+  const v1::Message& target = plan.target;
+  commit_.batch().put_history(job.conv, target.conv_seq(), target.SerializeAsString());
+  if (job.msg.content_type() == kEdit) plan.record.edit_seqs.push_back(event_seq);
+  commit_.batch().put_change(target.msg_id(), plan.record);
   env_.changes.add(target.msg_id());
   rewritten_in_batch_.insert(batch_key(job.conv, target.conv_seq()));
+  for (const v1::Message& edit : plan.emptied_edits) {
+    commit_.batch().put_history(job.conv, edit.conv_seq(), edit.SerializeAsString());
+    commit_.batch().put_change(edit.msg_id(), {job.conv, edit.conv_seq(), false, {}});
+    env_.changes.add(edit.msg_id());
+  }
 }
 
 }  // namespace im::core

@@ -52,7 +52,7 @@ std::optional<ListKey> decode_cursor(const std::string& s) {
   const auto a = s.find('|');
   if (a != 1 || (s[0] != '0' && s[0] != '1')) return std::nullopt;
   const auto b = s.find('|', a + 1);
-  if (b == std::string::npos || b == a + 1 || b - a - 1 > 19) return std::nullopt;
+  if (b == std::string::npos || b == a + 1 || b - a - 1 > 18) return std::nullopt;  // 18 digits never overflow an int64
   std::int64_t activity = 0;
   for (std::size_t i = a + 1; i < b; ++i) {
     if (s[i] < '0' || s[i] > '9') return std::nullopt;

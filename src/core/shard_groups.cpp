@@ -157,8 +157,8 @@ Result<v1::GroupListResp> Shard::groups_of(const std::string& uid) {
 
 // ---------------------------------------------------------------- group messages and fan-out
 
-Result<Ok> Shard::stage_group_message(v1::Message msg, std::vector<std::string> recipients,
-                                      std::shared_ptr<SendJob> job) {
+Result<std::uint64_t> Shard::stage_group_message(v1::Message msg, std::vector<std::string> recipients,
+                                                 std::shared_ptr<SendJob> job) {
   const std::string conv = store::group_conv(msg.to());
   auto counter = convs_.get(conv);
   if (!counter) return counter.error();
@@ -169,7 +169,8 @@ Result<Ok> Shard::stage_group_message(v1::Message msg, std::vector<std::string> 
   // position, for RECEIPTS, in groups small enough to have them.
   if (job && msg.content_type() < 10000 && recipients.size() <= env_.config.limits.receipts_max_members)
     commit_.batch().merge_read(msg.to(), msg.from(), msg.conv_seq());
-  store::FanoutKey key{conv, msg.conv_seq(), ""};
+  const std::uint64_t conv_seq = msg.conv_seq();
+  store::FanoutKey key{conv, conv_seq, ""};
   store::GroupFanoutRecord record{std::move(msg), std::move(recipients),
                                   static_cast<std::uint32_t>(env_.shards.size())};
   commit_.batch().put_group_fanout(key, record);
@@ -178,7 +179,7 @@ Result<Ok> Shard::stage_group_message(v1::Message msg, std::vector<std::string> 
     if (ok) return start_group_fanout(key, shared, recipients, job);
     if (job) answer_on_sender(job, make_error(StatusCode::kInternal, "the message could not be stored"));
   });
-  return Ok{};
+  return conv_seq;
 }
 
 void Shard::start_group_fanout(store::FanoutKey key, std::shared_ptr<const v1::Message> msg,

@@ -162,19 +162,19 @@ void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
   // membership: the event is `from`'s, whose own inbox row answers it.
   if (auto access = check_access(*g, GroupActor{job->msg.from(), false}); !access)
     return answer_on_sender(job, access.error());
-  std::optional<v1::Message> target;
+  std::optional<ChangePlan> change;
   if (job->is_change()) {
     auto checked = check_change(*job, *g);
     if (!checked) return answer_on_sender(job, checked.error());
-    target = std::move(*checked);
+    change = std::move(*checked);
   }
   if (job->session_id != 0) {
     if (auto charged = charge_rows(job->msg.from(), (*g)->members.size()); !charged)
       return answer_on_sender(job, charged.error());
   }
-  if (target) stage_target(*job, *target);
-  if (auto staged = stage_group_message(job->msg, member_uids(**g), job); !staged)
-    return answer_on_sender(job, staged.error());
+  auto staged = stage_group_message(job->msg, member_uids(**g), job);
+  if (!staged) return answer_on_sender(job, staged.error());
+  if (change) stage_target(*job, *change, *staged);
   commit_.schedule();
 }
 
@@ -183,11 +183,11 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
   std::vector<std::string> participants{m.from()};
   if (m.to() != m.from()) participants.push_back(m.to());
   // Everything that can fail is read before anything is staged.
-  std::optional<v1::Message> target;
+  std::optional<ChangePlan> change;
   if (job->is_change()) {
     auto checked = check_change(*job, nullptr);
     if (!checked) return answer_on_sender(job, checked.error());
-    target = std::move(*checked);
+    change = std::move(*checked);
   }
   for (const auto& uid : participants) {
     if (&env_.shard_for(uid) != this) continue;
@@ -198,7 +198,7 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
   m.set_conv_seq(convs_.assign(**counter));
   commit_.batch().put_history(job->conv, m.conv_seq(), m.SerializeAsString());
   ++commit_.staged().history;
-  if (target) stage_target(*job, *target);
+  if (change) stage_target(*job, *change, m.conv_seq());
   bool sender_local = false;
   for (const auto& uid : participants) {
     const bool is_sender = uid == m.from();

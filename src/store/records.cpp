@@ -1,5 +1,7 @@
 #include "store/records.h"
 
+#include <algorithm>
+
 #include "store/keys.h"
 
 namespace im::store {
@@ -149,7 +151,36 @@ std::optional<GroupFanoutRecord> GroupFanoutRecord::decode(std::string_view v) {
 namespace {
 constexpr char kConvRecordV1 = 1;
 constexpr char kConvSettingsV1 = 1;
+constexpr char kChangeV1 = 1;
+constexpr std::size_t kMaxEditSeqs = 65535;  // limits.max_edits is at most 1000
 }  // namespace
+
+// v1: flags (1 recalled), conv_seq, edit count (u16), the edit seqs, conv.
+std::string ChangeRecord::encode() const {
+  std::string v(1, kChangeV1);
+  v.push_back(static_cast<char>(recalled ? 1 : 0));
+  append_u64(v, conv_seq);
+  const std::size_t n = std::min(edit_seqs.size(), kMaxEditSeqs);
+  v.push_back(static_cast<char>(n >> 8));
+  v.push_back(static_cast<char>(n & 0xFF));
+  for (std::size_t i = 0; i < n; ++i) append_u64(v, edit_seqs[i]);
+  v.append(conv);
+  return v;
+}
+
+std::optional<ChangeRecord> ChangeRecord::decode(std::string_view v) {
+  constexpr std::size_t kHead = 12;
+  if (v.size() < kHead || v[0] != kChangeV1) return std::nullopt;
+  ChangeRecord r;
+  r.recalled = (static_cast<std::uint8_t>(v[1]) & 1) != 0;
+  r.conv_seq = read_u64(v.substr(2, 8));
+  const std::size_t n = (std::size_t{static_cast<std::uint8_t>(v[10])} << 8) | static_cast<std::uint8_t>(v[11]);
+  if (v.size() < kHead + 8 * n) return std::nullopt;
+  for (std::size_t i = 0; i < n; ++i) r.edit_seqs.push_back(read_u64(v.substr(kHead + 8 * i, 8)));
+  r.conv = std::string(v.substr(kHead + 8 * n));
+  if (r.conv.empty()) return std::nullopt;
+  return r;
+}
 
 std::string ConvSettingsRecord::encode() const {
   std::string v(1, kConvSettingsV1);

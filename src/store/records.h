@@ -104,6 +104,21 @@ struct ConvSettingsRecord {
   bool operator==(const ConvSettingsRecord&) const = default;
 };
 
+// `changes` (by msg_id): where a recalled or edited message's history row
+// is, whether it was recalled (said without that row, once history
+// retention took it), and the conv_seqs of its edit events (at most
+// limits.max_edits), whose bodies a recall empties too.
+struct ChangeRecord {
+  std::string conv;
+  std::uint64_t conv_seq = 0;
+  bool recalled = false;
+  std::vector<std::uint64_t> edit_seqs;
+
+  std::string encode() const;
+  static std::optional<ChangeRecord> decode(std::string_view value);
+  bool operator==(const ChangeRecord&) const = default;
+};
+
 // Which fan-out a `fanout` row belongs to: a conversation's message at
 // `conv_seq`. A C2C copy record names the one recipient whose inbox row is
 // pending; a group record names none.

@@ -251,12 +251,8 @@ void Batch::put_token_revocation(std::string_view uid, std::int64_t revoked_s) {
   put(Cf::kMeta, token_revocation_key(uid), encode_u64(static_cast<std::uint64_t>(revoked_s)));
 }
 
-void Batch::put_change(std::uint64_t msg_id, std::string_view message) {
-  put(Cf::kChanges, encode_u64(msg_id), message);
-}
-
-void Batch::del_change(std::uint64_t msg_id) {
-  del(Cf::kChanges, encode_u64(msg_id));
+void Batch::put_change(std::uint64_t msg_id, const ChangeRecord& change) {
+  put(Cf::kChanges, encode_u64(msg_id), change.encode());
 }
 
 // ---------------------------------------------------------------- Store
@@ -531,10 +527,12 @@ Result<Ok> Store::add_settings_rows() {
 
 Result<Ok> Store::add_change_rows() {
   v1::Message m;
-  auto added = derive_rows(Cf::kHistory, [&m](std::string_view, std::string_view value, Batch& batch) {
+  auto added = derive_rows(Cf::kHistory, [&m](std::string_view key, std::string_view value, Batch& batch) {
+    const auto sep = key.find('\0');
+    if (sep == std::string_view::npos || key.size() != sep + 9) return;
     if (m.ParseFromArray(value.data(), static_cast<int>(value.size())) &&
         (m.content_type() == 10005 || m.edit_version() > 0))
-      batch.put_change(m.msg_id(), value);
+      batch.put_change(m.msg_id(), {std::string(key.substr(0, sep)), m.conv_seq(), m.content_type() == 10005, {}});
   });
   if (!added) return added.error();
   if (*added > 0) spdlog::info("store: {} recalled or edited messages recorded in `changes` (layout 4)", *added);
@@ -631,14 +629,23 @@ Result<std::optional<std::uint64_t>> Store::get_meta(std::string_view name) {
   return std::optional<std::uint64_t>(read_u64(**row));
 }
 
-Result<std::optional<std::string>> Store::get_change(std::uint64_t msg_id) {
-  return get(Cf::kChanges, encode_u64(msg_id));
+Result<std::optional<ChangeRecord>> Store::get_change(std::uint64_t msg_id) {
+  auto row = get(Cf::kChanges, encode_u64(msg_id));
+  if (!row) return row.error();
+  if (!*row) return std::optional<ChangeRecord>();
+  auto change = ChangeRecord::decode(**row);
+  if (!change) return make_error(StatusCode::kInternal, "store: unreadable change row of message " + std::to_string(msg_id));
+  return change;
 }
 
-Result<Ok> Store::scan_changes(const std::function<bool(std::uint64_t msg_id, std::string_view message)>& fn) {
-  return scan(Cf::kChanges, "", std::string(9, '\xFF'), [&](std::string_view key, std::string_view value) {
-    return key.size() != 8 || fn(read_u64(key), value);
+Result<Ok> Store::scan_change_ids(const std::function<bool(std::uint64_t msg_id)>& fn) {
+  return scan(Cf::kChanges, "", std::string(9, '\xFF'), [&](std::string_view key, std::string_view) {
+    return key.size() != 8 || fn(read_u64(key));
   });
+}
+
+Result<Ok> Store::del_changes_below(std::uint64_t msg_id) {
+  return delete_range(Cf::kChanges, "", encode_u64(msg_id));
 }
 
 Result<Ok> Store::scan_token_revocations(const std::function<bool(std::string_view uid, std::int64_t revoked_s)>& fn) {
@@ -832,7 +839,8 @@ Result<Ok> Store::delete_range(Cf cf, std::string_view lower, std::string_view u
   return Ok{};
 }
 
-std::size_t Store::expire_oldest(Cf cf, const std::function<bool(std::string_view value)>& expired) {
+std::size_t Store::expire_oldest(Cf cf, const std::function<bool(std::string_view value)>& expired,
+                                 const Rewrite& rewrite_kept) {
   std::size_t removed = 0;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handle(cf)));
   it->SeekToFirst();
@@ -845,13 +853,22 @@ std::size_t Store::expire_oldest(Cf cf, const std::function<bool(std::string_vie
     }
     const std::string prefix = first.substr(0, sep + 1);
     std::string last_expired;
+    std::string last_value;
     std::size_t run = 0;
     while (it->Valid() && it->key().starts_with(prefix) && expired(view(it->value()))) {
       last_expired = it->key().ToString();
+      if (rewrite_kept) last_value = it->value().ToString();
       ++run;
       it->Next();
     }
     const bool reached_end = !it->Valid() || !it->key().starts_with(prefix);
+    if (reached_end && run > 0 && rewrite_kept) {
+      if (auto now = rewrite_kept(last_value)) {
+        Batch batch(*this);
+        batch.put(cf, last_expired, *now);
+        (void)write(batch);  // best effort, as the deletes: the next pass tries again
+      }
+    }
     // Everything before the first kept row goes; when every row expired,
     // the last one stays.
     const std::string stop = reached_end ? last_expired : it->key().ToString();

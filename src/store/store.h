@@ -106,10 +106,9 @@ class Batch {
   // A group member's public read position (RECEIPTS): kept as the largest
   // ever merged, whatever the order of the writes.
   void merge_read(std::string_view gid, std::string_view uid, std::uint64_t conv_seq);
-  // PROTOCOL 8.3: a recalled or edited message as it now is (its history
-  // row), by msg_id, so every inbox copy is answered changed.
-  void put_change(std::uint64_t msg_id, std::string_view message);
-  void del_change(std::uint64_t msg_id);
+  // PROTOCOL 8.3: a recalled or edited message, by msg_id, so every inbox
+  // copy is answered as its history row now is.
+  void put_change(std::uint64_t msg_id, const ChangeRecord& change);
 
   std::size_t count() const { return count_; }
   bool empty() const { return count_ == 0; }
@@ -176,11 +175,13 @@ class Store {
                           bool reverse, const std::function<bool(std::uint64_t conv_seq)>& fn);
   // The public read positions of a group's readers, in uid order.
   Result<Ok> scan_reads(std::string_view gid, const std::function<bool(std::string_view uid, std::uint64_t)>& fn);
-  // A recalled or edited message as it now is (none: never changed).
-  Result<std::optional<std::string>> get_change(std::uint64_t msg_id);
-  // Every change row (msg_id, the message), in msg_id order (start-up
-  // loads the ids, retention expires the old ones).
-  Result<Ok> scan_changes(const std::function<bool(std::uint64_t msg_id, std::string_view message)>& fn);
+  // Where a recalled or edited message is (none: never changed).
+  Result<std::optional<ChangeRecord>> get_change(std::uint64_t msg_id);
+  // The msg_id of every change row, ascending (start-up).
+  Result<Ok> scan_change_ids(const std::function<bool(std::uint64_t msg_id)>& fn);
+  // Deletes the change rows of msg_ids below `msg_id` (one range delete:
+  // msg_ids grow with time, so this is retention by time).
+  Result<Ok> del_changes_below(std::uint64_t msg_id);
   Result<std::optional<GroupRecord>> get_group(std::string_view gid);
   // A group's members in uid order.
   Result<Ok> scan_members(std::string_view gid,
@@ -224,7 +225,11 @@ class Store {
   // the leading run of rows whose value `expired` says is too old, but
   // never the prefix's last row (counters are recovered from it). Returns
   // how many rows went.
-  std::size_t expire_oldest(Cf cf, const std::function<bool(std::string_view value)>& expired);
+  // `rewrite_kept`, when given, may replace the value of a kept last row
+  // that expired (nullopt: left as it is).
+  using Rewrite = std::function<std::optional<std::string>(std::string_view value)>;
+  std::size_t expire_oldest(Cf cf, const std::function<bool(std::string_view value)>& expired,
+                            const Rewrite& rewrite_kept = nullptr);
   // Writes every memtable to table files (tests, and before a checkpoint).
   Result<Ok> flush();
   // The rows of `cf`, counted up to `at_most` (tools and benches).

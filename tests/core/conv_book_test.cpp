@@ -35,6 +35,16 @@ ConvBook::Row mark(std::uint32_t content_type, const Body& body) {
   return r;
 }
 
+// A 10006 mark of the C2C conversation with bob: `reader` read up to `seq`.
+ConvBook::Row read_mark(const std::string& reader, std::uint64_t seq) {
+  v1::ReadMark read;
+  read.set_conv_type(v1::C2C);
+  read.set_peer("bob");
+  read.set_reader(reader);
+  read.set_read_seq(seq);
+  return mark(10006, read);
+}
+
 using Runs = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
 
 }  // namespace
@@ -73,18 +83,11 @@ TEST_CASE("ConvBook: own sends read, marks move read positions, settings and del
   for (const auto& row : rows) book.apply("me", row);
   CHECK(ConvBook::unread_count(book.find(conv)->rec) == 3);
 
-  v1::ReadMark read;
-  read.set_conv_type(v1::C2C);
-  read.set_peer("bob");
-  read.set_reader("me");
-  read.set_read_seq(4);
-  book.apply("me", mark(10006, read));
-  read.set_reader("bob");
-  read.set_read_seq(3);
-  book.apply("me", mark(10006, read));
+  book.apply("me", read_mark("me", 4));
+  book.apply("me", read_mark("bob", 3));
   r = &book.find(conv)->rec;
   CHECK(r->read_seq == 4);
-  CHECK(r->peer_read_seq == 3);
+  CHECK(r->peer_read_seq == 6);  // bob's own message 6 counts as his reading: an older mark moves nothing
   CHECK(ConvBook::unread_count(*r) == 2);
 
   v1::MessageDelete del;
@@ -126,6 +129,17 @@ TEST_CASE("ConvBook: own sends read, marks move read positions, settings and del
   REQUIRE(back);
   CHECK(*back == book.find(conv)->rec);
   CHECK_FALSE(store::ConvRecord::decode("\x01short"));
+}
+
+TEST_CASE("ConvBook: the C2C peer's own messages move peer_read_seq, an older mark never moves it back") {
+  ConvBook book;
+  const std::string conv = store::c2c_conv("me", "bob");
+  for (const auto& row : {msg("me", "bob", 1), msg("me", "bob", 2)}) book.apply("me", row);
+  CHECK(book.find(conv)->rec.peer_read_seq == 0);
+  book.apply("me", msg("bob", "me", 3));
+  CHECK(book.find(conv)->rec.peer_read_seq == 3);
+  book.apply("me", read_mark("bob", 2));
+  CHECK(book.find(conv)->rec.peer_read_seq == 3);  // never back
 }
 
 TEST_CASE("ConvBook: conversation ids from either side") {

@@ -423,3 +423,66 @@ TEST_CASE("RECALL and EDIT reach every copy: a former member's, one far back in 
   auto bob2 = server.login("bob");
   check(*carol, *bob2);
 }
+
+TEST_CASE("RECALL after EDITs: no answer returns any of the texts, the edit events' bodies emptied too") {
+  ServerProcess server(fast_overrides());
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  create_group(*alice, "g", {"bob"});
+  for (const v1::ConvType type : {v1::C2C, v1::GROUP}) {
+    INFO((type == v1::C2C ? "c2c" : "group"));
+    const std::string peer = type == v1::C2C ? "bob" : "g";
+    const std::string bobs_peer = type == v1::C2C ? "alice" : "g";
+    const std::string tag = type == v1::C2C ? "c" : "g";
+    auto req = send_req(peer, tag + "m", "text zero", type);
+    const v1::SendResp m = call_ok<v1::SendResp>(*alice, Cmd::kSend, req);
+    const v1::SendResp e1 =
+        call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit_req(tag + "e1", type, peer, m.conv_seq(), "text one"));
+    const v1::SendResp e2 =
+        call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit_req(tag + "e2", type, peer, m.conv_seq(), "text two"));
+    const v1::SendResp r = call_ok<v1::SendResp>(*alice, Cmd::kRecall, recall_req(tag + "r", type, peer, m.conv_seq()));
+    auto says_nothing = [](const v1::Message& row) {
+      for (const char* text : {"text zero", "text one", "text two"}) CHECK(row.body().find(text) == std::string::npos);
+    };
+    for (SyncClient* c : {alice.get(), bob.get()}) {
+      const std::string& p = c == alice.get() ? peer : bobs_peer;
+      for (const auto& row : history_all(*c, type, p)) says_nothing(row);
+      const auto rows = pull_until(*c, [&](const auto& all) {
+        for (const auto& row : all)
+          if (row.msg_id() == r.msg_id()) return true;
+        return false;
+      });
+      for (const auto& row : rows) says_nothing(row);
+      const v1::Message event = history_at(*c, type, p, e2.conv_seq());
+      CHECK(event.content_type() == 10004);
+      v1::MessageEdit edit;
+      REQUIRE(edit.ParseFromString(event.body()));
+      CHECK(edit.body().empty());
+      CHECK(edit.edit_version() == 2);
+      CHECK(edit.target_msg_id() == m.msg_id());
+    }
+    // bob deletes the recall event for himself: his list falls back to the
+    // second edit event, which says nothing either.
+    v1::DeleteReq del;
+    del.set_conv_type(type);
+    del.set_peer(bobs_peer);
+    del.add_conv_seqs(r.conv_seq());
+    (void)call_ok<v1::DeleteResp>(*bob, Cmd::kDelete, del);
+    const v1::Conversation c = find_conv(conv_list(*bob), bobs_peer);
+    CHECK(c.last_conv_seq() == e2.conv_seq());
+    CHECK(c.last_message().msg_id() == e2.msg_id());
+    says_nothing(c.last_message());
+    (void)e1;
+  }
+}
+
+TEST_CASE("C2C peer_read_seq: the peer's own message counts as reading") {
+  ServerProcess server(fast_overrides());
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  send_ok(*alice, "bob", "a1", "one");
+  send_ok(*alice, "bob", "a2", "two");
+  const v1::SendResp reply = send_ok(*bob, "alice", "b1", "three");
+  (void)pull_until(*alice, [&](const auto& all) { return !all.empty() && all.back().msg_id() == reply.msg_id(); });
+  CHECK(find_conv(conv_list(*alice), "bob").peer_read_seq() == reply.conv_seq());
+}

@@ -678,8 +678,7 @@ TEST_CASE("webhook: a stuck user with more events than the worker holds does not
     server->restart();
   }
   std::atomic<bool> stuck_fails{true};
-  WebhookReceiver receiver(port);
-  receiver.answer_with([&](const std::string& body) {
+  WebhookReceiver receiver(port, [&](const std::string& body) {
     return json::parse(body).value("uid", "") == stuck && stuck_fails.load() ? 503 : 200;
   });
   auto events = bodies(receiver.wait_for(300, 60s));

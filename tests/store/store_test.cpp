@@ -9,6 +9,7 @@
 #include <rocksdb/perf_level.h>
 
 #include "core/changed_messages.h"
+#include "core/msg_id_clock.h"
 #include "core/retention.h"
 #include "proto/im.pb.h"
 #include "store/keys.h"
@@ -288,27 +289,51 @@ TEST_CASE("retention deletes old rows of each inbox and conversation, never the 
   CHECK(retention.run_once(now) == 0);
 }
 
-TEST_CASE("retention expires a change row once both retentions have passed its message's time") {
+TEST_CASE("retention: change rows go a day after the inbox retention, a kept newest copy is written changed") {
   TempStore t;
   constexpr std::int64_t kDay = 86400000;
   const std::int64_t now = 1'800'000'000'000;
+  const std::uint64_t gone = core::MsgIdClock::first_id_at(now - 32 * kDay);
+  const std::uint64_t kept = core::MsgIdClock::first_id_at(now - 30 * kDay - kDay / 2);
+  // carol's only inbox row: an old copy of a message recalled since.
+  v1::Message copy;
+  copy.set_msg_id(gone);
+  copy.set_conv_seq(1);
+  copy.set_inbox_seq(1);
+  copy.set_content_type(1);
+  copy.set_body("secret");
+  copy.set_server_time_ms(now - 32 * kDay);
+  v1::Message tombstone = copy;
+  tombstone.set_inbox_seq(0);
+  tombstone.set_content_type(10005);
+  tombstone.set_body("");
   Batch b(*t.store);
-  b.put_change(11, row(now - 400 * kDay, 1));  // past both: goes
-  b.put_change(12, row(now - 40 * kDay, 2));   // past the inbox's 30 days only: stays
+  b.put_inbox("carol", 1, copy.SerializeAsString());
+  b.put_history("c:alice:carol", 1, tombstone.SerializeAsString());
+  b.put_history("c:alice:carol", 2, row(now, 2));  // the conversation's newest
+  b.put_change(gone, {"c:alice:carol", 1, true, {}});
+  b.put_change(kept, {"c:alice:carol", 2, false, {}});
   REQUIRE(t.store->write(b));
   core::ChangedMessages changes(*t.store);
   REQUIRE(changes.load());
-  CHECK(changes.size() == 2);
+  CHECK(changes.added() == 2);
   core::Retention retention(t.config, *t.store, changes);
-  CHECK(retention.run_once(now) == 1);
-  CHECK_FALSE(t.store->get_change(11).value());
-  CHECK(t.store->get_change(12).value());
-  CHECK_FALSE(changes.contains(11));
-  CHECK(changes.contains(12));
-  CHECK(changes.size() == 1);
+  CHECK(retention.run_once(now) == 0);  // carol's row is her newest: kept
+  CHECK_FALSE(t.store->get_change(gone).value());
+  CHECK(t.store->get_change(kept).value());
+  std::string stored;
+  REQUIRE(t.store->scan_inbox("carol", 1, 2, [&](std::uint64_t, std::string_view r) {
+    stored = std::string(r);
+    return true;
+  }));
+  v1::Message now_copy;
+  REQUIRE(now_copy.ParseFromString(stored));
+  CHECK(now_copy.content_type() == 10005);
+  CHECK(now_copy.body().empty());
+  CHECK(now_copy.inbox_seq() == 1);
 }
 
-TEST_CASE("changed messages: a copy is answered as the change row says, anything else as stored") {
+TEST_CASE("changed messages: a copy is answered as its history row now is, anything else as stored") {
   TempStore t;
   core::ChangedMessages changes(*t.store);
   REQUIRE(changes.load());
@@ -322,11 +347,12 @@ TEST_CASE("changed messages: a copy is answered as the change row says, anything
   CHECK_FALSE(changes.changed_row(stored).value());  // nothing changed at all: not even parsed
 
   v1::Message tombstone = copy;
-  tombstone.set_inbox_seq(3);  // the history row's own fields stay out of the copy
+  tombstone.set_inbox_seq(0);  // the history row's own fields stay out of the copy
   tombstone.set_content_type(10005);
   tombstone.set_body("recall");
   Batch b(*t.store);
-  b.put_change(77, tombstone.SerializeAsString());
+  b.put_history("c:a:b", 5, tombstone.SerializeAsString());
+  b.put_change(77, {"c:a:b", 5, true, {}});
   REQUIRE(t.store->write(b));
   changes.add(77);
   auto answered = changes.changed_row(stored).value();
@@ -341,13 +367,42 @@ TEST_CASE("changed messages: a copy is answered as the change row says, anything
   v1::Message other = copy;
   other.set_msg_id(78);
   CHECK_FALSE(changes.changed_row(other.SerializeAsString()).value());
-  v1::Message event = copy;  // an event carrying the same id is never rewritten
+  v1::Message event = copy;  // a recall event carrying the same id is never rewritten
   event.set_content_type(10003);
   CHECK_FALSE(changes.changed_row(event.SerializeAsString()).value());
   CHECK_FALSE(changes.changed_row("not a message").value());
   changes.add(79);  // staged, not durable: the copy stays as stored
   other.set_msg_id(79);
   CHECK_FALSE(changes.changed_row(other.SerializeAsString()).value());
+  // History retention took the row of a recalled message: still a tombstone.
+  Batch c(*t.store);
+  c.put_change(80, {"c:a:b", 9, true, {}});
+  c.put_change(81, {"c:a:b", 10, false, {}});
+  REQUIRE(t.store->write(c));
+  changes.add(80);
+  changes.add(81);
+  other.set_msg_id(80);
+  other.set_conv_seq(9);
+  answered = changes.changed_row(other.SerializeAsString()).value();
+  REQUIRE(answered);
+  REQUIRE(m.ParseFromString(*answered));
+  CHECK(m.content_type() == 10005);
+  CHECK(m.body().find("secret") == std::string::npos);
+  other.set_msg_id(81);  // an edit whose row is gone: as stored
+  CHECK_FALSE(changes.changed_row(other.SerializeAsString()).value());
+}
+
+TEST_CASE("change records round-trip, and a damaged one is refused") {
+  ChangeRecord r{"g:team", 42, true, {43, 44, 1ull << 40}};
+  CHECK(ChangeRecord::decode(r.encode()) == r);
+  ChangeRecord plain{"c:a:b", 1, false, {}};
+  CHECK(ChangeRecord::decode(plain.encode()) == plain);
+  std::string v = r.encode();
+  CHECK_FALSE(ChangeRecord::decode(v.substr(0, 20)));  // cut in the edit seqs
+  CHECK_FALSE(ChangeRecord::decode(plain.encode().substr(0, 12)));  // no conversation
+  v[0] = 9;
+  CHECK_FALSE(ChangeRecord::decode(v));
+  CHECK_FALSE(ChangeRecord::decode(""));
 }
 
 TEST_CASE("the outbox: a queue per shard, each read in id order from a cursor, removed once delivered") {
@@ -755,11 +810,13 @@ TEST_CASE("store: a store of layout 3 gains a change row for each recalled or ed
     auto& store = **opened;
     CHECK(store.get_meta(kSchemaVersionKey).value() == kSchemaVersion);
     std::vector<std::uint64_t> ids;
-    REQUIRE(store.scan_changes([&](std::uint64_t id, std::string_view) {
+    REQUIRE(store.scan_change_ids([&](std::uint64_t id) {
       ids.push_back(id);
       return true;
     }));
     CHECK(ids == std::vector<std::uint64_t>{101, 102});
+    CHECK(store.get_change(101).value() == ChangeRecord{"c:alice:bob", 1, true, {}});
+    CHECK(store.get_change(102).value() == ChangeRecord{"c:alice:bob", 2, false, {}});
   }
   std::filesystem::remove_all(config.data_dir);
 }

@@ -71,7 +71,9 @@ class WebhookReceiver {
   // The status for one POST (2xx: the event is kept); it may block, bounded.
   using Answer = std::function<int(const std::string& body)>;
 
-  explicit WebhookReceiver(std::uint16_t port = 0) {
+  // `answer`, when given, is in place before the first POST can arrive (a
+  // server retrying a backlog posts as soon as the port listens).
+  explicit WebhookReceiver(std::uint16_t port = 0, Answer initial = nullptr) : answer_(std::move(initial)) {
     server_.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
       Answer answer;
       {

@@ -214,4 +214,12 @@ inline v1::ConvListResp conv_list(SyncClient& c, std::uint32_t limit = 0, const 
   return call_ok<v1::ConvListResp>(c, Cmd::kConvList, req);
 }
 
+// The conversation of `peer` in a listing (fails the test when absent).
+inline v1::Conversation find_conv(const v1::ConvListResp& list, const std::string& peer) {
+  for (const auto& c : list.conversations())
+    if (c.peer() == peer) return c;
+  FAIL("no conversation with " << peer);
+  return {};
+}
+
 }  // namespace im::test
