@@ -1,5 +1,7 @@
 #include "core/changed_messages.h"
 
+#include <utility>
+
 #include "common/metrics.h"
 #include "store/store.h"
 
@@ -38,13 +40,26 @@ bool changeable(std::uint32_t content_type) {
 
 }  // namespace
 
-ChangedMessages::ChangedMessages(store::Store& store)
-    : store_(store), filter_(new std::atomic<std::uint64_t>[kFilterBits / 64]) {
-  for (std::size_t i = 0; i < kFilterBits / 64; ++i) filter_[i].store(0, std::memory_order_relaxed);
+ChangedMessages::ChangedMessages(store::Store& store) : store_(store) {
+  for (Filter& f : filters_) {
+    f.reset(new std::atomic<std::uint64_t>[kFilterBits / 64]);
+    for (std::size_t i = 0; i < kFilterBits / 64; ++i) f[i].store(0, std::memory_order_relaxed);
+  }
 }
 
 ChangedMessages::~ChangedMessages() {
   metrics::get().changed_messages.add(-static_cast<std::int64_t>(added()));
+}
+
+void ChangedMessages::set_bits(const Filter& f, std::uint64_t msg_id) {
+  const std::uint64_t h = mix(msg_id);
+  for (std::uint64_t bit : {h & (kFilterBits - 1), (h >> 32) & (kFilterBits - 1)})
+    f[bit / 64].fetch_or(std::uint64_t{1} << (bit % 64), std::memory_order_release);
+}
+
+void ChangedMessages::count(std::int64_t delta) {
+  added_.fetch_add(static_cast<std::uint64_t>(delta), std::memory_order_relaxed);
+  metrics::get().changed_messages.add(delta);
 }
 
 Result<Ok> ChangedMessages::load() {
@@ -54,19 +69,51 @@ Result<Ok> ChangedMessages::load() {
   });
 }
 
+Result<Ok> ChangedMessages::rebuild() {
+  const unsigned next = 1 - active_.load(std::memory_order_acquire);
+  const Filter& f = filters_[next];
+  for (std::size_t i = 0; i < kFilterBits / 64; ++i) f[i].store(0, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(mutex_);
+    rebuilding_ = true;  // from now on add() sets both filters
+  }
+  std::int64_t ids = 0;
+  auto scanned = store_.scan_change_ids([&](std::uint64_t msg_id) {
+    set_bits(f, msg_id);
+    ++ids;
+    return true;
+  });
+  std::lock_guard lock(mutex_);
+  rebuilding_ = false;
+  if (!scanned) {
+    added_while_rebuilding_ = 0;
+    return scanned.error();
+  }
+  for (std::uint64_t id : recent_)
+    if (id != 0) set_bits(f, id);
+  active_.store(next, std::memory_order_release);
+  count(ids + std::exchange(added_while_rebuilding_, 0) - static_cast<std::int64_t>(added()));
+  return Ok{};
+}
+
 void ChangedMessages::add(std::uint64_t msg_id) {
-  const std::uint64_t h = mix(msg_id);
-  for (std::uint64_t bit : {h & (kFilterBits - 1), (h >> 32) & (kFilterBits - 1)})
-    filter_[bit / 64].fetch_or(std::uint64_t{1} << (bit % 64), std::memory_order_release);
-  added_.fetch_add(1, std::memory_order_relaxed);
-  metrics::get().changed_messages.add(1);
+  std::lock_guard lock(mutex_);
+  set_bits(filters_[active_.load(std::memory_order_relaxed)], msg_id);
+  if (rebuilding_) {
+    set_bits(filters_[1 - active_.load(std::memory_order_relaxed)], msg_id);
+    ++added_while_rebuilding_;
+  }
+  recent_[recent_next_++ % kRecent] = msg_id;
+  any_.store(true, std::memory_order_release);
+  count(1);
 }
 
 bool ChangedMessages::may_contain(std::uint64_t msg_id) const {
-  if (added() == 0) return false;
+  if (!any_.load(std::memory_order_acquire)) return false;
+  const Filter& f = filters_[active_.load(std::memory_order_acquire)];
   const std::uint64_t h = mix(msg_id);
   for (std::uint64_t bit : {h & (kFilterBits - 1), (h >> 32) & (kFilterBits - 1)})
-    if ((filter_[bit / 64].load(std::memory_order_acquire) & (std::uint64_t{1} << (bit % 64))) == 0) return false;
+    if ((f[bit / 64].load(std::memory_order_acquire) & (std::uint64_t{1} << (bit % 64))) == 0) return false;
   return true;
 }
 
@@ -80,6 +127,14 @@ Result<bool> ChangedMessages::apply(v1::Message& row) const {
   v1::Message now;
   if (*stored) {
     if (!now.ParseFromString(**stored) || now.msg_id() != row.msg_id()) return false;
+  } else if (row.content_type() == kEdit) {
+    // History retention took the row of an edit event a recall emptied
+    // (only a recall records one): emptied here.
+    v1::MessageEdit edit;
+    if (!edit.ParseFromString(row.body())) return false;
+    edit.clear_body();
+    now = row;
+    now.set_body(edit.SerializeAsString());
   } else {
     // History retention took the row: a recall is still said.
     if (!(*change)->recalled) return false;
@@ -98,7 +153,7 @@ Result<bool> ChangedMessages::apply(v1::Message& row) const {
 
 Result<std::optional<std::string>> ChangedMessages::changed_row(std::string_view row) const {
   using Changed = std::optional<std::string>;
-  if (added() == 0) return Changed();
+  if (!any_.load(std::memory_order_acquire)) return Changed();
   if (auto id = leading_msg_id(row); id && !may_contain(*id)) return Changed();
   v1::Message m;
   if (!m.ParseFromArray(row.data(), static_cast<int>(row.size()))) return Changed();

@@ -10,20 +10,23 @@
 // event, offline_push) answers the copy as its history row now is.
 //
 // Telling unchanged rows apart costs a bit test: a fixed filter of the
-// msg_ids ever added (two bits each, never cleared; filled from `changes`
-// at start), so memory stays the same however many messages change. A hit
-// is confirmed by reading `changes` (a RocksDB bloom filter answers a
-// false one without touching disk); as the filter fills, more rows pay
-// that read, none is ever missed.
+// changed msg_ids (two bits each; filled from `changes` at start and built
+// again after each retention pass, so it holds about a month of changes),
+// and memory stays the same however many messages change. A hit is
+// confirmed by reading `changes` (a RocksDB bloom filter answers a false
+// one without touching disk); as the filter fills, more rows pay that
+// read, none is ever missed.
 //
 // Thread safe: owners add on their shard thread, any shard reads.
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "im/result.h"
 #include "proto/im.pb.h"
@@ -43,13 +46,17 @@ class ChangedMessages {
 
   // Reads every msg_id in `changes` (start-up, before any request).
   Result<Ok> load();
+  // Builds the filter again from `changes` and swaps it in (retention,
+  // after it deleted rows): the bits of expired ids go. Ids added while it
+  // runs are in both filters.
+  Result<Ok> rebuild();
   // A change staged in a batch: from now on copies of `msg_id` are looked
   // up (before the batch is durable a lookup finds the previous state,
   // which is what a reader may still see).
   void add(std::uint64_t msg_id);
   // False: `msg_id` was never changed. True: it may have been.
   bool may_contain(std::uint64_t msg_id) const;
-  // The msg_ids added since start (loaded ones included): the filter's load.
+  // The msg_ids in the filter (the loaded ones, and those added since).
   std::uint64_t added() const { return added_.load(std::memory_order_relaxed); }
 
   // The stored row `row` as it must be answered: nullopt when its message
@@ -59,11 +66,24 @@ class ChangedMessages {
   Result<bool> apply(v1::Message& row) const;
 
  private:
-  static constexpr std::size_t kFilterBits = std::size_t{1} << 26;  // 8 MiB
+  static constexpr std::size_t kFilterBits = std::size_t{1} << 25;  // 4 MiB each, two of them
+  static constexpr std::size_t kRecent = 4096;
+  using Filter = std::unique_ptr<std::atomic<std::uint64_t>[]>;
+  static void set_bits(const Filter& f, std::uint64_t msg_id);
+  void count(std::int64_t delta);
 
   store::Store& store_;
-  std::unique_ptr<std::atomic<std::uint64_t>[]> filter_;
+  Filter filters_[2];
+  std::atomic<unsigned> active_{0};
   std::atomic<std::uint64_t> added_{0};
+  std::atomic<bool> any_{false};  // an id was ever added: else no row is looked at
+  std::mutex mutex_;  // add() against rebuild's start and swap
+  bool rebuilding_ = false;
+  std::int64_t added_while_rebuilding_ = 0;
+  // The last kRecent ids added: one added just before a rebuild began may
+  // not be durable when its scan passes; it goes into the new filter too.
+  std::vector<std::uint64_t> recent_ = std::vector<std::uint64_t>(kRecent, 0);
+  std::size_t recent_next_ = 0;
 };
 
 }  // namespace im::core

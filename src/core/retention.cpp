@@ -75,8 +75,12 @@ void Retention::expire_changes(std::int64_t cutoff_ms) {
   // retention (and a grace for copies written late) go in one range delete.
   const std::uint64_t below = MsgIdClock::first_id_at(cutoff_ms);
   if (below == 0) return;
-  if (auto deleted = store_.del_changes_below(below); !deleted)
+  if (auto deleted = store_.del_changes_below(below); !deleted) {
     spdlog::warn("retention: the changed messages could not be expired: {}", deleted.error().message);
+    return;
+  }
+  if (auto rebuilt = changes_.rebuild(); !rebuilt)
+    spdlog::warn("retention: the changed messages' filter could not be rebuilt: {}", rebuilt.error().message);
 }
 
 }  // namespace im::core

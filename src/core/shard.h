@@ -251,6 +251,8 @@ class Shard {
   // On the conversation's owner: the target's checks (PROTOCOL 8.3); fills
   // the event's body and reads what the change rewrites.
   Result<ChangePlan> check_change(SendJob& job, const GroupState* group);
+  // The conv_seqs of the target's edit events, from the history after it.
+  Result<std::vector<std::uint64_t>> edit_seqs_of(const std::string& conv, const v1::Message& target);
   // A second change of a target rewritten in the current batch writes the
   // batch first (the history row read must be the latest).
   void settle_target(const SendJob& job);

@@ -5,6 +5,8 @@
 // applies (core/changed_messages.h), so no answer returns the old body once
 // the event is visible anywhere.
 
+#include <spdlog/spdlog.h>
+
 #include "common/clock.h"
 #include "core/shard.h"
 
@@ -14,6 +16,8 @@ namespace {
 constexpr std::uint32_t kRecall = 10003;
 constexpr std::uint32_t kEdit = 10004;
 constexpr std::uint32_t kRecalled = 10005;
+constexpr std::int64_t kClockSlackMs = 60000;
+constexpr int kEditSearchRows = 20000;
 
 std::string batch_key(const std::string& conv, std::uint64_t seq) {
   return conv + '\0' + std::to_string(seq);
@@ -87,6 +91,13 @@ Result<Shard::ChangePlan> Shard::check_change(SendJob& job, const GroupState* gr
   plan.record = *recorded ? std::move(**recorded) : store::ChangeRecord{job.conv, target.conv_seq(), false, {}};
   if (event.content_type() == kRecall) {
     plan.record.recalled = true;
+    if (plan.record.edit_seqs.size() < target.edit_version()) {
+      // Not all recorded (the change row expired, or the store predates
+      // it): the edit events are found in the history after the target.
+      auto found = edit_seqs_of(job.conv, target);
+      if (!found) return found.error();
+      plan.record.edit_seqs = std::move(*found);
+    }
     for (std::uint64_t seq : plan.record.edit_seqs) {
       auto edit_row = env_.store.get_history(job.conv, seq);
       if (!edit_row) return edit_row.error();
@@ -103,6 +114,32 @@ Result<Shard::ChangePlan> Shard::check_change(SendJob& job, const GroupState* gr
   apply_change(target, event);
   plan.target = std::move(target);
   return plan;
+}
+
+Result<std::vector<std::uint64_t>> Shard::edit_seqs_of(const std::string& conv, const v1::Message& target) {
+  // Every edit came within limits.edit_window_s of the target (a minute
+  // more for msg_id clocks running ahead after a restart); at most
+  // kEditSearchRows rows are read (a miss is logged).
+  const std::int64_t until_ms =
+      target.server_time_ms() + std::int64_t{env_.config.limits.edit_window_s} * 1000 + kClockSlackMs;
+  std::vector<std::uint64_t> seqs;
+  int read = 0;
+  v1::Message row;
+  v1::MessageEdit edit;
+  auto scanned = env_.store.scan_history(conv, target.conv_seq() + 1, UINT64_MAX, [&](std::uint64_t seq,
+                                                                                     std::string_view bytes) {
+    if (++read > kEditSearchRows) return false;
+    if (!row.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return true;
+    if (row.server_time_ms() > until_ms) return false;
+    if (row.content_type() == kEdit && edit.ParseFromString(row.body()) && edit.target_msg_id() == target.msg_id())
+      seqs.push_back(seq);
+    return seqs.size() < target.edit_version();
+  });
+  if (!scanned) return scanned.error();
+  if (seqs.size() < target.edit_version() && read > kEditSearchRows)
+    spdlog::warn("shard {}: {} of the {} edit events of message {} in {} found within {} rows", index_, seqs.size(),
+                 target.edit_version(), target.msg_id(), conv, kEditSearchRows);
+  return seqs;
 }
 
 void Shard::settle_target(const SendJob& job) {

@@ -9,6 +9,7 @@
 #include "http_helpers.h"
 #include "messaging.h"
 #include "server_process.h"
+#include "store/store.h"
 #include "wait_until.h"
 
 using namespace im;
@@ -233,6 +234,7 @@ TEST_CASE("RECALL through the admin API: any message, no window") {
 TEST_CASE("crash safety: SIGKILL right after RECALL and EDIT answers, many times") {
   ServerProcess server(fast_overrides());
   std::vector<std::pair<std::uint64_t, std::string>> expect;  // conv_seq -> body ("" = recalled)
+  std::vector<std::uint64_t> emptied;                          // edit events of recalled messages
   for (int cycle = 0; cycle < 6; ++cycle) {
     INFO("cycle " << cycle);
     auto alice = server.login("alice");
@@ -241,12 +243,26 @@ TEST_CASE("crash safety: SIGKILL right after RECALL and EDIT answers, many times
     call_ok<v1::SendResp>(*alice, Cmd::kRecall, recall_req("r" + std::to_string(cycle), v1::C2C, "bob", a.conv_seq()));
     call_ok<v1::SendResp>(*alice, Cmd::kEdit,
               edit_req("e" + std::to_string(cycle), v1::C2C, "bob", b.conv_seq(), "edited " + std::to_string(cycle)));
+    // An edited message recalled: its edit event says nothing after the crash.
+    const v1::SendResp c = send_ok(*alice, "bob", "c" + std::to_string(cycle), "original");
+    const v1::SendResp ce = call_ok<v1::SendResp>(
+        *alice, Cmd::kEdit, edit_req("ce" + std::to_string(cycle), v1::C2C, "bob", c.conv_seq(), "second thoughts"));
+    call_ok<v1::SendResp>(*alice, Cmd::kRecall, recall_req("cr" + std::to_string(cycle), v1::C2C, "bob", c.conv_seq()));
+    expect.emplace_back(c.conv_seq(), "");
+    emptied.push_back(ce.conv_seq());
     expect.emplace_back(a.conv_seq(), "");
     expect.emplace_back(b.conv_seq(), "edited " + std::to_string(cycle));
     server.kill9();
     server.restart();
     auto bob = server.login("bob");
     auto rows = pull_all(*bob);
+    for (std::uint64_t seq : emptied) {
+      v1::MessageEdit edit;
+      REQUIRE(edit.ParseFromString(history_at(*bob, v1::C2C, "alice", seq).body()));
+      CHECK(edit.body().empty());
+      for (const auto& m : rows)
+        if (m.conv_seq() == seq) CHECK(m.body().find("second thoughts") == std::string::npos);
+    }
     for (const auto& [seq, body] : expect) {
       v1::Message h = history_at(*bob, v1::C2C, "alice", seq);
       const v1::Message* copy = nullptr;
@@ -485,4 +501,40 @@ TEST_CASE("C2C peer_read_seq: the peer's own message counts as reading") {
   const v1::SendResp reply = send_ok(*bob, "alice", "b1", "three");
   (void)pull_until(*alice, [&](const auto& all) { return !all.empty() && all.back().msg_id() == reply.msg_id(); });
   CHECK(find_conv(conv_list(*alice), "bob").peer_read_seq() == reply.conv_seq());
+}
+
+TEST_CASE("RECALL of an edited message whose change row is gone finds the edit events in the history") {
+  // As after the change row's retention, or on a store from before it.
+  ServerProcess server(fast_overrides());
+  v1::SendResp m, e2;
+  {
+    auto alice = server.login("alice");
+    m = send_ok(*alice, "bob", "m", "text zero");
+    call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit_req("e1", v1::C2C, "bob", m.conv_seq(), "text one"));
+    send_ok(*alice, "bob", "n", "between");
+    e2 = call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit_req("e2", v1::C2C, "bob", m.conv_seq(), "text two"));
+  }
+  REQUIRE(server.terminate() == 0);
+  {
+    StorageConfig config;
+    config.data_dir = server.data_dir();
+    auto store = store::Store::open(config);
+    REQUIRE(store);
+    REQUIRE((*store)->get_change(m.msg_id()).value());
+    REQUIRE((*store)->del_changes_below(UINT64_MAX));
+    REQUIRE_FALSE((*store)->get_change(m.msg_id()).value());
+  }
+  server.restart();
+  auto alice = server.login("alice");
+  call_ok<v1::SendResp>(*alice, Cmd::kRecall, recall_req("r", v1::C2C, "bob", m.conv_seq()));
+  int edits = 0;
+  for (const auto& row : history_all(*alice, v1::C2C, "bob")) {
+    for (const char* text : {"text zero", "text one", "text two"}) CHECK(row.body().find(text) == std::string::npos);
+    if (row.content_type() == 10004) ++edits;
+  }
+  CHECK(edits == 2);
+  auto bob = server.login("bob");
+  for (const auto& row : pull_all(*bob))
+    for (const char* text : {"text zero", "text one", "text two"}) CHECK(row.body().find(text) == std::string::npos);
+  (void)e2;
 }

@@ -392,6 +392,28 @@ TEST_CASE("changed messages: a copy is answered as its history row now is, anyth
   CHECK_FALSE(changes.changed_row(other.SerializeAsString()).value());
 }
 
+TEST_CASE("changed messages: a rebuild drops expired ids and keeps every durable or just-added one") {
+  TempStore t;
+  core::ChangedMessages changes(*t.store);
+  REQUIRE(changes.load());
+  Batch b(*t.store);
+  for (std::uint64_t id = 1; id <= 500; ++id) b.put_change(id, {"c:a:b", id, true, {}});  // to expire
+  for (std::uint64_t id = 10001; id <= 15000; ++id) b.put_change(id, {"c:a:b", id, true, {}});
+  REQUIRE(t.store->write(b));
+  for (std::uint64_t id = 1; id <= 500; ++id) changes.add(id);
+  for (std::uint64_t id = 10001; id <= 15000; ++id) changes.add(id);  // more than the recent ids kept
+  changes.add(20000);  // staged, its batch not written yet
+  CHECK(changes.added() == 5501);
+  REQUIRE(t.store->del_changes_below(501));
+  REQUIRE(changes.rebuild());
+  for (std::uint64_t id = 10001; id <= 15000; ++id) CHECK(changes.may_contain(id));
+  CHECK(changes.may_contain(20000));  // one of the last ids added
+  int still = 0;
+  for (std::uint64_t id = 1; id <= 500; ++id) still += changes.may_contain(id) ? 1 : 0;
+  CHECK(still < 25);  // gone, but for false hits
+  CHECK(changes.added() == 5000);
+}
+
 TEST_CASE("change records round-trip, and a damaged one is refused") {
   ChangeRecord r{"g:team", 42, true, {43, 44, 1ull << 40}};
   CHECK(ChangeRecord::decode(r.encode()) == r);
