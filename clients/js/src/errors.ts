@@ -1,0 +1,33 @@
+import { statusName, type StatusName } from "./header.js";
+
+/** A request the server refused: the protocol status, its name and message. */
+export class ImError extends Error {
+  readonly status: number;
+  readonly statusName: StatusName | "UNKNOWN";
+  /** Set for RATE_LIMITED and UNAVAILABLE: when to try again. */
+  readonly retryAfterMs: number;
+
+  constructor(status: number, message: string, retryAfterMs = 0) {
+    super(`${statusName(status)}: ${message}`);
+    this.name = "ImError";
+    this.status = status;
+    this.statusName = statusName(status);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** The connection went away before the answer came (the request may or may not have taken effect). */
+export class ConnectionLost extends Error {
+  constructor(message = "the connection was lost before the answer") {
+    super(message);
+    this.name = "ConnectionLost";
+  }
+}
+
+/** The client was closed (close(), or a kickout after which it does not reconnect). */
+export class ClientClosed extends Error {
+  constructor(message = "the client is closed") {
+    super(message);
+    this.name = "ClientClosed";
+  }
+}

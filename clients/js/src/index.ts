@@ -1,0 +1,21 @@
+export { ImClient, newClientMsgId } from "./client.js";
+export type {
+  ClientEvents,
+  ClientOptions,
+  ConnectionState,
+  KickInfo,
+  SendOptions,
+  SendResult,
+  TokenProvider,
+  TokenReason,
+} from "./client.js";
+export { ImError, ConnectionLost, ClientClosed } from "./errors.js";
+export { Cmd, Status, statusName, encodeFrame, decodeFrame, HEADER_BYTES } from "./header.js";
+export type { Frame, Header, StatusName } from "./header.js";
+export { MemoryStorage, IndexedDBStorage, emptyState } from "./storage.js";
+export type { ClientStorage, ClientState, PendingSend } from "./storage.js";
+export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
+export type { BackoffOptions } from "./backoff.js";
+export { text, toMessage } from "./types.js";
+export type { Message } from "./types.js";
+export { im } from "./gen/im.js";

@@ -1,0 +1,117 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ImClient, text, im } from "../dist/index.js";
+import { Server, token, until } from "./support/server.js";
+
+const { KickReason } = im.v1;
+
+function client(server, uid, extra = {}) {
+  return new ImClient({ url: server.url, uid, token: () => token(uid), backoff: { baseMs: 50, maxMs: 400 }, ...extra });
+}
+
+test("kill -9 and restart mid-conversation: every send answered once, the peer sees each message once, in order", async () => {
+  const server = new Server();
+  await server.start();
+  const alice = client(server, "alice");
+  const bob = client(server, "bob");
+  try {
+    await alice.connect();
+    await bob.connect();
+    const got = [];
+    bob.on("message", (m) => got.push(m));
+    const sends = [];
+    for (let i = 0; i < 40; ++i) {
+      sends.push(alice.send("bob", `m${i}`));
+      if (i === 20) await server.kill9(); // some answered, some in flight, some not sent
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    await server.restart();
+    const results = await Promise.all(sends);
+    assert.equal(results.length, 40);
+    await until(() => got.length >= 40, 20_000, "bob's 40 messages");
+    await new Promise((r) => setTimeout(r, 300)); // a late duplicate would show here
+    assert.equal(got.length, 40);
+    const bodies = got.map(text);
+    assert.deepEqual(bodies, Array.from({ length: 40 }, (_, i) => `m${i}`));
+    for (let i = 1; i < got.length; ++i) assert.equal(got[i].inboxSeq, got[i - 1].inboxSeq + 1);
+    assert.equal(new Set(results.map((r) => r.msgId)).size, 40);
+    assert.equal(alice.outbox.length, 0);
+  } finally {
+    await alice.close();
+    await bob.close();
+    await server.dispose();
+  }
+});
+
+test("a graceful shutdown's KICKOUT SERVER_SHUTDOWN: the client waits reconnect_after_ms, then comes back by itself", async () => {
+  const server = new Server();
+  await server.start();
+  const alice = client(server, "alice");
+  try {
+    await alice.connect();
+    const kicks = [];
+    alice.on("kicked", (k) => kicks.push(k));
+    await server.stop("SIGTERM");
+    assert.equal(kicks.length, 1);
+    assert.equal(kicks[0].reason, KickReason.SERVER_SHUTDOWN);
+    assert.equal(kicks[0].reconnects, true);
+    assert.notEqual(alice.state, "closed");
+    await server.restart();
+    await until(() => alice.state === "online", 30_000, "the reconnect");
+    const r = await alice.send("bob", "after the restart");
+    assert.equal(r.duplicate, false);
+  } finally {
+    await alice.close();
+    await server.dispose();
+  }
+});
+
+test("the token provider is asked again when the token expires, and the session goes on", async () => {
+  const server = new Server();
+  await server.start();
+  const reasons = [];
+  const alice = client(server, "alice", {
+    token: (reason) => {
+      reasons.push(reason);
+      return token("alice", reasons.length === 1 ? 2 : 3600);
+    },
+  });
+  try {
+    await alice.connect();
+    const kicks = [];
+    alice.on("kicked", (k) => kicks.push(k));
+    await until(() => kicks.length === 1, 15_000, "the TOKEN_EXPIRED kickout");
+    assert.equal(kicks[0].reason, KickReason.TOKEN_EXPIRED);
+    await until(() => alice.state === "online" && reasons.length === 2, 15_000, "the login with a new token");
+    assert.deepEqual(reasons, ["login", "expired"]);
+    await alice.send("bob", "still here");
+  } finally {
+    await alice.close();
+    await server.dispose();
+  }
+});
+
+test("LOGIN_ELSEWHERE closes the client for good, a refused token is asked for again", async () => {
+  const server = new Server();
+  await server.start();
+  let calls = 0;
+  const first = client(server, "alice", {
+    token: () => (++calls === 1 ? "not-a-token" : token("alice")),
+  });
+  const second = client(server, "alice");
+  try {
+    await first.connect();
+    assert.equal(calls, 2);
+    const kicks = [];
+    first.on("kicked", (k) => kicks.push(k));
+    await second.connect();
+    await until(() => first.state === "closed", 10_000, "the first client to close");
+    assert.equal(kicks[0].reason, KickReason.LOGIN_ELSEWHERE);
+    assert.equal(kicks[0].reconnects, false);
+    await assert.rejects(first.send("bob", "x"), { name: "ClientClosed" });
+  } finally {
+    await first.close();
+    await second.close();
+    await server.dispose();
+  }
+});
