@@ -1,696 +1,356 @@
-// ImClient: one user's session with imserver over WebSocket (PROTOCOL.md).
-//
-// What it does for the application:
-// - LOGIN with a token from the application's provider, asked again when
-//   the server refuses or expires the token;
-// - HEARTBEAT at the server's interval; the link is taken for dead after two
-//   intervals without any frame from the server;
-// - reconnect with exponential backoff and full jitter, honouring KICKOUT's
-//   reconnect_after_ms and an admission refusal's retry_after_ms; never after
-//   LOGIN_ELSEWHERE or ADMIN;
-// - resync after every login by PULL from the highest inbox seq held (kept
-//   in a ClientStorage), ACK of what it holds, and every inbox message given
-//   to the application exactly once and in inbox order ("message" events),
-//   whether it came by PUSH, PULL or as the answer to its own SEND;
-// - SEND with an automatic client_msg_id, through an outbox kept in the
-//   storage and sent again after a reconnect (the server dedupes it), one
-//   promise per send.
-//
-// Threading: none; everything runs on the caller's event loop.
+// ImClient: the session (session.ts) plus every call of PROTOCOL.md that a
+// chat screen needs, and the conversation list kept current
+// ("conversations" events).
 
-import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
-import { ClientClosed, ConnectionLost, ImError } from "./errors.js";
+import { ConnectionLost } from "./errors.js";
 import { im } from "./gen/im.js";
-import { Cmd, decodeFrame, encodeFrame, FLAG_RESPONSE, Status, type Frame } from "./header.js";
-import { emptyState, MemoryStorage, type ClientState, type ClientStorage, type PendingSend } from "./storage.js";
-import { bytesOf, OPEN, socketConstructor, type SocketConstructor, type SocketLike } from "./transport.js";
-import { Emitter } from "./emitter.js";
-import { toMessage, type Message } from "./types.js";
+import { Cmd } from "./header.js";
+import { ConversationList, toConversation, type Conversation } from "./conversations.js";
+import { ImSession, newClientMsgId, type ClientOptions, type SendResult } from "./session.js";
+import { idString, num, toMessage, type Message } from "./types.js";
 
 const v1 = im.v1;
+const LIST_PAGE = 500;
+const RELOAD_DELAY_MS = 150;
 
-export type ConnectionState = "idle" | "connecting" | "online" | "offline" | "closed";
+export interface HistoryPage {
+  messages: Message[];
+  hasMore: boolean;
+}
 
-/** Why the token provider is called. */
-export type TokenReason = "login" | "refused" | "expired";
-export type TokenProvider = (reason: TokenReason) => Promise<string> | string;
+export interface HistoryOptions {
+  /** Older than this conv_seq (0: the newest). */
+  beforeSeq?: number;
+  /** Newer than this conv_seq, paging forward (PROTOCOL 5). */
+  afterSeq?: number;
+  limit?: number;
+}
 
-export interface ClientOptions {
-  /** ws://host:9701/ws or wss://... */
-  url: string;
+export interface Group {
+  gid: string;
+  name: string;
+  owner: string;
+  announcement: string;
+  createdMs: number;
+  memberCount: number;
+  large: boolean;
+  largeFromSeq: number;
+}
+
+export interface GroupWithMembers {
+  group: Group;
+  members: string[];
+  membersMore: boolean;
+}
+
+export interface Presence {
   uid: string;
-  token: TokenProvider;
-  /** PROTOCOL DeviceType; WEB by default. */
-  deviceType?: number;
-  deviceId?: string;
-  storage?: ClientStorage;
-  WebSocket?: SocketConstructor;
-  backoff?: BackoffOptions;
-  /** How long a request waits for its answer (default 15 s). */
-  requestTimeoutMs?: number;
-  clientVersion?: string;
+  online: boolean;
+  devices: number[];
+  lastSeenMs: number;
 }
 
-export interface KickInfo {
-  reason: number;
-  byDeviceId: string;
-  message: string;
-  reconnectAfterMs: number;
-  /** Whether the client reconnects by itself. */
-  reconnects: boolean;
-}
-
-export interface SendOptions {
-  convType?: number;
-  contentType?: number;
-  clientMsgId?: string;
-}
-
-export interface SendResult {
-  msgId: string;
+export interface ReadCount {
   convSeq: number;
-  inboxSeq: number;
-  serverTimeMs: number;
-  duplicate: boolean;
+  readCount: number;
+  memberCount: number;
 }
 
-export interface ClientEvents extends Record<string, unknown> {
-  message: Message;
-  state: ConnectionState;
-  kicked: KickInfo;
-  typing: im.v1.ITypingPush;
-  presence: im.v1.IPresence[];
-  serverPush: im.v1.IServerPush;
-  /** Something went wrong in the background (a failed resync, a refused token). */
-  error: Error;
+export interface Receipts {
+  counts: ReadCount[];
+  readers: { uid: string; readSeq: number }[];
+  readersMore: boolean;
 }
 
-interface Pending {
-  resolve: (f: Frame) => void;
-  reject: (e: Error) => void;
-  timer: ReturnType<typeof setTimeout>;
+export interface ClientOptionsWithList extends ClientOptions {
+  /** Keep the conversation list (CONV_LIST at each login, then the inbox); true by default. */
+  conversations?: boolean;
 }
 
-interface OutboxWaiter {
-  resolve: (r: SendResult) => void;
-  reject: (e: Error) => void;
+function toGroup(g: im.v1.IGroup | null | undefined): Group {
+  return {
+    gid: g?.gid ?? "",
+    name: g?.name ?? "",
+    owner: g?.owner ?? "",
+    announcement: g?.announcement ?? "",
+    createdMs: num(g?.createdMs as never),
+    memberCount: g?.memberCount ?? 0,
+    large: g?.large ?? false,
+    largeFromSeq: num(g?.largeFromSeq as never),
+  };
 }
 
-// Statuses after which a SEND is given up (anything else is tried again).
-const FINAL_SEND_STATUSES = new Set<number>([
-  Status.BAD_REQUEST,
-  Status.FORBIDDEN,
-  Status.NOT_FOUND,
-  Status.TOO_LARGE,
-  Status.UNKNOWN_COMMAND,
-  Status.DISABLED,
-]);
-
-const PULL_LIMIT = 200;
-const GAP_WAIT_MS = 300;
-
-export function newClientMsgId(): string {
-  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
-  if (c?.randomUUID) return c.randomUUID();
-  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`;
+function toPresence(p: im.v1.IPresence): Presence {
+  return { uid: p.uid ?? "", online: p.online ?? false, devices: p.devices ?? [], lastSeenMs: num(p.lastSeenMs as never) };
 }
 
-export class ImClient extends Emitter<ClientEvents> {
-  private readonly opts: Required<Omit<ClientOptions, "WebSocket" | "deviceId" | "clientVersion">> &
-    Pick<ClientOptions, "WebSocket" | "deviceId" | "clientVersion">;
-  private readonly storageKey: string;
-  private socket: SocketLike | undefined;
-  private stateValue: ConnectionState = "idle";
-  private saved: ClientState = emptyState();
-  private loaded = false;
-  private nextSeq = 1;
-  private readonly pending = new Map<number, Pending>();
-  private readonly waiters = new Map<string, OutboxWaiter>();
-  private token: string | undefined;
-  private tokenRefusals = 0;
-  private attempt = 0;
-  private retryAfterMs = 0;
-  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-  private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
-  private heartbeatMs = 30_000;
-  private lastHeardMs = 0;
-  private closedByUs = false;
-  private loginWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
-  // Inbox delivery: `held` is the highest seq given to the application;
-  // rows above it wait in `early` until the gap below them fills.
-  private held = 0;
-  private readonly early = new Map<number, Message>();
-  private gapTimer: ReturnType<typeof setTimeout> | undefined;
-  private pulling = false;
-  private pullAgain = false;
-  private flushing = false;
-  private saveChain: Promise<void> = Promise.resolve();
-  private ackTimer: ReturnType<typeof setTimeout> | undefined;
-  private ackedSeq = 0;
+function bytes(body: Uint8Array | string): Uint8Array {
+  return typeof body === "string" ? new TextEncoder().encode(body) : body;
+}
 
-  constructor(options: ClientOptions) {
-    super();
-    this.opts = {
-      deviceType: v1.DeviceType.WEB,
-      storage: new MemoryStorage(),
-      backoff: DEFAULT_BACKOFF,
-      requestTimeoutMs: 15_000,
-      ...options,
-    };
-    this.storageKey = `${options.uid}|${this.opts.deviceType}|${options.deviceId ?? ""}`;
+function sendResult(f: { body: Uint8Array }): SendResult {
+  const r = v1.SendResp.decode(f.body);
+  return {
+    msgId: idString(r.msgId as never),
+    convSeq: num(r.convSeq as never),
+    inboxSeq: num(r.inboxSeq as never),
+    serverTimeMs: num(r.serverTimeMs as never),
+    duplicate: r.duplicate,
+  };
+}
+
+export class ImClient extends ImSession {
+  private readonly list = new ConversationList();
+  private readonly keepList: boolean;
+  private reloading: Message[] | undefined;
+  private reloadTimer: ReturnType<typeof setTimeout> | undefined;
+  private emitTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(options: ClientOptionsWithList) {
+    super(options);
+    this.keepList = options.conversations ?? true;
+    this.on("message", (m) => this.onInboxMessage(m));
   }
 
-  get state(): ConnectionState {
-    return this.stateValue;
+  // ------------------------------------------------------------ conversations
+
+  /** The conversation list as last known (pinned first, newest activity first). */
+  conversations(): Conversation[] {
+    return this.list.list();
   }
 
-  get uid(): string {
-    return this.opts.uid;
+  /** One conversation, if the user has it. */
+  conversation(convType: number, peer: string): Conversation | undefined {
+    return this.list.get(convType, peer);
   }
 
-  /** The highest inbox seq the application has been given. */
-  get inboxSeq(): number {
-    return this.held;
+  /** The unread messages of every conversation that is not muted. */
+  totalUnread(): number {
+    return this.list.totalUnread();
   }
 
-  /**
-   * Connects and logs in; resolves at the first successful login. Later
-   * cuts reconnect by themselves. Rejects when the first login is refused
-   * for good (a token the provider cannot replace, a kickout).
-   */
-  async connect(): Promise<void> {
-    if (this.stateValue === "closed") throw new ClientClosed();
-    if (!this.loaded) {
-      this.saved = (await this.opts.storage.load(this.storageKey)) ?? emptyState();
-      this.held = this.saved.inboxSeq;
-      this.ackedSeq = 0;
-      this.loaded = true;
+  /** Loads the whole list again (every CONV_LIST page). */
+  async refreshConversations(): Promise<Conversation[]> {
+    if (this.reloading) {
+      // One listing at a time; the one under way may predate what asked.
+      this.scheduleReload();
+      return this.list.list();
     }
-    const done = new Promise<void>((resolve, reject) => this.loginWaiters.push({ resolve, reject }));
-    if (this.stateValue === "idle" || this.stateValue === "offline") void this.open();
-    else if (this.stateValue === "online") this.settleLogin();
-    return done;
-  }
-
-  /** LOGOUT, then closes; pending sends stay in the storage for the next start. */
-  async close(): Promise<void> {
-    if (this.stateValue === "closed") return;
-    this.closedByUs = true;
-    const s = this.socket;
-    if (s && s.readyState === OPEN && this.stateValue === "online") {
-      try {
-        await this.request(Cmd.LOGOUT, new Uint8Array(0), 2000);
-      } catch {
-        // closing anyway
+    this.reloading = [];
+    try {
+      const all: Conversation[] = [];
+      let cursor = "";
+      let inboxSeq = 0;
+      for (;;) {
+        const f = await this.call(Cmd.CONV_LIST, v1.ConvListReq.encode({ cursor, limit: LIST_PAGE }).finish());
+        const r = v1.ConvListResp.decode(f.body);
+        if (inboxSeq === 0) inboxSeq = num(r.inboxSeq as never);
+        for (const c of r.conversations) all.push(toConversation(c));
+        if (!r.hasMore || !r.nextCursor) break;
+        cursor = r.nextCursor;
       }
+      const during = this.reloading;
+      this.list.load(all, inboxSeq);
+      // Messages delivered while the pages came: those after the listing.
+      for (const m of during) this.list.apply(this.uid, m);
+    } finally {
+      this.reloading = undefined;
     }
-    this.shutDown(new ClientClosed());
-    await this.saveChain;
+    this.emitConversations();
+    if (this.list.needsReload) this.scheduleReload();
+    return this.list.list();
   }
 
-  // ------------------------------------------------------------ requests
-
-  /** One request; resolves with the answer frame, rejects with ImError or ConnectionLost. */
-  request(cmd: number, body: Uint8Array, timeoutMs = this.opts.requestTimeoutMs): Promise<Frame> {
-    const s = this.socket;
-    if (!s || s.readyState !== OPEN) return Promise.reject(new ConnectionLost("not connected"));
-    const seq = this.nextSeq;
-    this.nextSeq = this.nextSeq >= 0x7fffffff ? 1 : this.nextSeq + 1;
-    return new Promise<Frame>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(seq);
-        reject(new ConnectionLost(`no answer within ${timeoutMs} ms`));
-        // A link that stopped answering is dead: start over.
-        this.dropLink();
-      }, timeoutMs);
-      this.pending.set(seq, { resolve, reject, timer });
-      s.send(encodeFrame({ flags: 0, cmd, status: 0, seq }, body));
-    }).then((f) => {
-      if (f.header.status !== Status.OK) {
-        const err = f.body.length > 0 ? v1.Error.decode(f.body) : undefined;
-        throw new ImError(f.header.status, err?.message ?? "", err?.retryAfterMs ?? 0);
-      }
-      return f;
-    });
+  protected override afterResync(): void {
+    if (this.keepList) this.refreshConversations().catch((e) => this.reportBackground(e));
   }
 
-  /** A request made once the client is online (waits for the login, never past a close). */
-  async call(cmd: number, body: Uint8Array): Promise<Frame> {
-    if (this.stateValue !== "online") await this.connect();
-    return this.request(cmd, body);
-  }
-
-  // ------------------------------------------------------------ sending
-
-  /**
-   * Sends a message; resolves once it is stored (the SendResp). Kept in the
-   * outbox until then, across reconnects and restarts (a retry of the same
-   * client_msg_id is deduplicated by the server).
-   */
-  async send(to: string, body: Uint8Array | string, options: SendOptions = {}): Promise<SendResult> {
-    if (this.stateValue === "closed") throw new ClientClosed();
-    if (!this.loaded) await this.connect();
-    const p: PendingSend = {
-      clientMsgId: options.clientMsgId ?? newClientMsgId(),
-      convType: options.convType ?? v1.ConvType.C2C,
-      to,
-      contentType: options.contentType ?? 0,
-      body: typeof body === "string" ? new TextEncoder().encode(body) : body,
-    };
-    const result = new Promise<SendResult>((resolve, reject) => this.waiters.set(p.clientMsgId, { resolve, reject }));
-    if (!this.saved.outbox.some((o) => o.clientMsgId === p.clientMsgId)) {
-      this.saved.outbox.push(p);
-      await this.persist();
+  private onInboxMessage(m: Message): void {
+    if (!this.keepList) return;
+    if (this.reloading) {
+      this.reloading.push(m);
+      return;
     }
-    void this.flushOutbox();
+    if (!this.list.apply(this.uid, m)) return;
+    if (this.list.needsReload) this.scheduleReload();
+    else this.scheduleEmit();
+  }
+
+  private scheduleEmit(): void {
+    if (this.emitTimer) return;
+    this.emitTimer = setTimeout(() => {
+      this.emitTimer = undefined;
+      this.emitConversations();
+    }, 0);
+  }
+
+  private emitConversations(): void {
+    this.emit("conversations", this.list.list());
+  }
+
+  private scheduleReload(): void {
+    if (this.reloadTimer) return;
+    this.reloadTimer = setTimeout(() => {
+      this.reloadTimer = undefined;
+      if (this.state === "online") this.refreshConversations().catch((e) => this.reportBackground(e));
+    }, RELOAD_DELAY_MS);
+  }
+
+  private reportBackground(e: unknown): void {
+    if (!(e instanceof ConnectionLost)) this.emit("error", e as Error);
+  }
+
+  /** CONV_READ: moves the read position (0: to the newest); a receipt unless noReceipt. */
+  async markRead(convType: number, peer: string, readSeq = 0, noReceipt = false) {
+    const f = await this.call(Cmd.CONV_READ, v1.ConvReadReq.encode({ convType, peer, readSeq, noReceipt }).finish());
+    const r = v1.ConvReadResp.decode(f.body);
+    const result = { readSeq: num(r.readSeq as never), unreadCount: r.unreadCount, inboxSeq: num(r.inboxSeq as never) };
+    const c = this.list.get(convType, peer);
+    if (c && result.readSeq >= c.readSeq) {
+      c.readSeq = result.readSeq;
+      c.unreadCount = result.unreadCount;
+      this.emitConversations();
+    }
     return result;
   }
 
-  /** The sends not yet answered (in the storage, sent again after a reconnect). */
-  get outbox(): readonly PendingSend[] {
-    return this.saved.outbox;
-  }
-
-  private async flushOutbox(): Promise<void> {
-    if (this.flushing || this.stateValue !== "online") return;
-    this.flushing = true;
-    try {
-      // In order: messages one session sends to one conversation keep it.
-      while (this.stateValue === "online" && this.saved.outbox.length > 0) {
-        const p = this.saved.outbox[0];
-        const req = v1.SendReq.encode({
-          clientMsgId: p.clientMsgId,
-          convType: p.convType,
-          to: p.to,
-          contentType: p.contentType,
-          body: p.body,
-        }).finish();
-        let frame: Frame;
-        try {
-          frame = await this.request(Cmd.SEND, req);
-        } catch (e) {
-          if (e instanceof ImError && FINAL_SEND_STATUSES.has(e.status)) {
-            this.finishSend(p, undefined, e);
-            continue;
-          }
-          if (e instanceof ImError && e.retryAfterMs > 0) {
-            await new Promise((r) => setTimeout(r, e.retryAfterMs));
-            continue;
-          }
-          if (e instanceof ImError) {
-            await new Promise((r) => setTimeout(r, 1000));
-            continue;
-          }
-          return; // the link went: sent again after the next login
-        }
-        const resp = v1.SendResp.decode(frame.body);
-        const result: SendResult = {
-          msgId: resp.msgId.toString(),
-          convSeq: Number(resp.convSeq),
-          inboxSeq: Number(resp.inboxSeq),
-          serverTimeMs: Number(resp.serverTimeMs),
-          duplicate: resp.duplicate,
-        };
-        // The sending session gets no PUSH of its own message: the answer
-        // gives its place in the inbox.
-        this.offer([
-          {
-            msgId: result.msgId,
-            convType: p.convType,
-            from: this.opts.uid,
-            to: p.to,
-            convSeq: result.convSeq,
-            inboxSeq: result.inboxSeq,
-            clientMsgId: p.clientMsgId,
-            contentType: p.contentType,
-            body: p.body,
-            serverTimeMs: result.serverTimeMs,
-            topic: "",
-            editVersion: 0,
-            editedMs: 0,
-          },
-        ]);
-        this.finishSend(p, result);
-      }
-    } finally {
-      this.flushing = false;
+  /** CONV_UPDATE: muted, pinned, hidden (an absent one stays as it is). */
+  async updateConversation(
+    convType: number,
+    peer: string,
+    settings: { muted?: boolean; pinned?: boolean; hidden?: boolean },
+  ): Promise<Conversation> {
+    const f = await this.call(Cmd.CONV_UPDATE, v1.ConvUpdateReq.encode({ convType, peer, ...settings }).finish());
+    const c = toConversation(v1.ConvUpdateResp.decode(f.body).conversation ?? {});
+    c.hidden = settings.hidden ?? false;
+    const mine = this.list.get(convType, peer);
+    if (mine) {
+      mine.muted = c.muted;
+      mine.pinned = c.pinned;
+      mine.hidden = c.hidden;
+      this.emitConversations();
     }
+    return c;
   }
 
-  private finishSend(p: PendingSend, result?: SendResult, error?: Error): void {
-    this.saved.outbox = this.saved.outbox.filter((o) => o.clientMsgId !== p.clientMsgId);
-    void this.persist();
-    const w = this.waiters.get(p.clientMsgId);
-    this.waiters.delete(p.clientMsgId);
-    if (!w) return;
-    if (result) w.resolve(result);
-    else w.reject(error ?? new Error("send failed"));
+  // ------------------------------------------------------------ messages
+
+  /** HISTORY of one conversation: a page older than beforeSeq, or newer than afterSeq. */
+  async history(convType: number, peer: string, o: HistoryOptions = {}): Promise<HistoryPage> {
+    const f = await this.call(
+      Cmd.HISTORY,
+      v1.HistoryReq.encode({ convType, peer, beforeSeq: o.beforeSeq ?? 0, afterSeq: o.afterSeq ?? 0, limit: o.limit ?? 0 }).finish(),
+    );
+    const r = v1.HistoryResp.decode(f.body);
+    return { messages: r.messages.map(toMessage), hasMore: r.hasMore };
   }
 
-  // ------------------------------------------------------------ connection
-
-  private setState(s: ConnectionState): void {
-    if (this.stateValue === s) return;
-    this.stateValue = s;
-    this.emit("state", s);
+  /** RECALL one's own message (or, as a group's owner, any). */
+  async recall(convType: number, peer: string, convSeq: number, clientMsgId = newClientMsgId()): Promise<SendResult> {
+    return sendResult(await this.call(Cmd.RECALL, v1.RecallReq.encode({ clientMsgId, convType, peer, convSeq }).finish()));
   }
 
-  private async open(): Promise<void> {
-    this.setState("connecting");
-    let Ctor: SocketConstructor;
-    try {
-      Ctor = await socketConstructor(this.opts.WebSocket);
-    } catch (e) {
-      this.shutDown(e as Error);
-      return;
-    }
-    if (this.stateValue !== "connecting") return;
-    let s: SocketLike;
-    try {
-      s = new Ctor(this.opts.url);
-    } catch (e) {
-      this.emit("error", e as Error);
-      this.scheduleReconnect();
-      return;
-    }
-    s.binaryType = "arraybuffer";
-    this.socket = s;
-    s.onopen = () => void this.login(s);
-    s.onmessage = (ev) => {
-      if (this.socket !== s) return;
-      const bytes = bytesOf(ev.data);
-      if (!bytes) return;
-      this.lastHeardMs = Date.now();
-      let frame: Frame;
-      try {
-        frame = decodeFrame(bytes);
-      } catch (e) {
-        this.emit("error", e as Error);
-        this.dropLink();
-        return;
-      }
-      this.onFrame(frame);
-    };
-    s.onerror = () => {
-      // onclose follows
-    };
-    s.onclose = () => {
-      if (this.socket !== s) return;
-      this.onLinkLost();
+  /** EDIT one's own message. */
+  async edit(convType: number, peer: string, convSeq: number, body: Uint8Array | string, clientMsgId = newClientMsgId()) {
+    return sendResult(
+      await this.call(Cmd.EDIT, v1.EditReq.encode({ clientMsgId, convType, peer, convSeq, body: bytes(body) }).finish()),
+    );
+  }
+
+  /** DELETE for oneself: some conv_seqs and/or everything up to upToSeq. */
+  async deleteMessages(convType: number, peer: string, o: { convSeqs?: number[]; upToSeq?: number }): Promise<number> {
+    const f = await this.call(
+      Cmd.DELETE,
+      v1.DeleteReq.encode({ convType, peer, convSeqs: o.convSeqs ?? [], upToSeq: o.upToSeq ?? 0 }).finish(),
+    );
+    return num(v1.DeleteResp.decode(f.body).inboxSeq as never);
+  }
+
+  /** RECEIPTS of a group's messages. */
+  async receipts(
+    gid: string,
+    convSeqs: number[],
+    o: { withReaders?: boolean; readersAfter?: string; readersLimit?: number } = {},
+  ): Promise<Receipts> {
+    const f = await this.call(Cmd.RECEIPTS, v1.ReceiptsReq.encode({ gid, convSeqs, ...o }).finish());
+    const r = v1.ReceiptsResp.decode(f.body);
+    return {
+      counts: r.counts.map((c) => ({
+        convSeq: num(c.convSeq as never),
+        readCount: c.readCount ?? 0,
+        memberCount: c.memberCount ?? 0,
+      })),
+      readers: r.readers.map((m) => ({ uid: m.uid ?? "", readSeq: num(m.readSeq as never) })),
+      readersMore: r.readersMore,
     };
   }
 
-  private async login(s: SocketLike): Promise<void> {
-    try {
-      if (this.token === undefined) this.token = await this.opts.token("login");
-      const req = v1.LoginReq.encode({
-        uid: this.opts.uid,
-        token: this.token,
-        deviceType: this.opts.deviceType,
-        deviceId: this.opts.deviceId ?? "",
-        clientVersion: this.opts.clientVersion ?? "imserver-js/0.1",
-      }).finish();
-      const frame = await this.request(Cmd.LOGIN, req);
-      const resp = v1.LoginResp.decode(frame.body);
-      if (this.socket !== s) return;
-      this.tokenRefusals = 0;
-      this.attempt = 0;
-      this.retryAfterMs = 0;
-      this.heartbeatMs = Math.max(1, resp.heartbeatIntervalS) * 1000;
-      this.startHeartbeat();
-      this.setState("online");
-      this.settleLogin();
-      await this.resync();
-      void this.flushOutbox();
-    } catch (e) {
-      if (this.socket !== s) return;
-      if (e instanceof ImError && e.status === Status.UNAUTHENTICATED) {
-        // The token is refused: a new one, at most twice in a row.
-        this.token = undefined;
-        if (++this.tokenRefusals > 2) {
-          this.shutDown(e);
-          return;
-        }
-        try {
-          this.token = await this.opts.token("refused");
-        } catch (te) {
-          this.shutDown(te as Error);
-          return;
-        }
-        this.dropLink();
-        return;
-      }
-      if (e instanceof ImError && e.retryAfterMs > 0) this.retryAfterMs = e.retryAfterMs;
-      this.emit("error", e as Error);
-      this.dropLink();
-    }
+  /** TYPING (TYPING, RECORDING or STOPPED); never stored. */
+  async typing(convType: number, peer: string, state: number): Promise<void> {
+    if (this.state !== "online") return; // nothing to say to anyone while offline
+    await this.notify(Cmd.TYPING, v1.TypingReq.encode({ convType, peer, state }).finish());
   }
 
-  private settleLogin(): void {
-    const waiters = this.loginWaiters;
-    this.loginWaiters = [];
-    for (const w of waiters) w.resolve();
+  // ------------------------------------------------------------ presence
+
+  async presence(uids: string[]): Promise<Presence[]> {
+    const f = await this.call(Cmd.PRESENCE, v1.PresenceReq.encode({ uids }).finish());
+    return v1.PresenceResp.decode(f.body).presences.map(toPresence);
   }
 
-  private startHeartbeat(): void {
-    this.stopHeartbeat();
-    this.lastHeardMs = Date.now();
-    this.heartbeatTimer = setInterval(() => {
-      if (Date.now() - this.lastHeardMs > 2 * this.heartbeatMs) {
-        this.dropLink(); // two silent intervals: the link is dead
-        return;
-      }
-      this.request(Cmd.HEARTBEAT, new Uint8Array(0)).catch(() => undefined);
-    }, this.heartbeatMs);
+  /** PRESENCE_WATCH: changes of the watched users come as "presence" events. */
+  async watchPresence(o: { add?: string[]; remove?: string[]; clear?: boolean }): Promise<Presence[]> {
+    const f = await this.call(
+      Cmd.PRESENCE_WATCH,
+      v1.PresenceWatchReq.encode({ add: o.add ?? [], remove: o.remove ?? [], clear: o.clear ?? false }).finish(),
+    );
+    return v1.PresenceResp.decode(f.body).presences.map(toPresence);
   }
 
-  private stopHeartbeat(): void {
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = undefined;
+  // ------------------------------------------------------------ groups
+
+  async createGroup(o: { gid?: string; name: string; members: string[]; announcement?: string }): Promise<GroupWithMembers> {
+    const f = await this.call(
+      Cmd.GROUP_CREATE,
+      v1.GroupCreateReq.encode({ gid: o.gid ?? "", name: o.name, members: o.members, announcement: o.announcement ?? "" }).finish(),
+    );
+    const r = v1.GroupResp.decode(f.body);
+    return { group: toGroup(r.group), members: r.members, membersMore: r.membersMore };
   }
 
-  /** Closes the current socket; onLinkLost follows. */
-  private dropLink(): void {
-    const s = this.socket;
-    if (!s) return;
-    this.socket = undefined;
-    try {
-      s.close();
-    } catch {
-      // already closing
-    }
-    this.onLinkLost();
+  async getGroup(gid: string, o: { withMembers?: boolean; membersAfter?: string; membersLimit?: number } = {}) {
+    const f = await this.call(Cmd.GROUP_GET, v1.GroupGetReq.encode({ gid, ...o }).finish());
+    const r = v1.GroupResp.decode(f.body);
+    return { group: toGroup(r.group), members: r.members, membersMore: r.membersMore } as GroupWithMembers;
   }
 
-  private onLinkLost(): void {
-    this.socket = undefined;
-    this.stopHeartbeat();
-    for (const [, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new ConnectionLost());
-    }
-    this.pending.clear();
-    if (this.stateValue === "closed") return;
-    if (this.closedByUs) {
-      this.shutDown(new ClientClosed());
-      return;
-    }
-    this.setState("offline");
-    this.scheduleReconnect();
+  async listGroups(): Promise<Group[]> {
+    const f = await this.call(Cmd.GROUP_LIST, new Uint8Array(0));
+    return v1.GroupListResp.decode(f.body).groups.map(toGroup);
   }
 
-  private scheduleReconnect(extraMs = 0): void {
-    if (this.reconnectTimer || this.stateValue === "closed") return;
-    const delay = Math.max(backoffDelay(this.attempt++, this.opts.backoff), this.retryAfterMs, extraMs);
-    this.retryAfterMs = 0;
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = undefined;
-      if (this.stateValue === "offline" || this.stateValue === "connecting") void this.open();
-    }, delay);
+  async addMembers(gid: string, uids: string[]) {
+    const f = await this.call(Cmd.GROUP_ADD_MEMBERS, v1.GroupMembersReq.encode({ gid, uids }).finish());
+    const r = v1.GroupMembersResp.decode(f.body);
+    return { changed: r.changed, memberCount: r.memberCount };
   }
 
-  private shutDown(reason: Error): void {
-    if (this.stateValue === "closed") return;
-    this.setState("closed");
-    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = undefined;
-    if (this.gapTimer) clearTimeout(this.gapTimer);
-    if (this.ackTimer) clearTimeout(this.ackTimer);
-    this.stopHeartbeat();
-    const s = this.socket;
-    this.socket = undefined;
-    try {
-      s?.close();
-    } catch {
-      // already closed
-    }
-    for (const [, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new ConnectionLost());
-    }
-    this.pending.clear();
-    const waiters = this.loginWaiters;
-    this.loginWaiters = [];
-    for (const w of waiters) w.reject(reason);
-    for (const [, w] of this.waiters) w.reject(reason);
-    this.waiters.clear();
+  async removeMembers(gid: string, uids: string[]) {
+    const f = await this.call(Cmd.GROUP_REMOVE_MEMBERS, v1.GroupMembersReq.encode({ gid, uids }).finish());
+    const r = v1.GroupMembersResp.decode(f.body);
+    return { changed: r.changed, memberCount: r.memberCount };
   }
 
-  // ------------------------------------------------------------ frames
-
-  private onFrame(f: Frame): void {
-    const h = f.header;
-    if (h.flags & FLAG_RESPONSE) {
-      const p = this.pending.get(h.seq);
-      if (!p) return;
-      this.pending.delete(h.seq);
-      clearTimeout(p.timer);
-      p.resolve(f);
-      return;
-    }
-    switch (h.cmd) {
-      case Cmd.PUSH:
-        this.offer(v1.MessagePush.decode(f.body).messages.map(toMessage));
-        return;
-      case Cmd.KICKOUT:
-        this.onKickout(v1.Kickout.decode(f.body));
-        return;
-      case Cmd.ERROR: {
-        // Admission refused (UNAVAILABLE with retry_after_ms), or a framing
-        // error: the server closes next.
-        const err = f.body.length > 0 ? v1.Error.decode(f.body) : undefined;
-        if (err?.retryAfterMs) this.retryAfterMs = err.retryAfterMs;
-        this.emit("error", new ImError(h.status, err?.message ?? "", err?.retryAfterMs ?? 0));
-        return;
-      }
-      case Cmd.HEARTBEAT:
-        // The server may ask too: answered.
-        this.socket?.send(encodeFrame({ flags: FLAG_RESPONSE, cmd: Cmd.HEARTBEAT, status: 0, seq: h.seq }));
-        return;
-      case Cmd.TYPING_PUSH:
-        this.emit("typing", v1.TypingPush.decode(f.body));
-        return;
-      case Cmd.PRESENCE_PUSH:
-        this.emit("presence", v1.PresencePush.decode(f.body).presences);
-        return;
-      case Cmd.SERVER_PUSH:
-        this.emit("serverPush", v1.ServerPush.decode(f.body));
-        return;
-      default:
-        return;
-    }
+  async leaveGroup(gid: string): Promise<void> {
+    await this.call(Cmd.GROUP_LEAVE, v1.GroupIdReq.encode({ gid }).finish());
   }
 
-  private onKickout(k: im.v1.Kickout): void {
-    const reconnects = k.reason === v1.KickReason.SERVER_SHUTDOWN || k.reason === v1.KickReason.TOKEN_EXPIRED;
-    this.emit("kicked", {
-      reason: k.reason,
-      byDeviceId: k.byDeviceId,
-      message: k.message,
-      reconnectAfterMs: k.reconnectAfterMs,
-      reconnects,
-    });
-    if (!reconnects) {
-      this.shutDown(new ImError(Status.UNAUTHENTICATED, `kicked out (${k.message || k.reason})`));
-      return;
-    }
-    if (k.reason === v1.KickReason.TOKEN_EXPIRED) {
-      this.token = undefined;
-      void Promise.resolve(this.opts.token("expired")).then(
-        (t) => (this.token = t),
-        (e) => this.shutDown(e as Error),
-      );
-    }
-    // reconnect_after_ms counts from the kickout's receipt.
-    this.retryAfterMs = Math.max(this.retryAfterMs, k.reconnectAfterMs);
-    this.dropLink();
+  async dismissGroup(gid: string): Promise<void> {
+    await this.call(Cmd.GROUP_DISMISS, v1.GroupIdReq.encode({ gid }).finish());
   }
 
-  // ------------------------------------------------------------ inbox
-
-  /**
-   * Messages from a PUSH, a PULL or a SendResp: each inbox seq is given to
-   * the application once, in order; a gap is filled by a PULL.
-   */
-  private offer(messages: Message[]): void {
-    for (const m of messages) if (m.inboxSeq > this.held && !this.early.has(m.inboxSeq)) this.early.set(m.inboxSeq, m);
-    let delivered = false;
-    for (;;) {
-      const next = this.early.get(this.held + 1);
-      if (!next) break;
-      this.early.delete(this.held + 1);
-      this.held += 1;
-      delivered = true;
-      this.emit("message", next);
-    }
-    if (delivered) {
-      this.saved.inboxSeq = this.held;
-      void this.persist();
-      this.scheduleAck();
-    }
-    if (this.early.size > 0 && !this.gapTimer) {
-      // The row below may still be on its way (a SendResp and a PUSH cross).
-      this.gapTimer = setTimeout(() => {
-        this.gapTimer = undefined;
-        if (this.early.size > 0) void this.resync();
-      }, GAP_WAIT_MS);
-    }
-  }
-
-  private scheduleAck(): void {
-    if (this.ackTimer) return;
-    this.ackTimer = setTimeout(() => {
-      this.ackTimer = undefined;
-      const s = this.socket;
-      if (!s || s.readyState !== OPEN || this.stateValue !== "online" || this.held <= this.ackedSeq) return;
-      const seq = this.nextSeq;
-      this.nextSeq = this.nextSeq >= 0x7fffffff ? 1 : this.nextSeq + 1;
-      s.send(encodeFrame({ flags: 0, cmd: Cmd.ACK, status: 0, seq }, v1.AckReq.encode({ inboxSeq: this.held }).finish()));
-      this.ackedSeq = this.held;
-    }, 100);
-  }
-
-  /** PULL from the highest seq held until nothing more remains. */
-  private async resync(): Promise<void> {
-    if (this.pulling) {
-      this.pullAgain = true;
-      return;
-    }
-    this.pulling = true;
-    try {
-      do {
-        this.pullAgain = false;
-        for (;;) {
-          if (this.stateValue !== "online") return;
-          const frame = await this.request(
-            Cmd.PULL,
-            v1.PullReq.encode({ afterSeq: this.held, limit: PULL_LIMIT }).finish(),
-          );
-          const resp = v1.PullResp.decode(frame.body);
-          const before = this.held;
-          // Rows below the oldest kept are gone for good: resume above them.
-          const oldest = Number(resp.oldestSeq);
-          if (oldest > this.held + 1) this.held = oldest - 1;
-          this.offer(resp.messages.map(toMessage));
-          if (!resp.hasMore || this.held === before) break;
-        }
-      } while (this.pullAgain);
-    } catch (e) {
-      if (!(e instanceof ConnectionLost)) this.emit("error", e as Error);
-    } finally {
-      this.pulling = false;
-    }
-  }
-
-  private persist(): Promise<void> {
-    const snapshot: ClientState = {
-      inboxSeq: this.saved.inboxSeq,
-      groupCursors: { ...this.saved.groupCursors },
-      outbox: [...this.saved.outbox],
-    };
-    this.saveChain = this.saveChain
-      .then(() => this.opts.storage.save(this.storageKey, snapshot))
-      .catch((e) => this.emit("error", e as Error));
-    return this.saveChain;
+  async updateGroup(gid: string, o: { name?: string; announcement?: string }): Promise<Group> {
+    const f = await this.call(Cmd.GROUP_UPDATE, v1.GroupUpdateReq.encode({ gid, ...o }).finish());
+    return toGroup(v1.GroupResp.decode(f.body).group);
   }
 }

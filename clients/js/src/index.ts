@@ -1,4 +1,17 @@
-export { ImClient, newClientMsgId } from "./client.js";
+export { ImClient } from "./client.js";
+export type {
+  ClientOptionsWithList,
+  Group,
+  GroupWithMembers,
+  HistoryOptions,
+  HistoryPage,
+  Presence,
+  ReadCount,
+  Receipts,
+} from "./client.js";
+export { ImSession, newClientMsgId } from "./session.js";
+export { ConversationList, conversationKey, peerOf } from "./conversations.js";
+export type { Conversation } from "./conversations.js";
 export type {
   ClientEvents,
   ClientOptions,
@@ -8,7 +21,7 @@ export type {
   SendResult,
   TokenProvider,
   TokenReason,
-} from "./client.js";
+} from "./session.js";
 export { ImError, ConnectionLost, ClientClosed } from "./errors.js";
 export { Cmd, Status, statusName, encodeFrame, decodeFrame, HEADER_BYTES } from "./header.js";
 export type { Frame, Header, StatusName } from "./header.js";

@@ -1,0 +1,86 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ImClient, text, im } from "../dist/index.js";
+import { Server, token, until } from "./support/server.js";
+
+const { ConvType, DeviceType } = im.v1;
+
+function client(server, uid, extra = {}) {
+  return new ImClient({ url: server.url, uid, token: () => token(uid), backoff: { baseMs: 50, maxMs: 400 }, ...extra });
+}
+
+function unread(c, convType, peer) {
+  return c.conversation(convType, peer)?.unreadCount;
+}
+
+test("the conversation list and unread counts converge on two clients of one user", async () => {
+  const server = new Server();
+  await server.start();
+  const web = client(server, "alice");
+  const desk = client(server, "alice", { deviceType: DeviceType.DESKTOP });
+  const bob = client(server, "bob");
+  try {
+    await Promise.all([web.connect(), desk.connect(), bob.connect()]);
+    for (let i = 0; i < 3; ++i) await bob.send("alice", `b${i}`);
+    for (const c of [web, desk]) await until(() => unread(c, ConvType.C2C, "bob") === 3, 10_000, "3 unread");
+    assert.equal(web.totalUnread(), 3);
+    assert.equal(text(web.conversation(ConvType.C2C, "bob").lastMessage), "b2");
+
+    // Reading on one device: the other follows (the 10006 mark).
+    const r = await web.markRead(ConvType.C2C, "bob");
+    assert.equal(r.unreadCount, 0);
+    for (const c of [web, desk]) await until(() => unread(c, ConvType.C2C, "bob") === 0, 10_000, "read everywhere");
+    // bob sees the receipt.
+    await until(() => bob.conversation(ConvType.C2C, "alice")?.peerReadSeq === 3, 10_000, "the receipt");
+
+    // A group, a mute, a recall of an unread message.
+    await bob.createGroup({ gid: "team", name: "team", members: ["alice"] });
+    const m1 = await bob.send("team", "g1", { convType: ConvType.GROUP });
+    await bob.send("team", "g2", { convType: ConvType.GROUP });
+    for (const c of [web, desk]) await until(() => unread(c, ConvType.GROUP, "team") === 2, 10_000, "2 group unread");
+    await desk.updateConversation(ConvType.GROUP, "team", { muted: true });
+    for (const c of [web, desk])
+      await until(() => c.conversation(ConvType.GROUP, "team")?.muted === true, 10_000, "muted everywhere");
+    assert.equal(web.totalUnread(), 0);
+    await bob.recall(ConvType.GROUP, "team", m1.convSeq);
+    for (const c of [web, desk]) await until(() => unread(c, ConvType.GROUP, "team") === 1, 10_000, "the recall counted");
+    // The order: the group (newer) first.
+    assert.deepEqual(
+      web.conversations().map((c) => c.peer),
+      ["team", "bob"],
+    );
+    // History pages back.
+    const h = await web.history(ConvType.GROUP, "team", { limit: 2 });
+    assert.equal(h.messages.length, 2);
+    assert.equal(h.hasMore, true);
+  } finally {
+    await Promise.all([web.close(), desk.close(), bob.close()]);
+    await server.dispose();
+  }
+});
+
+test("typing and presence watch arrive as events", async () => {
+  const server = new Server();
+  await server.start();
+  const alice = client(server, "alice");
+  const bob = client(server, "bob");
+  try {
+    await Promise.all([alice.connect(), bob.connect()]);
+    const typing = [];
+    alice.on("typing", (t) => typing.push(t));
+    await bob.typing(ConvType.C2C, "alice", im.v1.TypingState.TYPING);
+    await until(() => typing.length === 1, 10_000, "the typing push");
+    assert.equal(typing[0].from, "bob");
+    const pushes = [];
+    alice.on("presence", (p) => pushes.push(...p));
+    const now = await alice.watchPresence({ add: ["carol"] });
+    assert.equal(now[0].online, false);
+    const carol = client(server, "carol");
+    await carol.connect();
+    await until(() => pushes.some((p) => p.uid === "carol" && p.online), 10_000, "carol online");
+    await carol.close();
+  } finally {
+    await Promise.all([alice.close(), bob.close()]);
+    await server.dispose();
+  }
+});
