@@ -6,7 +6,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const proto = join(root, "..", "..", "proto", "im.proto");
+// IM_PROTO names it when the package is built outside the repository (CTest).
+const proto = process.env.IM_PROTO ?? join(root, "..", "..", "proto", "im.proto");
 const out = join(root, "src", "gen");
 const bin = (name) => join(root, "node_modules", ".bin", name);
 mkdirSync(out, { recursive: true });

@@ -4,7 +4,7 @@
 // process it started, by pid.
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { encodeFrame, decodeFrame, HEADER_BYTES, Cmd, im } from "../../dist/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
-export const IMSERVER = process.env.IMSERVER_BIN ?? join(here, "..", "..", "..", "..", "build", "imserver");
+export const IMSERVER = process.env.IM_SERVER_BINARY ?? join(here, "..", "..", "..", "..", "build", "imserver");
 const SECRET = "js-sdk-test-secret-of-at-least-32-bytes";
 
 async function freePort() {
@@ -69,7 +69,9 @@ export class Server {
     }
     const toml = Object.entries(sections).map(([s, lines]) => `[${s}]\n${lines.join("\n")}\n`).join("");
     writeFileSync(join(this.dir, "im.toml"), toml);
-    this.proc = spawn(IMSERVER, ["--config", join(this.dir, "im.toml")], { stdio: ["ignore", "pipe", "ignore"] });
+    const log = openSync(join(this.dir, "server.log"), "a");
+    this.proc = spawn(IMSERVER, ["--config", join(this.dir, "im.toml")], { stdio: ["ignore", "pipe", log] });
+    closeSync(log);
     await new Promise((resolve, reject) => {
       let out = "";
       const timer = setTimeout(() => reject(new Error(`imserver did not start: ${out}`)), 30_000);
@@ -82,7 +84,7 @@ export class Server {
       });
       this.proc.once("exit", (code) => {
         clearTimeout(timer);
-        reject(new Error(`imserver exited with ${code}: ${out}`));
+        reject(new Error(`imserver exited with ${code}: ${out}${readFileSync(join(this.dir, "server.log"), "utf8")}`));
       });
     });
     this.proc.stdout.resume();
