@@ -107,12 +107,17 @@ export class ConversationList {
 
   /** One inbox message of `me`; returns whether the list changed. */
   apply(me: string, m: Message): boolean {
-    if (m.inboxSeq <= this.listedInboxSeq) return false;
-    this.listedInboxSeq = m.inboxSeq;
-    if (m.convSeq === 0) return this.applyMark(me, m);
     const peer = peerOf(me, m);
     const key = conversationKey(m.convType, peer);
     let c = this.byKey.get(key);
+    if (m.inboxSeq === 0) {
+      // A large group's message (PROTOCOL 9): no inbox seq; new when above the newest held.
+      if (m.convType !== v1.ConvType.GROUP || (c && m.convSeq <= c.lastConvSeq)) return false;
+    } else {
+      if (m.inboxSeq <= this.listedInboxSeq) return false;
+      this.listedInboxSeq = m.inboxSeq;
+      if (m.convSeq === 0) return this.applyMark(me, m);
+    }
     if (!c) {
       c = {
         convType: m.convType,

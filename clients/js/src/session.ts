@@ -29,6 +29,7 @@ import { bytesOf, OPEN, socketConstructor, type SocketConstructor, type SocketLi
 import { Emitter } from "./emitter.js";
 import { toMessage, type Message } from "./types.js";
 import type { Conversation } from "./conversations.js";
+import { LargeGroups } from "./large_groups.js";
 
 const v1 = im.v1;
 
@@ -112,6 +113,7 @@ const FINAL_SEND_STATUSES = new Set<number>([
 ]);
 
 const PULL_LIMIT = 200;
+const GROUP_EVENT = 10001;
 const GAP_WAIT_MS = 300;
 
 export function newClientMsgId(): string {
@@ -152,6 +154,8 @@ export class ImSession extends Emitter<ClientEvents> {
   private saveChain: Promise<void> = Promise.resolve();
   private ackTimer: ReturnType<typeof setTimeout> | undefined;
   private ackedSeq = 0;
+  private large = new LargeGroups({});
+  private readonly filling = new Set<string>();
 
   constructor(options: ClientOptions) {
     super();
@@ -189,6 +193,7 @@ export class ImSession extends Emitter<ClientEvents> {
       this.saved = (await this.opts.storage.load(this.storageKey)) ?? emptyState();
       this.held = this.saved.inboxSeq;
       this.ackedSeq = 0;
+      this.large = new LargeGroups(this.saved.groupCursors);
       this.loaded = true;
     }
     const done = new Promise<void>((resolve, reject) => this.loginWaiters.push({ resolve, reject }));
@@ -462,6 +467,7 @@ export class ImSession extends Emitter<ClientEvents> {
       this.setState("online");
       this.settleLogin();
       await this.resync();
+      for (const gid of this.large.groups()) void this.fillLarge(gid);
       this.afterResync();
       void this.flushOutbox();
     } catch (e) {
@@ -591,9 +597,16 @@ export class ImSession extends Emitter<ClientEvents> {
       return;
     }
     switch (h.cmd) {
-      case Cmd.PUSH:
-        this.offer(v1.MessagePush.decode(f.body).messages.map(toMessage));
+      case Cmd.PUSH: {
+        const messages = v1.MessagePush.decode(f.body).messages.map(toMessage);
+        // A large group's messages have no inbox seq (PROTOCOL 9).
+        const byGroup = new Map<string, Message[]>();
+        for (const m of messages)
+          if (m.inboxSeq === 0 && m.convType === v1.ConvType.GROUP) byGroup.set(m.to, [...(byGroup.get(m.to) ?? []), m]);
+        this.offer(messages.filter((m) => m.inboxSeq !== 0));
+        for (const [gid, ms] of byGroup) this.offerLarge(gid, ms);
         return;
+      }
       case Cmd.KICKOUT:
         this.onKickout(v1.Kickout.decode(f.body));
         return;
@@ -663,6 +676,7 @@ export class ImSession extends Emitter<ClientEvents> {
       this.early.delete(this.held + 1);
       this.held += 1;
       delivered = true;
+      this.noteGroupEvent(next);
       this.emit("message", next);
     }
     if (delivered) {
@@ -676,6 +690,54 @@ export class ImSession extends Emitter<ClientEvents> {
         this.gapTimer = undefined;
         if (this.early.size > 0) void this.resync();
       }, GAP_WAIT_MS);
+    }
+  }
+
+  /** A group event that says its group is large starts that group's cursor. */
+  private noteGroupEvent(m: Message): void {
+    if (m.contentType !== GROUP_EVENT) return;
+    let e: im.v1.GroupEvent;
+    try {
+      e = v1.GroupEvent.decode(m.body);
+    } catch {
+      return;
+    }
+    if (e.type === v1.GroupEventType.FANOUT_CHANGED) this.large.start(m.to, m.convSeq + 1);
+    else if (e.group?.large) this.large.start(m.to, Math.max(m.convSeq + 1, Number(e.group.largeFromSeq ?? 0)));
+  }
+
+  private offerLarge(gid: string, messages: Message[]): void {
+    const { deliver, gap } = this.large.offer(gid, messages);
+    for (const m of deliver) this.emit("message", m);
+    if (deliver.length > 0) void this.persist();
+    if (gap) setTimeout(() => void this.fillLarge(gid), GAP_WAIT_MS);
+  }
+
+  /** HISTORY after the group's cursor until it is caught up. */
+  private async fillLarge(gid: string): Promise<void> {
+    if (this.filling.has(gid)) return;
+    this.filling.add(gid);
+    try {
+      for (;;) {
+        const from = this.large.cursor(gid);
+        if (from === undefined || this.stateValue !== "online") return;
+        const frame = await this.request(
+          Cmd.HISTORY,
+          v1.HistoryReq.encode({ convType: v1.ConvType.GROUP, peer: gid, afterSeq: from, limit: PULL_LIMIT }).finish(),
+        );
+        const page = v1.HistoryResp.decode(frame.body);
+        const before = from;
+        this.offerLarge(gid, page.messages.map(toMessage));
+        if (!page.hasMore || this.large.cursor(gid) === before) return;
+      }
+    } catch (e) {
+      if (e instanceof ImError && (e.status === Status.FORBIDDEN || e.status === Status.NOT_FOUND)) {
+        // No longer a member (or no such group): nothing more to follow.
+        delete this.saved.groupCursors[gid];
+        void this.persist();
+      } else if (!(e instanceof ConnectionLost)) this.emit("error", e as Error);
+    } finally {
+      this.filling.delete(gid);
     }
   }
 

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ImClient, text, im } from "../dist/index.js";
+import { ImClient, MemoryStorage, text, im } from "../dist/index.js";
 import { Server, token, until } from "./support/server.js";
 
 const { KickReason } = im.v1;
@@ -112,6 +112,36 @@ test("LOGIN_ELSEWHERE closes the client for good, a refused token is asked for a
   } finally {
     await first.close();
     await second.close();
+    await server.dispose();
+  }
+});
+
+test("the outbox outlives the client: sends made while the server is down go out from the next client's storage", async () => {
+  const server = new Server();
+  await server.start();
+  const storage = new MemoryStorage();
+  const first = client(server, "alice", { storage });
+  const bob = client(server, "bob");
+  try {
+    await first.connect();
+    await bob.connect();
+    const got = [];
+    bob.on("message", (m) => got.push(text(m)));
+    await server.kill9();
+    await until(() => first.state === "offline" || first.state === "connecting", 10_000, "the cut");
+    const unanswered = [first.send("bob", "queued 1"), first.send("bob", "queued 2")];
+    for (const p of unanswered) p.catch(() => undefined); // rejected by close()
+    await until(() => first.outbox.length === 2, 10_000, "the outbox");
+    await first.close();
+    await server.restart();
+    const second = client(server, "alice", { storage });
+    await second.connect();
+    await until(() => second.outbox.length === 0, 20_000, "the outbox sent");
+    await until(() => got.length === 2, 20_000, "bob's messages");
+    assert.deepEqual(got, ["queued 1", "queued 2"]);
+    await second.close();
+  } finally {
+    await bob.close();
     await server.dispose();
   }
 });

@@ -1,0 +1,68 @@
+// Large groups (PROTOCOL 9): their messages have no inbox rows; each comes
+// by PUSH with inbox_seq 0, or by HISTORY. Per group the client keeps the
+// highest conv_seq it holds without a gap (its cursor, persisted with the
+// inbox seq), delivers a message that continues it, holds one above a gap,
+// and fills a gap (or catches up after being offline) with HISTORY
+// after_seq from the cursor.
+//
+// Pure state: the session does the requests.
+
+import type { Message } from "./types.js";
+
+const MAX_HELD = 1000; // per group; past it the held ones are dropped (HISTORY brings them again)
+
+export class LargeGroups {
+  private readonly held = new Map<string, Map<number, Message>>();
+
+  /** `cursors` is the persisted record (gid -> conv_seq), changed in place. */
+  constructor(private readonly cursors: Record<string, number>) {}
+
+  /** The groups with a cursor (caught up after each login). */
+  groups(): string[] {
+    return Object.keys(this.cursors);
+  }
+
+  cursor(gid: string): number | undefined {
+    return this.cursors[gid];
+  }
+
+  /**
+   * The group became large at `fromSeq` (FANOUT_CHANGED, or an event that
+   * added this user to a large group): its messages after `fromSeq - 1`
+   * come by PUSH or HISTORY.
+   */
+  start(gid: string, fromSeq: number): void {
+    const at = Math.max(0, fromSeq - 1);
+    if (this.cursors[gid] === undefined || this.cursors[gid] < at) this.cursors[gid] = at;
+  }
+
+  /**
+   * Messages of a large group (pushed or from HISTORY): returns those to
+   * deliver now, in conv_seq order; `gap` is set when some wait for a
+   * HISTORY from the cursor.
+   */
+  offer(gid: string, messages: Message[]): { deliver: Message[]; gap: boolean } {
+    if (this.cursors[gid] === undefined) {
+      // Pushed before the event that says where it starts: from here on.
+      const first = Math.min(...messages.map((m) => m.convSeq));
+      this.cursors[gid] = first - 1;
+    }
+    let held = this.held.get(gid);
+    if (!held) {
+      held = new Map();
+      this.held.set(gid, held);
+    }
+    for (const m of messages) if (m.convSeq > this.cursors[gid] && !held.has(m.convSeq)) held.set(m.convSeq, m);
+    const deliver: Message[] = [];
+    for (;;) {
+      const next = held.get(this.cursors[gid] + 1);
+      if (!next) break;
+      held.delete(next.convSeq);
+      this.cursors[gid] = next.convSeq;
+      deliver.push(next);
+    }
+    if (held.size > MAX_HELD) held.clear();
+    if (held.size === 0) this.held.delete(gid);
+    return { deliver, gap: held.size > 0 };
+  }
+}
