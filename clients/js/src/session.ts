@@ -421,6 +421,19 @@ export class ImSession extends Emitter<ClientEvents> {
     }
     s.binaryType = "arraybuffer";
     this.socket = s;
+    // An admission refusal over WebSocket is an HTTP 503 with Retry-After
+    // before the upgrade: browsers hide it (the backoff applies), Node's
+    // `ws` shows it.
+    const node = s as unknown as {
+      on?: (ev: string, fn: (req: { destroy(): void }, res: { statusCode?: number; headers: Record<string, unknown> }) => void) => void;
+    };
+    node.on?.("unexpected-response", (req, res) => {
+      const seconds = Number(res.headers["retry-after"]);
+      if (res.statusCode === 503 && seconds > 0) this.retryAfterMs = Math.max(this.retryAfterMs, seconds * 1000);
+      this.emit("error", new ImError(Status.UNAVAILABLE, `HTTP ${res.statusCode ?? "?"} on the upgrade`, seconds > 0 ? seconds * 1000 : 0));
+      req.destroy();
+      if (this.socket === s) this.dropLink();
+    });
     s.onopen = () => void this.login(s);
     s.onmessage = (ev) => {
       if (this.socket !== s) return;

@@ -145,3 +145,27 @@ test("the outbox outlives the client: sends made while the server is down go out
     await server.dispose();
   }
 });
+
+test("an admission refusal's retry_after_ms is honoured: the client comes in once there is room", async () => {
+  const server = new Server({ "limits.connections_per_ip": "1" });
+  await server.start();
+  const first = client(server, "alice");
+  const second = client(server, "bob");
+  try {
+    await first.connect();
+    const errors = [];
+    second.on("error", (e) => errors.push(e));
+    const joined = second.connect();
+    await until(() => errors.some((e) => e.statusName === "UNAVAILABLE"), 10_000, "the refusal");
+    const refusal = errors.find((e) => e.statusName === "UNAVAILABLE");
+    assert.ok(refusal.retryAfterMs > 0);
+    assert.notEqual(second.state, "online");
+    await first.close();
+    await joined;
+    assert.equal(second.state, "online");
+  } finally {
+    await first.close();
+    await second.close();
+    await server.dispose();
+  }
+});
