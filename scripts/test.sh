@@ -25,7 +25,7 @@ if [[ "${IM_SKIP_SANITIZE:-0}" != 1 ]]; then
   cmake --build build-asan -j"$jobs"
   stage "tests (ASan + UBSan)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    ctest --test-dir build-asan -j"$jobs" --output-on-failure --timeout 900
+    ctest --test-dir build-asan -j"$jobs" --output-on-failure --timeout 900 --label-exclude sdk
 fi
 
 if [[ "${IM_SKIP_FUZZ:-0}" != 1 ]]; then
