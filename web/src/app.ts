@@ -100,6 +100,10 @@ function groupEventText(m: Message): string {
 // ------------------------------------------------------------ login
 
 async function login(uid: string, token: string): Promise<void> {
+  // One client at a time: a second "Log in" replaces the first.
+  const previous = client;
+  client = undefined;
+  await previous?.close();
   me = uid;
   const storage = "indexedDB" in globalThis ? new IndexedDBStorage() : new MemoryStorage();
   const c = new ImClient({
@@ -132,7 +136,7 @@ async function login(uid: string, token: string): Promise<void> {
     renderHead();
   });
   c.on("kicked", (k) => {
-    if (!k.reconnects) showLogin(`Logged out: ${k.message || "signed in elsewhere"}`);
+    if (!k.reconnects && client === c) showLogin(`Logged out: ${k.message || "signed in elsewhere"}`);
   });
   await c.connect();
   sessionStorage.setItem("im.uid", uid);
@@ -423,6 +427,7 @@ $("login-form").addEventListener("submit", (ev) => {
 $("logout").addEventListener("click", () => {
   sessionStorage.removeItem("im.uid");
   sessionStorage.removeItem("im.token");
+  input("login-token").value = "";
   void client?.close();
   client = undefined;
   open = undefined;

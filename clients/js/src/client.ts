@@ -12,6 +12,7 @@ import { idString, num, toMessage, type Message } from "./types.js";
 const v1 = im.v1;
 const LIST_PAGE = 500;
 const RELOAD_DELAY_MS = 150;
+const WATCH_PAGE = 500; // PROTOCOL 8.5: at most 500 uids a request
 
 export interface HistoryPage {
   messages: Message[];
@@ -105,6 +106,7 @@ export class ImClient extends ImSession {
   private reloading: Message[] | undefined;
   private reloadTimer: ReturnType<typeof setTimeout> | undefined;
   private emitTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly watched = new Set<string>();
 
   constructor(options: ClientOptionsWithList) {
     super(options);
@@ -163,6 +165,7 @@ export class ImClient extends ImSession {
 
   protected override afterResync(): void {
     if (this.keepList) this.refreshConversations().catch((e) => this.reportBackground(e));
+    if (this.watched.size > 0) this.rewatch().catch((e) => this.reportBackground(e));
   }
 
   private onInboxMessage(m: Message): void {
@@ -205,6 +208,7 @@ export class ImClient extends ImSession {
     const f = await this.call(Cmd.CONV_READ, v1.ConvReadReq.encode({ convType, peer, readSeq, noReceipt }).finish());
     const r = v1.ConvReadResp.decode(f.body);
     const result = { readSeq: num(r.readSeq as never), unreadCount: r.unreadCount, inboxSeq: num(r.inboxSeq as never) };
+    this.ownRow(result.inboxSeq);
     const c = this.list.get(convType, peer);
     if (c && result.readSeq >= c.readSeq) {
       c.readSeq = result.readSeq;
@@ -221,7 +225,9 @@ export class ImClient extends ImSession {
     settings: { muted?: boolean; pinned?: boolean; hidden?: boolean },
   ): Promise<Conversation> {
     const f = await this.call(Cmd.CONV_UPDATE, v1.ConvUpdateReq.encode({ convType, peer, ...settings }).finish());
-    const c = toConversation(v1.ConvUpdateResp.decode(f.body).conversation ?? {});
+    const resp = v1.ConvUpdateResp.decode(f.body);
+    this.ownRow(num(resp.inboxSeq as never));
+    const c = toConversation(resp.conversation ?? {});
     c.hidden = settings.hidden ?? false;
     const mine = this.list.get(convType, peer);
     if (mine) {
@@ -247,14 +253,18 @@ export class ImClient extends ImSession {
 
   /** RECALL one's own message (or, as a group's owner, any). */
   async recall(convType: number, peer: string, convSeq: number, clientMsgId = newClientMsgId()): Promise<SendResult> {
-    return sendResult(await this.call(Cmd.RECALL, v1.RecallReq.encode({ clientMsgId, convType, peer, convSeq }).finish()));
+    const r = sendResult(await this.call(Cmd.RECALL, v1.RecallReq.encode({ clientMsgId, convType, peer, convSeq }).finish()));
+    this.ownRow(r.inboxSeq);
+    return r;
   }
 
   /** EDIT one's own message. */
   async edit(convType: number, peer: string, convSeq: number, body: Uint8Array | string, clientMsgId = newClientMsgId()) {
-    return sendResult(
+    const r = sendResult(
       await this.call(Cmd.EDIT, v1.EditReq.encode({ clientMsgId, convType, peer, convSeq, body: bytes(body) }).finish()),
     );
+    this.ownRow(r.inboxSeq);
+    return r;
   }
 
   /** DELETE for oneself: some conv_seqs and/or everything up to upToSeq. */
@@ -263,7 +273,9 @@ export class ImClient extends ImSession {
       Cmd.DELETE,
       v1.DeleteReq.encode({ convType, peer, convSeqs: o.convSeqs ?? [], upToSeq: o.upToSeq ?? 0 }).finish(),
     );
-    return num(v1.DeleteResp.decode(f.body).inboxSeq as never);
+    const seq = num(v1.DeleteResp.decode(f.body).inboxSeq as never);
+    this.ownRow(seq);
+    return seq;
   }
 
   /** RECEIPTS of a group's messages. */
@@ -304,7 +316,28 @@ export class ImClient extends ImSession {
       Cmd.PRESENCE_WATCH,
       v1.PresenceWatchReq.encode({ add: o.add ?? [], remove: o.remove ?? [], clear: o.clear ?? false }).finish(),
     );
+    // Kept, to be watched again on the next session (a watch lives as long as its session).
+    if (o.clear) this.watched.clear();
+    for (const u of o.remove ?? []) this.watched.delete(u);
+    for (const u of o.add ?? []) this.watched.add(u);
     return v1.PresenceResp.decode(f.body).presences.map(toPresence);
+  }
+
+  /** The uids watched (sent again after every login). */
+  watching(): string[] {
+    return [...this.watched];
+  }
+
+  private async rewatch(): Promise<void> {
+    const all = [...this.watched];
+    for (let i = 0; i < all.length; i += WATCH_PAGE) {
+      const f = await this.call(
+        Cmd.PRESENCE_WATCH,
+        v1.PresenceWatchReq.encode({ add: all.slice(i, i + WATCH_PAGE), clear: i === 0 }).finish(),
+      );
+      // The state now: changes while offline were not pushed.
+      this.emit("presence", v1.PresenceResp.decode(f.body).presences);
+    }
   }
 
   // ------------------------------------------------------------ groups

@@ -197,7 +197,9 @@ export class ImSession extends Emitter<ClientEvents> {
       this.loaded = true;
     }
     const done = new Promise<void>((resolve, reject) => this.loginWaiters.push({ resolve, reject }));
-    if (this.stateValue === "idle" || this.stateValue === "offline") void this.open();
+    // Offline, a reconnect is already scheduled (backoff, kickout or
+    // refusal delays hold): the caller waits for it.
+    if (this.stateValue === "idle") void this.open();
     else if (this.stateValue === "online") this.settleLogin();
     return done;
   }
@@ -229,8 +231,8 @@ export class ImSession extends Emitter<ClientEvents> {
       const timer = setTimeout(() => {
         this.pending.delete(seq);
         reject(new ConnectionLost(`no answer within ${timeoutMs} ms`));
-        // A link that stopped answering is dead: start over.
-        this.dropLink();
+        // A link that stopped answering is dead: start over (this one only).
+        if (this.socket === s) this.dropLink();
       }, timeoutMs);
       this.pending.set(seq, { resolve, reject, timer });
       s.send(encodeFrame({ flags: 0, cmd, status: 0, seq }, body));
@@ -273,6 +275,15 @@ export class ImSession extends Emitter<ClientEvents> {
     const seq = this.nextSeq;
     this.nextSeq = this.nextSeq >= 0x7fffffff ? 1 : this.nextSeq + 1;
     return seq;
+  }
+
+  /**
+   * A call's answer put a row at `inboxSeq` into this user's inbox that this
+   * session gets no PUSH of (PROTOCOL 8: no echo): fetched now rather than
+   * after the gap wait.
+   */
+  protected ownRow(inboxSeq: number): void {
+    if (inboxSeq > this.held) void this.resync();
   }
 
   /** Called after each login's resync (ImClient loads its list here). */
@@ -402,6 +413,9 @@ export class ImSession extends Emitter<ClientEvents> {
   }
 
   private async open(): Promise<void> {
+    if (this.socket || this.stateValue === "closed") return; // one socket at a time
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
     this.setState("connecting");
     let Ctor: SocketConstructor;
     try {
@@ -475,6 +489,16 @@ export class ImSession extends Emitter<ClientEvents> {
       this.tokenRefusals = 0;
       this.attempt = 0;
       this.retryAfterMs = 0;
+      // The server's inbox ends below what this client holds (a restored
+      // backup, a new data dir): what it numbers from there on is new.
+      const serverMax = Number(resp.inboxMaxSeq);
+      if (serverMax < this.held) {
+        this.emit("error", new Error(`the server's inbox ends at ${serverMax}, below the ${this.held} held: resyncing from there`));
+        this.held = serverMax;
+        this.early.clear();
+        this.saved.inboxSeq = serverMax;
+        void this.persist();
+      }
       this.heartbeatMs = Math.max(1, resp.heartbeatIntervalS) * 1000;
       this.startHeartbeat();
       this.setState("online");
@@ -566,7 +590,7 @@ export class ImSession extends Emitter<ClientEvents> {
     this.retryAfterMs = 0;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      if (this.stateValue === "offline" || this.stateValue === "connecting") void this.open();
+      if (this.stateValue === "offline") void this.open();
     }, delay);
   }
 

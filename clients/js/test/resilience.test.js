@@ -169,3 +169,38 @@ test("an admission refusal's retry_after_ms is honoured: the client comes in onc
     await server.dispose();
   }
 });
+
+test("after a reconnect the presence watch is sent again; a server whose inbox is behind the client's is followed", async () => {
+  const server = new Server();
+  await server.start();
+  const storage = new MemoryStorage();
+  const alice = client(server, "alice", { storage });
+  const bob = client(server, "bob");
+  try {
+    await alice.connect();
+    await bob.connect();
+    await bob.send("alice", "one");
+    await bob.send("alice", "two");
+    await until(() => alice.inboxSeq === 2, 10_000, "alice's two messages");
+    await alice.watchPresence({ add: ["carol"] });
+    // The server restarts on an empty data dir: its inbox starts again at 1.
+    await server.kill9();
+    server.freshData();
+    await server.restart();
+    await until(() => alice.state === "online" && bob.state === "online", 30_000, "the reconnects");
+    const got = [];
+    alice.on("message", (m) => got.push(text(m)));
+    await bob.send("alice", "after the reset");
+    await until(() => got.includes("after the reset"), 10_000, "the new message");
+    const pushes = [];
+    alice.on("presence", (ps) => pushes.push(...ps));
+    const carol = client(server, "carol");
+    await carol.connect();
+    await until(() => pushes.some((p) => p.uid === "carol" && p.online), 10_000, "carol's presence push");
+    await carol.close();
+  } finally {
+    await alice.close();
+    await bob.close();
+    await server.dispose();
+  }
+});

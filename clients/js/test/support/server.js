@@ -56,7 +56,7 @@ export class Server {
       "server.listen": `"127.0.0.1:${this.tcpPort}"`,
       "server.ws_listen": `"127.0.0.1:${this.wsPort}"`,
       "admin.listen": `""`,
-      "storage.data_dir": `"${join(this.dir, "data")}"`,
+      "storage.data_dir": `"${join(this.dir, `data${this.generation ?? ""}`)}"`,
       "auth.mode": `"jwt"`,
       "auth.jwt_secret": `"${SECRET}"`,
       "sharding.shards": "2",
@@ -104,6 +104,11 @@ export class Server {
     await exited;
     clearTimeout(timer);
     this.proc = undefined;
+  }
+
+  /** The next start uses a new, empty data dir (a wiped or replaced store). */
+  freshData() {
+    this.generation = (this.generation ?? 0) + 1;
   }
 
   async kill9() {
