@@ -82,6 +82,7 @@ export class IndexedDBStorage implements ClientStorage {
       tx.objectStore("state").put(clone(state), key);
       tx.oncomplete = () => resolve();
       tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error ?? new Error("the IndexedDB save was aborted")); // e.g. over quota
     });
   }
 }

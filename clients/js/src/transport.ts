@@ -22,8 +22,11 @@ let nodeSocket: SocketConstructor | undefined;
 /** The WebSocket class to use: the given one, the global one, or `ws`. */
 export async function socketConstructor(given?: SocketConstructor): Promise<SocketConstructor> {
   if (given) return given;
+  // In Node the `ws` package (it shows an admission refusal's Retry-After,
+  // which Node 22's built-in WebSocket hides); in a browser its own.
+  const inNode = typeof process !== "undefined" && !!process.versions?.node;
   const global = (globalThis as { WebSocket?: SocketConstructor }).WebSocket;
-  if (global) return global;
+  if (global && !inNode) return global;
   if (!nodeSocket) {
     const mod = (await import("ws")) as unknown as { WebSocket?: SocketConstructor; default?: SocketConstructor };
     nodeSocket = mod.WebSocket ?? mod.default;
