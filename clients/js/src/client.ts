@@ -154,7 +154,12 @@ export class ImClient extends ImSession {
       const during = this.reloading;
       this.list.load(all, inboxSeq);
       // Messages delivered while the pages came: those after the listing.
-      for (const m of during) this.list.apply(this.uid, m);
+      for (const m of during) this.list.apply(this.uid, m, true);
+    } catch (e) {
+      // The old list goes on, with what came meanwhile; listed again later.
+      for (const m of this.reloading ?? []) this.list.apply(this.uid, m);
+      if (!(e instanceof ConnectionLost)) this.list.markStale();
+      throw e;
     } finally {
       this.reloading = undefined;
     }
@@ -212,7 +217,9 @@ export class ImClient extends ImSession {
     const c = this.list.get(convType, peer);
     if (c && result.readSeq >= c.readSeq) {
       c.readSeq = result.readSeq;
-      c.unreadCount = result.unreadCount;
+      // A message newer than the answer may be counted already: then the server says.
+      if (c.lastConvSeq <= result.readSeq) c.unreadCount = result.unreadCount;
+      else this.scheduleReload();
       this.emitConversations();
     }
     return result;
@@ -228,8 +235,8 @@ export class ImClient extends ImSession {
     const resp = v1.ConvUpdateResp.decode(f.body);
     this.ownRow(num(resp.inboxSeq as never));
     const c = toConversation(resp.conversation ?? {});
-    c.hidden = settings.hidden ?? false;
     const mine = this.list.get(convType, peer);
+    c.hidden = settings.hidden ?? mine?.hidden ?? false;
     if (mine) {
       mine.muted = c.muted;
       mine.pinned = c.pinned;

@@ -78,6 +78,11 @@ export class ConversationList {
     return this.stale;
   }
 
+  /** Something outside the messages says the counts may be off. */
+  markStale(): void {
+    this.stale = true;
+  }
+
   /** The inbox seq the listing reflects; later messages are applied on top. */
   get inboxSeq(): number {
     return this.listedInboxSeq;
@@ -105,8 +110,13 @@ export class ConversationList {
     return n;
   }
 
-  /** One inbox message of `me`; returns whether the list changed. */
-  apply(me: string, m: Message): boolean {
+  /**
+   * One inbox message of `me`; returns whether the list changed. With
+   * `onlyNewer` a message at or below its conversation's newest conv_seq is
+   * taken as counted already (messages that came while a listing of several
+   * pages was read: its later pages may hold them).
+   */
+  apply(me: string, m: Message, onlyNewer = false): boolean {
     const peer = peerOf(me, m);
     const key = conversationKey(m.convType, peer);
     let c = this.byKey.get(key);
@@ -135,6 +145,7 @@ export class ConversationList {
       };
       this.byKey.set(key, c);
     }
+    if (onlyNewer && m.convSeq > 0 && m.convSeq <= c.lastConvSeq) return false;
     if (m.convSeq >= c.lastConvSeq) {
       c.lastConvSeq = m.convSeq;
       c.lastMessage = m;

@@ -448,7 +448,14 @@ export class ImSession extends Emitter<ClientEvents> {
       req.destroy();
       if (this.socket === s) this.dropLink();
     });
-    s.onopen = () => void this.login(s);
+    // A connection that does not open in time (a network that drops packets) is given up.
+    const opening = setTimeout(() => {
+      if (this.socket === s && this.stateValue === "connecting") this.dropLink();
+    }, this.opts.requestTimeoutMs);
+    s.onopen = () => {
+      clearTimeout(opening);
+      void this.login(s);
+    };
     s.onmessage = (ev) => {
       if (this.socket !== s) return;
       const bytes = bytesOf(ev.data);
@@ -511,18 +518,19 @@ export class ImSession extends Emitter<ClientEvents> {
       if (this.socket !== s) return;
       if (e instanceof ImError && e.status === Status.UNAUTHENTICATED) {
         // The token is refused: a new one, at most twice in a row.
+        // The token is refused: a new one, once; refused again, the client closes.
         this.token = undefined;
-        if (++this.tokenRefusals > 2) {
+        if (++this.tokenRefusals > 1) {
           this.shutDown(e);
           return;
         }
         try {
           this.token = await this.opts.token("refused");
         } catch (te) {
-          this.shutDown(te as Error);
-          return;
+          // The provider failed (its backend down?): asked again at the next attempt.
+          this.emit("error", te as Error);
         }
-        this.dropLink();
+        if (this.socket === s) this.dropLink();
         return;
       }
       if (e instanceof ImError && e.retryAfterMs > 0) this.retryAfterMs = e.retryAfterMs;
@@ -688,10 +696,13 @@ export class ImSession extends Emitter<ClientEvents> {
     }
     if (k.reason === v1.KickReason.TOKEN_EXPIRED) {
       this.token = undefined;
-      void Promise.resolve(this.opts.token("expired")).then(
-        (t) => (this.token = t),
-        (e) => this.shutDown(e as Error),
-      );
+      // A provider that fails is asked again at the next login ("login").
+      Promise.resolve()
+        .then(() => this.opts.token("expired"))
+        .then(
+          (t) => (this.token = t),
+          (e) => this.emit("error", e as Error),
+        );
     }
     // reconnect_after_ms counts from the kickout's receipt.
     this.retryAfterMs = Math.max(this.retryAfterMs, k.reconnectAfterMs);
@@ -816,7 +827,14 @@ export class ImSession extends Emitter<ClientEvents> {
         }
       } while (this.pullAgain);
     } catch (e) {
-      if (!(e instanceof ConnectionLost)) this.emit("error", e as Error);
+      if (!(e instanceof ConnectionLost)) {
+        this.emit("error", e as Error);
+        // RATE_LIMITED, UNAVAILABLE, INTERNAL: tried again.
+        const wait = e instanceof ImError && e.retryAfterMs > 0 ? e.retryAfterMs : 1000;
+        setTimeout(() => {
+          if (this.stateValue === "online") void this.resync();
+        }, wait);
+      }
     } finally {
       this.pulling = false;
     }

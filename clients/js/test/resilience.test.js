@@ -204,3 +204,28 @@ test("after a reconnect the presence watch is sent again; a server whose inbox i
     await server.dispose();
   }
 });
+
+test("a token provider that fails is asked again later; the client does not close for it", async () => {
+  const server = new Server();
+  await server.start();
+  const reasons = [];
+  const alice = client(server, "alice", {
+    token: (reason) => {
+      reasons.push(reason);
+      if (reasons.length === 1) return "not-a-token";
+      if (reasons.length === 2) throw new Error("the token service is down");
+      return token("alice");
+    },
+  });
+  try {
+    const errors = [];
+    alice.on("error", (e) => errors.push(e.message));
+    await alice.connect();
+    assert.deepEqual(reasons, ["login", "refused", "login"]);
+    assert.ok(errors.includes("the token service is down"));
+    assert.equal(alice.state, "online");
+  } finally {
+    await alice.close();
+    await server.dispose();
+  }
+});
