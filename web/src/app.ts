@@ -238,10 +238,22 @@ async function openConversation(convType: number, peer: string): Promise<void> {
   input("text").focus();
 }
 
+let loadingOlder = false;
+
 async function loadOlder(first = false): Promise<void> {
-  if (!client || !open) return;
+  if (!client || !open || loadingOlder) return;
   const o = open;
-  const page = await client.history(o.convType, o.peer, { beforeSeq: first ? 0 : o.oldest, limit: PAGE });
+  loadingOlder = true;
+  let page;
+  try {
+    page = await client.history(o.convType, o.peer, { beforeSeq: first ? 0 : o.oldest, limit: PAGE });
+  } catch (e) {
+    // Not a member any more, no such user, or offline: said in the chat pane.
+    $("typing").textContent = e instanceof Error ? e.message : String(e);
+    return;
+  } finally {
+    loadingOlder = false;
+  }
   if (open !== o) return;
   for (const m of page.messages) o.messages.set(m.convSeq, m);
   if (page.messages.length > 0) o.oldest = page.messages[0].convSeq;
@@ -258,8 +270,8 @@ async function markRead(): Promise<void> {
   if (c && c.unreadCount === 0 && c.readSeq >= c.lastConvSeq) return;
   try {
     await client.markRead(open.convType, open.peer);
-  } catch (e) {
-    if (!(e instanceof ImError)) throw e;
+  } catch {
+    // Refused or offline: the next message or visit reads again.
   }
 }
 
@@ -481,7 +493,7 @@ $("new-group").addEventListener("submit", (ev) => {
     .catch((e) => alert(e instanceof Error ? e.message : String(e)));
 });
 
-$("chat-members").addEventListener("click", () => void showMembers());
+$("chat-members").addEventListener("click", () => void showMembers().catch((e) => alert(e instanceof Error ? e.message : String(e))));
 async function showMembers(): Promise<void> {
   if (!client || !open || open.convType !== ConvType.GROUP) return;
   const box = $("members");
