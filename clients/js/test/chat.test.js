@@ -1,13 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ImClient, text, im } from "../dist/index.js";
-import { Server, TcpClient, token, until } from "./support/server.js";
+import { text, im } from "../dist/index.js";
+import { Server, TcpClient, token, until, client } from "./support/server.js";
 
 const { ConvType } = im.v1;
-
-function client(server, uid, extra = {}) {
-  return new ImClient({ url: server.url, uid, token: () => token(uid), backoff: { baseMs: 50, maxMs: 500 }, ...extra });
-}
 
 test("login, then one-to-one chat between two SDK clients and a TCP client", async () => {
   const server = new Server();

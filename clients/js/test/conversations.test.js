@@ -1,13 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ImClient, text, im } from "../dist/index.js";
-import { Server, token, until } from "./support/server.js";
+import { text, im } from "../dist/index.js";
+import { Server, token, until, client } from "./support/server.js";
 
 const { ConvType, DeviceType } = im.v1;
-
-function client(server, uid, extra = {}) {
-  return new ImClient({ url: server.url, uid, token: () => token(uid), backoff: { baseMs: 50, maxMs: 400 }, ...extra });
-}
 
 function unread(c, convType, peer) {
   return c.conversation(convType, peer)?.unreadCount;

@@ -1,13 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ImClient, MemoryStorage, text, im } from "../dist/index.js";
-import { Server, token, until } from "./support/server.js";
+import { MemoryStorage, text, im } from "../dist/index.js";
+import { Server, token, until, client } from "./support/server.js";
 
 const { KickReason } = im.v1;
-
-function client(server, uid, extra = {}) {
-  return new ImClient({ url: server.url, uid, token: () => token(uid), backoff: { baseMs: 50, maxMs: 400 }, ...extra });
-}
 
 test("kill -9 and restart mid-conversation: every send answered once, the peer sees each message once, in order", async () => {
   const server = new Server();

@@ -9,7 +9,7 @@ import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { encodeFrame, decodeFrame, HEADER_BYTES, Cmd, im } from "../../dist/index.js";
+import { encodeFrame, decodeFrame, HEADER_BYTES, Cmd, ImClient, im } from "../../dist/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const IMSERVER = process.env.IM_SERVER_BINARY ?? join(here, "..", "..", "..", "..", "build", "imserver");
@@ -123,6 +123,11 @@ export class Server {
     await this.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** An SDK client of `server` for `uid`, with short reconnect delays for the tests. */
+export function client(server, uid, extra = {}) {
+  return new ImClient({ url: server.url, uid, token: () => token(uid), backoff: { baseMs: 50, maxMs: 400 }, ...extra });
 }
 
 /** A bare TCP client (PROTOCOL frames straight on TCP), for the cross-transport tests. */
