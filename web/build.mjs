@@ -15,6 +15,10 @@ const sdk = join(here, "..", "clients", "js");
 const pub = join(here, "public");
 const out = process.env.IM_WEB_OUT ?? pub;
 execFileSync(process.execPath, [join(sdk, "scripts", "gen-proto.mjs")], { stdio: "inherit" });
+// esbuild strips types without checking them: the SDK's TypeScript does.
+execFileSync(process.execPath, [join(sdk, "node_modules", "typescript", "bin", "tsc"), "-p", join(here, "tsconfig.json")], {
+  stdio: "inherit",
+});
 mkdirSync(out, { recursive: true });
 await build({
   entryPoints: [join(here, "src", "app.ts")],

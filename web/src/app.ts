@@ -1,5 +1,5 @@
 // The web chat page: a small application on the TypeScript SDK
-// (clients/js), bundled by esbuild into web/dist/app.js and served by
+// (clients/js), bundled by esbuild into web/public/app.js and served by
 // imserver from server.web_root (docs/web.md).
 
 import {
@@ -39,6 +39,10 @@ interface Open {
 
 let client: ImClient | undefined;
 let me = "";
+// The token the client logs in with; when the server refuses or expires it,
+// the login form asks for a new one and the client waits for it.
+let currentToken = "";
+let tokenWanted: { promise: Promise<string>; resolve: (t: string) => void } | undefined;
 let open: Open | undefined;
 const presence = new Map<string, boolean>();
 const groupNames = new Map<string, string>();
@@ -105,11 +109,13 @@ async function login(uid: string, token: string): Promise<void> {
   client = undefined;
   await previous?.close();
   me = uid;
+  currentToken = token;
+  tokenWanted = undefined;
   const storage = "indexedDB" in globalThis ? new IndexedDBStorage() : new MemoryStorage();
   const c = new ImClient({
     url: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`,
     uid,
-    token: () => token || "dev",
+    token: (reason) => (reason === "login" ? currentToken || "dev" : askForToken(reason)),
     storage,
     deviceId: deviceId(),
   });
@@ -135,8 +141,16 @@ async function login(uid: string, token: string): Promise<void> {
     renderConversations();
     renderHead();
   });
+  let lastError = "";
+  c.on("error", (e) => (lastError = e.message));
   c.on("kicked", (k) => {
     if (!k.reconnects && client === c) showLogin(`Logged out: ${k.message || "signed in elsewhere"}`);
+  });
+  c.on("state", (s) => {
+    // Closed by the server's side (a token refused twice, a kickout): log in again.
+    if (s !== "closed" || client !== c) return;
+    tokenWanted = undefined;
+    showLogin(`Disconnected${lastError ? `: ${lastError}` : ""}`);
   });
   await c.connect();
   sessionStorage.setItem("im.uid", uid);
@@ -147,6 +161,19 @@ async function login(uid: string, token: string): Promise<void> {
   await c.refreshConversations();
   await refreshGroups();
   renderConversations();
+}
+
+/** The server refused or expired the token: the login form asks for a new one. */
+function askForToken(reason: string): Promise<string> {
+  if (!tokenWanted) {
+    let resolve!: (t: string) => void;
+    const promise = new Promise<string>((r) => (resolve = r));
+    tokenWanted = { promise, resolve };
+    input("login-uid").value = me;
+    input("login-token").value = "";
+    showLogin(reason === "expired" ? "Your token expired: enter a new one." : "The server refused the token: enter a new one.");
+  }
+  return tokenWanted.promise;
 }
 
 function deviceId(): string {
@@ -430,7 +457,20 @@ async function recallMessage(m: Message): Promise<void> {
 $("login-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   $("login-error").textContent = "";
-  login(input("login-uid").value.trim(), input("login-token").value.trim()).catch((e) => {
+  const uid = input("login-uid").value.trim();
+  const token = input("login-token").value.trim();
+  const wanted = tokenWanted;
+  if (wanted && client && client.state !== "closed" && uid === me) {
+    // The running client waits for this token: it goes on with it.
+    tokenWanted = undefined;
+    currentToken = token;
+    sessionStorage.setItem("im.token", token);
+    ($("login") as HTMLElement).hidden = true;
+    ($("app") as HTMLElement).hidden = false;
+    wanted.resolve(token || "dev");
+    return;
+  }
+  login(uid, token).catch((e) => {
     client = undefined;
     showLogin(e instanceof Error ? e.message : String(e));
   });

@@ -17,13 +17,24 @@ const shots = process.env.IM_WEB_SHOTS ?? join(here, "..", "test-results");
 const CHROMIUM = process.env.IM_CHROMIUM ?? "/usr/bin/chromium";
 const T = 15_000;
 
-async function loginPage(browser, server, uid) {
+// Uncaught errors of every page: each test fails on any.
+const pageErrors = [];
+
+function launch() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu"],
+  });
+}
+
+async function loginPage(browser, server, uid, tokenValue = token(uid)) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
   const page = await context.newPage();
-  page.on("pageerror", (e) => console.error(`[${uid}] page error: ${e.message}`));
+  page.on("pageerror", (e) => pageErrors.push(`[${uid}] ${e.message}`));
   await page.goto(`http://127.0.0.1:${server.wsPort}/`);
   await page.fill("#login-uid", uid);
-  await page.fill("#login-token", token(uid));
+  await page.fill("#login-token", tokenValue);
   await page.click("#login-button");
   await page.waitForSelector("[data-testid=connection].online", { timeout: T });
   return page;
@@ -38,11 +49,8 @@ test("two browsers chat, see badges and receipts, survive a reload and a server 
   mkdirSync(shots, { recursive: true });
   const server = new Server({ "server.web_root": `"${webRoot}"` });
   await server.start();
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu"],
-  });
+  const browser = await launch();
+  pageErrors.length = 0;
   let carol;
   try {
     const alice = await loginPage(browser, server, "alice");
@@ -128,8 +136,36 @@ test("two browsers chat, see badges and receipts, survive a reload and a server 
     await send(alice, "after the restart");
     await bob.waitForSelector("[data-testid=message]:has-text('after the restart')", { timeout: T });
     await bob.screenshot({ path: join(shots, "06-after-restart.png") });
+    assert.deepEqual(pageErrors, []);
   } finally {
     carol?.close();
+    await browser.close();
+    await server.dispose();
+  }
+});
+
+test("an expired token: the page asks for a new one and the session goes on with it", async () => {
+  const server = new Server({ "server.web_root": `"${webRoot}"` });
+  await server.start();
+  const browser = await launch();
+  pageErrors.length = 0;
+  try {
+    const alice = await loginPage(browser, server, "alice", token("alice", 3));
+    // The server kicks at expiry (TOKEN_EXPIRED); the form asks for a new token.
+    await alice.waitForSelector("#login-error:has-text('expired')", { timeout: T });
+    assert.equal(await alice.inputValue("#login-uid"), "alice");
+    await alice.screenshot({ path: join(shots, "07-token-expired.png") });
+    await alice.fill("#login-token", token("alice"));
+    await alice.click("#login-button");
+    await alice.waitForSelector("[data-testid=connection].online", { timeout: 30_000 });
+    await alice.fill("#new-chat-uid", "bob");
+    await alice.click("#new-chat button");
+    await send(alice, "with the new token");
+    await alice.waitForSelector("[data-testid=receipt]:has-text('✓')", { timeout: T });
+    // The same client went on: one session, no second login form.
+    assert.equal(await alice.isVisible("[data-testid=login]"), false);
+    assert.deepEqual(pageErrors, []);
+  } finally {
     await browser.close();
     await server.dispose();
   }

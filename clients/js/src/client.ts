@@ -155,6 +155,7 @@ export class ImClient extends ImSession {
       this.list.load(all, inboxSeq);
       // Messages delivered while the pages came: those after the listing.
       for (const m of during) this.list.apply(this.uid, m, true);
+      for (const c of all) if (c.convType === v1.ConvType.GROUP) this.groupNewest(c.peer, c.lastConvSeq);
     } catch (e) {
       // The old list goes on, with what came meanwhile; listed again later.
       for (const m of this.reloading ?? []) this.list.apply(this.uid, m);

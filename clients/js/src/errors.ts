@@ -31,3 +31,17 @@ export class ClientClosed extends Error {
     this.name = "ClientClosed";
   }
 }
+
+/**
+ * A send left unanswered for longer than the outbox keeps it (ClientOptions
+ * outboxMaxAgeMs, below the server's dedupe window): sending it again could
+ * store it twice, so it is given up. It may or may not have been stored.
+ */
+export class SendExpired extends Error {
+  readonly clientMsgId: string;
+  constructor(clientMsgId: string, ageMs: number) {
+    super(`send ${clientMsgId} unanswered for ${Math.round(ageMs / 1000)} s: given up (it may have been stored)`);
+    this.name = "SendExpired";
+    this.clientMsgId = clientMsgId;
+  }
+}

@@ -22,7 +22,7 @@ export type {
   TokenProvider,
   TokenReason,
 } from "./session.js";
-export { ImError, ConnectionLost, ClientClosed } from "./errors.js";
+export { ImError, ConnectionLost, ClientClosed, SendExpired } from "./errors.js";
 export { Cmd, Status, statusName, encodeFrame, decodeFrame, HEADER_BYTES } from "./header.js";
 export type { Frame, Header, StatusName } from "./header.js";
 export { MemoryStorage, IndexedDBStorage, emptyState } from "./storage.js";

@@ -22,6 +22,12 @@ export class LargeGroups {
     return Object.keys(this.cursors);
   }
 
+  /** Whether a group's newest conv_seq (CONV_LIST) is past what is held. */
+  behind(gid: string, lastConvSeq: number): boolean {
+    const c = this.cursors[gid];
+    return c !== undefined && c < lastConvSeq;
+  }
+
   cursor(gid: string): number | undefined {
     return this.cursors[gid];
   }
@@ -39,9 +45,12 @@ export class LargeGroups {
   /**
    * Messages of a large group (pushed or from HISTORY): returns those to
    * deliver now, in conv_seq order; `gap` is set when some wait for a
-   * HISTORY from the cursor.
+   * HISTORY from the cursor. A HISTORY page from the cursor covers every
+   * conv_seq up to its newest message (`coveredTo`): one missing there is
+   * not for this user (deleted for them, expired) and is stepped over.
    */
-  offer(gid: string, messages: Message[]): { deliver: Message[]; gap: boolean } {
+  offer(gid: string, messages: Message[], coveredTo = 0): { deliver: Message[]; gap: boolean } {
+    if (messages.length === 0) return { deliver: [], gap: this.held.has(gid) };
     if (this.cursors[gid] === undefined) {
       // Pushed before the event that says where it starts: from here on.
       const first = Math.min(...messages.map((m) => m.convSeq));
@@ -55,10 +64,17 @@ export class LargeGroups {
     for (const m of messages) if (m.convSeq > this.cursors[gid] && !held.has(m.convSeq)) held.set(m.convSeq, m);
     const deliver: Message[] = [];
     for (;;) {
-      const next = held.get(this.cursors[gid] + 1);
-      if (!next) break;
-      held.delete(next.convSeq);
-      this.cursors[gid] = next.convSeq;
+      const at = this.cursors[gid] + 1;
+      const next = held.get(at);
+      if (!next) {
+        if (at <= coveredTo) {
+          this.cursors[gid] = at;
+          continue;
+        }
+        break;
+      }
+      held.delete(at);
+      this.cursors[gid] = at;
       deliver.push(next);
     }
     if (held.size > MAX_HELD) held.clear();

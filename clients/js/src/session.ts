@@ -21,7 +21,7 @@
 // Threading: none; everything runs on the caller's event loop.
 
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
-import { ClientClosed, ConnectionLost, ImError } from "./errors.js";
+import { ClientClosed, ConnectionLost, ImError, SendExpired } from "./errors.js";
 import { im } from "./gen/im.js";
 import { Cmd, decodeFrame, encodeFrame, FLAG_RESPONSE, Status, type Frame } from "./header.js";
 import { emptyState, MemoryStorage, type ClientState, type ClientStorage, type PendingSend } from "./storage.js";
@@ -52,6 +52,13 @@ export interface ClientOptions {
   backoff?: BackoffOptions;
   /** How long a request waits for its answer (default 15 s). */
   requestTimeoutMs?: number;
+  /**
+   * How long an unanswered send stays in the outbox (default 23 hours): keep
+   * it below the server's storage.dedupe_window_s (24 hours by default), or
+   * a send retried later could be stored twice. Past it the send is given
+   * up with SendExpired.
+   */
+  outboxMaxAgeMs?: number;
   clientVersion?: string;
 }
 
@@ -132,8 +139,11 @@ export class ImSession extends Emitter<ClientEvents> {
   private loaded = false;
   private nextSeq = 1;
   private readonly pending = new Map<number, Pending>();
-  private readonly waiters = new Map<string, OutboxWaiter>();
+  // Per client_msg_id: every caller of send() with that id is answered.
+  private readonly waiters = new Map<string, OutboxWaiter[]>();
   private token: string | undefined;
+  // The provider call under way: every login waits on the same one.
+  private tokenAsk: Promise<string> | undefined;
   private tokenRefusals = 0;
   private attempt = 0;
   private retryAfterMs = 0;
@@ -141,6 +151,7 @@ export class ImSession extends Emitter<ClientEvents> {
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   private heartbeatMs = 30_000;
   private lastHeardMs = 0;
+  private lastBeatMs = 0;
   private closedByUs = false;
   private loginWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   // Inbox delivery: `held` is the highest seq given to the application;
@@ -164,6 +175,7 @@ export class ImSession extends Emitter<ClientEvents> {
       storage: new MemoryStorage(),
       backoff: DEFAULT_BACKOFF,
       requestTimeoutMs: 15_000,
+      outboxMaxAgeMs: 23 * 3600_000,
       ...options,
     };
     this.storageKey = `${options.uid}|${this.opts.deviceType}|${options.deviceId ?? ""}`;
@@ -192,6 +204,7 @@ export class ImSession extends Emitter<ClientEvents> {
     if (!this.loaded) {
       this.saved = (await this.opts.storage.load(this.storageKey)) ?? emptyState();
       this.held = this.saved.inboxSeq;
+      for (const p of this.saved.outbox) p.createdMs ||= Date.now(); // saved by a version without it
       this.ackedSeq = 0;
       this.large = new LargeGroups(this.saved.groupCursors);
       this.loaded = true;
@@ -286,6 +299,14 @@ export class ImSession extends Emitter<ClientEvents> {
     if (inboxSeq > this.held) void this.resync();
   }
 
+  /**
+   * CONV_LIST says a group's newest conv_seq: a large group whose cursor is
+   * below it is caught up with HISTORY (PROTOCOL 9).
+   */
+  protected groupNewest(gid: string, lastConvSeq: number): void {
+    if (this.large.behind(gid, lastConvSeq)) void this.fillLarge(gid);
+  }
+
   /** Called after each login's resync (ImClient loads its list here). */
   protected afterResync(): void {
     // ImSession keeps no more than the inbox.
@@ -313,8 +334,13 @@ export class ImSession extends Emitter<ClientEvents> {
       to,
       contentType: options.contentType ?? 0,
       body: typeof body === "string" ? new TextEncoder().encode(body) : body,
+      createdMs: Date.now(),
     };
-    const result = new Promise<SendResult>((resolve, reject) => this.waiters.set(p.clientMsgId, { resolve, reject }));
+    const result = new Promise<SendResult>((resolve, reject) => {
+      const list = this.waiters.get(p.clientMsgId) ?? [];
+      list.push({ resolve, reject });
+      this.waiters.set(p.clientMsgId, list);
+    });
     if (!this.saved.outbox.some((o) => o.clientMsgId === p.clientMsgId)) {
       this.saved.outbox.push(p);
       await this.persist();
@@ -335,6 +361,11 @@ export class ImSession extends Emitter<ClientEvents> {
       // In order: messages one session sends to one conversation keep it.
       while (this.stateValue === "online" && this.saved.outbox.length > 0) {
         const p = this.saved.outbox[0];
+        const age = Date.now() - p.createdMs;
+        if (age > this.opts.outboxMaxAgeMs) {
+          this.finishSend(p, undefined, new SendExpired(p.clientMsgId, age));
+          continue;
+        }
         const req = v1.SendReq.encode({
           clientMsgId: p.clientMsgId,
           convType: p.convType,
@@ -369,24 +400,25 @@ export class ImSession extends Emitter<ClientEvents> {
           duplicate: resp.duplicate,
         };
         // The sending session gets no PUSH of its own message: the answer
-        // gives its place in the inbox.
-        this.offer([
-          {
-            msgId: result.msgId,
-            convType: p.convType,
-            from: this.opts.uid,
-            to: p.to,
-            convSeq: result.convSeq,
-            inboxSeq: result.inboxSeq,
-            clientMsgId: p.clientMsgId,
-            contentType: p.contentType,
-            body: p.body,
-            serverTimeMs: result.serverTimeMs,
-            topic: "",
-            editVersion: 0,
-            editedMs: 0,
-          },
-        ]);
+        // gives its place in the inbox, or for a large group (inbox_seq 0,
+        // PROTOCOL 9) in the group's history.
+        const own: Message = {
+          msgId: result.msgId,
+          convType: p.convType,
+          from: this.opts.uid,
+          to: p.to,
+          convSeq: result.convSeq,
+          inboxSeq: result.inboxSeq,
+          clientMsgId: p.clientMsgId,
+          contentType: p.contentType,
+          body: p.body,
+          serverTimeMs: result.serverTimeMs,
+          topic: "",
+          editVersion: 0,
+          editedMs: 0,
+        };
+        if (result.inboxSeq === 0 && p.convType === v1.ConvType.GROUP) this.offerLarge(p.to, [own]);
+        else this.offer([own]);
         this.finishSend(p, result);
       }
     } finally {
@@ -397,11 +429,14 @@ export class ImSession extends Emitter<ClientEvents> {
   private finishSend(p: PendingSend, result?: SendResult, error?: Error): void {
     this.saved.outbox = this.saved.outbox.filter((o) => o.clientMsgId !== p.clientMsgId);
     void this.persist();
-    const w = this.waiters.get(p.clientMsgId);
+    const list = this.waiters.get(p.clientMsgId) ?? [];
     this.waiters.delete(p.clientMsgId);
-    if (!w) return;
-    if (result) w.resolve(result);
-    else w.reject(error ?? new Error("send failed"));
+    // A send from an earlier run (the storage's outbox) has no caller to tell.
+    if (error && list.length === 0) this.emit("error", error);
+    for (const w of list) {
+      if (result) w.resolve(result);
+      else w.reject(error ?? new Error("send failed"));
+    }
   }
 
   // ------------------------------------------------------------ connection
@@ -482,7 +517,7 @@ export class ImSession extends Emitter<ClientEvents> {
 
   private async login(s: SocketLike): Promise<void> {
     try {
-      if (this.token === undefined) this.token = await this.opts.token("login");
+      if (this.token === undefined) await this.askToken("login");
       const req = v1.LoginReq.encode({
         uid: this.opts.uid,
         token: this.token,
@@ -517,7 +552,6 @@ export class ImSession extends Emitter<ClientEvents> {
     } catch (e) {
       if (this.socket !== s) return;
       if (e instanceof ImError && e.status === Status.UNAUTHENTICATED) {
-        // The token is refused: a new one, at most twice in a row.
         // The token is refused: a new one, once; refused again, the client closes.
         this.token = undefined;
         if (++this.tokenRefusals > 1) {
@@ -525,7 +559,7 @@ export class ImSession extends Emitter<ClientEvents> {
           return;
         }
         try {
-          this.token = await this.opts.token("refused");
+          await this.askToken("refused");
         } catch (te) {
           // The provider failed (its backend down?): asked again at the next attempt.
           this.emit("error", te as Error);
@@ -539,22 +573,44 @@ export class ImSession extends Emitter<ClientEvents> {
     }
   }
 
+  /**
+   * One call of the token provider at a time (it may wait on a person): a
+   * login while one is under way waits for its token.
+   */
+  private askToken(reason: TokenReason): Promise<string> {
+    this.tokenAsk ??= Promise.resolve()
+      .then(() => this.opts.token(reason))
+      .then((t) => {
+        this.token = t;
+        return t;
+      })
+      .finally(() => (this.tokenAsk = undefined));
+    return this.tokenAsk;
+  }
+
   private settleLogin(): void {
     const waiters = this.loginWaiters;
     this.loginWaiters = [];
     for (const w of waiters) w.resolve();
   }
 
+  // A HEARTBEAT every interval; checked four times an interval, so a link
+  // silent for two intervals is dropped within 2.25 of them.
   private startHeartbeat(): void {
     this.stopHeartbeat();
     this.lastHeardMs = Date.now();
+    this.lastBeatMs = Date.now();
     this.heartbeatTimer = setInterval(() => {
-      if (Date.now() - this.lastHeardMs > 2 * this.heartbeatMs) {
+      const now = Date.now();
+      if (now - this.lastHeardMs > 2 * this.heartbeatMs) {
         this.dropLink(); // two silent intervals: the link is dead
         return;
       }
-      this.request(Cmd.HEARTBEAT, new Uint8Array(0)).catch(() => undefined);
-    }, this.heartbeatMs);
+      if (now - this.lastBeatMs < this.heartbeatMs) return;
+      this.lastBeatMs = now;
+      // Its answer only refreshes lastHeardMs; a missing one is the check above.
+      this.request(Cmd.HEARTBEAT, new Uint8Array(0), 2 * this.heartbeatMs).catch(() => undefined);
+    }, Math.max(250, this.heartbeatMs / 4));
   }
 
   private stopHeartbeat(): void {
@@ -625,7 +681,7 @@ export class ImSession extends Emitter<ClientEvents> {
     const waiters = this.loginWaiters;
     this.loginWaiters = [];
     for (const w of waiters) w.reject(reason);
-    for (const [, w] of this.waiters) w.reject(reason);
+    for (const [, list] of this.waiters) for (const w of list) w.reject(reason);
     this.waiters.clear();
   }
 
@@ -697,12 +753,7 @@ export class ImSession extends Emitter<ClientEvents> {
     if (k.reason === v1.KickReason.TOKEN_EXPIRED) {
       this.token = undefined;
       // A provider that fails is asked again at the next login ("login").
-      Promise.resolve()
-        .then(() => this.opts.token("expired"))
-        .then(
-          (t) => (this.token = t),
-          (e) => this.emit("error", e as Error),
-        );
+      this.askToken("expired").catch((e) => this.emit("error", e as Error));
     }
     // reconnect_after_ms counts from the kickout's receipt.
     this.retryAfterMs = Math.max(this.retryAfterMs, k.reconnectAfterMs);
@@ -754,10 +805,11 @@ export class ImSession extends Emitter<ClientEvents> {
     else if (e.group?.large) this.large.start(m.to, Math.max(m.convSeq + 1, Number(e.group.largeFromSeq ?? 0)));
   }
 
-  private offerLarge(gid: string, messages: Message[]): void {
-    const { deliver, gap } = this.large.offer(gid, messages);
+  private offerLarge(gid: string, messages: Message[], coveredTo = 0): void {
+    const before = this.large.cursor(gid);
+    const { deliver, gap } = this.large.offer(gid, messages, coveredTo);
     for (const m of deliver) this.emit("message", m);
-    if (deliver.length > 0) void this.persist();
+    if (this.large.cursor(gid) !== before) void this.persist();
     if (gap) setTimeout(() => void this.fillLarge(gid), GAP_WAIT_MS);
   }
 
@@ -775,7 +827,9 @@ export class ImSession extends Emitter<ClientEvents> {
         );
         const page = v1.HistoryResp.decode(frame.body);
         const before = from;
-        this.offerLarge(gid, page.messages.map(toMessage));
+        const messages = page.messages.map(toMessage);
+        // The page is every conv_seq after `from` up to its newest that this user may see.
+        this.offerLarge(gid, messages, messages.length > 0 ? messages[messages.length - 1].convSeq : 0);
         if (!page.hasMore || this.large.cursor(gid) === before) return;
       }
     } catch (e) {

@@ -9,6 +9,8 @@ export interface PendingSend {
   to: string;
   contentType: number;
   body: Uint8Array;
+  /** When the application first asked (ms since the epoch); 0 in states saved by older versions. */
+  createdMs: number;
 }
 
 export interface ClientState {

@@ -1,9 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { MemoryStorage, text, im } from "../dist/index.js";
-import { Server, token, until, client } from "./support/server.js";
+import { MemoryStorage, ImError, Status, text, im } from "../dist/index.js";
+import { Server, token, until, client, freePort } from "./support/server.js";
 
-const { KickReason } = im.v1;
+const { KickReason, ConvType } = im.v1;
 
 test("kill -9 and restart mid-conversation: every send answered once, the peer sees each message once, in order", async () => {
   const server = new Server();
@@ -46,14 +46,28 @@ test("a graceful shutdown's KICKOUT SERVER_SHUTDOWN: the client waits reconnect_
   try {
     await alice.connect();
     const kicks = [];
-    alice.on("kicked", (k) => kicks.push(k));
+    let kickedAt = 0;
+    alice.on("kicked", (k) => {
+      kicks.push(k);
+      kickedAt = Date.now();
+    });
+    // The first attempt after the kickout: never before reconnect_after_ms.
+    let firstAttemptAt = 0;
+    alice.on("state", (s) => {
+      if (s === "connecting" && kickedAt > 0 && firstAttemptAt === 0) firstAttemptAt = Date.now();
+    });
     await server.stop("SIGTERM");
     assert.equal(kicks.length, 1);
     assert.equal(kicks[0].reason, KickReason.SERVER_SHUTDOWN);
     assert.equal(kicks[0].reconnects, true);
+    assert.ok(kicks[0].reconnectAfterMs >= 1000, `reconnect_after_ms ${kicks[0].reconnectAfterMs}`);
     assert.notEqual(alice.state, "closed");
     await server.restart();
     await until(() => alice.state === "online", 30_000, "the reconnect");
+    assert.ok(
+      firstAttemptAt - kickedAt >= kicks[0].reconnectAfterMs,
+      `tried ${firstAttemptAt - kickedAt} ms after the kickout, asked to wait ${kicks[0].reconnectAfterMs} ms`,
+    );
     const r = await alice.send("bob", "after the restart");
     assert.equal(r.duplicate, false);
   } finally {
@@ -222,6 +236,122 @@ test("a token provider that fails is asked again later; the client does not clos
     assert.equal(alice.state, "online");
   } finally {
     await alice.close();
+    await server.dispose();
+  }
+});
+
+test("a server that stops answering (SIGSTOP) is taken for dead after two heartbeat intervals, and the client comes back", async () => {
+  const server = new Server({ "heartbeat.interval_s": "1", "heartbeat.timeout_s": "60" });
+  await server.start();
+  const alice = client(server, "alice");
+  try {
+    await alice.connect();
+    const states = [];
+    alice.on("state", (s) => states.push(s));
+    server.proc.kill("SIGSTOP");
+    try {
+      // The socket stays open: only the missing heartbeat answers tell.
+      await until(() => alice.state !== "online", 15_000, "the dead link");
+    } finally {
+      server.proc.kill("SIGCONT");
+    }
+    assert.equal(states[0], "offline");
+    await until(() => alice.state === "online", 20_000, "the reconnect");
+    const r = await alice.send("bob", "after the stall");
+    assert.equal(r.duplicate, false);
+  } finally {
+    await alice.close();
+    await server.dispose();
+  }
+});
+
+test("an ADMIN kick closes the client for good: no reconnect", async () => {
+  const adminPort = await freePort();
+  const key = "0123456789abcdef0123456789abcdef";
+  const server = new Server({ "admin.listen": `"127.0.0.1:${adminPort}"`, "admin.api_key": `"${key}"` });
+  await server.start();
+  const alice = client(server, "alice");
+  try {
+    await alice.connect();
+    const kicks = [];
+    alice.on("kicked", (k) => kicks.push(k));
+    const states = [];
+    alice.on("state", (s) => states.push(s));
+    const res = await fetch(`http://127.0.0.1:${adminPort}/v1/users/alice/kick`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ revoke: true }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).kicked_sessions, 1);
+    await until(() => alice.state === "closed", 10_000, "the client to close");
+    assert.equal(kicks[0].reason, KickReason.ADMIN);
+    assert.equal(kicks[0].reconnects, false);
+    assert.ok(!states.includes("connecting"), `states after the kick: ${states}`);
+    await assert.rejects(alice.send("bob", "x"), { name: "ClientClosed" });
+  } finally {
+    await alice.close();
+    await server.dispose();
+  }
+});
+
+test("a send refused for good rejects with its status and does not hold up the ones after it; one client_msg_id sent twice answers both", async () => {
+  const server = new Server();
+  await server.start();
+  const alice = client(server, "alice");
+  try {
+    await alice.connect();
+    const refused = alice.send("no-such-group", "x", { convType: ConvType.GROUP });
+    const next = alice.send("bob", "after it");
+    await assert.rejects(refused, (e) => e instanceof ImError && (e.status === Status.NOT_FOUND || e.status === Status.FORBIDDEN));
+    const r = await next;
+    assert.equal(r.duplicate, false);
+    assert.equal(alice.outbox.length, 0);
+    const [a, b] = await Promise.all([
+      alice.send("bob", "once", { clientMsgId: "same-id" }),
+      alice.send("bob", "once", { clientMsgId: "same-id" }),
+    ]);
+    assert.equal(a.msgId, b.msgId);
+    const again = await alice.send("bob", "once", { clientMsgId: "same-id" });
+    assert.equal(again.msgId, a.msgId);
+    assert.equal(again.duplicate, true);
+  } finally {
+    await alice.close();
+    await server.dispose();
+  }
+});
+
+test("an outbox entry older than outboxMaxAgeMs is given up with SendExpired, never sent", async () => {
+  const server = new Server();
+  await server.start();
+  const storage = new MemoryStorage();
+  const old = Date.now() - 2 * 3600_000;
+  await storage.save("alice|3|", {
+    inboxSeq: 0,
+    groupCursors: {},
+    outbox: [
+      { clientMsgId: "stale", convType: ConvType.C2C, to: "bob", contentType: 0, body: new TextEncoder().encode("stale"), createdMs: old },
+      { clientMsgId: "fresh", convType: ConvType.C2C, to: "bob", contentType: 0, body: new TextEncoder().encode("fresh"), createdMs: Date.now() },
+    ],
+  });
+  const alice = client(server, "alice", { storage, outboxMaxAgeMs: 3600_000 });
+  const bob = client(server, "bob");
+  try {
+    const errors = [];
+    alice.on("error", (e) => errors.push(e));
+    await bob.connect();
+    const got = [];
+    bob.on("message", (m) => got.push(text(m)));
+    await alice.connect();
+    await until(() => alice.outbox.length === 0, 10_000, "the outbox");
+    await until(() => got.length === 1, 10_000, "the fresh message");
+    assert.deepEqual(got, ["fresh"]);
+    const expired = errors.filter((e) => e.name === "SendExpired");
+    assert.equal(expired.length, 1);
+    assert.equal(expired[0].clientMsgId, "stale");
+  } finally {
+    await alice.close();
+    await bob.close();
     await server.dispose();
   }
 });

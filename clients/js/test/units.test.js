@@ -76,3 +76,24 @@ test("the conversation list: counts from messages, a read mark below the newest 
   assert.equal(list.get(2, "big").unreadCount, 1);
   assert.deepEqual(list.list().map((c) => c.peer), ["big", "bob"]);
 });
+
+test("large groups: a HISTORY page steps over conv_seqs it leaves out, CONV_LIST says when a group is behind", () => {
+  const cursors = { big: 4 };
+  const g = new LargeGroups(cursors);
+  assert.equal(g.behind("big", 9), true);
+  assert.equal(g.behind("big", 4), false);
+  assert.equal(g.behind("unknown", 9), false); // not followed: nothing to catch up
+  // A push above a gap waits...
+  let r = g.offer("big", [msg(8)]);
+  assert.deepEqual(r.deliver, []);
+  assert.equal(r.gap, true);
+  // ...HISTORY after 4 answers 5 and 7 (6 deleted for this user): up to 7 is covered.
+  r = g.offer("big", [msg(5), msg(7)], 7);
+  assert.deepEqual(r.deliver.map((m) => m.convSeq), [5, 7, 8]);
+  assert.equal(r.gap, false);
+  assert.equal(cursors.big, 8);
+  // An empty page moves nothing.
+  r = g.offer("big", [], 0);
+  assert.deepEqual(r.deliver, []);
+  assert.equal(cursors.big, 8);
+});

@@ -15,7 +15,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const IMSERVER = process.env.IM_SERVER_BINARY ?? join(here, "..", "..", "..", "..", "build", "imserver");
 const SECRET = "js-sdk-test-secret-of-at-least-32-bytes";
 
-async function freePort() {
+export async function freePort() {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once("error", reject);
