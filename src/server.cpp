@@ -12,6 +12,7 @@
 #include "config/config_loader.h"
 #include "core/service.h"
 #include "http/admin_server.h"
+#include "http/dev_admin_key.h"
 #include "http/webhook_worker.h"
 #include "net/admission_control.h"
 #include "net/connection.h"
@@ -88,6 +89,28 @@ void Server::reload(const Config& fresh) {
   spdlog::info("SIGHUP: TLS certificate and key re-read from {} and {}", fresh.tls.cert_file, fresh.tls.key_file);
 }
 
+namespace {
+
+// admin.api_key empty and the admin listener on loopback only: the key of
+// the data dir (made at the first start), so that the API works on a fresh
+// checkout without a secret in the shipped config (docs/operations.md).
+void use_dev_admin_key(Config& config) {
+  if (!config.admin.api_key.empty()) return;
+  auto hp = parse_host_port(config.admin.listen);
+  if (!hp || !is_loopback_host(hp->host)) return;  // AdminServer warns: /v1 answers 401
+  auto key = http::load_or_create_dev_admin_key(config.storage.data_dir);
+  if (!key) throw std::runtime_error("admin.api_key: " + key.error().message);
+  config.admin.api_key = key->key;
+  if (key->created)
+    spdlog::warn("admin.api_key is empty and the admin listener is on loopback: made a development key for the "
+                 "admin API, kept in {} and shown this once: {}",
+                 key->path, key->key);
+  else
+    spdlog::info("admin.api_key is empty: the admin API takes the development key kept in {}", key->path);
+}
+
+}  // namespace
+
 void Server::start() {
   Impl& s = *impl_;
   if (s.running) return;
@@ -124,6 +147,7 @@ void Server::start() {
     s.webhook = std::make_unique<http::WebhookWorker>(s.config.webhook, s.service.store(),
                                                       static_cast<unsigned>(s.service.shard_count()));
   if (!s.config.admin.listen.empty()) {
+    use_dev_admin_key(s.config);
     s.admin = std::make_unique<http::AdminServer>(s.config, s.service, s.draining);
     s.admin->start();
     s.bound.push_back({"admin", s.admin->host(), s.admin->port()});

@@ -3,10 +3,14 @@
 
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "common/base64.h"
 #include "http_helpers.h"
@@ -55,12 +59,62 @@ TEST_CASE("admin: health without a key, every /v1 call needs the key") {
   expect_error(admin.get("/v1/nothing-here"), 404, "NOT_FOUND");
 }
 
-TEST_CASE("admin: an empty api_key refuses every /v1 call") {
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+
+TEST_CASE("admin: an empty api_key on a loopback listener makes a development key once, kept in the data dir") {
   ServerProcess server(Overrides{{"admin.listen", "\"127.0.0.1:0\""}});
-  AdminClient admin(server.admin_port(), "");
-  expect_error(admin.post("/v1/tokens", {{"uid", "alice"}}), 401, "UNAUTHENTICATED");
+  const std::string path = server.data_dir() + "/admin_api_key";
+  std::string key = read_text(path);
+  REQUIRE(key.size() == 65);  // 64 hex digits and a newline
+  CHECK(key.back() == '\n');
+  key.pop_back();
+  CHECK(key.find_first_not_of("0123456789abcdef") == std::string::npos);
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  // Shown once, at its making.
+  CHECK(count_of(server.log(), key) == 1);
+
+  // Without it (or with another key) nothing; with it, the API.
+  for (const std::string& other : {std::string(), std::string("wrong-key"), key.substr(1)}) {
+    AdminClient wrong(server.admin_port(), other);
+    expect_error(wrong.post("/v1/tokens", {{"uid", "alice"}}, !other.empty()), 401, "UNAUTHENTICATED");
+  }
+  AdminClient admin(server.admin_port(), key);
+  HttpReply t = admin.post("/v1/tokens", {{"uid", "alice"}});
+  CHECK(t.status == 200);
   CHECK(admin.get("/healthz", false).status == 200);
-  CHECK(server.log().find("admin.api_key is empty") != std::string::npos);
+
+  // The next start takes the same key and does not show it again.
+  server.terminate();
+  server.restart();
+  CHECK(read_text(path) == key + "\n");
+  CHECK(count_of(server.log(), key) == 1);
+  CHECK(server.log().find("takes the development key kept in") != std::string::npos);
+  AdminClient again(server.admin_port(), key);
+  CHECK(again.post("/v1/tokens", {{"uid", "alice"}}).status == 200);
+}
+
+TEST_CASE("admin: a development key file that is not a key stops the start instead of being replaced") {
+  const std::string dir = unique_temp_path("imserver-devkey");
+  {
+    std::filesystem::create_directories(dir + "/data");
+    std::ofstream(dir + "/data/admin_api_key") << "not a key\n";
+  }
+  CHECK_THROWS(ServerProcess(Overrides{{"admin.listen", "\"127.0.0.1:0\""}}, dir + "/data"));
+  CHECK(read_text(dir + "/data/admin_api_key") == "not a key\n");
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("admin: bad JSON and wrong types are 400, never a crash") {
