@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   }
   im::Config config = std::move(loaded.value());
   setup_logging(config.log);
+  spdlog::info("imserver {} starting with {}", im::kVersionString, config_path);
   fit_file_limit(config);
   if (config.auth.insecure()) spdlog::warn("auth.mode = \"insecure\": any token is accepted (loopback only)");
 
