@@ -81,7 +81,12 @@ function describe(m: Message | undefined): string {
 }
 
 function groupEventText(m: Message): string {
-  const e = im.v1.GroupEvent.decode(m.body);
+  let e: im.v1.GroupEvent;
+  try {
+    e = im.v1.GroupEvent.decode(m.body);
+  } catch {
+    return "(unreadable group event)";
+  }
   const who = e.uids.join(", ");
   switch (e.type) {
     case GroupEventType.CREATED:
@@ -108,6 +113,7 @@ async function login(uid: string, token: string): Promise<void> {
   const previous = client;
   client = undefined;
   await previous?.close();
+  resetView();
   me = uid;
   currentToken = token;
   tokenWanted = undefined;
@@ -142,15 +148,19 @@ async function login(uid: string, token: string): Promise<void> {
     renderHead();
   });
   let lastError = "";
+  let kickText = "";
   c.on("error", (e) => (lastError = e.message));
   c.on("kicked", (k) => {
-    if (!k.reconnects && client === c) showLogin(`Logged out: ${k.message || "signed in elsewhere"}`);
+    if (!k.reconnects) kickText = `Logged out: ${k.message || "signed in elsewhere"}`;
   });
   c.on("state", (s) => {
-    // Closed by the server's side (a token refused twice, a kickout): log in again.
+    // Before the first login the form says how it goes (a server down, backoff).
+    if (client === c && !($("login") as HTMLElement).hidden && s !== "closed")
+      $("login-error").textContent = s === "online" ? "" : `${s}…${lastError ? ` (${lastError})` : ""}`;
+    // Closed by the server's side (a kickout, a token refused twice): log in again.
     if (s !== "closed" || client !== c) return;
     tokenWanted = undefined;
-    showLogin(`Disconnected${lastError ? `: ${lastError}` : ""}`);
+    showLogin(kickText || `Disconnected${lastError ? `: ${lastError}` : ""}`);
   });
   await c.connect();
   sessionStorage.setItem("im.uid", uid);
@@ -174,6 +184,21 @@ function askForToken(reason: string): Promise<string> {
     showLogin(reason === "expired" ? "Your token expired: enter a new one." : "The server refused the token: enter a new one.");
   }
   return tokenWanted.promise;
+}
+
+/** Forgets what the previous user of this tab saw. */
+function resetView(): void {
+  open = undefined;
+  presence.clear();
+  watched.clear();
+  groupNames.clear();
+  typingUntil.clear();
+  if (receiptsTimer) clearInterval(receiptsTimer);
+  receiptsTimer = undefined;
+  ($("chat") as HTMLElement).hidden = true;
+  $("message-list").replaceChildren();
+  $("conversations").replaceChildren();
+  $("chat-error").textContent = "";
 }
 
 function deviceId(): string {
@@ -252,6 +277,7 @@ async function openConversation(convType: number, peer: string): Promise<void> {
   ($("chat-members") as HTMLElement).hidden = convType !== ConvType.GROUP;
   renderHead();
   $("message-list").replaceChildren();
+  $("chat-error").textContent = "";
   await loadOlder(true);
   await markRead();
   if (receiptsTimer) clearInterval(receiptsTimer);
@@ -276,7 +302,7 @@ async function loadOlder(first = false): Promise<void> {
     page = await client.history(o.convType, o.peer, { beforeSeq: first ? 0 : o.oldest, limit: PAGE });
   } catch (e) {
     // Not a member any more, no such user, or offline: said in the chat pane.
-    $("typing").textContent = e instanceof Error ? e.message : String(e);
+    if (open === o) $("chat-error").textContent = e instanceof Error ? e.message : String(e);
     return;
   } finally {
     loadingOlder = false;
@@ -312,8 +338,8 @@ async function refreshReceipts(): Promise<void> {
     for (const c of r.counts) o.readCounts.set(c.convSeq, c.readCount);
     o.memberCount = r.counts[0]?.memberCount ?? 0;
     if (open === o) renderMessages();
-  } catch (e) {
-    if (!(e instanceof ImError)) throw e; // DISABLED in a large group: no counts
+  } catch {
+    // DISABLED in a large group (no counts), or offline: asked again later.
   }
 }
 
@@ -326,11 +352,30 @@ function onMessage(m: Message): void {
     if (m.from !== me) typingUntil.delete(key(open.convType, open.peer));
     renderMessages(true);
     renderTyping();
-    if (document.visibilityState === "visible") void markRead();
+    if (document.visibilityState === "visible") markReadSoon();
   }
 }
 
+// One CONV_READ for a burst of messages, not one each (they count against
+// the user's request rate).
+let markReadTimer: ReturnType<typeof setTimeout> | undefined;
+function markReadSoon(): void {
+  if (markReadTimer) return;
+  markReadTimer = setTimeout(() => {
+    markReadTimer = undefined;
+    void markRead();
+  }, 500);
+}
+
 function applyChange(event: Message): void {
+  try {
+    applyChangeTo(event);
+  } catch {
+    // An event body that does not decode: the target stays as it was.
+  }
+}
+
+function applyChangeTo(event: Message): void {
   if (!open) return;
   if (event.contentType === RECALL) {
     const r = im.v1.MessageRecall.decode(event.body);
@@ -421,6 +466,19 @@ function renderMessages(stickToBottom = false): void {
     li.append(meta);
     list.append(li);
   }
+  // Sends not yet stored (offline, or on their way): shown as pending.
+  for (const p of client.outbox) {
+    if (p.to !== open.peer || p.convType !== open.convType) continue;
+    const li = document.createElement("li");
+    li.className = "msg mine pending";
+    li.dataset.testid = "pending";
+    const body = document.createElement("div");
+    body.className = "body";
+    body.textContent = new TextDecoder().decode(p.body);
+    const meta = Object.assign(document.createElement("div"), { className: "meta", textContent: "sending…" });
+    li.append(body, meta);
+    list.append(li);
+  }
   if (stickToBottom && atBottom) box.scrollTop = box.scrollHeight;
 }
 
@@ -471,6 +529,8 @@ $("login-form").addEventListener("submit", (ev) => {
     return;
   }
   login(uid, token).catch((e) => {
+    // A login replaced by a newer one (a second click) says nothing.
+    if (client && client.state !== "closed") return;
     client = undefined;
     showLogin(e instanceof Error ? e.message : String(e));
   });
@@ -482,7 +542,7 @@ $("logout").addEventListener("click", () => {
   input("login-token").value = "";
   void client?.close();
   client = undefined;
-  open = undefined;
+  resetView();
   showLogin();
 });
 
@@ -494,7 +554,14 @@ $("composer").addEventListener("submit", (ev) => {
   input("text").value = "";
   lastTypingSent = 0;
   void client.typing(open.convType, open.peer, TypingState.STOPPED).catch(() => undefined);
-  client.send(open.peer, body, { convType: open.convType }).catch((e) => alert(e instanceof Error ? e.message : String(e)));
+  const c = client;
+  c.send(open.peer, body, { convType: open.convType })
+    .catch((e) => alert(e instanceof Error ? e.message : String(e)))
+    .finally(() => {
+      if (client === c) renderMessages(true);
+    });
+  // Shown as pending at once (the outbox holds it once the storage has it).
+  setTimeout(() => renderMessages(true), 50);
 });
 
 $("text").addEventListener("input", () => {
@@ -541,10 +608,40 @@ async function showMembers(): Promise<void> {
   if (box.hidden) return;
   const g = await client.getGroup(open.peer, { withMembers: true });
   const list = $("member-list");
+  const gid = open.peer;
   list.replaceChildren(
-    ...g.members.map((u) => Object.assign(document.createElement("li"), { textContent: u === g.group.owner ? `${u} (owner)` : u })),
+    ...g.members.map((u) => {
+      const li = Object.assign(document.createElement("li"), { textContent: u === g.group.owner ? `${u} (owner)` : u });
+      if (g.group.owner === me && u !== me) {
+        // The owner removes members.
+        const remove = Object.assign(document.createElement("button"), { textContent: "remove", type: "button" });
+        remove.dataset.testid = `remove-${u}`;
+        remove.onclick = () =>
+          void client
+            ?.removeMembers(gid, [u])
+            .then(() => {
+              box.hidden = true;
+              return showMembers();
+            })
+            .catch((e) => alert(e instanceof Error ? e.message : String(e)));
+        li.append(" ", remove);
+      }
+      return li;
+    }),
   );
 }
+
+$("leave-group").addEventListener("click", () => {
+  if (!client || !open || open.convType !== ConvType.GROUP) return;
+  const gid = open.peer;
+  client
+    .leaveGroup(gid)
+    .then(() => {
+      ($("members") as HTMLElement).hidden = true;
+      $("chat-error").textContent = "You left the group.";
+    })
+    .catch((e) => alert(e instanceof Error ? e.message : String(e)));
+});
 
 $("add-member").addEventListener("submit", (ev) => {
   ev.preventDefault();

@@ -9,7 +9,8 @@ import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { Server, TcpClient, token } from "../../clients/js/test/support/server.js";
+import { Server, TcpClient, token, client, until } from "../../clients/js/test/support/server.js";
+import { text } from "../../clients/js/dist/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const webRoot = process.env.IM_WEB_ROOT ?? join(here, "..", "public");
@@ -116,6 +117,13 @@ test("two browsers chat, see badges and receipts, survive a reload and a server 
     await alice.waitForSelector("[data-testid=receipt]:has-text('read by 1')", { timeout: T });
     await carol.send(gid, "carol in the group", 2);
     await bob.waitForSelector("[data-testid=message]:has-text('carol in the group')", { timeout: T });
+    // The owner removes a member; the event shows in the group.
+    await alice.click("#chat-members");
+    await alice.waitForSelector("[data-testid=members] li:has-text('carol')", { timeout: T });
+    await alice.click("[data-testid=remove-carol]");
+    await alice.waitForSelector("[data-testid=members] li:has-text('carol')", { state: "detached", timeout: T });
+    await bob.waitForSelector("[data-testid=message]:has-text('alice removed carol')", { timeout: T });
+    await alice.click("#chat-members");
     await alice.screenshot({ path: join(shots, "04-group-read-by.png") });
 
     // bob reloads: logged in again, his conversations and the history back.
@@ -166,6 +174,77 @@ test("an expired token: the page asks for a new one and the session goes on with
     assert.equal(await alice.isVisible("[data-testid=login]"), false);
     assert.deepEqual(pageErrors, []);
   } finally {
+    await browser.close();
+    await server.dispose();
+  }
+});
+
+test("a message written while the server is down waits as pending, in IndexedDB, and arrives once from a new tab", async () => {
+  const server = new Server({ "server.web_root": `"${webRoot}"` });
+  await server.start();
+  const browser = await launch();
+  pageErrors.length = 0;
+  const bob = client(server, "bob");
+  try {
+    await bob.connect();
+    const got = [];
+    bob.on("message", (m) => got.push(text(m)));
+    const page = await loginPage(browser, server, "alice");
+    await page.fill("#new-chat-uid", "bob");
+    await page.click("#new-chat button");
+    await send(page, "online one");
+    await until(() => got.length === 1, T, "the first message");
+    await server.kill9();
+    await page.waitForSelector("[data-testid=connection]:not(.online)", { timeout: T });
+    await send(page, "offline one");
+    await page.waitForSelector("[data-testid=pending]:has-text('offline one')", { timeout: T });
+    await page.screenshot({ path: join(shots, "08-pending-offline.png") });
+    // The tab goes; a new one of the same browser profile sends it.
+    const context = page.context();
+    await page.close();
+    await server.restart();
+    const again = await context.newPage();
+    again.on("pageerror", (e) => pageErrors.push(`[alice 2] ${e.message}`));
+    await again.goto(`http://127.0.0.1:${server.wsPort}/`);
+    await again.fill("#login-uid", "alice");
+    await again.fill("#login-token", token("alice"));
+    await again.click("#login-button");
+    await again.waitForSelector("[data-testid=connection].online", { timeout: 30_000 });
+    await until(() => got.length === 2, 30_000, "the message written offline");
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(got, ["online one", "offline one"]);
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await bob.close();
+    await browser.close();
+    await server.dispose();
+  }
+});
+
+test("signed in elsewhere: the page says why, and the next user of the tab sees nothing of the previous one", async () => {
+  const server = new Server({ "server.web_root": `"${webRoot}"` });
+  await server.start();
+  const browser = await launch();
+  pageErrors.length = 0;
+  const other = client(server, "alice");
+  try {
+    const page = await loginPage(browser, server, "alice");
+    await page.fill("#new-chat-uid", "bob");
+    await page.click("#new-chat button");
+    await send(page, "secret for bob");
+    await page.waitForSelector("[data-testid=message]:has-text('secret for bob')", { timeout: T });
+    await other.connect(); // the same device type (WEB): alice's page is kicked
+    await page.waitForSelector("#login-error:has-text('Logged out')", { timeout: T });
+    await page.fill("#login-uid", "dave");
+    await page.fill("#login-token", token("dave"));
+    await page.click("#login-button");
+    await page.waitForSelector("[data-testid=connection].online", { timeout: T });
+    assert.equal(await page.isVisible("#chat"), false);
+    assert.equal(await page.locator("[data-testid=message]").count(), 0);
+    assert.equal(await page.locator("[data-testid=conv-bob]").count(), 0);
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await other.close();
     await browser.close();
     await server.dispose();
   }

@@ -143,16 +143,18 @@ export class ImClient extends ImSession {
       const all: Conversation[] = [];
       let cursor = "";
       let inboxSeq = 0;
+      let totalUnread: number | undefined;
       for (;;) {
         const f = await this.call(Cmd.CONV_LIST, v1.ConvListReq.encode({ cursor, limit: LIST_PAGE }).finish());
         const r = v1.ConvListResp.decode(f.body);
         if (inboxSeq === 0) inboxSeq = num(r.inboxSeq as never);
+        totalUnread ??= r.totalUnread;
         for (const c of r.conversations) all.push(toConversation(c));
         if (!r.hasMore || !r.nextCursor) break;
         cursor = r.nextCursor;
       }
       const during = this.reloading;
-      this.list.load(all, inboxSeq);
+      this.list.load(all, inboxSeq, totalUnread);
       // Messages delivered while the pages came: those after the listing.
       for (const m of during) this.list.apply(this.uid, m, true);
       for (const c of all) if (c.convType === v1.ConvType.GROUP) this.groupNewest(c.peer, c.lastConvSeq);

@@ -64,13 +64,21 @@ export class ConversationList {
   private readonly byKey = new Map<string, Conversation>();
   private listedInboxSeq = 0;
   private stale = false;
+  // Unread messages of conversations the listing left out (hidden ones):
+  // the server's total_unread counts them.
+  private unlistedUnread = 0;
 
-  /** Replaces everything with a complete listing (all its pages). */
-  load(conversations: Conversation[], inboxSeq: number): void {
+  /**
+   * Replaces everything with a complete listing (all its pages);
+   * `totalUnread` is its total_unread (undefined: none known).
+   */
+  load(conversations: Conversation[], inboxSeq: number, totalUnread?: number): void {
     this.byKey.clear();
     for (const c of conversations) this.byKey.set(conversationKey(c.convType, c.peer), c);
     this.listedInboxSeq = inboxSeq;
     this.stale = false;
+    this.unlistedUnread = 0;
+    if (totalUnread !== undefined) this.unlistedUnread = Math.max(0, totalUnread - this.totalUnread());
   }
 
   /** Whether only a new listing can give exact counts now. */
@@ -103,9 +111,9 @@ export class ConversationList {
       });
   }
 
-  /** The sum of the unread counts of the conversations that are not muted. */
+  /** The sum of the unread counts of the conversations that are not muted (hidden ones too). */
   totalUnread(): number {
-    let n = 0;
+    let n = this.unlistedUnread;
     for (const c of this.byKey.values()) if (!c.muted) n += c.unreadCount;
     return n;
   }
@@ -129,6 +137,9 @@ export class ConversationList {
       if (m.convSeq === 0) return this.applyMark(me, m);
     }
     if (!c) {
+      // A conversation the listing left out (hidden) that held messages
+      // before this one: only the server knows how many are unread.
+      if (m.convSeq > 1) this.stale = true;
       c = {
         convType: m.convType,
         peer,

@@ -1,5 +1,17 @@
 import { statusName, type StatusName } from "./header.js";
 
+/**
+ * The longest delay the client takes from the server (retry_after_ms,
+ * reconnect_after_ms, Retry-After): one hour. A larger (or garbled) value
+ * is cut to it; without the cut, setTimeout would turn anything above 2^31
+ * ms into an immediate retry.
+ */
+export const MAX_SERVER_DELAY_MS = 3600_000;
+
+export function serverDelay(ms: number): number {
+  return Number.isFinite(ms) && ms > 0 ? Math.min(ms, MAX_SERVER_DELAY_MS) : 0;
+}
+
 /** A request the server refused: the protocol status, its name and message. */
 export class ImError extends Error {
   readonly status: number;
@@ -12,7 +24,7 @@ export class ImError extends Error {
     this.name = "ImError";
     this.status = status;
     this.statusName = statusName(status);
-    this.retryAfterMs = retryAfterMs;
+    this.retryAfterMs = serverDelay(retryAfterMs);
   }
 }
 

@@ -12,7 +12,9 @@ import type { Message } from "./types.js";
 const MAX_HELD = 1000; // per group; past it the held ones are dropped (HISTORY brings them again)
 
 export class LargeGroups {
-  private readonly held = new Map<string, Map<number, Message>>();
+  // Per group, messages above the cursor waiting for the gap below them to
+  // fill; null for one the inbox already gave (an event naming this user).
+  private readonly held = new Map<string, Map<number, Message | null>>();
 
   /** `cursors` is the persisted record (gid -> conv_seq), changed in place. */
   constructor(private readonly cursors: Record<string, number>) {}
@@ -62,20 +64,41 @@ export class LargeGroups {
       this.held.set(gid, held);
     }
     for (const m of messages) if (m.convSeq > this.cursors[gid] && !held.has(m.convSeq)) held.set(m.convSeq, m);
+    return this.advance(gid, held, coveredTo);
+  }
+
+  /**
+   * A message of group `gid` that came through the inbox (events that name
+   * this user go to the inbox of a large group too, PROTOCOL 9): whether the
+   * large-group path gave it already (`dup`: not to be given again), and the
+   * held messages it lets through.
+   */
+  noteInbox(gid: string, convSeq: number): { dup: boolean; deliver: Message[] } {
+    const cursor = this.cursors[gid];
+    if (cursor === undefined) return { dup: false, deliver: [] };
+    if (convSeq <= cursor) return { dup: true, deliver: [] };
+    let held = this.held.get(gid);
+    if (!held) {
+      held = new Map();
+      this.held.set(gid, held);
+    }
+    if (held.get(convSeq) === null) return { dup: true, deliver: [] };
+    held.set(convSeq, null);
+    return { dup: false, deliver: this.advance(gid, held, 0).deliver };
+  }
+
+  private advance(gid: string, held: Map<number, Message | null>, coveredTo: number): { deliver: Message[]; gap: boolean } {
     const deliver: Message[] = [];
     for (;;) {
       const at = this.cursors[gid] + 1;
-      const next = held.get(at);
-      if (!next) {
-        if (at <= coveredTo) {
-          this.cursors[gid] = at;
-          continue;
-        }
+      if (held.has(at)) {
+        const next = held.get(at);
+        held.delete(at);
+        if (next) deliver.push(next); // null: the inbox gave it
+      } else if (at > coveredTo) {
         break;
       }
-      held.delete(at);
       this.cursors[gid] = at;
-      deliver.push(next);
     }
     if (held.size > MAX_HELD) held.clear();
     if (held.size === 0) this.held.delete(gid);

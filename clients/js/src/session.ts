@@ -21,9 +21,9 @@
 // Threading: none; everything runs on the caller's event loop.
 
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
-import { ClientClosed, ConnectionLost, ImError, SendExpired } from "./errors.js";
+import { ClientClosed, ConnectionLost, ImError, SendExpired, serverDelay } from "./errors.js";
 import { im } from "./gen/im.js";
-import { Cmd, decodeFrame, encodeFrame, FLAG_RESPONSE, Status, type Frame } from "./header.js";
+import { Cmd, decodeFrame, encodeFrame, FLAG_RESPONSE, HEADER_BYTES, Status, type Frame } from "./header.js";
 import { emptyState, MemoryStorage, type ClientState, type ClientStorage, type PendingSend } from "./storage.js";
 import { bytesOf, OPEN, socketConstructor, type SocketConstructor, type SocketLike } from "./transport.js";
 import { Emitter } from "./emitter.js";
@@ -59,6 +59,12 @@ export interface ClientOptions {
    * up with SendExpired.
    */
   outboxMaxAgeMs?: number;
+  /**
+   * The server's server.max_frame_bytes (default 65,536): a send whose frame
+   * would be larger is refused at once with TOO_LARGE (the server would
+   * close the link on it).
+   */
+  maxFrameBytes?: number;
   clientVersion?: string;
 }
 
@@ -109,19 +115,30 @@ interface OutboxWaiter {
   reject: (e: Error) => void;
 }
 
-// Statuses after which a SEND is given up (anything else is tried again).
-const FINAL_SEND_STATUSES = new Set<number>([
+// Statuses after which a SEND is tried again (with backoff); any other is
+// final. INTERNAL at most MAX_INTERNAL_RETRIES times for one message.
+const RETRY_SEND_STATUSES = new Set<number>([Status.RATE_LIMITED, Status.UNAVAILABLE, Status.INTERNAL]);
+const MAX_INTERNAL_RETRIES = 5;
+// A LOGIN answered with one of these is refused for good: the client closes.
+const FINAL_LOGIN_STATUSES = new Set<number>([
   Status.BAD_REQUEST,
   Status.FORBIDDEN,
-  Status.NOT_FOUND,
-  Status.TOO_LARGE,
+  Status.UNSUPPORTED_VERSION,
   Status.UNKNOWN_COMMAND,
-  Status.DISABLED,
 ]);
+// An upgrade answered with one of these will not work later either.
+const FINAL_UPGRADE_STATUSES = new Set<number>([400, 401, 403, 404, 426]);
+// The backoff starts over only after a link stayed up this long (a link
+// cut right after each login must not reconnect at full speed).
+const STABLE_LINK_MS = 10_000;
 
 const PULL_LIMIT = 200;
 const GROUP_EVENT = 10001;
 const GAP_WAIT_MS = 300;
+
+function sendReq(p: PendingSend): im.v1.ISendReq {
+  return { clientMsgId: p.clientMsgId, convType: p.convType, to: p.to, contentType: p.contentType, body: p.body };
+}
 
 export function newClientMsgId(): string {
   const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
@@ -136,7 +153,7 @@ export class ImSession extends Emitter<ClientEvents> {
   private socket: SocketLike | undefined;
   private stateValue: ConnectionState = "idle";
   private saved: ClientState = emptyState();
-  private loaded = false;
+  private loading: Promise<void> | undefined;
   private nextSeq = 1;
   private readonly pending = new Map<number, Pending>();
   // Per client_msg_id: every caller of send() with that id is answered.
@@ -147,6 +164,8 @@ export class ImSession extends Emitter<ClientEvents> {
   private tokenRefusals = 0;
   private attempt = 0;
   private retryAfterMs = 0;
+  private stableTimer: ReturnType<typeof setTimeout> | undefined;
+  private inFlight: PendingSend | undefined;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   private heartbeatMs = 30_000;
@@ -176,6 +195,7 @@ export class ImSession extends Emitter<ClientEvents> {
       backoff: DEFAULT_BACKOFF,
       requestTimeoutMs: 15_000,
       outboxMaxAgeMs: 23 * 3600_000,
+      maxFrameBytes: 65_536,
       ...options,
     };
     this.storageKey = `${options.uid}|${this.opts.deviceType}|${options.deviceId ?? ""}`;
@@ -183,6 +203,10 @@ export class ImSession extends Emitter<ClientEvents> {
 
   get state(): ConnectionState {
     return this.stateValue;
+  }
+
+  private isClosed(): boolean {
+    return this.stateValue === "closed";
   }
 
   get uid(): string {
@@ -201,20 +225,33 @@ export class ImSession extends Emitter<ClientEvents> {
    */
   async connect(): Promise<void> {
     if (this.stateValue === "closed") throw new ClientClosed();
-    if (!this.loaded) {
-      this.saved = (await this.opts.storage.load(this.storageKey)) ?? emptyState();
-      this.held = this.saved.inboxSeq;
-      for (const p of this.saved.outbox) p.createdMs ||= Date.now(); // saved by a version without it
-      this.ackedSeq = 0;
-      this.large = new LargeGroups(this.saved.groupCursors);
-      this.loaded = true;
-    }
+    await this.load();
+    if (this.isClosed()) throw new ClientClosed(); // closed while the storage was read
     const done = new Promise<void>((resolve, reject) => this.loginWaiters.push({ resolve, reject }));
     // Offline, a reconnect is already scheduled (backoff, kickout or
     // refusal delays hold): the caller waits for it.
     if (this.stateValue === "idle") void this.open();
     else if (this.stateValue === "online") this.settleLogin();
     return done;
+  }
+
+  /** Reads the saved state once (the first connect() or send()). */
+  private load(): Promise<void> {
+    this.loading ??= (async () => {
+      try {
+        this.saved = (await this.opts.storage.load(this.storageKey)) ?? emptyState();
+      } catch (e) {
+        // No saved state (the storage cannot be read): the session starts
+        // from the server's beginning, and saves go on being tried.
+        this.emit("error", e as Error);
+        this.saved = emptyState();
+      }
+      this.held = this.saved.inboxSeq;
+      for (const p of this.saved.outbox) p.createdMs ||= Date.now(); // saved by a version without it
+      this.ackedSeq = 0;
+      this.large = new LargeGroups(this.saved.groupCursors);
+    })();
+    return this.loading;
   }
 
   /** LOGOUT, then closes; pending sends stay in the storage for the next start. */
@@ -327,7 +364,8 @@ export class ImSession extends Emitter<ClientEvents> {
    */
   async send(to: string, body: Uint8Array | string, options: SendOptions = {}): Promise<SendResult> {
     if (this.stateValue === "closed") throw new ClientClosed();
-    if (!this.loaded) await this.connect();
+    await this.load();
+    if (this.isClosed()) throw new ClientClosed(); // closed while the storage was read
     const p: PendingSend = {
       clientMsgId: options.clientMsgId ?? newClientMsgId(),
       convType: options.convType ?? v1.ConvType.C2C,
@@ -336,6 +374,9 @@ export class ImSession extends Emitter<ClientEvents> {
       body: typeof body === "string" ? new TextEncoder().encode(body) : body,
       createdMs: Date.now(),
     };
+    const frameBytes = HEADER_BYTES + v1.SendReq.encode(sendReq(p)).finish().length;
+    if (frameBytes > this.opts.maxFrameBytes)
+      throw new ImError(Status.TOO_LARGE, `a ${frameBytes}-byte frame is over the server's ${this.opts.maxFrameBytes}`);
     const result = new Promise<SendResult>((resolve, reject) => {
       const list = this.waiters.get(p.clientMsgId) ?? [];
       list.push({ resolve, reject });
@@ -345,6 +386,8 @@ export class ImSession extends Emitter<ClientEvents> {
       this.saved.outbox.push(p);
       await this.persist();
     }
+    // A send before connect() connects (it waits in the outbox meanwhile).
+    if (this.stateValue === "idle") void this.open();
     void this.flushOutbox();
     return result;
   }
@@ -359,6 +402,7 @@ export class ImSession extends Emitter<ClientEvents> {
     this.flushing = true;
     try {
       // In order: messages one session sends to one conversation keep it.
+      let tries = 0;
       while (this.stateValue === "online" && this.saved.outbox.length > 0) {
         const p = this.saved.outbox[0];
         const age = Date.now() - p.createdMs;
@@ -366,31 +410,26 @@ export class ImSession extends Emitter<ClientEvents> {
           this.finishSend(p, undefined, new SendExpired(p.clientMsgId, age));
           continue;
         }
-        const req = v1.SendReq.encode({
-          clientMsgId: p.clientMsgId,
-          convType: p.convType,
-          to: p.to,
-          contentType: p.contentType,
-          body: p.body,
-        }).finish();
+        const req = v1.SendReq.encode(sendReq(p)).finish();
         let frame: Frame;
+        this.inFlight = p;
         try {
           frame = await this.request(Cmd.SEND, req);
         } catch (e) {
-          if (e instanceof ImError && FINAL_SEND_STATUSES.has(e.status)) {
+          if (!(e instanceof ImError)) return; // the link went: sent again after the next login
+          const internal = e.status === Status.INTERNAL;
+          if (!RETRY_SEND_STATUSES.has(e.status) || (internal && ++tries > MAX_INTERNAL_RETRIES)) {
             this.finishSend(p, undefined, e);
+            tries = 0;
             continue;
           }
-          if (e instanceof ImError && e.retryAfterMs > 0) {
-            await new Promise((r) => setTimeout(r, e.retryAfterMs));
-            continue;
-          }
-          if (e instanceof ImError) {
-            await new Promise((r) => setTimeout(r, 1000));
-            continue;
-          }
-          return; // the link went: sent again after the next login
+          const wait = Math.max(e.retryAfterMs, backoffDelay(Math.min(tries, 10), this.opts.backoff));
+          await new Promise((r) => setTimeout(r, wait));
+          continue;
+        } finally {
+          this.inFlight = undefined;
         }
+        tries = 0;
         const resp = v1.SendResp.decode(frame.body);
         const result: SendResult = {
           msgId: resp.msgId.toString(),
@@ -417,7 +456,11 @@ export class ImSession extends Emitter<ClientEvents> {
           editVersion: 0,
           editedMs: 0,
         };
-        if (result.inboxSeq === 0 && p.convType === v1.ConvType.GROUP) this.offerLarge(p.to, [own]);
+        if (result.duplicate) {
+          // The stored original may differ from this retry (an id reused
+          // for other content): its row is fetched, never made up.
+          if (result.inboxSeq > 0) this.ownRow(result.inboxSeq);
+        } else if (result.inboxSeq === 0 && p.convType === v1.ConvType.GROUP) this.offerLarge(p.to, [own]);
         else this.offer([own]);
         this.finishSend(p, result);
       }
@@ -478,10 +521,16 @@ export class ImSession extends Emitter<ClientEvents> {
     };
     node.on?.("unexpected-response", (req, res) => {
       const seconds = Number(res.headers["retry-after"]);
-      if (res.statusCode === 503 && seconds > 0) this.retryAfterMs = Math.max(this.retryAfterMs, seconds * 1000);
-      this.emit("error", new ImError(Status.UNAVAILABLE, `HTTP ${res.statusCode ?? "?"} on the upgrade`, seconds > 0 ? seconds * 1000 : 0));
+      const err = new ImError(Status.UNAVAILABLE, `HTTP ${res.statusCode ?? "?"} on the upgrade`, seconds > 0 ? seconds * 1000 : 0);
+      if (res.statusCode === 503) this.retryAfterMs = Math.max(this.retryAfterMs, err.retryAfterMs);
       req.destroy();
-      if (this.socket === s) this.dropLink();
+      if (this.socket !== s) return;
+      if (FINAL_UPGRADE_STATUSES.has(res.statusCode ?? 0)) {
+        this.shutDown(err); // a wrong path or an Origin refused: no retry helps
+        return;
+      }
+      this.emit("error", err);
+      this.dropLink();
     });
     // A connection that does not open in time (a network that drops packets) is given up.
     const opening = setTimeout(() => {
@@ -504,7 +553,14 @@ export class ImSession extends Emitter<ClientEvents> {
         this.dropLink();
         return;
       }
-      this.onFrame(frame);
+      try {
+        this.onFrame(frame);
+      } catch (e) {
+        // A body that does not decode (a buggy or hostile server): the link
+        // is dropped and the resync after the next login fetches what it held.
+        this.emit("error", new Error(`a ${frame.header.cmd} frame that does not decode: ${(e as Error).message}`));
+        this.dropLink();
+      }
     };
     s.onerror = () => {
       // onclose follows
@@ -529,8 +585,11 @@ export class ImSession extends Emitter<ClientEvents> {
       const resp = v1.LoginResp.decode(frame.body);
       if (this.socket !== s) return;
       this.tokenRefusals = 0;
-      this.attempt = 0;
       this.retryAfterMs = 0;
+      this.stableTimer = setTimeout(() => {
+        this.stableTimer = undefined;
+        this.attempt = 0;
+      }, STABLE_LINK_MS);
       // The server's inbox ends below what this client holds (a restored
       // backup, a new data dir): what it numbers from there on is new.
       const serverMax = Number(resp.inboxMaxSeq);
@@ -541,7 +600,7 @@ export class ImSession extends Emitter<ClientEvents> {
         this.saved.inboxSeq = serverMax;
         void this.persist();
       }
-      this.heartbeatMs = Math.max(1, resp.heartbeatIntervalS) * 1000;
+      this.heartbeatMs = Math.min(Math.max(1, resp.heartbeatIntervalS), 3600) * 1000;
       this.startHeartbeat();
       this.setState("online");
       this.settleLogin();
@@ -565,6 +624,10 @@ export class ImSession extends Emitter<ClientEvents> {
           this.emit("error", te as Error);
         }
         if (this.socket === s) this.dropLink();
+        return;
+      }
+      if (e instanceof ImError && FINAL_LOGIN_STATUSES.has(e.status)) {
+        this.shutDown(e); // a malformed uid, an old protocol: no retry helps
         return;
       }
       if (e instanceof ImError && e.retryAfterMs > 0) this.retryAfterMs = e.retryAfterMs;
@@ -634,6 +697,8 @@ export class ImSession extends Emitter<ClientEvents> {
   private onLinkLost(): void {
     this.socket = undefined;
     this.stopHeartbeat();
+    if (this.stableTimer) clearTimeout(this.stableTimer);
+    this.stableTimer = undefined;
     for (const [, p] of this.pending) {
       clearTimeout(p.timer);
       p.reject(new ConnectionLost());
@@ -660,6 +725,10 @@ export class ImSession extends Emitter<ClientEvents> {
 
   private shutDown(reason: Error): void {
     if (this.stateValue === "closed") return;
+    // Why the session ended, before the "closed" state (close() says nothing).
+    if (!(reason instanceof ClientClosed)) this.emit("error", reason);
+    if (this.stableTimer) clearTimeout(this.stableTimer);
+    this.stableTimer = undefined;
     this.setState("closed");
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
@@ -715,8 +784,13 @@ export class ImSession extends Emitter<ClientEvents> {
         // Admission refused (UNAVAILABLE with retry_after_ms), or a framing
         // error: the server closes next.
         const err = f.body.length > 0 ? v1.Error.decode(f.body) : undefined;
-        if (err?.retryAfterMs) this.retryAfterMs = err.retryAfterMs;
-        this.emit("error", new ImError(h.status, err?.message ?? "", err?.retryAfterMs ?? 0));
+        const e = new ImError(h.status, err?.message ?? "", err?.retryAfterMs ?? 0);
+        if (e.retryAfterMs) this.retryAfterMs = e.retryAfterMs;
+        // The frame of the send in flight broke the framing: sending it
+        // again would break the next link too.
+        if (this.inFlight && (h.status === Status.FRAME_TOO_LARGE || h.status === Status.BAD_FRAME))
+          this.finishSend(this.inFlight, undefined, e);
+        this.emit("error", e);
         return;
       }
       case Cmd.HEARTBEAT:
@@ -756,7 +830,7 @@ export class ImSession extends Emitter<ClientEvents> {
       this.askToken("expired").catch((e) => this.emit("error", e as Error));
     }
     // reconnect_after_ms counts from the kickout's receipt.
-    this.retryAfterMs = Math.max(this.retryAfterMs, k.reconnectAfterMs);
+    this.retryAfterMs = Math.max(this.retryAfterMs, serverDelay(k.reconnectAfterMs));
     this.dropLink();
   }
 
@@ -767,6 +841,7 @@ export class ImSession extends Emitter<ClientEvents> {
    * the application once, in order; a gap is filled by a PULL.
    */
   private offer(messages: Message[]): void {
+    for (const seq of this.early.keys()) if (seq <= this.held) this.early.delete(seq); // below a jump over expired rows
     for (const m of messages) if (m.inboxSeq > this.held && !this.early.has(m.inboxSeq)) this.early.set(m.inboxSeq, m);
     let delivered = false;
     for (;;) {
@@ -775,8 +850,11 @@ export class ImSession extends Emitter<ClientEvents> {
       this.early.delete(this.held + 1);
       this.held += 1;
       delivered = true;
+      // An event of a large group that names this user comes both ways: once to the app.
+      const large = next.convType === v1.ConvType.GROUP ? this.large.noteInbox(next.to, next.convSeq) : undefined;
+      if (!large?.dup) this.emit("message", next);
       this.noteGroupEvent(next);
-      this.emit("message", next);
+      for (const m of large?.deliver ?? []) this.emit("message", m);
     }
     if (delivered) {
       this.saved.inboxSeq = this.held;

@@ -50,7 +50,12 @@ export class MemoryStorage implements ClientStorage {
   }
 }
 
-/** The browser's: one IndexedDB object store, one record per uid and device. */
+/**
+ * The browser's: one IndexedDB object store, one record per uid and device.
+ * Where IndexedDB cannot be opened (disabled, some private modes) load()
+ * rejects and the next call tries again; the session then runs without a
+ * saved state (see ImSession.connect).
+ */
 export class IndexedDBStorage implements ClientStorage {
   private db: Promise<IDBDatabase> | undefined;
 
@@ -58,11 +63,23 @@ export class IndexedDBStorage implements ClientStorage {
 
   private open(): Promise<IDBDatabase> {
     if (!this.db) {
-      this.db = new Promise((resolve, reject) => {
+      this.db = new Promise<IDBDatabase>((resolve, reject) => {
         const req = indexedDB.open(this.name, 1);
         req.onupgradeneeded = () => req.result.createObjectStore("state");
-        req.onsuccess = () => resolve(req.result);
+        req.onsuccess = () => {
+          const db = req.result;
+          // Another tab upgrades the database: this one lets go, and opens again when next needed.
+          db.onversionchange = () => {
+            db.close();
+            this.db = undefined;
+          };
+          resolve(db);
+        };
         req.onerror = () => reject(req.error);
+        req.onblocked = () => reject(new Error("IndexedDB is blocked by another tab"));
+      }).catch((e) => {
+        this.db = undefined; // tried again next time
+        throw e;
       });
     }
     return this.db;
@@ -70,11 +87,13 @@ export class IndexedDBStorage implements ClientStorage {
 
   async load(key: string): Promise<ClientState | undefined> {
     const db = await this.open();
-    return new Promise((resolve, reject) => {
+    const found = await new Promise<Partial<ClientState> | undefined>((resolve, reject) => {
       const req = db.transaction("state", "readonly").objectStore("state").get(key);
-      req.onsuccess = () => resolve(req.result as ClientState | undefined);
+      req.onsuccess = () => resolve(req.result as Partial<ClientState> | undefined);
       req.onerror = () => reject(req.error);
     });
+    // A record saved by an older version may lack fields.
+    return found ? { ...emptyState(), ...found } : undefined;
   }
 
   async save(key: string, state: ClientState): Promise<void> {

@@ -80,3 +80,28 @@ test("typing and presence watch arrive as events", async () => {
     await server.dispose();
   }
 });
+
+test("a conversation hidden on one device: another device's list and totals agree with the server", async () => {
+  const server = new Server();
+  await server.start();
+  const web = client(server, "alice");
+  const bob = client(server, "bob");
+  let desk;
+  try {
+    await Promise.all([web.connect(), bob.connect()]);
+    for (let i = 0; i < 3; ++i) await bob.send("alice", `b${i}`);
+    await until(() => unread(web, ConvType.C2C, "bob") === 3, 10_000, "3 unread");
+    await web.updateConversation(ConvType.C2C, "bob", { hidden: true });
+    desk = client(server, "alice", { deviceType: DeviceType.DESKTOP });
+    await desk.connect();
+    await desk.refreshConversations();
+    assert.equal(desk.conversation(ConvType.C2C, "bob"), undefined); // hidden: not listed
+    assert.equal(desk.totalUnread(), 3); // but counted, as the server's total_unread
+    await bob.send("alice", "b3");
+    for (const c of [web, desk]) await until(() => unread(c, ConvType.C2C, "bob") === 4, 10_000, "4 unread on each device");
+    for (const c of [web, desk]) await until(() => c.totalUnread() === 4, 10_000, "totals");
+  } finally {
+    await Promise.all([web.close(), bob.close(), desk?.close()]);
+    await server.dispose();
+  }
+});

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { MemoryStorage, ImError, Status, text, im } from "../dist/index.js";
-import { Server, token, until, client, freePort } from "./support/server.js";
+import { Server, token, until, client, freePort, withClient } from "./support/server.js";
 
 const { KickReason, ConvType } = im.v1;
 
@@ -240,12 +240,8 @@ test("a token provider that fails is asked again later; the client does not clos
   }
 });
 
-test("a server that stops answering (SIGSTOP) is taken for dead after two heartbeat intervals, and the client comes back", async () => {
-  const server = new Server({ "heartbeat.interval_s": "1", "heartbeat.timeout_s": "60" });
-  await server.start();
-  const alice = client(server, "alice");
-  try {
-    await alice.connect();
+test("a server that stops answering (SIGSTOP) is taken for dead after two heartbeat intervals, and the client comes back", () =>
+  withClient({ "heartbeat.interval_s": "1", "heartbeat.timeout_s": "60" }, "alice", async (server, alice) => {
     const states = [];
     alice.on("state", (s) => states.push(s));
     server.proc.kill("SIGSTOP");
@@ -259,11 +255,7 @@ test("a server that stops answering (SIGSTOP) is taken for dead after two heartb
     await until(() => alice.state === "online", 20_000, "the reconnect");
     const r = await alice.send("bob", "after the stall");
     assert.equal(r.duplicate, false);
-  } finally {
-    await alice.close();
-    await server.dispose();
-  }
-});
+  }));
 
 test("an ADMIN kick closes the client for good: no reconnect", async () => {
   const adminPort = await freePort();
@@ -295,12 +287,8 @@ test("an ADMIN kick closes the client for good: no reconnect", async () => {
   }
 });
 
-test("a send refused for good rejects with its status and does not hold up the ones after it; one client_msg_id sent twice answers both", async () => {
-  const server = new Server();
-  await server.start();
-  const alice = client(server, "alice");
-  try {
-    await alice.connect();
+test("a send refused for good rejects with its status and does not hold up the ones after it; one client_msg_id sent twice answers both", () =>
+  withClient({}, "alice", async (server, alice) => {
     const refused = alice.send("no-such-group", "x", { convType: ConvType.GROUP });
     const next = alice.send("bob", "after it");
     await assert.rejects(refused, (e) => e instanceof ImError && (e.status === Status.NOT_FOUND || e.status === Status.FORBIDDEN));
@@ -315,11 +303,7 @@ test("a send refused for good rejects with its status and does not hold up the o
     const again = await alice.send("bob", "once", { clientMsgId: "same-id" });
     assert.equal(again.msgId, a.msgId);
     assert.equal(again.duplicate, true);
-  } finally {
-    await alice.close();
-    await server.dispose();
-  }
-});
+  }));
 
 test("an outbox entry older than outboxMaxAgeMs is given up with SendExpired, never sent", async () => {
   const server = new Server();
@@ -355,3 +339,14 @@ test("an outbox entry older than outboxMaxAgeMs is given up with SendExpired, ne
     await server.dispose();
   }
 });
+
+test("a send too large for a frame is refused at once with TOO_LARGE; the link stays, the next send goes", () =>
+  withClient({}, "alice", async (server, alice) => {
+    const states = [];
+    alice.on("state", (s) => states.push(s));
+    await assert.rejects(alice.send("bob", "x".repeat(70_000)), (e) => e instanceof ImError && e.status === Status.TOO_LARGE);
+    assert.equal(alice.outbox.length, 0);
+    const r = await alice.send("bob", "small");
+    assert.equal(r.duplicate, false);
+    assert.deepEqual(states, []); // never offline
+  }));

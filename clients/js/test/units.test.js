@@ -97,3 +97,27 @@ test("large groups: a HISTORY page steps over conv_seqs it leaves out, CONV_LIST
   assert.deepEqual(r.deliver, []);
   assert.equal(cursors.big, 8);
 });
+
+test("large groups: an event that comes by the inbox and by the group's path is given once, either order first", () => {
+  // Inbox first: the large path's copy is dropped.
+  let g = new LargeGroups({ big: 4 });
+  let n = g.noteInbox("big", 5);
+  assert.deepEqual(n, { dup: false, deliver: [] });
+  let r = g.offer("big", [msg(5), msg(6)]);
+  assert.deepEqual(r.deliver.map((m) => m.convSeq), [6]);
+  // The large path first: the inbox copy is a duplicate.
+  g = new LargeGroups({ big: 4 });
+  r = g.offer("big", [msg(5)]);
+  assert.deepEqual(r.deliver.map((m) => m.convSeq), [5]);
+  assert.equal(g.noteInbox("big", 5).dup, true);
+  // Above a gap by the inbox: held as given; the gap filling delivers the rest once.
+  g = new LargeGroups({ big: 4 });
+  assert.equal(g.noteInbox("big", 6).dup, false);
+  r = g.offer("big", [msg(6), msg(7)]);
+  assert.deepEqual(r.deliver, []);
+  assert.equal(r.gap, true);
+  r = g.offer("big", [msg(5)]);
+  assert.deepEqual(r.deliver.map((m) => m.convSeq), [5, 7]);
+  // A group without a cursor: the inbox is the only path.
+  assert.deepEqual(g.noteInbox("small", 3), { dup: false, deliver: [] });
+});

@@ -130,6 +130,20 @@ export function client(server, uid, extra = {}) {
   return new ImClient({ url: server.url, uid, token: () => token(uid), backoff: { baseMs: 50, maxMs: 400 }, ...extra });
 }
 
+/** A server of its own and a logged-in client of `uid` for `body(server, client)`; both stopped after. */
+export async function withClient(serverExtra, uid, body) {
+  const server = new Server(serverExtra);
+  await server.start();
+  const c = client(server, uid);
+  try {
+    await c.connect();
+    await body(server, c);
+  } finally {
+    await c.close();
+    await server.dispose();
+  }
+}
+
 /** A bare TCP client (PROTOCOL frames straight on TCP), for the cross-transport tests. */
 export class TcpClient {
   static async login(port, uid) {
