@@ -9,6 +9,10 @@
 // so does every handler it calls. SyncClient wraps one Client with its own
 // thread, for tests and tools.
 //
+// Applications want ChatClient (im/chat_client.h) on top of it: login with a
+// token provider, heartbeats, reconnects with backoff, resync, exactly-once
+// delivery in inbox order, and a send outbox.
+//
 // Transports (ClientOptions::transport):
 //   tcp  frames on a TCP stream (the default, `server.listen`)
 //   ws   an HTTP/1.1 upgrade on `ws_path` (PROTOCOL.md 5b, `server.ws_listen`),

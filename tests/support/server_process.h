@@ -81,6 +81,10 @@ std::string login_body(const std::string& uid, const std::string& token, int dev
                        const std::string& device_id = "");
 std::string token_for(const std::string& uid, std::int64_t exp_s = 0);
 
+// A loopback TCP port free at the time of the call (for a server that must
+// come back on the same port after a restart).
+std::uint16_t free_loopback_port();
+
 // A path in the temporary directory unique to this process and call.
 std::string unique_temp_path(const std::string& stem);
 

@@ -1,0 +1,1175 @@
+#include "im/chat_client.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <openssl/rand.h>
+#include <asio/executor_work_guard.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "common/base64.h"
+
+namespace im {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr std::uint32_t kPullLimit = 200;
+constexpr milliseconds kGapWait{300};
+constexpr milliseconds kAckDelay{100};
+constexpr milliseconds kSaveDelay{50};
+constexpr milliseconds kLogoutWait{2000};
+// The backoff starts over only once a link has stayed up this long.
+constexpr milliseconds kStableLink{10000};
+// The longest delay taken from the server (retry_after_ms, reconnect_after_ms).
+constexpr std::uint32_t kMaxServerDelayMs = 3'600'000;
+constexpr int kMaxInternalRetries = 5;
+constexpr const char* kLost = "connection lost";
+constexpr const char* kClosed = "client closed";
+
+Error lost_error() {
+  return make_error(StatusCode::kUnavailable, kLost);
+}
+Error closed_error() {
+  return make_error(StatusCode::kGone, kClosed);
+}
+bool is_lost(const Error& e) {
+  return e.code == StatusCode::kUnavailable && e.message == kLost;
+}
+std::uint32_t server_delay(std::uint32_t ms) {
+  return std::min(ms, kMaxServerDelayMs);
+}
+Error error_of(const Frame& f) {
+  Error e{f.status(), f.error_message(), server_delay(f.retry_after_ms())};
+  return e;
+}
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// A LOGIN answered with one of these is refused for good.
+bool final_login_status(StatusCode c) {
+  return c == StatusCode::kBadRequest || c == StatusCode::kForbidden || c == StatusCode::kUnsupportedVersion ||
+         c == StatusCode::kUnknownCommand;
+}
+// A SEND answered with one of these is tried again; any other is final.
+bool retry_send_status(StatusCode c) {
+  return c == StatusCode::kRateLimited || c == StatusCode::kUnavailable || c == StatusCode::kInternal;
+}
+
+std::string hex(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char b : bytes) out += fmt::format("{:02x}", b);
+  return out;
+}
+
+// The state file: a first line naming the format, then one line per field.
+// Strings are base64 ("-" for an empty one), so any bytes fit on a line.
+std::string field(std::string_view s) {
+  return s.empty() ? "-" : base64_encode(s);
+}
+bool unfield(const std::string& in, std::string& out) {
+  if (in == "-") {
+    out.clear();
+    return true;
+  }
+  return base64_decode(in, out);
+}
+constexpr const char* kStateMagic = "imclient-state 1";
+
+std::string encode_state(const SavedState& s) {
+  std::string out = fmt::format("{}\ninbox_seq {}\n", kStateMagic, s.inbox_seq);
+  for (const auto& p : s.outbox)
+    out += fmt::format("send {} {} {} {} {} {}\n", field(p.client_msg_id), static_cast<int>(p.conv_type), field(p.to),
+                       p.content_type, p.created_ms, field(p.body));
+  return out;
+}
+
+std::optional<SavedState> decode_state(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  if (!std::getline(in, line) || line != kStateMagic) return std::nullopt;
+  SavedState s;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string kind;
+    words >> kind;
+    if (kind == "inbox_seq") {
+      if (!(words >> s.inbox_seq)) return std::nullopt;
+    } else if (kind == "send") {
+      PendingSend p;
+      std::string id, to, body;
+      int type = 0;
+      if (!(words >> id >> type >> to >> p.content_type >> p.created_ms >> body)) return std::nullopt;
+      if (!unfield(id, p.client_msg_id) || !unfield(to, p.to) || !unfield(body, p.body) || !v1::ConvType_IsValid(type))
+        return std::nullopt;
+      p.conv_type = static_cast<v1::ConvType>(type);
+      s.outbox.push_back(std::move(p));
+    } else if (!kind.empty()) {
+      return std::nullopt;
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string_view chat_state_name(ChatState s) {
+  switch (s) {
+    case ChatState::kIdle:
+      return "idle";
+    case ChatState::kConnecting:
+      return "connecting";
+    case ChatState::kOnline:
+      return "online";
+    case ChatState::kOffline:
+      return "offline";
+    case ChatState::kClosed:
+      return "closed";
+  }
+  return "unknown";
+}
+
+std::string new_client_msg_id() {
+  std::array<unsigned char, 16> raw{};
+  if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) {
+    std::random_device rd;
+    for (auto& b : raw) b = static_cast<unsigned char>(rd());
+  }
+  return hex(std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size()));
+}
+
+milliseconds backoff_delay(unsigned attempt, milliseconds base, milliseconds max, double unit) {
+  const double ceiling = std::min(static_cast<double>(max.count()),
+                                  static_cast<double>(base.count()) * std::pow(2.0, std::min(attempt, 30u)));
+  return milliseconds(static_cast<std::int64_t>(std::floor(std::clamp(unit, 0.0, 0.999999) * ceiling)));
+}
+
+// ---------------------------------------------------------------- storages
+
+std::optional<SavedState> MemoryChatStorage::load(const std::string& key) {
+  std::lock_guard lock(mutex_);
+  auto it = states_.find(key);
+  if (it == states_.end()) return std::nullopt;
+  return it->second;
+}
+
+Result<Ok> MemoryChatStorage::save(const std::string& key, const SavedState& state) {
+  std::lock_guard lock(mutex_);
+  states_[key] = state;
+  return Ok{};
+}
+
+FileChatStorage::FileChatStorage(std::string dir) : dir_(std::move(dir)) {}
+
+std::string FileChatStorage::path_of(const std::string& key) const {
+  return (std::filesystem::path(dir_) / (hex(key) + ".state")).string();
+}
+
+std::optional<SavedState> FileChatStorage::load(const std::string& key) {
+  std::ifstream in(path_of(key), std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return decode_state(text.str());
+}
+
+Result<Ok> FileChatStorage::save(const std::string& key, const SavedState& state) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) return make_error(StatusCode::kInternal, fmt::format("cannot make {}: {}", dir_, ec.message()));
+  const std::string path = path_of(key);
+  const std::string tmp = path + ".tmp";
+  const std::string text = encode_state(state);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return make_error(StatusCode::kInternal, fmt::format("cannot write {}: {}", tmp, std::strerror(errno)));
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
+    return make_error(StatusCode::kInternal, fmt::format("cannot write {}: {}", path, std::strerror(errno)));
+  return Ok{};
+}
+
+// ---------------------------------------------------------------- the session
+
+struct ChatClient::Impl {
+  explicit Impl(ChatOptions o)
+      : opt(std::move(o)),
+        work(asio::make_work_guard(io)),
+        resolver(io),
+        reconnect_timer(io),
+        heartbeat_timer(io),
+        open_timer(io),
+        gap_timer(io),
+        ack_timer(io),
+        save_timer(io),
+        retry_timer(io),
+        stable_timer(io),
+        rng(std::random_device{}()) {
+    if (!opt.storage) opt.storage = std::make_shared<MemoryChatStorage>();
+    key = fmt::format("{}|{}|{}", opt.uid, static_cast<int>(opt.device_type), opt.device_id);
+    thread = std::thread([this] { run(); });
+  }
+
+  // ---- members; those declared after `io` are destroyed before it
+  ChatOptions opt;
+  std::string key;
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  std::thread thread;
+  std::atomic<bool> stopped{false};  // the thread is gone: calls answer at once
+  std::atomic<ChatState> state{ChatState::kIdle};
+  std::atomic<std::uint64_t> held_seen{0};
+  std::atomic<std::size_t> outbox_seen{0};
+
+  std::function<void(const v1::Message&)> on_message;
+  std::function<void(ChatState)> on_state;
+  std::function<void(const KickInfo&)> on_kicked;
+  std::function<void(const v1::TypingPush&)> on_typing;
+  std::function<void(const v1::PresencePush&)> on_presence;
+  std::function<void(const v1::ServerPush&)> on_server_push;
+  std::function<void(const Error&)> on_error;
+
+  // Everything below: the client's thread only.
+  asio::ip::tcp::resolver resolver;
+  asio::steady_timer reconnect_timer, heartbeat_timer, open_timer, gap_timer, ack_timer, save_timer, retry_timer,
+      stable_timer;
+  bool reconnect_armed = false, gap_armed = false, ack_armed = false, save_armed = false;
+  std::mt19937_64 rng;
+  bool loaded = false;
+  bool closing = false;  // close() under way: a lost link ends the client
+  SavedState saved;
+  std::shared_ptr<Client> link;
+  std::uint64_t link_id = 0;  // bumped when a link ends: older callbacks see they are stale
+  bool ready = false;         // connected (and upgraded); LOGIN may go
+  std::optional<std::string> token;
+  int token_refusals = 0;
+  unsigned attempt = 0;
+  std::uint32_t retry_after_ms = 0;
+  milliseconds heartbeat{30000};
+  Clock::time_point last_heard, last_beat;
+  struct Outstanding {
+    Callback<Frame> done;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  std::unordered_map<std::uint64_t, Outstanding> outstanding;
+  std::uint64_t next_request = 0;
+  std::vector<Callback<Ok>> login_waiters;
+  std::vector<std::function<void(bool online)>> call_waiters;  // calls made before the login
+  std::uint64_t held = 0, acked = 0;
+  std::map<std::uint64_t, v1::Message> early;
+  bool pulling = false, pull_again = false;
+  bool flushing = false;
+  int send_tries = 0;
+  std::unordered_map<std::string, std::vector<Callback<SendResult>>> waiters;
+
+  // ---- the thread
+  void run() {
+    for (;;) {
+      try {
+        io.run();
+        return;
+      } catch (const std::exception& e) {
+        // An application callback threw: reported, and the client goes on.
+        report(make_error(StatusCode::kInternal, fmt::format("a callback threw: {}", e.what())));
+      }
+    }
+  }
+
+  template <class F>
+  void post(F&& f) {
+    asio::post(io, std::forward<F>(f));
+  }
+
+  void report(const Error& e) {
+    if (on_error) on_error(e);
+  }
+
+  void set_state(ChatState s) {
+    if (state.load() == s) return;
+    state = s;
+    if (on_state) on_state(s);
+  }
+
+  // ---- storage
+  void load() {
+    if (loaded) return;
+    loaded = true;
+    try {
+      if (auto s = opt.storage->load(key)) saved = std::move(*s);
+    } catch (const std::exception& e) {
+      report(make_error(StatusCode::kInternal, fmt::format("the storage could not be read: {}", e.what())));
+    }
+    for (auto& p : saved.outbox)
+      if (p.created_ms == 0) p.created_ms = now_ms();
+    held = saved.inbox_seq;
+    held_seen = held;
+    outbox_seen = saved.outbox.size();
+  }
+
+  void save_now() {
+    save_armed = false;
+    save_timer.cancel();
+    saved.inbox_seq = held;
+    auto r = opt.storage->save(key, saved);
+    if (!r) report(r.error());
+  }
+
+  void save_soon() {
+    if (save_armed) return;
+    save_armed = true;
+    save_timer.expires_after(kSaveDelay);
+    save_timer.async_wait([this](const asio::error_code& ec) {
+      if (!ec && save_armed) save_now();
+    });
+  }
+
+  // ---- requests
+  void request(Cmd cmd, std::string body, Callback<Frame> done, milliseconds timeout) {
+    if (!link || !ready) return done(lost_error());
+    const std::uint64_t id = ++next_request;
+    const std::uint64_t lid = link_id;
+    auto& o = outstanding[id];
+    o.done = std::move(done);
+    o.timer = std::make_unique<asio::steady_timer>(io, timeout);
+    o.timer->async_wait([this, id, lid](const asio::error_code& ec) {
+      if (ec) return;
+      auto it = outstanding.find(id);
+      if (it == outstanding.end()) return;
+      auto d = std::move(it->second.done);
+      outstanding.erase(it);
+      d(lost_error());
+      // A link that stopped answering is dead: start over (this one only).
+      if (lid == link_id) drop_link();
+    });
+    const std::uint32_t seq = link->request(cmd, body, [this, id](Frame& f) {
+      heard();
+      auto it = outstanding.find(id);
+      if (it == outstanding.end()) return;
+      auto d = std::move(it->second.done);
+      it->second.timer->cancel();
+      outstanding.erase(it);
+      if (!f.ok()) return d(error_of(f));
+      d(std::move(f));
+    });
+    if (seq == 0) {
+      auto it = outstanding.find(id);
+      if (it == outstanding.end()) return;
+      auto d = std::move(it->second.done);
+      it->second.timer->cancel();
+      outstanding.erase(it);
+      d(lost_error());
+    }
+  }
+
+  void fail_outstanding(const Error& e) {
+    auto all = std::move(outstanding);
+    outstanding.clear();
+    for (auto& [id, o] : all) {
+      o.timer->cancel();
+      o.done(e);
+    }
+  }
+
+  // A call of the application: now when online, after the login otherwise.
+  void call(Cmd cmd, std::string body, Callback<Frame> done) {
+    if (state == ChatState::kClosed) return done(closed_error());
+    if (state == ChatState::kOnline) return request(cmd, std::move(body), std::move(done), opt.request_timeout);
+    call_waiters.push_back([this, cmd, body = std::move(body), done = std::move(done)](bool online) mutable {
+      if (!online) return done(closed_error());
+      request(cmd, std::move(body), std::move(done), opt.request_timeout);
+    });
+    start();
+  }
+
+  void start() {
+    load();
+    if (state == ChatState::kIdle) open();
+  }
+
+  // ---- the link
+  void open() {
+    if (link || state == ChatState::kClosed) return;
+    reconnect_timer.cancel();
+    reconnect_armed = false;
+    set_state(ChatState::kConnecting);
+    link = Client::create(io, opt.connection);
+    ready = false;
+    const std::uint64_t lid = link_id;
+    // A connection that does not open in time (a network that drops packets) is given up.
+    open_timer.expires_after(opt.request_timeout);
+    open_timer.async_wait([this, lid](const asio::error_code& ec) {
+      if (!ec && lid == link_id && !ready) drop_link();
+    });
+    resolver.async_resolve(opt.host, std::to_string(opt.port),
+                           [this, lid](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
+                             if (lid != link_id) return;
+                             if (ec || results.empty()) {
+                               report(make_error(StatusCode::kUnavailable,
+                                                 fmt::format("cannot resolve {}: {}", opt.host, ec.message())));
+                               return drop_link();
+                             }
+                             connect_to(results.begin()->endpoint(), lid);
+                           });
+  }
+
+  void connect_to(const asio::ip::tcp::endpoint& endpoint, std::uint64_t lid) {
+    auto c = link;
+    c->on_frame([this, lid](Frame& f) {
+      if (lid == link_id) on_frame(f);
+    });
+    c->on_close([this, lid](const asio::error_code&) {
+      if (lid == link_id) link_lost();
+    });
+    c->connect(endpoint, [this, lid, c](const asio::error_code& ec) {
+      if (lid != link_id) return;
+      if (ec) {
+        // An admission refusal over WebSocket is an HTTP 503 before the
+        // upgrade; a 403 (Origin) or 404 (path) will not change by retrying.
+        const int http = c->ws_http_status();
+        if (http == 400 || http == 401 || http == 403 || http == 404 || http == 426)
+          return shut_down(make_error(StatusCode::kUnavailable, fmt::format("HTTP {} on the upgrade", http)));
+        report(make_error(StatusCode::kUnavailable,
+                          http != 0 ? fmt::format("HTTP {} on the upgrade", http) : "cannot connect: " + ec.message()));
+        return link_lost();
+      }
+      ready = true;
+      open_timer.cancel();
+      login();
+    });
+  }
+
+  // Closes the current link; the reconnect follows.
+  void drop_link() {
+    if (!link) return;
+    auto c = std::move(link);
+    ++link_id;
+    c->close();
+    end_link();
+  }
+
+  void link_lost() {
+    ++link_id;
+    link.reset();
+    end_link();
+  }
+
+  void end_link() {
+    ready = false;
+    open_timer.cancel();
+    heartbeat_timer.cancel();
+    stable_timer.cancel();
+    fail_outstanding(lost_error());
+    flushing = false;
+    if (state == ChatState::kClosed) return;
+    if (closing) return shut_down(closed_error());
+    set_state(ChatState::kOffline);
+    schedule_reconnect();
+  }
+
+  void schedule_reconnect() {
+    if (reconnect_armed || state == ChatState::kClosed) return;
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    const milliseconds delay = std::max(backoff_delay(attempt++, opt.backoff_base, opt.backoff_max, unit(rng)),
+                                        milliseconds(retry_after_ms));
+    retry_after_ms = 0;
+    reconnect_armed = true;
+    reconnect_timer.expires_after(delay);
+    reconnect_timer.async_wait([this](const asio::error_code& ec) {
+      if (ec) return;
+      reconnect_armed = false;
+      if (state == ChatState::kOffline) open();
+    });
+  }
+
+  void shut_down(const Error& reason) {
+    if (state == ChatState::kClosed) return;
+    if (reason.message != kClosed) report(reason);  // why, before "closed"
+    for (auto* t : {&reconnect_timer, &heartbeat_timer, &open_timer, &gap_timer, &ack_timer, &retry_timer,
+                    &stable_timer})
+      t->cancel();
+    reconnect_armed = gap_armed = ack_armed = false;
+    resolver.cancel();
+    if (link) {
+      auto c = std::move(link);
+      ++link_id;
+      c->close();
+    }
+    ready = false;
+    set_state(ChatState::kClosed);
+    fail_outstanding(closed_error());
+    for (auto& w : std::exchange(login_waiters, {})) w(reason);
+    for (auto& w : std::exchange(call_waiters, {})) w(false);
+    for (auto& [id, list] : std::exchange(waiters, {}))
+      for (auto& w : list) w(reason);
+    if (loaded) save_now();
+  }
+
+  // ---- login
+  std::optional<std::string> ask_token(TokenReason why) {
+    try {
+      return opt.token(why);
+    } catch (const std::exception& e) {
+      // Its backend down? Asked again at the next attempt.
+      report(make_error(StatusCode::kUnavailable, fmt::format("the token provider failed: {}", e.what())));
+      return std::nullopt;
+    }
+  }
+
+  void login() {
+    if (!token) token = ask_token(TokenReason::kLogin);
+    if (!token) return drop_link();
+    v1::LoginReq req;
+    req.set_uid(opt.uid);
+    req.set_token(*token);
+    req.set_device_type(opt.device_type);
+    req.set_device_id(opt.device_id);
+    req.set_client_version(opt.client_version);
+    const std::uint64_t lid = link_id;
+    request(Cmd::kLogin, req.SerializeAsString(), [this, lid](Result<Frame> r) {
+      if (lid != link_id) return;
+      if (!r) return login_refused(r.error());
+      v1::LoginResp resp;
+      if (!r->parse(resp)) {
+        report(make_error(StatusCode::kInternal, "a LoginResp that does not parse"));
+        return drop_link();
+      }
+      logged_in(resp);
+    }, opt.request_timeout);
+  }
+
+  void login_refused(const Error& e) {
+    if (is_lost(e)) return;
+    if (e.code == StatusCode::kUnauthenticated) {
+      // A new token, once; refused again, the client closes.
+      token.reset();
+      if (++token_refusals > 1) return shut_down(e);
+      token = ask_token(TokenReason::kRefused);
+      return drop_link();
+    }
+    if (final_login_status(e.code)) return shut_down(e);
+    retry_after_ms = std::max(retry_after_ms, e.retry_after_ms);
+    report(e);
+    drop_link();
+  }
+
+  void logged_in(const v1::LoginResp& resp) {
+    token_refusals = 0;
+    retry_after_ms = 0;
+    stable_timer.expires_after(kStableLink);
+    stable_timer.async_wait([this](const asio::error_code& ec) {
+      if (!ec) attempt = 0;
+    });
+    // The server's inbox ends below what this client holds (a restored
+    // backup, a new data dir): what it numbers from there on is new.
+    if (resp.inbox_max_seq() < held) {
+      report(make_error(StatusCode::kConflict, fmt::format("the server's inbox ends at {}, below the {} held",
+                                                           resp.inbox_max_seq(), held)));
+      held = resp.inbox_max_seq();
+      held_seen = held;
+      acked = 0;
+      early.clear();
+      save_now();
+    }
+    heartbeat = milliseconds(std::clamp<std::uint32_t>(resp.heartbeat_interval_s(), 1, 3600) * 1000);
+    start_heartbeat();
+    set_state(ChatState::kOnline);
+    for (auto& w : std::exchange(login_waiters, {})) w(Ok{});
+    for (auto& w : std::exchange(call_waiters, {})) w(true);
+    resync();
+    flush();
+  }
+
+  // ---- heartbeats: one every interval, checked four times an interval
+  void heard() {
+    last_heard = Clock::now();
+  }
+
+  void start_heartbeat() {
+    last_heard = last_beat = Clock::now();
+    arm_heartbeat();
+  }
+
+  void arm_heartbeat() {
+    heartbeat_timer.expires_after(std::max(milliseconds(250), heartbeat / 4));
+    const std::uint64_t lid = link_id;
+    heartbeat_timer.async_wait([this, lid](const asio::error_code& ec) {
+      if (ec || lid != link_id || state != ChatState::kOnline) return;
+      const auto now = Clock::now();
+      if (now - last_heard > 2 * heartbeat) return drop_link();  // two silent intervals: dead
+      if (now - last_beat >= heartbeat) {
+        last_beat = now;
+        request(Cmd::kHeartbeat, {}, [](Result<Frame>) {}, 2 * heartbeat);
+      }
+      arm_heartbeat();
+    });
+  }
+
+  // ---- frames the server starts
+  void on_frame(Frame& f) {
+    heard();
+    if (f.header.is_response()) return;  // an answer to nothing pending (a TYPING refusal)
+    switch (f.header.cmd) {
+      case Cmd::kPush: {
+        v1::MessagePush push;
+        if (!f.parse(push)) return bad_frame(f);
+        std::vector<v1::Message> rows;
+        for (auto& m : *push.mutable_messages()) {
+          // A large group's message has no inbox seq (PROTOCOL 9): given as pushed.
+          if (m.inbox_seq() == 0) {
+            if (on_message) on_message(m);
+          } else {
+            rows.push_back(std::move(m));
+          }
+        }
+        return offer(std::move(rows));
+      }
+      case Cmd::kKickout: {
+        v1::Kickout k;
+        if (!f.parse(k)) return bad_frame(f);
+        return kicked(k);
+      }
+      case Cmd::kError: {
+        const Error e = error_of(f);
+        retry_after_ms = std::max(retry_after_ms, e.retry_after_ms);
+        return report(e);
+      }
+      case Cmd::kTypingPush: {
+        v1::TypingPush t;
+        if (!f.parse(t)) return bad_frame(f);
+        if (on_typing) on_typing(t);
+        return;
+      }
+      case Cmd::kPresencePush: {
+        v1::PresencePush p;
+        if (!f.parse(p)) return bad_frame(f);
+        if (on_presence) on_presence(p);
+        return;
+      }
+      case Cmd::kServerPush: {
+        v1::ServerPush p;
+        if (!f.parse(p)) return bad_frame(f);
+        if (on_server_push) on_server_push(p);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  // A body that does not decode: the link is replaced, and the resync after
+  // the next login fetches what it held.
+  void bad_frame(const Frame& f) {
+    report(make_error(StatusCode::kBadFrame, fmt::format("a {} frame that does not decode", cmd_name(f.header.cmd))));
+    drop_link();
+  }
+
+  void kicked(const v1::Kickout& k) {
+    KickInfo info{k.reason(), k.by_device_id(), k.message(), k.reconnect_after_ms(),
+                  k.reason() == v1::SERVER_SHUTDOWN || k.reason() == v1::TOKEN_EXPIRED};
+    if (on_kicked) on_kicked(info);
+    if (!info.reconnects)
+      return shut_down(make_error(StatusCode::kUnauthenticated,
+                                  fmt::format("kicked out ({})", k.message().empty() ? v1::KickReason_Name(k.reason())
+                                                                                      : k.message())));
+    if (k.reason() == v1::TOKEN_EXPIRED) {
+      token.reset();
+      token = ask_token(TokenReason::kExpired);
+    }
+    // reconnect_after_ms counts from the kickout's receipt.
+    retry_after_ms = std::max(retry_after_ms, server_delay(k.reconnect_after_ms()));
+    drop_link();
+  }
+
+  // ---- the inbox: each seq given once, in order; a gap filled by PULL
+  void offer(std::vector<v1::Message> rows) {
+    for (auto& m : rows)
+      if (m.inbox_seq() > held) early.try_emplace(m.inbox_seq(), std::move(m));
+    early.erase(early.begin(), early.upper_bound(held));
+    bool delivered = false;
+    for (auto it = early.find(held + 1); it != early.end(); it = early.find(held + 1)) {
+      v1::Message m = std::move(it->second);
+      early.erase(it);
+      held += 1;
+      held_seen = held;
+      delivered = true;
+      if (on_message) on_message(m);
+    }
+    if (delivered) {
+      save_soon();
+      schedule_ack();
+    }
+    if (!early.empty() && !gap_armed) {
+      // The row below may still be on its way (a SendResp and a PUSH cross).
+      gap_armed = true;
+      gap_timer.expires_after(kGapWait);
+      gap_timer.async_wait([this](const asio::error_code& ec) {
+        if (ec) return;
+        gap_armed = false;
+        if (!early.empty()) resync();
+      });
+    }
+  }
+
+  void schedule_ack() {
+    if (ack_armed) return;
+    ack_armed = true;
+    ack_timer.expires_after(kAckDelay);
+    ack_timer.async_wait([this](const asio::error_code& ec) {
+      if (ec) return;
+      ack_armed = false;
+      if (!link || state != ChatState::kOnline || held <= acked) return;
+      v1::AckReq req;
+      req.set_inbox_seq(held);
+      link->notify(Cmd::kAck, &req);
+      acked = held;
+    });
+  }
+
+  void resync() {
+    if (pulling) {
+      pull_again = true;
+      return;
+    }
+    pulling = true;
+    pull_again = false;
+    pull_page();
+  }
+
+  void pull_page() {
+    if (state != ChatState::kOnline) {
+      pulling = false;
+      return;
+    }
+    v1::PullReq req;
+    req.set_after_seq(held);
+    req.set_limit(kPullLimit);
+    const std::uint64_t before = held;
+    request(Cmd::kPull, req.SerializeAsString(), [this, before](Result<Frame> r) {
+      if (!r) {
+        pulling = false;
+        if (is_lost(r.error()) || r.error().code == StatusCode::kGone) return;
+        report(r.error());
+        // RATE_LIMITED, UNAVAILABLE, INTERNAL: tried again.
+        retry_timer.expires_after(milliseconds(r.error().retry_after_ms > 0 ? r.error().retry_after_ms : 1000));
+        retry_timer.async_wait([this](const asio::error_code& ec) {
+          if (!ec && state == ChatState::kOnline) {
+            resync();
+            flush();
+          }
+        });
+        return;
+      }
+      v1::PullResp resp;
+      if (!r->parse(resp)) {
+        pulling = false;
+        return bad_frame(*r);
+      }
+      // Rows below the oldest kept are gone for good: resume above them.
+      if (resp.oldest_seq() > held + 1) held = resp.oldest_seq() - 1;
+      std::vector<v1::Message> rows(resp.messages().begin(), resp.messages().end());
+      offer(std::move(rows));
+      if ((resp.has_more() && held != before) || std::exchange(pull_again, false)) return pull_page();
+      pulling = false;
+    }, opt.request_timeout);
+  }
+
+  // ---- the outbox: in order, one at a time
+  void send(const std::string& to, std::string body, SendOptions o, Callback<SendResult> done) {
+    if (state == ChatState::kClosed) return done(closed_error());
+    load();
+    PendingSend p{o.client_msg_id.empty() ? new_client_msg_id() : o.client_msg_id, o.conv_type, to, o.content_type,
+                  std::move(body), now_ms()};
+    v1::SendReq req = send_req(p);
+    const std::size_t frame = kHeaderSize + req.ByteSizeLong();
+    if (frame > opt.connection.max_frame_bytes)
+      return done(make_error(StatusCode::kTooLarge, fmt::format("a {}-byte frame is over the limit", frame)));
+    waiters[p.client_msg_id].push_back(std::move(done));
+    const bool queued = std::any_of(saved.outbox.begin(), saved.outbox.end(),
+                                    [&](const PendingSend& q) { return q.client_msg_id == p.client_msg_id; });
+    if (!queued) {
+      saved.outbox.push_back(std::move(p));
+      outbox_seen = saved.outbox.size();
+      save_now();  // durable before it is first sent
+    }
+    if (state == ChatState::kIdle) open();
+    flush();
+  }
+
+  static v1::SendReq send_req(const PendingSend& p) {
+    v1::SendReq req;
+    req.set_client_msg_id(p.client_msg_id);
+    req.set_conv_type(p.conv_type);
+    req.set_to(p.to);
+    req.set_content_type(p.content_type);
+    req.set_body(p.body);
+    return req;
+  }
+
+  void flush() {
+    if (flushing || state != ChatState::kOnline || saved.outbox.empty()) return;
+    flushing = true;
+    send_head();
+  }
+
+  void send_head() {
+    if (state != ChatState::kOnline || saved.outbox.empty()) {
+      flushing = false;
+      return;
+    }
+    const PendingSend& p = saved.outbox.front();
+    const std::int64_t age = now_ms() - p.created_ms;
+    if (age > opt.outbox_max_age.count()) {
+      finish_send(p.client_msg_id,
+                  make_error(StatusCode::kExpired, fmt::format("unanswered for {} s: given up (it may have been stored)",
+                                                               age / 1000)));
+      return post([this] { send_head(); });
+    }
+    const std::string id = p.client_msg_id;
+    request(Cmd::kSend, send_req(p).SerializeAsString(), [this, id](Result<Frame> r) {
+      if (!r) return send_failed(id, r.error());
+      send_tries = 0;
+      v1::SendResp resp;
+      if (!r->parse(resp)) {
+        flushing = false;
+        return bad_frame(*r);
+      }
+      sent(id, resp);
+      post([this] { send_head(); });
+    }, opt.request_timeout);
+  }
+
+  void send_failed(const std::string& id, const Error& e) {
+    if (is_lost(e) || e.code == StatusCode::kGone) {
+      flushing = false;  // sent again after the next login
+      return;
+    }
+    if (!retry_send_status(e.code) || (e.code == StatusCode::kInternal && ++send_tries > kMaxInternalRetries)) {
+      send_tries = 0;
+      finish_send(id, e);
+      return post([this] { send_head(); });
+    }
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    const auto wait = std::max(milliseconds(e.retry_after_ms),
+                               backoff_delay(std::min(send_tries, 10), opt.backoff_base, opt.backoff_max, unit(rng)));
+    retry_timer.expires_after(wait);
+    retry_timer.async_wait([this](const asio::error_code& ec) {
+      if (ec) {
+        flushing = false;
+        return;
+      }
+      send_head();
+    });
+  }
+
+  void sent(const std::string& id, const v1::SendResp& resp) {
+    auto it = std::find_if(saved.outbox.begin(), saved.outbox.end(),
+                           [&](const PendingSend& q) { return q.client_msg_id == id; });
+    if (it == saved.outbox.end()) return;
+    SendResult result{resp.msg_id(), resp.conv_seq(), resp.inbox_seq(), resp.server_time_ms(), resp.duplicate()};
+    if (resp.duplicate()) {
+      // The stored original may differ from this retry: its row is fetched, never made up.
+      if (resp.inbox_seq() > held) resync();
+    } else if (resp.inbox_seq() > 0) {
+      // The sending session gets no PUSH of its own message: the answer gives its place.
+      v1::Message m;
+      m.set_msg_id(resp.msg_id());
+      m.set_conv_type(it->conv_type);
+      m.set_from(opt.uid);
+      m.set_to(it->to);
+      m.set_conv_seq(resp.conv_seq());
+      m.set_inbox_seq(resp.inbox_seq());
+      m.set_client_msg_id(it->client_msg_id);
+      m.set_content_type(it->content_type);
+      m.set_body(it->body);
+      m.set_server_time_ms(resp.server_time_ms());
+      std::vector<v1::Message> rows;
+      rows.push_back(std::move(m));
+      offer(std::move(rows));
+    }
+    finish_send(id, result);
+  }
+
+  void finish_send(const std::string& id, Result<SendResult> r) {
+    std::erase_if(saved.outbox, [&](const PendingSend& q) { return q.client_msg_id == id; });
+    outbox_seen = saved.outbox.size();
+    save_now();
+    auto it = waiters.find(id);
+    if (it == waiters.end()) {
+      // A send of an earlier run has no caller to tell.
+      if (!r) report(r.error());
+      return;
+    }
+    auto list = std::move(it->second);
+    waiters.erase(it);
+    for (auto& w : list) w(r);
+  }
+
+  // ---- close
+  void begin_close(std::function<void()> done) {
+    if (state == ChatState::kClosed) return done();
+    closing = true;
+    if (state != ChatState::kOnline || !link) {
+      shut_down(closed_error());
+      return done();
+    }
+    request(Cmd::kLogout, {}, [this, done](Result<Frame>) {
+      shut_down(closed_error());
+      done();
+    }, kLogoutWait);
+  }
+};
+
+// ---------------------------------------------------------------- the facade
+
+ChatClient::ChatClient(ChatOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+ChatClient::~ChatClient() {
+  close();
+}
+
+void ChatClient::on_message(std::function<void(const v1::Message&)> f) {
+  impl_->on_message = std::move(f);
+}
+void ChatClient::on_state(std::function<void(ChatState)> f) {
+  impl_->on_state = std::move(f);
+}
+void ChatClient::on_kicked(std::function<void(const KickInfo&)> f) {
+  impl_->on_kicked = std::move(f);
+}
+void ChatClient::on_typing(std::function<void(const v1::TypingPush&)> f) {
+  impl_->on_typing = std::move(f);
+}
+void ChatClient::on_presence(std::function<void(const v1::PresencePush&)> f) {
+  impl_->on_presence = std::move(f);
+}
+void ChatClient::on_server_push(std::function<void(const v1::ServerPush&)> f) {
+  impl_->on_server_push = std::move(f);
+}
+void ChatClient::on_error(std::function<void(const Error&)> f) {
+  impl_->on_error = std::move(f);
+}
+
+ChatState ChatClient::state() const {
+  return impl_->state.load();
+}
+std::uint64_t ChatClient::inbox_seq() const {
+  return impl_->held_seen.load();
+}
+std::size_t ChatClient::outbox_size() const {
+  return impl_->outbox_seen.load();
+}
+
+ChatClient::Reply<Ok> ChatClient::connect() {
+  auto promise = std::make_shared<std::promise<Result<Ok>>>();
+  auto future = promise->get_future();
+  Impl& s = *impl_;
+  if (s.stopped) {
+    promise->set_value(closed_error());
+    return future;
+  }
+  s.post([&s, promise] {
+    if (s.state == ChatState::kClosed) return promise->set_value(closed_error());
+    if (s.state == ChatState::kOnline) return promise->set_value(Ok{});
+    s.login_waiters.push_back([promise](Result<Ok> r) { promise->set_value(std::move(r)); });
+    s.start();
+  });
+  return future;
+}
+
+void ChatClient::close() {
+  if (!impl_ || impl_->stopped) return;
+  Impl& s = *impl_;
+  if (std::this_thread::get_id() == s.thread.get_id()) {
+    // From a callback: the session ends; the thread stops with the destructor.
+    s.begin_close([] {});
+    return;
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  auto finished = done->get_future();
+  s.post([&s, done] { s.begin_close([done] { done->set_value(); }); });
+  finished.wait_for(kLogoutWait + milliseconds(1000));
+  s.stopped = true;
+  s.work.reset();
+  s.io.stop();
+  if (s.thread.joinable()) s.thread.join();
+  // What was posted meanwhile runs here and finds the client closed.
+  s.post([&s] { s.shut_down(closed_error()); });
+  s.io.restart();
+  s.io.poll();
+}
+
+void ChatClient::call_frame(Cmd cmd, std::string body, Callback<Frame> done) {
+  Impl& s = *impl_;
+  if (s.stopped) return done(closed_error());
+  s.post([&s, cmd, body = std::move(body), done = std::move(done)]() mutable {
+    s.call(cmd, std::move(body), std::move(done));
+  });
+}
+
+void ChatClient::send_async(const std::string& to, std::string body, SendOptions options, Callback<SendResult> done) {
+  Impl& s = *impl_;
+  if (s.stopped) return done(closed_error());
+  s.post([&s, to, body = std::move(body), options = std::move(options), done = std::move(done)]() mutable {
+    s.send(to, std::move(body), std::move(options), std::move(done));
+  });
+}
+
+ChatClient::Reply<SendResult> ChatClient::send(const std::string& to, std::string body, SendOptions options) {
+  auto promise = std::make_shared<std::promise<Result<SendResult>>>();
+  auto future = promise->get_future();
+  send_async(to, std::move(body), std::move(options),
+             [promise](Result<SendResult> r) { promise->set_value(std::move(r)); });
+  return future;
+}
+
+ChatClient::Reply<v1::HistoryResp> ChatClient::history(v1::ConvType type, const std::string& peer,
+                                                       std::uint64_t before_seq, std::uint32_t limit,
+                                                       std::uint64_t after_seq) {
+  v1::HistoryReq req;
+  req.set_conv_type(type);
+  req.set_peer(peer);
+  req.set_before_seq(before_seq);
+  req.set_after_seq(after_seq);
+  req.set_limit(limit);
+  return call<v1::HistoryResp>(Cmd::kHistory, req);
+}
+
+ChatClient::Reply<v1::SendResp> ChatClient::recall(v1::ConvType type, const std::string& peer,
+                                                   std::uint64_t conv_seq) {
+  v1::RecallReq req;
+  req.set_client_msg_id(new_client_msg_id());
+  req.set_conv_type(type);
+  req.set_peer(peer);
+  req.set_conv_seq(conv_seq);
+  return call<v1::SendResp>(Cmd::kRecall, req);
+}
+
+ChatClient::Reply<v1::SendResp> ChatClient::edit(v1::ConvType type, const std::string& peer, std::uint64_t conv_seq,
+                                                 std::string body) {
+  v1::EditReq req;
+  req.set_client_msg_id(new_client_msg_id());
+  req.set_conv_type(type);
+  req.set_peer(peer);
+  req.set_conv_seq(conv_seq);
+  req.set_body(std::move(body));
+  return call<v1::SendResp>(Cmd::kEdit, req);
+}
+
+ChatClient::Reply<v1::DeleteResp> ChatClient::delete_messages(const v1::DeleteReq& req) {
+  return call<v1::DeleteResp>(Cmd::kDelete, req);
+}
+
+ChatClient::Reply<v1::ConvListResp> ChatClient::conversations(const std::string& cursor, std::uint32_t limit) {
+  v1::ConvListReq req;
+  req.set_cursor(cursor);
+  req.set_limit(limit);
+  return call<v1::ConvListResp>(Cmd::kConvList, req);
+}
+
+ChatClient::Reply<v1::ConvReadResp> ChatClient::mark_read(v1::ConvType type, const std::string& peer,
+                                                          std::uint64_t read_seq, bool no_receipt) {
+  v1::ConvReadReq req;
+  req.set_conv_type(type);
+  req.set_peer(peer);
+  req.set_read_seq(read_seq);
+  req.set_no_receipt(no_receipt);
+  return call<v1::ConvReadResp>(Cmd::kConvRead, req);
+}
+
+ChatClient::Reply<v1::ConvUpdateResp> ChatClient::update_conversation(const v1::ConvUpdateReq& req) {
+  return call<v1::ConvUpdateResp>(Cmd::kConvUpdate, req);
+}
+
+ChatClient::Reply<v1::ReceiptsResp> ChatClient::receipts(const v1::ReceiptsReq& req) {
+  return call<v1::ReceiptsResp>(Cmd::kReceipts, req);
+}
+
+void ChatClient::typing(v1::ConvType type, const std::string& peer, v1::TypingState state) {
+  Impl& s = *impl_;
+  if (s.stopped) return;
+  v1::TypingReq req;
+  req.set_conv_type(type);
+  req.set_peer(peer);
+  req.set_state(state);
+  s.post([&s, req = std::move(req)] {
+    if (s.link && s.state == ChatState::kOnline) s.link->notify(Cmd::kTyping, &req);
+  });
+}
+
+ChatClient::Reply<v1::PresenceResp> ChatClient::presence(const std::vector<std::string>& uids) {
+  v1::PresenceReq req;
+  for (const auto& u : uids) req.add_uids(u);
+  return call<v1::PresenceResp>(Cmd::kPresence, req);
+}
+
+ChatClient::Reply<v1::PresenceResp> ChatClient::watch_presence(const v1::PresenceWatchReq& req) {
+  return call<v1::PresenceResp>(Cmd::kPresenceWatch, req);
+}
+
+ChatClient::Reply<v1::GroupResp> ChatClient::create_group(const v1::GroupCreateReq& req) {
+  return call<v1::GroupResp>(Cmd::kGroupCreate, req);
+}
+
+ChatClient::Reply<v1::GroupResp> ChatClient::get_group(const std::string& gid, bool with_members) {
+  v1::GroupGetReq req;
+  req.set_gid(gid);
+  req.set_with_members(with_members);
+  return call<v1::GroupResp>(Cmd::kGroupGet, req);
+}
+
+ChatClient::Reply<v1::GroupListResp> ChatClient::list_groups() {
+  return call<v1::GroupListResp>(Cmd::kGroupList, v1::GroupIdReq{});
+}
+
+namespace {
+v1::GroupMembersReq members_req(const std::string& gid, const std::vector<std::string>& uids) {
+  v1::GroupMembersReq req;
+  req.set_gid(gid);
+  for (const auto& u : uids) req.add_uids(u);
+  return req;
+}
+}  // namespace
+
+ChatClient::Reply<v1::GroupMembersResp> ChatClient::add_members(const std::string& gid,
+                                                                const std::vector<std::string>& uids) {
+  return call<v1::GroupMembersResp>(Cmd::kGroupAddMembers, members_req(gid, uids));
+}
+
+ChatClient::Reply<v1::GroupMembersResp> ChatClient::remove_members(const std::string& gid,
+                                                                   const std::vector<std::string>& uids) {
+  return call<v1::GroupMembersResp>(Cmd::kGroupRemoveMembers, members_req(gid, uids));
+}
+
+ChatClient::Reply<v1::GroupResp> ChatClient::update_group(const v1::GroupUpdateReq& req) {
+  return call<v1::GroupResp>(Cmd::kGroupUpdate, req);
+}
+
+ChatClient::Reply<Ok> ChatClient::leave_group(const std::string& gid) {
+  v1::GroupIdReq req;
+  req.set_gid(gid);
+  return call<Ok>(Cmd::kGroupLeave, req);
+}
+
+ChatClient::Reply<Ok> ChatClient::dismiss_group(const std::string& gid) {
+  v1::GroupIdReq req;
+  req.set_gid(gid);
+  return call<Ok>(Cmd::kGroupDismiss, req);
+}
+
+}  // namespace im

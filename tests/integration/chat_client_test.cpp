@@ -1,0 +1,331 @@
+// ChatClient (include/im/chat_client.h) against the real binary: chat,
+// every inbox message once and in order across kill -9 and restarts, the
+// outbox across a client restart (FileChatStorage), kickouts, the token
+// provider, and the protocol 8 calls.
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "im/chat_client.h"
+#include "server_process.h"
+#include "wait_until.h"
+
+using namespace im;
+using namespace im::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// What a client's callbacks saw (they run on its thread).
+struct Seen {
+  std::mutex mutex;
+  std::vector<v1::Message> messages;
+  std::vector<ChatState> states;
+  std::vector<KickInfo> kicks;
+  std::vector<Error> errors;
+
+  std::vector<std::string> bodies(const std::string& from = "") {
+    std::lock_guard lock(mutex);
+    std::vector<std::string> out;
+    for (const auto& m : messages)
+      if (m.content_type() == 0 && (from.empty() || m.from() == from)) out.push_back(m.body());
+    return out;
+  }
+  std::vector<std::uint64_t> seqs() {
+    std::lock_guard lock(mutex);
+    std::vector<std::uint64_t> out;
+    for (const auto& m : messages) out.push_back(m.inbox_seq());
+    return out;
+  }
+  std::size_t kick_count() {
+    std::lock_guard lock(mutex);
+    return kicks.size();
+  }
+};
+
+ChatOptions options_for(std::uint16_t port, const std::string& uid, v1::DeviceType device = v1::DESKTOP) {
+  ChatOptions o;
+  o.port = port;
+  o.uid = uid;
+  o.device_type = device;
+  o.token = [uid](TokenReason) { return token_for(uid); };
+  o.backoff_base = 50ms;
+  o.backoff_max = 400ms;
+  return o;
+}
+
+std::unique_ptr<ChatClient> make_client(ChatOptions o, Seen& seen) {
+  auto c = std::make_unique<ChatClient>(std::move(o));
+  c->on_message([&seen](const v1::Message& m) {
+    std::lock_guard lock(seen.mutex);
+    seen.messages.push_back(m);
+  });
+  c->on_state([&seen](ChatState s) {
+    std::lock_guard lock(seen.mutex);
+    seen.states.push_back(s);
+  });
+  c->on_kicked([&seen](const KickInfo& k) {
+    std::lock_guard lock(seen.mutex);
+    seen.kicks.push_back(k);
+  });
+  c->on_error([&seen](const Error& e) {
+    std::lock_guard lock(seen.mutex);
+    seen.errors.push_back(e);
+  });
+  return c;
+}
+
+template <class T>
+T must_ok(std::future<Result<T>> f) {
+  REQUIRE(f.wait_for(30s) == std::future_status::ready);
+  auto r = f.get();
+  INFO((r ? "" : r.error().message));
+  REQUIRE(r);
+  return std::move(*r);
+}
+
+bool gapless(const std::vector<std::uint64_t>& seqs) {
+  for (std::size_t i = 0; i < seqs.size(); ++i)
+    if (seqs[i] != i + 1) return false;
+  return true;
+}
+
+// A server on a fixed port, so that it comes back where the clients look.
+Overrides fixed_port(std::uint16_t port) {
+  return {{"server.listen", "\"127.0.0.1:" + std::to_string(port) + "\""}, {"sharding.shards", "2"}};
+}
+
+}  // namespace
+
+TEST_CASE("chat client: two users chat; each sees every message of the inbox once, in order, own ones included") {
+  ServerProcess server(Overrides{{"sharding.shards", "2"}});
+  Seen a, b;
+  auto alice = make_client(options_for(server.tcp_port(), "alice"), a);
+  auto bob = make_client(options_for(server.tcp_port(), "bob"), b);
+  must_ok(alice->connect());
+  must_ok(bob->connect());
+  for (int i = 0; i < 5; ++i) {
+    const auto r = must_ok(alice->send("bob", "a" + std::to_string(i)));
+    CHECK(r.inbox_seq == static_cast<std::uint64_t>(i + 1));
+    CHECK_FALSE(r.duplicate);
+  }
+  REQUIRE(wait_until([&] { return b.bodies().size() == 5; }));
+  const auto list = must_ok(bob->conversations());
+  REQUIRE(list.conversations_size() == 1);
+  CHECK(list.conversations(0).peer() == "alice");
+  CHECK(list.conversations(0).unread_count() == 5);
+  must_ok(bob->send("alice", "hi"));  // sending counts as reading
+  REQUIRE(wait_until([&] { return b.bodies().size() == 6 && a.bodies().size() == 6; }));
+  CHECK(b.bodies("alice") == std::vector<std::string>{"a0", "a1", "a2", "a3", "a4"});
+  CHECK(a.bodies("alice") == std::vector<std::string>{"a0", "a1", "a2", "a3", "a4"});
+  CHECK(gapless(a.seqs()));
+  CHECK(gapless(b.seqs()));
+  CHECK(alice->inbox_seq() == 6);
+  CHECK(alice->state() == ChatState::kOnline);
+
+  // The protocol 8 calls, typed.
+  CHECK(must_ok(bob->conversations()).conversations(0).unread_count() == 0);
+  CHECK(must_ok(alice->mark_read(v1::C2C, "bob")).unread_count() == 0);
+  const auto h = must_ok(bob->history(v1::C2C, "alice", 0, 3));
+  CHECK(h.messages_size() == 3);
+  CHECK(h.has_more());
+  v1::GroupCreateReq g;
+  g.set_gid("team");
+  g.set_name("team");
+  g.add_members("bob");
+  CHECK(must_ok(alice->create_group(g)).group().gid() == "team");
+  CHECK(must_ok(bob->list_groups()).groups_size() == 1);
+  SendOptions to_group;
+  to_group.conv_type = v1::GROUP;
+  must_ok(alice->send("team", "g1", to_group));
+  REQUIRE(wait_until([&] { return b.bodies().size() == 7; }));
+  const auto recalled = must_ok(alice->recall(v1::GROUP, "team", 2));
+  CHECK(recalled.conv_seq() == 3);
+  // Errors are values with the protocol status.
+  auto refused = alice->get_group("no-such-group").get();
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == StatusCode::kNotFound);
+  alice->close();
+  bob->close();
+  CHECK(alice->state() == ChatState::kClosed);
+  CHECK_FALSE(alice->send("bob", "after close").get());
+}
+
+TEST_CASE("chat client: kill -9 and restarts mid-conversation lose nothing and double nothing") {
+  const std::uint16_t port = free_loopback_port();
+  ServerProcess server(fixed_port(port));
+  Seen a, b;
+  auto alice = make_client(options_for(port, "alice"), a);
+  auto bob = make_client(options_for(port, "bob"), b);
+  must_ok(alice->connect());
+  must_ok(bob->connect());
+  constexpr int kMessages = 60;
+  std::vector<std::future<Result<SendResult>>> sends;
+  for (int i = 0; i < kMessages; ++i) {
+    sends.push_back(alice->send("bob", "m" + std::to_string(i)));
+    if (i == 20 || i == 40) {
+      server.kill9();
+      server.restart();
+    }
+  }
+  std::vector<std::string> expected;
+  for (int i = 0; i < kMessages; ++i) {
+    const auto r = must_ok(std::move(sends[i]));
+    CHECK(r.msg_id != 0);
+    expected.push_back("m" + std::to_string(i));
+  }
+  CHECK(alice->outbox_size() == 0);
+  {
+    std::lock_guard lock(a.mutex);  // the cuts were seen, and came back from
+    CHECK(std::count(a.states.begin(), a.states.end(), ChatState::kOffline) >= 2);
+    CHECK(a.states.back() == ChatState::kOnline);
+  }
+  REQUIRE(wait_until([&] { return b.bodies().size() >= kMessages; }, 30s));
+  std::this_thread::sleep_for(500ms);  // a doubled one would come within this
+  CHECK(b.bodies() == expected);
+  CHECK(gapless(b.seqs()));
+  CHECK(a.bodies() == expected);  // the sender's own copies too
+  CHECK(gapless(a.seqs()));
+}
+
+TEST_CASE("chat client: the outbox outlives the client in a FileChatStorage; a graceful shutdown is waited out") {
+  const std::uint16_t port = free_loopback_port();
+  const std::string dir = unique_temp_path("imclient-state");
+  auto server = std::make_unique<ServerProcess>(fixed_port(port));
+  Seen b;
+  auto bob = make_client(options_for(port, "bob"), b);
+  must_ok(bob->connect());
+  const std::string data_dir = server->data_dir();
+  {
+    Seen a;
+    auto o = options_for(port, "alice");
+    o.storage = std::make_shared<FileChatStorage>(dir);
+    auto alice = make_client(o, a);
+    must_ok(alice->connect());
+    must_ok(alice->send("bob", "before"));
+    CHECK(server->terminate() == 0);  // KICKOUT SERVER_SHUTDOWN: both wait reconnect_after_ms
+    REQUIRE(wait_until([&] { return a.kick_count() == 1; }));
+    {
+      std::lock_guard lock(a.mutex);
+      CHECK(a.kicks[0].reason == v1::SERVER_SHUTDOWN);
+      CHECK(a.kicks[0].reconnects);
+    }
+    auto queued = alice->send("bob", "queued while down");
+    REQUIRE(wait_until([&] { return alice->outbox_size() == 1; }));
+    alice->close();  // its promise breaks; the send stays in the file
+    auto r = queued.get();
+    CHECK_FALSE(r);
+  }
+  server->restart();
+  Seen a2;
+  auto o = options_for(port, "alice");
+  o.storage = std::make_shared<FileChatStorage>(dir);
+  auto alice = make_client(o, a2);
+  CHECK(alice->outbox_size() == 0);  // not read before connect()
+  must_ok(alice->connect());
+  REQUIRE(wait_until([&] { return alice->outbox_size() == 0 && b.bodies().size() == 2; }, 30s));
+  CHECK(b.bodies() == std::vector<std::string>{"before", "queued while down"});
+  // The resync point was kept: the restarted client was not given "before" again.
+  CHECK(a2.bodies() == std::vector<std::string>{"queued while down"});
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("chat client: a newer login elsewhere closes the client for good; a refused token is asked again once") {
+  ServerProcess server(Overrides{{"sharding.shards", "2"}});
+  Seen a;
+  int asked = 0;
+  auto o = options_for(server.tcp_port(), "alice");
+  std::vector<TokenReason> reasons;
+  o.token = [&](TokenReason why) {
+    reasons.push_back(why);  // on the client's thread; read after connect()
+    return ++asked == 1 ? std::string("not-a-token") : token_for("alice");
+  };
+  auto alice = make_client(o, a);
+  must_ok(alice->connect());
+  REQUIRE(reasons.size() == 2);
+  CHECK(reasons[0] == TokenReason::kLogin);
+  CHECK(reasons[1] == TokenReason::kRefused);
+  Seen a2;
+  auto again = make_client(options_for(server.tcp_port(), "alice"), a2);
+  must_ok(again->connect());
+  REQUIRE(wait_until([&] { return alice->state() == ChatState::kClosed; }));
+  {
+    std::lock_guard lock(a.mutex);
+    REQUIRE(a.kicks.size() == 1);
+    CHECK(a.kicks[0].reason == v1::LOGIN_ELSEWHERE);
+    CHECK_FALSE(a.kicks[0].reconnects);
+  }
+  auto after = alice->send("bob", "x").get();
+  REQUIRE_FALSE(after);
+  CHECK(after.error().code == StatusCode::kGone);
+
+  // Refused twice: the client closes and says why.
+  Seen c;
+  auto bad = options_for(server.tcp_port(), "carol");
+  bad.token = [](TokenReason) { return std::string("never-valid"); };
+  auto carol = make_client(bad, c);
+  auto r = carol->connect().get();
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == StatusCode::kUnauthenticated);
+  CHECK(carol->state() == ChatState::kClosed);
+}
+
+TEST_CASE("chat client: an expired token is replaced through the provider and the session goes on") {
+  ServerProcess server(Overrides{{"sharding.shards", "2"}});
+  Seen a;
+  std::atomic<int> expired{0};
+  auto o = options_for(server.tcp_port(), "alice");
+  o.token = [&](TokenReason why) {
+    if (why == TokenReason::kExpired) ++expired;
+    // The first token lives 2 s; later ones an hour.
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    return token_for("alice", why == TokenReason::kLogin && expired == 0 ? now + 2 : now + 3600);
+  };
+  auto alice = make_client(o, a);
+  must_ok(alice->connect());
+  REQUIRE(wait_until([&] { return expired.load() == 1; }, 10s));
+  REQUIRE(wait_until([&] { return alice->state() == ChatState::kOnline; }, 10s));
+  CHECK(must_ok(alice->send("bob", "after expiry")).msg_id != 0);
+}
+
+TEST_CASE("chat client: FileChatStorage keeps any bytes and refuses a damaged file") {
+  const std::string dir = unique_temp_path("imclient-file");
+  FileChatStorage storage(dir);
+  SavedState s;
+  s.inbox_seq = 42;
+  s.outbox.push_back({"id 1", v1::GROUP, "g with space", 7, std::string("\0\n\xff-", 4), 123});
+  s.outbox.push_back({"id2", v1::C2C, "bob", 0, "", 456});
+  REQUIRE(storage.save("alice|4|", s));
+  auto back = storage.load("alice|4|");
+  REQUIRE(back);
+  CHECK(back->inbox_seq == 42);
+  REQUIRE(back->outbox.size() == 2);
+  CHECK(back->outbox[0].client_msg_id == "id 1");
+  CHECK(back->outbox[0].conv_type == v1::GROUP);
+  CHECK(back->outbox[0].to == "g with space");
+  CHECK(back->outbox[0].content_type == 7);
+  CHECK(back->outbox[0].body == std::string("\0\n\xff-", 4));
+  CHECK(back->outbox[0].created_ms == 123);
+  CHECK(back->outbox[1].body.empty());
+  CHECK_FALSE(storage.load("someone else"));
+  std::ofstream(storage.path_of("alice|4|")) << "imclient-state 1\nsend !!! x\n";
+  CHECK_FALSE(storage.load("alice|4|"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("chat client: backoff has full jitter under an exponential ceiling") {
+  CHECK(backoff_delay(0, 100ms, 1000ms, 0.5) == 50ms);
+  CHECK(backoff_delay(3, 100ms, 1000ms, 0.5) == 400ms);
+  CHECK(backoff_delay(40, 100ms, 1000ms, 0.999) == 999ms);
+  CHECK(backoff_delay(5, 100ms, 1000ms, 0.0) == 0ms);
+  CHECK(new_client_msg_id().size() == 32);
+  CHECK(new_client_msg_id() != new_client_msg_id());
+}
