@@ -10,6 +10,8 @@ packages=(
   libasio-dev libssl-dev libprotobuf-dev protobuf-compiler librocksdb-dev
   libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libcpp-httplib-dev libcurl4-openssl-dev
+  # tmux drives imcli's interactive mode in the tests
+  tmux
   # tests (promtool, from prometheus, checks the /metrics exposition)
   catch2 curl prometheus
   # third-party WebSocket and TLS clients (tests/python, tests/js): Python's

@@ -268,6 +268,7 @@ class Server:
         )
         err.close()
         want = {"tcp"} | ({"ws"} if self.overrides.get("server.ws_listen") != '""' else set())
+        want |= {"admin"} if self.overrides.get("admin.listen") != '""' else set()
         buffer = b""
         deadline = time.monotonic() + 30
         fd = self.proc.stdout.fileno()

@@ -1,0 +1,125 @@
+"""imcli against a real imserver: the one-shot commands (their text and
+JSON output, exit codes, a token minted through the admin API with the
+development key), then the interactive mode driven under tmux (send-keys,
+capture-pane): conversations switched, messages sent and printed as they
+arrive above a half-typed line that survives them, /history, /groups,
+/create, /read, /recall, /quit.
+
+tmux runs on a private socket of this test, killed at the end; every wait
+is bounded.
+"""
+
+import json
+import os
+import subprocess
+import uuid
+
+import imtest
+from imtest import expect, log, token_for, wait_until
+
+
+def main():
+    parser_args = imtest.parse_args(__doc__)
+    imcli = os.environ["IMCLI"]
+    with imtest.Server(parser_args.imserver, {"admin.listen": '"127.0.0.1:0"', "admin.api_key": '""'}) as server:
+        key_path = os.path.join(server.dir, "data", "admin_api_key")
+        key = open(key_path).read().strip()
+        expect(len(key) == 64, "a development admin key in the data dir")
+        base = [imcli, "--server", f"127.0.0.1:{server.tcp_port}"]
+        admin = ["--admin", f"http://127.0.0.1:{server.ports['admin']}", "--api-key", key]
+
+        def cli(uid, *args, check=True, token=None):
+            cmd = base + ["--uid", uid] + (["--token", token] if token is not None else admin) + list(args)
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            if check and r.returncode != 0:
+                raise AssertionError(f"{' '.join(args)}: exit {r.returncode}: {r.stderr}")
+            return r
+
+        # ---- one-shot commands
+        sent = json.loads(cli("alice", "send", "bob", "hi bob", "--json").stdout)
+        expect(sent["conv_seq"] == 1 and not sent["duplicate"] and int(sent["msg_id"]) > 0, f"send --json: {sent}")
+        expect("sent to bob" in cli("alice", "send", "bob", "second").stdout, "send's text output")
+        lines = [json.loads(l) for l in cli("bob", "pull", "--json").stdout.splitlines()]
+        expect([m["body"] for m in lines] == ["hi bob", "second"], f"pull --json: {lines}")
+        expect(lines[0]["from"] == "alice" and lines[0]["inbox_seq"] == 1, "pull's fields")
+        later = [json.loads(l) for l in cli("bob", "pull", "--json", "--after", "1").stdout.splitlines()]
+        expect([m["body"] for m in later] == ["second"], "pull --after")
+        convs = json.loads(cli("bob", "conversations", "--json").stdout)
+        expect(len(convs) == 1 and convs[0]["peer"] == "alice" and convs[0]["unread_count"] == 2, f"conversations: {convs}")
+        expect("hi bob" in cli("bob", "history", "alice").stdout, "history")
+        created = json.loads(cli("alice", "create-group", "team", "bob", "--name", "Team", "--json").stdout)
+        expect(created == {"gid": "team", "member_count": 2}, f"create-group: {created}")
+        groups = json.loads(cli("bob", "groups", "--json").stdout)
+        expect(groups[0]["gid"] == "team" and groups[0]["name"] == "Team", f"groups: {groups}")
+        cli("bob", "send", "team", "hello team", "--group")
+        expect("hello team" in cli("alice", "history", "team", "--group").stdout, "group history")
+        refused = cli("mallory", "send", "bob", "x", check=False, token="not-a-token")
+        expect(refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr, f"a bad token: {refused.stderr}")
+        missing = cli("alice", "send", "nobody-group", "x", "--group", check=False)
+        expect(missing.returncode == 1 and ("NOT_FOUND" in missing.stderr or "FORBIDDEN" in missing.stderr),
+               f"a refused send: {missing.stderr}")
+
+        # ---- interactive, under tmux
+        sock = f"imcli-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+        def tmux(*args):
+            return subprocess.run(["tmux", "-L", sock, *args], capture_output=True, text=True, timeout=20)
+
+        def screen():
+            return tmux("capture-pane", "-p", "-t", "t").stdout
+
+        def keys(*k):
+            tmux("send-keys", "-t", "t", *k)
+
+        def shows(text, timeout=10):
+            return wait_until(lambda: text in screen(), timeout)
+
+        carol = " ".join(base + ["--uid", "carol", "--token", token_for("carol")])
+        tmux("new-session", "-d", "-s", "t", "-x", "160", "-y", "50", carol)
+        try:
+            expect(shows("* online"), f"the interactive client logs in: {screen()}")
+            keys("/to dave", "Enter")
+            expect(shows("talking to dave"), "/to")
+            keys("hello dave", "Enter")
+            expect(wait_until(lambda: "hello dave" in cli("dave", "pull", "--json").stdout, 10), "a line is sent")
+            cli("dave", "send", "carol", "hi carol")
+            expect(shows("[dave] dave (#2): hi carol"), f"an incoming message is printed: {screen()}")
+            keys("half typed")
+            expect(shows("carol > dave> half typed"), "typing")
+            cli("dave", "send", "carol", "while you type")
+            expect(shows("while you type"), "printed while typing")
+            last = [l for l in screen().splitlines() if l.strip()][-1]
+            expect(last == "carol > dave> half typed", f"the half-typed line survives: {last!r}")
+            keys("C-u")
+            keys("/history", "Enter")
+            expect(shows("you (#1): hello dave"), "/history")
+            keys("/create crew dave", "Enter")
+            expect(shows("created #crew with 2 members"), f"/create: {screen()}")
+            keys("crew hello", "Enter")
+            expect(shows("[#crew] you"), "a group message")
+            keys("/recall", "Enter")
+            expect(shows("recalled #"), f"/recall: {screen()}")
+            keys("/groups", "Enter")
+            expect(shows("#crew crew"), "/groups")
+            keys("/to dave", "Enter")
+            keys("/read", "Enter")
+            expect(shows("read up to #3"), f"/read: {screen()}")
+            keys("/nonsense", "Enter")
+            expect(shows("unknown command"), "an unknown command")
+            keys("/quit", "Enter")
+            expect(wait_until(lambda: tmux("has-session", "-t", "t").returncode != 0, 10), "/quit ends imcli")
+        finally:
+            log(screen())
+            tmux("kill-server")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BaseException as e:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
+        log(f"FAILED: {e!r}")
+        raise SystemExit(1)
+    log("PASSED")
