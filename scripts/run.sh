@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIM_BUILD_TESTS=OFF >/dev/null
-cmake --build build -j2 --target imserver
+cmake --build build -j2 --target imserver imcli
 # The web page's script (web/public/app.js), bundled from the TypeScript SDK
 # with the npm packages of the committed lockfiles (docs/web.md).
 # npm ci again when the lockfile changed since the last install.

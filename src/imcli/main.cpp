@@ -53,7 +53,7 @@ struct Options {
   std::string token;
   std::string admin;
   std::string api_key;
-  std::string device = "desktop";
+  std::string device;  // "": desktop interactive, web for one-shot commands
   std::string state_dir;
   bool json = false;
 };
@@ -537,8 +537,9 @@ int main(int argc, char** argv) {
   app.add_option("--token", o.token, "a JWT for --uid (from your backend)")->envname("IM_TOKEN");
   app.add_option("--admin", o.admin, "the admin API's URL, to mint a token (http://127.0.0.1:9702)");
   app.add_option("--api-key", o.api_key, "the admin API key (admin.api_key)")->envname("IM_ADMIN_KEY");
-  app.add_option("--device", o.device, "ios, android, web or desktop (one session per user and device)")
-      ->capture_default_str();
+  app.add_option("--device", o.device,
+                 "ios, android, web or desktop: one session per user and device type (default: desktop "
+                 "interactive, web for one-shot commands, so a script does not sign your imcli out)");
   app.add_option("--state-dir", o.state_dir, "keep the resync point and unsent messages here");
   app.add_flag("--json", o.json, "JSON output (one-shot commands)");
 
@@ -568,6 +569,9 @@ int main(int argc, char** argv) {
   if (o.token.empty() && o.admin.empty()) die("--token or --admin URL (with --api-key) is required");
   if (!o.admin.empty() && o.api_key.empty()) die("--admin needs --api-key (or IM_ADMIN_KEY)");
 
+  const bool one_shot = send->parsed() || pull->parsed() || conversations->parsed() || history->parsed() ||
+                        groups->parsed() || create->parsed();
+  if (o.device.empty()) o.device = one_shot ? "web" : "desktop";
   ChatClient client(chat_options(o));
   int rc = 0;
   if (send->parsed()) {
