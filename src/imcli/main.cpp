@@ -58,8 +58,35 @@ struct Options {
   bool json = false;
 };
 
+// Text from the server (bodies, names, error messages) made safe for a
+// terminal: control characters (C0, DEL, C1), which could move the cursor,
+// rewrite earlier lines or change the terminal's settings, become U+FFFD,
+// and a newline becomes "\u21b5" so that a body cannot fake a line of its
+// own ("[alice] ..."). `keep_newlines` keeps ours.
+std::string printable(std::string_view text, bool keep_newlines = false) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\n' && keep_newlines) {
+      out += '\n';
+    } else if (c == '\n') {
+      out += "\u21b5";
+    } else if (c < 0x20 || c == 0x7F) {
+      out += "\ufffd";
+    } else if (c == 0xC2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(text[i + 1]) <= 0x9F) {
+      out += "\ufffd";  // a C1 control, encoded in UTF-8
+      ++i;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 [[noreturn]] void die(const std::string& what) {
-  std::cerr << "imcli: " << what << "\n";
+  std::cerr << "imcli: " << printable(what) << "\n";
   std::exit(1);
 }
 
@@ -163,8 +190,15 @@ json message_json(const v1::Message& m) {
   return j;
 }
 
-// A line a person reads; "" for what is not worth a line (read marks, settings).
+std::string message_line_raw(const v1::Message& m, const std::string& me);
+
+// A line a person reads, safe for a terminal; "" for what is not worth a
+// line (read marks, settings).
 std::string message_line(const v1::Message& m, const std::string& me) {
+  return printable(message_line_raw(m, me));
+}
+
+std::string message_line_raw(const v1::Message& m, const std::string& me) {
   const std::string where = m.conv_type() == v1::GROUP ? "#" + m.to() : (m.from() == me ? m.to() : m.from());
   const std::string who = m.from() == me ? "you" : m.from();
   switch (m.content_type()) {
@@ -251,9 +285,10 @@ int cmd_conversations(ChatClient& c, const Options& o) {
     return 0;
   }
   for (const auto& j : all)
-    std::cout << fmt::format("{:<6} {:<24} unread {:<4} last #{}\n", j["conv_type"].get<std::string>(),
-                             j["peer"].get<std::string>(), j["unread_count"].get<unsigned>(),
-                             j["last_conv_seq"].get<std::uint64_t>());
+    std::cout << printable(fmt::format("{:<6} {:<24} unread {:<4} last #{}", j["conv_type"].get<std::string>(),
+                                       j["peer"].get<std::string>(), j["unread_count"].get<unsigned>(),
+                                       j["last_conv_seq"].get<std::uint64_t>()))
+              << "\n";
   return 0;
 }
 
@@ -278,7 +313,9 @@ std::string groups_text(ChatClient& c, const Options& o) {
   }
   std::string out;
   for (const auto& g : r.groups())
-    out += fmt::format("#{:<20} {:<24} {} members, owner {}\n", g.gid(), g.name(), g.member_count(), g.owner());
+    out += printable(fmt::format("#{:<20} {:<24} {} members, owner {}", g.gid(), g.name(), g.member_count(),
+                                 g.owner())) +
+           "\n";
   return out;
 }
 
@@ -341,8 +378,9 @@ struct Session {
 };
 Session* g_session = nullptr;
 
-// A line above the one being typed (main thread only).
-void say(const std::string& text) {
+// A line above the one being typed (main thread only); made safe for the terminal.
+void say(const std::string& raw) {
+  const std::string text = printable(raw);
   if (g_session->editor) {
     std::fputs(g_session->editor->print_above(text).c_str(), stdout);
   } else {
@@ -587,7 +625,7 @@ int main(int argc, char** argv) {
   } else if (create->parsed()) {
     const auto g = create_group(client, gid, members, name);
     std::cout << (o.json ? json{{"gid", g.group().gid()}, {"member_count", g.group().member_count()}}.dump()
-                         : fmt::format("created #{} ({} members)", g.group().gid(), g.group().member_count()))
+                         : printable(fmt::format("created #{} ({} members)", g.group().gid(), g.group().member_count())))
               << "\n";
   } else {
     rc = interactive(client, o);

@@ -90,6 +90,14 @@ def main():
             expect(shows("while you type"), "printed while typing")
             last = [l for l in screen().splitlines() if l.strip()][-1]
             expect(last == "carol > dave> half typed", f"the half-typed line survives: {last!r}")
+            # A hostile body: escape sequences (clear the screen, set the
+            # title) and a newline faking a line of alice's. Shown inert.
+            cli("dave", "send", "carol", "\x1b[2J\x1b]0;pwned\x07evil\n[alice] alice (#9): fake")
+            expect(shows("evil"), "the hostile message is printed")
+            expect("talking to dave" in screen(), f"the screen was not cleared: {screen()}")
+            expect("\n[alice] alice (#9): fake" not in screen(), "no faked line")
+            pulled = cli("carol", "pull").stdout
+            expect("\x1b" not in pulled and "evil" in pulled, "one-shot output carries no escape sequence")
             keys("C-u")
             keys("/history", "Enter")
             expect(shows("you (#1): hello dave"), "/history")
@@ -103,7 +111,7 @@ def main():
             expect(shows("#crew crew"), "/groups")
             keys("/to dave", "Enter")
             keys("/read", "Enter")
-            expect(shows("read up to #3"), f"/read: {screen()}")
+            expect(shows("read up to #4"), f"/read: {screen()}")
             keys("/nonsense", "Enter")
             expect(shows("unknown command"), "an unknown command")
             keys("/quit", "Enter")
