@@ -151,12 +151,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BaseException as e:  # noqa: BLE001
-        import traceback
-
-        traceback.print_exc()
-        log(f"FAILED: {e!r}")
-        raise SystemExit(1)
-    log("PASSED")
+    imtest.run_sync(main)

@@ -410,3 +410,16 @@ def run(main):
         log(f"FAILED: {e!r}")
         sys.exit(1)
     log("PASSED")
+
+
+def run_sync(main):
+    """Runs a plain main; exit code 0 when it passes, 1 with the reason when not."""
+    try:
+        main()
+    except BaseException as e:  # noqa: BLE001 (the reason is what the test prints)
+        import traceback
+
+        traceback.print_exc()
+        log(f"FAILED: {e!r}")
+        sys.exit(1)
+    log("PASSED")
