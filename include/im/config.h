@@ -52,6 +52,7 @@ struct StorageConfig {
   std::uint32_t history_retention_days = 365;
   std::uint32_t max_wal_mb = 256;      // RocksDB max_total_wal_size
   std::uint32_t write_buffer_mb = 256;  // RocksDB db_write_buffer_size (all memtables)
+  std::string backup_dir;               // POST /v1/backup writes checkpoints here; "" disables it
 };
 
 struct AuthConfig {

@@ -143,6 +143,8 @@ const std::vector<KeySpec>& schema() {
           "sharding", "cache_entries", +[](Config & c) -> auto& { return c.sharding.cache_entries; }, 100, 100000000),
       string_key(
           "storage", "data_dir", +[](Config & c) -> auto& { return c.storage.data_dir; }),
+      string_key(
+          "storage", "backup_dir", +[](Config & c) -> auto& { return c.storage.backup_dir; }),
       bool_key(
           "storage", "fsync", +[](Config & c) -> auto& { return c.storage.fsync; }),
       uint_key(

@@ -1,8 +1,11 @@
 #include "core/service.h"
 
+#include <ctime>
+#include <filesystem>
 #include <stdexcept>
 #include <thread>
 
+#include <fmt/chrono.h>
 #include <spdlog/spdlog.h>
 #include <asio/post.hpp>
 
@@ -183,6 +186,46 @@ void Service::conversations(const std::string& uid, v1::ConvListReq req, Done<v1
   asio::post(shard.context(), [&shard, uid, req = std::move(req), done = std::move(done)] {
     done(shard.conv_list(uid, req));
   });
+}
+
+void Service::inbox_page(const std::string& uid, std::uint64_t after_seq, std::uint32_t limit,
+                         Done<std::string> done) {
+  v1::PullReq req;
+  req.set_after_seq(after_seq);
+  req.set_limit(limit);
+  Shard& shard = shard_for(uid);
+  asio::post(shard.context(), [&shard, uid, req, done = std::move(done)] { done(shard.inbox_page(uid, req)); });
+}
+
+void Service::groups_of(const std::string& uid, Done<v1::GroupListResp> done) {
+  Shard& shard = shard_for(uid);
+  asio::post(shard.context(), [&shard, uid, done = std::move(done)] { done(shard.groups_of(uid)); });
+}
+
+Result<Service::Backup> Service::backup() {
+  std::lock_guard lock(backup_mutex_);  // one at a time
+  const std::string& root = config_.storage.backup_dir;
+  if (root.empty()) return make_error(StatusCode::kDisabled, "storage.backup_dir is empty: backups are off");
+  std::error_code ec;
+  std::filesystem::create_directories(root, ec);
+  if (ec) return make_error(StatusCode::kInternal, fmt::format("cannot make {}: {}", root, ec.message()));
+  Backup b;
+  b.time_ms = wall_ms();
+  // A new folder each time, named by the time (and a counter when two fall
+  // in the same millisecond).
+  for (int n = 0;; ++n) {
+    b.path = (std::filesystem::path(root) /
+              fmt::format("imserver-{:%Y%m%dT%H%M%S}-{:03}{}", fmt::gmtime(static_cast<std::time_t>(b.time_ms / 1000)),
+                          b.time_ms % 1000, n == 0 ? std::string() : fmt::format("-{}", n)))
+                 .string();
+    if (!std::filesystem::exists(b.path, ec)) break;
+    if (n > 100) return make_error(StatusCode::kInternal, "no free backup folder name");
+  }
+  auto size = store_->checkpoint(b.path);
+  if (!size) return size.error();
+  b.size_bytes = *size;
+  spdlog::info("backup: {} ({} bytes) in {} ms", b.path, b.size_bytes, wall_ms() - b.time_ms);
+  return b;
 }
 
 void Service::receipts(const std::string& gid, std::uint64_t conv_seq, Done<v1::ReceiptsResp> done) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -71,6 +72,18 @@ class Service final : public net::ServiceInterface {
   void recall_as(const std::string& from, v1::RecallReq req, Done<v1::SendResp> done);
   // CONV_LIST as `uid` sees it (PROTOCOL 6, 8.1).
   void conversations(const std::string& uid, v1::ConvListReq req, Done<v1::ConvListResp> done);
+  // One page of a user's inbox as PULL answers it (a serialized PullResp),
+  // acknowledging nothing; and the user's groups (the admin's export).
+  void inbox_page(const std::string& uid, std::uint64_t after_seq, std::uint32_t limit, Done<std::string> done);
+  void groups_of(const std::string& uid, Done<v1::GroupListResp> done);
+  // POST /v1/backup: an online checkpoint in a new folder under
+  // storage.backup_dir (DISABLED when that is ""). Blocks: the admin's thread.
+  struct Backup {
+    std::string path;
+    std::uint64_t size_bytes = 0;
+    std::int64_t time_ms = 0;
+  };
+  Result<Backup> backup();
   // The read count of one group message (PROTOCOL 6, 8.2), without membership.
   void receipts(const std::string& gid, std::uint64_t conv_seq, Done<v1::ReceiptsResp> done);
   // Group calls with the owner's rights.
@@ -106,6 +119,7 @@ class Service final : public net::ServiceInterface {
 
  private:
   const Config& config_;
+  std::mutex backup_mutex_;
   // What SIGHUP may change while running (Service::reload).
   std::atomic<std::shared_ptr<const JwtVerifier>> verifier_;
   std::atomic<std::uint32_t> messages_per_second_;

@@ -390,6 +390,17 @@ Result<Ok> Shard::ack(const std::string& uid, std::uint8_t device_type, const st
 
 Result<std::string> Shard::pull(const std::string& uid, std::uint8_t device_type, const std::string& device_id,
                                 const v1::PullReq& req) {
+  auto page = inbox_page(uid, req);
+  if (!page) return page.error();
+  auto u = user(uid);
+  if (!u) return u.error();
+  // Only a PULL that is answered acknowledges `after_seq`.
+  if (auto acked = ack(uid, device_type, device_id, std::min(req.after_seq(), (*u)->inbox_committed)); !acked)
+    return acked.error();
+  return page;
+}
+
+Result<std::string> Shard::inbox_page(const std::string& uid, const v1::PullReq& req) {
   auto u = user(uid);
   if (!u) return u.error();
   // Readers never look past the committed seq: no gap is ever visible.
@@ -431,8 +442,6 @@ Result<std::string> Shard::pull(const std::string& uid, std::uint8_t device_type
   }
   auto oldest = env_.store.first_inbox_seq(uid);
   if (!oldest) return oldest.error();
-  // Only a PULL that is answered acknowledges `after_seq`.
-  if (auto acked = ack(uid, device_type, device_id, std::min(req.after_seq(), committed)); !acked) return acked.error();
   return wire::pull_resp(std::move(rows), last < committed, committed, *oldest);
 }
 

@@ -94,6 +94,9 @@ class Shard {
   // The PullResp body (also acknowledges `after_seq` for the device).
   Result<std::string> pull(const std::string& uid, std::uint8_t device_type, const std::string& device_id,
                            const v1::PullReq& req);
+  // A PullResp (serialized) of `uid`'s inbox after `req.after_seq()`, as
+  // PULL answers it, without acknowledging anything (the admin's export).
+  Result<std::string> inbox_page(const std::string& uid, const v1::PullReq& req);
   // The HistoryResp body of a conversation owned here as `uid` sees it
   // (without what it deleted for itself); a group's needs `uid` to be a
   // current member. `after_seq` pages forward, else `before_seq` back.

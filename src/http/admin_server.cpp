@@ -46,6 +46,9 @@ struct Reply {
   int status = 200;
   std::string body;
   std::string content_type = "application/json";
+  // Set: the answer is streamed (chunked) by calling it until it says done,
+  // instead of `body`.
+  std::function<bool(std::size_t offset, httplib::DataSink& sink)> stream;
 };
 using Answer = Result<Reply>;
 
@@ -56,7 +59,7 @@ std::string json_text(const json& doc) {
 }
 
 Reply json_reply(const json& doc, int status = 200) {
-  return {status, json_text(doc), "application/json"};
+  return {status, json_text(doc), "application/json", {}};
 }
 
 Error bad_request(std::string why) {
@@ -202,7 +205,7 @@ Answer get_healthz(const Call& c) {
 }
 
 Answer get_metrics(const Call&) {
-  return Reply{200, metrics::get().render(), "text/plain; version=0.0.4"};
+  return Reply{200, metrics::get().render(), "text/plain; version=0.0.4", {}};
 }
 
 Answer post_token(const Call& c) {
@@ -306,6 +309,93 @@ Answer get_conversations(const Call& c) {
                      {"has_more", r->has_more()},
                      {"total_unread", r->total_unread()},
                      {"inbox_seq", std::to_string(r->inbox_seq())}});
+}
+
+Answer post_backup(const Call& c) {
+  auto b = c.service.backup();
+  if (!b) return b.error();
+  return json_reply({{"path", b->path}, {"size_bytes", b->size_bytes}, {"time_ms", b->time_ms}});
+}
+
+// GET /v1/users/{uid}/export: NDJSON, streamed a page at a time (500 inbox
+// rows), so its memory does not grow with the inbox: the user, every
+// message kept in the inbox as PULL gives it, then the user's groups. An
+// error after the first line (the status is sent by then) ends the stream
+// with a {"type": "error"} line.
+class Export {
+ public:
+  Export(core::Service& service, std::string uid) : service_(service), uid_(std::move(uid)) {}
+
+  bool next(httplib::DataSink& sink) {
+    std::string out;
+    switch (phase_) {
+      case Phase::kUser:
+        out = json_text({{"type", "user"}, {"uid", uid_}}) + "\n";
+        phase_ = Phase::kMessages;
+        break;
+      case Phase::kMessages: {
+        auto page = ask_core<std::string>(
+            [&](auto done) { service_.inbox_page(uid_, after_, kExportPage, done); });
+        v1::PullResp resp;
+        if (!page) return fail(sink, page.error().message);
+        if (!resp.ParseFromString(*page)) return fail(sink, "an inbox page that does not parse");
+        for (const auto& m : resp.messages()) {
+          json line = message_json(m);
+          line["type"] = "message";
+          out += json_text(line) + "\n";
+          after_ = m.inbox_seq();
+        }
+        if (!resp.has_more() || resp.messages_size() == 0) phase_ = Phase::kGroups;
+        break;
+      }
+      case Phase::kGroups: {
+        auto groups = ask_core<v1::GroupListResp>([&](auto done) { service_.groups_of(uid_, done); });
+        if (!groups) return fail(sink, groups.error().message);
+        for (const auto& g : groups->groups())
+          out += json_text({{"type", "group"},
+                            {"gid", g.gid()},
+                            {"name", g.name()},
+                            {"owner", g.owner()},
+                            {"announcement", g.announcement()},
+                            {"created_ms", g.created_ms()},
+                            {"member_count", g.member_count()}}) +
+                 "\n";
+        phase_ = Phase::kDone;
+        break;
+      }
+      case Phase::kDone:
+        sink.done();
+        return true;
+    }
+    return out.empty() || sink.write(out.data(), out.size());
+  }
+
+ private:
+  static constexpr std::uint32_t kExportPage = 500;
+  enum class Phase { kUser, kMessages, kGroups, kDone };
+
+  bool fail(httplib::DataSink& sink, const std::string& why) {
+    const std::string line = json_text({{"type", "error"}, {"error", why}}) + "\n";
+    sink.write(line.data(), line.size());
+    sink.done();
+    phase_ = Phase::kDone;
+    return true;
+  }
+
+  core::Service& service_;
+  std::string uid_;
+  Phase phase_ = Phase::kUser;
+  std::uint64_t after_ = 0;
+};
+
+Answer get_export(const Call& c) {
+  const std::string uid = c.param();
+  if (!core::valid_id(uid)) return bad_request("bad uid");
+  auto state = std::make_shared<Export>(c.service, uid);
+  Reply reply;
+  reply.content_type = "application/x-ndjson";
+  reply.stream = [state](std::size_t, httplib::DataSink& sink) { return state->next(sink); };
+  return reply;
 }
 
 Answer get_receipts(const Call& c) {
@@ -413,6 +503,8 @@ constexpr Route kRoutes[] = {
     {Method::kGet, R"(/v1/users/([^/]+)/presence)", true, get_presence},
     {Method::kPost, R"(/v1/users/([^/]+)/kick)", true, post_kick},
     {Method::kGet, R"(/v1/users/([^/]+)/conversations)", true, get_conversations},
+    {Method::kGet, R"(/v1/users/([^/]+)/export)", true, get_export},
+    {Method::kPost, "/v1/backup", true, post_backup},
     {Method::kGet, R"(/v1/groups/([^/]+)/receipts)", true, get_receipts},
     {Method::kPost, "/v1/groups", true, post_group},
     {Method::kGet, R"(/v1/groups/([^/]+))", true, get_group},
@@ -428,7 +520,10 @@ void serve(const Route& route, const Call& call, httplib::Response& res) {
   Answer answer = route.handler(call);
   if (!answer) return write_error(res, answer.error());
   res.status = answer->status;
-  res.set_content(answer->body, answer->content_type);
+  if (answer->stream)
+    res.set_chunked_content_provider(answer->content_type, std::move(answer->stream));
+  else
+    res.set_content(answer->body, answer->content_type);
 }
 
 // No answer of this API is cut into byte ranges: httplib would serve each

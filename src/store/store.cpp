@@ -9,6 +9,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
 
@@ -646,6 +647,20 @@ Result<Ok> Store::scan_change_ids(const std::function<bool(std::uint64_t msg_id)
 
 Result<Ok> Store::del_changes_below(std::uint64_t msg_id) {
   return delete_range(Cf::kChanges, "", encode_u64(msg_id));
+}
+
+Result<std::uint64_t> Store::checkpoint(const std::string& dir) {
+  rocksdb::Checkpoint* raw = nullptr;
+  if (auto st = rocksdb::Checkpoint::Create(db_.get(), &raw); !st.ok()) return store_error(st);
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  // log_size_for_flush 0: the memtables are flushed first, so the copy is
+  // SST files (hard links) plus the WAL written since; nothing committed is left out.
+  if (auto st = cp->CreateCheckpoint(dir, 0); !st.ok()) return store_error(st);
+  std::uint64_t bytes = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir, ec))
+    if (entry.is_regular_file(ec)) bytes += entry.file_size(ec);
+  return bytes;
 }
 
 Result<Ok> Store::scan_token_revocations(const std::function<bool(std::string_view uid, std::int64_t revoked_s)>& fn) {

@@ -182,6 +182,11 @@ class Store {
   // Deletes the change rows of msg_ids below `msg_id` (one range delete:
   // msg_ids grow with time, so this is retention by time).
   Result<Ok> del_changes_below(std::uint64_t msg_id);
+  // An online, consistent copy of the whole store in `dir` (which must not
+  // exist): RocksDB's Checkpoint, hard links where `dir` is on the same
+  // filesystem, copies elsewhere. Every write committed before the call is
+  // in it. Returns the copy's size in bytes. Any thread.
+  Result<std::uint64_t> checkpoint(const std::string& dir);
   Result<std::optional<GroupRecord>> get_group(std::string_view gid);
   // A group's members in uid order.
   Result<Ok> scan_members(std::string_view gid,
