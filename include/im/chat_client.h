@@ -18,13 +18,19 @@
 //   storage and sent again after each login (the server dedupes retries);
 // - the calls of PROTOCOL 8 and the groups, typed.
 //
+// Delivery is exactly once within a run; across a crash of the application
+// it is at least once (the resync point is saved just after the messages are
+// given): deduplicate by msg_id where that matters.
+//
 // Threading. A ChatClient owns one I/O thread. Every callback (on_message,
 // on_state, ..., the token provider and the callbacks of the *_async calls)
 // runs on that thread, one at a time, in the order of events. Every public
 // method may be called from any thread. The methods that return a future
 // must not be waited on from a callback (the thread that would answer is the
 // one waiting): use the *_async form there, or post the wait elsewhere.
-// close() and the destructor must not be called from a callback either.
+// close() from a callback ends the session without waiting; the destructor
+// must not run in a callback. A callback that throws is reported to
+// on_error and the client goes on.
 // Set the handlers before connect().
 //
 // Errors are im::Error values: the server's status (with retry_after_ms for
@@ -101,13 +107,16 @@ class MemoryChatStorage : public ChatStorage {
 
 // One file per key in a directory (made when missing): written to a
 // temporary file, synced and renamed over the old one, so a crash leaves
-// the old state or the new one, never half of one.
+// the old state or the new one, never half of one. One process per key.
+// load() throws std::runtime_error for a file it cannot read (the client
+// reports it and starts from the server's beginning).
 class FileChatStorage : public ChatStorage {
  public:
   explicit FileChatStorage(std::string dir);
   std::optional<SavedState> load(const std::string& key) override;
   Result<Ok> save(const std::string& key, const SavedState& state) override;
-  // The file of `key` (its name is the key, hex-encoded).
+  // The file of `key`: its name is the key hex-encoded, or its SHA-256 when
+  // that would be too long for a file name.
   std::string path_of(const std::string& key) const;
 
  private:
@@ -140,6 +149,12 @@ struct ChatOptions {
   // server's storage.dedupe_window_s (24 hours by default): a retry after
   // that window could be stored twice. Past it the send fails with EXPIRED.
   std::chrono::milliseconds outbox_max_age = std::chrono::hours(23);
+  // The server's server.max_frame_bytes: a send whose frame would be larger
+  // is refused at once with TOO_LARGE (the server would close the link on it).
+  std::uint32_t max_frame_bytes = 65536;
+  // false: no resync after login (no PULL, so no ACK, and on_message only
+  // gets PUSHes): for one-shot tools that only call (imcli send).
+  bool resync = true;
 };
 
 struct SendOptions {

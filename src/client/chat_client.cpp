@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <asio/executor_work_guard.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
@@ -178,15 +179,24 @@ Result<Ok> MemoryChatStorage::save(const std::string& key, const SavedState& sta
 FileChatStorage::FileChatStorage(std::string dir) : dir_(std::move(dir)) {}
 
 std::string FileChatStorage::path_of(const std::string& key) const {
-  return (std::filesystem::path(dir_) / (hex(key) + ".state")).string();
+  std::string name = hex(key);
+  if (name.size() > 200) {
+    std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+    SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), digest.data());
+    name = "sha256-" + hex(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
+  }
+  return (std::filesystem::path(dir_) / (name + ".state")).string();
 }
 
 std::optional<SavedState> FileChatStorage::load(const std::string& key) {
-  std::ifstream in(path_of(key), std::ios::binary);
+  const std::string path = path_of(key);
+  std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;
   std::ostringstream text;
   text << in.rdbuf();
-  return decode_state(text.str());
+  auto state = decode_state(text.str());
+  if (!state) throw std::runtime_error(fmt::format("{} is damaged: not a client state", path));
+  return state;
 }
 
 Result<Ok> FileChatStorage::save(const std::string& key, const SavedState& state) {
@@ -218,7 +228,8 @@ struct ChatClient::Impl {
         gap_timer(io),
         ack_timer(io),
         save_timer(io),
-        retry_timer(io),
+        pull_retry_timer(io),
+        send_retry_timer(io),
         stable_timer(io),
         rng(std::random_device{}()) {
     if (!opt.storage) opt.storage = std::make_shared<MemoryChatStorage>();
@@ -233,6 +244,20 @@ struct ChatClient::Impl {
   asio::executor_work_guard<asio::io_context::executor_type> work;
   std::thread thread;
   std::atomic<bool> stopped{false};  // the thread is gone: calls answer at once
+  // Held while a call checks `stopped` and posts, and while close() sets it:
+  // a call either reaches the queue before the thread stops or is answered
+  // "closed" at once. close_mutex serializes close() itself.
+  std::mutex lifecycle;
+  std::mutex close_mutex;
+
+  // Posts `f` unless the client has stopped; false when it has.
+  template <class F>
+  bool post_if_running(F&& f) {
+    std::lock_guard lock(lifecycle);
+    if (stopped) return false;
+    asio::post(io, std::forward<F>(f));
+    return true;
+  }
   std::atomic<ChatState> state{ChatState::kIdle};
   std::atomic<std::uint64_t> held_seen{0};
   std::atomic<std::size_t> outbox_seen{0};
@@ -247,8 +272,8 @@ struct ChatClient::Impl {
 
   // Everything below: the client's thread only.
   asio::ip::tcp::resolver resolver;
-  asio::steady_timer reconnect_timer, heartbeat_timer, open_timer, gap_timer, ack_timer, save_timer, retry_timer,
-      stable_timer;
+  asio::steady_timer reconnect_timer, heartbeat_timer, open_timer, gap_timer, ack_timer, save_timer,
+      pull_retry_timer, send_retry_timer, stable_timer;
   bool reconnect_armed = false, gap_armed = false, ack_armed = false, save_armed = false;
   std::mt19937_64 rng;
   bool loaded = false;
@@ -276,6 +301,7 @@ struct ChatClient::Impl {
   bool pulling = false, pull_again = false;
   bool flushing = false;
   int send_tries = 0;
+  std::string in_flight;  // the client_msg_id of the SEND on the wire
   std::unordered_map<std::string, std::vector<Callback<SendResult>>> waiters;
 
   // ---- the thread
@@ -296,14 +322,32 @@ struct ChatClient::Impl {
     asio::post(io, std::forward<F>(f));
   }
 
+  // Calls an application callback; one that throws is reported, and the
+  // client goes on (its own state is never left half-changed).
+  template <class F, class... A>
+  void notify_app(const F& f, A&&... args) {
+    if (!f) return;
+    try {
+      f(std::forward<A>(args)...);
+    } catch (const std::exception& e) {
+      if (on_error && &f != static_cast<const void*>(&on_error)) {
+        try {
+          on_error(make_error(StatusCode::kInternal, fmt::format("a callback threw: {}", e.what())));
+        } catch (...) {
+        }
+      }
+    } catch (...) {
+    }
+  }
+
   void report(const Error& e) {
-    if (on_error) on_error(e);
+    notify_app(on_error, e);
   }
 
   void set_state(ChatState s) {
     if (state.load() == s) return;
     state = s;
-    if (on_state) on_state(s);
+    notify_app(on_state, s);
   }
 
   // ---- storage
@@ -408,7 +452,10 @@ struct ChatClient::Impl {
     reconnect_timer.cancel();
     reconnect_armed = false;
     set_state(ChatState::kConnecting);
-    link = Client::create(io, opt.connection);
+    ClientOptions connection = opt.connection;
+    // TLS checks the certificate against the name dialled (and sends it as SNI).
+    if (connection.server_name.empty()) connection.server_name = opt.host;
+    link = Client::create(io, connection);
     ready = false;
     const std::uint64_t lid = link_id;
     // A connection that does not open in time (a network that drops packets) is given up.
@@ -474,6 +521,9 @@ struct ChatClient::Impl {
     open_timer.cancel();
     heartbeat_timer.cancel();
     stable_timer.cancel();
+    pull_retry_timer.cancel();
+    send_retry_timer.cancel();
+    in_flight.clear();
     fail_outstanding(lost_error());
     flushing = false;
     if (state == ChatState::kClosed) return;
@@ -500,8 +550,8 @@ struct ChatClient::Impl {
   void shut_down(const Error& reason) {
     if (state == ChatState::kClosed) return;
     if (reason.message != kClosed) report(reason);  // why, before "closed"
-    for (auto* t : {&reconnect_timer, &heartbeat_timer, &open_timer, &gap_timer, &ack_timer, &retry_timer,
-                    &stable_timer})
+    for (auto* t : {&reconnect_timer, &heartbeat_timer, &open_timer, &gap_timer, &ack_timer, &pull_retry_timer,
+                    &send_retry_timer, &stable_timer})
       t->cancel();
     reconnect_armed = gap_armed = ack_armed = false;
     resolver.cancel();
@@ -591,7 +641,7 @@ struct ChatClient::Impl {
     set_state(ChatState::kOnline);
     for (auto& w : std::exchange(login_waiters, {})) w(Ok{});
     for (auto& w : std::exchange(call_waiters, {})) w(true);
-    resync();
+    if (opt.resync) resync();
     flush();
   }
 
@@ -632,7 +682,7 @@ struct ChatClient::Impl {
         for (auto& m : *push.mutable_messages()) {
           // A large group's message has no inbox seq (PROTOCOL 9): given as pushed.
           if (m.inbox_seq() == 0) {
-            if (on_message) on_message(m);
+            notify_app(on_message, m);
           } else {
             rows.push_back(std::move(m));
           }
@@ -647,24 +697,28 @@ struct ChatClient::Impl {
       case Cmd::kError: {
         const Error e = error_of(f);
         retry_after_ms = std::max(retry_after_ms, e.retry_after_ms);
+        // The send on the wire broke the framing: sent again, it would break
+        // the next link too.
+        if (!in_flight.empty() && (e.code == StatusCode::kFrameTooLarge || e.code == StatusCode::kBadFrame))
+          finish_send(std::exchange(in_flight, {}), e);
         return report(e);
       }
       case Cmd::kTypingPush: {
         v1::TypingPush t;
         if (!f.parse(t)) return bad_frame(f);
-        if (on_typing) on_typing(t);
+        notify_app(on_typing, t);
         return;
       }
       case Cmd::kPresencePush: {
         v1::PresencePush p;
         if (!f.parse(p)) return bad_frame(f);
-        if (on_presence) on_presence(p);
+        notify_app(on_presence, p);
         return;
       }
       case Cmd::kServerPush: {
         v1::ServerPush p;
         if (!f.parse(p)) return bad_frame(f);
-        if (on_server_push) on_server_push(p);
+        notify_app(on_server_push, p);
         return;
       }
       default:
@@ -682,7 +736,7 @@ struct ChatClient::Impl {
   void kicked(const v1::Kickout& k) {
     KickInfo info{k.reason(), k.by_device_id(), k.message(), k.reconnect_after_ms(),
                   k.reason() == v1::SERVER_SHUTDOWN || k.reason() == v1::TOKEN_EXPIRED};
-    if (on_kicked) on_kicked(info);
+    notify_app(on_kicked, info);
     if (!info.reconnects)
       return shut_down(make_error(StatusCode::kUnauthenticated,
                                   fmt::format("kicked out ({})", k.message().empty() ? v1::KickReason_Name(k.reason())
@@ -708,7 +762,7 @@ struct ChatClient::Impl {
       held += 1;
       held_seen = held;
       delivered = true;
-      if (on_message) on_message(m);
+      notify_app(on_message, m);
     }
     if (delivered) {
       save_soon();
@@ -766,8 +820,8 @@ struct ChatClient::Impl {
         if (is_lost(r.error()) || r.error().code == StatusCode::kGone) return;
         report(r.error());
         // RATE_LIMITED, UNAVAILABLE, INTERNAL: tried again.
-        retry_timer.expires_after(milliseconds(r.error().retry_after_ms > 0 ? r.error().retry_after_ms : 1000));
-        retry_timer.async_wait([this](const asio::error_code& ec) {
+        pull_retry_timer.expires_after(milliseconds(r.error().retry_after_ms > 0 ? r.error().retry_after_ms : 1000));
+        pull_retry_timer.async_wait([this](const asio::error_code& ec) {
           if (!ec && state == ChatState::kOnline) {
             resync();
             flush();
@@ -797,8 +851,9 @@ struct ChatClient::Impl {
                   std::move(body), now_ms()};
     v1::SendReq req = send_req(p);
     const std::size_t frame = kHeaderSize + req.ByteSizeLong();
-    if (frame > opt.connection.max_frame_bytes)
-      return done(make_error(StatusCode::kTooLarge, fmt::format("a {}-byte frame is over the limit", frame)));
+    if (frame > opt.max_frame_bytes)
+      return done(make_error(StatusCode::kTooLarge, fmt::format("a {}-byte frame is over the server's {} bytes", frame,
+                                                                opt.max_frame_bytes)));
     waiters[p.client_msg_id].push_back(std::move(done));
     const bool queued = std::any_of(saved.outbox.begin(), saved.outbox.end(),
                                     [&](const PendingSend& q) { return q.client_msg_id == p.client_msg_id; });
@@ -841,7 +896,9 @@ struct ChatClient::Impl {
       return post([this] { send_head(); });
     }
     const std::string id = p.client_msg_id;
+    in_flight = id;
     request(Cmd::kSend, send_req(p).SerializeAsString(), [this, id](Result<Frame> r) {
+      in_flight.clear();
       if (!r) return send_failed(id, r.error());
       send_tries = 0;
       v1::SendResp resp;
@@ -867,8 +924,8 @@ struct ChatClient::Impl {
     std::uniform_real_distribution<double> unit(0.0, 1.0);
     const auto wait = std::max(milliseconds(e.retry_after_ms),
                                backoff_delay(std::min(send_tries, 10), opt.backoff_base, opt.backoff_max, unit(rng)));
-    retry_timer.expires_after(wait);
-    retry_timer.async_wait([this](const asio::error_code& ec) {
+    send_retry_timer.expires_after(wait);
+    send_retry_timer.async_wait([this](const asio::error_code& ec) {
       if (ec) {
         flushing = false;
         return;
@@ -979,32 +1036,34 @@ ChatClient::Reply<Ok> ChatClient::connect() {
   auto promise = std::make_shared<std::promise<Result<Ok>>>();
   auto future = promise->get_future();
   Impl& s = *impl_;
-  if (s.stopped) {
-    promise->set_value(closed_error());
-    return future;
-  }
-  s.post([&s, promise] {
+  const bool posted = s.post_if_running([&s, promise] {
     if (s.state == ChatState::kClosed) return promise->set_value(closed_error());
     if (s.state == ChatState::kOnline) return promise->set_value(Ok{});
     s.login_waiters.push_back([promise](Result<Ok> r) { promise->set_value(std::move(r)); });
     s.start();
   });
+  if (!posted) promise->set_value(closed_error());
   return future;
 }
 
 void ChatClient::close() {
-  if (!impl_ || impl_->stopped) return;
+  if (!impl_) return;
   Impl& s = *impl_;
   if (std::this_thread::get_id() == s.thread.get_id()) {
     // From a callback: the session ends; the thread stops with the destructor.
     s.begin_close([] {});
     return;
   }
+  std::lock_guard closing(s.close_mutex);
+  if (s.stopped) return;
   auto done = std::make_shared<std::promise<void>>();
   auto finished = done->get_future();
-  s.post([&s, done] { s.begin_close([done] { done->set_value(); }); });
-  finished.wait_for(kLogoutWait + milliseconds(1000));
-  s.stopped = true;
+  if (s.post_if_running([&s, done] { s.begin_close([done] { done->set_value(); }); }))
+    finished.wait_for(kLogoutWait + milliseconds(1000));
+  {
+    std::lock_guard lock(s.lifecycle);
+    s.stopped = true;
+  }
   s.work.reset();
   s.io.stop();
   if (s.thread.joinable()) s.thread.join();
@@ -1016,18 +1075,20 @@ void ChatClient::close() {
 
 void ChatClient::call_frame(Cmd cmd, std::string body, Callback<Frame> done) {
   Impl& s = *impl_;
-  if (s.stopped) return done(closed_error());
-  s.post([&s, cmd, body = std::move(body), done = std::move(done)]() mutable {
-    s.call(cmd, std::move(body), std::move(done));
-  });
+  auto shared = std::make_shared<Callback<Frame>>(std::move(done));
+  if (!s.post_if_running([&s, cmd, body = std::move(body), shared]() mutable {
+        s.call(cmd, std::move(body), std::move(*shared));
+      }))
+    (*shared)(closed_error());
 }
 
 void ChatClient::send_async(const std::string& to, std::string body, SendOptions options, Callback<SendResult> done) {
   Impl& s = *impl_;
-  if (s.stopped) return done(closed_error());
-  s.post([&s, to, body = std::move(body), options = std::move(options), done = std::move(done)]() mutable {
-    s.send(to, std::move(body), std::move(options), std::move(done));
-  });
+  auto shared = std::make_shared<Callback<SendResult>>(std::move(done));
+  if (!s.post_if_running([&s, to, body = std::move(body), options = std::move(options), shared]() mutable {
+        s.send(to, std::move(body), std::move(options), std::move(*shared));
+      }))
+    (*shared)(closed_error());
 }
 
 ChatClient::Reply<SendResult> ChatClient::send(const std::string& to, std::string body, SendOptions options) {
@@ -1102,12 +1163,11 @@ ChatClient::Reply<v1::ReceiptsResp> ChatClient::receipts(const v1::ReceiptsReq& 
 
 void ChatClient::typing(v1::ConvType type, const std::string& peer, v1::TypingState state) {
   Impl& s = *impl_;
-  if (s.stopped) return;
   v1::TypingReq req;
   req.set_conv_type(type);
   req.set_peer(peer);
   req.set_state(state);
-  s.post([&s, req = std::move(req)] {
+  s.post_if_running([&s, req = std::move(req)] {
     if (s.link && s.state == ChatState::kOnline) s.link->notify(Cmd::kTyping, &req);
   });
 }

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <utility>
 
 namespace im::cli {
@@ -172,8 +173,22 @@ std::string LineEditor::print_above(const std::string& text) const {
   return out + render();
 }
 
+namespace {
+// The settings to put back at exit, however the process exits (std::exit
+// from anywhere): a shell left without echo is worse than a lost line.
+int g_raw_fd = -1;
+termios g_saved{};
+void restore_at_exit() {
+  if (g_raw_fd >= 0) ::tcsetattr(g_raw_fd, TCSANOW, &g_saved);
+}
+}  // namespace
+
 RawTerminal::RawTerminal(int fd) : fd_(fd) {
   if (!::isatty(fd_) || ::tcgetattr(fd_, &saved_) != 0) return;
+  g_raw_fd = fd_;
+  g_saved = saved_;
+  static const bool registered = std::atexit(restore_at_exit) == 0;
+  (void)registered;
   termios raw = saved_;
   raw.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO | IEXTEN | ISIG);
   raw.c_iflag &= ~static_cast<tcflag_t>(IXON | ICRNL);
@@ -184,6 +199,7 @@ RawTerminal::RawTerminal(int fd) : fd_(fd) {
 
 RawTerminal::~RawTerminal() {
   if (active_) ::tcsetattr(fd_, TCSANOW, &saved_);
+  g_raw_fd = -1;
 }
 
 }  // namespace im::cli

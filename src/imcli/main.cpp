@@ -11,6 +11,7 @@
 // /recall, /list, /help, /quit; any other line is sent to the current
 // conversation. docs/imcli.md has the whole reference.
 
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -63,7 +64,11 @@ struct Options {
 // rewrite earlier lines or change the terminal's settings, become U+FFFD,
 // and a newline becomes "\u21b5" so that a body cannot fake a line of its
 // own ("[alice] ..."). `keep_newlines` keeps ours.
+bool is_utf8(const std::string& s);
+
 std::string printable(std::string_view text, bool keep_newlines = false) {
+  // Not UTF-8: every byte above 0x7F goes too (a lone 0x9B is an 8-bit CSI).
+  const bool utf8 = is_utf8(std::string(text));
   std::string out;
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size(); ++i) {
@@ -72,7 +77,7 @@ std::string printable(std::string_view text, bool keep_newlines = false) {
       out += '\n';
     } else if (c == '\n') {
       out += "\u21b5";
-    } else if (c < 0x20 || c == 0x7F) {
+    } else if (c < 0x20 || c == 0x7F || (!utf8 && c >= 0x80)) {
       out += "\ufffd";
     } else if (c == 0xC2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
                static_cast<unsigned char>(text[i + 1]) <= 0x9F) {
@@ -90,9 +95,17 @@ std::string printable(std::string_view text, bool keep_newlines = false) {
   std::exit(1);
 }
 
+// The client's last background error (a refused token, a server that cannot
+// be reached), for a one-shot command that gets no answer.
+std::mutex g_error_mutex;
+std::string g_last_error;
+
 template <class T>
 T must(std::future<Result<T>> f, const std::string& what) {
-  if (f.wait_for(kWait) != std::future_status::ready) die(what + ": no answer");
+  if (f.wait_for(kWait) != std::future_status::ready) {
+    std::lock_guard lock(g_error_mutex);
+    die(what + ": no answer" + (g_last_error.empty() ? std::string() : " (" + g_last_error + ")"));
+  }
   auto r = f.get();
   if (!r) die(fmt::format("{}: {} ({})", what, r.error().message, status_name(r.error().code)));
   return std::move(*r);
@@ -105,10 +118,14 @@ std::string mint_token(const Options& o) {
   http.set_read_timeout(10, 0);
   const httplib::Headers headers{{"Authorization", "Bearer " + o.api_key}};
   auto res = http.Post("/v1/tokens", headers, json{{"uid", o.uid}}.dump(), "application/json");
-  if (!res) die(fmt::format("cannot reach the admin API at {}: {}", o.admin, httplib::to_string(res.error())));
-  if (res->status != 200) die(fmt::format("the admin API answered {}: {}", res->status, res->body));
+  // Thrown, not fatal: this runs on the client's thread, which reports it
+  // and asks again at the next attempt.
+  if (!res)
+    throw std::runtime_error(
+        fmt::format("cannot reach the admin API at {}: {}", o.admin, httplib::to_string(res.error())));
+  if (res->status != 200) throw std::runtime_error(fmt::format("the admin API answered {}: {}", res->status, res->body));
   auto body = json::parse(res->body, nullptr, false);
-  if (!body.is_object() || !body["token"].is_string()) die("the admin API answered without a token");
+  if (!body.is_object() || !body["token"].is_string()) throw std::runtime_error("the admin API answered without a token");
   return body["token"].get<std::string>();
 }
 
@@ -345,8 +362,8 @@ struct Printer {
     (void)!::write(wake[1], &b, 1);
   }
   std::deque<std::string> take() {
-    char buf[64];
-    while (::read(wake[0], buf, sizeof buf) == static_cast<ssize_t>(sizeof buf)) {
+    char buf[256];
+    while (::read(wake[0], buf, sizeof buf) > 0) {  // non-blocking: until empty
     }
     std::lock_guard lock(mutex);
     return std::exchange(lines, {});
@@ -488,11 +505,17 @@ void command(const std::string& line) {
 
 int interactive(ChatClient& c, Options& o) {
   Printer printer;
-  if (::pipe(printer.wake) != 0) die("pipe failed");
+  if (::pipe2(printer.wake, O_NONBLOCK | O_CLOEXEC) != 0) die("pipe failed");
   Session s;
   s.client = &c;
   s.opt = &o;
   s.printer = &printer;
+  // The callbacks below point at `printer` and `s`: the client stops before
+  // they go, however this function returns.
+  struct CloseFirst {
+    ChatClient& client;
+    ~CloseFirst() { client.close(); }
+  } close_first{c};
   g_session = &s;
   c.on_message([&printer, &o, &s](const v1::Message& m) {
     if (m.from() == o.uid && m.content_type() < 10000) {
@@ -610,7 +633,14 @@ int main(int argc, char** argv) {
   const bool one_shot = send->parsed() || pull->parsed() || conversations->parsed() || history->parsed() ||
                         groups->parsed() || create->parsed();
   if (o.device.empty()) o.device = one_shot ? "web" : "desktop";
-  ChatClient client(chat_options(o));
+  ChatOptions copts = chat_options(o);
+  copts.resync = !one_shot;  // a one-shot command neither pulls nor acknowledges the inbox
+  ChatClient client(copts);
+  if (one_shot)
+    client.on_error([](const Error& e) {
+      std::lock_guard lock(g_error_mutex);
+      g_last_error = fmt::format("{}: {}", status_name(e.code), e.message);
+    });
   int rc = 0;
   if (send->parsed()) {
     rc = cmd_send(client, o, to, text, group);

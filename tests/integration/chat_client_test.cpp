@@ -317,7 +317,13 @@ TEST_CASE("chat client: FileChatStorage keeps any bytes and refuses a damaged fi
   CHECK(back->outbox[1].body.empty());
   CHECK_FALSE(storage.load("someone else"));
   std::ofstream(storage.path_of("alice|4|")) << "imclient-state 1\nsend !!! x\n";
-  CHECK_FALSE(storage.load("alice|4|"));
+  CHECK_THROWS_WITH(storage.load("alice|4|"), Catch::Contains("damaged"));
+  // A key too long for a file name is hashed into one.
+  const std::string long_key(400, 'k');
+  REQUIRE(storage.save(long_key, s));
+  CHECK(storage.path_of(long_key).find("sha256-") != std::string::npos);
+  REQUIRE(storage.load(long_key));
+  CHECK(storage.load(long_key)->inbox_seq == 42);
   std::filesystem::remove_all(dir);
 }
 
@@ -328,4 +334,46 @@ TEST_CASE("chat client: backoff has full jitter under an exponential ceiling") {
   CHECK(backoff_delay(5, 100ms, 1000ms, 0.0) == 0ms);
   CHECK(new_client_msg_id().size() == 32);
   CHECK(new_client_msg_id() != new_client_msg_id());
+}
+
+TEST_CASE("chat client: a send too large for a frame is refused at once; the link stays and the next send goes") {
+  ServerProcess server(Overrides{{"sharding.shards", "2"}});
+  Seen a;
+  auto alice = make_client(options_for(server.tcp_port(), "alice"), a);
+  must_ok(alice->connect());
+  auto big = alice->send("bob", std::string(70'000, 'x')).get();
+  REQUIRE_FALSE(big);
+  CHECK(big.error().code == StatusCode::kTooLarge);
+  CHECK(alice->outbox_size() == 0);
+  CHECK(must_ok(alice->send("bob", "small")).msg_id != 0);
+  std::lock_guard lock(a.mutex);
+  CHECK(std::count(a.states.begin(), a.states.end(), ChatState::kOffline) == 0);
+}
+
+TEST_CASE("chat client: a callback that throws is reported and the client goes on; close() from two threads") {
+  ServerProcess server(Overrides{{"sharding.shards", "2"}});
+  Seen b;
+  auto bob = make_client(options_for(server.tcp_port(), "bob"), b);
+  std::atomic<int> seen{0};
+  bob->on_message([&seen](const v1::Message&) {
+    ++seen;
+    throw std::runtime_error("the application's bug");
+  });
+  must_ok(bob->connect());
+  Seen a;
+  auto alice = make_client(options_for(server.tcp_port(), "alice"), a);
+  must_ok(alice->connect());
+  must_ok(alice->send("bob", "one"));
+  must_ok(alice->send("bob", "two"));
+  REQUIRE(wait_until([&] { return seen.load() == 2; }));
+  CHECK(bob->state() == ChatState::kOnline);
+  {
+    std::lock_guard lock(b.mutex);
+    REQUIRE_FALSE(b.errors.empty());
+    CHECK(b.errors[0].message.find("the application's bug") != std::string::npos);
+  }
+  std::thread other([&] { bob->close(); });
+  bob->close();
+  other.join();
+  CHECK(bob->state() == ChatState::kClosed);
 }

@@ -59,6 +59,13 @@ def main():
         expect(missing.returncode == 1 and ("NOT_FOUND" in missing.stderr or "FORBIDDEN" in missing.stderr),
                f"a refused send: {missing.stderr}")
 
+        # ---- interactive with piped input: one command a line, and it ends
+        piped = subprocess.run(base + ["--uid", "erin", "--token", token_for("erin")], input="/to frank\nfrom a pipe\n/quit\n",
+                               capture_output=True, text=True, timeout=60)
+        expect(piped.returncode == 0, f"piped input ends: {piped.stderr}")
+        expect("talking to frank" in piped.stdout, f"piped commands run: {piped.stdout}")
+        expect(wait_until(lambda: "from a pipe" in cli("frank", "pull", "--json").stdout, 10), "a piped line is sent")
+
         # ---- interactive, under tmux
         sock = f"imcli-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
