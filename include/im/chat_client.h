@@ -284,6 +284,11 @@ class ChatClient {
 
  private:
   struct Impl;
+  // A call whose answer put a row into this user's own inbox (read marks,
+  // settings, deletes, recalls, edits: no PUSH comes to this session for
+  // it): the row is fetched at once.
+  template <class Resp>
+  Reply<Resp> own_row_call(Cmd cmd, const google::protobuf::MessageLite& req);
   std::unique_ptr<Impl> impl_;
 };
 

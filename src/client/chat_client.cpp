@@ -1099,6 +1099,19 @@ ChatClient::Reply<SendResult> ChatClient::send(const std::string& to, std::strin
   return future;
 }
 
+template <class Resp>
+ChatClient::Reply<Resp> ChatClient::own_row_call(Cmd cmd, const google::protobuf::MessageLite& req) {
+  auto promise = std::make_shared<std::promise<Result<Resp>>>();
+  auto future = promise->get_future();
+  Impl* s = impl_.get();
+  // The answer runs on the client's thread: its state may be read there.
+  call_async<Resp>(cmd, req, [s, promise](Result<Resp> r) {
+    if (r && r->inbox_seq() > s->held && s->state == ChatState::kOnline && s->opt.resync) s->resync();
+    promise->set_value(std::move(r));
+  });
+  return future;
+}
+
 ChatClient::Reply<v1::HistoryResp> ChatClient::history(v1::ConvType type, const std::string& peer,
                                                        std::uint64_t before_seq, std::uint32_t limit,
                                                        std::uint64_t after_seq) {
@@ -1118,7 +1131,7 @@ ChatClient::Reply<v1::SendResp> ChatClient::recall(v1::ConvType type, const std:
   req.set_conv_type(type);
   req.set_peer(peer);
   req.set_conv_seq(conv_seq);
-  return call<v1::SendResp>(Cmd::kRecall, req);
+  return own_row_call<v1::SendResp>(Cmd::kRecall, req);
 }
 
 ChatClient::Reply<v1::SendResp> ChatClient::edit(v1::ConvType type, const std::string& peer, std::uint64_t conv_seq,
@@ -1129,11 +1142,11 @@ ChatClient::Reply<v1::SendResp> ChatClient::edit(v1::ConvType type, const std::s
   req.set_peer(peer);
   req.set_conv_seq(conv_seq);
   req.set_body(std::move(body));
-  return call<v1::SendResp>(Cmd::kEdit, req);
+  return own_row_call<v1::SendResp>(Cmd::kEdit, req);
 }
 
 ChatClient::Reply<v1::DeleteResp> ChatClient::delete_messages(const v1::DeleteReq& req) {
-  return call<v1::DeleteResp>(Cmd::kDelete, req);
+  return own_row_call<v1::DeleteResp>(Cmd::kDelete, req);
 }
 
 ChatClient::Reply<v1::ConvListResp> ChatClient::conversations(const std::string& cursor, std::uint32_t limit) {
@@ -1150,11 +1163,11 @@ ChatClient::Reply<v1::ConvReadResp> ChatClient::mark_read(v1::ConvType type, con
   req.set_peer(peer);
   req.set_read_seq(read_seq);
   req.set_no_receipt(no_receipt);
-  return call<v1::ConvReadResp>(Cmd::kConvRead, req);
+  return own_row_call<v1::ConvReadResp>(Cmd::kConvRead, req);
 }
 
 ChatClient::Reply<v1::ConvUpdateResp> ChatClient::update_conversation(const v1::ConvUpdateReq& req) {
-  return call<v1::ConvUpdateResp>(Cmd::kConvUpdate, req);
+  return own_row_call<v1::ConvUpdateResp>(Cmd::kConvUpdate, req);
 }
 
 ChatClient::Reply<v1::ReceiptsResp> ChatClient::receipts(const v1::ReceiptsReq& req) {

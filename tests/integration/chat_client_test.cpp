@@ -131,7 +131,11 @@ TEST_CASE("chat client: two users chat; each sees every message of the inbox onc
 
   // The protocol 8 calls, typed.
   CHECK(must_ok(bob->conversations()).conversations(0).unread_count() == 0);
-  CHECK(must_ok(alice->mark_read(v1::C2C, "bob")).unread_count() == 0);
+  const auto read = must_ok(alice->mark_read(v1::C2C, "bob"));
+  CHECK(read.unread_count() == 0);
+  // The read mark is a row of alice's own inbox, fetched at once (no PUSH of it to her).
+  REQUIRE(read.inbox_seq() == 7);
+  REQUIRE(wait_until([&] { return alice->inbox_seq() == 7; }));
   const auto h = must_ok(bob->history(v1::C2C, "alice", 0, 3));
   CHECK(h.messages_size() == 3);
   CHECK(h.has_more());
