@@ -38,8 +38,9 @@
 //   UNAVAILABLE "connection lost"  the link went before the answer came
 //     (the request may or may not have taken effect; sends are retried by
 //     the outbox, never lost);
-//   GONE "client closed"           close() was called, or the session ended
-//     for good (a kickout, a token refused twice);
+//   GONE "client closed"           close() was called; after the session
+//     ended for good by itself, calls get its reason instead (UNAUTHENTICATED
+//     "kicked out (...)" after a kickout, the refusal of a token refused twice);
 //   EXPIRED                        a send left unanswered longer than
 //     ChatOptions::outbox_max_age, given up (see there).
 
@@ -194,6 +195,7 @@ class ChatClient {
   template <class T>
   using Callback = std::function<void(Result<T>)>;
 
+  // Throws std::invalid_argument without a token provider.
   explicit ChatClient(ChatOptions options);
   // close()
   ~ChatClient();
@@ -245,6 +247,8 @@ class ChatClient {
   // Forwarded at most every few seconds by the server; no answer when it succeeds.
   void typing(v1::ConvType type, const std::string& peer, v1::TypingState state);
   Reply<v1::PresenceResp> presence(const std::vector<std::string>& uids);
+  // The watch is kept by the client and sent again after each login (its
+  // answer then goes to on_presence).
   Reply<v1::PresenceResp> watch_presence(const v1::PresenceWatchReq& req);
 
   // ---- groups

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
+#include <stdexcept>
 #include <random>
 #include <sstream>
 
@@ -303,6 +305,8 @@ struct ChatClient::Impl {
   int send_tries = 0;
   std::string in_flight;  // the client_msg_id of the SEND on the wire
   std::unordered_map<std::string, std::vector<Callback<SendResult>>> waiters;
+  Error close_reason = closed_error();  // what calls after the end are answered
+  std::set<std::string> watched;        // the presence watch, sent again after each login
 
   // ---- the thread
   void run() {
@@ -432,10 +436,10 @@ struct ChatClient::Impl {
 
   // A call of the application: now when online, after the login otherwise.
   void call(Cmd cmd, std::string body, Callback<Frame> done) {
-    if (state == ChatState::kClosed) return done(closed_error());
+    if (state == ChatState::kClosed) return done(close_reason);
     if (state == ChatState::kOnline) return request(cmd, std::move(body), std::move(done), opt.request_timeout);
     call_waiters.push_back([this, cmd, body = std::move(body), done = std::move(done)](bool online) mutable {
-      if (!online) return done(closed_error());
+      if (!online) return done(close_reason);
       request(cmd, std::move(body), std::move(done), opt.request_timeout);
     });
     start();
@@ -549,6 +553,7 @@ struct ChatClient::Impl {
 
   void shut_down(const Error& reason) {
     if (state == ChatState::kClosed) return;
+    close_reason = reason;
     if (reason.message != kClosed) report(reason);  // why, before "closed"
     for (auto* t : {&reconnect_timer, &heartbeat_timer, &open_timer, &gap_timer, &ack_timer, &pull_retry_timer,
                     &send_retry_timer, &stable_timer})
@@ -643,6 +648,25 @@ struct ChatClient::Impl {
     for (auto& w : std::exchange(call_waiters, {})) w(true);
     if (opt.resync) resync();
     flush();
+    rewatch();
+  }
+
+  // The presence watch lives as long as the session on the server: sent
+  // again after each login, its answer given to on_presence.
+  void rewatch() {
+    if (watched.empty()) return;
+    v1::PresenceWatchReq req;
+    for (const auto& uid : watched) {
+      if (req.add_size() == 500) break;  // PROTOCOL 8.5: at most 500 a request
+      req.add_add(uid);
+    }
+    request(Cmd::kPresenceWatch, req.SerializeAsString(), [this](Result<Frame> r) {
+      v1::PresenceResp resp;
+      if (!r || !r->parse(resp)) return;
+      v1::PresencePush push;
+      *push.mutable_presences() = resp.presences();
+      notify_app(on_presence, push);
+    }, opt.request_timeout);
   }
 
   // ---- heartbeats: one every interval, checked four times an interval
@@ -845,7 +869,7 @@ struct ChatClient::Impl {
 
   // ---- the outbox: in order, one at a time
   void send(const std::string& to, std::string body, SendOptions o, Callback<SendResult> done) {
-    if (state == ChatState::kClosed) return done(closed_error());
+    if (state == ChatState::kClosed) return done(close_reason);
     load();
     PendingSend p{o.client_msg_id.empty() ? new_client_msg_id() : o.client_msg_id, o.conv_type, to, o.content_type,
                   std::move(body), now_ms()};
@@ -994,7 +1018,10 @@ struct ChatClient::Impl {
 
 // ---------------------------------------------------------------- the facade
 
-ChatClient::ChatClient(ChatOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+ChatClient::ChatClient(ChatOptions options) {
+  if (!options.token) throw std::invalid_argument("ChatOptions::token (the token provider) is required");
+  impl_ = std::make_unique<Impl>(std::move(options));
+}
 
 ChatClient::~ChatClient() {
   close();
@@ -1192,7 +1219,19 @@ ChatClient::Reply<v1::PresenceResp> ChatClient::presence(const std::vector<std::
 }
 
 ChatClient::Reply<v1::PresenceResp> ChatClient::watch_presence(const v1::PresenceWatchReq& req) {
-  return call<v1::PresenceResp>(Cmd::kPresenceWatch, req);
+  auto promise = std::make_shared<std::promise<Result<v1::PresenceResp>>>();
+  auto future = promise->get_future();
+  Impl* s = impl_.get();
+  // Kept (on the client's thread, once the server took it) to be sent again after a reconnect.
+  call_async<v1::PresenceResp>(Cmd::kPresenceWatch, req, [s, req, promise](Result<v1::PresenceResp> r) {
+    if (r) {
+      if (req.clear()) s->watched.clear();
+      for (const auto& u : req.remove()) s->watched.erase(u);
+      for (const auto& u : req.add()) s->watched.insert(u);
+    }
+    promise->set_value(std::move(r));
+  });
+  return future;
 }
 
 ChatClient::Reply<v1::GroupResp> ChatClient::create_group(const v1::GroupCreateReq& req) {

@@ -46,18 +46,24 @@ Result<std::string> make_key() {
   return key;
 }
 
-// A new file, never one that exists (O_EXCL), readable by the owner only.
+// A new file, never one that exists, readable by the owner only, and never
+// seen half-written: the text goes to a temporary file, synced, which is then
+// linked to `path` (link() fails when `path` exists; a crash leaves at worst
+// the temporary file).
 Result<Ok> write_new(const std::string& path, const std::string& text) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, S_IRUSR | S_IWUSR);
-  if (fd < 0) return make_error(StatusCode::kInternal, fmt::format("cannot create {}: {}", path, std::strerror(errno)));
+  const std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());  // one a crash left
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, S_IRUSR | S_IWUSR);
+  if (fd < 0) return make_error(StatusCode::kInternal, fmt::format("cannot create {}: {}", tmp, std::strerror(errno)));
   bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  const int saved = errno;
+  int saved = errno;
   ::close(fd);
-  if (!ok) {
-    std::error_code ec;
-    std::filesystem::remove(path, ec);
-    return make_error(StatusCode::kInternal, fmt::format("cannot write {}: {}", path, std::strerror(saved)));
+  if (ok && ::link(tmp.c_str(), path.c_str()) != 0) {
+    ok = false;
+    saved = errno;
   }
+  ::unlink(tmp.c_str());
+  if (!ok) return make_error(StatusCode::kInternal, fmt::format("cannot write {}: {}", path, std::strerror(saved)));
   return Ok{};
 }
 

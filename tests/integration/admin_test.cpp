@@ -115,6 +115,16 @@ TEST_CASE("admin: a development key file that is not a key stops the start inste
   CHECK_THROWS(ServerProcess(Overrides{{"admin.listen", "\"127.0.0.1:0\""}}, dir + "/data"));
   CHECK(read_text(dir + "/data/admin_api_key") == "not a key\n");
   std::filesystem::remove_all(dir);
+  // A temporary file a crash left while making the key is no obstacle.
+  const std::string fresh = unique_temp_path("imserver-devkey-tmp");
+  std::filesystem::create_directories(fresh);
+  std::ofstream(fresh + "/admin_api_key.tmp") << "";
+  {
+    ServerProcess server(Overrides{{"admin.listen", "\"127.0.0.1:0\""}}, fresh);
+    CHECK(read_text(fresh + "/admin_api_key").size() == 65);
+    CHECK_FALSE(std::filesystem::exists(fresh + "/admin_api_key.tmp"));
+  }
+  std::filesystem::remove_all(fresh);
 }
 
 TEST_CASE("admin: bad JSON and wrong types are 400, never a crash") {

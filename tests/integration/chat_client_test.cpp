@@ -267,7 +267,8 @@ TEST_CASE("chat client: a newer login elsewhere closes the client for good; a re
   }
   auto after = alice->send("bob", "x").get();
   REQUIRE_FALSE(after);
-  CHECK(after.error().code == StatusCode::kGone);
+  CHECK(after.error().code == StatusCode::kUnauthenticated);  // why it ended
+  CHECK(after.error().message.find("kicked out") != std::string::npos);
 
   // Refused twice: the client closes and says why.
   Seen c;
@@ -278,6 +279,10 @@ TEST_CASE("chat client: a newer login elsewhere closes the client for good; a re
   REQUIRE_FALSE(r);
   CHECK(r.error().code == StatusCode::kUnauthenticated);
   CHECK(carol->state() == ChatState::kClosed);
+  // Later calls say why the session ended.
+  auto later = carol->conversations().get();
+  REQUIRE_FALSE(later);
+  CHECK(later.error().code == StatusCode::kUnauthenticated);
 }
 
 TEST_CASE("chat client: an expired token is replaced through the provider and the session goes on") {
@@ -380,4 +385,36 @@ TEST_CASE("chat client: a callback that throws is reported and the client goes o
   bob->close();
   other.join();
   CHECK(bob->state() == ChatState::kClosed);
+}
+
+TEST_CASE("chat client: the presence watch is sent again after a reconnect") {
+  const std::uint16_t port = free_loopback_port();
+  ServerProcess server(fixed_port(port));
+  Seen a;
+  std::mutex mutex;
+  std::vector<std::pair<std::string, bool>> presences;
+  auto alice = make_client(options_for(port, "alice"), a);
+  alice->on_presence([&](const v1::PresencePush& p) {
+    std::lock_guard lock(mutex);
+    for (const auto& one : p.presences()) presences.emplace_back(one.uid(), one.online());
+  });
+  must_ok(alice->connect());
+  v1::PresenceWatchReq watch;
+  watch.add_add("bob");
+  CHECK(must_ok(alice->watch_presence(watch)).presences_size() == 1);
+  server.kill9();
+  server.restart();
+  REQUIRE(wait_until([&] { return alice->state() == ChatState::kOnline; }, 20s));
+  {
+    std::lock_guard lock(mutex);
+    presences.clear();
+  }
+  Seen b;
+  auto bob = make_client(options_for(port, "bob"), b);
+  must_ok(bob->connect());
+  // Only a watch the new server holds tells alice.
+  REQUIRE(wait_until([&] {
+    std::lock_guard lock(mutex);
+    return std::find(presences.begin(), presences.end(), std::make_pair(std::string("bob"), true)) != presences.end();
+  }, 10s));
 }
