@@ -12,6 +12,8 @@ packages=(
   libcpp-httplib-dev libcurl4-openssl-dev
   # tmux drives imcli's interactive mode in the tests
   tmux
+  # the Debian package (cpack: dpkg-shlibdeps needs file)
+  dpkg-dev file
   # tests (promtool, from prometheus, checks the /metrics exposition)
   catch2 curl prometheus
   # third-party WebSocket and TLS clients (tests/python, tests/js): Python's
