@@ -14,14 +14,13 @@ import hmac
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import urllib.error
 import urllib.request
 
 import imtest
-from imtest import expect, log, token_for, wait_until
+from imtest import expect, token_for, wait_until
 
 SECRET = "webhook-secret-0123456789abcdef-0123456789"
 
@@ -141,12 +140,7 @@ def main():
             expect(urllib.request.urlopen(good, timeout=5).status == 204, "a signed event is taken")
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            imtest.stop_process(p)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -313,6 +313,18 @@ class Server:
         self.proc = None
 
 
+def stop_process(proc, timeout=10):
+    """SIGTERM to a process this test started, SIGKILL if it does not exit in time."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def wait_until(condition, timeout=5.0, every=0.02):
     """Polls `condition` until it holds or `timeout` seconds passed."""
     deadline = time.monotonic() + timeout

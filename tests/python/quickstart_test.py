@@ -134,12 +134,7 @@ def main():
         for name in ("alice", "bob"):
             log(f"---- {name}'s terminal\n{screen(name)}")
         tmux("kill-server")
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        imtest.stop_process(server, timeout=20)
         shutil.rmtree(work, ignore_errors=True)
 
 
