@@ -390,12 +390,13 @@ Result<Ok> Shard::ack(const std::string& uid, std::uint8_t device_type, const st
 
 Result<std::string> Shard::pull(const std::string& uid, std::uint8_t device_type, const std::string& device_id,
                                 const v1::PullReq& req) {
-  auto page = inbox_page(uid, req);
-  if (!page) return page.error();
   auto u = user(uid);
   if (!u) return u.error();
+  const std::uint64_t committed = (*u)->inbox_committed;
+  auto page = inbox_page(uid, committed, req);
+  if (!page) return page.error();
   // Only a PULL that is answered acknowledges `after_seq`.
-  if (auto acked = ack(uid, device_type, device_id, std::min(req.after_seq(), (*u)->inbox_committed)); !acked)
+  if (auto acked = ack(uid, device_type, device_id, std::min(req.after_seq(), committed)); !acked)
     return acked.error();
   return page;
 }
@@ -403,8 +404,11 @@ Result<std::string> Shard::pull(const std::string& uid, std::uint8_t device_type
 Result<std::string> Shard::inbox_page(const std::string& uid, const v1::PullReq& req) {
   auto u = user(uid);
   if (!u) return u.error();
-  // Readers never look past the committed seq: no gap is ever visible.
-  const std::uint64_t committed = (*u)->inbox_committed;
+  return inbox_page(uid, (*u)->inbox_committed, req);
+}
+
+// Readers never look past the committed seq: no gap is ever visible.
+Result<std::string> Shard::inbox_page(const std::string& uid, std::uint64_t committed, const v1::PullReq& req) {
   const std::uint32_t limit = req.limit() == 0 ? kPullDefault : std::min(req.limit(), kPullMax);
   wire::MessageRows rows(frame_budget());
   std::uint64_t last = req.after_seq();

@@ -97,6 +97,11 @@ class Shard {
   // A PullResp (serialized) of `uid`'s inbox after `req.after_seq()`, as
   // PULL answers it, without acknowledging anything (the admin's export).
   Result<std::string> inbox_page(const std::string& uid, const v1::PullReq& req);
+
+ private:
+  Result<std::string> inbox_page(const std::string& uid, std::uint64_t committed, const v1::PullReq& req);
+
+ public:
   // The HistoryResp body of a conversation owned here as `uid` sees it
   // (without what it deleted for itself); a group's needs `uid` to be a
   // current member. `after_seq` pages forward, else `before_seq` back.
