@@ -154,8 +154,9 @@ async function login(uid: string, token: string): Promise<void> {
     if (!k.reconnects) kickText = `Logged out: ${k.message || "signed in elsewhere"}`;
   });
   c.on("state", (s) => {
-    // Before the first login the form says how it goes (a server down, backoff).
-    if (client === c && !($("login") as HTMLElement).hidden && s !== "closed")
+    // Before the first login the form says how it goes (a server down, backoff);
+    // while it asks for a new token, it keeps saying why.
+    if (client === c && !($("login") as HTMLElement).hidden && s !== "closed" && !tokenWanted)
       $("login-error").textContent = s === "online" ? "" : `${s}…${lastError ? ` (${lastError})` : ""}`;
     // Closed by the server's side (a kickout, a token refused twice): log in again.
     if (s !== "closed" || client !== c) return;
