@@ -18,6 +18,10 @@
 //   storage and sent again after each login (the server dedupes retries);
 // - the calls of PROTOCOL 8 and the groups, typed.
 //
+// Large groups (PROTOCOL 9, read fan-out) are not followed yet: a PUSH with
+// inbox_seq 0 is given to on_message as it comes, with no per-group cursor
+// or catch-up (use history() with after_seq). The JavaScript SDK does both.
+//
 // Delivery is exactly once within a run; across a crash of the application
 // it is at least once (the resync point is saved just after the messages are
 // given): deduplicate by msg_id where that matters.

@@ -189,6 +189,9 @@ class Client : public std::enable_shared_from_this<Client> {
   // ws, wss: the HTTP status of the server's answer to the upgrade (101 when
   // accepted), 0 before one came.
   int ws_http_status() const { return ws_http_status_; }
+  // A refused upgrade's Retry-After in milliseconds (an admission refusal's
+  // 503 carries it), 0 when it had none.
+  std::uint32_t ws_retry_after_ms() const { return ws_retry_after_s_ * 1000; }
 
   Client(asio::io_context& io, std::uint32_t max_frame_bytes);
   Client(asio::io_context& io, ClientOptions options);
@@ -226,6 +229,7 @@ class Client : public std::enable_shared_from_this<Client> {
   std::string ws_key_;                // ws, wss: during the upgrade only
   std::uint16_t ws_close_code_ = 0;
   int ws_http_status_ = 0;
+  std::uint32_t ws_retry_after_s_ = 0;
   std::vector<char> rbuf_;
   std::size_t rlen_ = 0;
   std::vector<std::string> queued_;

@@ -274,6 +274,7 @@ struct ChatClient::Impl {
 
   // Everything below: the client's thread only.
   asio::ip::tcp::resolver resolver;
+  std::vector<asio::ip::tcp::endpoint> endpoints;  // what opt.host resolved to
   asio::steady_timer reconnect_timer, heartbeat_timer, open_timer, gap_timer, ack_timer, save_timer,
       pull_retry_timer, send_retry_timer, stable_timer;
   bool reconnect_armed = false, gap_armed = false, ack_armed = false, save_armed = false;
@@ -456,10 +457,7 @@ struct ChatClient::Impl {
     reconnect_timer.cancel();
     reconnect_armed = false;
     set_state(ChatState::kConnecting);
-    ClientOptions connection = opt.connection;
-    // TLS checks the certificate against the name dialled (and sends it as SNI).
-    if (connection.server_name.empty()) connection.server_name = opt.host;
-    link = Client::create(io, connection);
+    link = new_link();
     ready = false;
     const std::uint64_t lid = link_id;
     // A connection that does not open in time (a network that drops packets) is given up.
@@ -475,11 +473,23 @@ struct ChatClient::Impl {
                                                  fmt::format("cannot resolve {}: {}", opt.host, ec.message())));
                                return drop_link();
                              }
-                             connect_to(results.begin()->endpoint(), lid);
+                             endpoints.clear();
+                             for (const auto& r : results) endpoints.push_back(r.endpoint());
+                             connect_to(0, lid);
                            });
   }
 
-  void connect_to(const asio::ip::tcp::endpoint& endpoint, std::uint64_t lid) {
+  std::shared_ptr<Client> new_link() {
+    ClientOptions connection = opt.connection;
+    // TLS checks the certificate against the name dialled (and sends it as SNI).
+    if (connection.server_name.empty()) connection.server_name = opt.host;
+    return Client::create(io, connection);
+  }
+
+  // Tries endpoints[i], then the next one the name resolved to when the
+  // connection itself fails ("localhost" gives ::1 first on stock Debian,
+  // and the server may listen on 127.0.0.1 only).
+  void connect_to(std::size_t i, std::uint64_t lid) {
     auto c = link;
     c->on_frame([this, lid](Frame& f) {
       if (lid == link_id) on_frame(f);
@@ -487,7 +497,7 @@ struct ChatClient::Impl {
     c->on_close([this, lid](const asio::error_code&) {
       if (lid == link_id) link_lost();
     });
-    c->connect(endpoint, [this, lid, c](const asio::error_code& ec) {
+    c->connect(endpoints[i], [this, lid, c, i](const asio::error_code& ec) {
       if (lid != link_id) return;
       if (ec) {
         // An admission refusal over WebSocket is an HTTP 503 before the
@@ -495,8 +505,17 @@ struct ChatClient::Impl {
         const int http = c->ws_http_status();
         if (http == 400 || http == 401 || http == 403 || http == 404 || http == 426)
           return shut_down(make_error(StatusCode::kUnavailable, fmt::format("HTTP {} on the upgrade", http)));
-        report(make_error(StatusCode::kUnavailable,
-                          http != 0 ? fmt::format("HTTP {} on the upgrade", http) : "cannot connect: " + ec.message()));
+        if (http == 0 && i + 1 < endpoints.size()) {
+          link = new_link();
+          return connect_to(i + 1, lid);
+        }
+        Error e = make_error(StatusCode::kUnavailable,
+                             http != 0 ? fmt::format("HTTP {} on the upgrade", http) : "cannot connect: " + ec.message());
+        if (http == 503) {
+          e.retry_after_ms = server_delay(c->ws_retry_after_ms());
+          retry_after_ms = std::max(retry_after_ms, e.retry_after_ms);
+        }
+        report(e);
         return link_lost();
       }
       ready = true;

@@ -241,6 +241,7 @@ void Client::read_upgrade_answer(ConnectHandler done) {
     self->rlen_ += n;
     const ws::ParsedAnswer a = ws::parse_answer(std::string_view(self->rbuf_.data(), self->rlen_), self->ws_key_);
     self->ws_http_status_ = a.http_status;
+    self->ws_retry_after_s_ = a.retry_after_s;
     if (a.status == ws::HeadParse::kNeedMore) {
       self->read_upgrade_answer(std::move(done));
       return;

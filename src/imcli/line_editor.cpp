@@ -1,5 +1,6 @@
 #include "imcli/line_editor.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -160,10 +161,34 @@ void LineEditor::recall(int step) {
 }
 
 std::string LineEditor::render() const {
-  std::string out = "\r\x1B[K" + prompt_ + buf_;
-  const std::size_t back = columns(buf_.substr(cur_));
+  // The columns the line may use: the terminal's last one is left free, as
+  // writing there wraps on some terminals.
+  const std::size_t prompt_cols = columns(prompt_);
+  const std::size_t room = width_ > prompt_cols + 1 ? width_ - prompt_cols - 1 : 0;
+  std::size_t from = 0, to = buf_.size();
+  if (width_ != 0 && room > 0 && columns(buf_) > room) {
+    // Scrolled so that the cursor shows, with a little of what is before it.
+    const std::size_t keep_before = std::min(columns(buf_.substr(0, cur_)), room - std::min(room, room / 4 + 1));
+    from = cur_;
+    for (std::size_t n = 0; n < keep_before && from > 0; ++n) {
+      do --from;
+      while (from > 0 && continuation(buf_[from]));
+    }
+    to = from;
+    for (std::size_t n = 0; n < room && to < buf_.size(); ++n) {
+      do ++to;
+      while (to < buf_.size() && continuation(buf_[to]));
+    }
+  }
+  std::string out = "\r\x1B[K" + prompt_ + buf_.substr(from, to - from);
+  const std::size_t back = columns(buf_.substr(cur_, to - std::min(to, cur_)));
   if (back > 0) out += "\x1B[" + std::to_string(back) + "D";
   return out;
+}
+
+std::size_t terminal_columns(int fd) {
+  winsize ws{};
+  return ::ioctl(fd, TIOCGWINSZ, &ws) == 0 ? ws.ws_col : 0;
 }
 
 std::string LineEditor::print_above(const std::string& text) const {

@@ -26,8 +26,11 @@ class LineEditor {
   bool eof() const { return eof_; }
 
   // The escape sequence that redraws the prompt and the line, the cursor at
-  // its place.
+  // its place. A line wider than the terminal scrolls sideways: the part
+  // around the cursor is shown, on one screen row.
   std::string render() const;
+  // The terminal's width in columns (0: unknown, nothing is cut).
+  void set_width(std::size_t columns) { width_ = columns; }
   // What prints `text` (one or more lines) above the line being typed.
   std::string print_above(const std::string& text) const;
 
@@ -53,7 +56,11 @@ class LineEditor {
   std::string draft_;          // the line being typed while browsing the history
   std::string esc_;            // an escape sequence under way
   bool eof_ = false;
+  std::size_t width_ = 0;
 };
+
+// The width of the terminal on `fd` in columns; 0 when it is not one.
+std::size_t terminal_columns(int fd);
 
 // Puts a terminal in raw mode (no echo, byte at a time, ctrl-c a key) for
 // its lifetime; nothing when `fd` is not a terminal.

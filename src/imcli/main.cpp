@@ -399,6 +399,7 @@ Session* g_session = nullptr;
 void say(const std::string& raw) {
   const std::string text = printable(raw);
   if (g_session->editor) {
+    g_session->editor->set_width(cli::terminal_columns(STDOUT_FILENO));
     std::fputs(g_session->editor->print_above(text).c_str(), stdout);
   } else {
     std::fputs(text.c_str(), stdout);
@@ -552,6 +553,7 @@ int interactive(ChatClient& c, Options& o) {
   cli::LineEditor editor(prompt());
   cli::RawTerminal raw(STDIN_FILENO);
   s.editor = &editor;
+  editor.set_width(cli::terminal_columns(STDOUT_FILENO));
   std::fputs(editor.render().c_str(), stdout);
   std::fflush(stdout);
   while (!s.quit && !editor.eof()) {
@@ -573,6 +575,7 @@ int interactive(ChatClient& c, Options& o) {
         command(*line);
         editor.set_prompt(prompt());  // the conversation may have changed
       }
+      editor.set_width(cli::terminal_columns(STDOUT_FILENO));  // it may have been resized
       std::fputs(editor.render().c_str(), stdout);
       std::fflush(stdout);
     }

@@ -28,6 +28,15 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// Retry-After's delay-seconds form (a date is not worth a clock here).
+std::uint32_t retry_after_seconds(std::string_view v) {
+  constexpr std::uint32_t kDay = 86400;
+  v = trim(v);
+  if (v.empty() || v.size() > 9 || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return 0;
+  return std::min<std::uint32_t>(static_cast<std::uint32_t>(std::stoul(std::string(v))), kDay);
+}
+
 bool is_tchar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
@@ -213,6 +222,7 @@ ParsedAnswer parse_answer(std::string_view in, std::string_view key) {
   a.http_status = std::atoi(std::string(line.substr(9, 3)).c_str());
   HttpRequest fields;  // only its header list is used
   if (!parse_headers(head.substr(eol + 2), fields.headers)) return a;
+  a.retry_after_s = retry_after_seconds(fields.header("Retry-After"));
   // RFC 6455, 4.1: the client fails the connection unless all three are there.
   if (a.http_status != 101 || !fields.has_token("Upgrade", "websocket") || !fields.has_token("Connection", "upgrade") ||
       fields.header("Sec-WebSocket-Accept") != accept_key(key))

@@ -71,6 +71,9 @@ struct ParsedAnswer {
   HeadParse status = HeadParse::kNeedMore;
   std::size_t consumed = 0;
   int http_status = 0;
+  // A refusal's Retry-After in seconds (RFC 9110, 10.2.3: the delay form
+  // only), capped at one day; 0 when absent or not a number.
+  std::uint32_t retry_after_s = 0;
 };
 ParsedAnswer parse_answer(std::string_view in, std::string_view key);
 

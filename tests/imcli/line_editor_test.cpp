@@ -88,3 +88,26 @@ TEST_CASE("line editor: a line printed above the one being typed comes back with
   type(e, "half");
   CHECK(e.print_above("[bob] hi\nthere") == "\r\x1B[K[bob] hi\r\nthere\r\n\r\x1B[Kme> half");
 }
+
+TEST_CASE("line editor: a line wider than the terminal scrolls sideways and keeps the cursor on screen") {
+  LineEditor e("> ");
+  e.set_width(12);  // 9 columns for the line: the prompt takes 2, the last column stays free
+  type(e, "abcdefghijklmnopqrstuvwxyz");
+  // The end of the line, with 6 characters before the cursor.
+  CHECK(e.render() == "\r\x1B[K> uvwxyz");
+  type(e, "\x01");  // ctrl-a: home
+  CHECK(e.render() == "\r\x1B[K> abcdefghi\x1B[9D");
+  type(e, "\x1B[C\x1B[C");  // two right: the start still shows
+  CHECK(e.render() == "\r\x1B[K> abcdefghi\x1B[7D");
+  // Multi-byte characters are never cut in half.
+  LineEditor w("> ");
+  w.set_width(6);  // 3 columns
+  type(w, "\xE4\xBD\xA0\xE5\xA5\xBD\xE4\xBD\xA0\xE5\xA5\xBD");  // 你好你好
+  CHECK(w.render() == "\r\x1B[K> \xE4\xBD\xA0\xE5\xA5\xBD");  // two before the cursor, whole
+  type(w, "\x1B[D");
+  CHECK(w.render() == "\r\x1B[K> \xE5\xA5\xBD\xE4\xBD\xA0\xE5\xA5\xBD\x1B[1D");
+  // Unknown width: nothing is cut.
+  LineEditor u("> ");
+  type(u, "abcdefghijklmnopqrstuvwxyz");
+  CHECK(u.render() == "\r\x1B[K> abcdefghijklmnopqrstuvwxyz");
+}

@@ -5,7 +5,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -417,4 +420,133 @@ TEST_CASE("chat client: the presence watch is sent again after a reconnect") {
     std::lock_guard lock(mutex);
     return std::find(presences.begin(), presences.end(), std::make_pair(std::string("bob"), true)) != presences.end();
   }, 10s));
+}
+
+TEST_CASE("chat client: over WebSocket an admission refusal's Retry-After is honoured and the client comes in once there is room") {
+  ServerProcess server(Overrides{{"sharding.shards", "2"}, {"limits.connections_per_ip", "1"}});
+  auto first = server.connect();  // holds the one connection 127.0.0.1 may have
+  Seen b;
+  auto o = options_for(server.ws_port(), "bob");
+  o.connection.transport = Transport::kWs;
+  auto bob = make_client(o, b);
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point refused_at{}, again_at{};
+  bob->on_error([&](const Error& e) {
+    std::lock_guard lock(b.mutex);
+    if (b.errors.empty()) refused_at = Clock::now();
+    b.errors.push_back(e);
+  });
+  bob->on_state([&](ChatState s) {
+    std::lock_guard lock(b.mutex);
+    if (s == ChatState::kConnecting && refused_at != Clock::time_point{} && again_at == Clock::time_point{})
+      again_at = Clock::now();
+  });
+  auto joined = bob->connect();
+  REQUIRE(wait_until([&] {
+    std::lock_guard lock(b.mutex);
+    return again_at != Clock::time_point{};
+  }, 10s));
+  {
+    std::lock_guard lock(b.mutex);
+    CHECK(b.errors[0].code == StatusCode::kUnavailable);
+    CHECK(b.errors[0].message.find("HTTP 503") != std::string::npos);
+    CHECK(b.errors[0].retry_after_ms >= 1000);  // Retry-After counts whole seconds
+    // A lower bound only: the client starts waiting after its error callback has run.
+    CHECK(again_at - refused_at >= std::chrono::milliseconds(b.errors[0].retry_after_ms));
+  }
+  CHECK(bob->state() != ChatState::kOnline);
+  first.reset();
+  must_ok(std::move(joined));
+  CHECK(bob->state() == ChatState::kOnline);
+  // The one connection 127.0.0.1 may have is bob's now: he chats over it.
+  CHECK(must_ok(bob->send("carol", "over ws")).msg_id != 0);
+  REQUIRE(wait_until([&] { return b.bodies() == std::vector<std::string>{"over ws"}; }));
+}
+
+TEST_CASE("chat client: a KICKOUT's reconnect_after_ms is waited out before the next connection") {
+  const std::uint16_t port = free_loopback_port();
+  ServerProcess server(fixed_port(port));
+  Seen a;
+  auto alice = make_client(options_for(port, "alice"), a);
+  std::mutex mutex;
+  std::chrono::steady_clock::time_point kicked_at{}, connecting_at{};
+  std::uint32_t wait_ms = 0;
+  alice->on_kicked([&](const KickInfo& k) {
+    std::lock_guard lock(mutex);
+    kicked_at = std::chrono::steady_clock::now();
+    wait_ms = k.reconnect_after_ms;
+  });
+  alice->on_state([&](ChatState s) {
+    std::lock_guard lock(mutex);
+    if (s == ChatState::kConnecting && kicked_at != std::chrono::steady_clock::time_point{} &&
+        connecting_at == std::chrono::steady_clock::time_point{})
+      connecting_at = std::chrono::steady_clock::now();
+  });
+  must_ok(alice->connect());
+  CHECK(server.terminate() == 0);  // KICKOUT SERVER_SHUTDOWN with a reconnect_after_ms
+  server.restart();
+  REQUIRE(wait_until([&] { return alice->state() == ChatState::kOnline; }, 30s));
+  std::lock_guard lock(mutex);
+  REQUIRE(connecting_at != std::chrono::steady_clock::time_point{});
+  CHECK(wait_ms >= 1000);
+  // A lower bound only: the client starts waiting after its kicked callback has run.
+  CHECK(connecting_at - kicked_at >= std::chrono::milliseconds(wait_ms));
+}
+
+TEST_CASE("chat client: a server that stops answering (SIGSTOP) is taken for dead from the missing heartbeats") {
+  ServerProcess server(Overrides{{"sharding.shards", "2"}, {"heartbeat.interval_s", "1"}, {"heartbeat.timeout_s", "60"}});
+  Seen a;
+  auto alice = make_client(options_for(server.tcp_port(), "alice"), a);
+  must_ok(alice->connect());
+  ::kill(server.pid(), SIGSTOP);
+  // The socket stays open: only the missing heartbeat answers tell.
+  const bool dead = wait_until([&] { return alice->state() != ChatState::kOnline; }, 15s);
+  ::kill(server.pid(), SIGCONT);
+  REQUIRE(dead);
+  REQUIRE(wait_until([&] { return alice->state() == ChatState::kOnline; }, 20s));
+  CHECK(must_ok(alice->send("bob", "after the stall")).msg_id != 0);
+}
+
+namespace {
+// Storage holding what an earlier run left: one send from 25 hours ago, one from now.
+class EarlierRun : public ChatStorage {
+ public:
+  std::optional<SavedState> load(const std::string&) override {
+    SavedState s;
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    s.outbox.push_back(PendingSend{"old-0123456789abcdef", v1::C2C, "bob", 0, "too old", now - 25 * 3600 * 1000LL});
+    s.outbox.push_back(PendingSend{"new-0123456789abcdef", v1::C2C, "bob", 0, "recent", now});
+    return s;
+  }
+  Result<Ok> save(const std::string&, const SavedState& s) override {
+    std::lock_guard lock(mutex);
+    outbox = s.outbox.size();
+    return Ok{};
+  }
+  std::mutex mutex;
+  std::size_t outbox = 2;
+};
+}  // namespace
+
+TEST_CASE("chat client: an outbox entry older than outbox_max_age is given up with EXPIRED; the next one goes") {
+  ServerProcess server(Overrides{{"sharding.shards", "2"}});
+  Seen b;
+  auto bob = make_client(options_for(server.tcp_port(), "bob"), b);
+  must_ok(bob->connect());
+  Seen a;
+  auto o = options_for(server.tcp_port(), "alice");
+  auto storage = std::make_shared<EarlierRun>();
+  o.storage = storage;
+  auto alice = make_client(o, a);
+  must_ok(alice->connect());
+  REQUIRE(wait_until([&] { return b.bodies().size() == 1; }));
+  CHECK(b.bodies() == std::vector<std::string>{"recent"});
+  REQUIRE(wait_until([&] {
+    std::lock_guard lock(storage->mutex);
+    return storage->outbox == 0;
+  }));
+  std::lock_guard lock(a.mutex);
+  REQUIRE(std::count_if(a.errors.begin(), a.errors.end(), [](const Error& e) { return e.code == StatusCode::kExpired; }) == 1);
 }

@@ -3,6 +3,7 @@
 // the client's request and answer check.
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <random>
 #include <string>
 #include <vector>
@@ -412,4 +413,20 @@ TEST_CASE("parse_answer refuses anything but a 101 that accepts this key") {
   CHECK(parse_answer("SSH-2.0-OpenSSH\r\n\r\n", key).status == HeadParse::kBad);
   CHECK(parse_answer(std::string(kMaxRequestHead, 'x'), key).status == HeadParse::kBad);
   CHECK(parse_answer(std::string(kMaxRequestHead - 1, 'x'), key).status == HeadParse::kNeedMore);
+}
+
+TEST_CASE("parse_answer takes a refusal's Retry-After in seconds, and nothing else for one") {
+  const std::string key(kRfcKey);
+  auto retry_after = [&](std::string_view value) {
+    return parse_answer(http_response(503, "text/plain", "busy\n", false, fmt::format("Retry-After: {}\r\n", value)), key)
+        .retry_after_s;
+  };
+  CHECK(retry_after("2") == 2);
+  CHECK(retry_after(" 30 ") == 30);
+  CHECK(retry_after("9999999") == 86400);  // capped at a day
+  CHECK(retry_after("Wed, 21 Oct 2026 07:28:00 GMT") == 0);  // a date: not followed
+  CHECK(retry_after("-1") == 0);
+  CHECK(retry_after("1e9") == 0);
+  CHECK(retry_after("99999999999999999999") == 0);
+  CHECK(parse_answer(http_response(503, "text/plain", "busy\n"), key).retry_after_s == 0);
 }

@@ -119,6 +119,16 @@ def main():
             keys("/to dave", "Enter")
             keys("/read", "Enter")
             expect(shows("read up to #4"), f"/read: {screen()}")
+            # A line wider than the pane (160 columns) scrolls sideways on one row.
+            long_line = "".join(f"{i:03d}," for i in range(60))  # 240 characters
+            keys(long_line)
+            expect(shows("056,057,058,059,"), f"the end of a long line shows: {screen()}")
+            rows = [l for l in screen().splitlines() if l.strip()]
+            expect(rows[-1].startswith("carol > dave> ") and "000," not in rows[-1] and len(rows[-1]) < 160,
+                   f"one row, its end shown: {rows[-1]!r}")
+            expect(not any("000," in r for r in rows), f"nothing wrapped above: {rows[-3:]}")
+            keys("Enter")
+            expect(wait_until(lambda: long_line in cli("dave", "pull", "--json").stdout, 10), "the whole long line is sent")
             keys("/nonsense", "Enter")
             expect(shows("unknown command"), "an unknown command")
             keys("/quit", "Enter")

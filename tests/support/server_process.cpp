@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
@@ -56,20 +57,44 @@ std::string unique_temp_path(const std::string& stem) {
       .string();
 }
 
-std::uint16_t free_loopback_port() {
+namespace {
+
+// Whether 127.0.0.1:port can be bound now (0: any port; the one bound is returned).
+std::uint16_t bind_loopback(std::uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw std::runtime_error("socket failed");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
   socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error("no free loopback port");
-  }
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return ok ? ntohs(addr.sin_port) : 0;
+}
+
+// The lowest port the kernel hands out for outgoing connections.
+std::uint16_t ephemeral_low() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  unsigned low = 0;
+  return in >> low && low > 20000 && low <= 65535 ? static_cast<std::uint16_t>(low) : 0;
+}
+
+}  // namespace
+
+std::uint16_t free_loopback_port() {
+  // Below the ephemeral range: a port there is not taken by some test's
+  // outgoing connection while its server is down between kill9() and
+  // restart(). Random, so parallel tests rarely pick the same one.
+  if (const std::uint16_t low = ephemeral_low(); low != 0) {
+    thread_local std::mt19937 rng{std::random_device{}()};
+    std::uniform_int_distribution<int> pick(20000, low - 1);
+    for (int i = 0; i < 200; ++i)
+      if (const auto port = bind_loopback(static_cast<std::uint16_t>(pick(rng))); port != 0) return port;
+  }
+  if (const auto port = bind_loopback(0); port != 0) return port;
+  throw std::runtime_error("no free loopback port");
 }
 
 int connect_raw(std::uint16_t port, int rcvbuf) {

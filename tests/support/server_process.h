@@ -81,8 +81,9 @@ std::string login_body(const std::string& uid, const std::string& token, int dev
                        const std::string& device_id = "");
 std::string token_for(const std::string& uid, std::int64_t exp_s = 0);
 
-// A loopback TCP port free at the time of the call (for a server that must
-// come back on the same port after a restart).
+// A loopback TCP port free at the time of the call, below the kernel's
+// ephemeral range (for a server that must come back on the same port after
+// a restart).
 std::uint16_t free_loopback_port();
 
 // A path in the temporary directory unique to this process and call.
