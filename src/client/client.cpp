@@ -101,7 +101,10 @@ std::string_view transport_name(Transport t) {
 
 std::shared_ptr<asio::ssl::context> make_client_tls_context(const std::string& ca_file) {
   auto ctx = base_client_context();
-  ctx->load_verify_file(ca_file);
+  if (ca_file.empty())
+    ctx->set_default_verify_paths();
+  else
+    ctx->load_verify_file(ca_file);
   ctx->set_verify_mode(asio::ssl::verify_peer);
   return ctx;
 }

@@ -97,14 +97,19 @@ std::string printable(std::string_view text, bool keep_newlines = false) {
 
 // The client's last background error (a refused token, a server that cannot
 // be reached), for a one-shot command that gets no answer.
+// A certificate that does not verify ends a one-shot command at once: the
+// retries of an interactive session would not change it.
 std::mutex g_error_mutex;
 std::string g_last_error;
+bool g_certificate_refused = false;
 
 template <class T>
 T must(std::future<Result<T>> f, const std::string& what) {
-  if (f.wait_for(kWait) != std::future_status::ready) {
+  const auto until = std::chrono::steady_clock::now() + kWait;
+  while (f.wait_for(100ms) != std::future_status::ready) {
     std::lock_guard lock(g_error_mutex);
-    die(what + ": no answer" + (g_last_error.empty() ? std::string() : " (" + g_last_error + ")"));
+    if (g_certificate_refused || std::chrono::steady_clock::now() >= until)
+      die(what + ": no answer" + (g_last_error.empty() ? std::string() : " (" + g_last_error + ")"));
   }
   auto r = f.get();
   if (!r) die(fmt::format("{}: {} ({})", what, r.error().message, status_name(r.error().code)));
@@ -152,10 +157,8 @@ ChatOptions chat_options(const Options& o) {
   if (uses_tls(*t)) {
     if (o.insecure_tls)
       c.connection.tls = make_insecure_client_tls_context();
-    else if (!o.ca_file.empty())
-      c.connection.tls = make_client_tls_context(o.ca_file);
     else
-      die("--transport tls or wss needs --ca FILE (or --insecure-tls on a test server)");
+      c.connection.tls = make_client_tls_context(o.ca_file);  // empty: the system's CAs
   }
   c.uid = o.uid;
   c.device_type = device_of(o.device);
@@ -595,7 +598,8 @@ int main(int argc, char** argv) {
   app.add_option("--server", o.server, "HOST:PORT of the listener (server.listen; server.ws_listen for ws, wss)")
       ->capture_default_str();
   app.add_option("--transport", o.transport, "tcp, ws, tls or wss")->capture_default_str();
-  app.add_option("--ca", o.ca_file, "CA certificates (PEM) that sign the server's certificate (tls, wss)");
+  app.add_option("--ca", o.ca_file,
+                 "CA certificates (PEM) that sign the server's certificate (tls, wss; default: the system's)");
   app.add_flag("--insecure-tls", o.insecure_tls, "accept any certificate (tests on loopback only)");
   app.add_option("--uid", o.uid, "the user to log in as")->required();
   app.add_option("--token", o.token, "a JWT for --uid (from your backend)")->envname("IM_TOKEN");
@@ -643,6 +647,7 @@ int main(int argc, char** argv) {
     client.on_error([](const Error& e) {
       std::lock_guard lock(g_error_mutex);
       g_last_error = fmt::format("{}: {}", status_name(e.code), e.message);
+      if (e.message.find("certificate verify failed") != std::string::npos) g_certificate_refused = true;
     });
   int rc = 0;
   if (send->parsed()) {

@@ -2,8 +2,10 @@
 JSON output, exit codes, a token minted through the admin API with the
 development key), then the interactive mode driven under tmux (send-keys,
 capture-pane): conversations switched, messages sent and printed as they
-arrive above a half-typed line that survives them, /history, /groups,
-/create, /read, /recall, /quit.
+arrive above a half-typed line that survives them, a line wider than the
+pane, /history, /groups, /create, /read, /recall, /quit. Then ws, tls and
+wss dialled by name, against a certificate for that DNS name only: an
+unknown CA and a certificate for another name are refused.
 
 tmux runs on a private socket of this test, killed at the end; every wait
 is bounded.
@@ -12,6 +14,7 @@ is bounded.
 import json
 import os
 import subprocess
+import tempfile
 import uuid
 
 import imtest
@@ -136,6 +139,38 @@ def main():
         finally:
             log(screen())
             tmux("kill-server")
+
+        # ---- plain WebSocket, dialled by name
+        ws = [imcli, "--server", f"localhost:{server.ws_port}", "--transport", "ws"]
+        sent = subprocess.run(ws + ["--uid", "gina", "--token", token_for("gina"), "send", "hank", "over ws"],
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        expect(sent.returncode == 0, f"send over ws: {sent.stderr}")
+        expect("over ws" in cli("hank", "pull", "--json").stdout, "hank got it")
+
+    # ---- TLS and wss, against a certificate for a DNS name only: the name
+    # dialled is the one checked (and sent as SNI)
+    with tempfile.TemporaryDirectory() as tmp:
+        certs = imtest.Certs(tmp)
+        cert, key = certs.server_cert("server", 7, san="DNS:localhost")
+        with imtest.Server(parser_args.imserver, imtest.tls_overrides(cert, key)) as server:
+            def tls_cli(uid, transport, port, *args, host="localhost", ca=True):
+                cmd = [imcli, "--server", f"{host}:{port}", "--transport", transport, "--uid", uid,
+                       "--token", token_for(uid)] + (["--ca", certs.ca_cert] if ca else []) + list(args)
+                return subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+            for transport, port in (("tls", server.tcp_port), ("wss", server.ws_port)):
+                r = tls_cli("ivan", transport, port, "send", "judy", f"over {transport}")
+                expect(r.returncode == 0, f"send over {transport}: {r.stderr}")
+            pulled = tls_cli("judy", "wss", server.ws_port, "pull", "--json")
+            expect(pulled.returncode == 0, f"pull over wss: {pulled.stderr}")
+            expect([json.loads(l)["body"] for l in pulled.stdout.splitlines()] == ["over tls", "over wss"],
+                   f"both arrived: {pulled.stdout}")
+            untrusted = tls_cli("ivan", "tls", server.tcp_port, "send", "judy", "x", ca=False)
+            expect(untrusted.returncode != 0 and "verify failed" in untrusted.stderr,
+                   f"an unknown CA is refused: {untrusted.stderr}")
+            wrong_name = tls_cli("ivan", "tls", server.tcp_port, "send", "judy", "x", host="127.0.0.1")
+            expect(wrong_name.returncode != 0 and "verify failed" in wrong_name.stderr,
+                   f"a certificate for another name is refused: {wrong_name.stderr}")
 
 
 if __name__ == "__main__":

@@ -366,14 +366,14 @@ class Certs:
                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
                 cwd=folder)
 
-    def server_cert(self, name, serial):
-        """A key and a certificate (serial `serial`) signed by the CA; their paths."""
+    def server_cert(self, name, serial, san="IP:127.0.0.1,DNS:localhost"):
+        """A key and a certificate (serial `serial`, for the names `san`) signed by the CA; their paths."""
         key = os.path.join(self.dir, f"{name}.key")
         csr = os.path.join(self.dir, f"{name}.csr")
         cert = os.path.join(self.dir, f"{name}.pem")
         ext = os.path.join(self.dir, f"{name}.ext")
         with open(ext, "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+            f.write(f"subjectAltName={san}\n"
                     "basicConstraints=critical,CA:FALSE\n"
                     "keyUsage=critical,digitalSignature,keyEncipherment\n"
                     "extendedKeyUsage=serverAuth\n")
