@@ -254,6 +254,12 @@ class ChatClient {
   // The watch is kept by the client and sent again after each login (its
   // answer then goes to on_presence).
   Reply<v1::PresenceResp> watch_presence(const v1::PresenceWatchReq& req);
+  // REPORT (c2s): OK once the report is durably queued for the business
+  // backend's webhook; DISABLED when the server has none. An empty
+  // report_id is filled with a random one. The receiver dedupes by
+  // report_id: after a failure ("connection lost" too), send it again with
+  // the same report_id.
+  Reply<Ok> report(v1::ReportReq req);
 
   // ---- groups
   Reply<v1::GroupResp> create_group(const v1::GroupCreateReq& req);

@@ -1291,6 +1291,11 @@ ChatClient::Reply<v1::GroupResp> ChatClient::update_group(const v1::GroupUpdateR
   return call<v1::GroupResp>(Cmd::kGroupUpdate, req);
 }
 
+ChatClient::Reply<Ok> ChatClient::report(v1::ReportReq req) {
+  if (req.report_id().empty()) req.set_report_id(new_client_msg_id());
+  return call<Ok>(Cmd::kReport, req);
+}
+
 ChatClient::Reply<Ok> ChatClient::leave_group(const std::string& gid) {
   v1::GroupIdReq req;
   req.set_gid(gid);

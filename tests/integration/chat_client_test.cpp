@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "http_helpers.h"
 #include "im/chat_client.h"
 #include "server_process.h"
 #include "wait_until.h"
@@ -549,4 +550,37 @@ TEST_CASE("chat client: an outbox entry older than outbox_max_age is given up wi
   }));
   std::lock_guard lock(a.mutex);
   REQUIRE(std::count_if(a.errors.begin(), a.errors.end(), [](const Error& e) { return e.code == StatusCode::kExpired; }) == 1);
+}
+
+TEST_CASE("chat client: REPORT is queued for the webhook with a report_id made when empty, DISABLED without one") {
+  WebhookReceiver receiver;
+  ServerProcess server(Overrides{{"sharding.shards", "2"},
+                                 {"webhook.url", "\"" + receiver.url() + "\""},
+                                 {"webhook.secret", "\"a-webhook-secret-of-32-bytes-at-least\""}});
+  Seen a;
+  auto alice = make_client(options_for(server.tcp_port(), "alice"), a);
+  must_ok(alice->connect());
+  v1::ReportReq mine;
+  mine.set_report_id("r-1");
+  mine.set_topic("feedback");
+  mine.set_payload("it works");
+  must_ok(alice->report(mine));
+  v1::ReportReq anonymous;
+  anonymous.set_topic("feedback");
+  anonymous.set_payload("no id");
+  must_ok(alice->report(anonymous));
+  const auto events = receiver.wait_for(2);
+  REQUIRE(events.size() == 2);
+  const auto first = nlohmann::json::parse(events[0].body), second = nlohmann::json::parse(events[1].body);
+  CHECK(first["report_id"] == "r-1");
+  CHECK(first["uid"] == "alice");
+  CHECK(second["report_id"].get<std::string>().size() == 32);
+
+  ServerProcess plain(Overrides{{"sharding.shards", "2"}});  // no webhook.url
+  Seen b;
+  auto bob = make_client(options_for(plain.tcp_port(), "bob"), b);
+  must_ok(bob->connect());
+  auto r = bob->report(mine).get();
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == StatusCode::kDisabled);
 }
