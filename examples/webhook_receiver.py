@@ -14,24 +14,32 @@ import hmac
 import json
 import os
 import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SECRET = os.environ["IM_WEBHOOK_SECRET"].encode()
 seen = set()  # event ids already handled (kept in memory here; a real backend keeps them in its database)
+seen_lock = threading.Lock()  # one thread per connection
 
 
 class Hook(BaseHTTPRequestHandler):
+    timeout = 10  # seconds: an idle or slow connection is closed, not kept forever
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        expected = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, self.headers.get("X-IM-Signature", "")):
+        expected = b"sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest().encode()
+        # Compared as bytes: a header that is not ASCII is a bad signature, not an error.
+        got = self.headers.get("X-IM-Signature", "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(expected, got):
             self.send_response(401)
             self.end_headers()
             print("refused: bad signature", flush=True)
             return
         event = json.loads(body)
-        if event["id"] not in seen:
+        with seen_lock:
+            first = event["id"] not in seen
             seen.add(event["id"])
+        if first:
             if event["event"] == "offline_push":
                 print(f"offline_push for {event['uid']} from {event['from']} (verified)", flush=True)
             elif event["event"] == "report":
@@ -46,4 +54,4 @@ class Hook(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    HTTPServer((sys.argv[1], int(sys.argv[2])), Hook).serve_forever()
+    ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Hook).serve_forever()

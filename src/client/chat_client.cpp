@@ -37,6 +37,8 @@ constexpr milliseconds kSaveDelay{50};
 constexpr milliseconds kLogoutWait{2000};
 // The backoff starts over only once a link has stayed up this long.
 constexpr milliseconds kStableLink{10000};
+// At most this long for one address when the host has more.
+constexpr milliseconds kEndpointTimeout{5000};
 // The longest delay taken from the server (retry_after_ms, reconnect_after_ms).
 constexpr std::uint32_t kMaxServerDelayMs = 3'600'000;
 constexpr int kMaxInternalRetries = 5;
@@ -224,6 +226,7 @@ struct ChatClient::Impl {
       : opt(std::move(o)),
         work(asio::make_work_guard(io)),
         resolver(io),
+        endpoint_timer(io),
         reconnect_timer(io),
         heartbeat_timer(io),
         open_timer(io),
@@ -275,6 +278,7 @@ struct ChatClient::Impl {
   // Everything below: the client's thread only.
   asio::ip::tcp::resolver resolver;
   std::vector<asio::ip::tcp::endpoint> endpoints;  // what opt.host resolved to
+  asio::steady_timer endpoint_timer;                // one address's share of the open timeout
   asio::steady_timer reconnect_timer, heartbeat_timer, open_timer, gap_timer, ack_timer, save_timer,
       pull_retry_timer, send_retry_timer, stable_timer;
   bool reconnect_armed = false, gap_armed = false, ack_armed = false, save_armed = false;
@@ -465,6 +469,12 @@ struct ChatClient::Impl {
     open_timer.async_wait([this, lid](const asio::error_code& ec) {
       if (!ec && lid == link_id && !ready) drop_link();
     });
+    // RFC 6761, 6.3: "localhost" is the loopback, whatever the resolver
+    // says (a minimal system may have no /etc/hosts at all).
+    if (is_localhost(opt.host)) {
+      endpoints = {{asio::ip::address_v4::loopback(), opt.port}, {asio::ip::address_v6::loopback(), opt.port}};
+      return connect_to(0, lid);
+    }
     resolver.async_resolve(opt.host, std::to_string(opt.port),
                            [this, lid](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
                              if (lid != link_id) return;
@@ -479,6 +489,19 @@ struct ChatClient::Impl {
                            });
   }
 
+  void next_endpoint(std::size_t i, std::uint64_t lid) {
+    auto given_up = std::exchange(link, new_link());
+    given_up->close();
+    connect_to(i + 1, lid);
+  }
+
+  static bool is_localhost(std::string_view host) {
+    std::string h(host);
+    std::transform(h.begin(), h.end(), h.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (!h.empty() && h.back() == '.') h.pop_back();
+    return h == "localhost" || (h.size() > 10 && h.ends_with(".localhost"));
+  }
+
   std::shared_ptr<Client> new_link() {
     ClientOptions connection = opt.connection;
     // TLS checks the certificate against the name dialled (and sends it as SNI).
@@ -487,28 +510,41 @@ struct ChatClient::Impl {
   }
 
   // Tries endpoints[i], then the next one the name resolved to when the
-  // connection itself fails ("localhost" gives ::1 first on stock Debian,
-  // and the server may listen on 127.0.0.1 only).
+  // connection fails or does not open within its share of the time (a name
+  // whose IPv6 address is filtered, a server listening on 127.0.0.1 only
+  // while the name gives ::1 first).
   void connect_to(std::size_t i, std::uint64_t lid) {
     auto c = link;
-    c->on_frame([this, lid](Frame& f) {
-      if (lid == link_id) on_frame(f);
+    // Handlers of a link given up for the next address find another in `link`.
+    c->on_frame([this, lid, c](Frame& f) {
+      if (lid == link_id && link == c) on_frame(f);
     });
-    c->on_close([this, lid](const asio::error_code&) {
-      if (lid == link_id) link_lost();
+    c->on_close([this, lid, c](const asio::error_code&) {
+      if (lid == link_id && link == c) link_lost();
     });
+    if (i + 1 < endpoints.size()) {
+      const auto share = std::clamp(opt.request_timeout / static_cast<int>(endpoints.size()), milliseconds(1000),
+                                    kEndpointTimeout);
+      endpoint_timer.expires_after(share);
+      endpoint_timer.async_wait([this, lid, c, i](const asio::error_code& ec) {
+        if (ec || lid != link_id || link != c || ready) return;
+        next_endpoint(i, lid);
+      });
+    }
     c->connect(endpoints[i], [this, lid, c, i](const asio::error_code& ec) {
-      if (lid != link_id) return;
+      if (lid != link_id || link != c) return;
+      endpoint_timer.cancel();
       if (ec) {
         // An admission refusal over WebSocket is an HTTP 503 before the
         // upgrade; a 403 (Origin) or 404 (path) will not change by retrying.
         const int http = c->ws_http_status();
         if (http == 400 || http == 401 || http == 403 || http == 404 || http == 426)
           return shut_down(make_error(StatusCode::kUnavailable, fmt::format("HTTP {} on the upgrade", http)));
-        if (http == 0 && i + 1 < endpoints.size()) {
-          link = new_link();
-          return connect_to(i + 1, lid);
-        }
+        // A TLS failure (a certificate that does not verify) came from a
+        // server that answered: the next address would say the same.
+        const bool tls_failed =
+            ec.category() == asio::error::get_ssl_category() || ec.category() == asio::ssl::error::get_stream_category();
+        if (http == 0 && !tls_failed && i + 1 < endpoints.size()) return next_endpoint(i, lid);
         Error e = make_error(StatusCode::kUnavailable,
                              http != 0 ? fmt::format("HTTP {} on the upgrade", http) : "cannot connect: " + ec.message());
         if (http == 503) {
@@ -542,6 +578,7 @@ struct ChatClient::Impl {
   void end_link() {
     ready = false;
     open_timer.cancel();
+    endpoint_timer.cancel();
     heartbeat_timer.cancel();
     stable_timer.cancel();
     pull_retry_timer.cancel();
@@ -574,7 +611,7 @@ struct ChatClient::Impl {
     if (state == ChatState::kClosed) return;
     close_reason = reason;
     if (reason.message != kClosed) report(reason);  // why, before "closed"
-    for (auto* t : {&reconnect_timer, &heartbeat_timer, &open_timer, &gap_timer, &ack_timer, &pull_retry_timer,
+    for (auto* t : {&reconnect_timer, &heartbeat_timer, &open_timer, &endpoint_timer, &gap_timer, &ack_timer, &pull_retry_timer,
                     &send_retry_timer, &stable_timer})
       t->cancel();
     reconnect_armed = gap_armed = ack_armed = false;

@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "common/private_dir.h"
 #include "core/commands.h"
 #include "core/fanout_recovery.h"
 #include "core/ids.h"
@@ -197,17 +198,22 @@ void Service::inbox_page(const std::string& uid, std::uint64_t after_seq, std::u
   asio::post(shard.context(), [&shard, uid, req, done = std::move(done)] { done(shard.inbox_page(uid, req)); });
 }
 
-void Service::groups_of(const std::string& uid, Done<v1::GroupListResp> done) {
+void Service::groups_page(const std::string& uid, const std::string& after_gid, Done<GroupPage> done) {
   Shard& shard = shard_for(uid);
-  asio::post(shard.context(), [&shard, uid, done = std::move(done)] { done(shard.groups_of(uid)); });
+  asio::post(shard.context(), [&shard, uid, after_gid, done = std::move(done)] {
+    GroupPage page;
+    auto list = shard.groups_of(uid, after_gid, &page.more);
+    if (!list) return done(list.error());
+    page.list = std::move(*list);
+    done(std::move(page));
+  });
 }
 
 Result<Service::Backup> Service::backup() {
   std::lock_guard lock(backup_mutex_);  // one at a time
   const std::string& root = config_.storage.backup_dir;
   if (root.empty()) return make_error(StatusCode::kDisabled, "storage.backup_dir is empty: backups are off");
-  std::error_code ec;
-  std::filesystem::create_directories(root, ec);
+  std::error_code ec = make_private_dir(root);
   if (ec) return make_error(StatusCode::kInternal, fmt::format("cannot make {}: {}", root, ec.message()));
   Backup b;
   b.time_ms = wall_ms();
@@ -223,6 +229,9 @@ Result<Service::Backup> Service::backup() {
   }
   auto size = store_->checkpoint(b.path);
   if (!size) return size.error();
+  // Every message is in it: for this user only, even under a shared backup_dir.
+  std::filesystem::permissions(b.path, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, ec);
+  if (ec) spdlog::warn("backup: cannot make {} private: {}", b.path, ec.message());
   b.size_bytes = *size;
   spdlog::info("backup: {} ({} bytes) in {} ms", b.path, b.size_bytes, wall_ms() - b.time_ms);
   return b;

@@ -75,7 +75,13 @@ class Service final : public net::ServiceInterface {
   // One page of a user's inbox as PULL answers it (a serialized PullResp),
   // acknowledging nothing; and the user's groups (the admin's export).
   void inbox_page(const std::string& uid, std::uint64_t after_seq, std::uint32_t limit, Done<std::string> done);
-  void groups_of(const std::string& uid, Done<v1::GroupListResp> done);
+  // A page of the user's groups after `after_gid` (as many as fit a frame);
+  // `more`: the next page starts after this one's last gid.
+  struct GroupPage {
+    v1::GroupListResp list;
+    bool more = false;
+  };
+  void groups_page(const std::string& uid, const std::string& after_gid, Done<GroupPage> done);
   // POST /v1/backup: an online checkpoint in a new folder under
   // storage.backup_dir (DISABLED when that is ""). Blocks: the admin's thread.
   struct Backup {

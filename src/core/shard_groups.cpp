@@ -133,8 +133,9 @@ Result<Ok> Shard::apply_group_plan(GroupState* g, const GroupPlan& plan, const s
   return Ok{};
 }
 
-Result<v1::GroupListResp> Shard::groups_of(const std::string& uid) {
+Result<v1::GroupListResp> Shard::groups_of(const std::string& uid, const std::string& after_gid, bool* more) {
   v1::GroupListResp out;
+  if (more) *more = false;
   std::size_t size = kListSlack;
   Result<Ok> read = Ok{};
   auto scanned = env_.store.scan_user_groups(uid, [&](std::string_view gid) {
@@ -145,11 +146,14 @@ Result<v1::GroupListResp> Shard::groups_of(const std::string& uid) {
     }
     if (!*row || (*row)->dismissed) return true;
     const std::size_t n = (*row)->info.ByteSizeLong() + 4;
-    if (size + n > env_.config.server.max_frame_bytes) return false;
+    if (size + n > env_.config.server.max_frame_bytes) {
+      if (more) *more = true;
+      return false;
+    }
     size += n;
     *out.add_groups() = std::move((*row)->info);
     return true;
-  });
+  }, after_gid);
   if (!scanned) return scanned.error();
   if (!read) return read.error();
   return out;

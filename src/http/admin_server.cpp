@@ -31,6 +31,13 @@ using json = nlohmann::json;
 
 constexpr std::size_t kMaxBodyBytes = 1 << 20;
 constexpr auto kCoreTimeout = std::chrono::seconds(10);
+// Long requests at once (exports stream for minutes; a backup copies the
+// store), and the threads that serve everything: the rest stay free.
+constexpr int kMaxExports = 2;
+constexpr int kMaxBackups = 2;
+constexpr int kAdminThreads = 8;
+constexpr std::uint32_t kBusyRetryMs = 5000;
+constexpr auto kExportMaxTime = std::chrono::minutes(30);
 // POST /v1/tokens' ttl_s when absent, and its upper bound (30 days: a
 // longer-lived session logs in again with a fresh token; over it is
 // BAD_REQUEST, not clamped, so a caller never holds a shorter token than
@@ -127,6 +134,8 @@ struct Call {
   core::Service& service;
   const Config& config;
   const std::atomic<bool>& draining;
+  const std::shared_ptr<std::atomic<int>>& exports;
+  const std::shared_ptr<std::atomic<int>>& backups;
 
   std::string param() const { return req.matches[1]; }  // the path's {uid} or {gid}
 };
@@ -311,7 +320,37 @@ Answer get_conversations(const Call& c) {
                      {"inbox_seq", std::to_string(r->inbox_seq())}});
 }
 
+// One of a bounded number of places for a long request, held while it lives.
+class Slot {
+ public:
+  static std::optional<Slot> take(const std::shared_ptr<std::atomic<int>>& count, int max) {
+    if (count->fetch_add(1) >= max) {
+      count->fetch_sub(1);
+      return std::nullopt;
+    }
+    return Slot(count);
+  }
+  Slot(Slot&& other) noexcept : count_(std::move(other.count_)) {}
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+  Slot& operator=(Slot&&) = delete;
+  ~Slot() {
+    if (count_) count_->fetch_sub(1);
+  }
+
+ private:
+  explicit Slot(std::shared_ptr<std::atomic<int>> count) : count_(std::move(count)) {}
+  std::shared_ptr<std::atomic<int>> count_;
+};
+
+Error busy(const std::string& what) {
+  return Error{StatusCode::kUnavailable, what, kBusyRetryMs};
+}
+
+// Backups run one at a time; one more may wait for it.
 Answer post_backup(const Call& c) {
+  auto slot = Slot::take(c.backups, kMaxBackups);
+  if (!slot) return busy("a backup is running and another waits: try again later");
   auto b = c.service.backup();
   if (!b) return b.error();
   return json_reply({{"path", b->path}, {"size_bytes", b->size_bytes}, {"time_ms", b->time_ms}});
@@ -324,9 +363,13 @@ Answer post_backup(const Call& c) {
 // with a {"type": "error"} line.
 class Export {
  public:
-  Export(core::Service& service, std::string uid) : service_(service), uid_(std::move(uid)) {}
+  Export(core::Service& service, std::string uid, Slot slot)
+      : service_(service), uid_(std::move(uid)), slot_(std::move(slot)) {}
 
   bool next(httplib::DataSink& sink) {
+    // A reader that keeps reading a little would hold the slot for ever.
+    if (phase_ != Phase::kDone && std::chrono::steady_clock::now() - started_ > kExportMaxTime)
+      return fail(sink, "the export took longer than 30 minutes: read it faster");
     std::string out;
     switch (phase_) {
       case Phase::kUser:
@@ -349,9 +392,10 @@ class Export {
         break;
       }
       case Phase::kGroups: {
-        auto groups = ask_core<v1::GroupListResp>([&](auto done) { service_.groups_of(uid_, done); });
-        if (!groups) return fail(sink, groups.error().message);
-        for (const auto& g : groups->groups())
+        auto page = ask_core<core::Service::GroupPage>(
+            [&](auto done) { service_.groups_page(uid_, after_gid_, done); });
+        if (!page) return fail(sink, page.error().message);
+        for (const auto& g : page->list.groups())
           out += json_text({{"type", "group"},
                             {"gid", g.gid()},
                             {"name", g.name()},
@@ -360,7 +404,9 @@ class Export {
                             {"created_ms", g.created_ms()},
                             {"member_count", g.member_count()}}) +
                  "\n";
-        phase_ = Phase::kDone;
+        // A page that made no progress (one group over a frame) cannot loop.
+        if (!page->more || page->list.groups_size() == 0) phase_ = Phase::kDone;
+        else after_gid_ = page->list.groups().rbegin()->gid();
         break;
       }
       case Phase::kDone:
@@ -384,14 +430,19 @@ class Export {
 
   core::Service& service_;
   std::string uid_;
+  Slot slot_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   Phase phase_ = Phase::kUser;
   std::uint64_t after_ = 0;
+  std::string after_gid_;
 };
 
 Answer get_export(const Call& c) {
   const std::string uid = c.param();
   if (!core::valid_id(uid)) return bad_request("bad uid");
-  auto state = std::make_shared<Export>(c.service, uid);
+  auto slot = Slot::take(c.exports, kMaxExports);
+  if (!slot) return busy(fmt::format("{} exports are under way: try again later", kMaxExports));
+  auto state = std::make_shared<Export>(c.service, uid, std::move(*slot));
   Reply reply;
   reply.content_type = "application/x-ndjson";
   reply.stream = [state](std::size_t, httplib::DataSink& sink) { return state->next(sink); };
@@ -563,7 +614,9 @@ AdminServer::~AdminServer() {
 void AdminServer::start() {
   auto hp = parse_host_port(config_.admin.listen);
   if (!hp) throw std::runtime_error("admin.listen: " + hp.error().message);
-  server_->new_task_queue = [] { return new httplib::ThreadPool(4); };
+  // kMaxExports + kMaxBackups threads may be held long; the rest serve
+  // everything else.
+  server_->new_task_queue = [] { return new httplib::ThreadPool(kAdminThreads); };
   server_->set_payload_max_length(kMaxBodyBytes);
   server_->set_read_timeout(10, 0);
   server_->set_write_timeout(10, 0);
@@ -603,7 +656,7 @@ void AdminServer::routes() {
   });
   for (const Route& route : kRoutes) {
     auto handler = [this, &route](const httplib::Request& req, httplib::Response& res) {
-      serve(route, Call{req, service_, config_, draining_}, res);
+      serve(route, Call{req, service_, config_, draining_, exports_, backups_}, res);
     };
     switch (route.method) {
       case Method::kGet: s.Get(route.pattern, handler); break;

@@ -49,6 +49,10 @@ class AdminServer {
   std::string host_;
   std::uint16_t port_ = 0;
   std::thread thread_;
+  // Requests that hold an admin thread long (exports, backups) under way:
+  // bounded, so that health checks and metrics always find a thread.
+  std::shared_ptr<std::atomic<int>> exports_ = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<std::atomic<int>> backups_ = std::make_shared<std::atomic<int>>(0);
 };
 
 }  // namespace im::http

@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "common/private_dir.h"
 #include "store/keys.h"
 
 namespace im::store {
@@ -259,8 +260,7 @@ void Batch::put_change(std::uint64_t msg_id, const ChangeRecord& change) {
 // ---------------------------------------------------------------- Store
 
 Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb::Env* env) {
-  std::error_code ec;
-  std::filesystem::create_directories(config.data_dir, ec);
+  const std::error_code ec = make_private_dir(config.data_dir);
   if (ec)
     return make_error(StatusCode::kInternal,
                       "storage.data_dir: cannot create " + config.data_dir + ": " + ec.message());
@@ -617,9 +617,12 @@ Result<Ok> Store::scan_members(std::string_view gid,
   return Ok{};
 }
 
-Result<Ok> Store::scan_user_groups(std::string_view uid, const std::function<bool(std::string_view)>& fn) {
+Result<Ok> Store::scan_user_groups(std::string_view uid, const std::function<bool(std::string_view)>& fn,
+                                   std::string_view after_gid) {
   const std::string prefix = user_prefix(uid);
-  return scan(Cf::kUserGroups, prefix, prefix_end(prefix),
+  // The smallest key above prefix + after_gid.
+  const std::string from = after_gid.empty() ? prefix : prefix + std::string(after_gid) + '\0';
+  return scan(Cf::kUserGroups, from, prefix_end(prefix),
               [&](std::string_view key, std::string_view) { return fn(key.substr(prefix.size())); });
 }
 

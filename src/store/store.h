@@ -192,7 +192,9 @@ class Store {
   Result<Ok> scan_members(std::string_view gid,
                           const std::function<bool(std::string_view uid, const MemberRecord&)>& fn);
   // The gids of a user's groups, in gid order.
-  Result<Ok> scan_user_groups(std::string_view uid, const std::function<bool(std::string_view gid)>& fn);
+  // The user's gids in order, from the first one after `after_gid` ("": from the start).
+  Result<Ok> scan_user_groups(std::string_view uid, const std::function<bool(std::string_view gid)>& fn,
+                              std::string_view after_gid = {});
   Result<std::optional<std::uint64_t>> get_meta(std::string_view name);
   // Every token revocation (uid, revoked_s), in uid order (start-up).
   Result<Ok> scan_token_revocations(const std::function<bool(std::string_view uid, std::int64_t revoked_s)>& fn);

@@ -70,7 +70,7 @@ TEST_CASE("line editor: history with up and down keeps the draft") {
   CHECK(type(e, "ft\r") == std::string("draft"));
 }
 
-TEST_CASE("line editor: ctrl-d on an empty line and ctrl-c end the input; unknown sequences are ignored") {
+TEST_CASE("line editor: ctrl-d on an empty line and ctrl-c end the input, unknown sequences are ignored") {
   LineEditor e("> ");
   type(e, "ab\x04");  // ctrl-d with text: no end
   CHECK_FALSE(e.eof());

@@ -3,7 +3,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <filesystem>
+#include <optional>
+
+#include <fmt/format.h>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -62,7 +67,7 @@ std::vector<std::uint64_t> pipelined_sends(SyncClient& c, const std::string& to,
 
 }  // namespace
 
-TEST_CASE("backup: DISABLED without storage.backup_dir; needs the key") {
+TEST_CASE("backup: DISABLED without storage.backup_dir, needs the key") {
   ServerProcess server(Overrides{{"admin.listen", "\"127.0.0.1:0\""}, {"admin.api_key", std::string("\"") + kKey + "\""}});
   AdminClient admin(server.admin_port(), kKey);
   HttpReply r = admin.post("/v1/backup", json::object());
@@ -96,6 +101,11 @@ TEST_CASE("backup: taken under pipelined SENDs, a server started on it has every
     CHECK(r.body["size_bytes"].get<std::uint64_t>() > 0);
     CHECK(r.body["time_ms"].get<std::int64_t>() > 0);
     CHECK(std::filesystem::is_directory(path));
+    // Every message is in there: only the server's user may look.
+    namespace fs = std::filesystem;
+    CHECK(fs::status(backups).permissions() == fs::perms::owner_all);
+    CHECK(fs::status(path).permissions() == fs::perms::owner_all);
+    CHECK(fs::status(server.data_dir()).permissions() == fs::perms::owner_all);
     // A second one is a new folder.
     HttpReply again = admin.post("/v1/backup", json::object());
     REQUIRE(again.status == 200);
@@ -181,4 +191,78 @@ TEST_CASE("export: a user with 100,000 messages streams as NDJSON with flat memo
   CHECK(none.status == 200);
   CHECK(none.text == "{\"type\":\"user\",\"uid\":\"nobody\"}\n");
   CHECK(admin.get("/v1/users/bad%20uid/export").status == 400);
+}
+
+TEST_CASE("export: every group of a user, also more than one frame of them, with their fields") {
+  ServerProcess server(backup_config(unique_temp_path("imbackups-unused")));
+  auto alice = server.login("alice");
+  constexpr int kGroups = 24;  // 24 announcements of 4 KiB: more than a 64 KiB frame
+  for (int i = 0; i < kGroups; ++i) {
+    v1::GroupCreateReq g;
+    g.set_gid(fmt::format("g{:02}", i));
+    g.set_name("group " + std::to_string(i));
+    g.set_announcement(std::string(4096, static_cast<char>('a' + i)));
+    g.add_members("dora");
+    REQUIRE(must(alice->call(Cmd::kGroupCreate, &g)).ok());
+  }
+  AdminClient admin(server.admin_port(), kKey);
+  HttpReply r = admin.get("/v1/users/dora/export");
+  REQUIRE(r.status == 200);
+  std::istringstream lines(r.text);
+  std::vector<json> groups;
+  for (std::string line; std::getline(lines, line);) {
+    auto j = json::parse(line);
+    CHECK(j["type"] != "error");
+    if (j["type"] == "group") groups.push_back(j);
+  }
+  REQUIRE(groups.size() == kGroups);
+  for (int i = 0; i < kGroups; ++i) {
+    CHECK(groups[i]["gid"] == fmt::format("g{:02}", i));  // in gid order, each once
+    CHECK(groups[i]["name"] == "group " + std::to_string(i));
+    CHECK(groups[i]["owner"] == "alice");
+    CHECK(groups[i]["member_count"] == 2);
+    CHECK(groups[i]["announcement"].get<std::string>().size() == 4096);
+  }
+}
+
+TEST_CASE("export: at most two at once, a third is 503 with Retry-After, health and metrics stay served, a slot comes back") {
+  constexpr int kMessages = 50'000;  // about 7 MB of NDJSON: more than a socket holds
+  ServerProcess server(backup_config(unique_temp_path("imbackups-unused")));
+  auto alice = server.login("alice");
+  REQUIRE(pipelined_sends(*alice, "bob", 0, kMessages, 512).size() == kMessages);
+  // Two readers that ask and never read, with a small receive window: their
+  // exports block writing and hold their slots.
+  const std::string request = std::string("GET /v1/users/bob/export HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ") +
+                              kKey + "\r\n\r\n";
+  std::vector<int> stalled;
+  for (int i = 0; i < 2; ++i) {
+    const int fd = connect_raw(server.admin_port(), 4096);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+    stalled.push_back(fd);
+  }
+  httplib::Client http("127.0.0.1", server.admin_port());
+  http.set_read_timeout(60, 0);
+  const httplib::Headers auth{{"Authorization", std::string("Bearer ") + kKey}};
+  // Until both have started, a third may still get in (and be read whole).
+  std::optional<httplib::Result> refused;
+  REQUIRE(wait_until([&] {
+    auto r = http.Get("/v1/users/bob/export", auth);
+    if (r && r->status == 503) refused.emplace(std::move(r));
+    return refused.has_value();
+  }, 60s));
+  CHECK((*refused)->get_header_value("Retry-After") == "5");
+  CHECK(json::parse((*refused)->body)["status"] == "UNAVAILABLE");
+  auto health = http.Get("/healthz");
+  REQUIRE(health);
+  CHECK(health->status == 200);
+  auto metrics = http.Get("/metrics");
+  REQUIRE(metrics);
+  CHECK(metrics->status == 200);
+  // The readers go: their slots come back (at once, or at the write timeout).
+  for (int fd : stalled) ::close(fd);
+  REQUIRE(wait_until([&] {
+    auto r = http.Get("/v1/users/nobody/export", auth);
+    return r && r->status == 200;
+  }, 30s));
 }

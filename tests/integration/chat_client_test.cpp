@@ -5,7 +5,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +17,7 @@
 #include <fstream>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "http_helpers.h"
@@ -107,7 +112,7 @@ Overrides fixed_port(std::uint16_t port) {
 
 }  // namespace
 
-TEST_CASE("chat client: two users chat; each sees every message of the inbox once, in order, own ones included") {
+TEST_CASE("chat client: two users chat, each sees every message of the inbox once, in order, own ones included") {
   ServerProcess server(Overrides{{"sharding.shards", "2"}});
   Seen a, b;
   auto alice = make_client(options_for(server.tcp_port(), "alice"), a);
@@ -202,7 +207,7 @@ TEST_CASE("chat client: kill -9 and restarts mid-conversation lose nothing and d
   CHECK(gapless(a.seqs()));
 }
 
-TEST_CASE("chat client: the outbox outlives the client in a FileChatStorage; a graceful shutdown is waited out") {
+TEST_CASE("chat client: the outbox outlives the client in a FileChatStorage, a graceful shutdown is waited out") {
   const std::uint16_t port = free_loopback_port();
   const std::string dir = unique_temp_path("imclient-state");
   auto server = std::make_unique<ServerProcess>(fixed_port(port));
@@ -244,7 +249,7 @@ TEST_CASE("chat client: the outbox outlives the client in a FileChatStorage; a g
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("chat client: a newer login elsewhere closes the client for good; a refused token is asked again once") {
+TEST_CASE("chat client: a newer login elsewhere closes the client for good, a refused token is asked again once") {
   ServerProcess server(Overrides{{"sharding.shards", "2"}});
   Seen a;
   int asked = 0;
@@ -349,7 +354,7 @@ TEST_CASE("chat client: backoff has full jitter under an exponential ceiling") {
   CHECK(new_client_msg_id() != new_client_msg_id());
 }
 
-TEST_CASE("chat client: a send too large for a frame is refused at once; the link stays and the next send goes") {
+TEST_CASE("chat client: a send too large for a frame is refused at once, the link stays and the next send goes") {
   ServerProcess server(Overrides{{"sharding.shards", "2"}});
   Seen a;
   auto alice = make_client(options_for(server.tcp_port(), "alice"), a);
@@ -363,7 +368,7 @@ TEST_CASE("chat client: a send too large for a frame is refused at once; the lin
   CHECK(std::count(a.states.begin(), a.states.end(), ChatState::kOffline) == 0);
 }
 
-TEST_CASE("chat client: a callback that throws is reported and the client goes on; close() from two threads") {
+TEST_CASE("chat client: a callback that throws is reported and the client goes on, close() from two threads") {
   ServerProcess server(Overrides{{"sharding.shards", "2"}});
   Seen b;
   auto bob = make_client(options_for(server.tcp_port(), "bob"), b);
@@ -531,7 +536,7 @@ class EarlierRun : public ChatStorage {
 };
 }  // namespace
 
-TEST_CASE("chat client: an outbox entry older than outbox_max_age is given up with EXPIRED; the next one goes") {
+TEST_CASE("chat client: an outbox entry older than outbox_max_age is given up with EXPIRED, the next one goes") {
   ServerProcess server(Overrides{{"sharding.shards", "2"}});
   Seen b;
   auto bob = make_client(options_for(server.tcp_port(), "bob"), b);
@@ -583,4 +588,72 @@ TEST_CASE("chat client: REPORT is queued for the webhook with a report_id made w
   auto r = bob->report(mine).get();
   REQUIRE_FALSE(r);
   CHECK(r.error().code == StatusCode::kDisabled);
+}
+
+namespace {
+// A listener on 127.0.0.1:port whose accept queue is full: the kernel drops
+// further SYNs, so a connect there neither succeeds nor fails.
+struct SilentAddress {
+  explicit SilentAddress(std::uint16_t port) {
+    listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    const int one = 1;
+    ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    ok = ::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(listener, 0) == 0;
+    for (int i = 0; ok && i < 3; ++i) {  // fills the queue (backlog 0 holds one); the rest wait on SYN retries
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+      fillers.push_back(fd);
+    }
+    std::this_thread::sleep_for(200ms);  // the handshakes of the first ones complete
+  }
+  ~SilentAddress() {
+    for (int fd : fillers) ::close(fd);
+    ::close(listener);
+  }
+  int listener = -1;
+  bool ok = false;
+  std::vector<int> fillers;
+};
+
+bool ipv6_loopback() {
+  const int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_addr = in6addr_loopback;
+  const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  if (fd >= 0) ::close(fd);
+  return ok;
+}
+}  // namespace
+
+TEST_CASE("chat client: localhost is 127.0.0.1 then ::1, without the resolver, a refused or silent first address is got past") {
+  if (!ipv6_loopback()) {
+    WARN("no IPv6 loopback on this machine: not run");
+    return;
+  }
+  const std::uint16_t port = free_loopback_port();
+  ServerProcess server(Overrides{{"server.listen", "\"[::1]:" + std::to_string(port) + "\""}, {"sharding.shards", "2"}});
+  {
+    Seen a;  // 127.0.0.1:port refuses
+    auto o = options_for(port, "alice");
+    o.host = "LocalHost.";
+    auto alice = make_client(o, a);
+    must_ok(alice->connect());
+    CHECK(must_ok(alice->send("bob", "over ::1")).msg_id != 0);
+  }
+  SilentAddress silent(port);
+  REQUIRE(silent.ok);
+  Seen b;  // 127.0.0.1:port is silent: its share of request_timeout, then ::1
+  auto o = options_for(port, "bob");
+  o.host = "localhost";
+  o.request_timeout = 4s;
+  auto bob = make_client(o, b);
+  must_ok(bob->connect());
+  CHECK(bob->state() == ChatState::kOnline);
+  std::lock_guard lock(b.mutex);
+  CHECK(std::count(b.states.begin(), b.states.end(), ChatState::kOffline) == 0);  // one attempt, two addresses
 }

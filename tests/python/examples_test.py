@@ -1,11 +1,12 @@
 """examples/ against a real imserver:
 - the C++ SDK installed by `cmake --install --component dev` into a
   temporary prefix, and examples/echo_bot configured with find_package(imclient)
-  against it, built and run: a message to the bot is answered once;
+  against it, built and run: a message to the bot is answered once, and
+  not again after the bot restarts past the dedupe window (its state dir);
 - examples/backend.py mints a token and pushes; the push reaches an imcli
   session logged in with that token;
 - examples/webhook_receiver.py receives an offline_push and verifies its
-  signature, and refuses a forged one.
+  signature, and refuses a forged one and a non-ASCII one.
 Every process it starts is stopped by its PID; every wait is bounded.
 """
 
@@ -13,9 +14,12 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 
@@ -26,11 +30,30 @@ SECRET = "webhook-secret-0123456789abcdef-0123456789"
 
 
 def free_port():
-    import socket
+    """A free loopback port picked as tests/support's free_loopback_port() does:
+    at random between 20000 and the ephemeral range (so no outgoing connection
+    takes it meanwhile), else any (port 0)."""
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    def bind(port):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return 0
+            return s.getsockname()[1]
+
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    if 20000 < low <= 65535:
+        for _ in range(200):
+            if port := bind(random.randint(20000, low - 1)):
+                return port
+    if port := bind(0):
+        return port
+    raise RuntimeError("no free loopback port")
 
 
 def main():
@@ -70,12 +93,15 @@ def main():
             "webhook.url": json.dumps(f"http://127.0.0.1:{hook_port}/hook"),
             "webhook.secret": json.dumps(SECRET),
             "push.offline_delay_ms": "200",
+            # Short, so that a restarted bot answering again would be stored again.
+            "storage.dedupe_window_s": "1",
         }
         with imtest.Server(args.imserver, overrides) as server:
             key = open(os.path.join(server.dir, "data", "admin_api_key")).read().strip()
             api = f"http://127.0.0.1:{server.ports['admin']}"
-            bot = start([os.path.join(bot_build, "echo_bot"), "127.0.0.1", str(server.tcp_port), "echo",
-                         token_for("echo")])
+            bot_cmd = [os.path.join(bot_build, "echo_bot"), "127.0.0.1", str(server.tcp_port), "echo",
+                       token_for("echo"), os.path.join(work, "echo-state")]
+            bot = start(bot_cmd)
             base = [imcli, "--server", f"127.0.0.1:{server.tcp_port}"]
 
             def cli(uid, token, *a):
@@ -92,6 +118,15 @@ def main():
                         if json.loads(l)["from"] == "echo"]
 
             expect(wait_until(lambda: answers() == ["echo: ping"], 20), f"the bot answers once: {answers()}")
+
+            # Restarted past the dedupe window, the bot goes on from its state dir.
+            imtest.stop_process(bot)
+            expect(bot.returncode == 0, f"the bot stops on SIGTERM: {bot.returncode}")
+            time.sleep(2)
+            bot = start(bot_cmd)
+            cli("alice", alice, "send", "echo", "ping 2")
+            expect(wait_until(lambda: "echo: ping 2" in answers(), 20), f"the restarted bot answers: {answers()}")
+            expect(answers() == ["echo: ping", "echo: ping 2"], f"nothing answered twice: {answers()}")
 
             # backend.py: a token minted, then a push to a session using it.
             out = subprocess.run([imtest.sys.executable, os.path.join(source, "examples", "backend.py"), api, "carol",
@@ -134,6 +169,13 @@ def main():
                 expect(False, "a forged event is refused")
             except urllib.error.HTTPError as e:
                 expect(e.code == 401, f"a forged event: {e.code}")
+            odd = urllib.request.Request(f"http://127.0.0.1:{hook_port}/hook", data=b'{"id":"1","event":"report"}',
+                                         headers={"X-IM-Signature": "sha256=\u00e9"}, method="POST")
+            try:
+                urllib.request.urlopen(odd, timeout=5)
+                expect(False, "a non-ASCII signature is refused")
+            except urllib.error.HTTPError as e:
+                expect(e.code == 401, f"a non-ASCII signature: {e.code}")
             good_body = b'{"id":"2","event":"report","uid":"u","topic":"t"}'
             good = urllib.request.Request(f"http://127.0.0.1:{hook_port}/hook", data=good_body, method="POST", headers={
                 "X-IM-Signature": "sha256=" + hmac.new(SECRET.encode(), good_body, hashlib.sha256).hexdigest()})
