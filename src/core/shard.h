@@ -128,8 +128,7 @@ class Shard {
   void group_command(std::shared_ptr<GroupCommand> cmd);
   // On the user's shard: the user's groups in gid order after `after_gid`,
   // as many as fit a frame; `more` is set when some were left for the next page.
-  Result<v1::GroupListResp> groups_of(const std::string& uid, const std::string& after_gid = {},
-                                      bool* more = nullptr);
+  Result<v1::GroupListResp> groups_of(const std::string& uid, const std::string& after_gid = {}, bool* more = nullptr);
 
   // ---- business integration
   // SERVER_PUSH to the user's online sessions, or with `persist` a SYSTEM

@@ -138,22 +138,25 @@ Result<v1::GroupListResp> Shard::groups_of(const std::string& uid, const std::st
   if (more) *more = false;
   std::size_t size = kListSlack;
   Result<Ok> read = Ok{};
-  auto scanned = env_.store.scan_user_groups(uid, [&](std::string_view gid) {
-    auto row = env_.store.get_group(gid);
-    if (!row) {
-      read = row.error();
-      return false;
-    }
-    if (!*row || (*row)->dismissed) return true;
-    const std::size_t n = (*row)->info.ByteSizeLong() + 4;
-    if (size + n > env_.config.server.max_frame_bytes) {
-      if (more) *more = true;
-      return false;
-    }
-    size += n;
-    *out.add_groups() = std::move((*row)->info);
-    return true;
-  }, after_gid);
+  auto scanned = env_.store.scan_user_groups(
+      uid,
+      [&](std::string_view gid) {
+        auto row = env_.store.get_group(gid);
+        if (!row) {
+          read = row.error();
+          return false;
+        }
+        if (!*row || (*row)->dismissed) return true;
+        const std::size_t n = (*row)->info.ByteSizeLong() + 4;
+        if (size + n > env_.config.server.max_frame_bytes) {
+          if (more) *more = true;
+          return false;
+        }
+        size += n;
+        *out.add_groups() = std::move((*row)->info);
+        return true;
+      },
+      after_gid);
   if (!scanned) return scanned.error();
   if (!read) return read.error();
   return out;

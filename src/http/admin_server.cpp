@@ -392,8 +392,8 @@ class Export {
         break;
       }
       case Phase::kGroups: {
-        auto page = ask_core<core::Service::GroupPage>(
-            [&](auto done) { service_.groups_page(uid_, after_gid_, done); });
+        auto page =
+            ask_core<core::Service::GroupPage>([&](auto done) { service_.groups_page(uid_, after_gid_, done); });
         if (!page) return fail(sink, page.error().message);
         for (const auto& g : page->list.groups())
           out += json_text({{"type", "group"},
@@ -405,8 +405,10 @@ class Export {
                             {"member_count", g.member_count()}}) +
                  "\n";
         // A page that made no progress (one group over a frame) cannot loop.
-        if (!page->more || page->list.groups_size() == 0) phase_ = Phase::kDone;
-        else after_gid_ = page->list.groups().rbegin()->gid();
+        if (!page->more || page->list.groups_size() == 0)
+          phase_ = Phase::kDone;
+        else
+          after_gid_ = page->list.groups().rbegin()->gid();
         break;
       }
       case Phase::kDone:

@@ -101,9 +101,9 @@ TEST_CASE("line editor: a line wider than the terminal scrolls sideways and keep
   CHECK(e.render() == "\r\x1B[K> abcdefghi\x1B[7D");
   // Multi-byte characters are never cut in half.
   LineEditor w("> ");
-  w.set_width(6);  // 3 columns
+  w.set_width(6);                                               // 3 columns
   type(w, "\xE4\xBD\xA0\xE5\xA5\xBD\xE4\xBD\xA0\xE5\xA5\xBD");  // 你好你好
-  CHECK(w.render() == "\r\x1B[K> \xE4\xBD\xA0\xE5\xA5\xBD");  // two before the cursor, whole
+  CHECK(w.render() == "\r\x1B[K> \xE4\xBD\xA0\xE5\xA5\xBD");    // two before the cursor, whole
   type(w, "\x1B[D");
   CHECK(w.render() == "\r\x1B[K> \xE5\xA5\xBD\xE4\xBD\xA0\xE5\xA5\xBD\x1B[1D");
   // Unknown width: nothing is cut.

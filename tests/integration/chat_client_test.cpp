@@ -428,7 +428,9 @@ TEST_CASE("chat client: the presence watch is sent again after a reconnect") {
   }, 10s));
 }
 
-TEST_CASE("chat client: over WebSocket an admission refusal's Retry-After is honoured and the client comes in once there is room") {
+TEST_CASE(
+    "chat client: over WebSocket an admission refusal's Retry-After is honoured and the client comes in once there is "
+    "room") {
   ServerProcess server(Overrides{{"sharding.shards", "2"}, {"limits.connections_per_ip", "1"}});
   auto first = server.connect();  // holds the one connection 127.0.0.1 may have
   Seen b;
@@ -448,10 +450,12 @@ TEST_CASE("chat client: over WebSocket an admission refusal's Retry-After is hon
       again_at = Clock::now();
   });
   auto joined = bob->connect();
-  REQUIRE(wait_until([&] {
-    std::lock_guard lock(b.mutex);
-    return again_at != Clock::time_point{};
-  }, 10s));
+  REQUIRE(wait_until(
+      [&] {
+        std::lock_guard lock(b.mutex);
+        return again_at != Clock::time_point{};
+      },
+      10s));
   {
     std::lock_guard lock(b.mutex);
     CHECK(b.errors[0].code == StatusCode::kUnavailable);
@@ -500,7 +504,8 @@ TEST_CASE("chat client: a KICKOUT's reconnect_after_ms is waited out before the 
 }
 
 TEST_CASE("chat client: a server that stops answering (SIGSTOP) is taken for dead from the missing heartbeats") {
-  ServerProcess server(Overrides{{"sharding.shards", "2"}, {"heartbeat.interval_s", "1"}, {"heartbeat.timeout_s", "60"}});
+  ServerProcess server(
+      Overrides{{"sharding.shards", "2"}, {"heartbeat.interval_s", "1"}, {"heartbeat.timeout_s", "60"}});
   Seen a;
   auto alice = make_client(options_for(server.tcp_port(), "alice"), a);
   must_ok(alice->connect());
@@ -519,9 +524,9 @@ class EarlierRun : public ChatStorage {
  public:
   std::optional<SavedState> load(const std::string&) override {
     SavedState s;
-    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
+    const auto now =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     s.outbox.push_back(PendingSend{"old-0123456789abcdef", v1::C2C, "bob", 0, "too old", now - 25 * 3600 * 1000LL});
     s.outbox.push_back(PendingSend{"new-0123456789abcdef", v1::C2C, "bob", 0, "recent", now});
     return s;
@@ -554,7 +559,8 @@ TEST_CASE("chat client: an outbox entry older than outbox_max_age is given up wi
     return storage->outbox == 0;
   }));
   std::lock_guard lock(a.mutex);
-  REQUIRE(std::count_if(a.errors.begin(), a.errors.end(), [](const Error& e) { return e.code == StatusCode::kExpired; }) == 1);
+  REQUIRE(std::count_if(a.errors.begin(), a.errors.end(),
+                        [](const Error& e) { return e.code == StatusCode::kExpired; }) == 1);
 }
 
 TEST_CASE("chat client: REPORT is queued for the webhook with a report_id made when empty, DISABLED without one") {
@@ -630,13 +636,16 @@ bool ipv6_loopback() {
 }
 }  // namespace
 
-TEST_CASE("chat client: localhost is 127.0.0.1 then ::1, without the resolver, a refused or silent first address is got past") {
+TEST_CASE(
+    "chat client: localhost is 127.0.0.1 then ::1, without the resolver, a refused or silent first address is got "
+    "past") {
   if (!ipv6_loopback()) {
     WARN("no IPv6 loopback on this machine: not run");
     return;
   }
   const std::uint16_t port = free_loopback_port();
-  ServerProcess server(Overrides{{"server.listen", "\"[::1]:" + std::to_string(port) + "\""}, {"sharding.shards", "2"}});
+  ServerProcess server(
+      Overrides{{"server.listen", "\"[::1]:" + std::to_string(port) + "\""}, {"sharding.shards", "2"}});
   {
     Seen a;  // 127.0.0.1:port refuses
     auto o = options_for(port, "alice");

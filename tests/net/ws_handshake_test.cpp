@@ -2,8 +2,8 @@
 // fed every prefix, its limits, the server's upgrade checks and answers, and
 // the client's request and answer check.
 
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <catch2/catch.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -418,12 +418,13 @@ TEST_CASE("parse_answer refuses anything but a 101 that accepts this key") {
 TEST_CASE("parse_answer takes a refusal's Retry-After in seconds, and nothing else for one") {
   const std::string key(kRfcKey);
   auto retry_after = [&](std::string_view value) {
-    return parse_answer(http_response(503, "text/plain", "busy\n", false, fmt::format("Retry-After: {}\r\n", value)), key)
+    return parse_answer(http_response(503, "text/plain", "busy\n", false, fmt::format("Retry-After: {}\r\n", value)),
+                        key)
         .retry_after_s;
   };
   CHECK(retry_after("2") == 2);
   CHECK(retry_after(" 30 ") == 30);
-  CHECK(retry_after("9999999") == 86400);  // capped at a day
+  CHECK(retry_after("9999999") == 86400);                    // capped at a day
   CHECK(retry_after("Wed, 21 Oct 2026 07:28:00 GMT") == 0);  // a date: not followed
   CHECK(retry_after("-1") == 0);
   CHECK(retry_after("1e9") == 0);
