@@ -278,7 +278,7 @@ struct ChatClient::Impl {
   // Everything below: the client's thread only.
   asio::ip::tcp::resolver resolver;
   std::vector<asio::ip::tcp::endpoint> endpoints;  // what opt.host resolved to
-  asio::steady_timer endpoint_timer;                // one address's share of the open timeout
+  asio::steady_timer endpoint_timer;               // one address's share of the open timeout
   asio::steady_timer reconnect_timer, heartbeat_timer, open_timer, gap_timer, ack_timer, save_timer,
       pull_retry_timer, send_retry_timer, stable_timer;
   bool reconnect_armed = false, gap_armed = false, ack_armed = false, save_armed = false;
@@ -516,15 +516,18 @@ struct ChatClient::Impl {
   void connect_to(std::size_t i, std::uint64_t lid) {
     auto c = link;
     // Handlers of a link given up for the next address find another in `link`.
-    c->on_frame([this, lid, c](Frame& f) {
-      if (lid == link_id && link == c) on_frame(f);
+    // They hold a plain pointer: the link owns them, so a shared one would
+    // keep it alive for ever (and it cannot run them once it is gone).
+    const Client* self = c.get();
+    c->on_frame([this, lid, self](Frame& f) {
+      if (lid == link_id && link.get() == self) on_frame(f);
     });
-    c->on_close([this, lid, c](const asio::error_code&) {
-      if (lid == link_id && link == c) link_lost();
+    c->on_close([this, lid, self](const asio::error_code&) {
+      if (lid == link_id && link.get() == self) link_lost();
     });
     if (i + 1 < endpoints.size()) {
-      const auto share = std::clamp(opt.request_timeout / static_cast<int>(endpoints.size()), milliseconds(1000),
-                                    kEndpointTimeout);
+      const auto share =
+          std::clamp(opt.request_timeout / static_cast<int>(endpoints.size()), milliseconds(1000), kEndpointTimeout);
       endpoint_timer.expires_after(share);
       endpoint_timer.async_wait([this, lid, c, i](const asio::error_code& ec) {
         if (ec || lid != link_id || link != c || ready) return;
@@ -542,11 +545,11 @@ struct ChatClient::Impl {
           return shut_down(make_error(StatusCode::kUnavailable, fmt::format("HTTP {} on the upgrade", http)));
         // A TLS failure (a certificate that does not verify) came from a
         // server that answered: the next address would say the same.
-        const bool tls_failed =
-            ec.category() == asio::error::get_ssl_category() || ec.category() == asio::ssl::error::get_stream_category();
+        const bool tls_failed = ec.category() == asio::error::get_ssl_category() ||
+                                ec.category() == asio::ssl::error::get_stream_category();
         if (http == 0 && !tls_failed && i + 1 < endpoints.size()) return next_endpoint(i, lid);
-        Error e = make_error(StatusCode::kUnavailable,
-                             http != 0 ? fmt::format("HTTP {} on the upgrade", http) : "cannot connect: " + ec.message());
+        Error e = make_error(StatusCode::kUnavailable, http != 0 ? fmt::format("HTTP {} on the upgrade", http)
+                                                                 : "cannot connect: " + ec.message());
         if (http == 503) {
           e.retry_after_ms = server_delay(c->ws_retry_after_ms());
           retry_after_ms = std::max(retry_after_ms, e.retry_after_ms);
@@ -611,8 +614,8 @@ struct ChatClient::Impl {
     if (state == ChatState::kClosed) return;
     close_reason = reason;
     if (reason.message != kClosed) report(reason);  // why, before "closed"
-    for (auto* t : {&reconnect_timer, &heartbeat_timer, &open_timer, &endpoint_timer, &gap_timer, &ack_timer, &pull_retry_timer,
-                    &send_retry_timer, &stable_timer})
+    for (auto* t : {&reconnect_timer, &heartbeat_timer, &open_timer, &endpoint_timer, &gap_timer, &ack_timer,
+                    &pull_retry_timer, &send_retry_timer, &stable_timer})
       t->cancel();
     reconnect_armed = gap_armed = ack_armed = false;
     resolver.cancel();

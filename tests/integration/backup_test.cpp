@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -33,6 +34,21 @@ Overrides backup_config(const std::string& backup_dir) {
                          {"admin.api_key", std::string("\"") + kKey + "\""},
                          {"storage.backup_dir", "\"" + backup_dir + "\""},
                          {"limits.fanout_rows_per_second", "1000000"}});
+}
+
+// The first `n` bytes `fd` receives within `limit` (fewer if it closes).
+std::string read_prefix(int fd, std::size_t n, std::chrono::milliseconds limit) {
+  std::string got;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (got.size() < n && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[64];
+    const ssize_t r = ::read(fd, buf, std::min(sizeof buf, n - got.size()));
+    if (r <= 0) break;
+    got.append(buf, static_cast<std::size_t>(r));
+  }
+  return got;
 }
 
 // Sends `n` messages from `c` to `to`, `window` in flight at a time
@@ -178,13 +194,12 @@ TEST_CASE("export: a user with 100,000 messages streams as NDJSON with flat memo
   rss_peak = std::max(rss_peak, server.rss_kb());
   INFO("RSS before " << rss_before << " kB, peak " << rss_peak << " kB");
   // About 15 MB of NDJSON went out: one held whole would show here. Under
-  // ASan freed memory sits in its quarantine (14 MB growth seen there).
-#ifdef IM_SANITIZED
-  constexpr long kMaxGrowthKb = 24 * 1024;
-#else
-  constexpr long kMaxGrowthKb = 12 * 1024;
+  // ASan freed memory waits in its quarantine (256 MB) and the growth seen
+  // there went from 14 to 33 MB between runs: it says nothing about what the
+  // export holds, so the bound is checked by the plain build only.
+#ifndef IM_SANITIZED
+  CHECK(rss_peak - rss_before < 12 * 1024);
 #endif
-  CHECK(rss_peak - rss_before < kMaxGrowthKb);
   // A made-up user: the user line and nothing else; a bad uid is 400.
   AdminClient admin(server.admin_port(), kKey);
   HttpReply none = admin.get("/v1/users/nobody/export");
@@ -225,15 +240,16 @@ TEST_CASE("export: every group of a user, also more than one frame of them, with
   }
 }
 
-TEST_CASE("export: at most two at once, a third is 503 with Retry-After, health and metrics stay served, a slot comes back") {
+TEST_CASE(
+    "export: at most two at once, a third is 503 with Retry-After, health and metrics stay served, a slot comes back") {
   constexpr int kMessages = 50'000;  // about 7 MB of NDJSON: more than a socket holds
   ServerProcess server(backup_config(unique_temp_path("imbackups-unused")));
   auto alice = server.login("alice");
   REQUIRE(pipelined_sends(*alice, "bob", 0, kMessages, 512).size() == kMessages);
   // Two readers that ask and never read, with a small receive window: their
   // exports block writing and hold their slots.
-  const std::string request = std::string("GET /v1/users/bob/export HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ") +
-                              kKey + "\r\n\r\n";
+  const std::string request =
+      std::string("GET /v1/users/bob/export HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ") + kKey + "\r\n\r\n";
   std::vector<int> stalled;
   for (int i = 0; i < 2; ++i) {
     const int fd = connect_raw(server.admin_port(), 4096);
@@ -241,18 +257,17 @@ TEST_CASE("export: at most two at once, a third is 503 with Retry-After, health 
     REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
     stalled.push_back(fd);
   }
+  // Each holds its slot once its status line has come: a third asked before
+  // that could take a slot and leave one of them refused.
+  for (int fd : stalled) CHECK(read_prefix(fd, 12, 30s) == "HTTP/1.1 200");
   httplib::Client http("127.0.0.1", server.admin_port());
   http.set_read_timeout(60, 0);
   const httplib::Headers auth{{"Authorization", std::string("Bearer ") + kKey}};
-  // Until both have started, a third may still get in (and be read whole).
-  std::optional<httplib::Result> refused;
-  REQUIRE(wait_until([&] {
-    auto r = http.Get("/v1/users/bob/export", auth);
-    if (r && r->status == 503) refused.emplace(std::move(r));
-    return refused.has_value();
-  }, 60s));
-  CHECK((*refused)->get_header_value("Retry-After") == "5");
-  CHECK(json::parse((*refused)->body)["status"] == "UNAVAILABLE");
+  auto refused = http.Get("/v1/users/bob/export", auth);
+  REQUIRE(refused);
+  REQUIRE(refused->status == 503);
+  CHECK(refused->get_header_value("Retry-After") == "5");
+  CHECK(json::parse(refused->body)["status"] == "UNAVAILABLE");
   auto health = http.Get("/healthz");
   REQUIRE(health);
   CHECK(health->status == 200);
@@ -261,8 +276,10 @@ TEST_CASE("export: at most two at once, a third is 503 with Retry-After, health 
   CHECK(metrics->status == 200);
   // The readers go: their slots come back (at once, or at the write timeout).
   for (int fd : stalled) ::close(fd);
-  REQUIRE(wait_until([&] {
-    auto r = http.Get("/v1/users/nobody/export", auth);
-    return r && r->status == 200;
-  }, 30s));
+  REQUIRE(wait_until(
+      [&] {
+        auto r = http.Get("/v1/users/nobody/export", auth);
+        return r && r->status == 200;
+      },
+      30s));
 }
