@@ -66,10 +66,10 @@ std::string report_id_of(const std::string& body) {
 }
 
 // A port nothing listens on (a receiver that is down), free for a receiver later.
-std::uint16_t free_port() {
-  WebhookReceiver probe;
-  return probe.port();
-}
+// A port for a receiver that comes up later: below the ephemeral range, so
+// no outgoing connection takes it meanwhile (a port the kernel picked for a
+// probe could be, and the receiver's bind then failed in CI).
+std::uint16_t free_port() { return free_loopback_port(); }
 
 Overrides down_config(std::uint16_t port) {
   return {{"webhook.url", "\"http://127.0.0.1:" + std::to_string(port) + "/hook\""},
@@ -287,11 +287,7 @@ TEST_CASE("a receiver answering 500 a few times still gets everything, in order"
 }
 
 TEST_CASE("events queued while the receiver is down survive an imserver restart") {
-  std::uint16_t port = 0;
-  {
-    WebhookReceiver probe;  // a free port, then the receiver goes away
-    port = probe.port();
-  }
+  const std::uint16_t port = free_port();  // the receiver is down at first
   Overrides config = {{"webhook.url", "\"http://127.0.0.1:" + std::to_string(port) + "/hook\""},
                       {"webhook.secret", std::string("\"") + kSecret + "\""},
                       {"webhook.timeout_ms", "500"}};
