@@ -24,16 +24,19 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -48,6 +51,7 @@
 
 #include "auth/jwt.h"
 #include "im/client.h"
+#include "link_shaper.h"
 #include "proto/im.pb.h"
 #include "store/conv_id.h"
 #include "store/store.h"
@@ -80,6 +84,8 @@ struct Options {
   int inflight = 1000;   // W5 handshakes in flight
   double rate = 0;       // W2/W3: total SENDs per second (0: as fast as the window allows)
   int source_addrs = 8;  // clients connect from 127.0.0.2 .. 127.0.0.(N+1), ports from 10000
+  int link_delay_ms = 100;                // W8: each way
+  int link_down_bytes_per_s = 32 * 1024;  // W8
   std::string imserver;  // W6
   std::string config;    // W6
   std::string data_dir;  // W6
@@ -241,12 +247,13 @@ std::vector<std::shared_ptr<Session>> login_all(Pool& pool, const Options& o, co
 }
 
 // A blocking LOGIN on `c`; the answer, if any came.
-std::optional<Frame> sync_login(im::SyncClient& c, const Options& o, const std::string& uid,
-                                im::v1::DeviceType device) {
+std::optional<Frame> sync_login(im::SyncClient& c, const Options& o, const std::string& uid, im::v1::DeviceType device,
+                                const std::string& compression = {}) {
   im::v1::LoginReq login;
   login.set_uid(uid);
   login.set_token(im::mint_jwt(o.secret, uid, 0));
   login.set_device_type(device);
+  login.set_compression(compression);
   return c.call(Cmd::kLogin, &login, 5s);
 }
 
@@ -434,52 +441,146 @@ nlohmann::json w3(const Options& o) {
   return j;
 }
 
+// Sends `n` messages to `to` from a filler user, 1000 unanswered at a time;
+// returns when every one is answered. body(i) is the i-th body.
+void fill_inbox(Pool& pool, const Options& o, const std::string& to, int n,
+                const std::function<std::string(int)>& body) {
+  auto filler = login_all(pool, o, {o.run_id + "filler"}, 1);
+  if (filler.empty() || !filler[0]->ok) throw std::runtime_error("the filler could not log in");
+  std::atomic<int> left{n}, answered{0};
+  auto c = filler[0]->client;
+  auto send_one = std::make_shared<std::function<void()>>();
+  *send_one = [&, c, send_one] {
+    const int i = left.fetch_sub(1);
+    if (i <= 0) return;
+    im::v1::SendReq req;
+    req.set_client_msg_id(fmt::format("f{}", i));
+    req.set_conv_type(im::v1::C2C);
+    req.set_to(to);
+    req.set_body(body(n - i));
+    c->request(Cmd::kSend, &req, [&, send_one](Frame&) {
+      (*send_one)();  // before counting: the waiter may move on at the last count
+      answered.fetch_add(1);
+    });
+  };
+  for (int i = 0; i < 1000; ++i) asio::post(c->socket().get_executor(), [send_one] { (*send_one)(); });
+  const auto deadline = Clock::now() + 600s;
+  while (answered.load() < n && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  if (answered.load() < n) throw std::runtime_error("the inbox was not filled in 600 s");
+  // The last handlers may still hold `send_one`: let them run out on its loop.
+  std::promise<void> drained;
+  asio::post(c->socket().get_executor(), [&] {
+    *send_one = nullptr;  // it holds itself
+    drained.set_value();
+  });
+  drained.get_future().wait();
+}
+
+// PULLs pages of up to 1,000 from seq 0 until has_more is false; `page` sees
+// each answer frame; returns the number of messages.
+std::uint64_t pull_everything(im::SyncClient& c, const std::function<void(const Frame&)>& page = {}) {
+  std::uint64_t after = 0, got = 0;
+  for (int n = 0; n < 100000; ++n) {
+    im::v1::PullReq req;
+    req.set_after_seq(after);
+    req.set_limit(1000);
+    auto r = c.call(Cmd::kPull, &req, 60s);
+    im::v1::PullResp resp;
+    if (!r || !r->ok() || !r->parse(resp)) throw std::runtime_error("PULL failed");
+    if (page) page(*r);
+    got += static_cast<std::uint64_t>(resp.messages_size());
+    if (resp.messages_size() > 0) after = resp.messages(resp.messages_size() - 1).inbox_seq();
+    if (!resp.has_more()) break;
+  }
+  return got;
+}
+
 nlohmann::json w4(const Options& o) {
   Pool pool(o.threads);
   const std::string puller = o.run_id + "puller";
-  auto filler = login_all(pool, o, {o.run_id + "filler"}, 1);
-  std::atomic<int> left{o.messages}, answered{0};
-  {  // fill the inbox with a window of 1000
-    auto c = filler[0]->client;
-    auto send_one = std::make_shared<std::function<void()>>();
-    *send_one = [&, c, send_one] {
-      if (left.fetch_sub(1) <= 0) return;
-      im::v1::SendReq req;
-      req.set_client_msg_id(fmt::format("f{}", left.load()));
-      req.set_conv_type(im::v1::C2C);
-      req.set_to(puller);
-      req.set_body(std::string(static_cast<std::size_t>(o.body_bytes), 'p'));
-      c->request(Cmd::kSend, &req, [&, send_one](Frame&) {
-        (*send_one)();  // before counting: the waiter may move on at the last count
-        answered.fetch_add(1);
-      });
-    };
-    for (int i = 0; i < 1000; ++i) asio::post(c->socket().get_executor(), [send_one] { (*send_one)(); });
-    while (answered.load() < o.messages) std::this_thread::sleep_for(10ms);
-  }
+  fill_inbox(pool, o, puller, o.messages,
+             [&](int) { return std::string(static_cast<std::size_t>(o.body_bytes), 'p'); });
   const double server_cpu0 = o.server_pid ? cpu_s(o.server_pid) : 0;
   const double self_cpu0 = self_cpu_s();
   const auto t0 = Clock::now();
   im::SyncClient c;
   if (!c.connect(o.host, o.port, o.client)) throw std::runtime_error("the puller could not connect");
   sync_login(c, o, puller, im::v1::IOS);
-  std::uint64_t after = 0, got = 0;
-  for (int page = 0; page < 100000; ++page) {
-    im::v1::PullReq req;
-    req.set_after_seq(after);
-    req.set_limit(1000);
-    auto r = c.call(Cmd::kPull, &req, 30s);
-    im::v1::PullResp resp;
-    if (!r || !r->ok() || !r->parse(resp)) throw std::runtime_error("PULL failed");
-    got += static_cast<std::uint64_t>(resp.messages_size());
-    if (resp.messages_size() > 0) after = resp.messages(resp.messages_size() - 1).inbox_seq();
-    if (!resp.has_more()) break;
-  }
+  const std::uint64_t got = pull_everything(c);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   auto j = result_base(o, secs, server_cpu0, self_cpu0);
   j["messages"] = got;
   j["messages_per_s"] = static_cast<double>(got) / secs;
   j["time_to_last_ms"] = secs * 1000;
+  pool.stop();
+  return j;
+}
+
+// ---- W8: a resync over a slow mobile link: --messages (1,000) waiting, a
+// LinkShaper of 100 ms each way and 32 KiB/s down between the puller and
+// the server; LOGIN then PULL pages of up to 1,000 until none is left,
+// without and with compression = "zstd". Bodies are chat-like text. ----
+
+// About `bytes` of chat-like text, different for each `i`.
+std::string chat_text(int i, int bytes) {
+  static constexpr const char* kWords[] = {
+      "ok",     "see",    "you",     "at",     "the",   "meeting", "tomorrow", "I",    "think", "we",
+      "should", "move",   "budget",  "review", "to",    "Friday",  "can",      "send", "me",    "latest",
+      "draft",  "thanks", "sounds",  "good",   "lunch", "today",   "running",  "late", "sorry", "call",
+      "later",  "did",    "deploy",  "work",   "yes",   "no",      "maybe",    "let",  "check", "ticket",
+      "done",   "great",  "weekend", "plans",  "photo", "from",    "trip",     "haha", "nice",  "where"};
+  std::mt19937 rng(static_cast<std::uint32_t>(i) * 2654435761u + 1);
+  std::uniform_int_distribution<std::size_t> pick(0, std::size(kWords) - 1);
+  std::string text;
+  while (text.size() < static_cast<std::size_t>(bytes)) {
+    if (!text.empty()) text += ' ';
+    text += kWords[pick(rng)];
+  }
+  return text;
+}
+
+nlohmann::json w8(const Options& o) {
+  Pool pool(o.threads);
+  const std::string puller = o.run_id + "puller";
+  fill_inbox(pool, o, puller, o.messages, [&](int i) { return chat_text(i, o.body_bytes); });
+  const double server_cpu0 = o.server_pid ? cpu_s(o.server_pid) : 0;
+  const double self_cpu0 = self_cpu_s();
+  const auto t00 = Clock::now();
+  nlohmann::json runs;
+  for (const std::string compression : {"", "zstd"}) {
+    imbench::LinkShaper shaper({o.host, o.port, std::chrono::milliseconds(o.link_delay_ms),
+                                static_cast<std::uint64_t>(o.link_down_bytes_per_s)});
+    const auto t0 = Clock::now();
+    im::SyncClient c;
+    if (!c.connect("127.0.0.1", shaper.port(), o.client)) throw std::runtime_error("the puller could not connect");
+    auto login = sync_login(c, o, puller, im::v1::IOS, compression);
+    im::v1::LoginResp lr;
+    if (!login || !login->ok() || !login->parse(lr)) throw std::runtime_error("the puller could not log in");
+    if (lr.compression() != compression) throw std::runtime_error("the server did not agree to " + compression);
+    std::uint64_t pages = 0, compressed_pages = 0, wire_body_bytes = 0, body_bytes = 0;
+    const std::uint64_t got = pull_everything(c, [&](const Frame& f) {
+      ++pages;
+      if ((f.header.flags & im::kFlagCompressed) != 0) ++compressed_pages;
+      wire_body_bytes += f.header.body_len;
+      body_bytes += f.body.size();
+    });
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (got != static_cast<std::uint64_t>(o.messages))
+      throw std::runtime_error(fmt::format("{} messages came instead of {}", got, o.messages));
+    const std::string name = compression.empty() ? "plain" : compression;
+    runs[name] = {{"time_to_last_ms", secs * 1000},         {"bytes_down", shaper.bytes_down()},
+                  {"bytes_up", shaper.bytes_up()},          {"pull_pages", pages},
+                  {"pages_compressed", compressed_pages},   {"pull_body_bytes", body_bytes},
+                  {"pull_wire_body_bytes", wire_body_bytes}};
+  }
+  auto j = result_base(o, std::chrono::duration<double>(Clock::now() - t00).count(), server_cpu0, self_cpu0);
+  j["messages"] = o.messages;
+  j["body_bytes"] = o.body_bytes;
+  j["link_delay_ms"] = o.link_delay_ms;
+  j["link_down_bytes_per_s"] = o.link_down_bytes_per_s;
+  for (const auto& [name, r] : runs.items())
+    for (const auto& [k, v] : r.items()) j[name + "_" + k] = v;
+  j["bytes_ratio"] = runs["plain"]["bytes_down"].get<double>() / runs["zstd"]["bytes_down"].get<double>();
   pool.stop();
   return j;
 }
@@ -789,7 +890,7 @@ nlohmann::json w6(const Options& o) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"imbench: load generator for imserver (loopback only)"};
-  app.add_option("--scenario", o.scenario, "w1 w2 w3 w4 w5 w6 conv")->required();
+  app.add_option("--scenario", o.scenario, "w1 w2 w3 w4 w5 w6 w8 conv")->required();
   app.add_option("--host", o.host, "server address (loopback)");
   app.add_option("--port", o.port, "server TCP port");
   app.add_option("--server-pid", o.server_pid, "server PID, for RSS and CPU from /proc");
@@ -800,7 +901,7 @@ int main(int argc, char** argv) {
   app.add_option("--window", o.window, "W2/W3: unanswered SENDs per sender");
   app.add_option("--members", o.members, "W3: group members");
   app.add_option("--senders", o.senders, "W3: members sending");
-  app.add_option("--messages", o.messages, "W4: messages waiting; W6: messages stored");
+  app.add_option("--messages", o.messages, "W4, W8: messages waiting; W6: messages stored");
   app.add_option("--conversations", o.conversations, "conv: conversations of the listing user");
   app.add_option("--duration", o.duration_s, "seconds measured (W1: settle time)");
   app.add_option("--body-bytes", o.body_bytes, "message body size");
@@ -808,6 +909,8 @@ int main(int argc, char** argv) {
   app.add_option("--rate", o.rate, "W2/W3: total SENDs per second, paced (0: unpaced)");
   app.add_option("--source-addrs", o.source_addrs,
                  "connect from 127.0.0.2 .. 127.0.0.(N+1), ports 10000 and up (0: the kernel's choice)");
+  app.add_option("--link-delay-ms", o.link_delay_ms, "W8: the link's delay, each way");
+  app.add_option("--link-down-bytes-per-s", o.link_down_bytes_per_s, "W8: the link's rate towards the client");
   app.add_option("--imserver", o.imserver, "W6: the imserver binary");
   app.add_option("--config", o.config, "W6: its config");
   app.add_option("--data-dir", o.data_dir, "W6: its storage.data_dir");
@@ -858,6 +961,8 @@ int main(int argc, char** argv) {
       j = w4(o);
     else if (o.scenario == "w6")
       j = w6(o);
+    else if (o.scenario == "w8")
+      j = w8(o);
     else if (o.scenario == "conv")
       j = conv(o);
     else

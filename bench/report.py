@@ -60,6 +60,11 @@ print(f"| W3 paced at {g('w3-paced', 'offered_rate')} msg/s | {g('w3-paced', 'de
       "p99 <= 50 ms (at 170k deliveries/s) |")
 print(f"| W4 pull 100,000 | {g('w4', 'messages_per_s')} msg/s; last after {g('w4', 'time_to_last_ms')} ms | "
       ">= 1,000,000 msg/s |")
+if "w8" in by:
+    print(f"| W8 resync of {by['w8'].get('messages', '?')} messages over {g('w8', 'link_delay_ms')} ms each way, "
+          f"{g('w8', 'link_down_bytes_per_s')} B/s down | plain {g('w8', 'plain_time_to_last_ms')} ms, "
+          f"{g('w8', 'plain_bytes_down')} B; zstd {g('w8', 'zstd_time_to_last_ms')} ms, {g('w8', 'zstd_bytes_down')} B "
+          "| <= 3 s with zstd |")
 print(f"| W5 {by.get('w5', {}).get('connections', '?')} logins, 1,000 in flight | {g('w5', 'logins_per_s')} logins/s; "
       f"p99 {g('w5', 'login_p99_ms', 1)} ms; errors {by.get('w5', {}).get('errors', '?')} | >= 18k logins/s |")
 print(f"| W6 {by.get('w6', {}).get('stored_messages', 0):,} stored messages | ready "

@@ -12,6 +12,7 @@
 
 #include "auth/jwt.h"
 #include "im/frame_codec.h"
+#include "net/frame_compressor.h"
 #include "net/ws_codec.h"
 #include "net/ws_handshake.h"
 #include "proto/im.pb.h"
@@ -59,6 +60,26 @@ void frame_decoder() {
   put("frame_decoder", "bad_version", std::string("\x05\x03", 2) + bad_version);
   put("frame_decoder", "too_large", std::string("\x02\x04", 2) + frame(Cmd::kSend, 3, std::string(40, 'b')));
   put("frame_decoder", "response_flag", std::string("\x04\x05", 2) + frame(Cmd::kPush, 9, "", 1) + two);
+}
+
+// ---------------------------------------------------------------- decompress
+// [limit selector] [body]: bodies the server's compressor writes, and ones it never would.
+void decompress() {
+  im::net::FrameCompressor compressor;
+  auto packed = [&](const std::string& body) {
+    auto f = compressor.compress(std::make_shared<const std::string>(frame(Cmd::kPull, 1, body, 1)));
+    return f->substr(im::kHeaderSize);
+  };
+  std::string text;
+  while (text.size() < 3000) text += "see you at the meeting tomorrow; ";
+  const std::string good = packed(text);
+  put("decompress", "text", std::string("\x06", 1) + good);
+  put("decompress", "over_limit", std::string("\x02", 1) + good);
+  put("decompress", "full_frame", std::string("\x06", 1) + packed(std::string(65536, 'a')));
+  put("decompress", "cut", std::string("\x06", 1) + good.substr(0, good.size() / 2));
+  put("decompress", "trailing", std::string("\x06", 1) + good + "xyz");
+  put("decompress", "two_frames", std::string("\x06", 1) + good + good);
+  put("decompress", "not_zstd", std::string("\x06", 1) + text.substr(0, 300));
 }
 
 // ---------------------------------------------------------------- ws
@@ -281,6 +302,7 @@ int main(int argc, char** argv) {
   }
   g_root = argv[1];
   frame_decoder();
+  decompress();
   ws();
   jwt();
   config(argc > 2 ? read_file(argv[2]) : std::string());

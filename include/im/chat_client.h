@@ -143,6 +143,13 @@ struct ChatOptions {
   v1::DeviceType device_type = v1::DESKTOP;
   std::string device_id;
   std::string client_version = "imserver-cpp";
+  // Asks the server to zstd-compress what it sends (PROTOCOL 1): worth it on
+  // slow mobile links (a resync moves about a quarter of the bytes), a little
+  // CPU on both ends otherwise. A server that does not compress just
+  // answers without it. Over TLS it lets an eavesdropper who can also put
+  // text into this user's inbox learn from frame lengths whether that text
+  // resembles other messages of the same frame (docs/protocol.md).
+  bool compression = false;
   // Default: a MemoryChatStorage of this client.
   std::shared_ptr<ChatStorage> storage;
   // Reconnect delays: a random delay up to min(backoff_max, backoff_base * 2^attempt).
@@ -155,7 +162,9 @@ struct ChatOptions {
   // that window could be stored twice. Past it the send fails with EXPIRED.
   std::chrono::milliseconds outbox_max_age = std::chrono::hours(23);
   // The server's server.max_frame_bytes: a send whose frame would be larger
-  // is refused at once with TOO_LARGE (the server would close the link on it).
+  // is refused at once with TOO_LARGE (the server would close the link on
+  // it), and a frame from the server larger than this, once decompressed,
+  // ends the link (ClientOptions::max_frame_bytes caps it further).
   std::uint32_t max_frame_bytes = 65536;
   // false: no resync after login (no PULL, so no ACK, and on_message only
   // gets PUSHes): for one-shot tools that only call (imcli send).

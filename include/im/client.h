@@ -56,7 +56,12 @@ namespace ws {
 class WsReader;
 }  // namespace ws
 
-// A frame as received: header and body bytes.
+// A frame as received: header and body bytes. A frame that came compressed
+// (PROTOCOL 1: the session asked with LoginReq.compression = "zstd") has
+// its body decompressed here (whether it was asked for or not), at most
+// ClientOptions::max_frame_bytes of it, else the connection ends;
+// header.flags keeps kFlagCompressed and header.body_len the compressed
+// length, to tell what went over the wire.
 struct Frame {
   FrameHeader header;
   std::string body;
@@ -214,6 +219,8 @@ class Client : public std::enable_shared_from_this<Client> {
   bool consume();
   bool consume_frames(std::size_t& used);
   bool consume_messages(std::size_t& used);
+  // Decompresses a COMPRESSED frame's body; false when it does not decompress.
+  bool inflate(Frame& f) const;
   void deliver(Frame& f);
   void queue(std::string bytes);
   void write_more();

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,5 +37,11 @@ void encode_header(const FrameHeader& header, std::span<std::byte, kHeaderSize> 
 
 // One whole frame: the header, with body_len set from `body`, then `body`.
 std::string encode_frame(FrameHeader header, std::string_view body);
+
+// The body of a COMPRESSED frame, decompressed. nullopt when it is not one
+// whole zstd frame stating its size, or when that size exceeds
+// `max_body_bytes` (the limit applies before compression): checked before
+// anything is allocated.
+std::optional<std::string> decompress_body(std::string_view body, std::uint32_t max_body_bytes);
 
 }  // namespace im

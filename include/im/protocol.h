@@ -16,6 +16,9 @@ inline constexpr std::size_t kHeaderSize = 20;
 inline constexpr std::uint32_t kMaxPreLoginBody = 16384;
 inline constexpr std::uint8_t kFlagResponse = 0x01;
 inline constexpr std::uint8_t kFlagCompressed = 0x02;
+// A session that asked for zstd gets the bodies of this size and up
+// compressed, when that shrinks them (PROTOCOL 1).
+inline constexpr std::size_t kCompressMinBody = 256;
 
 enum class Cmd : std::uint16_t {
   kHeartbeat = 0x0001,

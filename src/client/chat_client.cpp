@@ -506,6 +506,9 @@ struct ChatClient::Impl {
     ClientOptions connection = opt.connection;
     // TLS checks the certificate against the name dialled (and sends it as SNI).
     if (connection.server_name.empty()) connection.server_name = opt.host;
+    // The server sends nothing larger, decompressed bodies included: a
+    // small compressed frame that would inflate beyond it ends the link.
+    connection.max_frame_bytes = std::min(connection.max_frame_bytes, opt.max_frame_bytes);
     return Client::create(io, connection);
   }
 
@@ -654,6 +657,7 @@ struct ChatClient::Impl {
     req.set_device_type(opt.device_type);
     req.set_device_id(opt.device_id);
     req.set_client_version(opt.client_version);
+    if (opt.compression) req.set_compression("zstd");
     const std::uint64_t lid = link_id;
     request(Cmd::kLogin, req.SerializeAsString(), [this, lid](Result<Frame> r) {
       if (lid != link_id) return;

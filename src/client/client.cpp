@@ -386,6 +386,10 @@ bool Client::consume_frames(std::size_t& used) {
     }
     used += d.consumed;
     Frame f{d.header, std::string(d.body)};
+    if (!inflate(f)) {
+      fail(asio::error::invalid_argument);
+      return false;
+    }
     deliver(f);
   }
 }
@@ -405,6 +409,11 @@ bool Client::consume_messages(std::size_t& used) {
           return false;
         }
         Frame f{d.header, std::string(d.body)};
+        if (!inflate(f)) {
+          send_ws_close(ws::kCloseProtocolError);
+          end_after_writes(asio::error::invalid_argument);
+          return false;
+        }
         deliver(f);
         break;
       }
@@ -423,6 +432,14 @@ bool Client::consume_messages(std::size_t& used) {
         return false;
     }
   }
+}
+
+bool Client::inflate(Frame& f) const {
+  if ((f.header.flags & kFlagCompressed) == 0) return true;
+  auto body = decompress_body(f.body, options_.max_frame_bytes);
+  if (!body) return false;
+  f.body = std::move(*body);
+  return true;
 }
 
 void Client::deliver(Frame& f) {

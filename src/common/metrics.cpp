@@ -87,6 +87,9 @@ std::string Registry::render() const {
   scalar(out, "imserver_cache_evictions_total", "counter",
          "Idle users, conversations and groups dropped from the shards' caches (sharding.cache_entries).",
          static_cast<double>(cache_evictions.value()));
+  scalar(out, "imserver_frames_compressed_total", "counter",
+         "Frames sent with a zstd-compressed body (sessions that asked at LOGIN).",
+         static_cast<double>(frames_compressed.value()));
   scalar(out, "imserver_changed_messages", "gauge",
          "Recalled or edited messages added to the filter that makes their inbox copies answer changed (since start).",
          static_cast<double>(changed_messages.value()));

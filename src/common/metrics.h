@@ -78,6 +78,7 @@ struct Registry {
   Counter cursors_evicted;       // device cursors forgotten (limits.devices_per_user)
   Counter fanout_rate_limited;   // requests refused by limits.fanout_rows_per_second
   Counter cache_evictions;       // users, conversations and groups dropped from the shards' caches
+  Counter frames_compressed;     // frames sent zstd-compressed (PROTOCOL 1)
   Gauge changed_messages;        // msg_ids added to ChangedMessages' filter since start
   Gauge presence_watches;        // (session, watched uid) pairs held by the shards (PRESENCE_WATCH)
   Gauge typing_entries;         // (user, conversation) entries of the TYPING throttle

@@ -31,11 +31,14 @@ struct TokenTimes {
   std::int64_t exp = 0;  // 0: no expiry
 };
 
+// The one compression the server knows (PROTOCOL 1).
+constexpr std::string_view kZstd = "zstd";
+
 // Shard thread: refuses a revoked token (here, where the kick that revokes
 // it runs too), registers the session, kicks the one it replaces, answers
 // on the connection's loop.
 void login_in_shard(Service& s, Shard& shard, std::shared_ptr<net::Connection> conn, FrameHeader request,
-                    SessionRef session, std::string uid, TokenTimes token) {
+                    SessionRef session, std::string uid, TokenTimes token, bool zstd) {
   const std::uint64_t session_id = session.session_id;
   const std::string by_device = session.device_id;
   Result<Shard::LoginState> state = make_error(StatusCode::kUnauthenticated, "token revoked");
@@ -54,10 +57,11 @@ void login_in_shard(Service& s, Shard& shard, std::shared_ptr<net::Connection> c
     resp.set_inbox_max_seq(state->inbox_max_seq);
     resp.set_acked_seq(state->acked_seq);
     resp.set_session_id(fmt::format("{:016x}", session_id));
+    if (zstd) resp.set_compression(std::string(kZstd));
   }
   auto frame = state ? net::make_response(request, StatusCode::kOk, &resp)
                      : net::make_error_response(request, state.error().code, client_text(state.error()));
-  asio::post(conn->executor(), [conn, frame = std::move(frame), session_id, ok = state.ok(), exp = token.exp] {
+  asio::post(conn->executor(), [conn, frame = std::move(frame), session_id, ok = state.ok(), exp = token.exp, zstd] {
     ClientContext& ctx = Service::context_of(*conn);
     if (!conn->is_open() || ctx.phase != ClientContext::Phase::kLoggingIn || ctx.session_id != session_id) return;
     if (ok) {
@@ -67,6 +71,8 @@ void login_in_shard(Service& s, Shard& shard, std::shared_ptr<net::Connection> c
       conn->set_active();
       // KICKOUT TOKEN_EXPIRED when it passes (Service::on_deadline).
       if (exp != 0) conn->set_deadline(exp);
+      // From the LoginResp on.
+      if (zstd) conn->set_compression();
     } else {
       // A LOGIN that fails leaves the connection open (the auth timeout still runs).
       ctx.phase = ClientContext::Phase::kAnonymous;
@@ -102,10 +108,11 @@ void on_login(Service& s, Call& call, v1::LoginReq& req) {
   call.conn.pause_reading();
   SessionRef session{call.conn.shared_from_this(), ctx.session_id, ctx.device_type, ctx.device_id};
   Shard& shard = s.shard_for(ctx.uid);
-  asio::post(shard.context(), [&s, &shard, c = call.conn.shared_from_this(), h = call.header,
-                               session = std::move(session), uid = ctx.uid, token]() mutable {
-    login_in_shard(s, shard, std::move(c), h, std::move(session), std::move(uid), token);
-  });
+  asio::post(shard.context(),
+             [&s, &shard, c = call.conn.shared_from_this(), h = call.header, session = std::move(session),
+              uid = ctx.uid, token, zstd = req.compression() == kZstd]() mutable {
+               login_in_shard(s, shard, std::move(c), h, std::move(session), std::move(uid), token, zstd);
+             });
 }
 
 }  // namespace

@@ -284,6 +284,10 @@ void Connection::fail_ws(std::uint16_t code) {
 void Connection::send(SharedFrame frame) {
   if (phase_ >= Phase::kClosing || !frame) return;
   if (ws_ && !ws_->open) return;  // no frames before the upgrade
+  if (compress_) {
+    frame = loop_.compressor().compress(frame);
+    if ((static_cast<unsigned char>((*frame)[3]) & kFlagCompressed) != 0) metrics::get().frames_compressed.inc();
+  }
   const auto cmd = static_cast<std::uint16_t>((static_cast<unsigned char>((*frame)[4]) << 8) |
                                               static_cast<unsigned char>((*frame)[5]));
   metrics::get().frames_out.inc(cmd);

@@ -61,6 +61,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void pause_reading();
   void resume_reading();
   void set_active();
+  // From now on, frame bodies worth it go out zstd-compressed (PROTOCOL 1):
+  // the session asked for it at LOGIN.
+  void set_compression() { compress_ = true; }
   // A deadline on the wall clock (seconds since the epoch) for the service:
   // once it has passed, the sweep calls ServiceInterface::on_deadline (a
   // token's `exp`). 0 clears it; one after 2106 never comes.
@@ -137,6 +140,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool flush_posted_ = false;
   bool write_waiting_ = false;
   bool fin_sent_ = false;
+  bool compress_ = false;
 };
 
 // Sends `frame` on `conn` from any thread (posted to the connection's loop).

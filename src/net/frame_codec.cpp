@@ -1,6 +1,9 @@
 #include "im/frame_codec.h"
 
 #include <cstring>
+#include <memory>
+
+#include <zstd.h>
 
 namespace im {
 namespace {
@@ -79,6 +82,27 @@ std::string encode_frame(FrameHeader header, std::string_view body) {
   std::string out(kHeaderSize + body.size(), '\0');
   encode_header(header, std::span<std::byte, kHeaderSize>(reinterpret_cast<std::byte*>(out.data()), kHeaderSize));
   if (!body.empty()) std::memcpy(out.data() + kHeaderSize, body.data(), body.size());
+  return out;
+}
+
+std::optional<std::string> decompress_body(std::string_view body, std::uint32_t max_body_bytes) {
+  // A zstd frame proper (a skippable frame would "decompress" to nothing).
+  const auto* p = reinterpret_cast<const unsigned char*>(body.data());
+  if (body.size() < 4 || (std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 |
+                          std::uint32_t{p[3]} << 24) != ZSTD_MAGICNUMBER)
+    return std::nullopt;
+  const unsigned long long size = ZSTD_getFrameContentSize(body.data(), body.size());
+  if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > max_body_bytes) return std::nullopt;
+  // One whole frame and nothing after it.
+  if (ZSTD_findFrameCompressedSize(body.data(), body.size()) != body.size()) return std::nullopt;
+  struct FreeDctx {
+    void operator()(ZSTD_DCtx* d) const { ZSTD_freeDCtx(d); }
+  };
+  thread_local std::unique_ptr<ZSTD_DCtx, FreeDctx> dctx(ZSTD_createDCtx());
+  if (!dctx) return std::nullopt;
+  std::string out(static_cast<std::size_t>(size), '\0');
+  const std::size_t n = ZSTD_decompressDCtx(dctx.get(), out.data(), out.size(), body.data(), body.size());
+  if (ZSTD_isError(n) || n != out.size()) return std::nullopt;
   return out;
 }
 

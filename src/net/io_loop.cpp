@@ -93,6 +93,7 @@ void IoLoop::sweep() {
     auto conn = connections_[i];
     conn->check_timeout(now, wall_s);
   }
+  compressor_.forget();
 }
 
 }  // namespace im::net

@@ -16,6 +16,7 @@
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 
+#include "net/frame_compressor.h"
 #include "net/net_limits.h"
 
 namespace im::net {
@@ -46,6 +47,8 @@ class IoLoop {
   std::span<char> read_buffer() { return read_buffer_; }
   // Where TLS connections assemble one record's plaintext to write.
   std::span<char> tls_scratch();
+  // Compresses frames for the loop's sessions that asked for it.
+  FrameCompressor& compressor() { return compressor_; }
   std::size_t connection_count() const { return connections_.size(); }
   void for_each_connection(const std::function<void(Connection&)>& fn);
   // Milliseconds since the loop started (wraps after 49 days; compared by
@@ -66,6 +69,7 @@ class IoLoop {
   std::vector<std::shared_ptr<Connection>> connections_;
   std::vector<char> read_buffer_;
   std::vector<char> tls_scratch_;  // allocated by the first TLS write
+  FrameCompressor compressor_;
   std::thread thread_;
 };
 

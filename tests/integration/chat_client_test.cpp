@@ -666,3 +666,47 @@ TEST_CASE(
   std::lock_guard lock(b.mutex);
   CHECK(std::count(b.states.begin(), b.states.end(), ChatState::kOffline) == 0);  // one attempt, two addresses
 }
+
+TEST_CASE("chat client: with compression asked, a resync and a live message arrive whole, sent compressed") {
+  ServerProcess server(
+      Overrides{{"admin.listen", "\"127.0.0.1:0\""}, {"admin.api_key", "\"k-0123456789abcdef-0123456789\""}});
+  AdminClient admin(server.admin_port(), "k-0123456789abcdef-0123456789");
+  auto alice = server.login("alice");
+  std::string text;
+  while (text.size() < 2000) text += "shall we move the budget review to friday afternoon? ";
+  std::vector<std::string> sent;
+  for (int i = 0; i < 30; ++i) {  // waiting for bob: about 60 KB, one PULL page
+    sent.push_back(std::to_string(i) + " " + text);
+    auto req = v1::SendReq();
+    req.set_client_msg_id("m" + std::to_string(i));
+    req.set_conv_type(v1::C2C);
+    req.set_to("bob");
+    req.set_body(sent.back());
+    auto r = alice->call(Cmd::kSend, &req);
+    REQUIRE(r);
+    REQUIRE(r->ok());
+  }
+  REQUIRE(admin.metric("imserver_frames_compressed_total") == 0);
+  Seen b;
+  auto o = options_for(server.tcp_port(), "bob");
+  o.compression = true;
+  auto bob = make_client(std::move(o), b);
+  must_ok(bob->connect());
+  REQUIRE(wait_until([&] { return b.bodies().size() == 30; }));
+  CHECK(b.bodies() == sent);
+  const double after_resync = admin.metric("imserver_frames_compressed_total").value_or(0);
+  CHECK(after_resync >= 1);           // the PULL answer
+  must_ok(bob->send("alice", text));  // bob's own, 2 KB: its PUSH to alice is plain
+  auto req = v1::SendReq();
+  req.set_client_msg_id("live");
+  req.set_conv_type(v1::C2C);
+  req.set_to("bob");
+  req.set_body("live " + text);
+  auto r = alice->call(Cmd::kSend, &req);
+  REQUIRE(r);
+  REQUIRE(r->ok());
+  REQUIRE(wait_until([&] { return b.bodies("alice").size() == 31; }));
+  CHECK(b.bodies("alice").back() == "live " + text);
+  CHECK(gapless(b.seqs()));
+  CHECK(admin.metric("imserver_frames_compressed_total").value_or(0) > after_resync);
+}
