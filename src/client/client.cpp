@@ -552,7 +552,9 @@ bool SyncClient::connect(const std::string& host, std::uint16_t port, const Clie
 std::optional<Frame> SyncClient::call_raw(Cmd cmd, std::string_view body, std::chrono::milliseconds timeout) {
   auto answer = std::make_shared<std::promise<std::optional<Frame>>>();
   auto result = answer->get_future();
-  asio::post(io_, [this, cmd, b = std::string(body), answer] {
+  // Only the request holds the promise (not this frame too), so a closed
+  // connection, dropping it, ends the wait at once.
+  asio::post(io_, [this, cmd, b = std::string(body), answer = std::move(answer)] {
     if (!client_->is_open()) {
       answer->set_value(std::nullopt);
       return;
