@@ -71,6 +71,7 @@ trap cleanup EXIT
 # certificate in $work/tls.
 cfg_ws_listen=""
 cfg_tls=0
+cfg_fsync=false  # storage.fsync
 write_config() {
   local dir=$1; shift
   mkdir -p "$dir"
@@ -86,6 +87,7 @@ mode = "jwt"
 jwt_secret = "$secret"
 [storage]
 data_dir = "$dir/data"
+fsync = $cfg_fsync
 [limits]
 messages_per_second = 10000000
 burst = 10000000
@@ -134,9 +136,11 @@ stop_server() {
 # Every scenario's JSON line and command, for the report.
 : >"$work/results.jsonl"
 : >"$work/commands.txt"
-record() {  # record COMMAND OUTPUT
+record() {  # record COMMAND OUTPUT (the JSON line says storage_fsync when it was on)
   echo "$2"
-  grep '^JSON ' <<<"$2" | sed 's/^JSON //' >>"$work/results.jsonl"
+  local extra=""
+  [[ $cfg_fsync == true ]] && extra='"storage_fsync":true,'
+  grep '^JSON ' <<<"$2" | sed "s/^JSON {/{$extra/" >>"$work/results.jsonl"
   echo "$1" >>"$work/commands.txt"
 }
 
@@ -246,6 +250,9 @@ run w1 --scenario w1 --conns 19000 --duration 5
 run w2 --scenario w2 --pairs 1 --window 100 --duration 10
 run w2 --scenario w2 --pairs 100 --window 100 --duration 10
 run w2 --scenario w2 --pairs 100 --window 100 --duration 10 --rate "${W2_HALF_RATE:-38000}"
+cfg_fsync=true  # every batch fsynced: what group commit makes of it
+run w2-fsync --scenario w2 --pairs 100 --window 100 --duration 10
+cfg_fsync=false
 run w3 --scenario w3 --members 500 --senders 1 --window 100 --duration 10
 run w3 --scenario w3 --members 500 --senders 1 --window 100 --duration 10 --rate "${W3_PACED_RATE:-350}"
 run w4 --scenario w4 --messages 100000
