@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${IM_FUZZ_SECONDS:-60}
 build=${IM_FUZZ_BUILD:-build-fuzz}
-all=(frame_decoder ws jwt config dispatcher admin)
+all=(frame_decoder decompress ws jwt config dispatcher admin)
 harnesses=("$@")
 ((${#harnesses[@]})) || harnesses=("${all[@]}")
 
