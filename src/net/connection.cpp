@@ -285,8 +285,9 @@ void Connection::send(SharedFrame frame) {
   if (phase_ >= Phase::kClosing || !frame) return;
   if (ws_ && !ws_->open) return;  // no frames before the upgrade
   if (compress_) {
-    frame = loop_.compressor().compress(frame);
-    if ((static_cast<unsigned char>((*frame)[3]) & kFlagCompressed) != 0) metrics::get().frames_compressed.inc();
+    SharedFrame sent = loop_.compressor().compress(frame);
+    if (sent != frame) metrics::get().frames_compressed.inc();  // a new frame: the compressed copy
+    frame = std::move(sent);
   }
   const auto cmd = static_cast<std::uint16_t>((static_cast<unsigned char>((*frame)[4]) << 8) |
                                               static_cast<unsigned char>((*frame)[5]));
