@@ -82,7 +82,7 @@ struct WebhookConfig {
 
 struct LimitsConfig {
   std::uint32_t max_message_bytes = 32768;
-  std::uint32_t max_group_members = 2000;
+  std::uint32_t max_group_members = 100000;  // large groups (PROTOCOL 9) included
   std::uint32_t messages_per_second = 100;  // per connection, token bucket
   std::uint32_t burst = 200;
   std::uint32_t accept_per_second = 20000;
@@ -96,6 +96,7 @@ struct LimitsConfig {
   std::uint32_t receipts_max_members = 500;      // PROTOCOL 8.2
   std::uint32_t typing_max_members = 100;        // PROTOCOL 8.4
   std::uint32_t max_presence_watch = 1000;       // PROTOCOL 8.5
+  std::uint32_t write_fanout_max_members = 2000;  // PROTOCOL 9: above it, read fan-out
 };
 
 struct LogConfig {

@@ -198,8 +198,8 @@ const std::vector<KeySpec>& schema() {
       uint_key(
           "limits", "connections_per_ip", +[](Config & c) -> auto& { return c.limits.connections_per_ip; }, 0, kMax32),
       uint_key(
-          "limits", "fanout_rows_per_second",
-          +[](Config & c) -> auto& { return c.limits.fanout_rows_per_second; }, 1, 100000000),
+          "limits", "fanout_rows_per_second", +[](Config & c) -> auto& { return c.limits.fanout_rows_per_second; }, 1,
+          100000000),
       uint_key(
           "limits", "devices_per_user", +[](Config & c) -> auto& { return c.limits.devices_per_user; }, 1, 1024),
       uint_key(
@@ -211,12 +211,15 @@ const std::vector<KeySpec>& schema() {
       uint_key(
           "limits", "max_pinned", +[](Config & c) -> auto& { return c.limits.max_pinned; }, 0, 1000),
       uint_key(
-          "limits", "receipts_max_members",
-          +[](Config & c) -> auto& { return c.limits.receipts_max_members; }, 0, 100000),
+          "limits", "receipts_max_members", +[](Config & c) -> auto& { return c.limits.receipts_max_members; }, 0,
+          100000),
       uint_key(
           "limits", "typing_max_members", +[](Config & c) -> auto& { return c.limits.typing_max_members; }, 0, 100000),
       uint_key(
           "limits", "max_presence_watch", +[](Config & c) -> auto& { return c.limits.max_presence_watch; }, 0, 100000),
+      uint_key(
+          "limits", "write_fanout_max_members", +[](Config & c) -> auto& { return c.limits.write_fanout_max_members; },
+          1, 100000),
       string_key(
           "log", "level", +[](Config & c) -> auto& { return c.log.level; }),
       string_key(

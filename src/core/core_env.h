@@ -1,7 +1,7 @@
 #pragma once
 // What every shard shares: the config, the store, the set of shards (to post
-// to each other), two process-wide counters and the changed messages. Built
-// by Service.
+// to each other), two process-wide counters, the changed messages and the
+// large groups. Built by Service.
 
 #include <atomic>
 #include <cstdint>
@@ -11,6 +11,7 @@
 
 #include "core/changed_messages.h"
 #include "core/fanout_limiter.h"
+#include "core/large_groups.h"
 #include "im/config.h"
 #include "store/store.h"
 
@@ -25,6 +26,7 @@ struct CoreEnv {
   std::atomic<std::uint32_t> push_seq{0};  // seq of server-started frames
   FanoutLimiter fanout{config.limits.fanout_rows_per_second};  // per user, all shards
   ChangedMessages changes{store};  // recalled and edited messages (PROTOCOL 8.3)
+  LargeGroups large{};             // groups on read fan-out (PROTOCOL 9)
 
   Shard& shard_for(std::string_view key);
   std::uint32_t next_push_seq();

@@ -243,8 +243,36 @@ v1::Message event_message(const GroupPlan& plan, const EventSlice& slice) {
 
 std::uint64_t plan_rows(const GroupPlan& plan, const std::vector<EventSlice>& slices) {
   std::uint64_t rows = 0;
-  for (const EventSlice& s : slices) rows += plan.events[s.event].recipients.size();
+  for (const EventSlice& s : slices)
+    rows += plan.events[s.event].named_only ? s.to - s.from : plan.events[s.event].recipients.size();
   return rows;
+}
+
+std::vector<std::string> slice_recipients(const GroupPlan& plan, const EventSlice& slice) {
+  const GroupEventPlan& e = plan.events.at(slice.event);
+  if (!e.named_only) return e.recipients;
+  return {e.uids.begin() + static_cast<std::ptrdiff_t>(slice.from),
+          e.uids.begin() + static_cast<std::ptrdiff_t>(slice.to)};
+}
+
+void read_fanout(GroupPlan& plan) {
+  for (GroupEventPlan& e : plan.events) {
+    e.recipients.clear();
+    e.named_only = e.type == v1::MEMBERS_ADDED || e.type == v1::MEMBERS_REMOVED || e.type == v1::MEMBER_LEFT;
+  }
+}
+
+bool switches_to_read_fanout(const GroupState* g, const GroupPlan& plan, std::uint32_t threshold) {
+  if ((g && g->info.large()) || plan.dismiss) return false;
+  return plan.info.member_count() > threshold;
+}
+
+v1::Message fanout_changed_message(const GroupPlan& plan, const v1::Group& info) {
+  GroupPlan changed;
+  changed.info = info;
+  changed.actor = plan.actor;
+  changed.events.push_back({v1::FANOUT_CHANGED, {}, {}});
+  return event_message(changed, EventSlice{0, 0, 0, v1::FANOUT_CHANGED});
 }
 
 std::size_t largest_event_row() {

@@ -40,6 +40,9 @@ struct GroupEventPlan {
   v1::GroupEventType type = v1::GROUP_EVENT_TYPE_UNSPECIFIED;
   std::vector<std::string> uids;        // the users it names
   std::vector<std::string> recipients;  // whose inboxes get it
+  // A large group's event (read_fanout): each of its event messages goes to
+  // the inboxes of the uids it names only; `recipients` is empty.
+  bool named_only = false;
 };
 
 struct GroupPlan {
@@ -63,6 +66,21 @@ std::vector<EventSlice> event_slices(const GroupPlan& plan, std::size_t max_row_
 v1::Message event_message(const GroupPlan& plan, const EventSlice& slice);
 // The inbox rows the slices cause (limits.fanout_rows_per_second).
 std::uint64_t plan_rows(const GroupPlan& plan, const std::vector<EventSlice>& slices);
+// The inboxes an event message of the plan goes to.
+std::vector<std::string> slice_recipients(const GroupPlan& plan, const EventSlice& slice);
+
+// ---- large groups (PROTOCOL 9)
+// A plan for a group on read fan-out: events that add or remove members go
+// to the inboxes of the users they name, every other event to none (the
+// online members get them pushed).
+void read_fanout(GroupPlan& plan);
+// Whether the plan switches the group to read fan-out: it is not yet, and
+// it would have more than `threshold` members (a dismissed one never does).
+bool switches_to_read_fanout(const GroupState* g, const GroupPlan& plan, std::uint32_t threshold);
+// The FANOUT_CHANGED event of `plan.actor` for the group as `info` says
+// (large, large_from_seq set); msg_id, server_time_ms and conv_seq are the
+// shard's to set.
+v1::Message fanout_changed_message(const GroupPlan& plan, const v1::Group& info);
 // The largest row a group event with one uid can make (config validation
 // checks server.max_frame_bytes against it).
 std::size_t largest_event_row();

@@ -58,6 +58,9 @@ void Service::start() {
   if (auto loaded = env_->changes.load(); !loaded)
     throw std::runtime_error("storage: cannot read the changed messages: " + loaded.error().message);
   if (env_->changes.added() > 0) spdlog::info("{} recalled or edited messages", env_->changes.added());
+  if (auto loaded = env_->large.load(*store_); !loaded)
+    throw std::runtime_error("storage: cannot read the large groups: " + loaded.error().message);
+  if (env_->large.size() > 0) spdlog::info("{} large groups (read fan-out)", env_->large.size());
   unsigned n = config_.sharding.shards;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));

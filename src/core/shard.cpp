@@ -329,7 +329,9 @@ Result<Shard::LoginState> Shard::add_session(const std::string& uid, SessionRef 
     state.replaced = std::move(*same);
     sessions.erase(same);
   }
+  const bool first = sessions.empty() && !state.replaced;
   sessions.push_back(std::move(session));
+  if (first) index_large_groups(uid);
   if (!state.replaced) presence_changed(uid);  // a replaced session leaves the device set as it was
   return state;
 }
@@ -345,6 +347,7 @@ void Shard::remove_session(const std::string& uid, std::uint64_t session_id, std
   if (sessions.empty()) {
     last_seen_[uid] = now_ms;
     std::vector<SessionRef>().swap(sessions);
+    unindex_large_groups(uid);
     schedule_trim();
   }
   presence_changed(uid);
@@ -356,6 +359,7 @@ std::vector<SessionRef> Shard::take_sessions(const std::string& uid, std::int64_
   if (!u || u->sessions.empty()) return {};
   std::vector<SessionRef> out = std::move(u->sessions);
   u->sessions.clear();
+  unindex_large_groups(uid);
   last_seen_[uid] = now_ms;
   presence_changed(uid);
   flush_cursors();

@@ -183,6 +183,17 @@ class Shard {
   // Drops the session's pairs of `uids` (the session ended).
   void unwatch(std::uint64_t session_id, const std::vector<std::string>& uids);
 
+  // ---- large groups (PROTOCOL 9, shard_large.cpp)
+  struct LargePush;
+  // On every shard: a large group's PUSH to the sessions of its online
+  // members indexed here, but the sending session and the named users.
+  void deliver_large(const LargePush& push);
+  // On the members' shard: `uids` joined (or left) the large group `gid`;
+  // those online are indexed (or no longer).
+  void large_members_changed(const std::string& gid, const std::vector<std::string>& uids, bool joined);
+  // On every shard: the large group was dismissed.
+  void large_group_dropped(const std::string& gid);
+
  private:
   // One device's cumulative ACK. A user keeps at most
   // limits.devices_per_user of them; a new device beyond that forgets
@@ -282,6 +293,34 @@ class Shard {
   Result<std::uint64_t> stage_group_message(v1::Message msg, std::vector<std::string> recipients,
                                             std::shared_ptr<SendJob> job);
   Result<Ok> stage_group_events(const GroupPlan& plan);
+  // A group message's conv_seq and history row, and for a SEND (`sent`) the
+  // sender's public read position in a group of at most
+  // limits.receipts_max_members `members`.
+  Result<Ok> stage_group_history(v1::Message& msg, bool sent, std::size_t members);
+  // A message of a large group (PROTOCOL 9), on its shard: the history row
+  // (and a SEND's dedupe row) in this batch; once durable the sender's
+  // answer (inbox_seq 0), inbox rows for `named` (the users an event adds
+  // or removes) and one PUSH to every other online member. Returns the
+  // conv_seq.
+  Result<std::uint64_t> stage_large_message(v1::Message msg, std::vector<std::string> named,
+                                            std::shared_ptr<SendJob> job, std::size_t members);
+  void push_large(const v1::Message& msg, std::uint64_t except_session, std::vector<std::string> named);
+  // Posts `uids` joining (or leaving) large group `gid` to their shards.
+  void index_large_members(const std::string& gid, std::vector<std::string> uids, bool joined);
+  // A user's first session: which of its groups are large; the last one ends.
+  void index_large_groups(const std::string& uid);
+  void unindex_large_groups(const std::string& uid);
+  void unindex_large(const std::string& uid, const std::string& gid);
+  // The inbox rows a plan causes, FANOUT_CHANGED's included.
+  std::uint64_t rows_of(const GroupState* g, const GroupPlan& plan, const std::vector<EventSlice>& slices) const;
+  // The newest conv_seq of a conversation the user holds: a large group's
+  // from its history (its messages have no inbox rows).
+  Result<std::uint64_t> newest_conv_seq(const std::string& conv, const store::ConvRecord& r);
+  // A large group's state as CONV_LIST shows it: the book's, with the
+  // newest message, read position and unread conv_seqs taken from the
+  // history above what the book holds. None for any other conversation.
+  Result<std::optional<store::ConvRecord>> large_view(const std::string& uid, const std::string& conv,
+                                                      const store::ConvRecord& r);
   void start_group_fanout(store::FanoutKey key, std::shared_ptr<const v1::Message> msg,
                           const std::vector<std::string>& recipients, std::shared_ptr<SendJob> job);
   void chain_done(const std::shared_ptr<GroupFanout>& fanout);
@@ -346,6 +385,10 @@ class Shard {
   // When each user that has had a session here last had one (PRESENCE's
   // last_seen_ms); kept apart from users_ so it outlives a dropped entry.
   std::unordered_map<std::string, std::int64_t> last_seen_;
+  // Large groups (shard_large.cpp): gid -> the online users of this shard
+  // among its members, and each such user's indexed gids.
+  std::unordered_map<std::string, std::unordered_set<std::string>> large_online_;
+  std::unordered_map<std::string, std::vector<std::string>> large_of_;
   // Users with a cursor to write (flush_cursors visits only these; such a
   // user is never dropped from users_, so the pointers stay valid).
   std::vector<std::pair<const std::string*, UserState*>> dirty_cursors_;

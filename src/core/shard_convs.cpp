@@ -6,6 +6,7 @@
 // not say. Group read positions (RECEIPTS) are rows on the group's shard.
 
 #include <algorithm>
+#include <deque>
 
 #include <asio/post.hpp>
 #include <spdlog/spdlog.h>
@@ -260,9 +261,12 @@ Result<v1::ConvListResp> Shard::conv_list(const std::string& uid, const v1::Conv
   v1::ConvListResp resp;
   std::uint64_t total = 0;
   std::vector<std::pair<ListKey, const store::ConvRecord*>> order;
+  std::deque<store::ConvRecord> views;  // large groups' (PROTOCOL 9), stable for `order`
   for (const auto& [conv, e] : (*b)->entries()) {
-    const store::ConvRecord& r = e.rec;
-    if (r.last_conv_seq == 0) continue;  // settings or marks only: not a conversation of the list
+    if (e.rec.last_conv_seq == 0) continue;  // settings or marks only: not a conversation of the list
+    auto view = large_view(uid, conv, e.rec);
+    if (!view) return view.error();
+    const store::ConvRecord& r = *view ? views.emplace_back(std::move(**view)) : e.rec;
     if (!r.muted) total += ConvBook::unread_count(r);
     if (r.hidden) continue;
     ListKey key{r.pinned, r.activity_ms, conv};
@@ -318,12 +322,16 @@ void Shard::conv_read(const std::string& uid, const v1::ConvReadReq& req, std::u
   if (!at) return done(at.error());
   const ConvBook::Entry* e = at->entry;
   v1::ConvReadResp resp;
+  std::uint64_t newest = 0;
   if (e) {
-    resp.set_read_seq(e->rec.read_seq);
-    resp.set_unread_count(ConvBook::unread_count(e->rec));
+    auto view = large_view(uid, conv, e->rec);
+    if (!view) return done(view.error());
+    const store::ConvRecord& r = *view ? **view : e->rec;
+    resp.set_read_seq(r.read_seq);
+    resp.set_unread_count(ConvBook::unread_count(r));
+    newest = r.last_conv_seq;
   }
   // Clamped to the newest conv_seq the user holds; it never moves back.
-  const std::uint64_t newest = e ? e->rec.last_conv_seq : 0;
   const std::uint64_t target = req.read_seq() == 0 ? newest : std::min(req.read_seq(), newest);
   if (!e || target <= e->rec.read_seq) {
     schedule_trim();
@@ -390,8 +398,10 @@ void Shard::conv_read(const std::string& uid, const v1::ConvReadReq& req, std::u
     moved.set_inbox_seq(inbox_seq);
     if (user_state->book) {
       if (const ConvBook::Entry* now = user_state->book->find(conv)) {
-        moved.set_read_seq(now->rec.read_seq);
-        moved.set_unread_count(ConvBook::unread_count(now->rec));
+        auto view = large_view(*uid_key, conv, now->rec);
+        const store::ConvRecord& r = view && *view ? **view : now->rec;
+        moved.set_read_seq(r.read_seq);
+        moved.set_unread_count(ConvBook::unread_count(r));
       }
     }
     if (!group_receipt) return done(moved);
@@ -479,9 +489,11 @@ void Shard::delete_for_me(const std::string& uid, const v1::DeleteReq& req, std:
   const ConvBook::Entry* e = at->entry;
   // Nothing above the newest message the user holds: a later message is
   // not deleted in advance.
+  auto newest = newest_conv_seq(conv, e->rec);
+  if (!newest) return done(newest.error());
   for (std::uint64_t seq : req.conv_seqs())
-    if (seq > e->rec.last_conv_seq) return done(make_error(StatusCode::kBadRequest, "conv_seq beyond the conversation"));
-  const std::uint64_t up_to = std::min(req.up_to_seq(), e->rec.last_conv_seq);
+    if (seq > *newest) return done(make_error(StatusCode::kBadRequest, "conv_seq beyond the conversation"));
+  const std::uint64_t up_to = std::min(req.up_to_seq(), *newest);
   v1::MessageDelete mark;
   mark.set_conv_type(req.conv_type());
   mark.set_peer(req.peer());

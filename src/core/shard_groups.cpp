@@ -57,7 +57,7 @@ Result<GroupReply> Shard::run_group_command(GroupCommand& c) {
     if (!plan) return plan.error();
     const auto slices = event_slices(*plan, max_row_bytes());
     if (!c.actor.admin) {
-      if (auto charged = charge_rows(c.actor.uid, plan_rows(*plan, slices)); !charged) return charged.error();
+      if (auto charged = charge_rows(c.actor.uid, rows_of(nullptr, *plan, slices)); !charged) return charged.error();
     }
     if (auto applied = apply_group_plan(nullptr, *plan, slices); !applied) return applied.error();
     GroupState* created = *groups_.find(c.gid);
@@ -80,9 +80,10 @@ Result<GroupReply> Shard::run_group_command(GroupCommand& c) {
     default: break;
   }
   if (!plan) return plan.error();
+  if (g->info.large()) read_fanout(*plan);
   const auto slices = event_slices(*plan, max_row_bytes());
   if (!c.actor.admin) {
-    if (auto charged = charge_rows(c.actor.uid, plan_rows(*plan, slices)); !charged) return charged.error();
+    if (auto charged = charge_rows(c.actor.uid, rows_of(g, *plan, slices)); !charged) return charged.error();
   }
   if (auto applied = apply_group_plan(g, *plan, slices); !applied) return applied.error();
   reply.members = plan->members;
@@ -90,25 +91,34 @@ Result<GroupReply> Shard::run_group_command(GroupCommand& c) {
   return reply;
 }
 
+std::uint64_t Shard::rows_of(const GroupState* g, const GroupPlan& plan, const std::vector<EventSlice>& slices) const {
+  const bool switching = switches_to_read_fanout(g, plan, env_.config.limits.write_fanout_max_members);
+  return plan_rows(plan, slices) + (switching ? plan.info.member_count() : 0);
+}
+
 Result<Ok> Shard::apply_group_plan(GroupState* g, const GroupPlan& plan, const std::vector<EventSlice>& slices) {
   if (plan.events.empty()) return Ok{};  // nothing changes (an ADD of members only)
   const std::string& gid = plan.info.gid();
+  const bool large = g && g->info.large();
+  const bool switching = switches_to_read_fanout(g, plan, env_.config.limits.write_fanout_max_members);
   // What can fail comes first: the conversation's counter and the events'
   // ids. Past this point the plan is applied whole.
   auto counter = convs_.get(store::group_conv(gid));
   if (!counter) return counter.error();
-  struct Staged {
-    v1::Message msg;
-    const std::vector<std::string>* recipients;
-  };
-  std::vector<Staged> events;
+  std::vector<v1::Message> events;
   for (const EventSlice& slice : slices) {
     auto id = clock_->next();
     if (!id) return id.error();
     v1::Message m = event_message(plan, slice);
     m.set_msg_id(*id);
     m.set_server_time_ms(wall_ms());
-    events.push_back({std::move(m), &plan.events[slice.event].recipients});
+    events.push_back(std::move(m));
+  }
+  std::uint64_t switch_id = 0;
+  if (switching) {
+    auto id = clock_->next();
+    if (!id) return id.error();
+    switch_id = *id;
   }
   if (g) {
     groups_.touch(gid);
@@ -128,8 +138,48 @@ Result<Ok> Shard::apply_group_plan(GroupState* g, const GroupPlan& plan, const s
     g->members.erase(uid);
     batch.del_member(gid, uid);
   }
+  // Counters loaded: nothing below fails.
+  for (std::size_t i = 0; i < slices.size(); ++i) {
+    auto recipients = slice_recipients(plan, slices[i]);
+    if (large) {
+      (void)stage_large_message(std::move(events[i]), std::move(recipients), nullptr, g->members.size());
+    } else {
+      (void)stage_group_message(std::move(events[i]), std::move(recipients), nullptr);
+    }
+  }
+  if (switching) {
+    // PROTOCOL 9: FANOUT_CHANGED at conv_seq S, written to every member's
+    // inbox like the events before it; read fan-out from S + 1 on.
+    const std::uint64_t from_seq = (*counter)->next + 2;
+    g->info.set_large(true);
+    g->info.set_large_from_seq(from_seq);
+    v1::Message m = fanout_changed_message(plan, g->info);
+    m.set_msg_id(switch_id);
+    m.set_server_time_ms(wall_ms());
+    (void)stage_group_message(std::move(m), member_uids(*g), nullptr);
+    batch.put_large_group(gid, from_seq);
+    commit_.after_commit([this, gid, from_seq, members = member_uids(*g)](bool ok) mutable {
+      if (!ok) return;
+      env_.large.add(gid, from_seq);
+      index_large_members(gid, std::move(members), true);
+    });
+  }
   batch.put_group({g->info, g->dismissed});
-  for (auto& e : events) (void)stage_group_message(std::move(e.msg), *e.recipients, nullptr);  // counter loaded
+  if (large && plan.dismiss) {
+    batch.del_large_group(gid);
+    commit_.after_commit([this, gid](bool ok) {
+      if (!ok) return;
+      env_.large.remove(gid);
+      for (auto& shard : env_.shards)
+        asio::post(shard->context(), [s = shard.get(), gid] { s->large_group_dropped(gid); });
+    });
+  } else if (large) {
+    commit_.after_commit([this, gid, added = plan.added, removed = plan.removed](bool ok) mutable {
+      if (!ok) return;
+      if (!added.empty()) index_large_members(gid, std::move(added), true);
+      if (!removed.empty()) index_large_members(gid, std::move(removed), false);
+    });
+  }
   return Ok{};
 }
 
@@ -164,8 +214,7 @@ Result<v1::GroupListResp> Shard::groups_of(const std::string& uid, const std::st
 
 // ---------------------------------------------------------------- group messages and fan-out
 
-Result<std::uint64_t> Shard::stage_group_message(v1::Message msg, std::vector<std::string> recipients,
-                                                 std::shared_ptr<SendJob> job) {
+Result<Ok> Shard::stage_group_history(v1::Message& msg, bool sent, std::size_t members) {
   const std::string conv = store::group_conv(msg.to());
   auto counter = convs_.get(conv);
   if (!counter) return counter.error();
@@ -174,8 +223,16 @@ Result<std::uint64_t> Shard::stage_group_message(v1::Message msg, std::vector<st
   ++commit_.staged().history;
   // Sending counts as reading (PROTOCOL 8.2): the sender's public read
   // position, for RECEIPTS, in groups small enough to have them.
-  if (job && msg.content_type() < 10000 && recipients.size() <= env_.config.limits.receipts_max_members)
+  if (sent && msg.content_type() < 10000 && members <= env_.config.limits.receipts_max_members)
     commit_.batch().merge_read(msg.to(), msg.from(), msg.conv_seq());
+  return Ok{};
+}
+
+Result<std::uint64_t> Shard::stage_group_message(v1::Message msg, std::vector<std::string> recipients,
+                                                 std::shared_ptr<SendJob> job) {
+  auto staged = stage_group_history(msg, job != nullptr, recipients.size());
+  if (!staged) return staged.error();
+  const std::string conv = store::group_conv(msg.to());
   const std::uint64_t conv_seq = msg.conv_seq();
   store::FanoutKey key{conv, conv_seq, ""};
   store::GroupFanoutRecord record{std::move(msg), std::move(recipients),

@@ -168,11 +168,14 @@ void Shard::stage_conversation(std::shared_ptr<SendJob> job) {
     if (!checked) return answer_on_sender(job, checked.error());
     change = std::move(*checked);
   }
+  const bool large = (*g)->info.large();
   if (job->session_id != 0) {
-    if (auto charged = charge_rows(job->msg.from(), (*g)->members.size()); !charged)
+    // A large group's message is one row (PROTOCOL 9).
+    if (auto charged = charge_rows(job->msg.from(), large ? 1 : (*g)->members.size()); !charged)
       return answer_on_sender(job, charged.error());
   }
-  auto staged = stage_group_message(job->msg, member_uids(**g), job);
+  auto staged = large ? stage_large_message(job->msg, {}, job, (*g)->members.size())
+                      : stage_group_message(job->msg, member_uids(**g), job);
   if (!staged) return answer_on_sender(job, staged.error());
   if (change) stage_target(*job, *change, *staged);
   commit_.schedule();

@@ -125,6 +125,12 @@ std::string token_revocation_key(std::string_view uid) {
   return k;
 }
 
+std::string large_group_key(std::string_view gid) {
+  std::string k = "large_group:";
+  k.append(gid);
+  return k;
+}
+
 std::string prefix_end(std::string_view prefix) {
   std::string end(prefix);
   while (!end.empty()) {

@@ -53,6 +53,9 @@ std::string outbox_failing_key(std::uint8_t queue, std::uint64_t id);
 inline constexpr const char* kOutboxCountKey = "outbox_count";
 // "token_revoked:" uid, in `meta` (with "" the prefix of them all)
 std::string token_revocation_key(std::string_view uid);
+// "large_group:" gid, in `meta` (with "" the prefix of them all): a group
+// that switched to read fan-out (PROTOCOL 9), valued its large_from_seq.
+std::string large_group_key(std::string_view gid);
 
 // uid 0x00 conv: a user's state of one conversation (`convs`); uid 0x00
 // alone holds the inbox seq every state of the user reflects.

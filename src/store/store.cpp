@@ -253,6 +253,14 @@ void Batch::put_token_revocation(std::string_view uid, std::int64_t revoked_s) {
   put(Cf::kMeta, token_revocation_key(uid), encode_u64(static_cast<std::uint64_t>(revoked_s)));
 }
 
+void Batch::put_large_group(std::string_view gid, std::uint64_t large_from_seq) {
+  put(Cf::kMeta, large_group_key(gid), encode_u64(large_from_seq));
+}
+
+void Batch::del_large_group(std::string_view gid) {
+  del(Cf::kMeta, large_group_key(gid));
+}
+
 void Batch::put_change(std::uint64_t msg_id, const ChangeRecord& change) {
   put(Cf::kChanges, encode_u64(msg_id), change.encode());
 }
@@ -666,19 +674,28 @@ Result<std::uint64_t> Store::checkpoint(const std::string& dir) {
   return bytes;
 }
 
-Result<Ok> Store::scan_token_revocations(const std::function<bool(std::string_view uid, std::int64_t revoked_s)>& fn) {
-  const std::string prefix = token_revocation_key("");
+Result<Ok> Store::scan_meta_u64(std::string_view prefix, std::string_view what,
+                                const std::function<bool(std::string_view name, std::uint64_t value)>& fn) {
   bool unreadable = false;
   auto scanned = scan(Cf::kMeta, prefix, prefix_end(prefix), [&](std::string_view key, std::string_view value) {
     if (value.size() != 8 || key.size() == prefix.size()) {
       unreadable = true;
       return false;
     }
-    return fn(key.substr(prefix.size()), static_cast<std::int64_t>(read_u64(value)));
+    return fn(key.substr(prefix.size()), read_u64(value));
   });
   if (!scanned) return scanned;
-  if (unreadable) return make_error(StatusCode::kInternal, "store: unreadable token revocation row");
+  if (unreadable) return make_error(StatusCode::kInternal, "store: unreadable " + std::string(what) + " row");
   return Ok{};
+}
+
+Result<Ok> Store::scan_token_revocations(const std::function<bool(std::string_view uid, std::int64_t revoked_s)>& fn) {
+  return scan_meta_u64(token_revocation_key(""), "token revocation",
+                       [&](std::string_view uid, std::uint64_t v) { return fn(uid, static_cast<std::int64_t>(v)); });
+}
+
+Result<Ok> Store::scan_large_groups(const std::function<bool(std::string_view gid, std::uint64_t from_seq)>& fn) {
+  return scan_meta_u64(large_group_key(""), "large group", fn);
 }
 
 Result<Ok> Store::scan_fanout(const std::function<bool(const FanoutEntry&)>& fn) {

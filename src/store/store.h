@@ -90,6 +90,10 @@ class Batch {
   // In `meta`: every token of `uid` issued at or before `revoked_s` (its
   // `iat`, seconds) is refused (PROTOCOL 6, kick with "revoke").
   void put_token_revocation(std::string_view uid, std::int64_t revoked_s);
+  // In `meta`: the group reads its fan-out from `large_from_seq` on
+  // (PROTOCOL 9); start-up reads these rows, never every group.
+  void put_large_group(std::string_view gid, std::uint64_t large_from_seq);
+  void del_large_group(std::string_view gid);
 
   // PROTOCOL 8: a user's state of a conversation, and the inbox seq all
   // of that user's states reflect.
@@ -198,6 +202,8 @@ class Store {
   Result<std::optional<std::uint64_t>> get_meta(std::string_view name);
   // Every token revocation (uid, revoked_s), in uid order (start-up).
   Result<Ok> scan_token_revocations(const std::function<bool(std::string_view uid, std::int64_t revoked_s)>& fn);
+  // Every large group (gid, large_from_seq), in gid order (start-up).
+  Result<Ok> scan_large_groups(const std::function<bool(std::string_view gid, std::uint64_t from_seq)>& fn);
   // Every row of the `fanout` family (start-up recovery).
   Result<Ok> scan_fanout(const std::function<bool(const FanoutEntry&)>& fn);
 
@@ -248,6 +254,9 @@ class Store {
   Store() = default;
   rocksdb::ColumnFamilyHandle* handle(Cf cf) const { return handles_[static_cast<std::size_t>(cf)]; }
   Result<std::optional<std::string>> get(Cf cf, std::string_view key);
+  // The `meta` rows under `prefix` holding one u64, by the rest of their key.
+  Result<Ok> scan_meta_u64(std::string_view prefix, std::string_view what,
+                           const std::function<bool(std::string_view name, std::uint64_t value)>& fn);
   // Rows with lower <= key < upper, ascending (descending when `reverse`),
   // until `fn` returns false; an iterator error is the result.
   using Visitor = std::function<bool(std::string_view key, std::string_view value)>;

@@ -66,7 +66,8 @@ TEST_CASE("defaults are those of the design, and need only a secret") {
   CHECK(c.webhook.max_retry_s == 86400);
   CHECK(c.webhook.concurrency == 8);
   CHECK(c.limits.max_message_bytes == 32768);
-  CHECK(c.limits.max_group_members == 2000);
+  CHECK(c.limits.max_group_members == 100000);
+  CHECK(c.limits.write_fanout_max_members == 2000);
   CHECK(c.limits.messages_per_second == 100);
   CHECK(c.limits.burst == 200);
   CHECK(c.limits.accept_per_second == 20000);
@@ -124,6 +125,7 @@ messages_per_second = 7
 burst = 9
 accept_per_second = 11
 connections_per_ip = 13
+write_fanout_max_members = 40
 [log]
 level = "debug"
 format = "json"
@@ -165,6 +167,7 @@ timeout_s = 3
   CHECK(c.limits.burst == 9);
   CHECK(c.limits.accept_per_second == 11);
   CHECK(c.limits.connections_per_ip == 13);
+  CHECK(c.limits.write_fanout_max_members == 40);
   CHECK(c.log.level == "debug");
   CHECK(c.log.format == "json");
   CHECK(c.shutdown.timeout_s == 3);
@@ -210,6 +213,7 @@ TEST_CASE("bad values are refused with the reason") {
   CHECK(refusal(with_secret("[limits]\nmax_message_bytes = 65000\n")).find("limits.max_message_bytes:") == 0);
   CHECK(refusal(with_secret("[limits]\nburst = 0\n")).find("limits.burst:") == 0);
   CHECK(refusal(with_secret("[limits]\nmax_group_members = 1\n")).find("limits.max_group_members:") == 0);
+  CHECK(refusal(with_secret("[limits]\nwrite_fanout_max_members = 0\n")).find("limits.write_fanout_max_members:") == 0);
   CHECK(refusal(with_secret("[log]\nlevel = \"loud\"\n")).find("log.level:") == 0);
   CHECK(refusal(with_secret("[log]\nformat = \"xml\"\n")).find("log.format:") == 0);
   CHECK(refusal(with_secret("[shutdown]\ntimeout_s = 0\n")).find("shutdown.timeout_s:") == 0);

@@ -513,3 +513,76 @@ TEST_CASE("read_group: the admin API gets every member, past the limit and the f
   CHECK_FALSE(out.members_more());
   CHECK(members_of(out) == im::core::member_uids(g));
 }
+
+// ---------------------------------------------------------------- large groups (PROTOCOL 9)
+
+TEST_CASE("large: a plan switches when the group would pass the threshold, once, and never when dismissed") {
+  using im::core::switches_to_read_fanout;
+  GroupState g = group_of({"alice", "bob"});  // 3 members
+  auto add = plan_add(g, kOwner, members_req({"carol"}), kMaxMembers);
+  REQUIRE(add);
+  CHECK(switches_to_read_fanout(&g, *add, 3));
+  CHECK_FALSE(switches_to_read_fanout(&g, *add, 4));
+  auto create = plan_create(nullptr, "owner", create_req("team", {"a", "b", "c"}), kNow, kMaxMembers);
+  REQUIRE(create);
+  CHECK(switches_to_read_fanout(nullptr, *create, 3));
+  g.info.set_large(true);
+  CHECK_FALSE(switches_to_read_fanout(&g, *add, 3));  // one way: large already
+  g.info.set_large(false);
+  auto dismiss = plan_dismiss(group_of(numbered(10)), kOwner);
+  REQUIRE(dismiss);
+  CHECK_FALSE(switches_to_read_fanout(nullptr, *dismiss, 3));
+}
+
+TEST_CASE("large: membership events go to the users each event message names, the others to no inbox") {
+  using im::core::event_slices;
+  using im::core::plan_rows;
+  using im::core::read_fanout;
+  using im::core::slice_recipients;
+  const GroupState g = group_of(numbered(10));
+  auto add = plan_add(g, kOwner, members_req(numbered(700, "n")), kMaxMembers);
+  REQUIRE(add);
+  read_fanout(*add);
+  const auto slices = event_slices(*add, kFrameBudget);
+  REQUIRE(slices.size() == 2);  // 500 + 200
+  CHECK(slice_recipients(*add, slices[0]) == Uids(add->events[0].uids.begin(), add->events[0].uids.begin() + 500));
+  CHECK(slice_recipients(*add, slices[1]).size() == 200);
+  CHECK(plan_rows(*add, slices) == 700);
+
+  auto remove = plan_remove(g, kOwner, members_req({"u0001", "u0002"}));
+  REQUIRE(remove);
+  read_fanout(*remove);
+  CHECK(slice_recipients(*remove, event_slices(*remove, kFrameBudget)[0]) == Uids{"u0001", "u0002"});
+
+  auto leave = plan_leave(g, {"u0003", false});
+  REQUIRE(leave);
+  read_fanout(*leave);
+  CHECK(slice_recipients(*leave, event_slices(*leave, kFrameBudget)[0]) == Uids{"u0003"});
+
+  auto update = plan_update(g, kOwner, v1::GroupUpdateReq());
+  REQUIRE(update);
+  read_fanout(*update);
+  const auto update_slices = event_slices(*update, kFrameBudget);
+  CHECK(slice_recipients(*update, update_slices[0]).empty());
+  CHECK(plan_rows(*update, update_slices) == 0);
+}
+
+TEST_CASE("large: FANOUT_CHANGED names the actor and carries the group as switched") {
+  auto create = plan_create(nullptr, "owner", create_req("team", {"a", "b", "c"}), kNow, kMaxMembers);
+  REQUIRE(create);
+  v1::Group info = create->info;
+  info.set_large(true);
+  info.set_large_from_seq(4);
+  auto m = im::core::fanout_changed_message(*create, info);
+  CHECK(m.conv_type() == v1::GROUP);
+  CHECK(m.to() == "team");
+  CHECK(m.from() == "owner");
+  CHECK(m.content_type() == 10001);
+  v1::GroupEvent e;
+  REQUIRE(e.ParseFromString(m.body()));
+  CHECK(e.type() == v1::FANOUT_CHANGED);
+  CHECK(e.actor() == "owner");
+  CHECK(e.uids_size() == 0);
+  CHECK(e.group().large());
+  CHECK(e.group().large_from_seq() == 4);
+}

@@ -192,6 +192,30 @@ TEST_CASE("groups and members: rows written together, read back in uid order") {
   CHECK(groups.empty());
 }
 
+TEST_CASE("large group markers: written, read back in gid order with their from_seq, deleted") {
+  TempStore t;
+  Batch b(*t.store);
+  b.put_large_group("g2", 7);
+  b.put_large_group("g1", 3);
+  b.put_token_revocation("g0", 1);  // another kind of meta row: never listed
+  REQUIRE(t.store->write(b));
+  std::vector<std::pair<std::string, std::uint64_t>> seen;
+  auto scan = [&] {
+    seen.clear();
+    REQUIRE(t.store->scan_large_groups([&](std::string_view gid, std::uint64_t from) {
+      seen.emplace_back(gid, from);
+      return true;
+    }));
+  };
+  scan();
+  CHECK(seen == std::vector<std::pair<std::string, std::uint64_t>>{{"g1", 3}, {"g2", 7}});
+  Batch d(*t.store);
+  d.del_large_group("g1");
+  REQUIRE(t.store->write(d));
+  scan();
+  CHECK(seen == std::vector<std::pair<std::string, std::uint64_t>>{{"g2", 7}});
+}
+
 TEST_CASE("fan-out rows: copies, group records and their progress, read back by kind and deleted together") {
   TempStore t;
   v1::Message m;

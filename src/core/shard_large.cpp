@@ -1,0 +1,233 @@
+// Shard, part six: large groups (PROTOCOL 9). A message of a group on read
+// fan-out is one history row; its PUSH (inbox_seq 0) reaches the online
+// members through a per-shard index of them by group, so no message walks
+// the member list. The index: each shard keeps, for the users it owns that
+// have a session, which of their groups are large. It is filled when a
+// user's first session starts (the user's groups against env.large),
+// emptied when the last one ends, and kept current by the groups' shards,
+// which post the members a large group gains or loses once that change is
+// durable (and all of them at the switch).
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+#include <asio/post.hpp>
+
+#include "common/metrics.h"
+#include "core/fanout_plan.h"
+#include "core/shard.h"
+#include "core/wire.h"
+#include "store/conv_id.h"
+
+namespace im::core {
+namespace {
+
+// The newest history rows a CONV_LIST entry of a large group reads to count
+// what is unread (docs/protocol.md: an unread count of a large group is
+// exact up to this many).
+constexpr std::size_t kLargeUnreadScan = 10'000;
+
+}  // namespace
+
+// One message of a large group, encoded once for every shard.
+struct Shard::LargePush {
+  std::string gid;
+  std::vector<net::SharedFrame> frames;
+  std::uint64_t except_session = 0;  // the sending session: answered by its SendResp
+  std::vector<std::string> named;    // sorted: they get the message in their inbox
+};
+
+// ---------------------------------------------------------------- the group's shard
+
+Result<std::uint64_t> Shard::stage_large_message(v1::Message msg, std::vector<std::string> named,
+                                                 std::shared_ptr<SendJob> job, std::size_t members) {
+  auto staged = stage_group_history(msg, job != nullptr, members);
+  if (!staged) return staged.error();
+  const std::uint64_t conv_seq = msg.conv_seq();
+  // The sender has no inbox row to carry its dedupe row: it gets its own.
+  if (job && !msg.client_msg_id().empty())
+    commit_.batch().put_dedupe(msg.from(), msg.client_msg_id(), {msg.msg_id(), conv_seq, 0, msg.server_time_ms()});
+  auto shared = std::make_shared<const v1::Message>(std::move(msg));
+  if (!named.empty()) {
+    // The users an event names get it in their inboxes, through a fan-out
+    // record as any group event (at most kEventMaxUids of them).
+    store::FanoutKey key{store::group_conv(shared->to()), conv_seq, ""};
+    commit_.batch().put_group_fanout(key, {*shared, named, static_cast<std::uint32_t>(env_.shards.size())});
+    commit_.after_commit([this, key, shared, named](bool ok) {
+      if (ok) start_group_fanout(key, shared, named, nullptr);
+    });
+  }
+  commit_.after_commit([this, shared, job, named = std::move(named)](bool ok) mutable {
+    if (!ok) {
+      if (job) answer_on_sender(job, make_error(StatusCode::kInternal, "the message could not be stored"));
+      return;
+    }
+    if (job) answer_on_sender(job, send_resp(*shared, 0));
+    push_large(*shared, job ? job->session_id : 0, std::move(named));
+  });
+  return conv_seq;
+}
+
+void Shard::push_large(const v1::Message& msg, std::uint64_t except_session, std::vector<std::string> named) {
+  auto push = std::make_shared<LargePush>();
+  push->gid = msg.to();
+  const std::string row = msg.SerializeAsString();
+  push->frames = wire::push_frames({row}, frame_budget(), [this] { return env_.next_push_seq(); });
+  push->except_session = except_session;
+  std::sort(named.begin(), named.end());
+  push->named = std::move(named);
+  for (auto& shard : env_.shards) asio::post(shard->context(), [s = shard.get(), push] { s->deliver_large(*push); });
+}
+
+void Shard::index_large_members(const std::string& gid, std::vector<std::string> uids, bool joined) {
+  std::vector<std::vector<std::string>> per_shard(env_.shards.size());
+  for (auto& uid : uids) per_shard[shard_of(uid, per_shard.size())].push_back(std::move(uid));
+  for (std::size_t i = 0; i < per_shard.size(); ++i) {
+    if (per_shard[i].empty()) continue;
+    Shard& s = *env_.shards[i];
+    asio::post(s.context(),
+               [&s, gid, uids = std::move(per_shard[i]), joined] { s.large_members_changed(gid, uids, joined); });
+  }
+}
+
+// ---------------------------------------------------------------- every shard
+
+void Shard::deliver_large(const LargePush& push) {
+  auto online = large_online_.find(push.gid);
+  if (online == large_online_.end()) return;
+  std::uint64_t sent = 0;
+  for (const std::string& uid : online->second) {
+    if (std::binary_search(push.named.begin(), push.named.end(), uid)) continue;
+    const UserState* u = users_.peek(uid);
+    if (!u) continue;
+    for (const SessionRef& s : u->sessions) {
+      if (s.session_id == push.except_session) continue;
+      auto conn = s.conn.lock();
+      if (!conn) continue;
+      for (const auto& f : push.frames) net::send_from_any_thread(conn, f);
+      sent += push.frames.size();
+    }
+  }
+  metrics::get().pushes.inc(sent);
+}
+
+void Shard::large_members_changed(const std::string& gid, const std::vector<std::string>& uids, bool joined) {
+  for (const std::string& uid : uids) {
+    if (!joined) {
+      unindex_large(uid, gid);
+      continue;
+    }
+    const UserState* u = users_.peek(uid);
+    if (!u || u->sessions.empty()) continue;
+    if (large_online_[gid].insert(uid).second) large_of_[uid].push_back(gid);
+  }
+}
+
+void Shard::large_group_dropped(const std::string& gid) {
+  auto online = large_online_.find(gid);
+  if (online == large_online_.end()) return;
+  const auto uids = std::move(online->second);
+  large_online_.erase(online);
+  for (const std::string& uid : uids) {
+    auto of = large_of_.find(uid);
+    if (of == large_of_.end()) continue;
+    std::erase(of->second, gid);
+    if (of->second.empty()) large_of_.erase(of);
+  }
+}
+
+void Shard::index_large_groups(const std::string& uid) {
+  if (env_.large.empty()) return;
+  std::vector<std::string> gids;
+  auto scanned = env_.store.scan_user_groups(uid, [&](std::string_view gid) {
+    if (env_.large.from_seq(gid)) gids.emplace_back(gid);
+    return true;
+  });
+  // Without the index the user's sessions miss the pushes of their large
+  // groups, not the messages: CONV_LIST shows them behind, HISTORY has them.
+  if (!scanned)
+    spdlog::warn("shard {}: the groups of {} could not be read ({}); no large-group pushes until the next login",
+                 index_, uid, scanned.error().message);
+  for (const auto& gid : gids)
+    if (large_online_[gid].insert(uid).second) large_of_[uid].push_back(gid);
+}
+
+void Shard::unindex_large_groups(const std::string& uid) {
+  auto of = large_of_.find(uid);
+  if (of == large_of_.end()) return;
+  for (const std::string& gid : of->second) {
+    auto online = large_online_.find(gid);
+    if (online == large_online_.end()) continue;
+    online->second.erase(uid);
+    if (online->second.empty()) large_online_.erase(online);
+  }
+  large_of_.erase(of);
+}
+
+void Shard::unindex_large(const std::string& uid, const std::string& gid) {
+  auto online = large_online_.find(gid);
+  if (online == large_online_.end() || online->second.erase(uid) == 0) return;
+  if (online->second.empty()) large_online_.erase(online);
+  auto of = large_of_.find(uid);
+  if (of == large_of_.end()) return;
+  std::erase(of->second, gid);
+  if (of->second.empty()) large_of_.erase(of);
+}
+
+// ---------------------------------------------------------------- the user's shard: CONV_LIST
+
+Result<std::uint64_t> Shard::newest_conv_seq(const std::string& conv, const store::ConvRecord& r) {
+  if (conv_type_of_id(conv) != v1::GROUP || !env_.large.from_seq(std::string_view(conv).substr(2)))
+    return r.last_conv_seq;
+  auto top = env_.store.last_history_seq(conv);
+  if (!top) return top.error();
+  return std::max(r.last_conv_seq, *top);
+}
+
+Result<std::optional<store::ConvRecord>> Shard::large_view(const std::string& uid, const std::string& conv,
+                                                           const store::ConvRecord& r) {
+  if (conv_type_of_id(conv) != v1::GROUP) return std::optional<store::ConvRecord>();
+  const auto from = env_.large.from_seq(std::string_view(conv).substr(2));
+  if (!from) return std::optional<store::ConvRecord>();
+  auto top = env_.store.last_history_seq(conv);
+  if (!top) return top.error();
+  store::ConvRecord v = r;
+  // The rows below large_from_seq came by write fan-out: the book has them.
+  const std::uint64_t floor = std::max({r.read_seq, r.cleared_seq, *from - 1});
+  if (*top <= floor) return std::optional<store::ConvRecord>(std::move(v));
+  std::vector<std::uint64_t> deleted;  // descending
+  if (r.has_deletes) {
+    auto scanned = env_.store.scan_deleted(uid, conv, floor + 1, *top + 1, true, [&](std::uint64_t seq) {
+      deleted.push_back(seq);
+      return true;
+    });
+    if (!scanned) return scanned.error();
+  }
+  auto next_deleted = deleted.begin();
+  std::size_t visited = 0;
+  v1::Message m;
+  auto scanned = env_.store.scan_history_back(conv, *top + 1, [&](std::uint64_t seq, std::string_view row) {
+    if (seq <= floor || ++visited > kLargeUnreadScan) return false;
+    if (!m.ParseFromArray(row.data(), static_cast<int>(row.size()))) return true;
+    if (seq > v.last_conv_seq) {
+      v.last_conv_seq = seq;
+      v.last_inbox_seq = 0;  // no inbox row
+      v.activity_ms = m.server_time_ms();
+    }
+    if (m.content_type() >= 10000) return true;
+    if (m.from() == uid) {
+      // Sending counts as reading: nothing older is unread.
+      v.read_seq = std::max(v.read_seq, seq);
+      return false;
+    }
+    while (next_deleted != deleted.end() && *next_deleted > seq) ++next_deleted;
+    if (next_deleted != deleted.end() && *next_deleted == seq) return true;
+    ConvBook::add_unread(v, seq);
+    return true;
+  });
+  if (!scanned) return scanned.error();
+  ConvBook::drop_unread_upto(v, v.read_seq);
+  return std::optional<store::ConvRecord>(std::move(v));
+}
+
+}  // namespace im::core
