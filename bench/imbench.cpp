@@ -75,7 +75,8 @@ struct Options {
   int conns = 1000;       // W1, W5
   int pairs = 100;        // W2
   int window = 100;       // W2, W3
-  int members = 500;      // W3
+  int members = 500;      // W3, W7
+  int online = 2000;      // W7: members logged in
   int senders = 1;        // W3
   int messages = 100000;  // W4, W6
   int conversations = 1000;  // conv
@@ -142,7 +143,9 @@ struct Latencies {
     us.insert(us.end(), local.begin(), local.end());
     local.clear();
   }
+  // Under the lock: a session's close handler may still add its samples.
   double pct(double p) {
+    std::lock_guard lock(mutex);
     if (us.empty()) return 0;
     std::sort(us.begin(), us.end());
     return us[std::min(us.size() - 1, static_cast<std::size_t>(p * static_cast<double>(us.size())))] / 1000.0;
@@ -299,6 +302,7 @@ struct Flow {
   std::atomic<bool> measuring{false};
   std::atomic<std::uint64_t> delivered{0};
   std::atomic<std::uint64_t> sent_ok{0};
+  std::atomic<std::uint64_t> sent_measured{0};  // answered OK while measuring
   std::atomic<std::uint64_t> errors{0};
   Latencies lat;
 };
@@ -317,8 +321,11 @@ void receive_pushes(const std::shared_ptr<Session>& s, Flow& flow) {
       flow.delivered.fetch_add(push.messages_size(), std::memory_order_relaxed);
       if (local->size() >= 4096) flow.lat.add(*local);
     }
+    // A large group's messages (PROTOCOL 9) have no inbox seq to acknowledge.
+    const std::uint64_t last = push.messages(push.messages_size() - 1).inbox_seq();
+    if (last == 0) return;
     im::v1::AckReq ack;
-    ack.set_inbox_seq(push.messages(push.messages_size() - 1).inbox_seq());
+    ack.set_inbox_seq(last);
     c->notify(Cmd::kAck, &ack);
   });
   s->client->on_close([local, &flow](const asio::error_code&) { flow.lat.add(*local); });
@@ -345,6 +352,8 @@ void send_window(const std::shared_ptr<Session>& s, Flow& flow, const std::strin
       c->request(Cmd::kSend, &req, [&flow, send_one](Frame& f) {
         if (f.ok()) {
           flow.sent_ok.fetch_add(1, std::memory_order_relaxed);
+          if (flow.measuring.load(std::memory_order_relaxed))
+            flow.sent_measured.fetch_add(1, std::memory_order_relaxed);
         } else {
           flow.errors.fetch_add(1, std::memory_order_relaxed);
         }
@@ -438,6 +447,70 @@ nlohmann::json w3(const Options& o) {
   j["senders"] = o.senders;
   j["offered_rate"] = o.rate;
   j["window"] = o.window;
+  return j;
+}
+
+// W7 (PROTOCOL 9): a group of `members` built by GROUP_CREATE and
+// GROUP_ADD_MEMBERS in frame-sized steps (timed: the switch to read fan-out
+// happens on the way), `online` of them logged in, one of those sending.
+nlohmann::json w7(const Options& o) {
+  constexpr int kStep = 4000;  // uids per request: about 40 KB, within a 64 KiB frame
+  std::vector<std::string> uids;
+  for (int i = 0; i < o.members; ++i) uids.push_back(fmt::format("{}L{}", o.run_id, i));
+  const std::string gid = o.run_id + "large-group";
+  im::SyncClient owner;
+  if (!owner.connect(o.host, o.port, o.client)) throw std::runtime_error("the group owner could not connect");
+  sync_login(owner, o, uids[0], im::v1::DESKTOP);
+  const auto build0 = Clock::now();
+  int added = 0;
+  double switch_step_s = 0;
+  for (int from = 1; from < o.members; from += kStep) {
+    const int to = std::min(o.members, from + kStep);
+    const auto t0 = Clock::now();
+    std::optional<Frame> r;
+    if (from == 1) {
+      im::v1::GroupCreateReq create;
+      create.set_gid(gid);
+      create.set_name("w7");
+      for (int i = from; i < to; ++i) create.add_members(uids[static_cast<std::size_t>(i)]);
+      r = owner.call(Cmd::kGroupCreate, &create, 60s);
+    } else {
+      im::v1::GroupMembersReq add;
+      add.set_gid(gid);
+      for (int i = from; i < to; ++i) add.add_uids(uids[static_cast<std::size_t>(i)]);
+      r = owner.call(Cmd::kGroupAddMembers, &add, 60s);
+    }
+    if (!r || !r->ok())
+      throw std::runtime_error("building the group failed: " + (r ? r->error_message() : "no answer"));
+    switch_step_s = std::max(switch_step_s, std::chrono::duration<double>(Clock::now() - t0).count());
+    added = to;
+  }
+  const double build_s = std::chrono::duration<double>(Clock::now() - build0).count();
+  im::v1::GroupGetReq get;
+  get.set_gid(gid);
+  auto g = owner.call(Cmd::kGroupGet, &get, 10s);
+  im::v1::GroupResp info;
+  if (!g || !g->ok() || !g->parse(info)) throw std::runtime_error("GROUP_GET failed");
+  owner.close();
+
+  Pool pool(o.threads);
+  std::vector<std::string> online(uids.begin(), uids.begin() + std::min(o.online, o.members));
+  auto all = login_all(pool, o, online, o.inflight);
+  Flow flow;
+  for (auto& s : all) receive_pushes(s, flow);
+  std::this_thread::sleep_for(1s);
+  send_window(all[0], flow, gid, im::v1::GROUP, o, o.rate);
+  auto j = run_flow(o, flow, all, "deliveries");
+  pool.stop();
+  j["members"] = added;
+  j["online"] = online.size();
+  j["large"] = info.group().large();
+  j["large_from_seq"] = info.group().large_from_seq();
+  j["build_s"] = build_s;
+  j["slowest_build_step_s"] = switch_step_s;
+  j["messages_per_s"] = static_cast<double>(flow.sent_measured.load()) / j["seconds"].get<double>();
+  j["window"] = o.window;
+  j["offered_rate"] = o.rate;
   return j;
 }
 
@@ -890,7 +963,7 @@ nlohmann::json w6(const Options& o) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"imbench: load generator for imserver (loopback only)"};
-  app.add_option("--scenario", o.scenario, "w1 w2 w3 w4 w5 w6 w8 conv")->required();
+  app.add_option("--scenario", o.scenario, "w1 w2 w3 w4 w5 w6 w7 w8 conv")->required();
   app.add_option("--host", o.host, "server address (loopback)");
   app.add_option("--port", o.port, "server TCP port");
   app.add_option("--server-pid", o.server_pid, "server PID, for RSS and CPU from /proc");
@@ -899,7 +972,8 @@ int main(int argc, char** argv) {
   app.add_option("--conns", o.conns, "W1/W5: connections");
   app.add_option("--pairs", o.pairs, "W2: sender/receiver pairs");
   app.add_option("--window", o.window, "W2/W3: unanswered SENDs per sender");
-  app.add_option("--members", o.members, "W3: group members");
+  app.add_option("--members", o.members, "W3, W7: group members");
+  app.add_option("--online", o.online, "W7: members logged in");
   app.add_option("--senders", o.senders, "W3: members sending");
   app.add_option("--messages", o.messages, "W4, W8: messages waiting; W6: messages stored");
   app.add_option("--conversations", o.conversations, "conv: conversations of the listing user");
@@ -961,6 +1035,8 @@ int main(int argc, char** argv) {
       j = w4(o);
     else if (o.scenario == "w6")
       j = w6(o);
+    else if (o.scenario == "w7")
+      j = w7(o);
     else if (o.scenario == "w8")
       j = w8(o);
     else if (o.scenario == "conv")

@@ -66,6 +66,16 @@ print(f"| W3 paced at {g('w3-paced', 'offered_rate')} msg/s | {g('w3-paced', 'de
       "p99 <= 50 ms (at 170k deliveries/s) |")
 print(f"| W4 pull 100,000 | {g('w4', 'messages_per_s')} msg/s; last after {g('w4', 'time_to_last_ms')} ms | "
       ">= 1,000,000 msg/s |")
+if "w7" in by:
+    print(f"| W7 a {g('w7', 'members')}-member large group, {g('w7', 'online')} online, 1 sender, window 100 | "
+          f"{g('w7', 'messages_per_s')} msg/s, {g('w7', 'deliveries_per_s')} deliveries/s; "
+          f"p99 {g('w7', 'latency_p99_ms', 1)} ms; server {g('w7', 'server_cores', 2)} cores, generator "
+          f"{g('w7', 'generator_cores', 2)}; members added in {g('w7', 'build_s', 2)} s "
+          "| >= 1,000 msg/s; 100,000 added in <= 10 s |")
+if "w7-paced" in by:
+    print(f"| W7 paced at {g('w7-paced', 'offered_rate')} msg/s | {g('w7-paced', 'deliveries_per_s')} deliveries/s; "
+          f"p50 {g('w7-paced', 'latency_p50_ms', 1)} ms, p99 {g('w7-paced', 'latency_p99_ms', 1)} ms; "
+          f"server {g('w7-paced', 'server_cores', 2)} cores | |")
 if "w8" in by:
     print(f"| W8 resync of {by['w8'].get('messages', '?')} messages over {g('w8', 'link_delay_ms')} ms each way, "
           f"{g('w8', 'link_down_bytes_per_s')} B/s down | plain {g('w8', 'plain_time_to_last_ms')} ms, "

@@ -386,8 +386,9 @@ class Shard {
   // last_seen_ms); kept apart from users_ so it outlives a dropped entry.
   std::unordered_map<std::string, std::int64_t> last_seen_;
   // Large groups (shard_large.cpp): gid -> the online users of this shard
-  // among its members, and each such user's indexed gids.
-  std::unordered_map<std::string, std::unordered_set<std::string>> large_online_;
+  // among its members (a user with a session is never dropped from users_,
+  // so the pointers stay valid while indexed), and each such user's gids.
+  std::unordered_map<std::string, std::unordered_map<std::string, UserState*>> large_online_;
   std::unordered_map<std::string, std::vector<std::string>> large_of_;
   // Users with a cursor to write (flush_cursors visits only these; such a
   // user is never dropped from users_, so the pointers stay valid).

@@ -95,20 +95,17 @@ void Shard::index_large_members(const std::string& gid, std::vector<std::string>
 void Shard::deliver_large(const LargePush& push) {
   auto online = large_online_.find(push.gid);
   if (online == large_online_.end()) return;
-  std::uint64_t sent = 0;
-  for (const std::string& uid : online->second) {
+  std::vector<std::shared_ptr<net::Connection>> conns;
+  conns.reserve(online->second.size());
+  for (const auto& [uid, u] : online->second) {
     if (std::binary_search(push.named.begin(), push.named.end(), uid)) continue;
-    const UserState* u = users_.peek(uid);
-    if (!u) continue;
     for (const SessionRef& s : u->sessions) {
       if (s.session_id == push.except_session) continue;
-      auto conn = s.conn.lock();
-      if (!conn) continue;
-      for (const auto& f : push.frames) net::send_from_any_thread(conn, f);
-      sent += push.frames.size();
+      if (auto conn = s.conn.lock()) conns.push_back(std::move(conn));
     }
   }
-  metrics::get().pushes.inc(sent);
+  metrics::get().pushes.inc(conns.size() * push.frames.size());
+  net::send_to_all_from_any_thread(std::move(conns), push.frames);
 }
 
 void Shard::large_members_changed(const std::string& gid, const std::vector<std::string>& uids, bool joined) {
@@ -117,9 +114,9 @@ void Shard::large_members_changed(const std::string& gid, const std::vector<std:
       unindex_large(uid, gid);
       continue;
     }
-    const UserState* u = users_.peek(uid);
+    UserState* u = users_.peek_mut(uid);
     if (!u || u->sessions.empty()) continue;
-    if (large_online_[gid].insert(uid).second) large_of_[uid].push_back(gid);
+    if (large_online_[gid].emplace(uid, u).second) large_of_[uid].push_back(gid);
   }
 }
 
@@ -128,7 +125,7 @@ void Shard::large_group_dropped(const std::string& gid) {
   if (online == large_online_.end()) return;
   const auto uids = std::move(online->second);
   large_online_.erase(online);
-  for (const std::string& uid : uids) {
+  for (const auto& [uid, u] : uids) {
     auto of = large_of_.find(uid);
     if (of == large_of_.end()) continue;
     std::erase(of->second, gid);
@@ -148,8 +145,10 @@ void Shard::index_large_groups(const std::string& uid) {
   if (!scanned)
     spdlog::warn("shard {}: the groups of {} could not be read ({}); no large-group pushes until the next login",
                  index_, uid, scanned.error().message);
+  UserState* u = users_.peek_mut(uid);
+  if (!u) return;
   for (const auto& gid : gids)
-    if (large_online_[gid].insert(uid).second) large_of_[uid].push_back(gid);
+    if (large_online_[gid].emplace(uid, u).second) large_of_[uid].push_back(gid);
 }
 
 void Shard::unindex_large_groups(const std::string& uid) {

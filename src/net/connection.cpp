@@ -576,4 +576,20 @@ void send_from_any_thread(const std::shared_ptr<Connection>& conn, SharedFrame f
   asio::post(conn->executor(), [conn, frame = std::move(frame)]() mutable { conn->send(std::move(frame)); });
 }
 
+void send_to_all_from_any_thread(std::vector<std::shared_ptr<Connection>> conns,
+                                 const std::vector<SharedFrame>& frames) {
+  std::sort(conns.begin(), conns.end(), [](const auto& a, const auto& b) { return &a->loop() < &b->loop(); });
+  for (auto first = conns.begin(); first != conns.end();) {
+    IoLoop* loop = &(*first)->loop();
+    auto last = std::find_if(first, conns.end(), [loop](const auto& c) { return &c->loop() != loop; });
+    std::vector<std::shared_ptr<Connection>> run(std::make_move_iterator(first), std::make_move_iterator(last));
+    auto executor = run.front()->executor();
+    asio::post(executor, [run = std::move(run), frames] {
+      for (const auto& c : run)
+        for (const auto& f : frames) c->send(f);
+    });
+    first = last;
+  }
+}
+
 }  // namespace im::net

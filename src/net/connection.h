@@ -145,5 +145,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 // Sends `frame` on `conn` from any thread (posted to the connection's loop).
 void send_from_any_thread(const std::shared_ptr<Connection>& conn, SharedFrame frame);
+// Sends `frames` on every connection of `conns` from any thread, with one
+// post per loop rather than one per connection (a large group's PUSH).
+void send_to_all_from_any_thread(std::vector<std::shared_ptr<Connection>> conns,
+                                 const std::vector<SharedFrame>& frames);
 
 }  // namespace im::net
