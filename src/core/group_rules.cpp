@@ -255,8 +255,20 @@ std::vector<std::string> slice_recipients(const GroupPlan& plan, const EventSlic
           e.uids.begin() + static_cast<std::ptrdiff_t>(slice.to)};
 }
 
+std::vector<std::string> switching_recipients(const GroupPlan& plan, const EventSlice& slice,
+                                              const std::vector<std::string>& before) {
+  const GroupEventPlan& e = plan.events.at(slice.event);
+  if (e.type != v1::CREATED && e.type != v1::MEMBERS_ADDED) return slice_recipients(plan, slice);
+  std::vector<std::string> out = before;
+  out.insert(out.end(), e.uids.begin() + static_cast<std::ptrdiff_t>(slice.from),
+             e.uids.begin() + static_cast<std::ptrdiff_t>(slice.to));
+  sort_unique(out);
+  return out;
+}
+
 void read_fanout(GroupPlan& plan) {
   for (GroupEventPlan& e : plan.events) {
+    if (e.type == v1::DISMISSED) continue;
     e.recipients.clear();
     e.named_only = e.type == v1::MEMBERS_ADDED || e.type == v1::MEMBERS_REMOVED || e.type == v1::MEMBER_LEFT;
   }

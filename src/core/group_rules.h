@@ -71,9 +71,16 @@ std::vector<std::string> slice_recipients(const GroupPlan& plan, const EventSlic
 
 // ---- large groups (PROTOCOL 9)
 // A plan for a group on read fan-out: events that add or remove members go
-// to the inboxes of the users they name, every other event to none (the
-// online members get them pushed).
+// to the inboxes of the users they name, DISMISSED to every member (it ends
+// the group for those offline too), every other event to none (the online
+// members get them pushed).
 void read_fanout(GroupPlan& plan);
+// The inboxes an event message of a plan that switches the group goes to:
+// for CREATED and MEMBERS_ADDED the members before the change and the users
+// it names (not every member: a 100,000-member create would write 200
+// events to each of them), for any other event its recipients.
+std::vector<std::string> switching_recipients(const GroupPlan& plan, const EventSlice& slice,
+                                              const std::vector<std::string>& before);
 // Whether the plan switches the group to read fan-out: it is not yet, and
 // it would have more than `threshold` members (a dismissed one never does).
 bool switches_to_read_fanout(const GroupState* g, const GroupPlan& plan, std::uint32_t threshold);

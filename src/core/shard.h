@@ -222,6 +222,19 @@ class Shard {
     // kept up to date with every committed inbox row while loaded.
     std::unique_ptr<ConvBook> book;
     bool book_listed = false;  // listed in dirty_books_
+    // What a listing made of one of the user's large groups (shard_large.cpp):
+    // the view, the history row it reached, and the book's state it started
+    // from (a change of it, a read mark, a delete or a new event, means
+    // reading again from the start); the next listing reads only the rows
+    // above `top`. Allocated for a user in a large group only.
+    struct LargeSeen {
+      store::ConvRecord view;
+      std::uint64_t top = 0;
+      std::uint64_t floor = 0;
+      std::uint64_t seen_inbox_seq = 0;
+      bool valid = false;
+    };
+    std::unique_ptr<std::unordered_map<std::string, LargeSeen>> large_seen;
   };
   // An inbox row of the current batch, pushed once it is durable.
   struct Push {
@@ -313,13 +326,12 @@ class Shard {
   void unindex_large(const std::string& uid, const std::string& gid);
   // The inbox rows a plan causes, FANOUT_CHANGED's included.
   std::uint64_t rows_of(const GroupState* g, const GroupPlan& plan, const std::vector<EventSlice>& slices) const;
-  // The newest conv_seq of a conversation the user holds: a large group's
-  // from its history (its messages have no inbox rows).
-  Result<std::uint64_t> newest_conv_seq(const std::string& conv, const store::ConvRecord& r);
   // A large group's state as CONV_LIST shows it: the book's, with the
   // newest message, read position and unread conv_seqs taken from the
-  // history above what the book holds. None for any other conversation.
-  Result<std::optional<store::ConvRecord>> large_view(const std::string& uid, const std::string& conv,
+  // history above the read position (up to the event that removed a former
+  // member), read incrementally from one listing to the next. None for any
+  // other conversation.
+  Result<std::optional<store::ConvRecord>> large_view(UserState& u, const std::string& uid, const std::string& conv,
                                                       const store::ConvRecord& r);
   void start_group_fanout(store::FanoutKey key, std::shared_ptr<const v1::Message> msg,
                           const std::vector<std::string>& recipients, std::shared_ptr<SendJob> job);

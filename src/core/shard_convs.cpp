@@ -264,7 +264,7 @@ Result<v1::ConvListResp> Shard::conv_list(const std::string& uid, const v1::Conv
   std::deque<store::ConvRecord> views;  // large groups' (PROTOCOL 9), stable for `order`
   for (const auto& [conv, e] : (*b)->entries()) {
     if (e.rec.last_conv_seq == 0) continue;  // settings or marks only: not a conversation of the list
-    auto view = large_view(uid, conv, e.rec);
+    auto view = large_view(**u, uid, conv, e.rec);
     if (!view) return view.error();
     const store::ConvRecord& r = *view ? views.emplace_back(std::move(**view)) : e.rec;
     if (!r.muted) total += ConvBook::unread_count(r);
@@ -324,7 +324,7 @@ void Shard::conv_read(const std::string& uid, const v1::ConvReadReq& req, std::u
   v1::ConvReadResp resp;
   std::uint64_t newest = 0;
   if (e) {
-    auto view = large_view(uid, conv, e->rec);
+    auto view = large_view(*at->user, uid, conv, e->rec);
     if (!view) return done(view.error());
     const store::ConvRecord& r = *view ? **view : e->rec;
     resp.set_read_seq(r.read_seq);
@@ -398,7 +398,7 @@ void Shard::conv_read(const std::string& uid, const v1::ConvReadReq& req, std::u
     moved.set_inbox_seq(inbox_seq);
     if (user_state->book) {
       if (const ConvBook::Entry* now = user_state->book->find(conv)) {
-        auto view = large_view(*uid_key, conv, now->rec);
+        auto view = large_view(*user_state, *uid_key, conv, now->rec);
         const store::ConvRecord& r = view && *view ? **view : now->rec;
         moved.set_read_seq(r.read_seq);
         moved.set_unread_count(ConvBook::unread_count(r));
@@ -468,7 +468,9 @@ void Shard::conv_update(const std::string& uid, const v1::ConvUpdateReq& req, st
     if (!ok) return done(make_error(StatusCode::kInternal, "the settings could not be stored"));
     const ConvBook::Entry* now = user_state->book ? user_state->book->find(conv) : nullptr;
     if (!now) return done(make_error(StatusCode::kInternal, "the conversation state was lost"));
-    auto c = conversation_of(uid, conv, now->rec);
+    auto view = large_view(*user_state, uid, conv, now->rec);
+    if (!view) return done(view.error());
+    auto c = conversation_of(uid, conv, *view ? **view : now->rec);
     if (!c) return done(c.error());
     v1::ConvUpdateResp resp;
     *resp.mutable_conversation() = std::move(*c);
@@ -489,11 +491,12 @@ void Shard::delete_for_me(const std::string& uid, const v1::DeleteReq& req, std:
   const ConvBook::Entry* e = at->entry;
   // Nothing above the newest message the user holds: a later message is
   // not deleted in advance.
-  auto newest = newest_conv_seq(conv, e->rec);
-  if (!newest) return done(newest.error());
+  auto view = large_view(*at->user, uid, conv, e->rec);
+  if (!view) return done(view.error());
+  const std::uint64_t newest = *view ? (*view)->last_conv_seq : e->rec.last_conv_seq;
   for (std::uint64_t seq : req.conv_seqs())
-    if (seq > *newest) return done(make_error(StatusCode::kBadRequest, "conv_seq beyond the conversation"));
-  const std::uint64_t up_to = std::min(req.up_to_seq(), *newest);
+    if (seq > newest) return done(make_error(StatusCode::kBadRequest, "conv_seq beyond the conversation"));
+  const std::uint64_t up_to = std::min(req.up_to_seq(), newest);
   v1::MessageDelete mark;
   mark.set_conv_type(req.conv_type());
   mark.set_peer(req.peer());

@@ -92,8 +92,11 @@ Result<GroupReply> Shard::run_group_command(GroupCommand& c) {
 }
 
 std::uint64_t Shard::rows_of(const GroupState* g, const GroupPlan& plan, const std::vector<EventSlice>& slices) const {
-  const bool switching = switches_to_read_fanout(g, plan, env_.config.limits.write_fanout_max_members);
-  return plan_rows(plan, slices) + (switching ? plan.info.member_count() : 0);
+  if (!switches_to_read_fanout(g, plan, env_.config.limits.write_fanout_max_members)) return plan_rows(plan, slices);
+  const auto before = g ? member_uids(*g) : std::vector<std::string>();
+  std::uint64_t rows = plan.info.member_count();  // FANOUT_CHANGED
+  for (const EventSlice& slice : slices) rows += switching_recipients(plan, slice, before).size();
+  return rows;
 }
 
 Result<Ok> Shard::apply_group_plan(GroupState* g, const GroupPlan& plan, const std::vector<EventSlice>& slices) {
@@ -120,6 +123,9 @@ Result<Ok> Shard::apply_group_plan(GroupState* g, const GroupPlan& plan, const s
     if (!id) return id.error();
     switch_id = *id;
   }
+  // A switching plan's CREATED and MEMBERS_ADDED go to the members before
+  // it and those they name, then FANOUT_CHANGED to everyone.
+  const auto before = switching && g ? member_uids(*g) : std::vector<std::string>();
   if (g) {
     groups_.touch(gid);
   } else {
@@ -140,7 +146,7 @@ Result<Ok> Shard::apply_group_plan(GroupState* g, const GroupPlan& plan, const s
   }
   // Counters loaded: nothing below fails.
   for (std::size_t i = 0; i < slices.size(); ++i) {
-    auto recipients = slice_recipients(plan, slices[i]);
+    auto recipients = switching ? switching_recipients(plan, slices[i], before) : slice_recipients(plan, slices[i]);
     if (large) {
       (void)stage_large_message(std::move(events[i]), std::move(recipients), nullptr, g->members.size());
     } else {

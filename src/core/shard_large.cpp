@@ -25,7 +25,8 @@ namespace {
 // The newest history rows a CONV_LIST entry of a large group reads to count
 // what is unread (docs/protocol.md: an unread count of a large group is
 // exact up to this many).
-constexpr std::size_t kLargeUnreadScan = 10'000;
+constexpr std::uint64_t kLargeUnreadScan = 10'000;
+constexpr std::uint32_t kRecallEvent = 10003;
 
 }  // namespace
 
@@ -175,58 +176,75 @@ void Shard::unindex_large(const std::string& uid, const std::string& gid) {
 
 // ---------------------------------------------------------------- the user's shard: CONV_LIST
 
-Result<std::uint64_t> Shard::newest_conv_seq(const std::string& conv, const store::ConvRecord& r) {
-  if (conv_type_of_id(conv) != v1::GROUP || !env_.large.from_seq(std::string_view(conv).substr(2)))
-    return r.last_conv_seq;
-  auto top = env_.store.last_history_seq(conv);
-  if (!top) return top.error();
-  return std::max(r.last_conv_seq, *top);
-}
-
-Result<std::optional<store::ConvRecord>> Shard::large_view(const std::string& uid, const std::string& conv,
-                                                           const store::ConvRecord& r) {
+Result<std::optional<store::ConvRecord>> Shard::large_view(UserState& u, const std::string& uid,
+                                                           const std::string& conv, const store::ConvRecord& r) {
   if (conv_type_of_id(conv) != v1::GROUP) return std::optional<store::ConvRecord>();
-  const auto from = env_.large.from_seq(std::string_view(conv).substr(2));
+  const std::string_view gid = std::string_view(conv).substr(2);
+  const auto from = env_.large.from_seq(gid);
   if (!from) return std::optional<store::ConvRecord>();
   auto top = env_.store.last_history_seq(conv);
   if (!top) return top.error();
-  store::ConvRecord v = r;
-  // The rows below large_from_seq came by write fan-out: the book has them.
-  const std::uint64_t floor = std::max({r.read_seq, r.cleared_seq, *from - 1});
-  if (*top <= floor) return std::optional<store::ConvRecord>(std::move(v));
-  std::vector<std::uint64_t> deleted;  // descending
+  // A former member sees nothing after the event that removed it (the
+  // book's last row): HISTORY refuses it the rest too.
+  auto member = env_.store.in_group(uid, gid);
+  if (!member) return member.error();
+  if (!*member) *top = std::min(*top, r.last_conv_seq);
+  // The rows below large_from_seq came by write fan-out, and the ones up to
+  // the user's first (its join) are not its: the book has what counts.
+  const std::uint64_t floor =
+      std::max({r.read_seq, r.cleared_seq, *from - 1, r.first_conv_seq > 0 ? r.first_conv_seq - 1 : 0});
+  if (!u.large_seen) u.large_seen = std::make_unique<std::unordered_map<std::string, UserState::LargeSeen>>();
+  UserState::LargeSeen& seen = (*u.large_seen)[conv];
+  if (!seen.valid || seen.floor != floor || seen.seen_inbox_seq != r.seen_inbox_seq || seen.top > *top) {
+    // From the book's state, the rows above the floor: its messages are not
+    // in the book (events naming the user are, but they count for nothing).
+    // Only the newest kLargeUnreadScan of them are read.
+    std::uint64_t start = std::max(floor, *top > kLargeUnreadScan ? *top - kLargeUnreadScan : 0);
+    // The newest row is read whatever the floor: it is the listing's last
+    // message (counted only above the floor).
+    if (*top > r.last_conv_seq) start = std::min(start, *top - 1);
+    seen = UserState::LargeSeen{r, start, floor, r.seen_inbox_seq, true};
+  }
+  store::ConvRecord& v = seen.view;
+  if (*top <= seen.top) return std::optional<store::ConvRecord>(v);
+  std::vector<std::uint64_t> deleted;  // ascending
   if (r.has_deletes) {
-    auto scanned = env_.store.scan_deleted(uid, conv, floor + 1, *top + 1, true, [&](std::uint64_t seq) {
+    auto scanned = env_.store.scan_deleted(uid, conv, seen.top + 1, *top + 1, false, [&](std::uint64_t seq) {
       deleted.push_back(seq);
       return true;
     });
     if (!scanned) return scanned.error();
   }
   auto next_deleted = deleted.begin();
-  std::size_t visited = 0;
   v1::Message m;
-  auto scanned = env_.store.scan_history_back(conv, *top + 1, [&](std::uint64_t seq, std::string_view row) {
-    if (seq <= floor || ++visited > kLargeUnreadScan) return false;
-    if (!m.ParseFromArray(row.data(), static_cast<int>(row.size()))) return true;
+  auto scanned = env_.store.scan_history(conv, seen.top + 1, *top + 1, [&](std::uint64_t seq, std::string_view row) {
     if (seq > v.last_conv_seq) {
       v.last_conv_seq = seq;
       v.last_inbox_seq = 0;  // no inbox row
-      v.activity_ms = m.server_time_ms();
+    }
+    if (!m.ParseFromArray(row.data(), static_cast<int>(row.size()))) return true;
+    if (seq == v.last_conv_seq) v.activity_ms = m.server_time_ms();
+    if (seq <= seen.floor) return true;
+    if (m.content_type() == kRecallEvent) {
+      v1::MessageRecall recall;
+      if (recall.ParseFromString(m.body())) ConvBook::drop_unread(v, recall.target_conv_seq());
+      return true;
     }
     if (m.content_type() >= 10000) return true;
     if (m.from() == uid) {
       // Sending counts as reading: nothing older is unread.
       v.read_seq = std::max(v.read_seq, seq);
-      return false;
+      ConvBook::drop_unread_upto(v, seq);
+      return true;
     }
-    while (next_deleted != deleted.end() && *next_deleted > seq) ++next_deleted;
+    while (next_deleted != deleted.end() && *next_deleted < seq) ++next_deleted;
     if (next_deleted != deleted.end() && *next_deleted == seq) return true;
     ConvBook::add_unread(v, seq);
     return true;
   });
   if (!scanned) return scanned.error();
-  ConvBook::drop_unread_upto(v, v.read_seq);
-  return std::optional<store::ConvRecord>(std::move(v));
+  seen.top = *top;
+  return std::optional<store::ConvRecord>(v);
 }
 
 }  // namespace im::core

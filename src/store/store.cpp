@@ -634,6 +634,12 @@ Result<Ok> Store::scan_user_groups(std::string_view uid, const std::function<boo
               [&](std::string_view key, std::string_view) { return fn(key.substr(prefix.size())); });
 }
 
+Result<bool> Store::in_group(std::string_view uid, std::string_view gid) {
+  auto row = get(Cf::kUserGroups, member_key(uid, gid));
+  if (!row) return row.error();
+  return row->has_value();
+}
+
 Result<std::optional<std::uint64_t>> Store::get_meta(std::string_view name) {
   auto row = get(Cf::kMeta, name);
   if (!row) return row.error();

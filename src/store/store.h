@@ -199,6 +199,8 @@ class Store {
   // The user's gids in order, from the first one after `after_gid` ("": from the start).
   Result<Ok> scan_user_groups(std::string_view uid, const std::function<bool(std::string_view gid)>& fn,
                               std::string_view after_gid = {});
+  // Whether `uid` is a member of `gid` (its `user_groups` row).
+  Result<bool> in_group(std::string_view uid, std::string_view gid);
   Result<std::optional<std::uint64_t>> get_meta(std::string_view name);
   // Every token revocation (uid, revoked_s), in uid order (start-up).
   Result<Ok> scan_token_revocations(const std::function<bool(std::string_view uid, std::int64_t revoked_s)>& fn);

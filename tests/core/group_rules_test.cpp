@@ -1,6 +1,7 @@
 // The group rules of PROTOCOL 5 ("Groups" and its "Details" list), one
 // rule a test, on core/group_rules' pure plans: no store, no shard.
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <string>
@@ -585,4 +586,28 @@ TEST_CASE("large: FANOUT_CHANGED names the actor and carries the group as switch
   CHECK(e.uids_size() == 0);
   CHECK(e.group().large());
   CHECK(e.group().large_from_seq() == 4);
+}
+
+TEST_CASE("large: a switching add goes to the members before it and the users each message names") {
+  using im::core::event_slices;
+  using im::core::member_uids;
+  using im::core::switching_recipients;
+  const GroupState g = group_of({"alice", "bob"});
+  auto add = plan_add(g, kOwner, members_req(numbered(600, "n")), kMaxMembers);
+  REQUIRE(add);
+  const auto slices = event_slices(*add, kFrameBudget);
+  REQUIRE(slices.size() == 2);
+  const auto before = member_uids(g);
+  auto first = switching_recipients(*add, slices[0], before);
+  CHECK(first.size() == 3 + 500);
+  CHECK(std::count(first.begin(), first.end(), "n0000") == 1);
+  CHECK(std::count(first.begin(), first.end(), "n0599") == 0);
+  auto second = switching_recipients(*add, slices[1], before);
+  CHECK(second.size() == 3 + 100);
+  CHECK(std::count(second.begin(), second.end(), "alice") == 1);
+  // A dismissal of a large group still reaches every member's inbox.
+  auto dismiss = plan_dismiss(g, kOwner);
+  REQUIRE(dismiss);
+  im::core::read_fanout(*dismiss);
+  CHECK(im::core::slice_recipients(*dismiss, event_slices(*dismiss, kFrameBudget)[0]) == Uids{"alice", "bob", "owner"});
 }

@@ -229,11 +229,14 @@ TEST_CASE("large group: growing past the threshold switches once, and membership
   CHECK(event_of(e_rows[0]).group().large());
   CHECK(pull_all(*b).size() == b_inbox_before);
 
+  // Nothing from before the join is unread for the new member.
+  CHECK(find_conv(conv_list(*e), "grow").unread_count() == 0);
   // The new member is indexed at once: it gets the next message pushed.
   auto m = send_to_group(*c, "grow", "c1", "to all");
   CHECK(m.conv_seq() == 6);
   CHECK(push_of(*e, "grow", 6));
   CHECK(push_of(*b, "grow", 6));
+  CHECK(find_conv(conv_list(*e), "grow").unread_count() == 1);
 
   // Removing: the removed user's inbox gets the event; it gets nothing more
   // and may no longer read the group.
@@ -260,6 +263,11 @@ TEST_CASE("large group: growing past the threshold switches once, and membership
   h.set_conv_type(v1::GROUP);
   h.set_peer("grow");
   CHECK(status_of(*c, Cmd::kHistory, h) == StatusCode::kForbidden);
+  // Nor does CONV_LIST show it what came after the removal.
+  auto c_conv = find_conv(conv_list(*c), "grow");
+  CHECK(c_conv.last_conv_seq() == 7);
+  CHECK(c_conv.last_message().content_type() == 10001);
+  CHECK(c_conv.unread_count() == 0);
   CHECK(history_after(*b, "grow", 4).size() == 4);  // 5 .. 8
 }
 
@@ -314,6 +322,11 @@ TEST_CASE("large group: unread counts, CONV_READ, sending counts as reading, REC
   auto all = call_ok<v1::ConvReadResp>(*b, Cmd::kConvRead, read);
   CHECK(all.read_seq() == 11);
   CHECK(all.unread_count() == 0);
+  // Read up to the newest, the listing still shows the newest message.
+  auto read_all = find_conv(conv_list(*b), "count");
+  CHECK(read_all.last_conv_seq() == 11);
+  CHECK(read_all.last_message().body() == "hi");
+  CHECK(read_all.unread_count() == 0);
   // Deleting for oneself a message the inbox never held is allowed.
   v1::DeleteReq del;
   del.set_conv_type(v1::GROUP);
@@ -368,6 +381,18 @@ TEST_CASE("large group: after kill -9 the group is still large, new sessions get
   auto gone = push_of(*b, "crash", 5);
   REQUIRE(gone);
   CHECK(event_of(*gone).type() == v1::DISMISSED);
+  CHECK(gone->inbox_seq() > 0);  // in every member's inbox
   auto req = send_req("crash", "k3", "x", v1::GROUP);
   CHECK(status_of(*a, Cmd::kSend, req) == StatusCode::kNotFound);
+  // A member offline meanwhile learns it from its inbox.
+  auto c = server.login("kr-c");
+  auto c_rows = group_rows(pull_until(*c,
+                                      [](const auto& r) {
+                                        auto g = group_rows(r, "crash");
+                                        return !g.empty() && g.back().conv_seq() == 5;
+                                      }),
+                           "crash");
+  REQUIRE_FALSE(c_rows.empty());
+  CHECK(event_of(c_rows.back()).type() == v1::DISMISSED);
+  CHECK(find_conv(conv_list(*c), "crash").last_conv_seq() == 5);
 }

@@ -796,3 +796,23 @@ TEST_CASE("webhook worker: stopping while a POST hangs returns, and the event is
   }
   std::filesystem::remove_all(storage.data_dir);
 }
+
+TEST_CASE("offline_push: none for a large group's messages (PROTOCOL 9), which have no inbox rows") {
+  constexpr auto kOfflineDelay = 300ms;  // push.offline_delay_ms
+  WebhookReceiver receiver;
+  ServerProcess server(merged(hook_config(receiver, static_cast<std::uint32_t>(kOfflineDelay.count())),
+                              {{"limits.write_fanout_max_members", "3"}}));
+  auto alice = server.login("alice");
+  create_group(*alice, "big", {"bob", "carol", "dave"});  // large at once: bob, carol and dave are offline
+  auto req = send_req("big", "g1", "to the large group", v1::GROUP);
+  auto sent = call_ok<v1::SendResp>(*alice, Cmd::kSend, req);
+  CHECK(sent.inbox_seq() == 0);
+  // A C2C message after it: its offline_push comes; the group's three would
+  // have come before it.
+  v1::SendResp c2c = send_ok(*alice, "carol", "c1");
+  receiver.wait_for(1);
+  auto events = bodies(receiver.wait_for(4, 3 * kOfflineDelay));
+  REQUIRE(events.size() == 1);
+  CHECK(events[0]["event"] == "offline_push");
+  CHECK(events[0]["msg_id"] == std::to_string(c2c.msg_id()));
+}
