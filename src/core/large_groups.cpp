@@ -29,6 +29,14 @@ void LargeGroups::remove(const std::string& gid) {
   count_.store(groups_.size(), std::memory_order_release);
 }
 
+std::vector<std::string> LargeGroups::gids() const {
+  std::shared_lock lock(mutex_);
+  std::vector<std::string> out;
+  out.reserve(groups_.size());
+  for (const auto& [gid, from] : groups_) out.push_back(gid);
+  return out;
+}
+
 std::optional<std::uint64_t> LargeGroups::from_seq(std::string_view gid) const {
   if (empty()) return std::nullopt;
   std::shared_lock lock(mutex_);

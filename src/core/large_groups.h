@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "im/result.h"
 #include "store/store.h"
@@ -29,6 +30,8 @@ class LargeGroups {
   // The conv_seq from which the group's messages have no inbox rows; none
   // when it is not a large group.
   std::optional<std::uint64_t> from_seq(std::string_view gid) const;
+  // Every large gid (a copy).
+  std::vector<std::string> gids() const;
   // No large group at all: the common case, answered without a lock.
   bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
   std::size_t size() const { return count_.load(std::memory_order_acquire); }

@@ -27,6 +27,9 @@ namespace {
 // exact up to this many).
 constexpr std::uint64_t kLargeUnreadScan = 10'000;
 constexpr std::uint32_t kRecallEvent = 10003;
+// Up to this many large groups, a first session looks each up instead of
+// scanning all of the user's groups.
+constexpr std::size_t kLargePointReads = 64;
 
 }  // namespace
 
@@ -137,10 +140,24 @@ void Shard::large_group_dropped(const std::string& gid) {
 void Shard::index_large_groups(const std::string& uid) {
   if (env_.large.empty()) return;
   std::vector<std::string> gids;
-  auto scanned = env_.store.scan_user_groups(uid, [&](std::string_view gid) {
-    if (env_.large.from_seq(gid)) gids.emplace_back(gid);
-    return true;
-  });
+  Result<Ok> scanned = Ok{};
+  if (env_.large.size() <= kLargePointReads) {
+    // Few large groups: a point read each, whatever the number of groups
+    // the user is in (which another member can raise by adding it).
+    for (auto& gid : env_.large.gids()) {
+      auto member = env_.store.in_group(uid, gid);
+      if (!member) {
+        scanned = member.error();
+        break;
+      }
+      if (*member) gids.push_back(std::move(gid));
+    }
+  } else {
+    scanned = env_.store.scan_user_groups(uid, [&](std::string_view gid) {
+      if (env_.large.from_seq(gid)) gids.emplace_back(gid);
+      return true;
+    });
+  }
   // Without the index the user's sessions miss the pushes of their large
   // groups, not the messages: CONV_LIST shows them behind, HISTORY has them.
   if (!scanned)

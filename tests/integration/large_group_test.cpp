@@ -396,3 +396,22 @@ TEST_CASE("large group: after kill -9 the group is still large, new sessions get
   CHECK(event_of(c_rows.back()).type() == v1::DISMISSED);
   CHECK(find_conv(conv_list(*c), "crash").last_conv_seq() == 5);
 }
+
+TEST_CASE("large group: a first session finds its large groups whether there are few or many of them") {
+  // Up to 64 large groups a login looks each one up; past that it scans the
+  // user's groups. Both ways the user's session is indexed.
+  ServerProcess server(large_overrides());
+  auto owner = server.login("many-owner");
+  for (int i = 0; i < 70; ++i) {
+    const std::string gid = "many" + std::to_string(i);
+    create_group(*owner, gid, {"many-x" + std::to_string(i % 2), "many-y", "many-z"});
+    if (i == 0 || i == 69) {
+      // A member logs in with i + 1 large groups in the server.
+      auto x = server.login("many-x" + std::to_string(i % 2), 1, "d" + std::to_string(i));
+      (void)group_pushes(*x, gid, 200ms);
+      auto sent = send_to_group(*owner, gid, "s" + std::to_string(i), "hello");
+      INFO("large groups: " << i + 1);
+      CHECK(push_of(*x, gid, sent.conv_seq()));
+    }
+  }
+}
