@@ -23,12 +23,6 @@ void LargeGroups::add(const std::string& gid, std::uint64_t from_seq) {
   count_.store(groups_.size(), std::memory_order_release);
 }
 
-void LargeGroups::remove(const std::string& gid) {
-  std::unique_lock lock(mutex_);
-  groups_.erase(gid);
-  count_.store(groups_.size(), std::memory_order_release);
-}
-
 std::vector<std::string> LargeGroups::gids() const {
   std::shared_lock lock(mutex_);
   std::vector<std::string> out;

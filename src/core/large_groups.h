@@ -3,7 +3,7 @@
 // each reads from: what a user's shard asks when a session starts (which of
 // the user's groups to index for pushes) and when it lists conversations.
 // Loaded from the store's `large_group:` rows at start-up; a group's shard
-// adds one once its switch is durable and removes one once its dismissal is.
+// adds one once its switch is durable. A group stays large for good.
 //
 // Thread safe: read by every shard, written by the groups' shards.
 
@@ -26,7 +26,6 @@ class LargeGroups {
   // Reads every marker row (start-up, before any request).
   Result<Ok> load(store::Store& store);
   void add(const std::string& gid, std::uint64_t from_seq);
-  void remove(const std::string& gid);
   // The conv_seq from which the group's messages have no inbox rows; none
   // when it is not a large group.
   std::optional<std::uint64_t> from_seq(std::string_view gid) const;

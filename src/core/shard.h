@@ -331,8 +331,11 @@ class Shard {
   // history above the read position (up to the event that removed a former
   // member), read incrementally from one listing to the next. None for any
   // other conversation.
+  // `budget`: the history rows the caller may still read (CONV_LIST's,
+  // shared by its entries); an entry that runs out is counted so far and
+  // goes on from there at the next listing.
   Result<std::optional<store::ConvRecord>> large_view(UserState& u, const std::string& uid, const std::string& conv,
-                                                      const store::ConvRecord& r);
+                                                      const store::ConvRecord& r, std::uint64_t* budget = nullptr);
   void start_group_fanout(store::FanoutKey key, std::shared_ptr<const v1::Message> msg,
                           const std::vector<std::string>& recipients, std::shared_ptr<SendJob> job);
   void chain_done(const std::shared_ptr<GroupFanout>& fanout);

@@ -29,6 +29,9 @@ constexpr std::size_t kMaxSeqsPerRequest = 100;  // RECEIPTS and DELETE (PROTOCO
 // past the ones the user deleted (when all of them are, it shows none):
 // at most this many point reads per entry, 500 entries a page.
 constexpr std::uint64_t kLastMessageLookBack = 20;
+// The history rows one CONV_LIST reads at most to count the unread messages
+// of large groups (PROTOCOL 9), all of them together.
+constexpr std::uint64_t kLargeListBudget = 50'000;
 
 // The order of CONV_LIST: pinned first, then newest activity, then the id
 // (so a cursor names one place in it).
@@ -262,9 +265,10 @@ Result<v1::ConvListResp> Shard::conv_list(const std::string& uid, const v1::Conv
   std::uint64_t total = 0;
   std::vector<std::pair<ListKey, const store::ConvRecord*>> order;
   std::deque<store::ConvRecord> views;  // large groups' (PROTOCOL 9), stable for `order`
+  std::uint64_t history_budget = kLargeListBudget;
   for (const auto& [conv, e] : (*b)->entries()) {
     if (e.rec.last_conv_seq == 0) continue;  // settings or marks only: not a conversation of the list
-    auto view = large_view(**u, uid, conv, e.rec);
+    auto view = large_view(**u, uid, conv, e.rec, &history_budget);
     if (!view) return view.error();
     const store::ConvRecord& r = *view ? views.emplace_back(std::move(**view)) : e.rec;
     if (!r.muted) total += ConvBook::unread_count(r);
@@ -323,6 +327,7 @@ void Shard::conv_read(const std::string& uid, const v1::ConvReadReq& req, std::u
   const ConvBook::Entry* e = at->entry;
   v1::ConvReadResp resp;
   std::uint64_t newest = 0;
+  std::uint64_t current = 0;  // the read position (a large group's own SENDs included)
   if (e) {
     auto view = large_view(*at->user, uid, conv, e->rec);
     if (!view) return done(view.error());
@@ -330,20 +335,21 @@ void Shard::conv_read(const std::string& uid, const v1::ConvReadReq& req, std::u
     resp.set_read_seq(r.read_seq);
     resp.set_unread_count(ConvBook::unread_count(r));
     newest = r.last_conv_seq;
+    current = r.read_seq;
   }
   // Clamped to the newest conv_seq the user holds; it never moves back.
   const std::uint64_t target = req.read_seq() == 0 ? newest : std::min(req.read_seq(), newest);
-  if (!e || target <= e->rec.read_seq) {
+  if (!e || target <= current) {
     schedule_trim();
     // Nothing moves and nothing goes into the inbox. But a group's public
     // read position is written after the mark, by another batch on the
     // group's shard: if that write failed or a crash came between the two,
     // only a retry can repair it, so it is merged again (the merge keeps
     // the largest: nothing changes when it is there already).
-    if (!e || e->rec.read_seq == 0 || req.conv_type() != v1::GROUP || req.no_receipt()) return done(resp);
+    if (!e || current == 0 || req.conv_type() != v1::GROUP || req.no_receipt()) return done(resp);
     Shard& group_shard = env_.shard_for(store::group_conv(req.peer()));
     asio::post(group_shard.context(),
-               [&group_shard, gid = req.peer(), uid, at = e->rec.read_seq, resp, done = std::move(done)] {
+               [&group_shard, gid = req.peer(), uid, at = current, resp, done = std::move(done)] {
                  group_shard.record_group_read(gid, uid, at, [resp, done](bool written) {
                    if (!written) return done(make_error(StatusCode::kInternal, "the read receipt could not be stored"));
                    done(resp);
@@ -469,8 +475,8 @@ void Shard::conv_update(const std::string& uid, const v1::ConvUpdateReq& req, st
     const ConvBook::Entry* now = user_state->book ? user_state->book->find(conv) : nullptr;
     if (!now) return done(make_error(StatusCode::kInternal, "the conversation state was lost"));
     auto view = large_view(*user_state, uid, conv, now->rec);
-    if (!view) return done(view.error());
-    auto c = conversation_of(uid, conv, *view ? **view : now->rec);
+    // The settings are stored: a view that cannot be read falls back on the book.
+    auto c = conversation_of(uid, conv, view && *view ? **view : now->rec);
     if (!c) return done(c.error());
     v1::ConvUpdateResp resp;
     *resp.mutable_conversation() = std::move(*c);

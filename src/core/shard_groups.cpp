@@ -4,6 +4,8 @@
 // history row + its fan-out record); then each event or message is fanned
 // out in chains of slices on the members' shards (core/fanout_plan).
 
+#include <unordered_map>
+
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
@@ -135,10 +137,19 @@ Result<Ok> Shard::apply_group_plan(GroupState* g, const GroupPlan& plan, const s
   g->dismissed = plan.dismiss;
   const std::int64_t now = wall_ms();
   store::Batch& batch = commit_.batch();
+  // Each added member's join: the conv_seq of the event message naming it
+  // (the slices take the next conv_seqs in order, below).
+  std::unordered_map<std::string_view, std::uint64_t> joined;
+  for (std::size_t i = 0; i < slices.size(); ++i) {
+    const GroupEventPlan& e = plan.events[slices[i].event];
+    if (e.type != v1::CREATED && e.type != v1::MEMBERS_ADDED) continue;
+    for (std::size_t k = slices[i].from; k < slices[i].to; ++k) joined[e.uids[k]] = (*counter)->next + 1 + i;
+  }
   for (const auto& uid : plan.added) {
     const bool owner = uid == plan.info.owner();
     g->members.emplace(uid, owner);
-    batch.put_member(gid, uid, {owner, now});
+    auto at = joined.find(uid);
+    batch.put_member(gid, uid, {owner, now}, at == joined.end() ? 0 : at->second);
   }
   for (const auto& uid : plan.removed) {
     g->members.erase(uid);
@@ -172,10 +183,10 @@ Result<Ok> Shard::apply_group_plan(GroupState* g, const GroupPlan& plan, const s
   }
   batch.put_group({g->info, g->dismissed});
   if (large && plan.dismiss) {
-    batch.del_large_group(gid);
+    // The group stays large for good (its marker too): its members' lists
+    // still count its messages, up to the DISMISSED in their inboxes.
     commit_.after_commit([this, gid](bool ok) {
       if (!ok) return;
-      env_.large.remove(gid);
       for (auto& shard : env_.shards)
         asio::post(shard->context(), [s = shard.get(), gid] { s->large_group_dropped(gid); });
     });

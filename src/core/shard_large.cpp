@@ -22,9 +22,8 @@
 namespace im::core {
 namespace {
 
-// The newest history rows a CONV_LIST entry of a large group reads to count
-// what is unread (docs/protocol.md: an unread count of a large group is
-// exact up to this many).
+// The newest history rows a large group's unread count is taken from
+// (docs/protocol.md, "Large groups": exact up to about this many).
 constexpr std::uint64_t kLargeUnreadScan = 10'000;
 constexpr std::uint32_t kRecallEvent = 10003;
 // Up to this many large groups, a first session looks each up instead of
@@ -194,7 +193,8 @@ void Shard::unindex_large(const std::string& uid, const std::string& gid) {
 // ---------------------------------------------------------------- the user's shard: CONV_LIST
 
 Result<std::optional<store::ConvRecord>> Shard::large_view(UserState& u, const std::string& uid,
-                                                           const std::string& conv, const store::ConvRecord& r) {
+                                                           const std::string& conv, const store::ConvRecord& r,
+                                                           std::uint64_t* budget) {
   if (conv_type_of_id(conv) != v1::GROUP) return std::optional<store::ConvRecord>();
   const std::string_view gid = std::string_view(conv).substr(2);
   const auto from = env_.large.from_seq(gid);
@@ -205,25 +205,39 @@ Result<std::optional<store::ConvRecord>> Shard::large_view(UserState& u, const s
   // book's last row): HISTORY refuses it the rest too.
   auto member = env_.store.in_group(uid, gid);
   if (!member) return member.error();
-  if (!*member) *top = std::min(*top, r.last_conv_seq);
-  // The rows below large_from_seq came by write fan-out, and the ones up to
-  // the user's first (its join) are not its: the book has what counts.
-  const std::uint64_t floor =
-      std::max({r.read_seq, r.cleared_seq, *from - 1, r.first_conv_seq > 0 ? r.first_conv_seq - 1 : 0});
   if (!u.large_seen) u.large_seen = std::make_unique<std::unordered_map<std::string, UserState::LargeSeen>>();
   UserState::LargeSeen& seen = (*u.large_seen)[conv];
-  if (!seen.valid || seen.floor != floor || seen.seen_inbox_seq != r.seen_inbox_seq || seen.top > *top) {
+  // What was read while a member stays (the removal's own row may still be
+  // on its way to the inbox).
+  if (!*member) *top = std::min(*top, std::max(r.last_conv_seq, seen.valid ? seen.top : 0));
+  // The rows read lie above the read position and the rows that came by
+  // write fan-out (below large_from_seq: the book has them); the user's own
+  // messages among them move its read position (sending counts as
+  // reading), and only the others' above its latest join (recorded with
+  // the membership; for an older row, the book's first) are unread.
+  const std::uint64_t joined = *member && **member > 0 ? **member : r.first_conv_seq;
+  const std::uint64_t read_floor = std::max({r.read_seq, r.cleared_seq, *from - 1});
+  const std::uint64_t floor = std::max(read_floor, joined > 0 ? joined - 1 : 0);
+  const std::uint64_t window_start = std::max(read_floor, *top > kLargeUnreadScan ? *top - kLargeUnreadScan : 0);
+  if (!seen.valid || seen.floor != floor || seen.seen_inbox_seq != r.seen_inbox_seq || seen.top > *top ||
+      seen.top < window_start) {
     // From the book's state, the rows above the floor: its messages are not
     // in the book (events naming the user are, but they count for nothing).
-    // Only the newest kLargeUnreadScan of them are read.
-    std::uint64_t start = std::max(floor, *top > kLargeUnreadScan ? *top - kLargeUnreadScan : 0);
-    // The newest row is read whatever the floor: it is the listing's last
-    // message (counted only above the floor).
-    if (*top > r.last_conv_seq) start = std::min(start, *top - 1);
-    seen = UserState::LargeSeen{r, start, floor, r.seen_inbox_seq, true};
+    // Only the newest kLargeUnreadScan of them are read, also when more
+    // than that came since the last listing.
+    seen = UserState::LargeSeen{r, window_start, floor, r.seen_inbox_seq, true};
   }
   store::ConvRecord& v = seen.view;
-  if (*top <= seen.top) return std::optional<store::ConvRecord>(v);
+  if (*top > v.last_conv_seq) {
+    // The listing's last message: the newest row, whatever the scan reads.
+    auto row = env_.store.get_history(conv, *top);
+    if (!row) return row.error();
+    v1::Message newest;
+    v.last_conv_seq = *top;
+    v.last_inbox_seq = 0;  // no inbox row
+    if (*row && newest.ParseFromString(**row)) v.activity_ms = newest.server_time_ms();
+  }
+  if (*top <= seen.top || (budget && *budget == 0)) return std::optional<store::ConvRecord>(v);
   std::vector<std::uint64_t> deleted;  // ascending
   if (r.has_deletes) {
     auto scanned = env_.store.scan_deleted(uid, conv, seen.top + 1, *top + 1, false, [&](std::uint64_t seq) {
@@ -234,14 +248,18 @@ Result<std::optional<store::ConvRecord>> Shard::large_view(UserState& u, const s
   }
   auto next_deleted = deleted.begin();
   v1::Message m;
+  std::uint64_t reached = seen.top;
+  bool stopped = false;
   auto scanned = env_.store.scan_history(conv, seen.top + 1, *top + 1, [&](std::uint64_t seq, std::string_view row) {
-    if (seq > v.last_conv_seq) {
-      v.last_conv_seq = seq;
-      v.last_inbox_seq = 0;  // no inbox row
+    if (budget) {
+      if (*budget == 0) {
+        stopped = true;  // the next listing goes on from `reached`
+        return false;
+      }
+      --*budget;
     }
+    reached = seq;
     if (!m.ParseFromArray(row.data(), static_cast<int>(row.size()))) return true;
-    if (seq == v.last_conv_seq) v.activity_ms = m.server_time_ms();
-    if (seq <= seen.floor) return true;
     if (m.content_type() == kRecallEvent) {
       v1::MessageRecall recall;
       if (recall.ParseFromString(m.body())) ConvBook::drop_unread(v, recall.target_conv_seq());
@@ -254,13 +272,14 @@ Result<std::optional<store::ConvRecord>> Shard::large_view(UserState& u, const s
       ConvBook::drop_unread_upto(v, seq);
       return true;
     }
+    if (seq <= seen.floor) return true;  // before the user's join
     while (next_deleted != deleted.end() && *next_deleted < seq) ++next_deleted;
     if (next_deleted != deleted.end() && *next_deleted == seq) return true;
     ConvBook::add_unread(v, seq);
     return true;
   });
   if (!scanned) return scanned.error();
-  seen.top = *top;
+  seen.top = stopped ? reached : *top;
   return std::optional<store::ConvRecord>(v);
 }
 

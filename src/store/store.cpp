@@ -196,9 +196,10 @@ void Batch::put_group(const GroupRecord& group) {
   put(Cf::kGroups, group.info.gid(), group.encode());
 }
 
-void Batch::put_member(std::string_view gid, std::string_view uid, const MemberRecord& member) {
+void Batch::put_member(std::string_view gid, std::string_view uid, const MemberRecord& member,
+                       std::uint64_t joined_seq) {
   put(Cf::kMembers, member_key(gid, uid), member.encode());
-  put(Cf::kUserGroups, member_key(uid, gid), "");
+  put(Cf::kUserGroups, member_key(uid, gid), joined_seq == 0 ? std::string() : encode_u64(joined_seq));
 }
 
 void Batch::del_member(std::string_view gid, std::string_view uid) {
@@ -255,10 +256,6 @@ void Batch::put_token_revocation(std::string_view uid, std::int64_t revoked_s) {
 
 void Batch::put_large_group(std::string_view gid, std::uint64_t large_from_seq) {
   put(Cf::kMeta, large_group_key(gid), encode_u64(large_from_seq));
-}
-
-void Batch::del_large_group(std::string_view gid) {
-  del(Cf::kMeta, large_group_key(gid));
 }
 
 void Batch::put_change(std::uint64_t msg_id, const ChangeRecord& change) {
@@ -634,10 +631,12 @@ Result<Ok> Store::scan_user_groups(std::string_view uid, const std::function<boo
               [&](std::string_view key, std::string_view) { return fn(key.substr(prefix.size())); });
 }
 
-Result<bool> Store::in_group(std::string_view uid, std::string_view gid) {
+Result<std::optional<std::uint64_t>> Store::in_group(std::string_view uid, std::string_view gid) {
   auto row = get(Cf::kUserGroups, member_key(uid, gid));
   if (!row) return row.error();
-  return row->has_value();
+  if (!*row) return std::optional<std::uint64_t>();
+  // An empty value: written before the join was recorded.
+  return std::optional<std::uint64_t>((*row)->size() == 8 ? read_u64(**row) : 0);
 }
 
 Result<std::optional<std::uint64_t>> Store::get_meta(std::string_view name) {

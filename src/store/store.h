@@ -70,8 +70,9 @@ class Batch {
   void put_cursor(std::string_view uid, const CursorRecord& cursor);
   void del_cursor(std::string_view uid, std::uint8_t device_type, std::string_view device_id);
   void put_group(const GroupRecord& group);
-  // The `members` row and the member's `user_groups` row.
-  void put_member(std::string_view gid, std::string_view uid, const MemberRecord& member);
+  // The `members` row and the member's `user_groups` row, which holds the
+  // conv_seq of the event that added the member (0: not known).
+  void put_member(std::string_view gid, std::string_view uid, const MemberRecord& member, std::uint64_t joined_seq = 0);
   // The `members` row, the `user_groups` row and the member's public read
   // position (`reads`): a former member's position is never read again.
   void del_member(std::string_view gid, std::string_view uid);
@@ -91,9 +92,8 @@ class Batch {
   // `iat`, seconds) is refused (PROTOCOL 6, kick with "revoke").
   void put_token_revocation(std::string_view uid, std::int64_t revoked_s);
   // In `meta`: the group reads its fan-out from `large_from_seq` on
-  // (PROTOCOL 9); start-up reads these rows, never every group.
+  // (PROTOCOL 9), for good; start-up reads these rows, never every group.
   void put_large_group(std::string_view gid, std::uint64_t large_from_seq);
-  void del_large_group(std::string_view gid);
 
   // PROTOCOL 8: a user's state of a conversation, and the inbox seq all
   // of that user's states reflect.
@@ -199,8 +199,9 @@ class Store {
   // The user's gids in order, from the first one after `after_gid` ("": from the start).
   Result<Ok> scan_user_groups(std::string_view uid, const std::function<bool(std::string_view gid)>& fn,
                               std::string_view after_gid = {});
-  // Whether `uid` is a member of `gid` (its `user_groups` row).
-  Result<bool> in_group(std::string_view uid, std::string_view gid);
+  // Whether `uid` is a member of `gid` (its `user_groups` row): none when
+  // not, else the conv_seq of the event that added it (0: not recorded).
+  Result<std::optional<std::uint64_t>> in_group(std::string_view uid, std::string_view gid);
   Result<std::optional<std::uint64_t>> get_meta(std::string_view name);
   // Every token revocation (uid, revoked_s), in uid order (start-up).
   Result<Ok> scan_token_revocations(const std::function<bool(std::string_view uid, std::int64_t revoked_s)>& fn);

@@ -269,6 +269,22 @@ TEST_CASE("large group: growing past the threshold switches once, and membership
   CHECK(c_conv.last_message().content_type() == 10001);
   CHECK(c_conv.unread_count() == 0);
   CHECK(history_after(*b, "grow", 4).size() == 4);  // 5 .. 8
+
+  // Added again: what was sent while it was out is not unread for it.
+  add_members(*b, "grow", {"sw-c"});  // 9
+  auto back = group_rows(pull_until(*c,
+                                    [](const auto& r) {
+                                      auto g = group_rows(r, "grow");
+                                      return !g.empty() && g.back().conv_seq() == 9;
+                                    }),
+                         "grow");
+  REQUIRE_FALSE(back.empty());
+  CHECK(event_of(back.back()).type() == v1::MEMBERS_ADDED);
+  auto rejoined = find_conv(conv_list(*c), "grow");
+  CHECK(rejoined.last_conv_seq() == 9);
+  CHECK(rejoined.unread_count() == 0);
+  send_to_group(*a, "grow", "a3", "with c again");  // 10
+  CHECK(find_conv(conv_list(*c), "grow").unread_count() == 1);
 }
 
 TEST_CASE("large group: unread counts, CONV_READ, sending counts as reading, RECEIPTS and recall") {
@@ -313,6 +329,11 @@ TEST_CASE("large group: unread counts, CONV_READ, sending counts as reading, REC
   auto after_send = find_conv(conv_list(*b), "count");
   CHECK(after_send.unread_count() == 0);
   CHECK(after_send.read_seq() == 10);
+  // Reading below one's own message moves nothing and writes nothing.
+  read.set_read_seq(8);
+  auto below = call_ok<v1::ConvReadResp>(*b, Cmd::kConvRead, read);
+  CHECK(below.inbox_seq() == 0);
+  CHECK(below.read_seq() == 10);
   send_to_group(*a, "count", "a10");  // 11
   CHECK(find_conv(conv_list(*b), "count").unread_count() == 1);
 
@@ -394,7 +415,9 @@ TEST_CASE("large group: after kill -9 the group is still large, new sessions get
                            "crash");
   REQUIRE_FALSE(c_rows.empty());
   CHECK(event_of(c_rows.back()).type() == v1::DISMISSED);
-  CHECK(find_conv(conv_list(*c), "crash").last_conv_seq() == 5);
+  auto c_conv = find_conv(conv_list(*c), "crash");
+  CHECK(c_conv.last_conv_seq() == 5);
+  CHECK(c_conv.unread_count() == 2);  // 3 and 4, sent after the switch, stay unread as in any group
 }
 
 TEST_CASE("large group: a first session finds its large groups whether there are few or many of them") {
