@@ -179,7 +179,7 @@ std::string device_key(std::uint8_t device_type, const std::string& device_id) {
 
 Result<Ok> Shard::load_cursors(UserState& u, const std::string& uid) {
   if (u.cursors_loaded) return Ok{};
-  std::unordered_map<std::string, DeviceCursor> loaded;
+  SmallMap<DeviceCursor> loaded;
   auto scanned = env_.store.scan_cursors(uid, [&](const store::CursorRecord& r) {
     DeviceCursor& c = loaded[device_key(r.device_type, r.device_id)];
     c.acked = r.acked;
@@ -231,12 +231,12 @@ Result<Shard::DeviceCursor*> Shard::cursor(UserState& u, const std::string& uid,
                                            const std::string& device_id) {
   if (auto loaded = load_cursors(u, uid); !loaded) return loaded.error();
   const std::string key = device_key(device_type, device_id);
-  auto it = u.cursors.find(key);
+  const bool known = u.cursors.find(key) != u.cursors.end();
   // Too many (rows written under a larger limit), or a new device: the
   // least recently used go (a sort of at most devices_per_user entries,
-  // only then).
-  evict_cursors(u, uid, key, it == u.cursors.end() ? 1 : 0);
-  if (it == u.cursors.end()) it = u.cursors.emplace(key, DeviceCursor{}).first;
+  // only then). Evicting moves entries: the device is looked up after.
+  evict_cursors(u, uid, key, known ? 0 : 1);
+  auto it = known ? u.cursors.find(key) : u.cursors.emplace(key, DeviceCursor{});
   it->second.used_ms = wall_ms();
   return &it->second;
 }

@@ -38,6 +38,7 @@
 #include "core/presence_watch.h"
 #include "core/send_dedupe.h"
 #include "core/send_job.h"
+#include "core/small_map.h"
 #include "core/typing.h"
 #include "im/result.h"
 #include "net/connection.h"
@@ -211,7 +212,7 @@ class Shard {
     std::vector<SessionRef> sessions;
     // Keyed by the device type byte and the device_id; loaded whole on the
     // first use of any of them.
-    std::unordered_map<std::string, DeviceCursor> cursors;
+    SmallMap<DeviceCursor> cursors;
     bool cursors_loaded = false;
     std::uint64_t inbox_next = 0;       // last seq assigned
     std::uint64_t inbox_committed = 0;  // last seq durable (readers' bound)

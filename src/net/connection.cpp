@@ -1,7 +1,16 @@
 #include "net/connection.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <climits>
 #include <cstring>
 
@@ -24,6 +33,41 @@ namespace {
 constexpr std::size_t kMaxGather = 64;  // buffers per writev (a WebSocket frame takes two)
 constexpr int kReadsPerWakeup = 4;      // fairness between busy connections
 
+asio::error_code last_error() {
+  return {errno, asio::error::get_system_category()};
+}
+
+// One read(2): the count, or 0 with `ec` set (eof when the peer has closed).
+std::size_t read_fd(int fd, std::span<char> buf, asio::error_code& ec) {
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n > 0) return static_cast<std::size_t>(n);
+    if (n == 0) {
+      ec = asio::error::eof;
+      return 0;
+    }
+    if (errno != EINTR) {
+      ec = last_error();
+      return 0;
+    }
+  }
+}
+
+// One gathered send(2), never raising SIGPIPE.
+std::size_t write_fd(int fd, std::span<iovec> bufs, asio::error_code& ec) {
+  msghdr msg{};
+  msg.msg_iov = bufs.data();
+  msg.msg_iovlen = bufs.size();
+  for (;;) {
+    const ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno != EINTR) {
+      ec = last_error();
+      return 0;
+    }
+  }
+}
+
 // OpenSSL's reason for the last failure on this thread, for the debug log.
 std::string tls_reason() {
   char text[256] = "no reason given";
@@ -43,7 +87,10 @@ struct Connection::WebSocket {
 };
 
 Connection::Connection(IoLoop& loop, Socket socket, std::uint64_t peer_key, const Transport& transport)
-    : loop_(loop), transport_(transport), socket_(std::move(socket)), peer_key_(peer_key) {
+    : loop_(loop), transport_(transport), peer_key_(peer_key) {
+  asio::error_code ec;
+  fd_ = socket.release(ec);  // start() closes the connection if this failed
+  if (ec) fd_ = -1;
   // A message holds one frame: the largest body plus its header.
   if (transport.websocket) ws_ = std::make_unique<WebSocket>(frame_limit() + kHeaderSize);
   if (transport.tls) ssl_ = transport.tls->new_ssl();
@@ -51,42 +98,73 @@ Connection::Connection(IoLoop& loop, Socket socket, std::uint64_t peer_key, cons
 
 Connection::~Connection() {
   if (ssl_) SSL_free(ssl_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+asio::io_context::executor_type Connection::executor() {
+  return loop_.context().get_executor();
 }
 
 void Connection::start() {
-  asio::error_code ec;
-  socket_.non_blocking(true, ec);
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   mark_ms_ = loop_.now_ms();
   metrics::get().connections.add(1);
   context_ = loop_.service().on_open(*this);
-  if (transport_.tls && (!ssl_ || SSL_set_fd(ssl_, socket_.native_handle()) != 1)) {
+  if (fd_ < 0) {
+    close();
+    return;
+  }
+  const int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  const int flags = fcntl(fd_, F_GETFL);
+  if (flags < 0 || fcntl(fd_, F_SETFL, flags | O_NONBLOCK) != 0) {
+    spdlog::warn("loop {}: cannot make a socket non-blocking: {}", loop_.index(), std::strerror(errno));
+    close();
+    return;
+  }
+  if (transport_.tls && (!ssl_ || SSL_set_fd(ssl_, fd_) != 1)) {
     spdlog::warn("loop {}: cannot start TLS on a connection: {}", loop_.index(), tls_reason());
+    close();
+    return;
+  }
+  if (const int err = loop_.watch(fd_, *this)) {
+    spdlog::warn("loop {}: cannot watch a socket: {}", loop_.index(), std::strerror(err));
     close();
     return;
   }
   wait_readable();
 }
 
+void Connection::on_events(std::uint32_t events) {
+  if (phase_ == Phase::kClosed) return;
+  // A hang-up or an error makes the next read or write report it.
+  const bool readable = (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+  const bool writable = (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+  if (readable) read_ready_ = true;
+  if (writable && write_waiting_) {
+    write_waiting_ = false;
+    flush();
+  }
+  if (phase_ == Phase::kClosed || !reading_) return;
+  if (readable || (writable && read_wants_write_)) on_readable();
+}
+
 void Connection::wait_readable() {
   if (reading_ || phase_ == Phase::kClosed || (paused_ && phase_ != Phase::kClosing)) return;
   reading_ = true;
-  // Bytes OpenSSL has decrypted already never make the socket readable again.
-  if (ssl_ && phase_ < Phase::kClosing && SSL_pending(ssl_) > 0) {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->on_readable({}); });
-    return;
+  // Edge-triggered: input left unread (a busy connection's share of this
+  // turn, or bytes OpenSSL has decrypted already) makes no new event, so
+  // it is read in a later turn of the loop.
+  if (read_ready_ || (ssl_ && phase_ < Phase::kClosing && SSL_pending(ssl_) > 0)) {
+    asio::post(executor(), [self = shared_from_this()] {
+      if (self->reading_ && self->phase_ != Phase::kClosed) self->on_readable();
+    });
   }
-  socket_.async_wait(Socket::wait_read,
-                     [self = shared_from_this()](const asio::error_code& ec) { self->on_readable(ec); });
 }
 
-void Connection::on_readable(const asio::error_code& ec) {
+void Connection::on_readable() {
   reading_ = false;
+  read_wants_write_ = false;
   if (phase_ == Phase::kClosed) return;
-  if (ec) {
-    close();
-    return;
-  }
   std::span<char> buf = loop_.read_buffer();
   if (phase_ == Phase::kClosing) {
     discard_input(buf);
@@ -95,11 +173,13 @@ void Connection::on_readable(const asio::error_code& ec) {
   for (int i = 0; i < kReadsPerWakeup && !paused_ && phase_ < Phase::kClosing; ++i) {
     asio::error_code read_ec;
     const std::size_t n = read_some(buf, read_ec);
-    if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) break;
+    if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) {
+      read_ready_ = false;
+      break;
+    }
     if (read_ec == asio::error::in_progress) {  // TLS must write before it can read on
       reading_ = true;
-      socket_.async_wait(Socket::wait_write,
-                         [self = shared_from_this()](const asio::error_code& wait_ec) { self->on_readable(wait_ec); });
+      read_wants_write_ = true;
       return;
     }
     if (read_ec) {  // eof, reset, a TLS failure: the peer is gone
@@ -108,14 +188,17 @@ void Connection::on_readable(const asio::error_code& ec) {
     }
     ingest(buf.first(n));
     if (phase_ == Phase::kClosed) return;
-    if (!ssl_ && n < buf.size()) break;  // TLS reads one record at a time: read on until it would block
+    if (!ssl_ && n < buf.size()) {  // drained: more input makes a new event
+      read_ready_ = false;
+      break;
+    }  // TLS reads one record at a time: read on until it would block
   }
   if (ssl_ && !queue_.empty()) flush();  // a TLS write that waited for a read goes on
   wait_readable();
 }
 
 std::size_t Connection::read_some(std::span<char> buf, asio::error_code& ec) {
-  if (!ssl_) return socket_.read_some(asio::buffer(buf.data(), buf.size()), ec);
+  if (!ssl_) return read_fd(fd_, buf, ec);
   ERR_clear_error();
   const int r = SSL_read(ssl_, buf.data(), static_cast<int>(std::min<std::size_t>(buf.size(), INT_MAX)));
   if (r > 0) return static_cast<std::size_t>(r);
@@ -319,7 +402,7 @@ void Connection::schedule_flush() {
   // end of this loop turn, so frames queued together leave in one syscall.
   if (in_input_ || write_waiting_ || flush_posted_) return;
   flush_posted_ = true;
-  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+  asio::post(executor(), [self = shared_from_this()] {
     self->flush_posted_ = false;
     self->flush();
   });
@@ -358,7 +441,7 @@ void Connection::flush() {
 }
 
 std::size_t Connection::write_some(asio::error_code& ec) {
-  std::array<asio::const_buffer, kMaxGather> bufs;
+  std::array<iovec, kMaxGather> bufs;
   std::size_t count = 0;
   std::size_t skip = head_offset_;
   auto add = [&](const char* data, std::size_t len) {
@@ -366,14 +449,14 @@ std::size_t Connection::write_some(asio::error_code& ec) {
       skip -= len;
       return;
     }
-    bufs[count++] = asio::const_buffer(data + skip, len - skip);
+    bufs[count++] = iovec{const_cast<char*>(data + skip), len - skip};
     skip = 0;
   };
   for (std::size_t i = 0; i < queue_.size() && count + 2 <= kMaxGather; ++i) {
     add(queue_[i].head.data(), queue_[i].head_len);
     add(queue_[i].bytes->data(), queue_[i].bytes->size());
   }
-  if (!ssl_) return socket_.write_some(std::span(bufs.data(), count), ec);
+  if (!ssl_) return write_fd(fd_, std::span(bufs.data(), count), ec);
 
   // TLS: up to one record from the loop's scratch buffer. After WANT_WRITE
   // OpenSSL wants the same bytes again (at least as many): the queue's front
@@ -381,8 +464,8 @@ std::size_t Connection::write_some(asio::error_code& ec) {
   std::span<char> scratch = loop_.tls_scratch();
   std::size_t len = 0;
   for (std::size_t k = 0; k < count && len < scratch.size(); ++k) {
-    const std::size_t n = std::min(bufs[k].size(), scratch.size() - len);
-    std::memcpy(scratch.data() + len, bufs[k].data(), n);
+    const std::size_t n = std::min(bufs[k].iov_len, scratch.size() - len);
+    std::memcpy(scratch.data() + len, bufs[k].iov_base, n);
     len += n;
   }
   ERR_clear_error();
@@ -400,15 +483,7 @@ std::size_t Connection::write_some(asio::error_code& ec) {
 }
 
 void Connection::wait_writable() {
-  write_waiting_ = true;
-  socket_.async_wait(Socket::wait_write, [self = shared_from_this()](const asio::error_code& wait_ec) {
-    self->write_waiting_ = false;
-    if (wait_ec) {
-      self->close();
-      return;
-    }
-    self->flush();
-  });
+  write_waiting_ = true;  // the next EPOLLOUT flushes (on_events)
 }
 
 void Connection::close_after_flush(std::uint16_t ws_code) {
@@ -446,8 +521,7 @@ void Connection::linger() {
     SSL_shutdown(ssl_);  // close_notify, best effort: a full socket drops it
     ERR_clear_error();
   }
-  asio::error_code ec;
-  socket_.shutdown(Socket::shutdown_send, ec);
+  ::shutdown(fd_, SHUT_WR);
   wait_readable();
 }
 
@@ -458,7 +532,17 @@ void Connection::discard_input(std::span<char> buf) {
     for (int i = 0; i < kReadsPerWakeup; ++i) {
       asio::error_code ec;
       read_some(buf, ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again || ec == asio::error::in_progress) break;
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        read_ready_ = false;
+        break;
+      }
+      if (ec == asio::error::in_progress) {  // a read that must write first: wait for writability
+        flush();
+        if (phase_ == Phase::kClosed) return;
+        reading_ = true;
+        read_wants_write_ = true;
+        return;
+      }
       if (ec) {
         close();
         return;
@@ -470,8 +554,11 @@ void Connection::discard_input(std::span<char> buf) {
   }
   for (int i = 0; i < kReadsPerWakeup; ++i) {
     asio::error_code ec;
-    socket_.read_some(asio::buffer(buf.data(), buf.size()), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+    read_fd(fd_, buf, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      read_ready_ = false;
+      break;
+    }
     if (ec) {
       close();
       return;
@@ -485,8 +572,11 @@ void Connection::close() {
   phase_ = Phase::kClosed;
   auto self = shared_from_this();  // the registry may hold the last reference
   metrics::get().connections.add(-1);
-  asio::error_code ec;
-  socket_.close(ec);
+  if (fd_ >= 0) {
+    loop_.unwatch(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
   queue_.clear();
   pending_bytes_ = 0;
   std::string().swap(partial_);
@@ -507,7 +597,7 @@ void Connection::resume_reading() {
   if (phase_ >= Phase::kClosing) return;
   // Frames that arrived behind the pausing one wait in partial_.
   if (!partial_.empty()) {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    asio::post(executor(), [self = shared_from_this()] {
       if (self->paused_ || self->phase_ >= Phase::kClosing) return;
       self->ingest({});
       self->wait_readable();

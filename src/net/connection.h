@@ -8,7 +8,7 @@
 // Every method runs on the owning loop's thread (post to executor() from
 // elsewhere). Memory while idle: no read buffer (bytes are read into the
 // loop's buffer and only a partial frame is kept), an empty write queue, and
-// one pending readiness wait. TLS runs OpenSSL on the socket itself in
+// the socket's registration on the loop's epoll (IoLoop::watch). TLS runs OpenSSL on the socket itself in
 // non-blocking mode (SSL_set_fd), so it keeps the same readiness model and,
 // with released buffers, no record buffers while idle.
 
@@ -44,7 +44,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     kClosed,
   };
 
-  // `peer_key` identifies the peer for the per-IP admission count.
+  // `peer_key` identifies the peer for the per-IP admission count. Takes
+  // the socket's descriptor from Asio: the loop's epoll watches it.
   Connection(IoLoop& loop, Socket socket, std::uint64_t peer_key, const Transport& transport);
   ~Connection();
 
@@ -72,12 +73,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Phase phase() const { return phase_; }
   bool is_open() const { return phase_ != Phase::kClosed; }
   IoLoop& loop() { return loop_; }
-  asio::io_context::executor_type executor() { return socket_.get_executor(); }
+  asio::io_context::executor_type executor();
   ConnectionContext* context() { return context_.get(); }
   std::uint64_t pending_bytes() const { return pending_bytes_; }
   // The sweep: closes the connection when its phase's deadline has passed,
   // and tells the service when the wall-clock deadline has (`wall_s`).
   void check_timeout(std::uint32_t now_ms, std::int64_t wall_s);
+  // Readiness from the loop's epoll (EPOLLIN, EPOLLOUT, ... bits).
+  void on_events(std::uint32_t events);
 
   // The registry slot, kept by IoLoop.
   std::uint32_t slot = 0;
@@ -97,7 +100,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The largest frame body accepted now: 16 KiB before LOGIN (PROTOCOL 1).
   std::uint32_t frame_limit() const;
   void wait_readable();
-  void on_readable(const asio::error_code& ec);
+  void on_readable();
   std::size_t read_some(std::span<char> buf, asio::error_code& ec);
   void ingest(std::span<char> data);
   std::size_t process(std::span<char> data);
@@ -122,7 +125,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   IoLoop& loop_;
   const Transport& transport_;
-  Socket socket_;
+  int fd_ = -1;
   std::unique_ptr<ConnectionContext> context_;
   std::unique_ptr<WebSocket> ws_;  // WebSocket listeners only
   SSL* ssl_ = nullptr;             // TLS listeners only; owned
@@ -134,7 +137,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint32_t mark_ms_ = 0;      // start of the current phase's deadline
   std::uint32_t deadline_s_ = 0;   // set_deadline's, 0: none
   Phase phase_ = Phase::kHandshake;
-  bool reading_ = false;
+  bool reading_ = false;           // on_readable is wanted at the next readiness
+  bool read_ready_ = true;         // input may be waiting: no read has come back short since the last event
+  bool read_wants_write_ = false;  // TLS: a read waits for writability
   bool paused_ = false;
   bool in_input_ = false;
   bool flush_posted_ = false;

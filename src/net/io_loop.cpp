@@ -1,6 +1,12 @@
 #include "net/io_loop.h"
 
+#include <sys/epoll.h>
+
 #include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
 
 #include <spdlog/spdlog.h>
 #include <asio/post.hpp>
@@ -10,13 +16,21 @@
 namespace im::net {
 namespace {
 constexpr auto kSweepInterval = std::chrono::milliseconds(250);
+constexpr int kEventsPerPoll = 256;
+
+int new_epoll() {
+  const int fd = epoll_create1(EPOLL_CLOEXEC);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+  return fd;
 }
+}  // namespace
 
 IoLoop::IoLoop(unsigned index, const NetLimits& limits, ServiceInterface& service, AdmissionControl& admission)
     : index_(index),
       limits_(limits),
       service_(service),
       admission_(admission),
+      poller_(context_, new_epoll()),
       read_buffer_(std::max<std::size_t>(65536, limits.max_frame_bytes + kHeaderSize)) {}
 
 IoLoop::~IoLoop() {
@@ -25,6 +39,7 @@ IoLoop::~IoLoop() {
 
 void IoLoop::start() {
   arm_sweep();
+  arm_poll();
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(context_);
     context_.run();
@@ -37,6 +52,9 @@ void IoLoop::stop() {
     sweep_timer_.cancel();
     auto all = connections_;
     for (auto& c : all) c->close();
+    removed_.clear();
+    asio::error_code ec;
+    poller_.close(ec);
     context_.stop();
   });
   thread_.join();
@@ -50,11 +68,59 @@ void IoLoop::add(std::shared_ptr<Connection> conn) {
 void IoLoop::remove(Connection& conn) {
   const std::uint32_t slot = conn.slot;
   if (slot >= connections_.size() || connections_[slot].get() != &conn) return;
+  removed_.push_back(std::move(connections_[slot]));
   if (slot + 1 != connections_.size()) {
     connections_[slot] = std::move(connections_.back());
     connections_[slot]->slot = slot;
   }
   connections_.pop_back();
+  // A closed connection may still be named by an event fetched with the one
+  // being handled: it is destroyed after this handler (reap), not now.
+  if (!reap_posted_) {
+    reap_posted_ = true;
+    asio::post(context_, [this] { reap(); });
+  }
+}
+
+void IoLoop::reap() {
+  reap_posted_ = false;
+  removed_.clear();
+}
+
+int IoLoop::watch(int fd, Connection& conn) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = &conn;
+  return epoll_ctl(poller_.native_handle(), EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : errno;
+}
+
+void IoLoop::unwatch(int fd) {
+  epoll_event ev{};
+  epoll_ctl(poller_.native_handle(), EPOLL_CTL_DEL, fd, &ev);
+}
+
+void IoLoop::arm_poll() {
+  poller_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const asio::error_code& ec) {
+    if (!ec) poll();
+  });
+}
+
+void IoLoop::poll() {
+  // Every registration is edge-triggered, so a fetched event leaves the
+  // ready list: once a fetch comes back short the list is empty and the
+  // next readiness wakes Asio's epoll, which watches this one.
+  std::array<epoll_event, kEventsPerPoll> events;
+  const int n = epoll_wait(poller_.native_handle(), events.data(), kEventsPerPoll, 0);
+  for (int i = 0; i < n; ++i) static_cast<Connection*>(events[i].data.ptr)->on_events(events[i].events);
+  if (n == kEventsPerPoll) {
+    asio::post(context_, [this] { poll(); });  // more are ready: after the work already queued
+    return;
+  }
+  if (n < 0 && errno != EINTR) {
+    spdlog::error("loop {}: epoll_wait failed: {}", index_, std::strerror(errno));
+    return;
+  }
+  arm_poll();
 }
 
 void IoLoop::for_each_connection(const std::function<void(Connection&)>& fn) {
