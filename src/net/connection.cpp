@@ -140,11 +140,13 @@ void Connection::on_events(std::uint32_t events) {
   const bool readable = (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
   const bool writable = (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
   if (readable) read_ready_ = true;
+  if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) peer_gone_ = true;
   if (writable && write_waiting_) {
     write_waiting_ = false;
     flush();
   }
-  if (phase_ == Phase::kClosed || !reading_) return;
+  // A read already posted covers this event: one read chain per connection.
+  if (phase_ == Phase::kClosed || !reading_ || read_posted_) return;
   if (readable || (writable && read_wants_write_)) on_readable();
 }
 
@@ -154,8 +156,10 @@ void Connection::wait_readable() {
   // Edge-triggered: input left unread (a busy connection's share of this
   // turn, or bytes OpenSSL has decrypted already) makes no new event, so
   // it is read in a later turn of the loop.
-  if (read_ready_ || (ssl_ && phase_ < Phase::kClosing && SSL_pending(ssl_) > 0)) {
+  if (!read_posted_ && (read_ready_ || (ssl_ && phase_ < Phase::kClosing && SSL_pending(ssl_) > 0))) {
+    read_posted_ = true;
     asio::post(executor(), [self = shared_from_this()] {
+      self->read_posted_ = false;
       if (self->reading_ && self->phase_ != Phase::kClosed) self->on_readable();
     });
   }
@@ -188,7 +192,9 @@ void Connection::on_readable() {
     }
     ingest(buf.first(n));
     if (phase_ == Phase::kClosed) return;
-    if (!ssl_ && n < buf.size()) {  // drained: more input makes a new event
+    // Drained: more input makes a new event. Not after a hang-up or an
+    // error, which came with the same event: the next read reports it.
+    if (!ssl_ && n < buf.size() && !peer_gone_) {
       read_ready_ = false;
       break;
     }  // TLS reads one record at a time: read on until it would block
@@ -417,7 +423,10 @@ void Connection::flush() {
       wait_writable();
       return;
     }
-    if (ec == asio::error::in_progress) return;  // TLS must read first; the next read flushes
+    if (ec == asio::error::in_progress) {  // TLS must read first; the next read flushes
+      wait_readable();
+      return;
+    }
     if (ec) {
       close();
       return;

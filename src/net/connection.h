@@ -140,6 +140,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool reading_ = false;           // on_readable is wanted at the next readiness
   bool read_ready_ = true;         // input may be waiting: no read has come back short since the last event
   bool read_wants_write_ = false;  // TLS: a read waits for writability
+  bool read_posted_ = false;       // a read is posted (wait_readable): events wait for it
+  bool peer_gone_ = false;         // a hang-up or an error was signalled: read until the read reports it
   bool paused_ = false;
   bool in_input_ = false;
   bool flush_posted_ = false;

@@ -101,14 +101,16 @@ void IoLoop::unwatch(int fd) {
 
 void IoLoop::arm_poll() {
   poller_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const asio::error_code& ec) {
-    if (!ec) poll();
+    if (ec == asio::error::operation_aborted) return;  // stopping
+    if (ec) spdlog::error("loop {}: waiting for its epoll failed: {}", index_, ec.message());
+    poll();
   });
 }
 
 void IoLoop::poll() {
   // Every registration is edge-triggered, so a fetched event leaves the
-  // ready list: once a fetch comes back short the list is empty and the
-  // next readiness wakes Asio's epoll, which watches this one.
+  // ready list; each new readiness also wakes Asio's epoll, which watches
+  // this one, so nothing is left waiting once the wait is armed again.
   std::array<epoll_event, kEventsPerPoll> events;
   const int n = epoll_wait(poller_.native_handle(), events.data(), kEventsPerPoll, 0);
   for (int i = 0; i < n; ++i) static_cast<Connection*>(events[i].data.ptr)->on_events(events[i].events);
@@ -116,10 +118,9 @@ void IoLoop::poll() {
     asio::post(context_, [this] { poll(); });  // more are ready: after the work already queued
     return;
   }
-  if (n < 0 && errno != EINTR) {
-    spdlog::error("loop {}: epoll_wait failed: {}", index_, std::strerror(errno));
-    return;
-  }
+  // An error (none is expected of epoll_wait with a zero timeout) is logged
+  // and the loop keeps waiting: returning would stop every connection's I/O.
+  if (n < 0 && errno != EINTR) spdlog::error("loop {}: epoll_wait failed: {}", index_, std::strerror(errno));
   arm_poll();
 }
 

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <set>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "messaging.h"
 #include "proto/im.pb.h"
 #include "server_process.h"
+#include "wait_until.h"
 
 using namespace im;
 using namespace im::test;
@@ -32,6 +34,20 @@ void expect_error_and_close(const ServerProcess& server, const std::string& byte
   CHECK(f->status() == status);
   CHECK_FALSE(f->error_message().empty());
   CHECK(c->wait_closed(3s));
+}
+
+// The next whole frame from a blocking socket.
+Decoded read_raw_frame(int fd, std::string& in) {
+  char buf[4096];
+  Decoded d = decode_frame(in, 1 << 20);
+  while (d.status == DecodeStatus::kNeedMore) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    REQUIRE(n > 0);
+    in.append(buf, static_cast<std::size_t>(n));
+    d = decode_frame(in, 1 << 20);
+  }
+  REQUIRE(d.status == DecodeStatus::kFrame);
+  return d;
 }
 
 }  // namespace
@@ -129,4 +145,47 @@ TEST_CASE("a thousand frames in one write are all answered") {
   }
   CHECK(*seen.begin() == 1000);
   CHECK(*seen.rbegin() == 1999);
+}
+
+TEST_CASE("a frame and the client's FIN arriving together end the session at once") {
+  // The server reads the frame in one short read, with the hang-up signalled
+  // by the same readiness event: it must read on and see the end, not wait
+  // for the idle timeout (600 s here) to notice.
+  ServerProcess server(Overrides{{"heartbeat.interval_s", "60"}, {"heartbeat.timeout_s", "600"}});
+  auto observer = server.login("observer");
+  constexpr int kClients = 20;
+  for (int i = 0; i < kClients; ++i) {
+    const std::string uid = "fin" + std::to_string(i);
+    const int fd = connect_raw(server.tcp_port());
+    REQUIRE(fd >= 0);
+    const timeval limit{10, 0};  // a server that never closes fails the test, not hangs it
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    FrameHeader h;
+    h.cmd = Cmd::kLogin;
+    h.seq = 1;
+    const std::string login = encode_frame(h, login_body(uid, token_for(uid)));
+    REQUIRE(::send(fd, login.data(), login.size(), 0) == static_cast<ssize_t>(login.size()));
+    std::string in;
+    Decoded d = read_raw_frame(fd, in);
+    REQUIRE(d.header.status == StatusCode::kOk);
+    in.erase(0, d.consumed);
+    h.cmd = Cmd::kHeartbeat;
+    h.seq = 2;
+    const std::string heartbeat = encode_frame(h, "");
+    REQUIRE(::send(fd, heartbeat.data(), heartbeat.size(), 0) == static_cast<ssize_t>(heartbeat.size()));
+    ::shutdown(fd, SHUT_WR);
+    d = read_raw_frame(fd, in);  // the heartbeat is answered, then the server closes
+    CHECK(d.header.seq == 2);
+    char buf[256];
+    CHECK(::recv(fd, buf, sizeof buf, 0) == 0);
+    ::close(fd);
+  }
+  v1::PresenceReq req;
+  for (int i = 0; i < kClients; ++i) req.add_uids("fin" + std::to_string(i));
+  CHECK(wait_until([&] {
+    v1::PresenceResp resp;
+    if (!must(observer->call(Cmd::kPresence, &req)).parse(resp)) return false;
+    return std::none_of(resp.presences().begin(), resp.presences().end(),
+                        [](const v1::Presence& p) { return p.online(); });
+  }));
 }
