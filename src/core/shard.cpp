@@ -181,10 +181,9 @@ Result<Ok> Shard::load_cursors(UserState& u, const std::string& uid) {
   if (u.cursors_loaded) return Ok{};
   SmallMap<DeviceCursor> loaded;
   auto scanned = env_.store.scan_cursors(uid, [&](const store::CursorRecord& r) {
-    DeviceCursor& c = loaded[device_key(r.device_type, r.device_id)];
-    c.acked = r.acked;
-    c.used_ms = r.used_ms;
-    c.stored = true;
+    // One row per device: each key comes once, so no lookup first.
+    loaded.emplace(device_key(r.device_type, r.device_id),
+                   DeviceCursor{.acked = r.acked, .used_ms = r.used_ms, .dirty = false, .stored = true});
     return true;
   });
   if (!scanned) return scanned.error();

@@ -8,9 +8,10 @@
 // Every method runs on the owning loop's thread (post to executor() from
 // elsewhere). Memory while idle: no read buffer (bytes are read into the
 // loop's buffer and only a partial frame is kept), an empty write queue, and
-// the socket's registration on the loop's epoll (IoLoop::watch). TLS runs OpenSSL on the socket itself in
-// non-blocking mode (SSL_set_fd), so it keeps the same readiness model and,
-// with released buffers, no record buffers while idle.
+// the socket's registration on the loop's epoll (IoLoop::watch). TLS runs
+// OpenSSL on the socket itself in non-blocking mode (SSL_set_fd), so it keeps
+// the same readiness model and, with released buffers, no record buffers
+// while idle.
 
 #include <array>
 #include <cstdint>
