@@ -311,10 +311,13 @@ Result<Shard::LoginState> Shard::add_session(const std::string& uid, SessionRef 
   if (!u) return u.error();
   auto c = cursor(**u, uid, session.device_type, session.device_id);
   if (!c) return c.error();
-  // A device that logs in is written (its row makes it count among the
-  // user's devices, and its last use orders them, across restarts and
-  // eviction); coalesced with the cursor writes, once a second at most.
-  if (!(*c)->dirty) {
+  // A known device's new last use is written (it orders the devices for
+  // eviction across restarts), coalesced with the cursor writes, once a
+  // second at most. A new device is written by its first ACK or PULL: a
+  // cursor at 0 that a restart forgets starts from 0 all the same, and a
+  // row per login of a fresh device cost 190 B of memtable per idle
+  // connection (bench/ANALYSIS.md).
+  if ((*c)->stored && !(*c)->dirty) {
     (*c)->dirty = true;
     mark_dirty(uid, **u);
   }

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 #include <catch2/catch.hpp>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -153,6 +154,23 @@ TEST_CASE("fan-out rows are limited per user before anything is written, the adm
 
 // ---------------------------------------------------------------- limits.devices_per_user
 
+namespace {
+
+std::vector<store::CursorRecord> stored_cursors(const std::string& data_dir, const std::string& uid) {
+  StorageConfig sc;
+  sc.data_dir = data_dir;
+  auto store = store::Store::open(sc);
+  REQUIRE(store);
+  std::vector<store::CursorRecord> rows;
+  REQUIRE((*store)->scan_cursors(uid, [&](const store::CursorRecord& r) {
+    rows.push_back(r);
+    return true;
+  }));
+  return rows;
+}
+
+}  // namespace
+
 TEST_CASE("device cursors are bounded per user, the least recently used is forgotten, durably") {
   ServerProcess server(with(kFast, {{"limits.devices_per_user", "4"}}));
   {
@@ -171,18 +189,7 @@ TEST_CASE("device cursors are bounded per user, the least recently used is forgo
     pull(*bob, 9);
   }
   REQUIRE(server.terminate() == 0);
-  {
-    StorageConfig sc;
-    sc.data_dir = server.data_dir();
-    auto store = store::Store::open(sc);
-    REQUIRE(store);
-    std::vector<store::CursorRecord> rows;
-    REQUIRE((*store)->scan_cursors("bob", [&](const store::CursorRecord& r) {
-      rows.push_back(r);
-      return true;
-    }));
-    CHECK(rows.size() <= 4);
-  }
+  CHECK(stored_cursors(server.data_dir(), "bob").size() <= 4);
   server.restart();
   Frame login;
   auto bob = server.login("bob", v1::WEB, "d5", &login);
@@ -193,6 +200,59 @@ TEST_CASE("device cursors are bounded per user, the least recently used is forgo
   REQUIRE(login.parse(lr));
   CHECK(lr.acked_seq() == 9);
   CHECK(lr.inbox_max_seq() == 10);
+}
+
+TEST_CASE("a new device is written by its first acknowledgement, not by its login") {
+  ServerProcess server(kFast);
+  {
+    auto alice = server.login("alice");
+    for (int i = 0; i < 3; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
+  }
+  for (int d = 0; d < 20; ++d) (void)server.login("bob", v1::IOS, fmt::format("idle{}", d));
+  {
+    auto bob = server.login("bob", v1::WEB, "reader");
+    pull(*bob, 2);
+  }
+  REQUIRE(server.terminate() == 0);
+  auto rows = stored_cursors(server.data_dir(), "bob");
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].device_id == "reader");
+  CHECK(rows[0].acked == 2);
+  server.restart();
+  Frame login;
+  v1::LoginResp lr;
+  (void)server.login("bob", v1::IOS, "idle3", &login);
+  REQUIRE(login.parse(lr));
+  CHECK(lr.acked_seq() == 0);
+  (void)server.login("bob", v1::WEB, "reader", &login);
+  REQUIRE(login.parse(lr));
+  CHECK(lr.acked_seq() == 2);
+}
+
+TEST_CASE("a known device's login is its latest use, across a restart too") {
+  ServerProcess server(with(kFast, {{"limits.devices_per_user", "3"}}));
+  {
+    auto alice = server.login("alice");
+    for (int i = 0; i < 5; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
+  }
+  // d0, d1, d2 acknowledge in that order; then d0 logs in again without
+  // acknowledging anything: d1 is now the least recently used.
+  for (int d = 0; d < 3; ++d) {
+    auto bob = server.login("bob", v1::WEB, fmt::format("d{}", d));
+    pull(*bob, static_cast<std::uint64_t>(d + 1));
+    std::this_thread::sleep_for(5ms);  // distinct last uses (ms)
+  }
+  (void)server.login("bob", v1::WEB, "d0");
+  REQUIRE(server.terminate() == 0);
+  server.restart();
+  {
+    auto bob = server.login("bob", v1::WEB, "d3");
+    pull(*bob, 4);
+  }
+  REQUIRE(server.terminate() == 0);
+  std::map<std::string, std::uint64_t> acked;
+  for (const auto& r : stored_cursors(server.data_dir(), "bob")) acked[r.device_id] = r.acked;
+  CHECK(acked == std::map<std::string, std::uint64_t>{{"d0", 1}, {"d2", 3}, {"d3", 4}});
 }
 
 TEST_CASE("a device with a live session keeps its cursor, however many other devices come") {
