@@ -10,8 +10,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <iterator>
-#include <list>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -29,7 +27,7 @@ class LruMap {
   V* find(const std::string& key) {
     auto it = map_.find(key);
     if (it == map_.end()) return nullptr;
-    order_.splice(order_.begin(), order_, it->second.pos);
+    to_front(it->second);
     return &it->second.value;
   }
   // The entry without marking it used.
@@ -45,14 +43,15 @@ class LruMap {
   // Adds (or replaces) the entry, marked as just used.
   V& put(const std::string& key, V value) {
     auto [it, added] = map_.try_emplace(key);
+    Node& node = it->second;
     if (added) {
-      order_.push_front(&it->first);
-      it->second.pos = order_.begin();
+      node.key = &it->first;
+      link_front(node);
     } else {
-      order_.splice(order_.begin(), order_, it->second.pos);
+      to_front(node);
     }
-    it->second.value = std::move(value);
-    return it->second.value;
+    node.value = std::move(value);
+    return node.value;
   }
   // The key of an entry (valid as long as the entry).
   const std::string* key_of(const std::string& key) const {
@@ -62,7 +61,7 @@ class LruMap {
   void erase(const std::string& key) {
     auto it = map_.find(key);
     if (it == map_.end()) return;
-    order_.erase(it->second.pos);
+    unlink(it->second);
     map_.erase(it);
   }
   std::size_t size() const { return map_.size(); }
@@ -88,28 +87,51 @@ class LruMap {
   std::size_t trim(Idle&& idle, More&& more) {
     std::size_t dropped = 0;
     std::size_t budget = std::min(map_.size(), std::min(more() ? kTrimStep : over_by(), kTrimStep) + kTrimSlack);
-    while ((map_.size() > capacity_ || more()) && budget-- > 0 && !order_.empty()) {
-      auto last = std::prev(order_.end());
-      auto it = map_.find(**last);
-      if (idle(it->first, it->second.value)) {
-        order_.erase(last);
-        map_.erase(it);
+    while ((map_.size() > capacity_ || more()) && budget-- > 0 && oldest_ != nullptr) {
+      Node& last = *oldest_;
+      if (idle(*last.key, last.value)) {
+        unlink(last);
+        map_.erase(map_.find(*last.key));
         ++dropped;
       } else {
-        order_.splice(order_.begin(), order_, last);
+        to_front(last);
       }
     }
     return dropped;
   }
 
  private:
+  // The order of use is a list threaded through the hash nodes themselves
+  // (no node of its own per entry: an idle user's entry is part of each
+  // idle connection's cost, bench/ANALYSIS.md W1).
   struct Node {
     V value{};
-    typename std::list<const std::string*>::iterator pos;
+    Node* newer = nullptr;
+    Node* older = nullptr;
+    const std::string* key = nullptr;  // the map's own key of this node
   };
+  void link_front(Node& n) {
+    n.newer = nullptr;
+    n.older = newest_;
+    if (newest_) newest_->newer = &n;
+    newest_ = &n;
+    if (!oldest_) oldest_ = &n;
+  }
+  void unlink(Node& n) {
+    (n.newer ? n.newer->older : newest_) = n.older;
+    (n.older ? n.older->newer : oldest_) = n.newer;
+    n.newer = n.older = nullptr;
+  }
+  void to_front(Node& n) {
+    if (newest_ == &n) return;
+    unlink(n);
+    link_front(n);
+  }
+
   const std::size_t capacity_;
   std::unordered_map<std::string, Node> map_;
-  std::list<const std::string*> order_;  // front: most recently used
+  Node* newest_ = nullptr;
+  Node* oldest_ = nullptr;
 };
 
 }  // namespace im::core

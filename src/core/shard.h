@@ -213,16 +213,16 @@ class Shard {
     // Keyed by the device type byte and the device_id; loaded whole on the
     // first use of any of them.
     SmallMap<DeviceCursor> cursors;
-    bool cursors_loaded = false;
     std::uint64_t inbox_next = 0;       // last seq assigned
     std::uint64_t inbox_committed = 0;  // last seq durable (readers' bound)
     std::uint64_t max_acked = 0;        // over all devices
     std::uint32_t offline_pending = 0;  // offline_push timers running for it
-    bool cursors_dirty = false;         // listed in dirty_cursors_
+    bool cursors_loaded = false;
+    bool cursors_dirty = false;  // listed in dirty_cursors_
+    bool book_listed = false;    // listed in dirty_books_
     // The user's conversations, loaded on first need (shard_convs.cpp);
     // kept up to date with every committed inbox row while loaded.
     std::unique_ptr<ConvBook> book;
-    bool book_listed = false;  // listed in dirty_books_
     // What a listing made of one of the user's large groups (shard_large.cpp):
     // the view, the history row it reached, and the book's state it started
     // from (a change of it, a read mark, a delete or a new event, means

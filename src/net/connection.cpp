@@ -222,15 +222,17 @@ std::size_t Connection::read_some(std::span<char> buf, asio::error_code& ec) {
 
 void Connection::ingest(std::span<char> data) {
   in_input_ = true;
-  if (partial_.empty()) {
+  if (!held_) {
     const std::size_t used = process(data);
-    if (used < data.size() && phase_ < Phase::kClosing) partial_.assign(data.data() + used, data.size() - used);
+    if (used < data.size() && phase_ < Phase::kClosing)
+      held_ = std::make_unique<std::string>(data.data() + used, data.size() - used);
   } else {
-    partial_.append(data.data(), data.size());
-    const std::size_t used = process(std::span<char>(partial_.data(), partial_.size()));
-    partial_.erase(0, used);
+    held_->append(data.data(), data.size());
+    const std::size_t used = process(std::span<char>(held_->data(), held_->size()));
+    held_->erase(0, used);
   }
-  if (partial_.empty()) std::string().swap(partial_);  // an idle connection keeps no buffer
+  // An idle connection keeps no buffer, nor does a closing one.
+  if (held_ && (held_->empty() || phase_ >= Phase::kClosing)) held_.reset();
   in_input_ = false;
   flush();
 }
@@ -500,7 +502,7 @@ void Connection::close_after_flush(std::uint16_t ws_code) {
   phase_ = Phase::kClosing;
   paused_ = false;
   mark_ms_ = loop_.now_ms();
-  std::string().swap(partial_);
+  if (!in_input_) held_.reset();  // else released when the input is processed (ingest)
   if (ws_) {
     if (ws_->open && !ws_->close_sent) {
       ws_->close_sent = true;
@@ -588,7 +590,7 @@ void Connection::close() {
   }
   queue_.clear();
   pending_bytes_ = 0;
-  std::string().swap(partial_);
+  if (!in_input_) held_.reset();  // else released when the input is processed (ingest)
   // Inside input processing a delivered message may still be in use.
   if (ws_ && !in_input_) ws_->reader.release();
   loop_.service().on_close(*this);
@@ -604,8 +606,8 @@ void Connection::resume_reading() {
   if (!paused_) return;
   paused_ = false;
   if (phase_ >= Phase::kClosing) return;
-  // Frames that arrived behind the pausing one wait in partial_.
-  if (!partial_.empty()) {
+  // Frames that arrived behind the pausing one wait in held_.
+  if (held_) {
     asio::post(executor(), [self = shared_from_this()] {
       if (self->paused_ || self->phase_ >= Phase::kClosing) return;
       self->ingest({});

@@ -83,9 +83,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Readiness from the loop's epoll (EPOLLIN, EPOLLOUT, ... bits).
   void on_events(std::uint32_t events);
 
-  // The registry slot, kept by IoLoop.
-  std::uint32_t slot = 0;
-
  private:
   // A queued write: `bytes`, after `head_len` bytes of `head` (a WebSocket
   // frame header; none on TCP, and none for bytes already framed).
@@ -124,16 +121,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void linger();
   void discard_input(std::span<char> buf);
 
+  // An idle connection's size is a goal (bench/ANALYSIS.md, W1): members
+  // are ordered to leave no padding, and input kept between reads sits
+  // behind a pointer, null while there is none.
   IoLoop& loop_;
   const Transport& transport_;
-  int fd_ = -1;
   std::unique_ptr<ConnectionContext> context_;
-  std::unique_ptr<WebSocket> ws_;  // WebSocket listeners only
-  SSL* ssl_ = nullptr;             // TLS listeners only; owned
-  std::string partial_;            // an incomplete frame, or input held while paused
-  std::vector<Outgoing> queue_;    // not yet written; the first may be partly written
+  std::unique_ptr<WebSocket> ws_;      // WebSocket listeners only
+  SSL* ssl_ = nullptr;                 // TLS listeners only; owned
+  std::unique_ptr<std::string> held_;  // an incomplete frame, or input held while paused; never empty
+  std::vector<Outgoing> queue_;        // not yet written; the first may be partly written
   std::uint64_t pending_bytes_ = 0;
   std::uint64_t peer_key_;
+  int fd_ = -1;
+
+ public:
+  // The registry slot, kept by IoLoop.
+  std::uint32_t slot = 0;
+
+ private:
   std::uint32_t head_offset_ = 0;  // bytes of queue_[0] already written
   std::uint32_t mark_ms_ = 0;      // start of the current phase's deadline
   std::uint32_t deadline_s_ = 0;   // set_deadline's, 0: none
