@@ -8,6 +8,8 @@
 #   bench/run.sh --smoke          tiny sizes, prints only (CI)
 #   bench/run.sh --bin-dir DIR    use imserver and imbench from DIR (default: builds build-bench, Release)
 #   bench/run.sh --only w2        one scenario
+#   IO_THREADS=N SHARDS=M bench/run.sh ...  server.io_threads and
+#                                 sharding.shards (default 0: half the cores each)
 #   bench/run.sh --transports all W1 and W2 over tcp, ws, tls and wss (or a
 #                                 list: --transports tcp,wss); prints only.
 #                                 With --smoke at smoke sizes. Each server
@@ -80,6 +82,9 @@ write_config() {
 listen = "127.0.0.1:0"
 ws_listen = "$cfg_ws_listen"
 max_connections = 1000000
+io_threads = ${IO_THREADS:-0}
+[sharding]
+shards = ${SHARDS:-0}
 [admin]
 listen = ""
 [auth]

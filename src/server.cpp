@@ -122,7 +122,7 @@ void Server::start() {
   s.tcp_transport = net::Transport{"tcp", false, s.tls.get(), nullptr, nullptr};
   s.ws_transport = net::Transport{"ws", true, s.tls.get(), &s.web_root, &s.config.server.ws_allowed_origins};
   unsigned n = s.config.server.io_threads;
-  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  if (n == 0) n = auto_thread_count();
   s.service.start();  // the store, the shards, recovery: before any listener
   for (unsigned i = 0; i < n; ++i)
     s.loops.push_back(std::make_unique<net::IoLoop>(i, s.limits, s.service, s.admission));

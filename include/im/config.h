@@ -14,10 +14,17 @@ namespace im {
 // answer's fields (tests/core/bounds_unit_test.cpp checks the sum).
 inline constexpr std::uint32_t kMinFrameBytes = 6144;
 
+// What 0 means for server.io_threads and for sharding.shards: half the
+// cores each, at least one, so the loops and the shards together have one
+// thread per core. Both kinds are busy under load; with one of each per
+// core, 2 cores ran 4 busy threads plus RocksDB's, and W2 was 35% slower
+// with tails ten times longer (bench/ANALYSIS.md, "Threads per core").
+unsigned auto_thread_count();
+
 struct ServerConfig {
   std::string listen = "0.0.0.0:9700";     // TCP protocol listener
   std::string ws_listen = "0.0.0.0:9701";  // WebSocket (path /ws); "" disables
-  std::uint32_t io_threads = 0;            // 0 = one per core
+  std::uint32_t io_threads = 0;            // 0 = auto_thread_count()
   std::uint64_t max_connections = 1000000;
   std::uint32_t max_frame_bytes = 65536;
   std::uint64_t max_pending_bytes = 1048576;  // unsent bytes per connection
@@ -38,7 +45,7 @@ struct HeartbeatConfig {
 };
 
 struct ShardingConfig {
-  std::uint32_t shards = 0;  // 0 = one per core
+  std::uint32_t shards = 0;  // 0 = auto_thread_count()
   // Users, conversations and groups whose state each shard keeps in memory
   // (each kind); the least recently used idle ones are dropped beyond it.
   std::uint32_t cache_entries = 100000;

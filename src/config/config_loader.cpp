@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include <toml++/toml.h>
 #include <asio/ip/address.hpp>
@@ -258,6 +259,10 @@ bool file_readable(const std::string& path) {
 }
 
 }  // namespace
+
+unsigned auto_thread_count() {
+  return std::max(1u, std::thread::hardware_concurrency() / 2);
+}
 
 Result<HostPort> parse_host_port(const std::string& text) {
   std::string host;

@@ -3,7 +3,6 @@
 #include <ctime>
 #include <filesystem>
 #include <stdexcept>
-#include <thread>
 
 #include <fmt/chrono.h>
 #include <spdlog/spdlog.h>
@@ -62,7 +61,7 @@ void Service::start() {
     throw std::runtime_error("storage: cannot read the large groups: " + loaded.error().message);
   if (env_->large.size() > 0) spdlog::info("{} large groups (read fan-out)", env_->large.size());
   unsigned n = config_.sharding.shards;
-  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  if (n == 0) n = auto_thread_count();
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));
   for (auto& s : shards_) s->start();
   recover_fanouts(*env_);

@@ -135,6 +135,10 @@ void ServerProcess::spawn() {
       {"auth.mode", "\"jwt\""},
       {"auth.jwt_secret", std::string("\"") + kTestSecret + "\""},
       {"log.level", "\"debug\""},
+      // Two loops and two shards whatever the machine (0 would be half its
+      // cores): every test goes through the cross-thread paths.
+      {"server.io_threads", "2"},
+      {"sharding.shards", "2"},
   };
   for (const auto& [k, v] : overrides_) values[k] = v;
   std::map<std::string, std::map<std::string, std::string>> sections;
