@@ -717,10 +717,17 @@ export class ImSession extends Emitter<ClientEvents> {
     if (this.reconnectTimer || this.stateValue === "closed") return;
     const delay = Math.max(backoffDelay(this.attempt++, this.opts.backoff), this.retryAfterMs, extraMs);
     this.retryAfterMs = 0;
+    this.reconnectAt(Date.now() + delay);
+  }
+
+  // Never before `due` on the wall clock: a server's reconnect_after_ms is
+  // a floor, and Node's timers may fire a millisecond early by Date.now().
+  private reconnectAt(due: number): void {
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
+      if (Date.now() < due) return this.reconnectAt(due);
       if (this.stateValue === "offline") void this.open();
-    }, delay);
+    }, Math.max(0, due - Date.now()));
   }
 
   private shutDown(reason: Error): void {
