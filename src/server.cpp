@@ -123,6 +123,7 @@ void Server::start() {
   s.ws_transport = net::Transport{"ws", true, s.tls.get(), &s.web_root, &s.config.server.ws_allowed_origins};
   unsigned n = s.config.server.io_threads;
   if (n == 0) n = auto_thread_count();
+  spdlog::info("{} I/O loops{}", n, s.config.server.io_threads == 0 ? " (server.io_threads = 0: half the cores)" : "");
   s.service.start();  // the store, the shards, recovery: before any listener
   for (unsigned i = 0; i < n; ++i)
     s.loops.push_back(std::make_unique<net::IoLoop>(i, s.limits, s.service, s.admission));

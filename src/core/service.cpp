@@ -62,6 +62,7 @@ void Service::start() {
   if (env_->large.size() > 0) spdlog::info("{} large groups (read fan-out)", env_->large.size());
   unsigned n = config_.sharding.shards;
   if (n == 0) n = auto_thread_count();
+  spdlog::info("{} core shards{}", n, config_.sharding.shards == 0 ? " (sharding.shards = 0: half the cores)" : "");
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));
   for (auto& s : shards_) s->start();
   recover_fanouts(*env_);

@@ -313,10 +313,12 @@ Result<Shard::LoginState> Shard::add_session(const std::string& uid, SessionRef 
   if (!c) return c.error();
   // A known device's new last use is written (it orders the devices for
   // eviction across restarts), coalesced with the cursor writes, once a
-  // second at most. A new device is written by its first ACK or PULL: a
-  // cursor at 0 that a restart forgets starts from 0 all the same, and a
-  // row per login of a fresh device cost 190 B of memtable per idle
-  // connection (bench/ANALYSIS.md).
+  // second at most. A new device is written when its cursor first moves (an
+  // ACK, or a PULL that acknowledges): a cursor at 0 that a restart forgets
+  // starts from 0 all the same, and a row per login of a fresh device cost
+  // 190 B of memtable per idle connection (bench/ANALYSIS.md, W1). While
+  // its user is cached it counts among the devices like any other; after a
+  // restart it no longer takes a place (docs/architecture.md, Departures).
   if ((*c)->stored && !(*c)->dirty) {
     (*c)->dirty = true;
     mark_dirty(uid, **u);

@@ -1,7 +1,6 @@
 #include "store/store.h"
 
 #include <algorithm>
-#include <cstring>
 #include <filesystem>
 #include <vector>
 
@@ -9,7 +8,6 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/merge_operator.h>
-#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
@@ -45,24 +43,6 @@ Error read_error(const rocksdb::Status& s) {
 
 // The `meta` family's merge: a value and its operands are 8-byte integers
 // (two's complement), merged by adding them (kOutboxCountKey's deltas).
-// The owner part of a key: the uid and its 0x00. The dedupe memtable keeps
-// an insert hint per uid, so a sender's new row is placed from near its
-// last one instead of from the skip list's head. Only a hint: any key stays
-// right. Not for a family that ever gets a DeleteRange: RocksDB 7.8 shares
-// the hints between the point and the range-tombstone tables and corrupts
-// the memtable (docs/architecture.md, Storage).
-class OwnerPrefix : public rocksdb::SliceTransform {
- public:
-  const char* Name() const override { return "im.OwnerPrefix"; }
-  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
-    const auto* sep = static_cast<const char*>(std::memchr(key.data(), '\0', key.size()));
-    return rocksdb::Slice(key.data(), static_cast<std::size_t>(sep - key.data()) + 1);
-  }
-  bool InDomain(const rocksdb::Slice& key) const override {
-    return std::memchr(key.data(), '\0', key.size()) != nullptr;
-  }
-};
-
 class AddMerge : public rocksdb::AssociativeMergeOperator {
  public:
   bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value, std::string* out,
@@ -312,7 +292,6 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   static DedupeExpiry* expiry = nullptr;  // outlives the DB: one per process is enough
   if (!expiry) expiry = new DedupeExpiry(config.dedupe_window_s);
 
-  static const auto owner_prefix = std::make_shared<const OwnerPrefix>();
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
   families.emplace_back(rocksdb::kDefaultColumnFamilyName, base);
   for (const char* name : kCfNames) {
@@ -324,7 +303,6 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
       // skip-list search (the tables have theirs).
       cf.memtable_prefix_bloom_size_ratio = 0.02;
       cf.memtable_whole_key_filtering = true;
-      cf.memtable_insert_with_hint_prefix_extractor = owner_prefix;
     }
     if (std::string_view(name) == "meta") cf.merge_operator = std::make_shared<AddMerge>();
     if (std::string_view(name) == "reads") cf.merge_operator = std::make_shared<MaxMerge>();

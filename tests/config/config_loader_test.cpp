@@ -1,8 +1,10 @@
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "config/config_loader.h"
 #include "server_process.h"
@@ -75,6 +77,12 @@ TEST_CASE("defaults are those of the design, and need only a secret") {
   CHECK(c.log.level == "info");
   CHECK(c.log.format == "text");
   CHECK(c.shutdown.timeout_s == 10);
+}
+
+TEST_CASE("0 loops or shards means half the cores, at least one") {
+  const unsigned cores = std::thread::hardware_concurrency();
+  CHECK(auto_thread_count() == std::max(1u, cores / 2));
+  CHECK(auto_thread_count() >= 1);
 }
 
 TEST_CASE("every key is read from the file") {

@@ -2,11 +2,14 @@
 // temporary store), FanoutLimiter, the event slices of a group plan, and
 // the frame limit's floor.
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "core/fanout_limiter.h"
 #include "core/group_cache.h"
@@ -47,6 +50,75 @@ TEST_CASE("LruMap drops the least recently used idle entries down to its capacit
     CHECK(*m.peek("k0") == 7);
     CHECK(*m.key_of("k0") == "k0");
   }
+}
+
+TEST_CASE("LruMap keeps the order of use of a reference list through puts, finds, erases, trims and rehashes") {
+  // The reference: keys, most recently used first, and each value.
+  std::vector<std::string> order;
+  std::map<std::string, int> values;
+  LruMap<int> m(64);
+  std::map<std::string, const int*> where;  // the address of each value: never moves
+  std::mt19937 rng(15);
+  auto use = [&](const std::string& k) {
+    order.erase(std::remove(order.begin(), order.end(), k), order.end());
+    order.insert(order.begin(), k);
+  };
+  for (int step = 0; step < 20000; ++step) {
+    const std::string k = "k" + std::to_string(rng() % 200);  // up to 200 keys: rehashes on the way
+    switch (rng() % 5) {
+      case 0:
+      case 1: {
+        const int v = static_cast<int>(rng() % 1000);
+        const int& stored = m.put(k, v);
+        if (where.count(k)) REQUIRE(where[k] == &stored);
+        where[k] = &stored;
+        values[k] = v;
+        use(k);
+        break;
+      }
+      case 2: {
+        int* found = m.find(k);
+        REQUIRE((found != nullptr) == (values.count(k) == 1));
+        if (found) {
+          REQUIRE(*found == values[k]);
+          REQUIRE(found == where[k]);
+          use(k);
+        }
+        break;
+      }
+      case 3:
+        m.erase(k);
+        values.erase(k);
+        where.erase(k);
+        order.erase(std::remove(order.begin(), order.end(), k), order.end());
+        break;
+      default: {
+        // Keys with an odd value are busy: the trim moves them to the front.
+        const std::size_t dropped = m.trim([](const std::string&, int v) { return v % 2 == 0; });
+        std::size_t expect = 0;
+        std::size_t budget =
+            std::min(order.size(), std::min(order.size() > 64 ? order.size() - 64 : 0, LruMap<int>::kTrimStep) +
+                                       LruMap<int>::kTrimSlack);
+        while (order.size() > 64 && budget-- > 0 && !order.empty()) {
+          const std::string last = order.back();
+          order.pop_back();
+          if (values[last] % 2 == 0) {
+            values.erase(last);
+            where.erase(last);
+            ++expect;
+          } else {
+            order.insert(order.begin(), last);
+          }
+        }
+        REQUIRE(dropped == expect);
+        // The same entries went: the ones left are the reference's.
+        for (const auto& kv : values) REQUIRE(m.peek(kv.first) == where[kv.first]);
+        break;
+      }
+    }
+    REQUIRE(m.size() == values.size());
+  }
+  CHECK(m.size() == values.size());
 }
 
 TEST_CASE("FanoutLimiter: a burst of twice the rate, refilled over time, debts for big requests") {

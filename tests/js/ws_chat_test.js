@@ -256,11 +256,22 @@ function startServer(binary) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imjs-'));
   const config = path.join(dir, 'im.toml');
   fs.writeFileSync(config, [
-    '[server]', 'listen = "127.0.0.1:0"', 'ws_listen = "127.0.0.1:0"',
-    '[admin]', 'listen = ""',
-    '[storage]', `data_dir = ${JSON.stringify(path.join(dir, 'data'))}`,
-    '[auth]', 'mode = "jwt"', `jwt_secret = ${JSON.stringify(SECRET)}`,
-    '[log]', 'level = "debug"', '',
+    '[server]',
+    'listen = "127.0.0.1:0"',
+    'ws_listen = "127.0.0.1:0"',
+    'io_threads = 2',
+    '[sharding]',
+    'shards = 2',
+    '[admin]',
+    'listen = ""',
+    '[storage]',
+    `data_dir = ${JSON.stringify(path.join(dir, 'data'))}`,
+    '[auth]',
+    'mode = "jwt"',
+    `jwt_secret = ${JSON.stringify(SECRET)}`,
+    '[log]',
+    'level = "debug"',
+    '',
   ].join('\n'));
   const logFd = fs.openSync(path.join(dir, 'server.log'), 'a');
   const child = spawn(binary, ['--config', config], { stdio: ['ignore', 'pipe', logFd] });

@@ -213,6 +213,10 @@ class Server:
             "storage.data_dir": json.dumps(os.path.join(self.dir, "data")),
             "auth.mode": '"jwt"',
             "auth.jwt_secret": json.dumps(SECRET),
+            # Two loops and two shards on any machine (0 is half its cores):
+            # the cross-thread paths are the ones to test.
+            "server.io_threads": "2",
+            "sharding.shards": "2",
             "log.level": '"debug"',
         }
         self.overrides.update(overrides or {})

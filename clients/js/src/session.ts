@@ -717,17 +717,21 @@ export class ImSession extends Emitter<ClientEvents> {
     if (this.reconnectTimer || this.stateValue === "closed") return;
     const delay = Math.max(backoffDelay(this.attempt++, this.opts.backoff), this.retryAfterMs, extraMs);
     this.retryAfterMs = 0;
-    this.reconnectAt(Date.now() + delay);
+    this.reconnectAt(performance.now() + delay);
   }
 
-  // Never before `due` on the wall clock: a server's reconnect_after_ms is
-  // a floor, and Node's timers may fire a millisecond early by Date.now().
+  // Never before `due` (performance.now(), a monotonic clock): a server's
+  // reconnect_after_ms is a floor, and timers count in whole milliseconds
+  // of a cached clock, so they may fire up to one early.
   private reconnectAt(due: number): void {
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = undefined;
-      if (Date.now() < due) return this.reconnectAt(due);
-      if (this.stateValue === "offline") void this.open();
-    }, Math.max(0, due - Date.now()));
+    this.reconnectTimer = setTimeout(
+        () => {
+          this.reconnectTimer = undefined;
+          if (performance.now() < due) return this.reconnectAt(due);
+          if (this.stateValue === 'offline') void this.open();
+        },
+        Math.max(1, Math.ceil(due - performance.now())),
+    );
   }
 
   private shutDown(reason: Error): void {

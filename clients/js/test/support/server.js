@@ -53,13 +53,14 @@ export class Server {
       this.wsPort = await freePort();
     }
     const values = {
-      "server.listen": `"127.0.0.1:${this.tcpPort}"`,
-      "server.ws_listen": `"127.0.0.1:${this.wsPort}"`,
-      "admin.listen": `""`,
-      "storage.data_dir": `"${join(this.dir, `data${this.generation ?? ""}`)}"`,
-      "auth.mode": `"jwt"`,
-      "auth.jwt_secret": `"${SECRET}"`,
-      "sharding.shards": "2",
+      'server.listen': `"127.0.0.1:${this.tcpPort}"`,
+      'server.ws_listen': `"127.0.0.1:${this.wsPort}"`,
+      'admin.listen': `""`,
+      'storage.data_dir': `"${join(this.dir, `data${this.generation ?? ''}`)}"`,
+      'auth.mode': `"jwt"`,
+      'auth.jwt_secret': `"${SECRET}"`,
+      'server.io_threads': '2',
+      'sharding.shards': '2',
       ...this.extra,
     };
     const sections = {};
