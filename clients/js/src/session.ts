@@ -581,6 +581,11 @@ export class ImSession extends Emitter<ClientEvents> {
         deviceId: this.opts.deviceId ?? "",
         clientVersion: this.opts.clientVersion ?? "imserver-js/0.1",
       }).finish();
+      // What this client held before this login: the PUSHes of the new
+      // session may be read with its LoginResp, in the same chunk, and be
+      // given before the code below runs; they are no sign of an inbox
+      // that went back.
+      const heldBefore = this.held;
       const frame = await this.request(Cmd.LOGIN, req);
       const resp = v1.LoginResp.decode(frame.body);
       if (this.socket !== s) return;
@@ -593,8 +598,8 @@ export class ImSession extends Emitter<ClientEvents> {
       // The server's inbox ends below what this client holds (a restored
       // backup, a new data dir): what it numbers from there on is new.
       const serverMax = Number(resp.inboxMaxSeq);
-      if (serverMax < this.held) {
-        this.emit("error", new Error(`the server's inbox ends at ${serverMax}, below the ${this.held} held: resyncing from there`));
+      if (serverMax < heldBefore) {
+        this.emit("error", new Error(`the server's inbox ends at ${serverMax}, below the ${heldBefore} held: resyncing from there`));
         this.held = serverMax;
         this.early.clear();
         this.saved.inboxSeq = serverMax;

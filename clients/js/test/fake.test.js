@@ -2,7 +2,7 @@
 // what a real imserver does only by chance or never.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ImClient, Cmd, Status, text, im } from "../dist/index.js";
+import { ImClient, Cmd, Status, text, im, encodeFrame } from "../dist/index.js";
 import { FakeServer, row } from "./support/fake_server.js";
 import { until } from "./support/server.js";
 
@@ -80,6 +80,54 @@ test("a PUSH above a gap waits for the row below, fetched by PULL; each row once
       assert.ok(server.sent(Cmd.PULL).length >= 2, "a PULL filled the gap");
       // ACKed up to what it holds.
       await until(() => server.sent(Cmd.ACK).some((f) => Number(v1.AckReq.decode(f.body).inboxSeq) === 2), 5000, "the ACK");
+    },
+  );
+});
+
+test("a PUSH read in the same chunk as the LoginResp is given once, and is no sign of a server that went back", async () => {
+  // Unmasked binary WebSocket frames, written in one piece: the client
+  // reads the LoginResp and the PUSH together (the server flushes what a
+  // loop turn queued in one write).
+  const wsFrame = (bytes) => {
+    const head = bytes.length < 126 ? Buffer.from([0x82, bytes.length]) : Buffer.from([0x82, 126, bytes.length >> 8, bytes.length & 0xff]);
+    return Buffer.concat([head, Buffer.from(bytes)]);
+  };
+  let logins = 0;
+  await withFake(
+    {
+      LOGIN: (l, f) => {
+        logins += 1;
+        if (logins === 1) {
+          l.server.inbox.push(row(1));
+          l.answer({ heartbeatIntervalS: 30, inboxMaxSeq: 1 }, v1.LoginResp);
+          return;
+        }
+        // Row 2 is committed just after the second LOGIN was answered with 1.
+        l.server.inbox.push(row(2));
+        const resp = v1.LoginResp.encode({ heartbeatIntervalS: 30, inboxMaxSeq: 1 }).finish();
+        const push = v1.MessagePush.encode({ messages: [row(2)] }).finish();
+        const socket = [...l.server.sockets].at(-1)._socket;
+        socket.write(
+          Buffer.concat([
+            wsFrame(encodeFrame({ flags: 1, cmd: Cmd.LOGIN, status: 0, seq: f.header.seq }, resp)),
+            wsFrame(encodeFrame({ flags: 0, cmd: Cmd.PUSH, status: 0, seq: 0 }, push)),
+          ]),
+        );
+      },
+    },
+    async (server, c, errors) => {
+      const got = [];
+      c.on("message", (m) => got.push(m.inboxSeq));
+      await c.connect();
+      await until(() => got.length === 1, 5000, "row 1");
+      for (const ws of server.sockets) ws.terminate(); // the link drops: a second login
+      await until(() => got.length >= 2, 5000, "row 2");
+      await new Promise((r) => setTimeout(r, 400));
+      assert.deepEqual(got, [1, 2]);
+      assert.deepEqual(
+        errors.map((e) => e.message),
+        [],
+      );
     },
   );
 });
