@@ -84,6 +84,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_events(std::uint32_t events);
 
  private:
+  friend class IoLoop;  // keeps `slot`
+
   // A queued write: `bytes`, after `head_len` bytes of `head` (a WebSocket
   // frame header; none on TCP, and none for bytes already framed).
   struct Outgoing {
@@ -134,12 +136,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint64_t pending_bytes_ = 0;
   std::uint64_t peer_key_;
   int fd_ = -1;
-
- public:
-  // The registry slot, kept by IoLoop.
-  std::uint32_t slot = 0;
-
- private:
+  std::uint32_t slot = 0;          // the registry slot, kept by IoLoop (a friend)
   std::uint32_t head_offset_ = 0;  // bytes of queue_[0] already written
   std::uint32_t mark_ms_ = 0;      // start of the current phase's deadline
   std::uint32_t deadline_s_ = 0;   // set_deadline's, 0: none

@@ -169,6 +169,16 @@ std::vector<store::CursorRecord> stored_cursors(const std::string& data_dir, con
   return rows;
 }
 
+// The LoginResp of a login of `uid` on that device (the session then ends).
+v1::LoginResp login_resp(ServerProcess& server, const std::string& uid, v1::DeviceType type,
+                         const std::string& device) {
+  Frame login;
+  (void)server.login(uid, type, device, &login);
+  v1::LoginResp lr;
+  REQUIRE(login.parse(lr));
+  return lr;
+}
+
 }  // namespace
 
 TEST_CASE("device cursors are bounded per user, the least recently used is forgotten, durably") {
@@ -191,13 +201,8 @@ TEST_CASE("device cursors are bounded per user, the least recently used is forgo
   REQUIRE(server.terminate() == 0);
   CHECK(stored_cursors(server.data_dir(), "bob").size() <= 4);
   server.restart();
-  Frame login;
-  auto bob = server.login("bob", v1::WEB, "d5", &login);
-  v1::LoginResp lr;
-  REQUIRE(login.parse(lr));
-  CHECK(lr.acked_seq() == 0);  // pushed out by the later devices
-  bob = server.login("bob", v1::ANDROID, "recent1", &login);
-  REQUIRE(login.parse(lr));
+  CHECK(login_resp(server, "bob", v1::WEB, "d5").acked_seq() == 0);  // pushed out by the later devices
+  const v1::LoginResp lr = login_resp(server, "bob", v1::ANDROID, "recent1");
   CHECK(lr.acked_seq() == 9);
   CHECK(lr.inbox_max_seq() == 10);
 }
@@ -219,14 +224,8 @@ TEST_CASE("a new device is written by its first acknowledgement, not by its logi
   CHECK(rows[0].device_id == "reader");
   CHECK(rows[0].acked == 2);
   server.restart();
-  Frame login;
-  v1::LoginResp lr;
-  (void)server.login("bob", v1::IOS, "idle3", &login);
-  REQUIRE(login.parse(lr));
-  CHECK(lr.acked_seq() == 0);
-  (void)server.login("bob", v1::WEB, "reader", &login);
-  REQUIRE(login.parse(lr));
-  CHECK(lr.acked_seq() == 2);
+  CHECK(login_resp(server, "bob", v1::IOS, "idle3").acked_seq() == 0);
+  CHECK(login_resp(server, "bob", v1::WEB, "reader").acked_seq() == 2);
 }
 
 TEST_CASE("a known device's login is its latest use, across a restart too") {
