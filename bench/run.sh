@@ -122,6 +122,10 @@ make_cert() {
 
 start_server() {
   local dir=$1
+  # The files exist before the server starts: the background child opens
+  # its redirections only when it runs, and awk below must not race it.
+  : >"$dir/stdout"
+  : >"$dir/stderr"
   "$imserver" --config "$dir/im.toml" >"$dir/stdout" 2>"$dir/stderr" &
   server_pid=$!
   for _ in $(seq 1 500); do
