@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "proto/im.pb.h"
@@ -80,12 +81,29 @@ class ConvBook {
   // Adds one conv_seq to the unread runs (kept sorted and merged).
   static void add_unread(store::ConvRecord& r, std::uint64_t seq);
 
+  // Not the book's state but the shard's cache for listings of the user's
+  // large groups (Shard::large_view), kept here because it lives exactly as
+  // long as the book, and an idle user has neither. What a listing made of
+  // one of them: the view, the history row it reached, and the book's
+  // state it started from (a change of it, a read mark, a delete or a new
+  // event, means reading again from the start); the next listing reads
+  // only the rows above `top`.
+  struct LargeSeen {
+    store::ConvRecord view;
+    std::uint64_t top = 0;
+    std::uint64_t floor = 0;
+    std::uint64_t seen_inbox_seq = 0;
+    bool valid = false;
+  };
+  std::unordered_map<std::string, LargeSeen>& large_seen() { return large_seen_; }
+
  private:
   Entry& touch(const std::string& conv, std::uint64_t inbox_seq, bool& fresh);
 
   std::map<std::string, Entry> entries_;
   std::uint64_t applied_ = 0;
   bool dirty_ = false;
+  std::unordered_map<std::string, LargeSeen> large_seen_;
 };
 
 }  // namespace im::core

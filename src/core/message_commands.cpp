@@ -83,20 +83,20 @@ void on_send(Service& s, Call& call, v1::SendReq& req) {
 void on_ack(Service& s, Call& call, const v1::AckReq& req) {
   // ACK has no answer when it succeeds.
   Shard& shard = s.shard_for(call.ctx.uid);
-  asio::post(shard.context(), [&shard, replier = call.replier(), uid = call.ctx.uid, dt = call.ctx.device_type,
-                               device = call.ctx.device_id, seq = req.inbox_seq()] {
-    if (auto acked = shard.ack(uid, dt, device, seq); !acked) replier.fail(acked.error());
+  asio::post(shard.context(), [&shard, replier = call.replier(), uid = call.ctx.uid, session = call.ctx.session_id,
+                               seq = req.inbox_seq()] {
+    if (auto acked = shard.ack(uid, session, seq); !acked) replier.fail(acked.error());
   });
 }
 
 void on_pull(Service& s, Call& call, const v1::PullReq& req) {
   Shard& shard = s.shard_for(call.ctx.uid);
-  asio::post(shard.context(), [&shard, replier = call.replier(), uid = call.ctx.uid, dt = call.ctx.device_type,
-                               device = call.ctx.device_id, req] {
-    auto body = shard.pull(uid, dt, device, req);
-    if (!body) return replier.fail(body.error());
-    replier.ok_raw(std::move(*body));
-  });
+  asio::post(shard.context(),
+             [&shard, replier = call.replier(), uid = call.ctx.uid, session = call.ctx.session_id, req] {
+               auto body = shard.pull(uid, session, req);
+               if (!body) return replier.fail(body.error());
+               replier.ok_raw(std::move(*body));
+             });
 }
 
 void on_history(Service& s, Call& call, const v1::HistoryReq& req) {

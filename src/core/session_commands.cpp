@@ -38,18 +38,17 @@ constexpr std::string_view kZstd = "zstd";
 // it runs too), registers the session, kicks the one it replaces, answers
 // on the connection's loop.
 void login_in_shard(Service& s, Shard& shard, std::shared_ptr<net::Connection> conn, FrameHeader request,
-                    SessionRef session, std::string uid, TokenTimes token, bool zstd) {
+                    SessionRef session, std::string uid, std::string device_id, TokenTimes token, bool zstd) {
   const std::uint64_t session_id = session.session_id;
-  const std::string by_device = session.device_id;
   Result<Shard::LoginState> state = make_error(StatusCode::kUnauthenticated, "token revoked");
   if (token.checked && s.revocations().revoked(uid, token.iat)) {
     metrics::get().logins_unauthenticated.inc();
   } else {
-    state = shard.add_session(uid, std::move(session));
+    state = shard.add_session(uid, std::move(session), device_id);
   }
   if (state && state->replaced)
     s.kick(state->replaced->conn, net::make_kickout(s.env().next_push_seq(), v1::LOGIN_ELSEWHERE,
-                                                    "logged in elsewhere with the same device type", by_device));
+                                                    "logged in elsewhere with the same device type", device_id));
   v1::LoginResp resp;
   if (state) {
     resp.set_server_time_ms(wall_ms());
@@ -101,18 +100,18 @@ void on_login(Service& s, Call& call, v1::LoginReq& req) {
   ctx.phase = ClientContext::Phase::kLoggingIn;
   ctx.uid = req.uid();
   ctx.device_type = static_cast<std::uint8_t>(req.device_type());
-  ctx.device_id = req.device_id();
-  ctx.session_id = random_u64();
+  // 56 bits, never 0: SessionRef's width, and its mark of no session.
+  ctx.session_id = std::max<std::uint64_t>(random_u64() >> 8, 1);
   // Requests behind LOGIN wait until it is answered, so they run logged in
   // and in the order sent.
   call.conn.pause_reading();
-  SessionRef session{call.conn.shared_from_this(), ctx.session_id, ctx.device_type, ctx.device_id};
+  SessionRef session{call.conn.shared_from_this(), ctx.session_id, ctx.device_type};
   Shard& shard = s.shard_for(ctx.uid);
-  asio::post(shard.context(),
-             [&s, &shard, c = call.conn.shared_from_this(), h = call.header, session = std::move(session),
-              uid = ctx.uid, token, zstd = req.compression() == kZstd]() mutable {
-               login_in_shard(s, shard, std::move(c), h, std::move(session), std::move(uid), token, zstd);
-             });
+  asio::post(shard.context(), [&s, &shard, c = call.conn.shared_from_this(), h = call.header,
+                               session = std::move(session), uid = ctx.uid, device_id = req.device_id(), token,
+                               zstd = req.compression() == kZstd]() mutable {
+    login_in_shard(s, shard, std::move(c), h, std::move(session), std::move(uid), std::move(device_id), token, zstd);
+  });
 }
 
 }  // namespace

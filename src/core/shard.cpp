@@ -189,7 +189,6 @@ Result<Ok> Shard::load_cursors(UserState& u, const std::string& uid) {
   if (!scanned) return scanned.error();
   u.cursors = std::move(loaded);
   u.cursors_loaded = true;
-  for (const auto& [key, c] : u.cursors) u.max_acked = std::max(u.max_acked, c.acked);
   return Ok{};
 }
 
@@ -203,10 +202,7 @@ void Shard::evict_cursors(UserState& u, const std::string& uid, const std::strin
   for (const auto& entry : u.cursors) {
     const std::string& key = entry.first;  // not a structured binding: clang 14 cannot capture one
     if (key == keep) continue;
-    const bool live = std::any_of(u.sessions.begin(), u.sessions.end(), [&](const SessionRef& s) {
-      return s.device_type == static_cast<std::uint8_t>(key[0]) && s.device_id == std::string_view(key).substr(1);
-    });
-    if (!live) candidates.emplace_back(entry.second.used_ms, key);
+    if (!entry.second.live) candidates.emplace_back(entry.second.used_ms, key);
   }
   std::sort(candidates.begin(), candidates.end());
   for (const auto& [used, key] : candidates) {
@@ -240,6 +236,21 @@ Result<Shard::DeviceCursor*> Shard::cursor(UserState& u, const std::string& uid,
   return &it->second;
 }
 
+void Shard::end_live(UserState& u, std::uint8_t device_type) {
+  for (auto& [key, c] : u.cursors) {
+    if (c.live && static_cast<std::uint8_t>(key[0]) == device_type) {
+      c.live = false;
+      return;
+    }
+  }
+}
+
+std::uint64_t Shard::max_acked(const UserState& u) {
+  std::uint64_t max = 0;
+  for (const auto& [key, c] : u.cursors) max = std::max(max, c.acked);
+  return max;
+}
+
 void Shard::mark_dirty(const std::string& uid, UserState& u) {
   if (!u.cursors_dirty) {
     u.cursors_dirty = true;
@@ -254,7 +265,6 @@ void Shard::mark_cursor(const std::string& uid, UserState& u, DeviceCursor& c, s
     c.dirty = true;
     mark_dirty(uid, u);
   }
-  u.max_acked = std::max(u.max_acked, seq);
 }
 
 void Shard::flush_cursors() {
@@ -306,10 +316,10 @@ void Shard::arm_cursor_timer() {
 
 // ---------------------------------------------------------------- sessions
 
-Result<Shard::LoginState> Shard::add_session(const std::string& uid, SessionRef session) {
+Result<Shard::LoginState> Shard::add_session(const std::string& uid, SessionRef session, const std::string& device_id) {
   auto u = user(uid);
   if (!u) return u.error();
-  auto c = cursor(**u, uid, session.device_type, session.device_id);
+  auto c = cursor(**u, uid, session.device_type, device_id);
   if (!c) return c.error();
   // A known device's new last use is written (it orders the devices for
   // eviction across restarts), coalesced with the cursor writes, once a
@@ -332,7 +342,9 @@ Result<Shard::LoginState> Shard::add_session(const std::string& uid, SessionRef 
   if (same != sessions.end()) {
     state.replaced = std::move(*same);
     sessions.erase(same);
+    end_live(**u, session.device_type);
   }
+  (*c)->live = true;
   const bool first = sessions.empty() && !state.replaced;
   sessions.push_back(std::move(session));
   if (first) index_large_groups(uid);
@@ -347,10 +359,10 @@ void Shard::remove_session(const std::string& uid, std::uint64_t session_id, std
   auto s =
       std::find_if(sessions.begin(), sessions.end(), [&](const SessionRef& r) { return r.session_id == session_id; });
   if (s == sessions.end()) return;
+  end_live(*u, s->device_type);
   sessions.erase(s);
   if (sessions.empty()) {
     last_seen_[uid] = now_ms;
-    std::vector<SessionRef>().swap(sessions);
     unindex_large_groups(uid);
     schedule_trim();
   }
@@ -361,8 +373,8 @@ void Shard::remove_session(const std::string& uid, std::uint64_t session_id, std
 std::vector<SessionRef> Shard::take_sessions(const std::string& uid, std::int64_t now_ms) {
   UserState* u = users_.find(uid);
   if (!u || u->sessions.empty()) return {};
-  std::vector<SessionRef> out = std::move(u->sessions);
-  u->sessions.clear();
+  std::vector<SessionRef> out = u->sessions.take();
+  for (auto& [key, c] : u->cursors) c.live = false;
   unindex_large_groups(uid);
   last_seen_[uid] = now_ms;
   presence_changed(uid);
@@ -385,27 +397,35 @@ void Shard::fill_presence(v1::Presence& p) const {
 
 // ---------------------------------------------------------------- reads
 
-Result<Ok> Shard::ack(const std::string& uid, std::uint8_t device_type, const std::string& device_id,
-                      std::uint64_t seq) {
+Shard::DeviceCursor* Shard::session_cursor(UserState& u, std::uint64_t session_id) {
+  auto s = std::find_if(u.sessions.begin(), u.sessions.end(),
+                        [&](const SessionRef& r) { return r.session_id == session_id; });
+  if (s == u.sessions.end()) return nullptr;
+  for (auto& [key, c] : u.cursors) {
+    if (c.live && static_cast<std::uint8_t>(key[0]) == s->device_type) {
+      c.used_ms = wall_ms();
+      return &c;
+    }
+  }
+  return nullptr;
+}
+
+Result<Ok> Shard::ack(const std::string& uid, std::uint64_t session_id, std::uint64_t seq) {
   auto u = user(uid);
   if (!u) return u.error();
   if (seq > (*u)->inbox_committed) return make_error(StatusCode::kBadRequest, "inbox_seq is beyond the inbox");
-  auto c = cursor(**u, uid, device_type, device_id);
-  if (!c) return c.error();
-  mark_cursor(uid, **u, **c, seq);
+  if (DeviceCursor* c = session_cursor(**u, session_id)) mark_cursor(uid, **u, *c, seq);
   return Ok{};
 }
 
-Result<std::string> Shard::pull(const std::string& uid, std::uint8_t device_type, const std::string& device_id,
-                                const v1::PullReq& req) {
+Result<std::string> Shard::pull(const std::string& uid, std::uint64_t session_id, const v1::PullReq& req) {
   auto u = user(uid);
   if (!u) return u.error();
   const std::uint64_t committed = (*u)->inbox_committed;
   auto page = inbox_page(uid, committed, req);
   if (!page) return page.error();
   // Only a PULL that is answered acknowledges `after_seq`.
-  if (auto acked = ack(uid, device_type, device_id, std::min(req.after_seq(), committed)); !acked)
-    return acked.error();
+  if (auto acked = ack(uid, session_id, std::min(req.after_seq(), committed)); !acked) return acked.error();
   return page;
 }
 
@@ -558,7 +578,7 @@ void Shard::on_written(bool ok) {
   }
   deliver_pushes(pushes);
   // A user with an offline_push timer running stays cached: the timer
-  // needs its max_acked.
+  // needs its cursors.
   for (const auto& e : offline)
     if (UserState* u = users_.find(e.uid)) ++u->offline_pending;
   offline_.add(offline);
@@ -728,7 +748,7 @@ void Shard::fire_offline(std::vector<OfflinePushes::Entry>& due) {
   for (std::size_t i = 0; i < due.size(); ++i) {
     auto& e = due[i];
     UserState* u = users_.find(e.uid);
-    if (u && u->max_acked >= e.inbox_seq) continue;
+    if (u && max_acked(*u) >= e.inbox_seq) continue;
     // Recalled or edited since it was written: a recalled one fires
     // nothing (no event does), an edited one with its latest body.
     if (auto changed = env_.changes.apply(e.msg); changed && *changed) OfflinePushes::cut_body(e.msg);
@@ -748,7 +768,7 @@ void Shard::fire_offline(std::vector<OfflinePushes::Entry>& due) {
     const auto& e = due[i];
     UserState* u = users_.find(e.uid);
     if (u && u->offline_pending > 0) --u->offline_pending;
-    if (u && u->max_acked >= e.inbox_seq) continue;
+    if (u && max_acked(*u) >= e.inbox_seq) continue;
     if (e.msg.content_type() >= 10000) continue;
     if (!outbox.reserve(env_.config.webhook.max_queued)) {
       metrics::get().offline_pushes_dropped.inc();

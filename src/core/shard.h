@@ -38,6 +38,7 @@
 #include "core/presence_watch.h"
 #include "core/send_dedupe.h"
 #include "core/send_job.h"
+#include "core/session_list.h"
 #include "core/small_map.h"
 #include "core/typing.h"
 #include "im/result.h"
@@ -46,13 +47,6 @@
 #include "store/records.h"
 
 namespace im::core {
-
-struct SessionRef {
-  std::weak_ptr<net::Connection> conn;
-  std::uint64_t session_id = 0;
-  std::uint8_t device_type = 0;
-  std::string device_id;
-};
 
 // Start-up recovery's tally: how many replays are still running and how
 // many failed. Thread safe.
@@ -80,7 +74,9 @@ class Shard {
     std::uint64_t acked_seq = 0;
     std::optional<SessionRef> replaced;  // the session of the same device type, to be kicked
   };
-  Result<LoginState> add_session(const std::string& uid, SessionRef session);
+  // The session's device (`device_type`, `device_id`) gets a cursor, marked
+  // live while the session lasts.
+  Result<LoginState> add_session(const std::string& uid, SessionRef session, const std::string& device_id);
   // Forgets a session if it is still registered; the user's last_seen
   // becomes `now_ms` when it was the last one. Its cursor is written.
   void remove_session(const std::string& uid, std::uint64_t session_id, std::int64_t now_ms);
@@ -90,11 +86,14 @@ class Shard {
   void fill_presence(v1::Presence& p) const;
 
   // ---- inbox and history reads
-  // Cumulative ACK of one device; BAD_REQUEST beyond the inbox.
-  Result<Ok> ack(const std::string& uid, std::uint8_t device_type, const std::string& device_id, std::uint64_t seq);
-  // The PullResp body (also acknowledges `after_seq` for the device).
-  Result<std::string> pull(const std::string& uid, std::uint8_t device_type, const std::string& device_id,
-                           const v1::PullReq& req);
+  // Cumulative ACK of the session's device; BAD_REQUEST beyond the inbox.
+  // A session no longer registered (replaced or kicked while its ACK was on
+  // its way) moves no cursor: PROTOCOL 5 lets `acked_seq` lag by lost ACKs,
+  // and the live mark of its device type may now be another device's.
+  Result<Ok> ack(const std::string& uid, std::uint64_t session_id, std::uint64_t seq);
+  // The PullResp body (also acknowledges `after_seq` for the session's
+  // device, as ack does).
+  Result<std::string> pull(const std::string& uid, std::uint64_t session_id, const v1::PullReq& req);
   // A PullResp (serialized) of `uid`'s inbox after `req.after_seq()`, as
   // PULL answers it, without acknowledging anything (the admin's export).
   Result<std::string> inbox_page(const std::string& uid, const v1::PullReq& req);
@@ -204,18 +203,18 @@ class Shard {
     std::int64_t used_ms = 0;  // last LOGIN, ACK or PULL of the device
     bool dirty = false;        // to be written
     bool stored = false;       // a row exists
+    bool live = false;         // a session of the device is in UserState::sessions (at most one per device type)
   };
   // A user's state. Kept in `users_` (bounded, least recently used first
   // to go) while the user has a session or work in flight; an idle one is
   // dropped and read again from RocksDB on its next use.
   struct UserState {
-    std::vector<SessionRef> sessions;
+    SessionList sessions;
     // Keyed by the device type byte and the device_id; loaded whole on the
     // first use of any of them.
     SmallMap<DeviceCursor> cursors;
     std::uint64_t inbox_next = 0;       // last seq assigned
     std::uint64_t inbox_committed = 0;  // last seq durable (readers' bound)
-    std::uint64_t max_acked = 0;        // over all devices
     std::uint32_t offline_pending = 0;  // offline_push timers running for it
     bool cursors_loaded = false;
     bool cursors_dirty = false;  // listed in dirty_cursors_
@@ -223,19 +222,6 @@ class Shard {
     // The user's conversations, loaded on first need (shard_convs.cpp);
     // kept up to date with every committed inbox row while loaded.
     std::unique_ptr<ConvBook> book;
-    // What a listing made of one of the user's large groups (shard_large.cpp):
-    // the view, the history row it reached, and the book's state it started
-    // from (a change of it, a read mark, a delete or a new event, means
-    // reading again from the start); the next listing reads only the rows
-    // above `top`. Allocated for a user in a large group only.
-    struct LargeSeen {
-      store::ConvRecord view;
-      std::uint64_t top = 0;
-      std::uint64_t floor = 0;
-      std::uint64_t seen_inbox_seq = 0;
-      bool valid = false;
-    };
-    std::unique_ptr<std::unordered_map<std::string, LargeSeen>> large_seen;
   };
   // An inbox row of the current batch, pushed once it is durable.
   struct Push {
@@ -267,7 +253,15 @@ class Shard {
   // limits.devices_per_user, sparing `keep` and devices with a session.
   void evict_cursors(UserState& u, const std::string& uid, const std::string& keep, std::size_t room);
   void mark_cursor(const std::string& uid, UserState& u, DeviceCursor& c, std::uint64_t seq);
+  // The cursor of the device of a registered session, marked as used now;
+  // null for a session not registered.
+  DeviceCursor* session_cursor(UserState& u, std::uint64_t session_id);
+  // The session of `device_type` ended or was replaced: its device's cursor
+  // is no longer live.
+  void end_live(UserState& u, std::uint8_t device_type);
   void mark_dirty(const std::string& uid, UserState& u);
+  // The highest ACK over the user's cursors (0 before they are loaded).
+  static std::uint64_t max_acked(const UserState& u);
   // Drops idle users, conversations and groups beyond the caches' capacity;
   // only between batches (nothing staged holds a pointer then).
   void trim_caches();

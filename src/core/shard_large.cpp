@@ -205,8 +205,8 @@ Result<std::optional<store::ConvRecord>> Shard::large_view(UserState& u, const s
   // book's last row): HISTORY refuses it the rest too.
   auto member = env_.store.in_group(uid, gid);
   if (!member) return member.error();
-  if (!u.large_seen) u.large_seen = std::make_unique<std::unordered_map<std::string, UserState::LargeSeen>>();
-  UserState::LargeSeen& seen = (*u.large_seen)[conv];
+  // Every caller lists from the book (the state `r` is its entry).
+  ConvBook::LargeSeen& seen = u.book->large_seen()[conv];
   // What was read while a member stays (the removal's own row may still be
   // on its way to the inbox).
   if (!*member) *top = std::min(*top, std::max(r.last_conv_seq, seen.valid ? seen.top : 0));
@@ -225,7 +225,7 @@ Result<std::optional<store::ConvRecord>> Shard::large_view(UserState& u, const s
     // in the book (events naming the user are, but they count for nothing).
     // Only the newest kLargeUnreadScan of them are read, also when more
     // than that came since the last listing.
-    seen = UserState::LargeSeen{r, window_start, floor, r.seen_inbox_seq, true};
+    seen = ConvBook::LargeSeen{r, window_start, floor, r.seen_inbox_seq, true};
   }
   store::ConvRecord& v = seen.view;
   if (*top > v.last_conv_seq) {

@@ -86,6 +86,10 @@ struct Connection::WebSocket {
   bool close_sent = false;  // our close frame is queued
 };
 
+// W1's goal (bench/ANALYSIS.md): with make_shared's 16-byte block, a
+// 144-byte malloc chunk per connection.
+static_assert(sizeof(void*) != 8 || sizeof(Connection) <= 120);
+
 Connection::Connection(IoLoop& loop, Socket socket, std::uint64_t peer_key, const Transport& transport)
     : loop_(loop), transport_(transport), peer_key_(peer_key) {
   asio::error_code ec;
@@ -199,7 +203,7 @@ void Connection::on_readable() {
       break;
     }  // TLS reads one record at a time: read on until it would block
   }
-  if (ssl_ && !queue_.empty()) flush();  // a TLS write that waited for a read goes on
+  if (ssl_ && queued()) flush();  // a TLS write that waited for a read goes on
   wait_readable();
 }
 
@@ -348,7 +352,7 @@ void Connection::answer_http(std::string response) {
   // One answer per connection, then closed: its size is the file's (bounded
   // by WebRoot), not counted against the slow-consumer limit.
   pending_bytes_ += response.size();
-  queue_.push_back(Outgoing(std::make_shared<const std::string>(std::move(response))));
+  queue().push_back(Outgoing(std::make_shared<const std::string>(std::move(response))));
   close_after_flush();
 }
 
@@ -400,7 +404,7 @@ void Connection::enqueue(Outgoing out) {
     close();
     return;
   }
-  queue_.push_back(std::move(out));
+  queue().push_back(std::move(out));
   schedule_flush();
 }
 
@@ -418,7 +422,7 @@ void Connection::schedule_flush() {
 
 void Connection::flush() {
   if (phase_ == Phase::kClosed || write_waiting_) return;
-  while (!queue_.empty()) {
+  while (queued()) {
     asio::error_code ec;
     std::size_t written = write_some(ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -435,8 +439,9 @@ void Connection::flush() {
     }
     pending_bytes_ -= written;
     std::size_t done = 0;
-    while (done < queue_.size() && written > 0) {
-      const std::size_t left = queue_[done].size() - head_offset_;
+    std::vector<Outgoing>& q = *queue_;
+    while (done < q.size() && written > 0) {
+      const std::size_t left = q[done].size() - head_offset_;
       if (written < left) {
         head_offset_ += static_cast<std::uint32_t>(written);
         break;
@@ -445,9 +450,9 @@ void Connection::flush() {
       head_offset_ = 0;
       ++done;
     }
-    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(done));
+    q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(done));
   }
-  std::vector<Outgoing>().swap(queue_);  // an idle connection keeps no queue
+  queue_.reset();  // an idle connection keeps no queue
   if (phase_ == Phase::kClosing) linger();
 }
 
@@ -463,9 +468,12 @@ std::size_t Connection::write_some(asio::error_code& ec) {
     bufs[count++] = iovec{const_cast<char*>(data + skip), len - skip};
     skip = 0;
   };
-  for (std::size_t i = 0; i < queue_.size() && count + 2 <= kMaxGather; ++i) {
-    add(queue_[i].head.data(), queue_[i].head_len);
-    add(queue_[i].bytes->data(), queue_[i].bytes->size());
+  if (queue_) {
+    for (std::size_t i = 0; i < queue_->size() && count + 2 <= kMaxGather; ++i) {
+      const Outgoing& out = (*queue_)[i];
+      add(out.head.data(), out.head_len);
+      add(out.bytes->data(), out.bytes->size());
+    }
   }
   if (!ssl_) return write_fd(fd_, std::span(bufs.data(), count), ec);
 
@@ -510,10 +518,10 @@ void Connection::close_after_flush(std::uint16_t ws_code) {
       const std::string payload = ws_code == ws::kCloseNoStatus ? std::string() : ws::close_payload(ws_code);
       Outgoing out(std::make_shared<const std::string>(ws::encode_frame(ws::Opcode::kClose, payload)));
       pending_bytes_ += out.size();
-      queue_.push_back(std::move(out));
+      queue().push_back(std::move(out));
     }
   }
-  if (queue_.empty() && !in_input_) {
+  if (!queued() && !in_input_) {
     linger();
     return;
   }
@@ -588,7 +596,7 @@ void Connection::close() {
     ::close(fd_);
     fd_ = -1;
   }
-  queue_.clear();
+  queue_.reset();
   pending_bytes_ = 0;
   if (!in_input_) held_.reset();  // else released when the input is processed (ingest)
   // Inside input processing a delivered message may still be in use.

@@ -273,6 +273,24 @@ TEST_CASE("a device with a live session keeps its cursor, however many other dev
   CHECK(lr.acked_seq() == 3);
 }
 
+TEST_CASE("a replaced session's device is no longer spared: it may be forgotten") {
+  ServerProcess server(with(kFast, {{"limits.devices_per_user", "2"}}));
+  {
+    auto alice = server.login("alice");
+    for (int i = 0; i < 3; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
+  }
+  auto web = server.login("bob", v1::WEB, "laptop");
+  pull(*web, 3);
+  // Each phone replaces the one before (the same device type) while its
+  // connection is still open: the kick, not a disconnect, ends it.
+  auto a = server.login("bob", v1::IOS, "phoneA");
+  pull(*a, 1);
+  auto b = server.login("bob", v1::IOS, "phoneB");
+  auto c = server.login("bob", v1::IOS, "phoneC");  // room for it: phoneA, then phoneB go
+  CHECK(login_resp(server, "bob", v1::IOS, "phoneA").acked_seq() == 0);
+  CHECK(login_resp(server, "bob", v1::WEB, "laptop").acked_seq() == 3);
+}
+
 // ---------------------------------------------------------------- sharding.cache_entries
 
 TEST_CASE("made-up ids cost no memory: RSS stays flat across 200k HISTORY and GROUP_GET requests") {
