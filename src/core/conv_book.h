@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -95,7 +96,10 @@ class ConvBook {
     std::uint64_t seen_inbox_seq = 0;
     bool valid = false;
   };
-  std::unordered_map<std::string, LargeSeen>& large_seen() { return large_seen_; }
+  std::unordered_map<std::string, LargeSeen>& large_seen() {
+    if (!large_seen_) large_seen_ = std::make_unique<std::unordered_map<std::string, LargeSeen>>();
+    return *large_seen_;
+  }
 
  private:
   Entry& touch(const std::string& conv, std::uint64_t inbox_seq, bool& fresh);
@@ -103,7 +107,7 @@ class ConvBook {
   std::map<std::string, Entry> entries_;
   std::uint64_t applied_ = 0;
   bool dirty_ = false;
-  std::unordered_map<std::string, LargeSeen> large_seen_;
+  std::unique_ptr<std::unordered_map<std::string, LargeSeen>> large_seen_;  // for a user in a large group only
 };
 
 }  // namespace im::core

@@ -100,8 +100,9 @@ void on_login(Service& s, Call& call, v1::LoginReq& req) {
   ctx.phase = ClientContext::Phase::kLoggingIn;
   ctx.uid = req.uid();
   ctx.device_type = static_cast<std::uint8_t>(req.device_type());
-  // 56 bits, never 0: SessionRef's width, and its mark of no session.
-  ctx.session_id = std::max<std::uint64_t>(random_u64() >> 8, 1);
+  // As wide as SessionRef keeps it: a wider one would be cut there, and
+  // the session never found again by its id.
+  ctx.session_id = std::max<std::uint64_t>(random_u64() >> (64 - kSessionIdBits), 1);
   // Requests behind LOGIN wait until it is answered, so they run logged in
   // and in the order sent.
   call.conn.pause_reading();

@@ -6,20 +6,27 @@
 #include <utility>
 #include <vector>
 
-#include "net/connection.h"
+namespace im::net {
+class Connection;
+}
 
 namespace im::core {
 
-// The device's id is not kept here: the device's cursor has it, marked
-// `live` while the session lasts (Shard::DeviceCursor).
+// Session ids have 56 bits (random, never 0: SessionList's mark of no
+// session), so that a SessionRef and a device cursor keep one in a word
+// with their flags.
+inline constexpr unsigned kSessionIdBits = 56;
+
+// The device's id is not kept here: the device's cursor has it, and the id
+// of the session that last logged in on it (Shard::DeviceCursor).
 struct SessionRef {
   std::weak_ptr<net::Connection> conn;
-  // 56 bits, never 0 for a real session (SessionList's empty mark); the
-  // device type shares its word: a user's entry stays in a 160-byte chunk.
-  std::uint64_t session_id : 56 = 0;
+  // The device type shares the id's word: a user's entry stays in a
+  // 160-byte chunk (bench/ANALYSIS.md, W1).
+  std::uint64_t session_id : kSessionIdBits = 0;
   std::uint64_t device_type : 8 = 0;
 };
-static_assert(sizeof(SessionRef) == 24);
+static_assert(sizeof(void*) != 8 || sizeof(SessionRef) == 24);
 
 // Most users have one session: it is kept inline, and a second one moves
 // them all to a vector of their own. A vector for one session cost its own

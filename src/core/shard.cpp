@@ -202,7 +202,10 @@ void Shard::evict_cursors(UserState& u, const std::string& uid, const std::strin
   for (const auto& entry : u.cursors) {
     const std::string& key = entry.first;  // not a structured binding: clang 14 cannot capture one
     if (key == keep) continue;
-    if (!entry.second.live) candidates.emplace_back(entry.second.used_ms, key);
+    const std::uint64_t session = entry.second.session_id;
+    const bool live = session != 0 && std::any_of(u.sessions.begin(), u.sessions.end(),
+                                                  [&](const SessionRef& s) { return s.session_id == session; });
+    if (!live) candidates.emplace_back(entry.second.used_ms, key);
   }
   std::sort(candidates.begin(), candidates.end());
   for (const auto& [used, key] : candidates) {
@@ -234,15 +237,6 @@ Result<Shard::DeviceCursor*> Shard::cursor(UserState& u, const std::string& uid,
   auto it = known ? u.cursors.find(key) : u.cursors.emplace(key, DeviceCursor{});
   it->second.used_ms = wall_ms();
   return &it->second;
-}
-
-void Shard::end_live(UserState& u, std::uint8_t device_type) {
-  for (auto& [key, c] : u.cursors) {
-    if (c.live && static_cast<std::uint8_t>(key[0]) == device_type) {
-      c.live = false;
-      return;
-    }
-  }
 }
 
 std::uint64_t Shard::max_acked(const UserState& u) {
@@ -317,6 +311,7 @@ void Shard::arm_cursor_timer() {
 // ---------------------------------------------------------------- sessions
 
 Result<Shard::LoginState> Shard::add_session(const std::string& uid, SessionRef session, const std::string& device_id) {
+  if (session.session_id == 0) return make_error(StatusCode::kInternal, "session id 0");  // SessionList's empty mark
   auto u = user(uid);
   if (!u) return u.error();
   auto c = cursor(**u, uid, session.device_type, device_id);
@@ -342,9 +337,8 @@ Result<Shard::LoginState> Shard::add_session(const std::string& uid, SessionRef 
   if (same != sessions.end()) {
     state.replaced = std::move(*same);
     sessions.erase(same);
-    end_live(**u, session.device_type);
   }
-  (*c)->live = true;
+  (*c)->session_id = session.session_id;
   const bool first = sessions.empty() && !state.replaced;
   sessions.push_back(std::move(session));
   if (first) index_large_groups(uid);
@@ -359,7 +353,6 @@ void Shard::remove_session(const std::string& uid, std::uint64_t session_id, std
   auto s =
       std::find_if(sessions.begin(), sessions.end(), [&](const SessionRef& r) { return r.session_id == session_id; });
   if (s == sessions.end()) return;
-  end_live(*u, s->device_type);
   sessions.erase(s);
   if (sessions.empty()) {
     last_seen_[uid] = now_ms;
@@ -374,7 +367,6 @@ std::vector<SessionRef> Shard::take_sessions(const std::string& uid, std::int64_
   UserState* u = users_.find(uid);
   if (!u || u->sessions.empty()) return {};
   std::vector<SessionRef> out = u->sessions.take();
-  for (auto& [key, c] : u->cursors) c.live = false;
   unindex_large_groups(uid);
   last_seen_[uid] = now_ms;
   presence_changed(uid);
@@ -398,11 +390,9 @@ void Shard::fill_presence(v1::Presence& p) const {
 // ---------------------------------------------------------------- reads
 
 Shard::DeviceCursor* Shard::session_cursor(UserState& u, std::uint64_t session_id) {
-  auto s = std::find_if(u.sessions.begin(), u.sessions.end(),
-                        [&](const SessionRef& r) { return r.session_id == session_id; });
-  if (s == u.sessions.end()) return nullptr;
+  if (session_id == 0) return nullptr;
   for (auto& [key, c] : u.cursors) {
-    if (c.live && static_cast<std::uint8_t>(key[0]) == s->device_type) {
+    if (c.session_id == session_id) {
       c.used_ms = wall_ms();
       return &c;
     }

@@ -74,8 +74,8 @@ class Shard {
     std::uint64_t acked_seq = 0;
     std::optional<SessionRef> replaced;  // the session of the same device type, to be kicked
   };
-  // The session's device (`device_type`, `device_id`) gets a cursor, marked
-  // live while the session lasts.
+  // The session's device (`device_type`, `device_id`) gets a cursor, which
+  // remembers the session.
   Result<LoginState> add_session(const std::string& uid, SessionRef session, const std::string& device_id);
   // Forgets a session if it is still registered; the user's last_seen
   // becomes `now_ms` when it was the last one. Its cursor is written.
@@ -87,9 +87,9 @@ class Shard {
 
   // ---- inbox and history reads
   // Cumulative ACK of the session's device; BAD_REQUEST beyond the inbox.
-  // A session no longer registered (replaced or kicked while its ACK was on
-  // its way) moves no cursor: PROTOCOL 5 lets `acked_seq` lag by lost ACKs,
-  // and the live mark of its device type may now be another device's.
+  // Once the device has logged in again (a new session on the same
+  // device), an ACK of the old session still on its way moves nothing:
+  // PROTOCOL 5 lets `acked_seq` lag by lost ACKs.
   Result<Ok> ack(const std::string& uid, std::uint64_t session_id, std::uint64_t seq);
   // The PullResp body (also acknowledges `after_seq` for the session's
   // device, as ack does).
@@ -201,10 +201,16 @@ class Shard {
   struct DeviceCursor {
     std::uint64_t acked = 0;
     std::int64_t used_ms = 0;  // last LOGIN, ACK or PULL of the device
-    bool dirty = false;        // to be written
-    bool stored = false;       // a row exists
-    bool live = false;         // a session of the device is in UserState::sessions (at most one per device type)
+    // The session that last logged in on the device (0: none since the
+    // cursor was made or loaded). ACK and PULL find the cursor by it, so an
+    // ACK still on its way from a session that was kicked, or replaced by
+    // another device, moves its own device's cursor. The device has a live
+    // session while that session is in UserState::sessions.
+    std::uint64_t session_id : kSessionIdBits = 0;
+    bool dirty : 1 = false;   // to be written
+    bool stored : 1 = false;  // a row exists
   };
+  static_assert(sizeof(void*) != 8 || sizeof(DeviceCursor) == 24);
   // A user's state. Kept in `users_` (bounded, least recently used first
   // to go) while the user has a session or work in flight; an idle one is
   // dropped and read again from RocksDB on its next use.
@@ -253,12 +259,9 @@ class Shard {
   // limits.devices_per_user, sparing `keep` and devices with a session.
   void evict_cursors(UserState& u, const std::string& uid, const std::string& keep, std::size_t room);
   void mark_cursor(const std::string& uid, UserState& u, DeviceCursor& c, std::uint64_t seq);
-  // The cursor of the device of a registered session, marked as used now;
-  // null for a session not registered.
+  // The cursor of the device the session logged in on, marked as used
+  // now; null when the device has logged in again since (or for 0).
   DeviceCursor* session_cursor(UserState& u, std::uint64_t session_id);
-  // The session of `device_type` ended or was replaced: its device's cursor
-  // is no longer live.
-  void end_live(UserState& u, std::uint8_t device_type);
   void mark_dirty(const std::string& uid, UserState& u);
   // The highest ACK over the user's cursors (0 before they are loaded).
   static std::uint64_t max_acked(const UserState& u);

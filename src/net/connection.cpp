@@ -393,6 +393,42 @@ void Connection::send(SharedFrame frame) {
   enqueue(std::move(out));
 }
 
+namespace {
+
+// Drained write queues kept by each loop's thread for its connections'
+// next writes: an idle connection holds none (W1), and a busy loop does
+// not allocate one per flush. Bounded in count and in each one's capacity.
+constexpr std::size_t kSpareQueues = 64;
+constexpr std::size_t kSpareQueueCapacity = 64;
+
+}  // namespace
+
+std::vector<Connection::Outgoing>& Connection::queue() {
+  if (!queue_) {
+    auto& spares = spare_queues();
+    if (spares.empty()) {
+      queue_ = std::make_unique<std::vector<Outgoing>>();
+    } else {
+      queue_ = std::move(spares.back());
+      spares.pop_back();
+    }
+  }
+  return *queue_;
+}
+
+void Connection::release_queue() {
+  if (!queue_) return;
+  queue_->clear();
+  auto& spares = spare_queues();
+  if (spares.size() < kSpareQueues && queue_->capacity() <= kSpareQueueCapacity) spares.push_back(std::move(queue_));
+  queue_.reset();
+}
+
+std::vector<std::unique_ptr<std::vector<Connection::Outgoing>>>& Connection::spare_queues() {
+  thread_local std::vector<std::unique_ptr<std::vector<Outgoing>>> spares;
+  return spares;
+}
+
 void Connection::enqueue_raw(std::string bytes) {
   enqueue(Outgoing(std::make_shared<const std::string>(std::move(bytes))));
 }
@@ -452,7 +488,7 @@ void Connection::flush() {
     }
     q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(done));
   }
-  queue_.reset();  // an idle connection keeps no queue
+  release_queue();  // an idle connection keeps no queue
   if (phase_ == Phase::kClosing) linger();
 }
 
@@ -596,7 +632,7 @@ void Connection::close() {
     ::close(fd_);
     fd_ = -1;
   }
-  queue_.reset();
+  release_queue();
   pending_bytes_ = 0;
   if (!in_input_) held_.reset();  // else released when the input is processed (ingest)
   // Inside input processing a delivered message may still be in use.

@@ -112,10 +112,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void answer_http(std::string response);
   void enqueue(Outgoing out);
   bool queued() const { return queue_ && !queue_->empty(); }
-  std::vector<Outgoing>& queue() {
-    if (!queue_) queue_ = std::make_unique<std::vector<Outgoing>>();
-    return *queue_;
-  }
+  // The write queue, taken from the thread's spares when there is none.
+  std::vector<Outgoing>& queue();
+  // Gives a drained queue back to the thread's spares.
+  void release_queue();
+  static std::vector<std::unique_ptr<std::vector<Outgoing>>>& spare_queues();
   void enqueue_raw(std::string bytes);
   void schedule_flush();
   void flush();

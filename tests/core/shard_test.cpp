@@ -446,3 +446,43 @@ TEST_CASE("shard: msg_ids keep growing across a restart") {
   CHECK(dup->duplicate());
   CHECK(dup->msg_id() == before->msg_id());
 }
+
+TEST_CASE("shard: ACK moves the cursor of the device its session logged in on, also once replaced or kicked") {
+  TestCore core;
+  for (int i = 0; i < 5; ++i) REQUIRE(core.send("alice", "bob", "c" + std::to_string(i)));
+  Shard& shard = core.shard_for("bob");
+  auto login = [&](std::uint64_t id, v1::DeviceType type, const std::string& device) {
+    auto state = core.on(shard, [&] {
+      return shard.add_session("bob", SessionRef{{}, id, static_cast<std::uint8_t>(type)}, device);
+    });
+    REQUIRE(state);
+    return *state;
+  };
+  auto ack = [&](std::uint64_t id, std::uint64_t seq) {
+    REQUIRE(core.on(shard, [&] { return shard.ack("bob", id, seq); }));
+  };
+  login(1, v1::WEB, "laptop");
+  login(2, v1::IOS, "phoneA");
+  ack(1, 2);
+  ack(2, 4);
+  auto replaced = login(3, v1::IOS, "phoneB");
+  REQUIRE(replaced.replaced);
+  CHECK(replaced.replaced->session_id == 2);
+  ack(2, 5);  // phoneA's, still on its way: phoneA's cursor, not phoneB's
+  ack(3, 1);
+  CHECK(core.on(shard, [&] { return shard.take_sessions("bob", 0); }).size() == 2);
+  ack(1, 3);  // the laptop's, after the kick: still the laptop's
+  ack(0, 5);  // no session: nothing
+  CHECK(login(4, v1::WEB, "laptop").acked_seq == 3);
+  CHECK(login(5, v1::IOS, "phoneA").acked_seq == 5);
+  CHECK(login(6, v1::IOS, "phoneB").acked_seq == 1);
+  login(7, v1::IOS, "phoneB");  // the same device again
+  ack(6, 4);                    // the old session's ACK: PROTOCOL 5 lets it be lost
+  CHECK(login(8, v1::IOS, "phoneB").acked_seq == 1);
+  CHECK(core.on(shard,
+                [&] {
+                  return shard.add_session("bob", SessionRef{{}, 0, 1}, "x");
+                })
+            .error()
+            .code == StatusCode::kInternal);
+}

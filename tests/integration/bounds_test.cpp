@@ -286,9 +286,41 @@ TEST_CASE("a replaced session's device is no longer spared: it may be forgotten"
   auto a = server.login("bob", v1::IOS, "phoneA");
   pull(*a, 1);
   auto b = server.login("bob", v1::IOS, "phoneB");
-  auto c = server.login("bob", v1::IOS, "phoneC");  // room for it: phoneA, then phoneB go
+  auto c = server.login("bob", v1::IOS, "phoneC");  // room for it: phoneA goes (phoneB is still live)
   CHECK(login_resp(server, "bob", v1::IOS, "phoneA").acked_seq() == 0);
   CHECK(login_resp(server, "bob", v1::WEB, "laptop").acked_seq() == 3);
+}
+
+TEST_CASE("a device that logged in again on its own session is still spared") {
+  ServerProcess server(with(kFast, {{"limits.devices_per_user", "2"}}));
+  {
+    auto alice = server.login("alice");
+    for (int i = 0; i < 3; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
+  }
+  auto web = server.login("bob", v1::WEB, "laptop");
+  pull(*web, 3);
+  auto again = server.login("bob", v1::WEB, "laptop");  // replaces its own session
+  for (int d = 0; d < 3; ++d) {
+    auto phone = server.login("bob", v1::IOS, fmt::format("phone{}", d));
+    pull(*phone, 1);
+  }
+  CHECK(login_resp(server, "bob", v1::WEB, "laptop").acked_seq() == 3);
+}
+
+TEST_CASE("after an admin kick the user's devices are no longer spared") {
+  ServerProcess server(with(kFast, {{"limits.devices_per_user", "2"}}));
+  AdminClient admin(server.admin_port(), kAdminKey);
+  {
+    auto alice = server.login("alice");
+    for (int i = 0; i < 3; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
+  }
+  auto web = server.login("bob", v1::WEB, "laptop");
+  pull(*web, 3);
+  REQUIRE(admin.post("/v1/users/bob/kick", nlohmann::json::object()).body["kicked_sessions"] == 1);
+  auto first = server.login("bob", v1::IOS, "phone0");
+  pull(*first, 1);
+  auto second = server.login("bob", v1::IOS, "phone1");  // room for it: the laptop goes, phone0 is live
+  CHECK(login_resp(server, "bob", v1::WEB, "laptop").acked_seq() == 0);
 }
 
 // ---------------------------------------------------------------- sharding.cache_entries

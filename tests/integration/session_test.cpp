@@ -38,6 +38,9 @@ TEST_CASE("LOGIN with a valid token answers LoginResp") {
   CHECK(login.heartbeat_interval_s() == 25);
   CHECK(login.server_time_ms() > 1'700'000'000'000);
   CHECK(login.session_id().size() == 16);
+  // 56 random bits (the width the server keeps), never 0.
+  CHECK(login.session_id().substr(0, 2) == "00");
+  CHECK(login.session_id() != std::string(16, '0'));
   CHECK(resp.header.cmd == Cmd::kLogin);
   CHECK(resp.header.is_response());
 }
