@@ -305,6 +305,19 @@ struct Flow {
   std::atomic<std::uint64_t> sent_measured{0};  // answered OK while measuring
   std::atomic<std::uint64_t> errors{0};
   Latencies lat;
+  // The worst latency (us) of the deliveries of each 100 ms of the measured
+  // time, to see when a tail happens (a stall) rather than only its size.
+  static constexpr std::size_t kSlots = 6000;  // 10 minutes
+  std::atomic<std::int64_t> measure_start_ns{0};
+  std::vector<std::atomic<std::uint32_t>> worst = std::vector<std::atomic<std::uint32_t>>(kSlots);
+  void note_worst(std::int64_t now, std::uint32_t us) {
+    const std::int64_t slot = (now - measure_start_ns.load(std::memory_order_relaxed)) / 100'000'000;
+    if (slot < 0 || slot >= static_cast<std::int64_t>(kSlots)) return;
+    auto& w = worst[static_cast<std::size_t>(slot)];
+    std::uint32_t seen = w.load(std::memory_order_relaxed);
+    for (int tries = 0; tries < 16 && seen < us; ++tries)  // bounded: another thread may raise it meanwhile
+      if (w.compare_exchange_weak(seen, us, std::memory_order_relaxed)) break;
+  }
 };
 
 void receive_pushes(const std::shared_ptr<Session>& s, Flow& flow) {
@@ -315,9 +328,12 @@ void receive_pushes(const std::shared_ptr<Session>& s, Flow& flow) {
     if (!f.parse(push) || push.messages_size() == 0) return;
     const std::int64_t now = now_ns();
     if (flow.measuring.load(std::memory_order_relaxed)) {
+      std::uint32_t worst = 0;
       for (const auto& m : push.messages()) {
         local->push_back(static_cast<std::uint32_t>(std::max<std::int64_t>(0, now - time_of(m.body())) / 1000));
+        worst = std::max(worst, local->back());
       }
+      flow.note_worst(now, worst);
       flow.delivered.fetch_add(push.messages_size(), std::memory_order_relaxed);
       if (local->size() >= 4096) flow.lat.add(*local);
     }
@@ -380,6 +396,8 @@ nlohmann::json run_flow(const Options& o, Flow& flow, std::vector<std::shared_pt
   std::this_thread::sleep_for(1s);  // warm-up
   const double server_cpu0 = o.server_pid ? cpu_s(o.server_pid) : 0;
   const double self_cpu0 = self_cpu_s();
+  flow.measure_start_ns = now_ns();
+  const auto wall0 = std::chrono::system_clock::now();
   flow.measuring = true;
   const auto t0 = Clock::now();
   std::this_thread::sleep_for(std::chrono::duration<double>(o.duration_s));
@@ -396,6 +414,14 @@ nlohmann::json run_flow(const Options& o, Flow& flow, std::vector<std::shared_pt
   j["latency_p50_ms"] = flow.lat.pct(0.50);
   j["latency_p99_ms"] = flow.lat.pct(0.99);
   j["latency_p999_ms"] = flow.lat.pct(0.999);
+  // When the tail happened: the measured time's start on the wall clock
+  // (to set beside the server's and RocksDB's logs) and the worst latency
+  // of each 100 ms after it.
+  j["measure_start_unix_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(wall0.time_since_epoch()).count();
+  std::vector<double> worst_ms;
+  for (std::size_t i = 0; i < std::min(Flow::kSlots, static_cast<std::size_t>(secs * 10)); ++i)
+    worst_ms.push_back(flow.worst[i].load() / 1000.0);
+  j["latency_worst_ms_per_100ms"] = worst_ms;
   return j;
 }
 
