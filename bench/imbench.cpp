@@ -315,7 +315,9 @@ struct Flow {
     if (slot < 0 || slot >= static_cast<std::int64_t>(kSlots)) return;
     auto& w = worst[static_cast<std::size_t>(slot)];
     std::uint32_t seen = w.load(std::memory_order_relaxed);
-    for (int tries = 0; tries < 16 && seen < us; ++tries)  // bounded: another thread may raise it meanwhile
+    // Each failure means the slot rose (or, rarely, a spurious failure):
+    // bounded all the same.
+    for (int tries = 0; tries < 64 && seen < us; ++tries)
       if (w.compare_exchange_weak(seen, us, std::memory_order_relaxed)) break;
   }
 };
@@ -327,7 +329,7 @@ void receive_pushes(const std::shared_ptr<Session>& s, Flow& flow) {
     im::v1::MessagePush push;
     if (!f.parse(push) || push.messages_size() == 0) return;
     const std::int64_t now = now_ns();
-    if (flow.measuring.load(std::memory_order_relaxed)) {
+    if (flow.measuring.load(std::memory_order_acquire)) {  // measure_start_ns is set before
       std::uint32_t worst = 0;
       for (const auto& m : push.messages()) {
         local->push_back(static_cast<std::uint32_t>(std::max<std::int64_t>(0, now - time_of(m.body())) / 1000));

@@ -83,12 +83,12 @@ void fit_file_limit(im::Config& config) {
   }
 }
 
-// glibc gives a thread that meets a locked arena an arena of its own, up to
-// eight per core, and each keeps its own free space between the long-lived
-// blocks. One per I/O loop and shard, and one for every other thread, holds
-// an idle connection 35-40 bytes lower (bench/ANALYSIS.md, W1) at the same
-// W2 and W3 throughput. MALLOC_ARENA_MAX or a GLIBC_TUNABLES arena_max, when
-// set, rules instead.
+// glibc gives each new thread an arena of its own at its first malloc, up to
+// eight per core, and then shares them; each keeps its own free space
+// between the long-lived blocks. Capped at loops + shards + 1 (shared by all
+// threads, RocksDB's included), an idle connection holds 35-40 bytes less
+// (bench/ANALYSIS.md, W1) at the same W2, W3 and W5 throughput.
+// MALLOC_ARENA_MAX or a GLIBC_TUNABLES arena_max, when set, rules instead.
 void limit_malloc_arenas(const im::Config& config) {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   if (std::getenv("MALLOC_ARENA_MAX") != nullptr ||

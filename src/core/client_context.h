@@ -42,8 +42,8 @@ class ClientContext : public net::ConnectionContext {
   TokenBucket bucket;
   std::uint64_t session_id = 0;
   std::string uid;
-  // The device_id is kept on the user's shard only (the live mark of the
-  // device's cursor), which ACK and PULL find by session_id.
+  // The device_id is kept on the user's shard only, in the device's cursor,
+  // which records the session id that ACK and PULL name.
   std::unique_ptr<SessionLive> live;  // made by the first TYPING or PRESENCE_WATCH
 
   SessionLive& live_state() {

@@ -88,8 +88,9 @@ class Shard {
   // ---- inbox and history reads
   // Cumulative ACK of the session's device; BAD_REQUEST beyond the inbox.
   // Once the device has logged in again (a new session on the same
-  // device), an ACK of the old session still on its way moves nothing:
-  // PROTOCOL 5 lets `acked_seq` lag by lost ACKs.
+  // device), or its cursor was forgotten or read again from the store, an
+  // ACK of the old session still on its way moves nothing: PROTOCOL 5 lets
+  // `acked_seq` lag by lost ACKs.
   Result<Ok> ack(const std::string& uid, std::uint64_t session_id, std::uint64_t seq);
   // The PullResp body (also acknowledges `after_seq` for the session's
   // device, as ack does).

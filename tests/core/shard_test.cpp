@@ -450,6 +450,8 @@ TEST_CASE("shard: msg_ids keep growing across a restart") {
 TEST_CASE("shard: ACK moves the cursor of the device its session logged in on, also once replaced or kicked") {
   TestCore core;
   for (int i = 0; i < 5; ++i) REQUIRE(core.send("alice", "bob", "c" + std::to_string(i)));
+  // The SendResp comes before bob's copy is written on bob's shard.
+  REQUIRE(test::wait_until([&] { return core.inbox("bob").size() == 5; }, 30s));
   Shard& shard = core.shard_for("bob");
   auto login = [&](std::uint64_t id, v1::DeviceType type, const std::string& device) {
     auto state = core.on(shard, [&] {
