@@ -94,9 +94,8 @@ void limit_malloc_arenas(const im::Config& config) {
   if (std::getenv("MALLOC_ARENA_MAX") != nullptr ||
       (tunables != nullptr && std::string_view(tunables).find("arena_max") != std::string_view::npos))
     return;
-  const unsigned loops = config.server.io_threads != 0 ? config.server.io_threads : im::auto_thread_count();
-  const unsigned shards = config.sharding.shards != 0 ? config.sharding.shards : im::auto_thread_count();
-  mallopt(M_ARENA_MAX, static_cast<int>(std::min(loops + shards + 1, 1024u)));
+  const unsigned threads = im::thread_count(config.server.io_threads) + im::thread_count(config.sharding.shards);
+  mallopt(M_ARENA_MAX, static_cast<int>(std::min(threads + 1, 1024u)));
 }
 
 }  // namespace

@@ -121,8 +121,7 @@ void Server::start() {
   }
   s.tcp_transport = net::Transport{"tcp", false, s.tls.get(), nullptr, nullptr};
   s.ws_transport = net::Transport{"ws", true, s.tls.get(), &s.web_root, &s.config.server.ws_allowed_origins};
-  unsigned n = s.config.server.io_threads;
-  if (n == 0) n = auto_thread_count();
+  const unsigned n = thread_count(s.config.server.io_threads);
   spdlog::info("{} I/O loops{}", n, s.config.server.io_threads == 0 ? " (server.io_threads = 0: half the cores)" : "");
   s.service.start();  // the store, the shards, recovery: before any listener
   for (unsigned i = 0; i < n; ++i)

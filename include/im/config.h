@@ -20,6 +20,11 @@ inline constexpr std::uint32_t kMinFrameBytes = 6144;
 // core, 2 cores ran 4 busy threads plus RocksDB's, and W2 was 35% slower
 // with tails ten times longer (bench/ANALYSIS.md, "Threads per core").
 unsigned auto_thread_count();
+// What `server.io_threads` or `sharding.shards` resolves to: the value
+// set, or auto_thread_count() for 0.
+inline unsigned thread_count(std::uint32_t configured) {
+  return configured != 0 ? configured : auto_thread_count();
+}
 
 struct ServerConfig {
   std::string listen = "0.0.0.0:9700";     // TCP protocol listener

@@ -60,8 +60,7 @@ void Service::start() {
   if (auto loaded = env_->large.load(*store_); !loaded)
     throw std::runtime_error("storage: cannot read the large groups: " + loaded.error().message);
   if (env_->large.size() > 0) spdlog::info("{} large groups (read fan-out)", env_->large.size());
-  unsigned n = config_.sharding.shards;
-  if (n == 0) n = auto_thread_count();
+  const unsigned n = thread_count(config_.sharding.shards);
   spdlog::info("{} core shards{}", n, config_.sharding.shards == 0 ? " (sharding.shards = 0: half the cores)" : "");
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));
   for (auto& s : shards_) s->start();

@@ -504,12 +504,10 @@ std::size_t Connection::write_some(asio::error_code& ec) {
     bufs[count++] = iovec{const_cast<char*>(data + skip), len - skip};
     skip = 0;
   };
-  if (queue_) {
-    for (std::size_t i = 0; i < queue_->size() && count + 2 <= kMaxGather; ++i) {
-      const Outgoing& out = (*queue_)[i];
-      add(out.head.data(), out.head_len);
-      add(out.bytes->data(), out.bytes->size());
-    }
+  const std::vector<Outgoing>& q = *queue_;  // flush calls it only with something queued
+  for (std::size_t i = 0; i < q.size() && count + 2 <= kMaxGather; ++i) {
+    add(q[i].head.data(), q[i].head_len);
+    add(q[i].bytes->data(), q[i].bytes->size());
   }
   if (!ssl_) return write_fd(fd_, std::span(bufs.data(), count), ec);
 

@@ -170,6 +170,12 @@ std::vector<store::CursorRecord> stored_cursors(const std::string& data_dir, con
 }
 
 // The LoginResp of a login of `uid` on that device (the session then ends).
+// alice sends `n` messages to bob (m0, m1, ...), then logs out.
+void send_to_bob(ServerProcess& server, int n) {
+  auto alice = server.login("alice");
+  for (int i = 0; i < n; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
+}
+
 v1::LoginResp login_resp(ServerProcess& server, const std::string& uid, v1::DeviceType type,
                          const std::string& device) {
   Frame login;
@@ -183,10 +189,7 @@ v1::LoginResp login_resp(ServerProcess& server, const std::string& uid, v1::Devi
 
 TEST_CASE("device cursors are bounded per user, the least recently used is forgotten, durably") {
   ServerProcess server(with(kFast, {{"limits.devices_per_user", "4"}}));
-  {
-    auto alice = server.login("alice");
-    for (int i = 0; i < 10; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
-  }
+  send_to_bob(server, 10);
   // d0..d5 each acknowledge a different seq (PULL after N acknowledges N).
   for (int d = 0; d < 6; ++d) {
     auto bob = server.login("bob", v1::WEB, fmt::format("d{}", d));
@@ -209,10 +212,7 @@ TEST_CASE("device cursors are bounded per user, the least recently used is forgo
 
 TEST_CASE("a new device is written by its first acknowledgement, not by its login") {
   ServerProcess server(kFast);
-  {
-    auto alice = server.login("alice");
-    for (int i = 0; i < 3; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
-  }
+  send_to_bob(server, 3);
   for (int d = 0; d < 20; ++d) (void)server.login("bob", v1::IOS, fmt::format("idle{}", d));
   {
     auto bob = server.login("bob", v1::WEB, "reader");
@@ -230,10 +230,7 @@ TEST_CASE("a new device is written by its first acknowledgement, not by its logi
 
 TEST_CASE("a known device's login is its latest use, across a restart too") {
   ServerProcess server(with(kFast, {{"limits.devices_per_user", "3"}}));
-  {
-    auto alice = server.login("alice");
-    for (int i = 0; i < 5; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
-  }
+  send_to_bob(server, 5);
   // d0, d1, d2 acknowledge in that order; then d0 logs in again without
   // acknowledging anything: d1 is now the least recently used.
   for (int d = 0; d < 3; ++d) {
@@ -256,10 +253,7 @@ TEST_CASE("a known device's login is its latest use, across a restart too") {
 
 TEST_CASE("a device with a live session keeps its cursor, however many other devices come") {
   ServerProcess server(with(kFast, {{"limits.devices_per_user", "2"}}));
-  {
-    auto alice = server.login("alice");
-    for (int i = 0; i < 5; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
-  }
+  send_to_bob(server, 5);
   auto web = server.login("bob", v1::WEB, "laptop");
   pull(*web, 3);
   for (int d = 0; d < 6; ++d) {
@@ -275,10 +269,7 @@ TEST_CASE("a device with a live session keeps its cursor, however many other dev
 
 TEST_CASE("a replaced session's device is no longer spared: it may be forgotten") {
   ServerProcess server(with(kFast, {{"limits.devices_per_user", "2"}}));
-  {
-    auto alice = server.login("alice");
-    for (int i = 0; i < 3; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
-  }
+  send_to_bob(server, 3);
   auto web = server.login("bob", v1::WEB, "laptop");
   pull(*web, 3);
   // Each phone replaces the one before (the same device type) while its
@@ -293,10 +284,7 @@ TEST_CASE("a replaced session's device is no longer spared: it may be forgotten"
 
 TEST_CASE("a device that logged in again on its own session is still spared") {
   ServerProcess server(with(kFast, {{"limits.devices_per_user", "2"}}));
-  {
-    auto alice = server.login("alice");
-    for (int i = 0; i < 3; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
-  }
+  send_to_bob(server, 3);
   auto web = server.login("bob", v1::WEB, "laptop");
   pull(*web, 3);
   auto again = server.login("bob", v1::WEB, "laptop");  // replaces its own session
@@ -310,10 +298,7 @@ TEST_CASE("a device that logged in again on its own session is still spared") {
 TEST_CASE("after an admin kick the user's devices are no longer spared") {
   ServerProcess server(with(kFast, {{"limits.devices_per_user", "2"}}));
   AdminClient admin(server.admin_port(), kAdminKey);
-  {
-    auto alice = server.login("alice");
-    for (int i = 0; i < 3; ++i) send_ok(*alice, "bob", fmt::format("m{}", i));
-  }
+  send_to_bob(server, 3);
   auto web = server.login("bob", v1::WEB, "laptop");
   pull(*web, 3);
   REQUIRE(admin.post("/v1/users/bob/kick", nlohmann::json::object()).body["kicked_sessions"] == 1);
