@@ -92,10 +92,14 @@ void fit_file_limit(im::Config& config) {
 void limit_malloc_arenas(const im::Config& config) {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   if (std::getenv("MALLOC_ARENA_MAX") != nullptr ||
-      (tunables != nullptr && std::string_view(tunables).find("arena_max") != std::string_view::npos))
+      (tunables != nullptr && std::string_view(tunables).find("arena_max") != std::string_view::npos)) {
+    spdlog::info("malloc arenas: as the environment sets them");
     return;
+  }
   const unsigned threads = im::thread_count(config.server.io_threads) + im::thread_count(config.sharding.shards);
-  mallopt(M_ARENA_MAX, static_cast<int>(std::min(threads + 1, 1024u)));
+  const unsigned arenas = std::min(threads + 1, 1024u);
+  mallopt(M_ARENA_MAX, static_cast<int>(arenas));
+  spdlog::info("malloc arenas: at most {} (I/O loops + shards + 1)", arenas);
 }
 
 }  // namespace

@@ -117,6 +117,17 @@ TEST_CASE("the start-up log names the version and the open-file limit") {
   CHECK(log.find("open file limit") != std::string::npos);
 }
 
+TEST_CASE("malloc arenas are capped at loops + shards + 1 unless MALLOC_ARENA_MAX is set") {
+  {
+    ServerProcess server;  // the harness pins 2 loops and 2 shards
+    CHECK(server.log().find("malloc arenas: at most 5 (I/O loops + shards + 1)") != std::string::npos);
+  }
+  REQUIRE(setenv("MALLOC_ARENA_MAX", "4", 1) == 0);  // inherited by the server
+  ServerProcess server;
+  unsetenv("MALLOC_ARENA_MAX");
+  CHECK(server.log().find("malloc arenas: as the environment sets them") != std::string::npos);
+}
+
 TEST_CASE("SIGTERM: every session gets KICKOUT SERVER_SHUTDOWN with a reconnect delay, exit 0") {
   ServerProcess server;
   auto a = server.login("alice");
