@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <algorithm>
+#include <cassert>
 #include <filesystem>
 #include <vector>
 
@@ -8,6 +9,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/merge_operator.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
@@ -96,6 +98,35 @@ std::string outbox_queue_end(std::uint8_t queue) {
   return queue == 0xFF ? outbox_end() : std::string(1, static_cast<char>(queue + 1));
 }
 
+// Rows of one inbox or conversation are appended in seq order under one key
+// prefix (the uid or conv key, then 0x00; ids never hold 0x00): RocksDB
+// keeps a memtable insert position per prefix and walks from there, not
+// from the skiplist's head. perf, W2 paced: without it a third of the
+// server's CPU went to that walk (key comparisons missing the cache).
+//
+// RocksDB 7.8 keeps one position per prefix for both a memtable's tables,
+// its rows and its range deletions: a range deletion starting inside a
+// prefix would be inserted from a position of the other table and corrupt
+// it. So a range deletion in these families starts at the bare id (no
+// 0x00, outside every prefix; no key lies between it and the id's first
+// row), and `hinted_range_ok` refuses any other.
+class IdPrefix final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "im.IdPrefix"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return rocksdb::Slice(key.data(), view(key).find('\0') + 1);
+  }
+  bool InDomain(const rocksdb::Slice& key) const override { return view(key).find('\0') != std::string_view::npos; }
+};
+
+bool insert_hinted(Cf cf) {
+  return cf == Cf::kInbox || cf == Cf::kHistory;
+}
+
+bool hinted_range_ok(Cf cf, std::string_view lower) {
+  return !insert_hinted(cf) || lower.find('\0') == std::string_view::npos;
+}
+
 // Drops dedupe rows older than the window as compaction meets them, so
 // expiry never costs the message path anything (lookups check the time too).
 class DedupeExpiry final : public rocksdb::CompactionFilter {
@@ -136,6 +167,7 @@ void Batch::del(Cf cf, std::string_view key) {
 }
 
 void Batch::del_range(Cf cf, std::string_view lower, std::string_view upper) {
+  assert(hinted_range_ok(cf, lower));  // callers: deletes and fanout families only
   batch_->DeleteRange(store_->handle(cf), slice(lower), slice(upper));
   ++count_;
 }
@@ -282,6 +314,15 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   db_options.max_total_wal_size = std::uint64_t{config.max_wal_mb} << 20;
   db_options.db_write_buffer_size = std::size_t{config.write_buffer_mb} << 20;
   if (env) db_options.env = env;
+  // Flushes and compactions run at idle CPU priority. At normal priority a
+  // memtable flush takes a whole core for its 0.3 s and messages queue
+  // behind it (W2 paced at half the peak: p99 58-67 ms, against 9-15 ms at
+  // idle priority; bench/ANALYSIS.md). They still get every cycle the
+  // server leaves, and a flush that falls behind stalls writes, which frees
+  // the cores for it.
+  for (auto pool : {rocksdb::Env::Priority::HIGH, rocksdb::Env::Priority::LOW})
+    if (auto st = db_options.env->LowerThreadPoolCPUPriority(pool, rocksdb::CpuPriority::kIdle); !st.ok())
+      spdlog::info("store: RocksDB's background threads keep their CPU priority: {}", st.ToString());
 
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
@@ -292,9 +333,10 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   static DedupeExpiry* expiry = nullptr;  // outlives the DB: one per process is enough
   if (!expiry) expiry = new DedupeExpiry(config.dedupe_window_s);
 
+  const auto id_prefix = std::make_shared<IdPrefix>();
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
   families.emplace_back(rocksdb::kDefaultColumnFamilyName, base);
-  for (const char* name : kCfNames) {
+  for (const char* const& name : kCfNames) {
     rocksdb::ColumnFamilyOptions cf = base;
     if (std::string_view(name) == "dedupe") {
       cf.compaction_filter = expiry;
@@ -304,6 +346,7 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
       cf.memtable_prefix_bloom_size_ratio = 0.02;
       cf.memtable_whole_key_filtering = true;
     }
+    if (insert_hinted(static_cast<Cf>(&name - kCfNames))) cf.memtable_insert_with_hint_prefix_extractor = id_prefix;
     if (std::string_view(name) == "meta") cf.merge_operator = std::make_shared<AddMerge>();
     if (std::string_view(name) == "reads") cf.merge_operator = std::make_shared<MaxMerge>();
     families.emplace_back(name, cf);
@@ -879,6 +922,8 @@ Result<Ok> Store::flush() {
 }
 
 Result<Ok> Store::delete_range(Cf cf, std::string_view lower, std::string_view upper) {
+  if (!hinted_range_ok(cf, lower))
+    return make_error(StatusCode::kInternal, "store: a range deletion in this family must start at a bare id");
   rocksdb::WriteOptions options;
   options.sync = fsync_;
   rocksdb::Status s = db_->DeleteRange(options, handle(cf), slice(lower), slice(upper));
@@ -920,7 +965,9 @@ std::size_t Store::expire_oldest(Cf cf, const std::function<bool(std::string_vie
     // the last one stays.
     const std::string stop = reached_end ? last_expired : it->key().ToString();
     const std::size_t count = reached_end ? (run > 0 ? run - 1 : 0) : run;
-    if (count > 0 && delete_range(cf, first, stop).ok()) removed += count;
+    // From the bare id, not `first`: the same rows (`first` is the id's
+    // first row), and a start outside the memtable's insert hints (IdPrefix).
+    if (count > 0 && delete_range(cf, std::string_view(prefix).substr(0, sep), stop).ok()) removed += count;
     it->Seek(prefix_end(prefix));
   }
   return removed;
