@@ -296,6 +296,33 @@ void Batch::put_change(std::uint64_t msg_id, const ChangeRecord& change) {
 
 // ---------------------------------------------------------------- Store
 
+namespace {
+
+// Builds before the insert hints started retention's range deletions
+// inside an owner's prefix, and RocksDB replays the WAL through the hints
+// (IdPrefix): such a deletion in the WAL would corrupt the memtable. So an
+// existing store is first opened without hints, its inbox and history
+// memtables flushed (the next open skips their WAL records), and closed.
+Result<Ok> settle_wal_without_hints(const rocksdb::DBOptions& db_options, const std::string& dir,
+                                    std::vector<rocksdb::ColumnFamilyDescriptor> families) {
+  for (auto& family : families) family.options.memtable_insert_with_hint_prefix_extractor = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, dir, families, &handles, &raw);
+  if (!s.ok()) return store_error(s);
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::vector<rocksdb::ColumnFamilyHandle*> hinted;
+  for (std::size_t i = 0; i < kCfCount; ++i)
+    if (insert_hinted(static_cast<Cf>(i))) hinted.push_back(handles[i + 1]);
+  s = db->Flush(rocksdb::FlushOptions(), hinted);
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  if (s.ok()) s = db->Close();
+  if (!s.ok()) return store_error(s);
+  return Ok{};
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb::Env* env) {
   const std::error_code ec = make_private_dir(config.data_dir);
   if (ec)
@@ -351,6 +378,9 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
     if (std::string_view(name) == "reads") cf.merge_operator = std::make_shared<MaxMerge>();
     families.emplace_back(name, cf);
   }
+  if (std::filesystem::exists(std::filesystem::path(config.data_dir) / "CURRENT"))
+    if (auto settled = settle_wal_without_hints(db_options, config.data_dir, families); !settled)
+      return settled.error();
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, config.data_dir, families, &handles, &db);

@@ -967,3 +967,41 @@ TEST_CASE("store: inbox and history rows appended after retention's range deleti
   CHECK(inbox_seqs(*t.store, "alice") == kept);
   CHECK(history_seqs(*t.store, "c:alice:bob") == kept);
 }
+
+TEST_CASE("store: a WAL holding a range deletion inside an inbox, from a build before the hints, replays whole") {
+  auto config = fresh_config("imstore-wal-");
+  REQUIRE(Store::open(config));  // the families, then closed
+  {
+    // What an older build left: rows and a retention-style range deletion
+    // starting at a row, in the WAL only (no flush at close).
+    std::vector<std::string> names;
+    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), config.data_dir, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const auto& name : names) families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    rocksdb::DBOptions options;
+    options.avoid_flush_during_shutdown = true;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    REQUIRE(rocksdb::DB::Open(options, config.data_dir, families, &handles, &db).ok());
+    rocksdb::ColumnFamilyHandle* inbox = nullptr;
+    for (std::size_t i = 0; i < names.size(); ++i)
+      if (names[i] == "inbox") inbox = handles[i];
+    REQUIRE(inbox);
+    for (std::uint64_t i = 1; i <= 4; ++i) REQUIRE(db->Put({}, inbox, inbox_key("alice", i), row(0, i)).ok());
+    REQUIRE(db->DeleteRange({}, inbox, inbox_key("alice", 1), inbox_key("alice", 3)).ok());
+    REQUIRE(db->Put({}, inbox, inbox_key("alice", 5), row(0, 5)).ok());
+    for (auto* h : handles) REQUIRE(db->DestroyColumnFamilyHandle(h).ok());
+    delete db;
+  }
+  {
+    auto opened = Store::open(config);
+    REQUIRE(opened);
+    auto& store = **opened;
+    CHECK(inbox_seqs(store, "alice") == std::vector<std::uint64_t>{3, 4, 5});
+    Batch more(store);
+    more.put_inbox("alice", 6, row(0, 6));
+    REQUIRE(store.write(more));
+    CHECK(inbox_seqs(store, "alice") == std::vector<std::uint64_t>{3, 4, 5, 6});
+  }
+  std::filesystem::remove_all(config.data_dir);
+}
