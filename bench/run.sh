@@ -262,8 +262,8 @@ run w2 --scenario w2 --pairs 100 --window 100 --duration 10
 # The tail goal is at half the peak: the rate of the unpaced run just above,
 # measured on this machine in this hour (W2_HALF_RATE overrides it).
 half_rate=${W2_HALF_RATE:-$(python3 -c 'import json,sys
-r=[json.loads(l) for l in open(sys.argv[1])]
-w=[x for x in r if x.get("scenario")=="w2" and x.get("pairs")==100]
+r=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+w=[x for x in r if x.get("scenario")=="w2" and x.get("pairs")==100 and x.get("delivered_per_s",0)>=2]
 print(int(w[-1]["delivered_per_s"]/2) if w else 38000)' "$work/results.jsonl")}
 run w2 --scenario w2 --pairs 100 --window 100 --duration 10 --rate "$half_rate"
 cfg_fsync=true  # every batch fsynced: what group commit makes of it

@@ -127,6 +127,7 @@ class Batch {
   const Store* store_;
   std::unique_ptr<rocksdb::WriteBatch> batch_;
   std::size_t count_ = 0;
+  bool refused_ = false;  // a range deletion the memtable's insert hints cannot take: write() refuses the batch
 };
 
 class Store {
