@@ -1,7 +1,12 @@
 #include "store/store.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include <rocksdb/compaction_filter.h>
@@ -307,6 +312,27 @@ namespace {
 // existing store with a WAL is first opened without hints, its inbox and
 // history memtables flushed (the next open skips their WAL records), and
 // closed.
+// RocksDB's flush and compaction threads (named "rocksdb:high" and
+// "rocksdb:low", process-wide) run at nice 10. At nice 0 a memtable flush
+// takes a whole core for its 0.3 s and messages queue behind it (W2 paced
+// at 30,000 msg/s: p99 58-67 ms; bench/ANALYSIS.md). Nice 10 gives way to
+// the server's threads but keeps about a tenth of a contended core, so a
+// flush still ends on a host kept busy by others (SCHED_IDLE was tried: on
+// such a host the WAL was not released in 30 s). The nice value of a
+// Linux thread is its own (setpriority with its tid).
+void lower_background_priority() {
+  constexpr int kNice = 10;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (!std::getline(comm, name) || !name.starts_with("rocksdb:")) continue;
+    const auto tid = static_cast<id_t>(std::strtol(task.path().filename().c_str(), nullptr, 10));
+    if (getpriority(PRIO_PROCESS, tid) < kNice && setpriority(PRIO_PROCESS, tid, kNice) != 0)
+      spdlog::debug("store: {} (thread {}) keeps its priority: {}", name, tid, std::strerror(errno));
+  }
+}
+
 // Whether the data dir holds a WAL file with anything in it.
 bool holds_wal(const std::string& dir) {
   std::error_code ec;
@@ -353,15 +379,6 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   db_options.max_total_wal_size = std::uint64_t{config.max_wal_mb} << 20;
   db_options.db_write_buffer_size = std::size_t{config.write_buffer_mb} << 20;
   if (env) db_options.env = env;
-  // Flushes and compactions run at idle CPU priority. At normal priority a
-  // memtable flush takes a whole core for its 0.3 s and messages queue
-  // behind it (W2 paced at 30,000 msg/s: p99 58-67 ms, against 9-15 ms at
-  // idle priority; bench/ANALYSIS.md). They still get every cycle the
-  // server leaves, and a flush that falls behind stalls writes, which frees
-  // the cores for it.
-  for (auto pool : {rocksdb::Env::Priority::HIGH, rocksdb::Env::Priority::LOW})
-    if (auto st = db_options.env->LowerThreadPoolCPUPriority(pool, rocksdb::CpuPriority::kIdle); !st.ok())
-      spdlog::info("store: RocksDB's background threads keep their CPU priority: {}", st.ToString());
 
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
@@ -397,6 +414,7 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, config.data_dir, families, &handles, &db);
   if (!s.ok()) return store_error(s);
+  lower_background_priority();
   std::unique_ptr<Store> store(new Store());
   store->db_.reset(db);
   store->fsync_ = config.fsync;
