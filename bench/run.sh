@@ -273,8 +273,8 @@ run w3 --scenario w3 --members 500 --senders 1 --window 100 --duration 10
 run w3 --scenario w3 --members 500 --senders 1 --window 100 --duration 10 --rate "${W3_PACED_RATE:-350}"
 run w4 --scenario w4 --messages 100000
 run w8 --scenario w8 --messages 1000 --body-bytes 100
-run w7 --scenario w7 --members 100000 --online 2000 --window 100 --duration 10 --rate 0
-run w7 --scenario w7 --members 100000 --online 2000 --window 100 --duration 10 --rate "${W7_PACED_RATE:-500}"
+run w7 --scenario w7 --members 100000 --online 2000 --window 100 --duration 10 --rate 0 --threads 2
+run w7 --scenario w7 --members 100000 --online 2000 --window 100 --duration 10 --rate "${W7_PACED_RATE:-500}" --threads 2
 run w5 --scenario w5 --conns 19000 --inflight 1000
 run_w6 "${W6_MESSAGES:-10000000}"
 run conv --scenario conv --conversations 1000 --window 100 --duration 5

@@ -1,12 +1,7 @@
 #include "store/store.h"
 
-#include <sys/resource.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <vector>
 
 #include <rocksdb/compaction_filter.h>
@@ -312,27 +307,6 @@ namespace {
 // existing store with a WAL is first opened without hints, its inbox and
 // history memtables flushed (the next open skips their WAL records), and
 // closed.
-// RocksDB's flush and compaction threads (named "rocksdb:high" and
-// "rocksdb:low", process-wide) run at nice 10. At nice 0 a memtable flush
-// takes a whole core for its 0.3 s and messages queue behind it (W2 paced
-// at 30,000 msg/s: p99 58-67 ms; bench/ANALYSIS.md). Nice 10 gives way to
-// the server's threads but keeps about a tenth of a contended core, so a
-// flush still ends on a host kept busy by others (SCHED_IDLE was tried: on
-// such a host the WAL was not released in 30 s). The nice value of a
-// Linux thread is its own (setpriority with its tid).
-void lower_background_priority() {
-  constexpr int kNice = 10;
-  std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    std::ifstream comm(task.path() / "comm");
-    std::string name;
-    if (!std::getline(comm, name) || !name.starts_with("rocksdb:")) continue;
-    const auto tid = static_cast<id_t>(std::strtol(task.path().filename().c_str(), nullptr, 10));
-    if (getpriority(PRIO_PROCESS, tid) < kNice && setpriority(PRIO_PROCESS, tid, kNice) != 0)
-      spdlog::debug("store: {} (thread {}) keeps its priority: {}", name, tid, std::strerror(errno));
-  }
-}
-
 // Whether the data dir holds a WAL file with anything in it.
 bool holds_wal(const std::string& dir) {
   std::error_code ec;
@@ -414,7 +388,6 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, config.data_dir, families, &handles, &db);
   if (!s.ok()) return store_error(s);
-  lower_background_priority();
   std::unique_ptr<Store> store(new Store());
   store->db_.reset(db);
   store->fsync_ = config.fsync;
