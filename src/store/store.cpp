@@ -301,20 +301,28 @@ void Batch::put_change(std::uint64_t msg_id, const ChangeRecord& change) {
 
 namespace {
 
-// Builds before the insert hints started retention's range deletions
-// inside an owner's prefix, and RocksDB replays the WAL through the hints
-// (IdPrefix): such a deletion in the WAL would corrupt the memtable. So an
-// existing store with a WAL is first opened without hints, its inbox and
-// history memtables flushed (the next open skips their WAL records), and
-// closed.
-// Whether the data dir holds a WAL file with anything in it.
-bool holds_wal(const std::string& dir) {
+// Whether the data dir may hold a WAL file with records in it (RocksDB
+// writes it there: `wal_dir` is not set). A dir that cannot be listed
+// counts as holding one.
+bool may_hold_wal(const std::string& dir) {
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
-    if (entry.path().extension() == ".log" && entry.is_regular_file(ec) && entry.file_size(ec) > 0) return true;
-  return false;
+  std::filesystem::directory_iterator it(dir, ec);
+  for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    if (it->path().extension() != ".log") continue;
+    std::error_code size_ec;
+    const auto size = it->file_size(size_ec);
+    if (size_ec || size > 0) return true;
+  }
+  return static_cast<bool>(ec);
 }
 
+// Builds before the insert hints started retention's range deletions
+// inside an owner's prefix, and RocksDB replays the WAL through the hints
+// (IdPrefix): such a deletion in the WAL would corrupt the memtable. So a
+// store with a WAL is first opened without hints, its inbox and history
+// memtables flushed (the next open skips their WAL records; RocksDB's
+// recovery flushes them too, unless `avoid_flush_during_recovery`), and
+// closed.
 Result<Ok> settle_wal_without_hints(const rocksdb::DBOptions& db_options, const std::string& dir,
                                     std::vector<rocksdb::ColumnFamilyDescriptor> families) {
   for (auto& family : families) family.options.memtable_insert_with_hint_prefix_extractor = nullptr;
@@ -381,7 +389,7 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
     if (std::string_view(name) == "reads") cf.merge_operator = std::make_shared<MaxMerge>();
     families.emplace_back(name, cf);
   }
-  if (holds_wal(config.data_dir))
+  if (may_hold_wal(config.data_dir))
     if (auto settled = settle_wal_without_hints(db_options, config.data_dir, families); !settled)
       return settled.error();
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
