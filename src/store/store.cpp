@@ -126,6 +126,10 @@ bool hinted_range_ok(Cf cf, std::string_view lower) {
   return !insert_hinted(cf) || lower.find('\0') == std::string_view::npos;
 }
 
+Error range_refused() {
+  return make_error(StatusCode::kInternal, "store: a range deletion in this family must start at a bare id");
+}
+
 // Drops dedupe rows older than the window as compaction meets them, so
 // expiry never costs the message path anything (lookups check the time too).
 class DedupeExpiry final : public rocksdb::CompactionFilter {
@@ -374,7 +378,8 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   const auto id_prefix = std::make_shared<IdPrefix>();
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
   families.emplace_back(rocksdb::kDefaultColumnFamilyName, base);
-  for (const char* const& name : kCfNames) {
+  for (std::size_t i = 0; i < kCfCount; ++i) {
+    const char* name = kCfNames[i];
     rocksdb::ColumnFamilyOptions cf = base;
     if (std::string_view(name) == "dedupe") {
       cf.compaction_filter = expiry;
@@ -384,7 +389,7 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
       cf.memtable_prefix_bloom_size_ratio = 0.02;
       cf.memtable_whole_key_filtering = true;
     }
-    if (insert_hinted(static_cast<Cf>(&name - kCfNames))) cf.memtable_insert_with_hint_prefix_extractor = id_prefix;
+    if (insert_hinted(static_cast<Cf>(i))) cf.memtable_insert_with_hint_prefix_extractor = id_prefix;
     if (std::string_view(name) == "meta") cf.merge_operator = std::make_shared<AddMerge>();
     if (std::string_view(name) == "reads") cf.merge_operator = std::make_shared<MaxMerge>();
     families.emplace_back(name, cf);
@@ -416,8 +421,7 @@ Store::~Store() {
 }
 
 Result<Ok> Store::write(Batch& batch) {
-  if (batch.refused_)
-    return make_error(StatusCode::kInternal, "store: a range deletion in this family must start at a bare id");
+  if (batch.refused_) return range_refused();
   if (batch.empty()) return Ok{};
   rocksdb::WriteOptions options;
   options.sync = fsync_;
@@ -965,8 +969,7 @@ Result<Ok> Store::flush() {
 }
 
 Result<Ok> Store::delete_range(Cf cf, std::string_view lower, std::string_view upper) {
-  if (!hinted_range_ok(cf, lower))
-    return make_error(StatusCode::kInternal, "store: a range deletion in this family must start at a bare id");
+  if (!hinted_range_ok(cf, lower)) return range_refused();
   rocksdb::WriteOptions options;
   options.sync = fsync_;
   rocksdb::Status s = db_->DeleteRange(options, handle(cf), slice(lower), slice(upper));
