@@ -2,6 +2,9 @@
 // im::Server (include/im/server.h).
 
 #include <malloc.h>
+#if IM_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -83,13 +86,38 @@ void fit_file_limit(im::Config& config) {
   }
 }
 
+#if IM_JEMALLOC
+}  // namespace
+
+// jemalloc's options, read at its first allocation (MALLOC_CONF in the
+// environment is applied after them): an arena per CPU, a thread allocating
+// from the one of the CPU it runs on. An idle connection then holds no more
+// than with glibc's malloc and its arenas capped (W1), and W2 and W3 deliver
+// more (bench/ANALYSIS.md, "Allocator").
+extern "C" {
+// NOLINTNEXTLINE: jemalloc looks this symbol up by name
+const char* malloc_conf = "percpu_arena:percpu";
+}
+
+namespace {
+
+void set_up_malloc(const im::Config&) {
+  const char* version = nullptr;
+  unsigned arenas = 0;
+  std::size_t size = sizeof(version);
+  mallctl("version", &version, &size, nullptr, 0);
+  size = sizeof(arenas);
+  mallctl("arenas.narenas", &arenas, &size, nullptr, 0);
+  spdlog::info("malloc: jemalloc {}, {} arenas", version ? version : "?", arenas);
+}
+#else
 // glibc gives each new thread an arena of its own at its first malloc, up to
 // eight per core, and then shares them; each keeps its own free space
 // between the long-lived blocks. Capped at loops + shards + 1 (shared by all
 // threads, RocksDB's included), an idle connection holds 35-40 bytes less
 // (bench/ANALYSIS.md, W1) at the same W2, W3 and W5 throughput.
 // MALLOC_ARENA_MAX or a GLIBC_TUNABLES arena_max, when set, rules instead.
-void limit_malloc_arenas(const im::Config& config) {
+void set_up_malloc(const im::Config& config) {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   if (std::getenv("MALLOC_ARENA_MAX") != nullptr ||
       (tunables != nullptr && std::string_view(tunables).find("arena_max") != std::string_view::npos)) {
@@ -101,6 +129,8 @@ void limit_malloc_arenas(const im::Config& config) {
   mallopt(M_ARENA_MAX, static_cast<int>(arenas));
   spdlog::info("malloc arenas: at most {} (I/O loops + shards + 1)", arenas);
 }
+
+#endif
 
 }  // namespace
 
@@ -126,7 +156,7 @@ int main(int argc, char** argv) {
   setup_logging(config.log);
   spdlog::info("imserver {} starting with {}", im::kVersionString, config_path);
   fit_file_limit(config);
-  limit_malloc_arenas(config);  // before the server starts its threads
+  set_up_malloc(config);  // before the server starts its threads
   if (config.auth.insecure()) spdlog::warn("auth.mode = \"insecure\": any token is accepted (loopback only)");
 
   // Signals are taken by this thread alone (sigwait); every other thread

@@ -131,8 +131,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // An idle connection's size is a goal (bench/ANALYSIS.md, W1): members
   // are ordered to leave no padding, and input kept between reads and
-  // output not yet written sit behind pointers, null while there is none
-  // (with its shared_ptr block, 136 bytes: a 144-byte chunk).
+  // output not yet written sit behind pointers, null while there is none,
+  // and the flags are bits (one memory location: the loop's thread alone
+  // touches them). With its shared_ptr block, 128 bytes: jemalloc's
+  // 128-byte class.
   IoLoop& loop_;
   const Transport& transport_;
   std::unique_ptr<ConnectionContext> context_;
@@ -149,17 +151,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint32_t mark_ms_ = 0;      // start of the current phase's deadline
   std::uint32_t deadline_s_ = 0;   // set_deadline's, 0: none
   Phase phase_ = Phase::kHandshake;
-  bool reading_ = false;           // on_readable is wanted at the next readiness
-  bool read_ready_ = true;         // input may be waiting: no read has come back short since the last event
-  bool read_wants_write_ = false;  // TLS: a read waits for writability
-  bool read_posted_ = false;       // a read is posted (wait_readable): events wait for it
-  bool peer_gone_ = false;         // a hang-up or an error was signalled: read until the read reports it
-  bool paused_ = false;
-  bool in_input_ = false;
-  bool flush_posted_ = false;
-  bool write_waiting_ = false;
-  bool fin_sent_ = false;
-  bool compress_ = false;
+  bool reading_ : 1 = false;           // on_readable is wanted at the next readiness
+  bool read_ready_ : 1 = true;         // input may be waiting: no read has come back short since the last event
+  bool read_wants_write_ : 1 = false;  // TLS: a read waits for writability
+  bool read_posted_ : 1 = false;       // a read is posted (wait_readable): events wait for it
+  bool peer_gone_ : 1 = false;         // a hang-up or an error was signalled: read until the read reports it
+  bool paused_ : 1 = false;
+  bool in_input_ : 1 = false;
+  bool flush_posted_ : 1 = false;
+  bool write_waiting_ : 1 = false;
+  bool fin_sent_ : 1 = false;
+  bool compress_ : 1 = false;
 };
 
 // Sends `frame` on `conn` from any thread (posted to the connection's loop).

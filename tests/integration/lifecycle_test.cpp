@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "auth/jwt.h"
 #include "im/frame_codec.h"
@@ -117,6 +118,36 @@ TEST_CASE("the start-up log names the version and the open-file limit") {
   CHECK(log.find("open file limit") != std::string::npos);
 }
 
+#if IM_JEMALLOC
+namespace {
+// The arena count of the start-up line "malloc: jemalloc <version>, N arenas".
+int jemalloc_arenas(const std::string& log) {
+  const auto line = log.find("malloc: jemalloc ");
+  if (line == std::string::npos) return -1;
+  const auto comma = log.find(", ", line);
+  if (comma == std::string::npos) return -1;
+  return std::atoi(log.c_str() + comma + 2);
+}
+}  // namespace
+
+TEST_CASE("jemalloc runs an arena per CPU unless MALLOC_CONF says otherwise") {
+  const int cpus = static_cast<int>(std::thread::hardware_concurrency());
+  {
+    ServerProcess server;
+    const int arenas = jemalloc_arenas(server.log());
+    INFO(server.log());
+    // One per CPU, plus the arena jemalloc keeps for huge allocations.
+    CHECK((arenas == cpus || arenas == cpus + 1));
+  }
+  const int asked = cpus + 5;
+  const std::string conf = "narenas:" + std::to_string(asked);
+  REQUIRE(setenv("MALLOC_CONF", conf.c_str(), 1) == 0);  // inherited by the server
+  ServerProcess server;
+  unsetenv("MALLOC_CONF");
+  const int arenas = jemalloc_arenas(server.log());
+  CHECK((arenas == asked || arenas == asked + 1));
+}
+#else
 TEST_CASE("malloc arenas are capped at loops + shards + 1 unless MALLOC_ARENA_MAX is set") {
   {
     ServerProcess server;  // the harness pins 2 loops and 2 shards
@@ -127,6 +158,7 @@ TEST_CASE("malloc arenas are capped at loops + shards + 1 unless MALLOC_ARENA_MA
   unsetenv("MALLOC_ARENA_MAX");
   CHECK(server.log().find("malloc arenas: as the environment sets them") != std::string::npos);
 }
+#endif
 
 TEST_CASE("SIGTERM: every session gets KICKOUT SERVER_SHUTDOWN with a reconnect delay, exit 0") {
   ServerProcess server;
