@@ -44,6 +44,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:9702/healthz >/dev/null && break; sleep 0.1; done
 curl -sf http://127.0.0.1:9702/healthz >/dev/null || { cat /tmp/imserver.out; fail "the server did not start"; }
+grep -q "malloc: jemalloc " /tmp/imserver.out || { cat /tmp/imserver.out; fail "the packaged server does not run on jemalloc"; }
 token() { curl -sf -H "Authorization: Bearer $IMSERVER_ADMIN__API_KEY" -d "{\"uid\":\"$1\"}" http://127.0.0.1:9702/v1/tokens | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'; }
 imcli --uid alice --token "$(token alice)" send bob "hello from the package" >/dev/null || fail "imcli send"
 imcli --uid bob --token "$(token bob)" pull --json | grep -q '"body":"hello from the package"' || fail "bob did not get it"

@@ -1,9 +1,10 @@
 // imserver: command line, config, logging, signals. Everything else is
 // im::Server (include/im/server.h).
 
-#include <malloc.h>
 #if IM_JEMALLOC
 #include <jemalloc/jemalloc.h>
+#else
+#include <malloc.h>
 #endif
 #include <sys/resource.h>
 
@@ -90,25 +91,36 @@ void fit_file_limit(im::Config& config) {
 }  // namespace
 
 // jemalloc's options, read at its first allocation (MALLOC_CONF in the
-// environment is applied after them): an arena per CPU, a thread allocating
-// from the one of the CPU it runs on. An idle connection then holds no more
-// than with glibc's malloc and its arenas capped (W1), and W2 and W3 deliver
-// more (bench/ANALYSIS.md, "Allocator").
+// environment is applied after them): one arena, shared by every thread
+// through their thread caches. On this 2-core machine it served W2 as well
+// as an arena per CPU, with an idle connection as small as under glibc's
+// malloc (bench/ANALYSIS.md, "Allocator"), and unlike jemalloc's per-CPU
+// arenas it does not fall back to four arenas a CPU when the process may run
+// on fewer CPUs than are online (taskset, a container's cpuset). Hosts with
+// many cores may do better with more (MALLOC_CONF=narenas:N; not measured).
 extern "C" {
 // NOLINTNEXTLINE: jemalloc looks this symbol up by name
-const char* malloc_conf = "percpu_arena:percpu";
+const char* malloc_conf = "narenas:1";
 }
 
 namespace {
 
+// Logs the allocator and the arenas it was given.
 void set_up_malloc(const im::Config&) {
   const char* version = nullptr;
+  const char* percpu = nullptr;
+  unsigned asked = 0;
   unsigned arenas = 0;
   std::size_t size = sizeof(version);
   mallctl("version", &version, &size, nullptr, 0);
+  size = sizeof(percpu);
+  mallctl("opt.percpu_arena", &percpu, &size, nullptr, 0);
+  size = sizeof(asked);
+  mallctl("opt.narenas", &asked, &size, nullptr, 0);
   size = sizeof(arenas);
   mallctl("arenas.narenas", &arenas, &size, nullptr, 0);
-  spdlog::info("malloc: jemalloc {}, {} arenas", version ? version : "?", arenas);
+  spdlog::info("malloc: jemalloc {}, narenas {}, percpu_arena {}, {} arenas in all", version ? version : "?", asked,
+               percpu ? percpu : "?", arenas);
 }
 #else
 // glibc gives each new thread an arena of its own at its first malloc, up to

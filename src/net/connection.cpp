@@ -87,7 +87,8 @@ struct Connection::WebSocket {
 };
 
 // W1's goal (bench/ANALYSIS.md): with make_shared's 16-byte block, 128
-// bytes per connection (jemalloc's size class; the next is 160).
+// bytes per connection (jemalloc's size class; the next is 160), a 144-byte
+// chunk under glibc's malloc (-DIM_JEMALLOC=OFF).
 static_assert(sizeof(void*) != 8 || sizeof(Connection) <= 112);
 
 Connection::Connection(IoLoop& loop, Socket socket, std::uint64_t peer_key, const Transport& transport)

@@ -134,7 +134,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // output not yet written sit behind pointers, null while there is none,
   // and the flags are bits (one memory location: the loop's thread alone
   // touches them). With its shared_ptr block, 128 bytes: jemalloc's
-  // 128-byte class.
+  // 128-byte class (a 144-byte chunk under glibc's malloc).
   IoLoop& loop_;
   const Transport& transport_;
   std::unique_ptr<ConnectionContext> context_;
