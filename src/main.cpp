@@ -24,6 +24,21 @@
 #include "im/server.h"
 #include "im/version.h"
 
+#if IM_JEMALLOC
+// jemalloc's options, read at its first allocation (MALLOC_CONF in the
+// environment is applied after them): one arena, shared by every thread
+// through their thread caches. On this 2-core machine it served W2 as well
+// as an arena per CPU, with an idle connection as small as under glibc's
+// malloc (bench/ANALYSIS.md, "Allocator"), and unlike jemalloc's per-CPU
+// arenas it does not fall back to four arenas a CPU when the process may run
+// on fewer CPUs than are online (taskset, a container's cpuset). Hosts with
+// many cores may do better with more (MALLOC_CONF=narenas:N; not measured).
+extern "C" {
+// NOLINTNEXTLINE: jemalloc looks this symbol up by name
+const char* malloc_conf = "narenas:1";
+}
+#endif
+
 namespace {
 
 // The message of a log record as a JSON string (quotes and escapes), for
@@ -88,39 +103,22 @@ void fit_file_limit(im::Config& config) {
 }
 
 #if IM_JEMALLOC
-}  // namespace
-
-// jemalloc's options, read at its first allocation (MALLOC_CONF in the
-// environment is applied after them): one arena, shared by every thread
-// through their thread caches. On this 2-core machine it served W2 as well
-// as an arena per CPU, with an idle connection as small as under glibc's
-// malloc (bench/ANALYSIS.md, "Allocator"), and unlike jemalloc's per-CPU
-// arenas it does not fall back to four arenas a CPU when the process may run
-// on fewer CPUs than are online (taskset, a container's cpuset). Hosts with
-// many cores may do better with more (MALLOC_CONF=narenas:N; not measured).
-extern "C" {
-// NOLINTNEXTLINE: jemalloc looks this symbol up by name
-const char* malloc_conf = "narenas:1";
+// One of jemalloc's settings (mallctl), or a zero value if it has none.
+template <typename T>
+T jemalloc_setting(const char* name) {
+  T value{};
+  std::size_t size = sizeof(value);
+  mallctl(name, &value, &size, nullptr, 0);
+  return value;
 }
 
-namespace {
-
-// Logs the allocator and the arenas it was given.
+// Logs the allocator and the arenas it was given (malloc_conf above).
 void set_up_malloc(const im::Config&) {
-  const char* version = nullptr;
-  const char* percpu = nullptr;
-  unsigned asked = 0;
-  unsigned arenas = 0;
-  std::size_t size = sizeof(version);
-  mallctl("version", &version, &size, nullptr, 0);
-  size = sizeof(percpu);
-  mallctl("opt.percpu_arena", &percpu, &size, nullptr, 0);
-  size = sizeof(asked);
-  mallctl("opt.narenas", &asked, &size, nullptr, 0);
-  size = sizeof(arenas);
-  mallctl("arenas.narenas", &arenas, &size, nullptr, 0);
-  spdlog::info("malloc: jemalloc {}, narenas {}, percpu_arena {}, {} arenas in all", version ? version : "?", asked,
-               percpu ? percpu : "?", arenas);
+  const auto* version = jemalloc_setting<const char*>("version");
+  const auto* percpu = jemalloc_setting<const char*>("opt.percpu_arena");
+  spdlog::info("malloc: jemalloc {}, narenas {}, percpu_arena {}, {} arenas in all", version ? version : "?",
+               jemalloc_setting<unsigned>("opt.narenas"), percpu ? percpu : "?",
+               jemalloc_setting<unsigned>("arenas.narenas"));
 }
 #else
 // glibc gives each new thread an arena of its own at its first malloc, up to
