@@ -60,6 +60,10 @@ struct StorageConfig {
   std::string data_dir = "./data";
   bool fsync = false;
   std::uint32_t dedupe_window_s = 86400;
+  // SENDs of the window answered from memory (all shards together, about
+  // 80 bytes each); the oldest beyond it are written as dedupe rows. 0:
+  // every SEND writes its dedupe row.
+  std::uint32_t dedupe_memory_entries = 2000000;
   std::uint32_t inbox_retention_days = 30;
   std::uint32_t history_retention_days = 365;
   std::uint32_t max_wal_mb = 256;      // RocksDB max_total_wal_size

@@ -99,6 +99,15 @@ std::string Registry::render() const {
   scalar(out, "imserver_typing_entries", "gauge",
          "(user, conversation) entries of the TYPING throttle (each kept 6 to 12 s).",
          static_cast<double>(typing_entries.value()));
+  scalar(out, "imserver_dedupe_entries", "gauge",
+         "SENDs of the dedupe window held in memory (at most storage.dedupe_memory_entries).",
+         static_cast<double>(dedupe_entries.value()));
+  scalar(out, "imserver_dedupe_spilled_total", "counter",
+         "SENDs of the dedupe window written as dedupe rows because the memory window was full.",
+         static_cast<double>(dedupe_spilled.value()));
+  scalar(out, "imserver_dedupe_rebuild_rows_total", "counter",
+         "Inbox rows read to rebuild senders' dedupe windows after a start.",
+         static_cast<double>(dedupe_rebuild_rows.value()));
   scalar(out, "imserver_outbox_depth", "gauge", "Webhook events queued and not yet delivered.",
          static_cast<double>(outbox_depth.value()));
   scalar(out, "imserver_webhook_deliveries_total", "counter", "Webhook events delivered (2xx).",

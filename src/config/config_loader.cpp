@@ -152,6 +152,9 @@ const std::vector<KeySpec>& schema() {
           "storage", "dedupe_window_s", +[](Config & c) -> auto& { return c.storage.dedupe_window_s; }, 0,
           365u * 86400u),
       uint_key(
+          "storage", "dedupe_memory_entries", +[](Config & c) -> auto& { return c.storage.dedupe_memory_entries; }, 0,
+          100000000),
+      uint_key(
           "storage", "inbox_retention_days", +[](Config & c) -> auto& { return c.storage.inbox_retention_days; }, 1,
           36500),
       uint_key(

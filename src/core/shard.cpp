@@ -97,6 +97,12 @@ class DeletedWalk {
   bool done_ = false;
 };
 
+// This shard's part of storage.dedupe_memory_entries (0 stays 0).
+std::uint64_t dedupe_memory_share(const Config& config) {
+  const std::uint64_t total = config.storage.dedupe_memory_entries;
+  return total == 0 ? 0 : std::max<std::uint64_t>(1, total / thread_count(config.sharding.shards));
+}
+
 }  // namespace
 
 Shard::Shard(unsigned index, CoreEnv& env)
@@ -105,6 +111,7 @@ Shard::Shard(unsigned index, CoreEnv& env)
       commit_(context_, env.store, index),
       convs_(env.store, env.config.sharding.cache_entries),
       groups_(env.store, env.config.sharding.cache_entries, group_member_capacity(env.config)),
+      recent_(dedupe_memory_share(env.config), std::int64_t{env.config.storage.dedupe_window_s} * 1000),
       offline_(context_, std::chrono::milliseconds(env.config.push.offline_delay_ms),
                [this](std::vector<OfflinePushes::Entry>& due) { fire_offline(due); }),
       users_(env.config.sharding.cache_entries),
@@ -551,6 +558,8 @@ void Shard::on_written(bool ok) {
   auto pushes = std::move(pushes_);
   auto offline = std::move(new_offline_);
   auto book_rows = std::move(book_rows_);
+  auto new_sends = std::move(new_sends_);
+  new_sends_.clear();
   touched_users_.clear();
   pushes_.clear();
   new_offline_.clear();
@@ -561,6 +570,12 @@ void Shard::on_written(bool ok) {
     return;
   }
   for (UserState* u : users) u->inbox_committed = u->inbox_next;
+  if (!new_sends.empty()) {
+    std::vector<RecentSends::Spilled> spilled;
+    for (const NewSend& n : new_sends) recent_.add(*n.uid, n.hash, n.inbox_seq, n.time_ms, spilled);
+    recent_.expire(wall_ms());
+    spill_recent(spilled);
+  }
   for (const BookRow& b : book_rows) {
     if (!b.user->book) continue;
     b.user->book->apply(*b.uid, b.row);

@@ -36,6 +36,7 @@
 #include "core/msg_id_clock.h"
 #include "core/offline_pushes.h"
 #include "core/presence_watch.h"
+#include "core/recent_sends.h"
 #include "core/send_dedupe.h"
 #include "core/send_job.h"
 #include "core/session_list.h"
@@ -348,6 +349,13 @@ class Shard {
   Result<Ok> charge_rows(const std::string& uid, std::uint64_t rows);
   // The answer of an earlier SEND with the same client_msg_id, if any.
   Result<std::optional<v1::SendResp>> dedupe_hit(const SendJob& job);
+  // The sender's SENDs of the dedupe window, read back from its inbox into
+  // recent_ (its first SEND since the start, or since it was forgotten).
+  Result<Ok> rebuild_recent(const std::string& uid);
+  // The sender's own inbox row at inbox_seq (nullopt: none, or not its own).
+  Result<std::optional<v1::Message>> sender_row(const std::string& uid, std::uint64_t inbox_seq);
+  // Writes the entries recent_ had no room for as dedupe rows.
+  void spill_recent(const std::vector<RecentSends::Spilled>& spilled);
 
   // A user's state of one conversation: the user, the loaded book, and the
   // conversation's entry (null when the user has none).
@@ -390,6 +398,7 @@ class Shard {
   ConvCounters convs_;
   GroupCache groups_;
   SendDedupe dedupe_;
+  RecentSends recent_;
   OfflinePushes offline_;
   asio::steady_timer cursor_timer_{context_};
   asio::steady_timer overdue_timer_{context_};
@@ -418,6 +427,14 @@ class Shard {
   std::vector<UserState*> touched_users_;
   std::vector<Push> pushes_;
   std::vector<BookRow> book_rows_;
+  // The sender's rows of the batch, for recent_ once durable.
+  struct NewSend {
+    const std::string* uid;  // the key in users_ (a touched user stays)
+    std::uint64_t hash;      // of the client_msg_id
+    std::uint64_t inbox_seq;
+    std::int64_t time_ms;
+  };
+  std::vector<NewSend> new_sends_;
   // History rows of targets rewritten in the current batch ("conv\0seq"):
   // a second change of one waits for the batch.
   std::unordered_set<std::string> rewritten_in_batch_;

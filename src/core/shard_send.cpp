@@ -2,6 +2,8 @@
 // dedupe on the sender's shard, through the conversation's owner, to each
 // participant's inbox row; and the one place that stages an inbox row.
 
+#include <limits>
+
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
@@ -41,9 +43,16 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
   std::string bytes = row.SerializeAsString();
   commit_.batch().put_inbox(uid, row.inbox_seq(), bytes);
   ++commit_.staged().inbox;
-  if (is_sender && !msg.client_msg_id().empty())
-    commit_.batch().put_dedupe(msg.from(), msg.client_msg_id(),
-                               {msg.msg_id(), msg.conv_seq(), row.inbox_seq(), msg.server_time_ms()});
+  if (is_sender && !msg.client_msg_id().empty()) {
+    // This row is the SEND's durable dedupe record; recent_ learns it once
+    // it is written, before the SendResp (on_written runs first).
+    if (recent_.enabled())
+      new_sends_.push_back(
+          {users_.key_of(uid), RecentSends::hash_of(msg.client_msg_id()), row.inbox_seq(), msg.server_time_ms()});
+    else
+      commit_.batch().put_dedupe(msg.from(), msg.client_msg_id(),
+                                 {msg.msg_id(), msg.conv_seq(), row.inbox_seq(), msg.server_time_ms()});
+  }
   if ((*u)->book) book_rows_.push_back({*u, users_.key_of(uid), ConvBook::row_of(row)});
   pushes_.push_back({*u, std::move(bytes), std::move(sender_job)});
   if (!is_sender && row.content_type() < 10000 && env_.webhook_enabled())
@@ -63,17 +72,101 @@ Result<Ok> Shard::charge_rows(const std::string& uid, std::uint64_t rows) {
 // ---------------------------------------------------------------- sender's shard
 
 Result<std::optional<v1::SendResp>> Shard::dedupe_hit(const SendJob& job) {
-  auto stored = env_.store.get_dedupe(job.msg.from(), job.msg.client_msg_id());
+  const std::string& uid = job.msg.from();
+  const std::string& client_msg_id = job.msg.client_msg_id();
+  const std::int64_t since_ms = wall_ms() - std::int64_t{env_.config.storage.dedupe_window_s} * 1000;
+  auto duplicate_of = [](const store::DedupeRecord& r) {
+    v1::SendResp resp;
+    resp.set_msg_id(r.msg_id);
+    resp.set_conv_seq(r.conv_seq);
+    resp.set_inbox_seq(r.inbox_seq);
+    resp.set_server_time_ms(r.time_ms);
+    resp.set_duplicate(true);
+    return std::optional<v1::SendResp>(resp);
+  };
+  if (recent_.enabled()) {
+    recent_.expire(wall_ms());
+    const std::uint64_t hash = RecentSends::hash_of(client_msg_id);
+    auto found = recent_.find(uid, hash);
+    if (!found.loaded) {
+      if (auto rebuilt = rebuild_recent(uid); !rebuilt) return rebuilt.error();
+      found = recent_.find(uid, hash);
+    }
+    if (found.inbox_seq != 0) {
+      // Only the row itself says whether the id is this one (the entry
+      // holds its hash).
+      auto row = sender_row(uid, found.inbox_seq);
+      if (!row) return row.error();
+      if (*row && (*row)->client_msg_id() == client_msg_id && (*row)->server_time_ms() >= since_ms)
+        return duplicate_of({(*row)->msg_id(), (*row)->conv_seq(), found.inbox_seq, (*row)->server_time_ms()});
+    }
+  }
+  // Rows written when the memory window was full or off, by a large group's
+  // message (which has no inbox row), or by an older version.
+  auto stored = env_.store.get_dedupe(uid, client_msg_id);
   if (!stored) return stored.error();
-  const std::int64_t window_ms = std::int64_t{env_.config.storage.dedupe_window_s} * 1000;
-  if (!*stored || (*stored)->time_ms < wall_ms() - window_ms) return std::optional<v1::SendResp>();
-  v1::SendResp resp;
-  resp.set_msg_id((*stored)->msg_id);
-  resp.set_conv_seq((*stored)->conv_seq);
-  resp.set_inbox_seq((*stored)->inbox_seq);
-  resp.set_server_time_ms((*stored)->time_ms);
-  resp.set_duplicate(true);
-  return std::optional<v1::SendResp>(resp);
+  if (!*stored || (*stored)->time_ms < since_ms) return std::optional<v1::SendResp>();
+  return duplicate_of(**stored);
+}
+
+Result<std::optional<v1::Message>> Shard::sender_row(const std::string& uid, std::uint64_t inbox_seq) {
+  std::optional<v1::Message> found;
+  auto scanned = env_.store.scan_inbox(uid, inbox_seq, inbox_seq + 1, [&](std::uint64_t, std::string_view bytes) {
+    v1::Message m;
+    if (m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) && m.from() == uid) found = std::move(m);
+    return false;
+  });
+  if (!scanned) return scanned.error();
+  return found;
+}
+
+Result<Ok> Shard::rebuild_recent(const std::string& uid) {
+  // Rows come newest first; a copy written through another shard may land
+  // a little after a newer one, hence the slack before stopping.
+  constexpr std::int64_t kSlackMs = 60'000;
+  const std::int64_t since_ms = wall_ms() - std::int64_t{env_.config.storage.dedupe_window_s} * 1000;
+  std::vector<NewSend> found;
+  std::uint64_t rows = 0;
+  bool cut = false;
+  v1::Message m;
+  auto scanned = env_.store.scan_inbox_back(
+      uid, std::numeric_limits<std::uint64_t>::max(), [&](std::uint64_t seq, std::string_view bytes) {
+        if (rows == RecentSends::kMaxRebuildRows) {
+          cut = true;
+          return false;
+        }
+        ++rows;
+        if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return true;
+        if (m.server_time_ms() < since_ms - kSlackMs) return false;
+        if (m.from() == uid && !m.client_msg_id().empty() && m.server_time_ms() >= since_ms)
+          found.push_back({nullptr, RecentSends::hash_of(m.client_msg_id()), seq, m.server_time_ms()});
+        return true;
+      });
+  metrics::get().dedupe_rebuild_rows.inc(rows);
+  if (!scanned) return scanned.error();
+  if (cut)
+    spdlog::warn("shard {}: {}'s dedupe window rebuilt from its newest {} inbox rows only", index_, uid,
+                 RecentSends::kMaxRebuildRows);
+  std::vector<RecentSends::Spilled> spilled;
+  for (auto it = found.rbegin(); it != found.rend(); ++it)
+    recent_.add(uid, it->hash, it->inbox_seq, it->time_ms, spilled);
+  recent_.mark_loaded(uid);
+  spill_recent(spilled);
+  return Ok{};
+}
+
+void Shard::spill_recent(const std::vector<RecentSends::Spilled>& spilled) {
+  if (spilled.empty()) return;
+  std::size_t written = 0;
+  for (const auto& s : spilled) {
+    auto row = sender_row(s.uid, s.inbox_seq);
+    if (!row || !*row) continue;  // read error, or gone with inbox retention: nothing left to answer with
+    commit_.batch().put_dedupe(s.uid, (*row)->client_msg_id(),
+                               {(*row)->msg_id(), (*row)->conv_seq(), s.inbox_seq, (*row)->server_time_ms()});
+    ++written;
+  }
+  metrics::get().dedupe_spilled.inc(written);
+  if (written > 0) commit_.schedule();
 }
 
 void Shard::send(std::shared_ptr<SendJob> job) {

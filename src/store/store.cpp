@@ -158,6 +158,7 @@ void Batch::clear() {
   batch_->Clear();
   count_ = 0;
   refused_ = false;
+  dedupe_ = false;
 }
 
 void Batch::put(Cf cf, std::string_view key, std::string_view value) {
@@ -189,6 +190,7 @@ void Batch::put_history(std::string_view conv, std::uint64_t conv_seq, std::stri
 
 void Batch::put_dedupe(std::string_view uid, std::string_view client_msg_id, const DedupeRecord& record) {
   put(Cf::kDedupe, dedupe_key(uid, client_msg_id), record.encode());
+  dedupe_ = true;
 }
 
 void Batch::put_cursor(std::string_view uid, const CursorRecord& cursor) {
@@ -408,6 +410,10 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   for (std::size_t i = 0; i < kCfCount; ++i) store->handles_[i] = handles[i + 1];
   if (auto schema = store->check_schema(); !schema) return schema.error();
   if (auto outbox = store->open_outbox(); !outbox) return outbox.error();
+  std::unique_ptr<rocksdb::Iterator> dedupe(db->NewIterator(rocksdb::ReadOptions(), store->handle(Cf::kDedupe)));
+  dedupe->SeekToFirst();
+  if (!dedupe->status().ok()) return store_error(dedupe->status());
+  store->dedupe_rows_.store(dedupe->Valid());
   return store;
 }
 
@@ -423,6 +429,8 @@ Store::~Store() {
 Result<Ok> Store::write(Batch& batch) {
   if (batch.refused_) return range_refused();
   if (batch.empty()) return Ok{};
+  // Set before the write: a reader that sees the row sees the flag.
+  if (batch.dedupe_) dedupe_rows_.store(true, std::memory_order_release);
   rocksdb::WriteOptions options;
   options.sync = fsync_;
   rocksdb::Status s = db_->Write(options, batch.batch_.get());
@@ -667,6 +675,7 @@ Result<Ok> Store::scan_history_back(std::string_view conv, std::uint64_t below, 
 }
 
 Result<std::optional<DedupeRecord>> Store::get_dedupe(std::string_view uid, std::string_view client_msg_id) {
+  if (!dedupe_rows_.load(std::memory_order_acquire)) return std::optional<DedupeRecord>();
   auto row = get(Cf::kDedupe, dedupe_key(uid, client_msg_id));
   if (!row) return row.error();
   if (!*row) return std::optional<DedupeRecord>();

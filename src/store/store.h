@@ -128,6 +128,7 @@ class Batch {
   std::unique_ptr<rocksdb::WriteBatch> batch_;
   std::size_t count_ = 0;
   bool refused_ = false;  // a range deletion the memtable's insert hints cannot take: write() refuses the batch
+  bool dedupe_ = false;   // holds a dedupe row
 };
 
 class Store {
@@ -288,6 +289,10 @@ class Store {
   bool fsync_ = false;
   std::atomic<bool> write_failed_{false};
   std::atomic<std::uint64_t> outbox_depth_{0};
+  // The dedupe family may hold a row (it did at open, or one was written
+  // since): until then a lookup is answered without reading (most SENDs'
+  // records are their inbox rows, core/recent_sends.h).
+  std::atomic<bool> dedupe_rows_{false};
 };
 
 }  // namespace im::store

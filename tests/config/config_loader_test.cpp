@@ -56,6 +56,7 @@ TEST_CASE("defaults are those of the design, and need only a secret") {
   CHECK(c.storage.data_dir == "./data");
   CHECK_FALSE(c.storage.fsync);
   CHECK(c.storage.dedupe_window_s == 86400);
+  CHECK(c.storage.dedupe_memory_entries == 2000000);
   CHECK(c.storage.inbox_retention_days == 30);
   CHECK(c.storage.history_retention_days == 365);
   CHECK(c.auth.mode == "jwt");
@@ -108,6 +109,7 @@ shards = 4
 data_dir = "/var/lib/im"
 fsync = true
 dedupe_window_s = 60
+dedupe_memory_entries = 0
 inbox_retention_days = 7
 history_retention_days = 90
 [auth]
@@ -157,6 +159,7 @@ timeout_s = 3
   CHECK(c.storage.data_dir == "/var/lib/im");
   CHECK(c.storage.fsync);
   CHECK(c.storage.dedupe_window_s == 60);
+  CHECK(c.storage.dedupe_memory_entries == 0);
   CHECK(c.storage.inbox_retention_days == 7);
   CHECK(c.storage.history_retention_days == 90);
   CHECK(c.auth.insecure());
@@ -212,6 +215,8 @@ TEST_CASE("bad values are refused with the reason") {
   CHECK(refusal(with_secret("[heartbeat]\ninterval_s = 60\ntimeout_s = 60\n")).find("heartbeat.timeout_s:") == 0);
   CHECK(refusal(with_secret("[storage]\ndata_dir = \"\"\n")).find("storage.data_dir:") == 0);
   CHECK(refusal(with_secret("[storage]\ninbox_retention_days = 0\n")).find("storage.inbox_retention_days:") == 0);
+  CHECK(refusal(with_secret("[storage]\ndedupe_memory_entries = 100000001\n"))
+            .find("storage.dedupe_memory_entries: must be between") == 0);
   CHECK(refusal(with_secret("[push]\noffline_delay_ms = 0\n")).find("push.offline_delay_ms:") == 0);
   CHECK(refusal(with_secret("[webhook]\nurl = \"ftp://x\"\n")).find("webhook.url:") == 0);
   CHECK(refusal(with_secret("[webhook]\nmax_queued = 0\n")).find("webhook.max_queued: must be between") == 0);

@@ -7,6 +7,9 @@
 #include <catch2/catch.hpp>
 #include <set>
 
+#include <fmt/format.h>
+
+#include "http_helpers.h"
 #include "messaging.h"
 #include "server_process.h"
 #include "wait_until.h"
@@ -175,6 +178,60 @@ TEST_CASE("a retried client_msg_id returns the original ids, across a reconnect 
   CHECK_FALSE(next.duplicate());
   CHECK(next.conv_seq() == 2);
   CHECK(next.inbox_seq() == 2);
+}
+
+TEST_CASE("dedupe from the senders' inbox rows: past the memory window, across a kill -9, and with no window") {
+  // 2 entries for one shard spill most ids to dedupe rows; 0 writes a row
+  // for every SEND; the default holds them all and rebuilds after the kill.
+  const std::string entries = GENERATE("2", "0", "2000000");
+  INFO("storage.dedupe_memory_entries = " << entries);
+  constexpr const char* kKey = "dedupe-admin-key";
+  ServerProcess server(merged(kFast, {{"sharding.shards", "1"},
+                                      {"storage.dedupe_memory_entries", entries},
+                                      {"admin.listen", "\"127.0.0.1:0\""},
+                                      {"admin.api_key", std::string("\"") + kKey + "\""}}));
+  std::vector<v1::SendResp> first;
+  {
+    auto alice = server.login("alice");
+    auto bob = server.login("bob");
+    // bob's messages to alice land in her inbox with the same client ids:
+    // only her own rows are her SENDs.
+    send_ok(*bob, "alice", "c0", "from bob");
+    send_ok(*bob, "alice", "bob-only", "from bob");
+    for (int i = 0; i < 6; ++i) first.push_back(send_ok(*alice, "bob", fmt::format("c{}", i)));
+    for (int i = 0; i < 6; ++i) {
+      v1::SendResp again = send_ok(*alice, "bob", fmt::format("c{}", i));
+      CHECK(again.duplicate());
+      CHECK(again.msg_id() == first[i].msg_id());
+      CHECK(again.conv_seq() == first[i].conv_seq());
+      CHECK(again.inbox_seq() == first[i].inbox_seq());
+      CHECK(again.server_time_ms() == first[i].server_time_ms());
+    }
+  }
+  AdminClient admin(server.admin_port(), kKey);
+  if (entries == "2") {
+    CHECK(admin.metric("imserver_dedupe_spilled_total").value_or(0) >= 5);
+    CHECK(admin.metric("imserver_dedupe_entries").value_or(-1) == 2);
+  }
+  if (entries == "0") CHECK(admin.metric("imserver_dedupe_entries").value_or(-1) == 0);
+  server.kill9();
+  server.restart();
+  auto alice = server.login("alice");
+  for (int i = 5; i >= 0; --i) {
+    v1::SendResp after = send_ok(*alice, "bob", fmt::format("c{}", i));
+    CHECK(after.duplicate());
+    CHECK(after.msg_id() == first[i].msg_id());
+    CHECK(after.conv_seq() == first[i].conv_seq());
+    CHECK(after.inbox_seq() == first[i].inbox_seq());
+  }
+  AdminClient admin2(server.admin_port(), kKey);
+  if (entries != "0") CHECK(admin2.metric("imserver_dedupe_rebuild_rows_total").value_or(0) >= 8);
+  v1::SendResp fresh = send_ok(*alice, "bob", "bob-only");
+  CHECK_FALSE(fresh.duplicate());
+  CHECK(fresh.conv_seq() == 9);  // after bob's 2 and alice's 6
+  auto bob = server.login("bob");
+  auto rows = pull_all(*bob);
+  CHECK(rows.size() == 9);  // bob's own 2, alice's 6 and the new one
 }
 
 TEST_CASE("1,000 pipelined SENDs arrive in order") {
