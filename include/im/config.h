@@ -61,8 +61,8 @@ struct StorageConfig {
   bool fsync = false;
   std::uint32_t dedupe_window_s = 86400;
   // SENDs of the window answered from memory (all shards together, about
-  // 80 bytes each); the oldest beyond it are written as dedupe rows. 0:
-  // every SEND writes its dedupe row.
+  // 65 bytes each); a SEND beyond it writes a dedupe row, as every SEND
+  // does with 0.
   std::uint32_t dedupe_memory_entries = 2000000;
   std::uint32_t inbox_retention_days = 30;
   std::uint32_t history_retention_days = 365;

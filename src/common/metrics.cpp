@@ -102,11 +102,11 @@ std::string Registry::render() const {
   scalar(out, "imserver_dedupe_entries", "gauge",
          "SENDs of the dedupe window held in memory (at most storage.dedupe_memory_entries).",
          static_cast<double>(dedupe_entries.value()));
-  scalar(out, "imserver_dedupe_spilled_total", "counter",
-         "SENDs of the dedupe window written as dedupe rows because the memory window was full.",
-         static_cast<double>(dedupe_spilled.value()));
+  scalar(out, "imserver_dedupe_rows_total", "counter",
+         "SENDs given a dedupe row because the memory window was full (storage.dedupe_memory_entries).",
+         static_cast<double>(dedupe_rows.value()));
   scalar(out, "imserver_dedupe_rebuild_rows_total", "counter",
-         "Inbox rows read to rebuild senders' dedupe windows after a start.",
+         "Inbox rows read to rebuild senders' dedupe windows (a sender's first SEND since it was last held).",
          static_cast<double>(dedupe_rebuild_rows.value()));
   scalar(out, "imserver_outbox_depth", "gauge", "Webhook events queued and not yet delivered.",
          static_cast<double>(outbox_depth.value()));

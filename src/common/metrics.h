@@ -83,7 +83,7 @@ struct Registry {
   Gauge presence_watches;        // (session, watched uid) pairs held by the shards (PRESENCE_WATCH)
   Gauge typing_entries;         // (user, conversation) entries of the TYPING throttle
   Gauge dedupe_entries;         // SENDs of the dedupe window held in memory (RecentSends)
-  Counter dedupe_spilled;       // of them written as dedupe rows (storage.dedupe_memory_entries reached)
+  Counter dedupe_rows;          // SENDs given a dedupe row instead (memory window full, or a hash taken)
   Counter dedupe_rebuild_rows;  // inbox rows read to rebuild senders' windows after a start
   Histogram send_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
   Histogram store_write_latency{{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5}};

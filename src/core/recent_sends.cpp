@@ -1,20 +1,60 @@
 #include "core/recent_sends.h"
 
 #include <algorithm>
-#include <functional>
+#include <random>
 
 #include "common/metrics.h"
 
 namespace im::core {
+namespace {
 
-std::uint64_t RecentSends::hash_of(std::string_view client_msg_id) {
-  return std::hash<std::string_view>{}(client_msg_id);
+std::uint64_t random_seed() {
+  std::random_device rd;
+  return (std::uint64_t{rd()} << 32) ^ rd();
+}
+
+// splitmix64's finalizer.
+std::uint64_t mix(std::uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+RecentSends::RecentSends(std::uint64_t capacity, std::int64_t window_ms)
+    : capacity_(capacity), window_ms_(window_ms), seed_(random_seed()), forget_at_(capacity / 4 + 1024) {}
+
+std::uint64_t RecentSends::hash_of(std::string_view client_msg_id) const {
+  // Each 8-byte word folded in through the mixer, the length last: not a
+  // cryptographic MAC, but without the seed no two ids are known to collide.
+  std::uint64_t h = mix(seed_);
+  std::size_t i = 0;
+  for (; i + 8 <= client_msg_id.size(); i += 8) {
+    std::uint64_t w = 0;
+    for (std::size_t b = 0; b < 8; ++b) w |= std::uint64_t{static_cast<unsigned char>(client_msg_id[i + b])} << (8 * b);
+    h = mix(h ^ w);
+  }
+  std::uint64_t tail = 0;
+  for (std::size_t b = 0; i + b < client_msg_id.size(); ++b)
+    tail |= std::uint64_t{static_cast<unsigned char>(client_msg_id[i + b])} << (8 * b);
+  return mix(h ^ tail ^ (std::uint64_t{client_msg_id.size()} << 56) ^ 0x9e3779b97f4a7c15ULL);
 }
 
 RecentSends::Sender& RecentSends::sender(std::string_view uid) {
+  if (senders_.size() > forget_at_) forget_idle();
   auto [it, added] = senders_.try_emplace(std::string(uid));
   if (added) it->second.uid = &it->first;
   return it->second;
+}
+
+void RecentSends::forget_idle() {
+  std::erase_if(senders_, [](const auto& kv) { return kv.second.sent.empty(); });
+  // The next sweep only after as many senders again: amortized, even when
+  // every sender holds entries.
+  forget_at_ = std::max<std::uint64_t>(capacity_ / 4 + 1024, 2 * senders_.size());
 }
 
 void RecentSends::mark_loaded(std::string_view uid) {
@@ -25,57 +65,31 @@ RecentSends::Found RecentSends::find(std::string_view uid, std::uint64_t hash) c
   auto it = senders_.find(std::string(uid));
   if (it == senders_.end()) return {};
   auto sent = it->second.sent.find(hash);
-  return {it->second.loaded, sent == it->second.sent.end() ? 0 : sent->second.inbox_seq};
+  return {it->second.loaded, sent == it->second.sent.end() ? 0 : sent->second};
 }
 
-void RecentSends::add(std::string_view uid, std::uint64_t hash, std::uint64_t inbox_seq, std::int64_t time_ms,
-                      std::vector<Spilled>& spilled) {
-  if (!enabled()) return;
+RecentSends::Added RecentSends::add(std::string_view uid, std::uint64_t hash, std::uint64_t inbox_seq,
+                                    std::int64_t time_ms) {
   Sender& s = sender(uid);
-  auto [it, added] = s.sent.try_emplace(hash, Sent{inbox_seq, time_ms});
-  if (!added) {
-    if (it->second.inbox_seq == inbox_seq) return;  // already known (a rebuild meeting a live entry)
-    it->second = Sent{inbox_seq, time_ms};          // a hash shared by two ids: the newer wins
-  } else {
-    ++entries_;
-    metrics::get().dedupe_entries.add(1);
-  }
-  order_.push_back(Queued{time_ms, &s, hash, inbox_seq});
-  ++s.queued;
-  while (entries_ > capacity_) {
-    Queued oldest{};
-    if (pop_oldest(oldest, false)) spilled.push_back(Spilled{*oldest.sender->uid, oldest.inbox_seq});
-  }
-  // Senders emptied by spilling stay (still loaded) until there are many.
-  if (senders_.size() > 2 * capacity_ + 1024) forget_idle();
+  auto [it, added] = s.sent.try_emplace(hash, inbox_seq);
+  if (!added) return it->second == inbox_seq ? Added::kKnown : Added::kTaken;
+  ++entries_;
+  metrics::get().dedupe_entries.add(1);
+  order_.push_back(Queued{time_ms, &s, hash});
+  return Added::kAdded;
 }
 
 void RecentSends::expire(std::int64_t now_ms) {
   const std::int64_t cutoff = now_ms - window_ms_;
   while (!order_.empty() && order_.front().time_ms < cutoff) {
-    Queued oldest{};
-    pop_oldest(oldest, true);
-  }
-}
-
-bool RecentSends::pop_oldest(Queued& out, bool forget) {
-  out = order_.front();
-  order_.pop_front();
-  Sender& s = *out.sender;
-  --s.queued;
-  bool live = false;
-  if (auto it = s.sent.find(out.hash); it != s.sent.end() && it->second.inbox_seq == out.inbox_seq) {
-    s.sent.erase(it);
+    const Queued q = order_.front();
+    order_.pop_front();
+    Sender& s = *q.sender;
+    s.sent.erase(q.hash);
     --entries_;
     metrics::get().dedupe_entries.add(-1);
-    live = true;
+    if (s.sent.empty()) senders_.erase(senders_.find(*s.uid));
   }
-  if (forget && s.queued == 0 && s.sent.empty()) senders_.erase(senders_.find(*s.uid));
-  return live;
-}
-
-void RecentSends::forget_idle() {
-  std::erase_if(senders_, [](const auto& kv) { return kv.second.queued == 0 && kv.second.sent.empty(); });
 }
 
 }  // namespace im::core

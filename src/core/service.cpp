@@ -63,6 +63,11 @@ void Service::start() {
   const unsigned n = thread_count(config_.sharding.shards);
   spdlog::info("{} core shards{}", n, config_.sharding.shards == 0 ? " (sharding.shards = 0: half the cores)" : "");
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));
+  if (config_.storage.dedupe_memory_entries > 0 &&
+      std::uint64_t{config_.storage.dedupe_window_s} > std::uint64_t{config_.storage.inbox_retention_days} * 86400)
+    spdlog::warn(
+        "storage.dedupe_window_s outlasts storage.inbox_retention_days: every SEND writes a dedupe row (the memory "
+        "window's records are inbox rows)");
   for (auto& s : shards_) s->start();
   recover_fanouts(*env_);
   retention_ = std::make_unique<Retention>(config_.storage, *store_, env_->changes);

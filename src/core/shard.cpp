@@ -97,9 +97,13 @@ class DeletedWalk {
   bool done_ = false;
 };
 
-// This shard's part of storage.dedupe_memory_entries (0 stays 0).
+// This shard's part of storage.dedupe_memory_entries; 0 (every SEND
+// writes a dedupe row) also when the window outlives the inbox rows that
+// would be the records.
 std::uint64_t dedupe_memory_share(const Config& config) {
   const std::uint64_t total = config.storage.dedupe_memory_entries;
+  if (std::uint64_t{config.storage.dedupe_window_s} > std::uint64_t{config.storage.inbox_retention_days} * 86400)
+    return 0;
   return total == 0 ? 0 : std::max<std::uint64_t>(1, total / thread_count(config.sharding.shards));
 }
 
@@ -570,12 +574,21 @@ void Shard::on_written(bool ok) {
     return;
   }
   for (UserState* u : users) u->inbox_committed = u->inbox_next;
-  if (!new_sends.empty()) {
-    std::vector<RecentSends::Spilled> spilled;
-    for (const NewSend& n : new_sends) recent_.add(*n.uid, n.hash, n.inbox_seq, n.time_ms, spilled);
-    recent_.expire(wall_ms());
-    spill_recent(spilled);
+  for (const NewSend& n : new_sends) {
+    if (recent_.add(*n.uid, n.hash, n.inbox_seq, n.time_ms) != RecentSends::Added::kTaken) continue;
+    // Two SENDs of one batch whose ids share a hash (the seed makes it
+    // chance alone): the later one's dedupe row goes in the next batch.
+    auto row = sender_row(*n.uid, n.inbox_seq);
+    if (!row || !*row) {
+      spdlog::error("shard {}: {}'s message at inbox_seq {} has no dedupe record", index_, *n.uid, n.inbox_seq);
+      continue;
+    }
+    commit_.batch().put_dedupe(*n.uid, (*row)->client_msg_id(),
+                               {(*row)->msg_id(), (*row)->conv_seq(), n.inbox_seq, (*row)->server_time_ms()});
+    metrics::get().dedupe_rows.inc();
+    commit_.schedule();
   }
+  if (!new_sends.empty()) recent_.expire(wall_ms());
   for (const BookRow& b : book_rows) {
     if (!b.user->book) continue;
     b.user->book->apply(*b.uid, b.row);

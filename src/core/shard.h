@@ -293,7 +293,7 @@ class Shard {
   // conv_seq (an edit's is recorded).
   void stage_target(const SendJob& job, ChangePlan& plan, std::uint64_t event_seq);
 
-  // Stages one inbox row of `msg` for `uid` (and the sender's dedupe row)
+  // Stages one inbox row of `msg` for `uid` (the sender's is its SEND's dedupe record)
   // and its push; returns the row's inbox_seq.
   Result<std::uint64_t> stage_inbox(const std::string& uid, const v1::Message& msg, bool is_sender,
                                     std::shared_ptr<const SendJob> sender_job);
@@ -354,8 +354,6 @@ class Shard {
   Result<Ok> rebuild_recent(const std::string& uid);
   // The sender's own inbox row at inbox_seq (nullopt: none, or not its own).
   Result<std::optional<v1::Message>> sender_row(const std::string& uid, std::uint64_t inbox_seq);
-  // Writes the entries recent_ had no room for as dedupe rows.
-  void spill_recent(const std::vector<RecentSends::Spilled>& spilled);
 
   // A user's state of one conversation: the user, the loaded book, and the
   // conversation's entry (null when the user has none).

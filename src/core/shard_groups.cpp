@@ -320,7 +320,7 @@ void Shard::append_group_slice(std::shared_ptr<FanoutChain> chain, std::size_t o
     if (!user(uids[i])) return failed();
   std::uint64_t sender_seq = 0;
   for (std::size_t i = offset; i < end; ++i) {
-    // The sender's own row carries its dedupe row, at start-up too.
+    // The sender's own row is its SEND's dedupe record, at start-up too.
     const bool is_sender = uids[i] == chain->msg->from();
     const bool answers = chain->job && i == 0;
     auto seq = stage_inbox(uids[i], *chain->msg, is_sender, answers ? chain->job : nullptr);

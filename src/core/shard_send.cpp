@@ -44,14 +44,17 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
   commit_.batch().put_inbox(uid, row.inbox_seq(), bytes);
   ++commit_.staged().inbox;
   if (is_sender && !msg.client_msg_id().empty()) {
-    // This row is the SEND's durable dedupe record; recent_ learns it once
-    // it is written, before the SendResp (on_written runs first).
-    if (recent_.enabled())
-      new_sends_.push_back(
-          {users_.key_of(uid), RecentSends::hash_of(msg.client_msg_id()), row.inbox_seq(), msg.server_time_ms()});
-    else
+    // This row is the SEND's durable dedupe record: recent_ learns it once
+    // it is written, before the SendResp (on_written runs first). Without
+    // room there, the record is a dedupe row in the same batch.
+    const std::uint64_t hash = recent_.hash_of(msg.client_msg_id());
+    if (recent_.enabled() && recent_.has_room(new_sends_.size() + 1) && recent_.find(uid, hash).inbox_seq == 0) {
+      new_sends_.push_back({users_.key_of(uid), hash, row.inbox_seq(), msg.server_time_ms()});
+    } else {
       commit_.batch().put_dedupe(msg.from(), msg.client_msg_id(),
                                  {msg.msg_id(), msg.conv_seq(), row.inbox_seq(), msg.server_time_ms()});
+      if (recent_.enabled()) metrics::get().dedupe_rows.inc();
+    }
   }
   if ((*u)->book) book_rows_.push_back({*u, users_.key_of(uid), ConvBook::row_of(row)});
   pushes_.push_back({*u, std::move(bytes), std::move(sender_job)});
@@ -86,7 +89,7 @@ Result<std::optional<v1::SendResp>> Shard::dedupe_hit(const SendJob& job) {
   };
   if (recent_.enabled()) {
     recent_.expire(wall_ms());
-    const std::uint64_t hash = RecentSends::hash_of(client_msg_id);
+    const std::uint64_t hash = recent_.hash_of(client_msg_id);
     auto found = recent_.find(uid, hash);
     if (!found.loaded) {
       if (auto rebuilt = rebuild_recent(uid); !rebuilt) return rebuilt.error();
@@ -121,52 +124,68 @@ Result<std::optional<v1::Message>> Shard::sender_row(const std::string& uid, std
 }
 
 Result<Ok> Shard::rebuild_recent(const std::string& uid) {
-  // Rows come newest first; a copy written through another shard may land
-  // a little after a newer one, hence the slack before stopping.
-  constexpr std::int64_t kSlackMs = 60'000;
+  // Rows come newest first, about in the order of time: a copy written
+  // through another shard, or retried, may land after newer ones. The scan
+  // stops after kOldRun rows in a row older than the window.
+  constexpr int kOldRun = 64;
   const std::int64_t since_ms = wall_ms() - std::int64_t{env_.config.storage.dedupe_window_s} * 1000;
-  std::vector<NewSend> found;
+  struct Own {
+    std::uint64_t hash;
+    std::uint64_t inbox_seq;
+    std::int64_t time_ms;
+    store::DedupeRecord record;
+    std::string client_msg_id;
+  };
+  std::vector<Own> own;
   std::uint64_t rows = 0;
-  bool cut = false;
+  int old_run = 0;
   v1::Message m;
-  auto scanned = env_.store.scan_inbox_back(
-      uid, std::numeric_limits<std::uint64_t>::max(), [&](std::uint64_t seq, std::string_view bytes) {
-        if (rows == RecentSends::kMaxRebuildRows) {
-          cut = true;
-          return false;
-        }
-        ++rows;
-        if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return true;
-        if (m.server_time_ms() < since_ms - kSlackMs) return false;
-        if (m.from() == uid && !m.client_msg_id().empty() && m.server_time_ms() >= since_ms)
-          found.push_back({nullptr, RecentSends::hash_of(m.client_msg_id()), seq, m.server_time_ms()});
-        return true;
-      });
+  auto scanned = env_.store.scan_inbox_back(uid, std::numeric_limits<std::uint64_t>::max(),
+                                            [&](std::uint64_t seq, std::string_view bytes) {
+                                              ++rows;
+                                              if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+                                                return true;
+                                              if (m.server_time_ms() < since_ms) return ++old_run < kOldRun;
+                                              old_run = 0;
+                                              if (m.from() == uid && !m.client_msg_id().empty())
+                                                own.push_back({recent_.hash_of(m.client_msg_id()),
+                                                               seq,
+                                                               m.server_time_ms(),
+                                                               {m.msg_id(), m.conv_seq(), seq, m.server_time_ms()},
+                                                               m.client_msg_id()});
+                                              return true;
+                                            });
   metrics::get().dedupe_rebuild_rows.inc(rows);
   if (!scanned) return scanned.error();
-  if (cut)
-    spdlog::warn("shard {}: {}'s dedupe window rebuilt from its newest {} inbox rows only", index_, uid,
-                 RecentSends::kMaxRebuildRows);
-  std::vector<RecentSends::Spilled> spilled;
-  for (auto it = found.rbegin(); it != found.rend(); ++it)
-    recent_.add(uid, it->hash, it->inbox_seq, it->time_ms, spilled);
-  recent_.mark_loaded(uid);
-  spill_recent(spilled);
-  return Ok{};
-}
-
-void Shard::spill_recent(const std::vector<RecentSends::Spilled>& spilled) {
-  if (spilled.empty()) return;
-  std::size_t written = 0;
-  for (const auto& s : spilled) {
-    auto row = sender_row(s.uid, s.inbox_seq);
-    if (!row || !*row) continue;  // read error, or gone with inbox retention: nothing left to answer with
-    commit_.batch().put_dedupe(s.uid, (*row)->client_msg_id(),
-                               {(*row)->msg_id(), (*row)->conv_seq(), s.inbox_seq, (*row)->server_time_ms()});
-    ++written;
+  // What memory cannot hold (no room, or a hash another row holds) gets
+  // its dedupe row, written before anything is answered from memory.
+  std::uint64_t room = 0;
+  while (room < own.size() && recent_.has_room(room + 1)) ++room;
+  store::Batch overflow(env_.store);
+  std::vector<const Own*> kept;
+  for (std::size_t i = 0; i < own.size(); ++i) {  // newest first: the newest are kept
+    const std::uint64_t held = recent_.find(uid, own[i].hash).inbox_seq;
+    if (i < room && (held == 0 || held == own[i].inbox_seq))
+      kept.push_back(&own[i]);
+    else
+      overflow.put_dedupe(uid, own[i].client_msg_id, own[i].record);
   }
-  metrics::get().dedupe_spilled.inc(written);
-  if (written > 0) commit_.schedule();
+  if (!overflow.empty()) {
+    if (auto written = env_.store.write(overflow); !written) return written.error();
+    metrics::get().dedupe_rows.inc(overflow.count());
+  }
+  recent_.mark_loaded(uid);
+  for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
+    const Own& o = **it;
+    if (recent_.add(uid, o.hash, o.inbox_seq, o.time_ms) == RecentSends::Added::kTaken) {
+      // Two of the rows just read share a hash: the newer one gets a row.
+      store::Batch one(env_.store);
+      one.put_dedupe(uid, o.client_msg_id, o.record);
+      if (auto written = env_.store.write(one); !written) return written.error();
+      metrics::get().dedupe_rows.inc();
+    }
+  }
+  return Ok{};
 }
 
 void Shard::send(std::shared_ptr<SendJob> job) {

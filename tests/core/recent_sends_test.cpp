@@ -1,122 +1,111 @@
 // core/recent_sends: the dedupe window in memory; lookups, the sender's
-// rebuilt mark, expiry, the capacity's spill, and a shared hash.
+// rebuilt mark, a hash held by another row, expiry, room, idle senders.
 
 #include <catch2/catch.hpp>
-#include <vector>
+#include <set>
+#include <string>
 
 #include "core/recent_sends.h"
 
 using im::core::RecentSends;
-using Spilled = std::vector<RecentSends::Spilled>;
+using Added = RecentSends::Added;
 
 namespace {
 
 constexpr std::int64_t kWindow = 60'000;
 constexpr std::int64_t kT0 = 1'700'000'000'000;
 
-std::uint64_t h(const char* id) {
-  return RecentSends::hash_of(id);
-}
-
 }  // namespace
 
 TEST_CASE("recent sends: found by sender and id, loaded only once marked") {
   RecentSends r(100, kWindow);
-  Spilled spilled;
-  CHECK_FALSE(r.find("alice", h("m1")).loaded);
-  r.add("alice", h("m1"), 7, kT0, spilled);
-  auto f = r.find("alice", h("m1"));
+  const auto m1 = r.hash_of("m1");
+  CHECK_FALSE(r.find("alice", m1).loaded);
+  CHECK(r.add("alice", m1, 7, kT0) == Added::kAdded);
+  auto f = r.find("alice", m1);
   CHECK(f.inbox_seq == 7);
   CHECK_FALSE(f.loaded);  // added by a commit, not rebuilt: the rest of its window is unknown
   r.mark_loaded("alice");
-  CHECK(r.find("alice", h("m1")).loaded);
-  CHECK(r.find("alice", h("m2")).loaded);
-  CHECK(r.find("alice", h("m2")).inbox_seq == 0);
-  CHECK(r.find("bob", h("m1")).inbox_seq == 0);  // per sender
-  CHECK_FALSE(r.find("bob", h("m1")).loaded);
-  CHECK(spilled.empty());
+  CHECK(r.find("alice", m1).loaded);
+  CHECK(r.find("alice", r.hash_of("m2")).loaded);
+  CHECK(r.find("alice", r.hash_of("m2")).inbox_seq == 0);
+  CHECK(r.find("bob", m1).inbox_seq == 0);  // per sender
+  CHECK_FALSE(r.find("bob", m1).loaded);
   CHECK(r.size() == 1);
 }
 
-TEST_CASE("recent sends: the same row added twice is one entry, another row with the same hash replaces it") {
+TEST_CASE("recent sends: hashes are keyed per instance and spread") {
+  RecentSends a(100, kWindow);
+  RecentSends b(100, kWindow);
+  CHECK(a.hash_of("m1") == a.hash_of("m1"));
+  CHECK(a.hash_of("m1") != b.hash_of("m1"));  // another seed (a 2^-64 chance of a false failure)
+  std::set<std::uint64_t> seen;
+  for (int i = 0; i < 10000; ++i) seen.insert(a.hash_of("id-" + std::to_string(i)));
+  seen.insert(a.hash_of(""));
+  seen.insert(a.hash_of(std::string(1, '\0')));
+  seen.insert(a.hash_of(std::string(8, 'x')));
+  seen.insert(a.hash_of(std::string(9, 'x')));
+  CHECK(seen.size() == 10004);
+}
+
+TEST_CASE("recent sends: the same row again is known, another row with the same hash is refused") {
   RecentSends r(100, kWindow);
-  Spilled spilled;
-  r.add("alice", h("m1"), 7, kT0, spilled);
-  r.add("alice", h("m1"), 7, kT0, spilled);  // a rebuild meeting a committed entry
+  const auto m1 = r.hash_of("m1");
+  CHECK(r.add("alice", m1, 7, kT0) == Added::kAdded);
+  CHECK(r.add("alice", m1, 7, kT0) == Added::kKnown);  // a rebuild meeting a committed entry
+  CHECK(r.add("alice", m1, 9, kT0 + 5) == Added::kTaken);
   CHECK(r.size() == 1);
-  r.add("alice", h("m1"), 9, kT0 + 5, spilled);  // two ids sharing a hash: the newer row is the one checked
-  CHECK(r.size() == 1);
-  CHECK(r.find("alice", h("m1")).inbox_seq == 9);
-  // The replaced entry's place in the queue expires nothing of the newer one.
+  CHECK(r.find("alice", m1).inbox_seq == 7);  // the first row keeps it; the caller writes a row for the other
   r.expire(kT0 + kWindow + 1);
-  CHECK(r.find("alice", h("m1")).inbox_seq == 9);
-  r.expire(kT0 + 5 + kWindow + 1);
   CHECK(r.size() == 0);
+  CHECK(r.senders() == 0);
 }
 
 TEST_CASE("recent sends: entries leave after the window, and a sender left with none is forgotten") {
   RecentSends r(100, kWindow);
-  Spilled spilled;
   r.mark_loaded("alice");
-  r.add("alice", h("m1"), 1, kT0, spilled);
-  r.add("alice", h("m2"), 2, kT0 + 1000, spilled);
+  r.add("alice", r.hash_of("m1"), 1, kT0);
+  r.add("alice", r.hash_of("m2"), 2, kT0 + 1000);
   r.expire(kT0 + kWindow);  // not older than the window yet
   CHECK(r.size() == 2);
   r.expire(kT0 + kWindow + 1);
-  CHECK(r.find("alice", h("m1")).inbox_seq == 0);
-  CHECK(r.find("alice", h("m2")).inbox_seq == 2);
-  CHECK(r.find("alice", h("m2")).loaded);
+  CHECK(r.find("alice", r.hash_of("m1")).inbox_seq == 0);
+  CHECK(r.find("alice", r.hash_of("m2")).inbox_seq == 2);
+  CHECK(r.find("alice", r.hash_of("m2")).loaded);
   r.expire(kT0 + 1000 + kWindow + 1);
   CHECK(r.size() == 0);
   CHECK(r.senders() == 0);
-  CHECK_FALSE(r.find("alice", h("m2")).loaded);  // its next SEND rebuilds it
+  CHECK_FALSE(r.find("alice", r.hash_of("m2")).loaded);  // its next SEND rebuilds it
 }
 
-TEST_CASE("recent sends: past the capacity the oldest are spilled, their sender still loaded") {
+TEST_CASE("recent sends: room counts entries up to the capacity") {
   RecentSends r(3, kWindow);
-  Spilled spilled;
-  r.mark_loaded("alice");
-  r.mark_loaded("bob");
-  r.add("alice", h("a1"), 1, kT0, spilled);
-  r.add("bob", h("b1"), 1, kT0 + 1, spilled);
-  r.add("alice", h("a2"), 2, kT0 + 2, spilled);
-  CHECK(spilled.empty());
-  r.add("alice", h("a3"), 3, kT0 + 3, spilled);
-  r.add("bob", h("b2"), 2, kT0 + 4, spilled);
-  REQUIRE(spilled.size() == 2);
-  CHECK(spilled[0].uid == "alice");
-  CHECK(spilled[0].inbox_seq == 1);
-  CHECK(spilled[1].uid == "bob");
-  CHECK(spilled[1].inbox_seq == 1);
-  CHECK(r.size() == 3);
-  CHECK(r.find("alice", h("a1")).inbox_seq == 0);
-  // bob has one entry left, and both stay loaded: a miss in memory is then
-  // answered by the dedupe rows the spill wrote.
-  CHECK(r.find("bob", h("b1")).loaded);
-  CHECK(r.find("alice", h("a3")).inbox_seq == 3);
+  CHECK(r.has_room(3));
+  CHECK_FALSE(r.has_room(4));
+  r.add("alice", r.hash_of("a1"), 1, kT0);
+  r.add("bob", r.hash_of("b1"), 1, kT0);
+  CHECK(r.has_room(1));
+  CHECK_FALSE(r.has_room(2));
+  r.add("alice", r.hash_of("a2"), 2, kT0);
+  CHECK_FALSE(r.has_room(1));
+  r.expire(kT0 + kWindow + 1);
+  CHECK(r.has_room(3));
 }
 
-TEST_CASE("recent sends: a sender whose every entry was spilled stays loaded") {
-  RecentSends r(1, kWindow);
-  Spilled spilled;
-  r.mark_loaded("alice");
-  r.add("alice", h("a1"), 1, kT0, spilled);
-  r.add("bob", h("b1"), 1, kT0 + 1, spilled);
-  REQUIRE(spilled.size() == 1);
-  CHECK(spilled[0].uid == "alice");
-  auto f = r.find("alice", h("a1"));
-  CHECK(f.loaded);
-  CHECK(f.inbox_seq == 0);
+TEST_CASE("recent sends: senders without entries are forgotten once there are many, in amortized sweeps") {
+  RecentSends r(4, kWindow);  // forgets beyond 4 / 4 + 1024 = 1025 senders
+  r.add("busy", r.hash_of("x"), 1, kT0);
+  r.mark_loaded("busy");
+  for (int i = 0; i < 1025; ++i) r.mark_loaded("idle-" + std::to_string(i));
+  CHECK(r.senders() == 1026);
+  r.mark_loaded("one-more");  // the sweep: only the sender with an entry stays, then the new one
   CHECK(r.senders() == 2);
+  CHECK(r.find("busy", r.hash_of("x")).loaded);
+  CHECK_FALSE(r.find("idle-0", r.hash_of("x")).loaded);
 }
 
-TEST_CASE("recent sends: capacity 0 or no window holds nothing") {
-  Spilled spilled;
-  RecentSends off(0, kWindow);
-  CHECK_FALSE(off.enabled());
-  off.add("alice", h("m1"), 1, kT0, spilled);
-  CHECK(off.size() == 0);
-  RecentSends no_window(100, 0);
-  CHECK_FALSE(no_window.enabled());
-  CHECK(spilled.empty());
+TEST_CASE("recent sends: capacity 0 or no window is off") {
+  CHECK_FALSE(RecentSends(0, kWindow).enabled());
+  CHECK_FALSE(RecentSends(100, 0).enabled());
+  CHECK(RecentSends(100, kWindow).enabled());
 }

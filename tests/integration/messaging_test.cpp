@@ -181,16 +181,32 @@ TEST_CASE("a retried client_msg_id returns the original ids, across a reconnect 
 }
 
 TEST_CASE("dedupe from the senders' inbox rows: past the memory window, across a kill -9, and with no window") {
-  // 2 entries for one shard spill most ids to dedupe rows; 0 writes a row
-  // for every SEND; the default holds them all and rebuilds after the kill.
-  const std::string entries = GENERATE("2", "0", "2000000");
-  INFO("storage.dedupe_memory_entries = " << entries);
+  // "2": two entries per shard, the rest get dedupe rows; "0" and a window
+  // longer than inbox retention: a dedupe row for every SEND; the default
+  // holds them all in memory and rebuilds them after the kill.
+  const std::string mode = GENERATE("2", "0", "window>retention", "default");
+  INFO("mode " << mode);
   constexpr const char* kKey = "dedupe-admin-key";
-  ServerProcess server(merged(kFast, {{"sharding.shards", "1"},
-                                      {"storage.dedupe_memory_entries", entries},
-                                      {"admin.listen", "\"127.0.0.1:0\""},
-                                      {"admin.api_key", std::string("\"") + kKey + "\""}}));
+  Overrides o = merged(kFast, {{"sharding.shards", "2"},
+                               {"admin.listen", "\"127.0.0.1:0\""},
+                               {"admin.api_key", std::string("\"") + kKey + "\""}});
+  if (mode == "2" || mode == "0") o["storage.dedupe_memory_entries"] = mode == "2" ? "4" : "0";
+  if (mode == "window>retention") {
+    o["storage.dedupe_window_s"] = "172800";
+    o["storage.inbox_retention_days"] = "1";
+  }
+  ServerProcess server(o);
   std::vector<v1::SendResp> first;
+  std::vector<v1::SendResp> in_group;
+  auto send_group_ok = [](SyncClient& c, const std::string& cmid) {
+    auto req = send_req("g", cmid, "to the group", v1::GROUP);
+    auto r = c.call(Cmd::kSend, &req);
+    REQUIRE(r);
+    REQUIRE(r->ok());
+    v1::SendResp resp;
+    REQUIRE(r->parse(resp));
+    return resp;
+  };
   {
     auto alice = server.login("alice");
     auto bob = server.login("bob");
@@ -199,6 +215,8 @@ TEST_CASE("dedupe from the senders' inbox rows: past the memory window, across a
     send_ok(*bob, "alice", "c0", "from bob");
     send_ok(*bob, "alice", "bob-only", "from bob");
     for (int i = 0; i < 6; ++i) first.push_back(send_ok(*alice, "bob", fmt::format("c{}", i)));
+    create_group(*alice, "g", {"bob", "carol"});
+    for (int i = 0; i < 3; ++i) in_group.push_back(send_group_ok(*alice, fmt::format("g{}", i)));
     for (int i = 0; i < 6; ++i) {
       v1::SendResp again = send_ok(*alice, "bob", fmt::format("c{}", i));
       CHECK(again.duplicate());
@@ -209,11 +227,16 @@ TEST_CASE("dedupe from the senders' inbox rows: past the memory window, across a
     }
   }
   AdminClient admin(server.admin_port(), kKey);
-  if (entries == "2") {
-    CHECK(admin.metric("imserver_dedupe_spilled_total").value_or(0) >= 5);
-    CHECK(admin.metric("imserver_dedupe_entries").value_or(-1) == 2);
+  const double rows = admin.metric("imserver_dedupe_rows_total").value_or(-1);
+  if (mode == "default") {
+    CHECK(rows == 0);                                                   // no fourth put
+    CHECK(admin.metric("imserver_dedupe_entries").value_or(-1) == 11);  // alice's 9 and bob's 2
+  } else if (mode == "2") {
+    CHECK(rows >= 7);  // 11 SENDs, 2 entries on each of the 2 shards
+    CHECK(admin.metric("imserver_dedupe_entries").value_or(-1) <= 4);
+  } else {
+    CHECK(admin.metric("imserver_dedupe_entries").value_or(-1) == 0);
   }
-  if (entries == "0") CHECK(admin.metric("imserver_dedupe_entries").value_or(-1) == 0);
   server.kill9();
   server.restart();
   auto alice = server.login("alice");
@@ -224,14 +247,21 @@ TEST_CASE("dedupe from the senders' inbox rows: past the memory window, across a
     CHECK(after.conv_seq() == first[i].conv_seq());
     CHECK(after.inbox_seq() == first[i].inbox_seq());
   }
+  for (int i = 0; i < 3; ++i) {
+    v1::SendResp after = send_group_ok(*alice, fmt::format("g{}", i));
+    CHECK(after.duplicate());
+    CHECK(after.msg_id() == in_group[i].msg_id());
+    CHECK(after.inbox_seq() == in_group[i].inbox_seq());
+  }
   AdminClient admin2(server.admin_port(), kKey);
-  if (entries != "0") CHECK(admin2.metric("imserver_dedupe_rebuild_rows_total").value_or(0) >= 8);
+  if (mode == "default" || mode == "2") CHECK(admin2.metric("imserver_dedupe_rebuild_rows_total").value_or(0) >= 8);
+  if (mode == "default") CHECK(admin2.metric("imserver_dedupe_rows_total").value_or(-1) == 0);
   v1::SendResp fresh = send_ok(*alice, "bob", "bob-only");
   CHECK_FALSE(fresh.duplicate());
   CHECK(fresh.conv_seq() == 9);  // after bob's 2 and alice's 6
   auto bob = server.login("bob");
-  auto rows = pull_all(*bob);
-  CHECK(rows.size() == 9);  // bob's own 2, alice's 6 and the new one
+  auto got = pull_all(*bob);
+  CHECK(got.size() == 13);  // bob's own 2, alice's 6, the group's event and 3 messages, the new one
 }
 
 TEST_CASE("1,000 pipelined SENDs arrive in order") {
