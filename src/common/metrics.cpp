@@ -103,7 +103,7 @@ std::string Registry::render() const {
          "SENDs of the dedupe window held in memory (at most storage.dedupe_memory_entries).",
          static_cast<double>(dedupe_entries.value()));
   scalar(out, "imserver_dedupe_rows_total", "counter",
-         "SENDs given a dedupe row because the memory window was full (storage.dedupe_memory_entries).",
+         "Dedupe rows written while the memory window is on (no room, a hash held, a rebuild beyond its room).",
          static_cast<double>(dedupe_rows.value()));
   scalar(out, "imserver_dedupe_rebuild_rows_total", "counter",
          "Inbox rows read to rebuild senders' dedupe windows (a sender's first SEND since it was last held).",

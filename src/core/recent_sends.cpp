@@ -25,7 +25,11 @@ std::uint64_t mix(std::uint64_t x) {
 }  // namespace
 
 RecentSends::RecentSends(std::uint64_t capacity, std::int64_t window_ms)
-    : capacity_(capacity), window_ms_(window_ms), seed_(random_seed()), forget_at_(capacity / 4 + 1024) {}
+    : capacity_(capacity), window_ms_(window_ms), seed_(random_seed()) {}
+
+RecentSends::~RecentSends() {
+  metrics::get().dedupe_entries.add(-static_cast<std::int64_t>(entries_));
+}
 
 std::uint64_t RecentSends::hash_of(std::string_view client_msg_id) const {
   // Each 8-byte word folded in through the mixer, the length last: not a
@@ -44,17 +48,21 @@ std::uint64_t RecentSends::hash_of(std::string_view client_msg_id) const {
 }
 
 RecentSends::Sender& RecentSends::sender(std::string_view uid) {
-  if (senders_.size() > forget_at_) forget_idle();
+  if (idle_ > capacity_ / 4 + 1024) forget_idle();
   auto [it, added] = senders_.try_emplace(std::string(uid));
-  if (added) it->second.uid = &it->first;
+  if (added) {
+    it->second.uid = &it->first;
+    ++idle_;
+  }
   return it->second;
 }
 
 void RecentSends::forget_idle() {
+  // At most capacity / 4 + 1024 senders made since the last sweep are
+  // idle, and the senders with entries are at most the entries: a sweep
+  // visits at most five times the senders it may drop.
   std::erase_if(senders_, [](const auto& kv) { return kv.second.sent.empty(); });
-  // The next sweep only after as many senders again: amortized, even when
-  // every sender holds entries.
-  forget_at_ = std::max<std::uint64_t>(capacity_ / 4 + 1024, 2 * senders_.size());
+  idle_ = 0;
 }
 
 void RecentSends::mark_loaded(std::string_view uid) {
@@ -64,15 +72,17 @@ void RecentSends::mark_loaded(std::string_view uid) {
 RecentSends::Found RecentSends::find(std::string_view uid, std::uint64_t hash) const {
   auto it = senders_.find(std::string(uid));
   if (it == senders_.end()) return {};
-  auto sent = it->second.sent.find(hash);
-  return {it->second.loaded, sent == it->second.sent.end() ? 0 : sent->second};
+  return {it->second.loaded, it->second.sent.find(hash)};
 }
 
 RecentSends::Added RecentSends::add(std::string_view uid, std::uint64_t hash, std::uint64_t inbox_seq,
                                     std::int64_t time_ms) {
+  if (inbox_seq == 0) return Added::kTaken;  // not a row (SeqTable's empty mark)
   Sender& s = sender(uid);
-  auto [it, added] = s.sent.try_emplace(hash, inbox_seq);
-  if (!added) return it->second == inbox_seq ? Added::kKnown : Added::kTaken;
+  const bool first = s.sent.empty();
+  if (const std::uint64_t held = s.sent.insert(hash, inbox_seq); held != 0)
+    return held == inbox_seq ? Added::kKnown : Added::kTaken;
+  if (first && idle_ > 0) --idle_;
   ++entries_;
   metrics::get().dedupe_entries.add(1);
   order_.push_back(Queued{time_ms, &s, hash});

@@ -14,7 +14,7 @@
 //   used before and still read on a miss;
 // - entries older than the window are dropped, and a sender left with none
 //   is forgotten (its next SEND rebuilds it); senders that never had one
-//   are forgotten once there are more than capacity / 4 + 1024 senders.
+//   are forgotten once more than capacity / 4 + 1024 of them were made.
 //
 // Runs on its shard's thread only.
 
@@ -24,6 +24,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "core/seq_table.h"
+
 namespace im::core {
 
 class RecentSends {
@@ -31,10 +33,14 @@ class RecentSends {
   // capacity 0 or no window: no memory window (every SEND writes its
   // dedupe row).
   RecentSends(std::uint64_t capacity, std::int64_t window_ms);
+  ~RecentSends();
+  RecentSends(const RecentSends&) = delete;
+  RecentSends& operator=(const RecentSends&) = delete;
 
   bool enabled() const { return capacity_ > 0 && window_ms_ > 0; }
   // Room for `more` entries beyond those held.
   bool has_room(std::uint64_t more) const { return entries_ + more <= capacity_; }
+  std::uint64_t room() const { return capacity_ > entries_ ? capacity_ - entries_ : 0; }
 
   // Keyed by a random seed drawn per process: ids cannot be made to collide
   // from outside.
@@ -61,7 +67,7 @@ class RecentSends {
  private:
   struct Sender {
     const std::string* uid = nullptr;                       // its key in senders_
-    std::unordered_map<std::uint64_t, std::uint64_t> sent;  // hash of client_msg_id -> inbox_seq
+    SeqTable sent;                                          // hash of client_msg_id -> inbox_seq
     bool loaded = false;
   };
   struct Queued {
@@ -81,7 +87,7 @@ class RecentSends {
   // erased only once it has no entry, so no Queued points at it.
   std::deque<Queued> order_;
   std::uint64_t entries_ = 0;
-  std::uint64_t forget_at_;  // senders beyond which those without entries are forgotten
+  std::uint64_t idle_ = 0;  // senders made since the last sweep that have had no entry yet
 };
 
 }  // namespace im::core

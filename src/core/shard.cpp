@@ -564,6 +564,7 @@ void Shard::on_written(bool ok) {
   auto book_rows = std::move(book_rows_);
   auto new_sends = std::move(new_sends_);
   new_sends_.clear();
+  new_send_hashes_.clear();
   touched_users_.clear();
   pushes_.clear();
   new_offline_.clear();
@@ -576,8 +577,8 @@ void Shard::on_written(bool ok) {
   for (UserState* u : users) u->inbox_committed = u->inbox_next;
   for (const NewSend& n : new_sends) {
     if (recent_.add(*n.uid, n.hash, n.inbox_seq, n.time_ms) != RecentSends::Added::kTaken) continue;
-    // Two SENDs of one batch whose ids share a hash (the seed makes it
-    // chance alone): the later one's dedupe row goes in the next batch.
+    // Not expected: stage_inbox checked the hash against the window and the
+    // batch. Should it happen, the dedupe row goes in the next batch.
     auto row = sender_row(*n.uid, n.inbox_seq);
     if (!row || !*row) {
       spdlog::error("shard {}: {}'s message at inbox_seq {} has no dedupe record", index_, *n.uid, n.inbox_seq);

@@ -26,6 +26,7 @@
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 
+#include "common/clock.h"
 #include "core/conv_book.h"
 #include "core/conv_counters.h"
 #include "core/core_env.h"
@@ -389,6 +390,7 @@ class Shard {
   std::size_t max_row_bytes() const;
 
   const unsigned index_;
+  const std::int64_t started_ms_ = wall_ms();  // rows before it may be only in inboxes (dedupe_hit)
   CoreEnv& env_;
   asio::io_context context_{1};
   std::optional<MsgIdClock> clock_;
@@ -433,6 +435,9 @@ class Shard {
     std::int64_t time_ms;
   };
   std::vector<NewSend> new_sends_;
+  // Their hashes (of any sender): a second id with a hash of the batch gets
+  // a dedupe row in the same batch.
+  std::unordered_set<std::uint64_t> new_send_hashes_;
   // History rows of targets rewritten in the current batch ("conv\0seq"):
   // a second change of one waits for the batch.
   std::unordered_set<std::string> rewritten_in_batch_;

@@ -3,6 +3,7 @@
 // participant's inbox row; and the one place that stages an inbox row.
 
 #include <limits>
+#include <unordered_set>
 
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
@@ -19,6 +20,9 @@ namespace {
 
 constexpr auto kRetryDelay = std::chrono::milliseconds(200);
 constexpr auto kOverdueSweep = std::chrono::seconds(1);
+// Time a row's server_time_ms may lag its write (a copy through another
+// shard, a retried write).
+constexpr std::int64_t kSlackMs = 60'000;
 
 Error not_stored() {
   return make_error(StatusCode::kInternal, "the message could not be stored");
@@ -48,7 +52,8 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
     // it is written, before the SendResp (on_written runs first). Without
     // room there, the record is a dedupe row in the same batch.
     const std::uint64_t hash = recent_.hash_of(msg.client_msg_id());
-    if (recent_.enabled() && recent_.has_room(new_sends_.size() + 1) && recent_.find(uid, hash).inbox_seq == 0) {
+    if (recent_.enabled() && recent_.has_room(new_sends_.size() + 1) && recent_.find(uid, hash).inbox_seq == 0 &&
+        new_send_hashes_.insert(hash).second) {
       new_sends_.push_back({users_.key_of(uid), hash, row.inbox_seq(), msg.server_time_ms()});
     } else {
       commit_.batch().put_dedupe(msg.from(), msg.client_msg_id(),
@@ -91,7 +96,10 @@ Result<std::optional<v1::SendResp>> Shard::dedupe_hit(const SendJob& job) {
     recent_.expire(wall_ms());
     const std::uint64_t hash = recent_.hash_of(client_msg_id);
     auto found = recent_.find(uid, hash);
-    if (!found.loaded) {
+    // A sender not held since the start: the rows of the window written
+    // before it are only in its inbox (until the window has passed them).
+    if (!found.loaded &&
+        wall_ms() < started_ms_ + std::int64_t{env_.config.storage.dedupe_window_s} * 1000 + kSlackMs) {
       if (auto rebuilt = rebuild_recent(uid); !rebuilt) return rebuilt.error();
       found = recent_.find(uid, hash);
     }
@@ -126,65 +134,63 @@ Result<std::optional<v1::Message>> Shard::sender_row(const std::string& uid, std
 Result<Ok> Shard::rebuild_recent(const std::string& uid) {
   // Rows come newest first, about in the order of time: a copy written
   // through another shard, or retried, may land after newer ones. The scan
-  // stops after kOldRun rows in a row older than the window.
+  // stops after kOldRun rows in a row older than the window. Rows this
+  // process wrote (from kSlackMs after its start) have their record already:
+  // an entry, or a dedupe row.
   constexpr int kOldRun = 64;
+  constexpr std::size_t kChunk = 4096;
   const std::int64_t since_ms = wall_ms() - std::int64_t{env_.config.storage.dedupe_window_s} * 1000;
-  struct Own {
+  const std::int64_t covered_ms = started_ms_ + kSlackMs;
+  struct Kept {
     std::uint64_t hash;
     std::uint64_t inbox_seq;
     std::int64_t time_ms;
-    store::DedupeRecord record;
-    std::string client_msg_id;
   };
-  std::vector<Own> own;
+  std::vector<Kept> kept;  // newest first, at most the room memory has
+  std::unordered_set<std::uint64_t> kept_hashes;
+  const std::uint64_t pending = new_sends_.size();
+  const std::uint64_t room = recent_.room() > pending ? recent_.room() - pending : 0;
+  // What memory cannot hold (no room, or a hash another row holds) gets its
+  // dedupe row, written in chunks before anything is answered from memory.
+  store::Batch overflow(env_.store);
+  std::uint64_t overflowed = 0;
+  Result<Ok> write_error = Ok{};
+  auto write_overflow = [&] {
+    if (overflow.empty()) return true;
+    if (auto written = env_.store.write(overflow); !written) {
+      write_error = written.error();
+      return false;
+    }
+    overflowed += overflow.count();
+    overflow.clear();
+    return true;
+  };
   std::uint64_t rows = 0;
   int old_run = 0;
   v1::Message m;
-  auto scanned = env_.store.scan_inbox_back(uid, std::numeric_limits<std::uint64_t>::max(),
-                                            [&](std::uint64_t seq, std::string_view bytes) {
-                                              ++rows;
-                                              if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
-                                                return true;
-                                              if (m.server_time_ms() < since_ms) return ++old_run < kOldRun;
-                                              old_run = 0;
-                                              if (m.from() == uid && !m.client_msg_id().empty())
-                                                own.push_back({recent_.hash_of(m.client_msg_id()),
-                                                               seq,
-                                                               m.server_time_ms(),
-                                                               {m.msg_id(), m.conv_seq(), seq, m.server_time_ms()},
-                                                               m.client_msg_id()});
-                                              return true;
-                                            });
+  auto scanned = env_.store.scan_inbox_back(
+      uid, std::numeric_limits<std::uint64_t>::max(), [&](std::uint64_t seq, std::string_view bytes) {
+        ++rows;
+        if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return true;
+        if (m.server_time_ms() < since_ms) return ++old_run < kOldRun;
+        old_run = 0;
+        if (m.from() != uid || m.client_msg_id().empty() || m.server_time_ms() >= covered_ms) return true;
+        const std::uint64_t hash = recent_.hash_of(m.client_msg_id());
+        const std::uint64_t held = recent_.find(uid, hash).inbox_seq;
+        if (kept.size() < room && (held == 0 || held == seq) && kept_hashes.insert(hash).second) {
+          kept.push_back({hash, seq, m.server_time_ms()});
+          return true;
+        }
+        overflow.put_dedupe(uid, m.client_msg_id(), {m.msg_id(), m.conv_seq(), seq, m.server_time_ms()});
+        return overflow.count() < kChunk || write_overflow();
+      });
   metrics::get().dedupe_rebuild_rows.inc(rows);
   if (!scanned) return scanned.error();
-  // What memory cannot hold (no room, or a hash another row holds) gets
-  // its dedupe row, written before anything is answered from memory.
-  std::uint64_t room = 0;
-  while (room < own.size() && recent_.has_room(room + 1)) ++room;
-  store::Batch overflow(env_.store);
-  std::vector<const Own*> kept;
-  for (std::size_t i = 0; i < own.size(); ++i) {  // newest first: the newest are kept
-    const std::uint64_t held = recent_.find(uid, own[i].hash).inbox_seq;
-    if (i < room && (held == 0 || held == own[i].inbox_seq))
-      kept.push_back(&own[i]);
-    else
-      overflow.put_dedupe(uid, own[i].client_msg_id, own[i].record);
-  }
-  if (!overflow.empty()) {
-    if (auto written = env_.store.write(overflow); !written) return written.error();
-    metrics::get().dedupe_rows.inc(overflow.count());
-  }
+  if (!write_error || !write_overflow()) return write_error.error();
+  metrics::get().dedupe_rows.inc(overflowed);
+  // Every kept hash is free or held by its own row: each is added or known.
+  for (auto it = kept.rbegin(); it != kept.rend(); ++it) recent_.add(uid, it->hash, it->inbox_seq, it->time_ms);
   recent_.mark_loaded(uid);
-  for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
-    const Own& o = **it;
-    if (recent_.add(uid, o.hash, o.inbox_seq, o.time_ms) == RecentSends::Added::kTaken) {
-      // Two of the rows just read share a hash: the newer one gets a row.
-      store::Batch one(env_.store);
-      one.put_dedupe(uid, o.client_msg_id, o.record);
-      if (auto written = env_.store.write(one); !written) return written.error();
-      metrics::get().dedupe_rows.inc();
-    }
-  }
   return Ok{};
 }
 

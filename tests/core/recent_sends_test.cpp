@@ -80,6 +80,7 @@ TEST_CASE("recent sends: entries leave after the window, and a sender left with 
 
 TEST_CASE("recent sends: room counts entries up to the capacity") {
   RecentSends r(3, kWindow);
+  CHECK(r.room() == 3);
   CHECK(r.has_room(3));
   CHECK_FALSE(r.has_room(4));
   r.add("alice", r.hash_of("a1"), 1, kT0);
@@ -88,20 +89,33 @@ TEST_CASE("recent sends: room counts entries up to the capacity") {
   CHECK_FALSE(r.has_room(2));
   r.add("alice", r.hash_of("a2"), 2, kT0);
   CHECK_FALSE(r.has_room(1));
+  CHECK(r.room() == 0);
+  CHECK(r.add("carol", r.hash_of("c1"), 0, kT0) == Added::kTaken);  // seq 0 is no row
   r.expire(kT0 + kWindow + 1);
   CHECK(r.has_room(3));
 }
 
-TEST_CASE("recent sends: senders without entries are forgotten once there are many, in amortized sweeps") {
-  RecentSends r(4, kWindow);  // forgets beyond 4 / 4 + 1024 = 1025 senders
+TEST_CASE("recent sends: senders without entries are forgotten once many were made, whatever the peak") {
+  RecentSends r(4, kWindow);  // sweeps when a sender is made after more than 4 / 4 + 1024 = 1025 idle ones
   r.add("busy", r.hash_of("x"), 1, kT0);
   r.mark_loaded("busy");
-  for (int i = 0; i < 1025; ++i) r.mark_loaded("idle-" + std::to_string(i));
-  CHECK(r.senders() == 1026);
+  for (int i = 0; i < 1026; ++i) r.mark_loaded("idle-" + std::to_string(i));
+  CHECK(r.senders() == 1027);
   r.mark_loaded("one-more");  // the sweep: only the sender with an entry stays, then the new one
   CHECK(r.senders() == 2);
   CHECK(r.find("busy", r.hash_of("x")).loaded);
+  CHECK(r.find("one-more", r.hash_of("x")).loaded);
   CHECK_FALSE(r.find("idle-0", r.hash_of("x")).loaded);
+  // A sender that gets an entry is no longer counted idle: with one of them
+  // holding an entry, one more sender is made before the next sweep.
+  for (int i = 0; i < 1024; ++i) r.mark_loaded("again-" + std::to_string(i));  // 1,025 idle with one-more
+  r.add("again-0", r.hash_of("y"), 1, kT0);                                    // 1,024
+  r.mark_loaded("later");
+  r.mark_loaded("last");  // 1,026 idle
+  CHECK(r.senders() == 1028);
+  r.mark_loaded("final");  // swept first: busy and again-0 stay, then final
+  CHECK(r.senders() == 3);
+  CHECK(r.find("again-0", r.hash_of("y")).inbox_seq == 1);
 }
 
 TEST_CASE("recent sends: capacity 0 or no window is off") {
