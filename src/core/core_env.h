@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "core/changed_messages.h"
 #include "core/fanout_limiter.h"
 #include "core/large_groups.h"
@@ -27,6 +28,10 @@ struct CoreEnv {
   FanoutLimiter fanout{config.limits.fanout_rows_per_second};  // per user, all shards
   ChangedMessages changes{store};  // recalled and edited messages (PROTOCOL 8.3)
   LargeGroups large{};             // groups on read fan-out (PROTOCOL 9)
+  // Rows earlier runs wrote have server_time_ms below this (Service sets it
+  // from the msg_id reservations, MsgIdClock::earlier_runs_below_ms): the
+  // dedupe window rebuilds only those (Shard::rebuild_recent).
+  std::int64_t earlier_runs_below_ms = wall_ms();
 
   Shard& shard_for(std::string_view key);
   std::uint32_t next_push_seq();

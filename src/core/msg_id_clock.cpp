@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "store/keys.h"
 
 namespace im::core {
 namespace {
@@ -13,7 +14,7 @@ constexpr std::uint64_t kReserveMs = 60000;
 constexpr std::uint64_t kCounterLimit = 1u << 14;
 
 std::string meta_name(unsigned shard) {
-  return "msg_id_reserved:" + std::to_string(shard);
+  return std::string(store::kIdReservationPrefix) + std::to_string(shard);
 }
 
 std::uint64_t now_ms() {
@@ -29,6 +30,16 @@ std::uint64_t MsgIdClock::first_id_at(std::int64_t ms) {
 
 MsgIdClock::MsgIdClock(unsigned shard, store::Store& store, std::uint64_t reserved_ms)
     : shard_(shard), store_(&store), last_ms_(reserved_ms), reserved_ms_(reserved_ms) {}
+
+Result<std::int64_t> MsgIdClock::earlier_runs_below_ms(store::Store& store) {
+  std::uint64_t highest = 0;
+  auto scanned = store.scan_id_reservations([&](std::uint64_t reserved_ms) {
+    highest = std::max(highest, reserved_ms);
+    return true;
+  });
+  if (!scanned) return scanned.error();
+  return std::max<std::int64_t>(wall_ms(), static_cast<std::int64_t>(highest + kEpochMs));
+}
 
 Result<MsgIdClock> MsgIdClock::open(unsigned shard, store::Store& store) {
   auto reserved = store.get_meta(meta_name(shard));

@@ -25,6 +25,12 @@ class MsgIdClock {
   // The lowest id any shard hands out at wall time `ms` or later (0 before
   // the epoch): ids below it were handed out earlier.
   static std::uint64_t first_id_at(std::int64_t ms);
+  // Before any shard opens: a wall time (ms) at or above every id handed
+  // out so far and every `server_time_ms` stamped with one (those are read
+  // after their id, from a clock the id never runs behind), and at least
+  // now. What an earlier run wrote lies below it whatever the clock did
+  // since.
+  static Result<std::int64_t> earlier_runs_below_ms(store::Store& store);
 
  private:
   MsgIdClock(unsigned shard, store::Store& store, std::uint64_t reserved_ms);

@@ -8,13 +8,15 @@
 //   a hit is confirmed by reading the row, so a hash shared by two ids never
 //   answers one with the other;
 // - a sender's entries are rebuilt from its inbox the first time it SENDs
-//   after a start (`loaded`), newest rows first, back to the window's start;
+//   after a start (`loaded`), newest rows first, back to the window's start,
+//   from the rows earlier runs wrote (Shard::rebuild_recent);
 // - entries stay within `capacity`: a SEND that finds no room (or its hash
 //   taken) gets a `dedupe` row in its own batch instead, the durable form
 //   used before and still read on a miss;
 // - entries older than the window are dropped, and a sender left with none
-//   is forgotten (its next SEND rebuilds it); senders that never had one
-//   are forgotten once more than capacity / 4 + 1024 of them were made.
+//   is forgotten (rebuilt at its next SEND while earlier runs' rows may
+//   still be in the window); senders that never had one are forgotten once
+//   more than capacity / 4 + 1024 of them were made.
 //
 // Runs on its shard's thread only.
 

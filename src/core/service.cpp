@@ -14,6 +14,7 @@
 #include "core/commands.h"
 #include "core/fanout_recovery.h"
 #include "core/ids.h"
+#include "core/msg_id_clock.h"
 #include "core/requests.h"
 #include "net/connection.h"
 #include "net/io_loop.h"
@@ -60,6 +61,10 @@ void Service::start() {
   if (auto loaded = env_->large.load(*store_); !loaded)
     throw std::runtime_error("storage: cannot read the large groups: " + loaded.error().message);
   if (env_->large.size() > 0) spdlog::info("{} large groups (read fan-out)", env_->large.size());
+  // Read before any shard opens its clock (which reserves anew).
+  auto earlier = MsgIdClock::earlier_runs_below_ms(*store_);
+  if (!earlier) throw std::runtime_error("storage: cannot read the msg_id reservations: " + earlier.error().message);
+  env_->earlier_runs_below_ms = *earlier;
   const unsigned n = thread_count(config_.sharding.shards);
   spdlog::info("{} core shards{}", n, config_.sharding.shards == 0 ? " (sharding.shards = 0: half the cores)" : "");
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));

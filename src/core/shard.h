@@ -390,7 +390,6 @@ class Shard {
   std::size_t max_row_bytes() const;
 
   const unsigned index_;
-  const std::int64_t started_ms_ = wall_ms();  // rows before it may be only in inboxes (dedupe_hit)
   CoreEnv& env_;
   asio::io_context context_{1};
   std::optional<MsgIdClock> clock_;
@@ -435,8 +434,8 @@ class Shard {
     std::int64_t time_ms;
   };
   std::vector<NewSend> new_sends_;
-  // Their hashes (of any sender): a second id with a hash of the batch gets
-  // a dedupe row in the same batch.
+  // Their hashes, each mixed with its sender's key address: a second id of
+  // one sender with a hash of the batch gets a dedupe row in the same batch.
   std::unordered_set<std::uint64_t> new_send_hashes_;
   // History rows of targets rewritten in the current batch ("conv\0seq"):
   // a second change of one waits for the batch.

@@ -20,8 +20,8 @@ namespace {
 
 constexpr auto kRetryDelay = std::chrono::milliseconds(200);
 constexpr auto kOverdueSweep = std::chrono::seconds(1);
-// Time a row's server_time_ms may lag its write (a copy through another
-// shard, a retried write).
+// Added to CoreEnv::earlier_runs_below_ms, which bounds the earlier runs'
+// rows by their msg_id reservations already: a margin, no more.
 constexpr std::int64_t kSlackMs = 60'000;
 
 Error not_stored() {
@@ -52,8 +52,13 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
     // it is written, before the SendResp (on_written runs first). Without
     // room there, the record is a dedupe row in the same batch.
     const std::uint64_t hash = recent_.hash_of(msg.client_msg_id());
+    // The batch's hashes are kept per sender (its key's address mixed in):
+    // another sender's equal id is no collision.
+    const std::uint64_t in_batch =
+        hash ^
+        (static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(users_.key_of(uid))) * 0x9e3779b97f4a7c15ULL);
     if (recent_.enabled() && recent_.has_room(new_sends_.size() + 1) && recent_.find(uid, hash).inbox_seq == 0 &&
-        new_send_hashes_.insert(hash).second) {
+        new_send_hashes_.insert(in_batch).second) {
       new_sends_.push_back({users_.key_of(uid), hash, row.inbox_seq(), msg.server_time_ms()});
     } else {
       commit_.batch().put_dedupe(msg.from(), msg.client_msg_id(),
@@ -96,10 +101,10 @@ Result<std::optional<v1::SendResp>> Shard::dedupe_hit(const SendJob& job) {
     recent_.expire(wall_ms());
     const std::uint64_t hash = recent_.hash_of(client_msg_id);
     auto found = recent_.find(uid, hash);
-    // A sender not held since the start: the rows of the window written
-    // before it are only in its inbox (until the window has passed them).
-    if (!found.loaded &&
-        wall_ms() < started_ms_ + std::int64_t{env_.config.storage.dedupe_window_s} * 1000 + kSlackMs) {
+    // A sender not held since the start: the rows of the window an earlier
+    // run wrote are only in its inbox (until the window has passed them).
+    const std::int64_t earlier_ms = env_.earlier_runs_below_ms + kSlackMs;
+    if (!found.loaded && wall_ms() < earlier_ms + std::int64_t{env_.config.storage.dedupe_window_s} * 1000) {
       if (auto rebuilt = rebuild_recent(uid); !rebuilt) return rebuilt.error();
       found = recent_.find(uid, hash);
     }
@@ -134,13 +139,13 @@ Result<std::optional<v1::Message>> Shard::sender_row(const std::string& uid, std
 Result<Ok> Shard::rebuild_recent(const std::string& uid) {
   // Rows come newest first, about in the order of time: a copy written
   // through another shard, or retried, may land after newer ones. The scan
-  // stops after kOldRun rows in a row older than the window. Rows this
-  // process wrote (from kSlackMs after its start) have their record already:
-  // an entry, or a dedupe row.
+  // stops after kOldRun rows in a row older than the window. Only rows of
+  // earlier runs are taken: those of this one have their record already
+  // (an entry, or a dedupe row in their own batch).
   constexpr int kOldRun = 64;
   constexpr std::size_t kChunk = 4096;
   const std::int64_t since_ms = wall_ms() - std::int64_t{env_.config.storage.dedupe_window_s} * 1000;
-  const std::int64_t covered_ms = started_ms_ + kSlackMs;
+  const std::int64_t covered_ms = env_.earlier_runs_below_ms + kSlackMs;
   struct Kept {
     std::uint64_t hash;
     std::uint64_t inbox_seq;
@@ -177,7 +182,8 @@ Result<Ok> Shard::rebuild_recent(const std::string& uid) {
         if (m.from() != uid || m.client_msg_id().empty() || m.server_time_ms() >= covered_ms) return true;
         const std::uint64_t hash = recent_.hash_of(m.client_msg_id());
         const std::uint64_t held = recent_.find(uid, hash).inbox_seq;
-        if (kept.size() < room && (held == 0 || held == seq) && kept_hashes.insert(hash).second) {
+        if (held == seq) return true;  // held already (a row written or recovered since the start)
+        if (kept.size() < room && held == 0 && kept_hashes.insert(hash).second) {
           kept.push_back({hash, seq, m.server_time_ms()});
           return true;
         }
@@ -188,7 +194,7 @@ Result<Ok> Shard::rebuild_recent(const std::string& uid) {
   if (!scanned) return scanned.error();
   if (!write_error || !write_overflow()) return write_error.error();
   metrics::get().dedupe_rows.inc(overflowed);
-  // Every kept hash is free or held by its own row: each is added or known.
+  // Every kept hash is free (and once among them): each is added.
   for (auto it = kept.rbegin(); it != kept.rend(); ++it) recent_.add(uid, it->hash, it->inbox_seq, it->time_ms);
   recent_.mark_loaded(uid);
   return Ok{};

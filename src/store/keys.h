@@ -26,6 +26,9 @@ std::string inbox_key(std::string_view uid, std::uint64_t seq);
 std::string history_key(std::string_view conv, std::uint64_t conv_seq);
 // uid 0x00 client_msg_id
 std::string dedupe_key(std::string_view uid, std::string_view client_msg_id);
+// `meta` rows of the shards' msg_id reservations (core/msg_id_clock.h): the
+// prefix, then the shard index in decimal.
+inline constexpr std::string_view kIdReservationPrefix = "msg_id_reserved:";
 // uid 0x00 device_type(u8) device_id
 std::string cursor_key(std::string_view uid, std::uint8_t device_type, std::string_view device_id);
 // gid 0x00 uid (members), uid 0x00 gid (user_groups)

@@ -809,6 +809,11 @@ Result<Ok> Store::scan_large_groups(const std::function<bool(std::string_view gi
   return scan_meta_u64(large_group_key(""), "large group", fn);
 }
 
+Result<Ok> Store::scan_id_reservations(const std::function<bool(std::uint64_t reserved_ms)>& fn) {
+  return scan_meta_u64(kIdReservationPrefix, "msg_id reservation",
+                       [&](std::string_view, std::uint64_t reserved_ms) { return fn(reserved_ms); });
+}
+
 Result<Ok> Store::scan_fanout(const std::function<bool(const FanoutEntry&)>& fn) {
   return scan(Cf::kFanout, "", std::string(1, '\xFF'), [&](std::string_view key, std::string_view value) {
     FanoutEntry e;

@@ -209,6 +209,9 @@ class Store {
   Result<Ok> scan_token_revocations(const std::function<bool(std::string_view uid, std::int64_t revoked_s)>& fn);
   // Every large group (gid, large_from_seq), in gid order (start-up).
   Result<Ok> scan_large_groups(const std::function<bool(std::string_view gid, std::uint64_t from_seq)>& fn);
+  // Every shard index's msg_id reservation (ms since the id epoch), whatever
+  // the shard count now.
+  Result<Ok> scan_id_reservations(const std::function<bool(std::uint64_t reserved_ms)>& fn);
   // Every row of the `fanout` family (start-up recovery).
   Result<Ok> scan_fanout(const std::function<bool(const FanoutEntry&)>& fn);
 

@@ -40,22 +40,45 @@ TEST_CASE("seq table: runs that wrap around the end keep every key after deletio
   CHECK(t.find((2 << 3) | 7) == 0);
 }
 
+TEST_CASE("seq table: a run across the end stays put where its keys are home, and shifts back where not") {
+  SeqTable t;
+  // Eight slots: homes 6, 7, 7 and 0 sit in slots 6, 7, 0 and 1.
+  CHECK(t.insert(6, 1) == 0);
+  CHECK(t.insert(7, 2) == 0);
+  CHECK(t.insert(15, 3) == 0);
+  CHECK(t.insert(8, 4) == 0);
+  REQUIRE(t.capacity() == 8);
+  t.erase(6);  // every later key is at or past its home: none moves
+  CHECK(t.find(7) == 2);
+  CHECK(t.find(15) == 3);
+  CHECK(t.find(8) == 4);
+  t.erase(7);  // 15 (home 7) moves back over the end, then 8 (home 0) into slot 0
+  CHECK(t.find(15) == 3);
+  CHECK(t.find(8) == 4);
+  CHECK(t.find(7) == 0);
+  CHECK(t.size() == 2);
+}
+
 TEST_CASE("seq table: matches std::unordered_map over random inserts and erases, growing and shrinking") {
   std::mt19937_64 rng(12345);
   SeqTable t;
   std::unordered_map<std::uint64_t, std::uint64_t> ref;
   std::vector<std::uint64_t> keys;
   std::size_t largest = 0;
+  int shrinks = 0;
   for (int step = 0; step < 200000; ++step) {
-    // Few distinct low bits: long runs, many collisions on the slot.
-    const std::uint64_t key = (rng() & ~std::uint64_t{0xFFF}) | (rng() & 0x7);
+    // Low bits 0xFF8 to 0x007: long runs that cross the end of every table
+    // up to 8,192 slots. Phases of mostly inserts, then mostly erases, so
+    // the table grows and shrinks several times.
+    const std::uint64_t key = (rng() & ~std::uint64_t{0xFFF}) | ((0xFF8 + rng() % 16) & 0xFFF);
     const int op = static_cast<int>(rng() % 10);
-    if (op < 5 || keys.empty()) {
+    const bool growing = (step / 20000) % 2 == 0;
+    if (op < (growing ? 6 : 2) || keys.empty()) {
       const std::uint64_t seq = step + 1;
       auto [it, added] = ref.try_emplace(key, seq);
       REQUIRE(t.insert(key, seq) == (added ? 0 : it->second));
       if (added) keys.push_back(key);
-    } else if (op < 9) {
+    } else if (op < 9) {  // erase
       const std::size_t i = rng() % keys.size();
       t.erase(keys[i]);
       ref.erase(keys[i]);
@@ -67,10 +90,12 @@ TEST_CASE("seq table: matches std::unordered_map over random inserts and erases,
       REQUIRE(t.find(probe) == (it == ref.end() ? 0 : it->second));
     }
     REQUIRE(t.size() == ref.size());
+    if (t.capacity() < largest && t.capacity() * 2 == largest) ++shrinks;
     largest = std::max(largest, t.capacity());
     if (step % 10000 == 9999)
       for (const auto& [k, v] : ref) REQUIRE(t.find(k) == v);
   }
+  CHECK(shrinks > 0);  // in an erase phase, before the drain
   // Drain: every key still found until erased, and the table shrinks back.
   for (std::uint64_t k : keys) {
     REQUIRE(t.find(k) == ref[k]);

@@ -288,6 +288,37 @@ TEST_CASE("records refuse values of another shape") {
   CHECK_FALSE(parse_fanout_key(std::string("c\0short", 8)));
 }
 
+TEST_CASE("earlier runs' ids and times lie below the highest reservation of any shard, whatever the clock") {
+  TempStore t;
+  const auto now =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  // No run before: now.
+  auto fresh = core::MsgIdClock::earlier_runs_below_ms(*t.store);
+  REQUIRE(fresh);
+  CHECK(*fresh >= now);
+  CHECK(*fresh < now + 60000);
+  // A run whose clock was an hour ahead, on shard index 7 (more shards than
+  // now): its reservation bounds what it wrote.
+  constexpr std::int64_t kEpochMs = 1704067200000;
+  const std::int64_t ahead = now + 3600000;
+  Batch b(*t.store);
+  b.put_meta("msg_id_reserved:7", static_cast<std::uint64_t>(ahead - kEpochMs));
+  REQUIRE(t.store->write(b));
+  auto earlier = core::MsgIdClock::earlier_runs_below_ms(*t.store);
+  REQUIRE(earlier);
+  CHECK(*earlier == ahead);
+  // A clock of this run's shard 0 reserves from now: the bound stays.
+  auto clock = core::MsgIdClock::open(0, *t.store);
+  REQUIRE(clock);
+  auto id = clock->next();
+  REQUIRE(id);
+  CHECK(*id < core::MsgIdClock::first_id_at(ahead));
+  auto again = core::MsgIdClock::earlier_runs_below_ms(*t.store);
+  REQUIRE(again);
+  CHECK(*again == ahead);
+}
+
 TEST_CASE("dedupe records round-trip") {
   DedupeRecord r{1, 2, 3, 1700000000000};
   auto back = DedupeRecord::decode(r.encode());
