@@ -24,6 +24,15 @@ constexpr auto kOverdueSweep = std::chrono::seconds(1);
 // rows by their msg_id reservations already: a margin, no more.
 constexpr std::int64_t kSlackMs = 60'000;
 
+std::int64_t window_ms(const Config& config) {
+  return std::int64_t{config.storage.dedupe_window_s} * 1000;
+}
+
+// A row's dedupe record, as a dedupe row stores it.
+store::DedupeRecord record_of(const v1::Message& m, std::uint64_t inbox_seq) {
+  return {m.msg_id(), m.conv_seq(), inbox_seq, m.server_time_ms()};
+}
+
 Error not_stored() {
   return make_error(StatusCode::kInternal, "the message could not be stored");
 }
@@ -47,26 +56,28 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
   std::string bytes = row.SerializeAsString();
   commit_.batch().put_inbox(uid, row.inbox_seq(), bytes);
   ++commit_.staged().inbox;
+  const std::string* key = users_.key_of(uid);
   if (is_sender && !msg.client_msg_id().empty()) {
     // This row is the SEND's durable dedupe record: recent_ learns it once
     // it is written, before the SendResp (on_written runs first). Without
     // room there, the record is a dedupe row in the same batch.
-    const std::uint64_t hash = recent_.hash_of(msg.client_msg_id());
-    // The batch's hashes are kept per sender (its key's address mixed in):
-    // another sender's equal id is no collision.
-    const std::uint64_t in_batch =
-        hash ^
-        (static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(users_.key_of(uid))) * 0x9e3779b97f4a7c15ULL);
-    if (recent_.enabled() && recent_.has_room(new_sends_.size() + 1) && recent_.find(uid, hash).inbox_seq == 0 &&
-        new_send_hashes_.insert(in_batch).second) {
-      new_sends_.push_back({users_.key_of(uid), hash, row.inbox_seq(), msg.server_time_ms()});
-    } else {
-      commit_.batch().put_dedupe(msg.from(), msg.client_msg_id(),
-                                 {msg.msg_id(), msg.conv_seq(), row.inbox_seq(), msg.server_time_ms()});
+    bool held = false;
+    if (recent_.enabled()) {
+      const std::uint64_t hash = recent_.hash_of(msg.client_msg_id());
+      // The batch's hashes are kept per sender (its key's address mixed
+      // in): another sender's equal id is no collision.
+      const std::uint64_t in_batch =
+          hash ^ (static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(key)) * 0x9e3779b97f4a7c15ULL);
+      held = recent_.has_room(new_sends_.size() + 1) && recent_.find(uid, hash).inbox_seq == 0 &&
+             new_send_hashes_.insert(in_batch).second;
+      if (held) new_sends_.push_back({key, hash, row.inbox_seq(), msg.server_time_ms()});
+    }
+    if (!held) {
+      commit_.batch().put_dedupe(msg.from(), msg.client_msg_id(), record_of(msg, row.inbox_seq()));
       if (recent_.enabled()) metrics::get().dedupe_rows.inc();
     }
   }
-  if ((*u)->book) book_rows_.push_back({*u, users_.key_of(uid), ConvBook::row_of(row)});
+  if ((*u)->book) book_rows_.push_back({*u, key, ConvBook::row_of(row)});
   pushes_.push_back({*u, std::move(bytes), std::move(sender_job)});
   if (!is_sender && row.content_type() < 10000 && env_.webhook_enabled())
     new_offline_.push_back(offline_.make(uid, row.inbox_seq(), row));
@@ -87,7 +98,8 @@ Result<Ok> Shard::charge_rows(const std::string& uid, std::uint64_t rows) {
 Result<std::optional<v1::SendResp>> Shard::dedupe_hit(const SendJob& job) {
   const std::string& uid = job.msg.from();
   const std::string& client_msg_id = job.msg.client_msg_id();
-  const std::int64_t since_ms = wall_ms() - std::int64_t{env_.config.storage.dedupe_window_s} * 1000;
+  const std::int64_t now = wall_ms();
+  const std::int64_t since_ms = now - window_ms(env_.config);
   auto duplicate_of = [](const store::DedupeRecord& r) {
     v1::SendResp resp;
     resp.set_msg_id(r.msg_id);
@@ -98,13 +110,13 @@ Result<std::optional<v1::SendResp>> Shard::dedupe_hit(const SendJob& job) {
     return std::optional<v1::SendResp>(resp);
   };
   if (recent_.enabled()) {
-    recent_.expire(wall_ms());
+    recent_.expire(now);
     const std::uint64_t hash = recent_.hash_of(client_msg_id);
     auto found = recent_.find(uid, hash);
     // A sender not held since the start: the rows of the window an earlier
     // run wrote are only in its inbox (until the window has passed them).
     const std::int64_t earlier_ms = env_.earlier_runs_below_ms + kSlackMs;
-    if (!found.loaded && wall_ms() < earlier_ms + std::int64_t{env_.config.storage.dedupe_window_s} * 1000) {
+    if (!found.loaded && now < earlier_ms + window_ms(env_.config)) {
       if (auto rebuilt = rebuild_recent(uid); !rebuilt) return rebuilt.error();
       found = recent_.find(uid, hash);
     }
@@ -114,7 +126,7 @@ Result<std::optional<v1::SendResp>> Shard::dedupe_hit(const SendJob& job) {
       auto row = sender_row(uid, found.inbox_seq);
       if (!row) return row.error();
       if (*row && (*row)->client_msg_id() == client_msg_id && (*row)->server_time_ms() >= since_ms)
-        return duplicate_of({(*row)->msg_id(), (*row)->conv_seq(), found.inbox_seq, (*row)->server_time_ms()});
+        return duplicate_of(record_of(**row, found.inbox_seq));
     }
   }
   // Rows written when the memory window was full or off, by a large group's
@@ -144,7 +156,7 @@ Result<Ok> Shard::rebuild_recent(const std::string& uid) {
   // (an entry, or a dedupe row in their own batch).
   constexpr int kOldRun = 64;
   constexpr std::size_t kChunk = 4096;
-  const std::int64_t since_ms = wall_ms() - std::int64_t{env_.config.storage.dedupe_window_s} * 1000;
+  const std::int64_t since_ms = wall_ms() - window_ms(env_.config);
   const std::int64_t covered_ms = env_.earlier_runs_below_ms + kSlackMs;
   struct Kept {
     std::uint64_t hash;
@@ -187,7 +199,7 @@ Result<Ok> Shard::rebuild_recent(const std::string& uid) {
           kept.push_back({hash, seq, m.server_time_ms()});
           return true;
         }
-        overflow.put_dedupe(uid, m.client_msg_id(), {m.msg_id(), m.conv_seq(), seq, m.server_time_ms()});
+        overflow.put_dedupe(uid, m.client_msg_id(), record_of(m, seq));
         return overflow.count() < kChunk || write_overflow();
       });
   metrics::get().dedupe_rebuild_rows.inc(rows);
