@@ -93,6 +93,7 @@ struct Options {
   std::string run_id;    // prefixes uids, so runs on one server do not meet
   std::string transport = "tcp";
   std::string ca_file;       // tls, wss: verify against this CA ("": no verification)
+  bool search_text = false;  // W2/W3: every SEND carries a search_text (PROTOCOL 8.6)
   im::ClientOptions client;  // made from transport and ca_file; shared by every client
 };
 
@@ -352,6 +353,38 @@ void receive_pushes(const std::shared_ptr<Session>& s, Flow& flow) {
   s->client->on_close([local, &flow](const asio::error_code&) { flow.lat.add(*local); });
 }
 
+// Words of chat-like text (search_text_of, chat_text).
+constexpr const char* kChatWords[] = {
+    "ok",     "see",    "you",     "at",     "the",   "meeting", "tomorrow", "I",    "think", "we",
+    "should", "move",   "budget",  "review", "to",    "Friday",  "can",      "send", "me",    "latest",
+    "draft",  "thanks", "sounds",  "good",   "lunch", "today",   "running",  "late", "sorry", "call",
+    "later",  "did",    "deploy",  "work",   "yes",   "no",      "maybe",    "let",  "check", "ticket",
+    "done",   "great",  "weekend", "plans",  "photo", "from",    "trip",     "haha", "nice",  "where"};
+
+// Chat-like search texts (PROTOCOL 8.6) for the k-th message: English
+// words, a Chinese phrase, and a token only that message has ("u<k>").
+std::string search_text_of(std::uint64_t k) {
+  static constexpr const char* kPhrases[] = {
+      "明天下午开会讨论预算", "周末去爬山吗", "我晚点到",     "项目进度怎么样", "收到，谢谢",
+      "下周一发布",           "午饭吃什么",   "会议改到三点", "东京出差",       "회의는 내일"};
+  std::uint64_t x = k * 0x9E3779B97F4A7C15ull + 1;
+  auto next = [&x] {
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    return x;
+  };
+  std::string text;
+  const int words = 5 + static_cast<int>(next() % 6);
+  for (int i = 0; i < words; ++i) {
+    text += kChatWords[next() % std::size(kChatWords)];
+    text += ' ';
+  }
+  text += kPhrases[next() % std::size(kPhrases)];
+  text += fmt::format(" u{}", k);
+  return text;
+}
+
 // Keeps `o.window` SENDs unanswered; with `per_sender_rate` > 0 the k-th
 // SEND also waits for its slot (start + k / rate), so the load is paced.
 void send_window(const std::shared_ptr<Session>& s, Flow& flow, const std::string& to, im::v1::ConvType type,
@@ -370,6 +403,7 @@ void send_window(const std::shared_ptr<Session>& s, Flow& flow, const std::strin
       req.set_to(to);
       req.set_content_type(1);
       req.set_body(body_with_time(o.body_bytes));
+      if (o.search_text) req.set_search_text(search_text_of(k));
       c->request(Cmd::kSend, &req, [&flow, send_one](Frame& f) {
         if (f.ok()) {
           flow.sent_ok.fetch_add(1, std::memory_order_relaxed);
@@ -546,9 +580,10 @@ nlohmann::json w7(const Options& o) {
 }
 
 // Sends `n` messages to `to` from a filler user, 1000 unanswered at a time;
-// returns when every one is answered. body(i) is the i-th body.
-void fill_inbox(Pool& pool, const Options& o, const std::string& to, int n,
-                const std::function<std::string(int)>& body) {
+// returns when every one is answered. body(i) is the i-th body; `more`, when
+// given, may change the i-th request further (its peer, a search_text).
+void fill_inbox(Pool& pool, const Options& o, const std::string& to, int n, const std::function<std::string(int)>& body,
+                const std::function<void(int, im::v1::SendReq&)>& more = {}) {
   auto filler = login_all(pool, o, {o.run_id + "filler"}, 1);
   if (filler.empty() || !filler[0]->ok) throw std::runtime_error("the filler could not log in");
   std::atomic<int> left{n}, answered{0};
@@ -562,6 +597,7 @@ void fill_inbox(Pool& pool, const Options& o, const std::string& to, int n,
     req.set_conv_type(im::v1::C2C);
     req.set_to(to);
     req.set_body(body(n - i));
+    if (more) more(n - i, req);
     c->request(Cmd::kSend, &req, [&, send_one](Frame&) {
       (*send_one)();  // before counting: the waiter may move on at the last count
       answered.fetch_add(1);
@@ -627,18 +663,12 @@ nlohmann::json w4(const Options& o) {
 
 // About `bytes` of chat-like text, different for each `i`.
 std::string chat_text(int i, int bytes) {
-  static constexpr const char* kWords[] = {
-      "ok",     "see",    "you",     "at",     "the",   "meeting", "tomorrow", "I",    "think", "we",
-      "should", "move",   "budget",  "review", "to",    "Friday",  "can",      "send", "me",    "latest",
-      "draft",  "thanks", "sounds",  "good",   "lunch", "today",   "running",  "late", "sorry", "call",
-      "later",  "did",    "deploy",  "work",   "yes",   "no",      "maybe",    "let",  "check", "ticket",
-      "done",   "great",  "weekend", "plans",  "photo", "from",    "trip",     "haha", "nice",  "where"};
   std::mt19937 rng(static_cast<std::uint32_t>(i) * 2654435761u + 1);
-  std::uniform_int_distribution<std::size_t> pick(0, std::size(kWords) - 1);
+  std::uniform_int_distribution<std::size_t> pick(0, std::size(kChatWords) - 1);
   std::string text;
   while (text.size() < static_cast<std::size_t>(bytes)) {
     if (!text.empty()) text += ' ';
-    text += kWords[pick(rng)];
+    text += kChatWords[pick(rng)];
   }
   return text;
 }
@@ -821,6 +851,118 @@ nlohmann::json conv(const Options& o) {
   return j;
 }
 
+// ---- search: a user with --messages (100,000) indexed messages across
+// --conversations (200) C2C conversations, each with a search_text
+// (search_text_of); the time until the last one is found (the indexer's
+// throughput), then SEARCH one at a time for --duration seconds over a mix
+// of queries, p50/p99 each; the index's size on disk (--data-dir). ----
+nlohmann::json search_scenario(const Options& o) {
+  Pool pool(o.threads);
+  const std::string me = o.run_id + "filler";
+  im::SyncClient c;
+  if (!c.connect(o.host, o.port, o.client)) throw std::runtime_error("the searcher could not connect");
+  // Another device type than the filler's session of the same user (one
+  // session per device type: a second login would kick this one out).
+  sync_login(c, o, me, im::v1::WEB);
+  auto search = [&](const std::string& q, const std::string& peer) {
+    im::v1::SearchReq req;
+    req.set_query(q);
+    if (!peer.empty()) {
+      req.set_conv_type(im::v1::C2C);
+      req.set_peer(peer);
+    }
+    auto r = c.call(Cmd::kSearch, &req, 30s);
+    im::v1::SearchResp resp;
+    if (!r) throw std::runtime_error("SEARCH " + q + ": no answer");
+    if (!r->ok())
+      throw std::runtime_error(
+          fmt::format("SEARCH {}: status {}: {}", q, static_cast<int>(r->header.status), r->error_message()));
+    if (!r->parse(resp)) throw std::runtime_error("SEARCH " + q + ": a body that does not parse");
+    return resp;
+  };
+  const double server_cpu0 = o.server_pid ? cpu_s(o.server_pid) : 0;
+  const double self_cpu0 = self_cpu_s();
+  const auto t0 = Clock::now();
+  fill_inbox(
+      pool, o, "", o.messages, [&](int) { return std::string(static_cast<std::size_t>(o.body_bytes), 's'); },
+      [&](int i, im::v1::SendReq& req) {
+        req.set_to(fmt::format("{}p{}", o.run_id, i % o.conversations));
+        req.set_search_text(search_text_of(static_cast<std::uint64_t>(i)));
+      });
+  const double send_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  // Everything is indexed once the last message of each conversation is
+  // found (a conversation's rows are indexed in order; the conversations
+  // in any order, and Xapian may commit in the middle of a round).
+  const auto found_deadline = Clock::now() + 600s;
+  for (int conv = 0; conv < std::min(o.conversations, o.messages); ++conv) {
+    const std::string last = fmt::format("u{}", o.messages - 1 - conv);
+    while (search(last, "").messages_size() == 0) {
+      if (Clock::now() > found_deadline) throw std::runtime_error("the messages were not all found in 600 s");
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  const double indexed_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  struct Kind {
+    std::string name;
+    std::string query;
+    bool scoped;
+    std::vector<std::uint32_t> us;
+    std::size_t hits = 0;
+  };
+  std::vector<Kind> kinds = {{"word", "budget", false, {}, 0},       {"two_words", "draft review", false, {}, 0},
+                             {"prefix", "dep*", false, {}, 0},       {"rare_token", "", false, {}, 0},
+                             {"cjk_2", "开会", false, {}, 0},        {"cjk_4", "讨论预算", false, {}, 0},
+                             {"scoped_word", "budget", true, {}, 0}, {"no_hit", "zebra", false, {}, 0}};
+  std::vector<std::uint32_t> all;
+  std::uint64_t misses = 0;
+  const auto end = Clock::now() + std::chrono::duration<double>(o.duration_s);
+  for (std::uint64_t n = 0; Clock::now() < end && n < 10000000; ++n) {
+    Kind& k = kinds[n % kinds.size()];
+    const std::string q = k.name == "rare_token" ? fmt::format("u{}", (n * 7919) % o.messages) : k.query;
+    const std::string peer = k.scoped ? fmt::format("{}p{}", o.run_id, n % o.conversations) : "";
+    const auto t = Clock::now();
+    auto resp = search(q, peer);
+    const auto us = static_cast<std::uint32_t>(std::chrono::duration<double, std::micro>(Clock::now() - t).count());
+    k.us.push_back(us);
+    all.push_back(us);
+    k.hits += static_cast<std::size_t>(resp.messages_size());
+    if (k.name == "rare_token" && resp.messages_size() != 1) ++misses;
+  }
+  if (misses > 0)
+    throw std::runtime_error(fmt::format("{} messages indexed were not found by their own token", misses));
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  auto j = result_base(o, secs, server_cpu0, self_cpu0);
+  auto pct = [](std::vector<std::uint32_t> v, double p) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))] / 1000.0;
+  };
+  j["messages"] = o.messages;
+  j["conversations"] = o.conversations;
+  j["send_per_s"] = o.messages / send_s;
+  j["indexed_per_s"] = o.messages / indexed_s;
+  j["all_found_after_send_ms"] = (indexed_s - send_s) * 1000;
+  j["queries"] = all.size();
+  j["search_p50_ms"] = pct(all, 0.50);
+  j["search_p99_ms"] = pct(all, 0.99);
+  for (const auto& k : kinds) {
+    j["search_" + k.name + "_p50_ms"] = pct(k.us, 0.50);
+    j["search_" + k.name + "_p99_ms"] = pct(k.us, 0.99);
+    j["search_" + k.name + "_hits_per_query"] = k.us.empty() ? 0.0 : static_cast<double>(k.hits) / k.us.size();
+  }
+  if (!o.data_dir.empty()) {
+    std::uint64_t bytes = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(o.data_dir + "/search", ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
+      if (it->is_regular_file(ec)) bytes += it->file_size(ec);
+    j["index_bytes"] = bytes;
+    j["index_bytes_per_message"] = static_cast<double>(bytes) / o.messages;
+  }
+  pool.stop();
+  return j;
+}
+
 nlohmann::json w1_or_w5(const Options& o) {
   Pool pool(o.threads);
   std::vector<std::string> uids;
@@ -994,7 +1136,7 @@ nlohmann::json w6(const Options& o) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"imbench: load generator for imserver (loopback only)"};
-  app.add_option("--scenario", o.scenario, "w1 w2 w3 w4 w5 w6 w7 w8 conv")->required();
+  app.add_option("--scenario", o.scenario, "w1 w2 w3 w4 w5 w6 w7 w8 conv search")->required();
   app.add_option("--host", o.host, "server address (loopback)");
   app.add_option("--port", o.port, "server TCP port");
   app.add_option("--server-pid", o.server_pid, "server PID, for RSS and CPU from /proc");
@@ -1018,7 +1160,8 @@ int main(int argc, char** argv) {
   app.add_option("--link-down-bytes-per-s", o.link_down_bytes_per_s, "W8: the link's rate towards the client");
   app.add_option("--imserver", o.imserver, "W6: the imserver binary");
   app.add_option("--config", o.config, "W6: its config");
-  app.add_option("--data-dir", o.data_dir, "W6: its storage.data_dir");
+  app.add_option("--data-dir", o.data_dir, "W6: its storage.data_dir; search: the server's, for the index's size");
+  app.add_flag("--search-text", o.search_text, "W2/W3: every SEND carries a search_text");
   app.add_option("--run-id", o.run_id, "prefix of every uid of this run");
   app.add_option("--transport", o.transport, "W1-W5: tcp, ws, tls or wss (--port is that listener's port)");
   app.add_option("--ca-file", o.ca_file, "tls/wss: verify the server's certificate with this CA (default: no check)");
@@ -1072,6 +1215,8 @@ int main(int argc, char** argv) {
       j = w8(o);
     else if (o.scenario == "conv")
       j = conv(o);
+    else if (o.scenario == "search")
+      j = search_scenario(o);
     else
       throw std::runtime_error("unknown scenario " + o.scenario);
     print(j);

@@ -7,7 +7,8 @@
 #   bench/run.sh                  full sizes for a 2-core, 24 GiB machine, writes bench/RESULTS.md
 #   bench/run.sh --smoke          tiny sizes, prints only (CI)
 #   bench/run.sh --bin-dir DIR    use imserver and imbench from DIR (default: builds build-bench, Release)
-#   bench/run.sh --only w2        one scenario
+#   bench/run.sh --only w2        one scenario (w2-search-text, w2-search-off and search
+#                                 are the search ones)
 #   IO_THREADS=N SHARDS=M bench/run.sh ...  server.io_threads and
 #                                 sharding.shards (default 0: half the cores each)
 #   bench/run.sh --transports all W1 and W2 over tcp, ws, tls and wss (or a
@@ -74,6 +75,7 @@ trap cleanup EXIT
 cfg_ws_listen=""
 cfg_tls=0
 cfg_fsync=false  # storage.fsync
+cfg_search=true  # search.enabled
 write_config() {
   local dir=$1; shift
   mkdir -p "$dir"
@@ -100,6 +102,8 @@ accept_per_second = 10000000
 # W3 and W7 measure fan-out itself: one sender writes far over the per-user
 # row limit, which the benchmark does not measure.
 fanout_rows_per_second = 100000000
+[search]
+enabled = $cfg_search
 [log]
 level = "warn"
 TOML
@@ -145,23 +149,24 @@ stop_server() {
 # Every scenario's JSON line and command, for the report.
 : >"$work/results.jsonl"
 : >"$work/commands.txt"
-record() {  # record COMMAND OUTPUT (the JSON line says storage_fsync when it was on)
+record() {  # record COMMAND OUTPUT (the JSON line says storage_fsync when it was on, search_enabled when off)
   echo "$2"
   local extra=""
   [[ $cfg_fsync == true ]] && extra='"storage_fsync":true,'
+  [[ $cfg_search == false ]] && extra+='"search_enabled":false,'
   grep '^JSON ' <<<"$2" | sed "s/^JSON {/{$extra/" >>"$work/results.jsonl"
   echo "$1" >>"$work/commands.txt"
 }
 
-run() {  # run NAME imbench-args...
+run() {  # run NAME imbench-args... (--data-dir: the search scenario measures its index there)
   local name=$1; shift
   [[ -n $only && $only != "$name" ]] && return 0
   local dir="$work/$name"
   write_config "$dir"
   start_server "$dir"
   echo "== $name (server pid $server_pid, port $port)"
-  record "imbench --port PORT --server-pid PID --secret SECRET $*" \
-         "$("$imbench" --port "$port" --server-pid "$server_pid" --secret "$secret" "$@")"
+  record "imbench --port PORT --server-pid PID --secret SECRET --data-dir DATA $*" \
+         "$("$imbench" --port "$port" --server-pid "$server_pid" --secret "$secret" --data-dir "$dir/data" "$@")"
   stop_server
 }
 
@@ -250,9 +255,10 @@ if ((smoke)); then
   run w5 --scenario w5 --conns 200
   run_w6 20000
   run conv --scenario conv --conversations 20 --window 10 --duration 1
+  run search --scenario search --messages 500 --conversations 5 --duration 1
   n=$(wc -l <"$work/results.jsonl")
   echo "smoke: $n scenarios ran"
-  [[ -n $only || $n == 9 ]]
+  [[ -n $only || $n == 10 ]]
   exit $?
 fi
 
@@ -278,6 +284,13 @@ run w7 --scenario w7 --members 100000 --online 2000 --window 100 --duration 10 -
 run w5 --scenario w5 --conns 19000 --inflight 1000
 run_w6 "${W6_MESSAGES:-10000000}"
 run conv --scenario conv --conversations 1000 --window 100 --duration 5
+# PROTOCOL 8.6: W2 with a search_text on every message, and with search off
+# (the default config has it on); SEARCH over 100,000 indexed messages.
+run w2-search-text --scenario w2 --pairs 100 --window 100 --duration 10 --search-text
+cfg_search=false
+run w2-search-off --scenario w2 --pairs 100 --window 100 --duration 10
+cfg_search=true
+run search --scenario search --messages 100000 --conversations 200 --duration 10
 [[ -n $only ]] && exit 0
 python3 "$root/bench/report.py" "$work/results.jsonl" "$work/commands.txt" >"$root/bench/RESULTS.md"
 echo "wrote bench/RESULTS.md"

@@ -9,7 +9,7 @@ packages=(
   # libraries (see docs/architecture.md, "Dependencies")
   libasio-dev libssl-dev libprotobuf-dev protobuf-compiler librocksdb-dev
   libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
-  libcpp-httplib-dev libcurl4-openssl-dev libzstd-dev libjemalloc-dev
+  libcpp-httplib-dev libcurl4-openssl-dev libzstd-dev libjemalloc-dev libxapian-dev
   # tmux drives imcli's interactive mode in the tests
   tmux
   # the Debian package (cpack: dpkg-shlibdeps needs file)

@@ -23,6 +23,7 @@
 #include "config/config_loader.h"
 #include "im/server.h"
 #include "im/version.h"
+#include "search/search_index.h"
 
 #if IM_JEMALLOC
 // jemalloc's options, read at its first allocation (MALLOC_CONF in the
@@ -150,6 +151,10 @@ int main(int argc, char** argv) {
   bool check_only = false;
   app.add_option("-c,--config", config_path, "path of the TOML config (im.toml)");
   app.add_flag("--check-config", check_only, "validate the config and exit");
+  bool rebuild_search = false;
+  app.add_flag("--rebuild-search", rebuild_search,
+               "remove the search indexes (the server must be stopped) and exit; the next start indexes the history "
+               "again");
   app.set_version_flag("-V,--version", std::string("imserver ") + im::kVersionString);
   CLI11_PARSE(app, argc, argv);
 
@@ -160,6 +165,16 @@ int main(int argc, char** argv) {
   }
   if (check_only) {
     std::cout << "imserver: config OK\n";
+    return 0;
+  }
+  if (rebuild_search) {
+    auto removed = im::search::remove_indexes(*loaded);
+    if (!removed) {
+      std::cerr << "imserver: " << removed.error().message << "\n";
+      return 1;
+    }
+    std::cout << "imserver: search indexes removed (" << *removed
+              << " bytes); the next start indexes the history again\n";
     return 0;
   }
   im::Config config = std::move(loaded.value());

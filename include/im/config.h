@@ -115,6 +115,12 @@ struct LimitsConfig {
   std::uint32_t write_fanout_max_members = 2000;  // PROTOCOL 9: above it, read fan-out
 };
 
+struct SearchConfig {  // PROTOCOL 8.6
+  bool enabled = true;
+  std::vector<std::uint32_t> text_content_types;  // bodies indexed as they are (valid UTF-8)
+  std::uint32_t commit_interval_ms = 1000;        // the index commits this often
+};
+
 struct LogConfig {
   std::string level = "info";
   std::string format = "text";  // or "json"
@@ -135,6 +141,7 @@ struct Config {
   PushConfig push;
   WebhookConfig webhook;
   LimitsConfig limits;
+  SearchConfig search;
   LogConfig log;
   ShutdownConfig shutdown;
 };

@@ -108,6 +108,14 @@ std::string Registry::render() const {
   scalar(out, "imserver_dedupe_rebuild_rows_total", "counter",
          "Inbox rows read to rebuild senders' dedupe windows (a sender's first SEND since it was last held).",
          static_cast<double>(dedupe_rebuild_rows.value()));
+  scalar(out, "imserver_search_indexed_total", "counter",
+         "Messages added to or replaced in the search index (PROTOCOL 8.6).",
+         static_cast<double>(search_indexed.value()));
+  scalar(out, "imserver_search_commits_total", "counter", "Commits of the shards' search indexes.",
+         static_cast<double>(search_commits.value()));
+  scalar(out, "imserver_search_pending_conversations", "gauge",
+         "Conversations with history rows written and not yet read by the search indexers.",
+         static_cast<double>(search_pending.value()));
   scalar(out, "imserver_outbox_depth", "gauge", "Webhook events queued and not yet delivered.",
          static_cast<double>(outbox_depth.value()));
   scalar(out, "imserver_webhook_deliveries_total", "counter", "Webhook events delivered (2xx).",
@@ -128,6 +136,7 @@ std::string Registry::render() const {
          "Store reads that failed (answered INTERNAL, never taken for no data).",
          static_cast<double>(store_read_errors.value()));
   send_latency.render(out, "imserver_send_latency_seconds", "SEND from decoding to its answer being ready.");
+  search_latency.render(out, "imserver_search_latency_seconds", "SEARCH from its scope being known to its answer.");
   store_write_latency.render(out, "imserver_store_write_seconds", "Time to write one batch to the store.");
   batch_rows.render(out, "imserver_store_batch_rows", "Rows per store batch (group commit).");
   return out;

@@ -85,9 +85,13 @@ struct Registry {
   Gauge dedupe_entries;         // SENDs of the dedupe window held in memory (RecentSends)
   Counter dedupe_rows;          // SENDs given a dedupe row instead (memory window full, or a hash taken)
   Counter dedupe_rebuild_rows;  // inbox rows read to rebuild senders' windows after a start
+  Counter search_indexed;       // messages added to or replaced in the search index (PROTOCOL 8.6)
+  Counter search_commits;       // commits of the shards' search indexes
+  Gauge search_pending;         // conversations with history rows the search indexers have not read yet
   Histogram send_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
   Histogram store_write_latency{{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5}};
   Histogram batch_rows{{1, 4, 16, 64, 256, 1024, 2048, 4096}};
+  Histogram search_latency{{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
 
   // The whole exposition.
   std::string render() const;

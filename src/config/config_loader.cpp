@@ -108,6 +108,40 @@ KeySpec string_list_key(std::string_view section, std::string_view name, std::ve
 
 constexpr std::uint64_t kMax32 = 0xFFFFFFFFu;
 
+// A list of unsigned integers, each within [lo, hi]; in the environment
+// comma-separated ("1,2"), "" being the empty list.
+KeySpec uint_list_key(std::string_view section, std::string_view name, std::vector<std::uint32_t>& (*field)(Config&),
+                      std::uint64_t lo, std::uint64_t hi) {
+  return {section, name, [=](Config& c, const RawValue& v) -> std::optional<std::string> {
+            std::vector<std::uint32_t> out;
+            auto take = [&](std::uint64_t x) -> std::optional<std::string> {
+              if (x < lo || x > hi) return "each must be between " + std::to_string(lo) + " and " + std::to_string(hi);
+              out.push_back(static_cast<std::uint32_t>(x));
+              return std::nullopt;
+            };
+            if (v.node) {
+              const toml::array* arr = v.node->as_array();
+              if (!arr) return "expected an array of integers";
+              for (const toml::node& e : *arr) {
+                auto i = e.value_exact<std::int64_t>();
+                if (!i || *i < 0) return "expected an array of non-negative integers";
+                if (auto bad = take(static_cast<std::uint64_t>(*i))) return bad;
+              }
+            } else {
+              std::stringstream in(*v.text);
+              for (std::string item; std::getline(in, item, ',');) {
+                std::uint64_t x = 0;
+                auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), x);
+                if (ec != std::errc{} || p != item.data() + item.size() || item.empty())
+                  return "expected comma-separated integers";
+                if (auto bad = take(x)) return bad;
+              }
+            }
+            field(c) = std::move(out);
+            return std::nullopt;
+          }};
+}
+
 const std::vector<KeySpec>& schema() {
   static const std::vector<KeySpec> keys = {
       string_key(
@@ -224,6 +258,12 @@ const std::vector<KeySpec>& schema() {
       uint_key(
           "limits", "write_fanout_max_members", +[](Config & c) -> auto& { return c.limits.write_fanout_max_members; },
           1, 100000),
+      bool_key(
+          "search", "enabled", +[](Config & c) -> auto& { return c.search.enabled; }),
+      uint_list_key(
+          "search", "text_content_types", +[](Config & c) -> auto& { return c.search.text_content_types; }, 0, kMax32),
+      uint_key(
+          "search", "commit_interval_ms", +[](Config & c) -> auto& { return c.search.commit_interval_ms; }, 10, 600000),
       string_key(
           "log", "level", +[](Config & c) -> auto& { return c.log.level; }),
       string_key(

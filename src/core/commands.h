@@ -30,13 +30,15 @@ void register_conv_commands(Dispatcher& d, Service& s);
 // TYPING (typing_commands.cpp).
 void register_typing_commands(Dispatcher& d, Service& s);
 
-// A SendJob for `req` by `from` (the body is moved out of `req`).
+// A SendJob for `req` by `from` (the body and search_text are moved out of `req`).
 std::shared_ptr<SendJob> make_send_job(const std::string& from, v1::SendReq& req);
 // A RECALL (content_type 10003) or EDIT (10004) by `from` as a SendJob: the
 // event goes through the send path (dedupe, msg_id, the owner's checks).
+// An edit carries its new body and search text.
 std::shared_ptr<SendJob> make_change_job(const std::string& from, v1::ConvType type, const std::string& peer,
                                          const std::string& client_msg_id, std::uint32_t content_type,
-                                         std::uint64_t target_seq, std::string edit_body);
+                                         std::uint64_t target_seq, std::string edit_body = {},
+                                         std::string search_text = {});
 // A fresh gid for a GROUP_CREATE that leaves it empty.
 std::string new_group_id();
 

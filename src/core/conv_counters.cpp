@@ -6,7 +6,9 @@ Result<ConvCounters::Counter*> ConvCounters::get(const std::string& conv) {
   if (Counter* c = counters_.find(conv)) return c;
   auto last = store_.last_history_seq(conv);
   if (!last) return last.error();
-  return &counters_.put(conv, Counter{*last, *last});
+  Counter& c = counters_.put(conv, Counter{*last, *last, nullptr});
+  c.conv = counters_.key_of(conv);
+  return &c;
 }
 
 Result<std::uint64_t> ConvCounters::committed(const std::string& conv) {
@@ -19,18 +21,22 @@ std::size_t ConvCounters::trim() {
   return counters_.trim([](const std::string&, const Counter&) { return true; });
 }
 
-std::uint64_t ConvCounters::assign(Counter& c) {
+std::uint64_t ConvCounters::assign(Counter& c, bool searchable) {
   touched_.push_back(&c);
+  c.searchable = c.searchable || searchable;
   return ++c.next;
 }
 
-void ConvCounters::on_written(bool ok) {
+void ConvCounters::on_written(bool ok, Committed* committed) {
   for (Counter* c : touched_) {
     if (ok) {
+      // A conversation is in `touched_` once per seq: reported at its first.
+      if (committed && c->committed != c->next) committed->push_back({*c->conv, c->next, c->searchable});
       c->committed = c->next;
     } else {
       c->next = c->committed;
     }
+    c->searchable = false;
   }
   touched_.clear();
 }

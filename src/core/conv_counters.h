@@ -14,10 +14,12 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/lru_map.h"
 #include "im/result.h"
+#include "search/written_conv.h"
 #include "store/store.h"
 
 namespace im::core {
@@ -27,7 +29,12 @@ class ConvCounters {
   struct Counter {
     std::uint64_t next = 0;
     std::uint64_t committed = 0;
+    const std::string* conv = nullptr;  // the map's key
+    bool searchable = false;            // a row of the current batch has something to index
   };
+  // The conversations whose committed conv_seq moved in a batch: to what,
+  // and whether one of the batch's rows has something for the search index.
+  using Committed = std::vector<search::WrittenConv>;
 
   ConvCounters(store::Store& store, std::size_t capacity) : store_(store), counters_(capacity) {}
 
@@ -37,10 +44,12 @@ class ConvCounters {
   // For a read: the last durable conv_seq, from the cache or the store
   // (caching nothing).
   Result<std::uint64_t> committed(const std::string& conv);
-  // The next conv_seq of `c`, to be written in the current batch.
-  std::uint64_t assign(Counter& c);
-  // The current batch was written (or not).
-  void on_written(bool ok);
+  // The next conv_seq of `c`, to be written in the current batch;
+  // `searchable`: its row has something for the search index.
+  std::uint64_t assign(Counter& c, bool searchable = false);
+  // The current batch was written (or not); `committed`, when given, gets
+  // each conversation the batch wrote to, once.
+  void on_written(bool ok, Committed* committed = nullptr);
   // Drops the least recently used counters beyond the capacity; only
   // between batches (nothing staged).
   std::size_t trim();

@@ -24,4 +24,14 @@ Shard& conversation_owner(CoreEnv& env, int conv_type, std::string_view from, st
   return env.shard_for(to);
 }
 
+std::size_t conv_owner_index(std::string_view conv, std::size_t shard_count) {
+  if (conv.starts_with("c:")) {
+    // c:<smaller uid>:<larger uid> (uids hold no ':').
+    const std::string_view pair = conv.substr(2);
+    return shard_of(pair.substr(0, pair.find(':')), shard_count);
+  }
+  if (conv.starts_with("s:")) return shard_of(conv.substr(2), shard_count);
+  return shard_of(conv, shard_count);
+}
+
 }  // namespace im::core

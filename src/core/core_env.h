@@ -16,6 +16,10 @@
 #include "im/config.h"
 #include "store/store.h"
 
+namespace im::search {
+class SearchIndex;
+}
+
 namespace im::core {
 
 class Shard;
@@ -32,6 +36,8 @@ struct CoreEnv {
   // from the msg_id reservations, MsgIdClock::earlier_runs_below_ms): the
   // dedupe window rebuilds only those (Shard::rebuild_recent).
   std::int64_t earlier_runs_below_ms = wall_ms();
+  // The search indexes (PROTOCOL 8.6); nullptr when search.enabled is false.
+  search::SearchIndex* search = nullptr;
 
   Shard& shard_for(std::string_view key);
   std::uint32_t next_push_seq();
@@ -43,5 +49,8 @@ struct CoreEnv {
 // group to the shard of "g:" + gid, the SYSTEM conversation of a user to the
 // user's shard.
 Shard& conversation_owner(CoreEnv& env, int conv_type, std::string_view from, std::string_view to);
+// The index of the shard that owns a conversation id (store/conv_id.h), by
+// the same rule.
+std::size_t conv_owner_index(std::string_view conv, std::size_t shard_count);
 
 }  // namespace im::core

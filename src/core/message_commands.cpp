@@ -1,4 +1,4 @@
-// SEND, ACK, PULL, HISTORY, RECALL, EDIT.
+// SEND, ACK, PULL, HISTORY, RECALL, EDIT, SEARCH.
 
 #include <asio/post.hpp>
 
@@ -20,15 +20,17 @@ std::shared_ptr<SendJob> make_send_job(const std::string& from, v1::SendReq& req
   m.set_client_msg_id(req.client_msg_id());
   m.set_content_type(req.content_type());
   m.set_body(std::move(*req.mutable_body()));
+  job->search_text = std::move(*req.mutable_search_text());
   return job;
 }
 
 std::shared_ptr<SendJob> make_change_job(const std::string& from, v1::ConvType type, const std::string& peer,
                                          const std::string& client_msg_id, std::uint32_t content_type,
-                                         std::uint64_t target_seq, std::string edit_body) {
+                                         std::uint64_t target_seq, std::string edit_body, std::string search_text) {
   auto job = std::make_shared<SendJob>();
   job->conv = type == v1::GROUP ? store::group_conv(peer) : store::c2c_conv(from, peer);
   job->target_seq = target_seq;
+  job->search_text = std::move(search_text);
   v1::Message& m = job->msg;
   m.set_conv_type(type);
   m.set_from(from);
@@ -68,7 +70,7 @@ void on_edit(Service& s, Call& call, v1::EditReq& req) {
   if (auto ok = check_edit(req, s.config().limits); !ok) return call.fail(ok.error());
   post_change(s, call,
               make_change_job(call.ctx.uid, req.conv_type(), req.peer(), req.client_msg_id(), 10004, req.conv_seq(),
-                              std::move(*req.mutable_body())));
+                              std::move(*req.mutable_body()), std::move(*req.mutable_search_text())));
 }
 
 void on_send(Service& s, Call& call, v1::SendReq& req) {
@@ -114,6 +116,11 @@ void on_history(Service& s, Call& call, const v1::HistoryReq& req) {
              });
 }
 
+void on_search(Service& s, Call& call, v1::SearchReq& req) {
+  s.search(call.ctx.uid, std::move(req),
+           [replier = call.replier()](const Result<v1::SearchResp>& r) { replier.answer(r); });
+}
+
 }  // namespace
 
 void register_message_commands(Dispatcher& d, Service& s) {
@@ -123,6 +130,7 @@ void register_message_commands(Dispatcher& d, Service& s) {
   d.add<v1::HistoryReq>(Cmd::kHistory, [&s](Call& call, v1::HistoryReq& req) { on_history(s, call, req); });
   d.add<v1::RecallReq>(Cmd::kRecall, [&s](Call& call, v1::RecallReq& req) { on_recall(s, call, req); });
   d.add<v1::EditReq>(Cmd::kEdit, [&s](Call& call, v1::EditReq& req) { on_edit(s, call, req); });
+  d.add<v1::SearchReq>(Cmd::kSearch, [&s](Call& call, v1::SearchReq& req) { on_search(s, call, req); });
 }
 
 }  // namespace im::core

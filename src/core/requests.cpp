@@ -1,7 +1,10 @@
 #include "core/requests.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
+#include "common/utf8.h"
 #include "core/ids.h"
 #include "store/conv_id.h"
 
@@ -55,7 +58,7 @@ Result<Ok> check_send(const std::string& from, const v1::SendReq& req, const Lim
   if (req.body().size() > limits.max_message_bytes)
     return make_error(StatusCode::kTooLarge,
                       fmt::format("body over limits.max_message_bytes ({})", limits.max_message_bytes));
-  return Ok{};
+  return check_search_text(req.search_text());
 }
 
 Result<Ok> check_group(const GroupCommand& cmd, const LimitsConfig& limits) {
@@ -193,6 +196,24 @@ Result<Ok> check_edit(const v1::EditReq& req, const LimitsConfig& limits) {
   if (req.body().size() > limits.max_message_bytes)
     return make_error(StatusCode::kTooLarge,
                       fmt::format("body over limits.max_message_bytes ({})", limits.max_message_bytes));
+  return check_search_text(req.search_text());
+}
+
+Result<Ok> check_search(const v1::SearchReq& req) {
+  if (req.query().empty() || req.query().size() > kMaxSearchQueryBytes)
+    return bad(fmt::format("query must be 1 to {} bytes", kMaxSearchQueryBytes));
+  if (!valid_utf8(req.query())) return bad("query must be UTF-8");
+  if (std::count(req.query().begin(), req.query().end(), '*') > static_cast<std::ptrdiff_t>(kMaxSearchPrefixes))
+    return bad(fmt::format("at most {} prefixes (word*) in a query", kMaxSearchPrefixes));
+  // Every conversation of the caller, or the one conv_type and peer name.
+  if (req.conv_type() == v1::CONV_TYPE_UNSPECIFIED && req.peer().empty()) return Ok{};
+  return check_conv_ref(req.conv_type(), req.peer(), false);
+}
+
+Result<Ok> check_search_text(std::string_view text) {
+  if (text.size() > kMaxSearchTextBytes) return bad(fmt::format("search_text over {} bytes", kMaxSearchTextBytes));
+  if (!valid_utf8(text)) return bad("search_text must be UTF-8");
   return Ok{};
 }
+
 }  // namespace im::core

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/group_command.h"
@@ -45,6 +46,14 @@ Result<Ok> check_conv_ref(v1::ConvType type, const std::string& peer, bool syste
 Result<Ok> check_change(const std::string& client_msg_id, v1::ConvType type, const std::string& peer,
                         std::uint64_t conv_seq);
 Result<Ok> check_edit(const v1::EditReq& req, const LimitsConfig& limits);
+// PROTOCOL 8.6: SendReq/EditReq.search_text, and SEARCH's query and scope.
+inline constexpr std::size_t kMaxSearchTextBytes = 4096;
+inline constexpr std::size_t kMaxSearchQueryBytes = 256;
+inline constexpr std::size_t kMaxSearchPrefixes = 3;  // word* in one query: each expands over the whole index
+inline constexpr std::uint32_t kSearchDefault = 20;
+inline constexpr std::uint32_t kSearchMax = 100;
+Result<Ok> check_search_text(std::string_view text);
+Result<Ok> check_search(const v1::SearchReq& req);
 // DELETE: at most 100 conv_seqs, none 0, and something to delete.
 Result<Ok> check_delete(const v1::DeleteReq& req);
 // RECEIPTS: a valid gid and at most 100 conv_seqs.

@@ -16,6 +16,7 @@ namespace im::core {
 struct SendJob {
   v1::Message msg;
   std::string conv;              // the conversation id (store/conv_id.h)
+  std::string search_text;       // SendReq/EditReq.search_text (PROTOCOL 8.6): kept beside the history row
   std::uint64_t session_id = 0;  // the sending session, left out of the sender's PUSH (0: the admin API)
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::function<void(const Result<v1::SendResp>&)> done;

@@ -1,5 +1,6 @@
 #include "core/service.h"
 
+#include <chrono>
 #include <ctime>
 #include <filesystem>
 #include <stdexcept>
@@ -14,10 +15,13 @@
 #include "core/commands.h"
 #include "core/fanout_recovery.h"
 #include "core/ids.h"
+#include "core/message_search.h"
 #include "core/msg_id_clock.h"
 #include "core/requests.h"
+#include "core/wire.h"
 #include "net/connection.h"
 #include "net/io_loop.h"
+#include "search/search_index.h"
 #include "store/conv_id.h"
 
 namespace im::core {
@@ -68,6 +72,12 @@ void Service::start() {
   const unsigned n = thread_count(config_.sharding.shards);
   spdlog::info("{} core shards{}", n, config_.sharding.shards == 0 ? " (sharding.shards = 0: half the cores)" : "");
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));
+  if (config_.search.enabled) {
+    // Before the shards start: each batch they write is handed to the index.
+    search_ = std::make_unique<search::SearchIndex>(
+        config_, *store_, n, [n](std::string_view conv) { return static_cast<unsigned>(conv_owner_index(conv, n)); });
+    env_->search = search_.get();
+  }
   if (config_.storage.dedupe_memory_entries > 0 &&
       std::uint64_t{config_.storage.dedupe_window_s} > std::uint64_t{config_.storage.inbox_retention_days} * 86400)
     spdlog::warn(
@@ -75,6 +85,9 @@ void Service::start() {
         "window's records are inbox rows)");
   for (auto& s : shards_) s->start();
   recover_fanouts(*env_);
+  if (search_) {
+    if (auto started = search_->start(); !started) throw std::runtime_error(started.error().message);
+  }
   retention_ = std::make_unique<Retention>(config_.storage, *store_, env_->changes);
 }
 
@@ -85,6 +98,8 @@ void Service::stop() {
   retention_.reset();
   for (auto& s : shards_) s->stop();
   shards_.clear();
+  if (env_) env_->search = nullptr;  // SEARCH is UNAVAILABLE from here on
+  search_.reset();                   // after the shards' last batches: their rows are indexed
   env_.reset();
   store_.reset();
 }
@@ -199,6 +214,47 @@ void Service::conversations(const std::string& uid, v1::ConvListReq req, Done<v1
   asio::post(shard.context(), [&shard, uid, req = std::move(req), done = std::move(done)] {
     done(shard.conv_list(uid, req));
   });
+}
+
+namespace {
+
+// UNAVAILABLE, to be tried again a second later.
+Error busy(std::string text) {
+  Error e = make_error(StatusCode::kUnavailable, std::move(text));
+  e.retry_after_ms = 1000;
+  return e;
+}
+
+}  // namespace
+
+void Service::search(const std::string& uid, v1::SearchReq req, Done<v1::SearchResp> done) {
+  search::SearchIndex* index = env_->search;
+  if (!index) return done(make_error(StatusCode::kDisabled, "search is off (search.enabled = false)"));
+  if (auto ok = check_search(req); !ok) return done(ok.error());
+  auto below = decode_search_cursor(req.cursor());
+  if (!below) return done(below.error());
+  // Start-up indexes what earlier runs stored before any SEARCH is answered.
+  if (!index->ready()) return done(busy("the search index is being brought up to date"));
+  Shard& shard = shard_for(uid);
+  asio::post(shard.context(),
+             [this, &shard, index, uid, req = std::move(req), below = *below, done = std::move(done)]() mutable {
+               auto convs = shard.search_scope(uid, req);
+               if (!convs) return done(convs.error());
+               SearchRequest search{uid,
+                                    std::move(*req.mutable_query()),
+                                    std::move(*convs),
+                                    below,
+                                    req.limit() == 0 ? kSearchDefault : std::min(req.limit(), kSearchMax),
+                                    config_.server.max_frame_bytes - wire::kFrameSlack};
+               auto job = [this, search = std::move(search), done] {
+                 const auto started = std::chrono::steady_clock::now();
+                 auto result = run_search(*env_, search);
+                 metrics::get().search_latency.observe(
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+                 done(result);
+               };
+               if (!index->submit(std::move(job))) done(busy("too many searches at once"));
+             });
 }
 
 void Service::inbox_page(const std::string& uid, std::uint64_t after_seq, std::uint32_t limit,

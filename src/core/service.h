@@ -29,6 +29,10 @@
 #include "net/service_interface.h"
 #include "proto/im.pb.h"
 
+namespace im::search {
+class SearchIndex;
+}
+
 namespace im::core {
 
 class Service final : public net::ServiceInterface {
@@ -72,6 +76,9 @@ class Service final : public net::ServiceInterface {
   void recall_as(const std::string& from, v1::RecallReq req, Done<v1::SendResp> done);
   // CONV_LIST as `uid` sees it (PROTOCOL 6, 8.1).
   void conversations(const std::string& uid, v1::ConvListReq req, Done<v1::ConvListResp> done);
+  // SEARCH as `uid` (PROTOCOL 8.6): the scope on the user's shard, the
+  // query on a search thread, `done` called there.
+  void search(const std::string& uid, v1::SearchReq req, Done<v1::SearchResp> done);
   // One page of a user's inbox as PULL answers it (a serialized PullResp),
   // acknowledging nothing; and the user's groups (the admin's export).
   void inbox_page(const std::string& uid, std::uint64_t after_seq, std::uint32_t limit, Done<std::string> done);
@@ -135,6 +142,7 @@ class Service final : public net::ServiceInterface {
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<CoreEnv> env_;
   std::unique_ptr<Retention> retention_;
+  std::unique_ptr<search::SearchIndex> search_;  // search.enabled only
   Dispatcher dispatcher_;
 };
 

@@ -18,6 +18,7 @@
 #include "core/outbox_events.h"
 #include "core/wire.h"
 #include "net/frames.h"
+#include "search/search_index.h"
 #include "store/conv_id.h"
 #include "store/outbox.h"
 
@@ -478,6 +479,20 @@ Result<std::string> Shard::inbox_page(const std::string& uid, std::uint64_t comm
   return wire::pull_resp(std::move(rows), last < committed, committed, *oldest);
 }
 
+std::string_view Shard::search_text_of(const SendJob& job, const v1::Message& m) const {
+  if (!env_.search || m.content_type() >= 10000) return {};
+  return job.search_text;
+}
+
+bool Shard::searchable(const v1::Message& m, std::string_view search_text) const {
+  if (!env_.search) return false;
+  const std::uint32_t type = m.content_type();
+  if (type == 10003 || type == 10004) return true;  // a recall or an edit: its target's document changes
+  if (type >= 10000) return false;
+  const auto& listed = env_.config.search.text_content_types;
+  return !search_text.empty() || std::find(listed.begin(), listed.end(), type) != listed.end();
+}
+
 Result<std::string> Shard::history(const std::string& uid, const std::string& conv, const v1::HistoryReq& req) {
   auto last = convs_.committed(conv);
   if (!last) return last.error();
@@ -556,7 +571,11 @@ Result<std::string> Shard::group_history(const std::string& uid, const std::stri
 // ---------------------------------------------------------------- after a batch
 
 void Shard::on_written(bool ok) {
-  convs_.on_written(ok);
+  ConvCounters::Committed committed;
+  convs_.on_written(ok, env_.search ? &committed : nullptr);
+  // Conversations whose rows hold nothing to index move the index's mark
+  // only (search::ShardIndexer::notify).
+  if (!committed.empty()) env_.search->shard(index_).notify(std::move(committed));
   groups_.on_written(ok);
   auto users = std::move(touched_users_);
   auto pushes = std::move(pushes_);

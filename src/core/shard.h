@@ -150,6 +150,10 @@ class Shard {
   // `session_id` is the asking session (0: the admin API), left out of the
   // PUSH of the mark its request writes.
   Result<v1::ConvListResp> conv_list(const std::string& uid, const v1::ConvListReq& req);
+  // The conversations SEARCH looks in for `uid` (PROTOCOL 8.6), the user's
+  // shard: the one `req` names (a group only while a member), else every
+  // C2C conversation of the user's book and every group it is in now.
+  Result<std::vector<std::string>> search_scope(const std::string& uid, const v1::SearchReq& req);
   void conv_read(const std::string& uid, const v1::ConvReadReq& req, std::uint64_t session_id,
                  std::function<void(const Result<v1::ConvReadResp>&)> done);
   void conv_update(const std::string& uid, const v1::ConvUpdateReq& req, std::uint64_t session_id,
@@ -307,10 +311,16 @@ class Shard {
   Result<std::uint64_t> stage_group_message(v1::Message msg, std::vector<std::string> recipients,
                                             std::shared_ptr<SendJob> job);
   Result<Ok> stage_group_events(const GroupPlan& plan);
-  // A group message's conv_seq and history row, and for a SEND (`sent`) the
-  // sender's public read position in a group of at most
-  // limits.receipts_max_members `members`.
-  Result<Ok> stage_group_history(v1::Message& msg, bool sent, std::size_t members);
+  // A group message's conv_seq and history row, and for a SEND (`job`) the
+  // search text and the sender's public read position in a group of at
+  // most limits.receipts_max_members `members`.
+  Result<Ok> stage_group_history(v1::Message& msg, const SendJob* job, std::size_t members);
+  // What a sent message's history row keeps as its search text (PROTOCOL
+  // 8.6): the sender's, while search is on; events have none.
+  std::string_view search_text_of(const SendJob& job, const v1::Message& m) const;
+  // Whether the search index has something to read in a history row: a
+  // text (its own, or a listed content type's body) or a recall or edit.
+  bool searchable(const v1::Message& m, std::string_view search_text) const;
   // A message of a large group (PROTOCOL 9), on its shard: the history row
   // (and a SEND's dedupe row) in this batch; once durable the sender's
   // answer (inbox_seq 0), inbox rows for `named` (the users an event adds

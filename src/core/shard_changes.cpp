@@ -148,7 +148,10 @@ void Shard::settle_target(const SendJob& job) {
 
 void Shard::stage_target(const SendJob& job, ChangePlan& plan, std::uint64_t event_seq) {
   const v1::Message& target = plan.target;
-  commit_.batch().put_history(job.conv, target.conv_seq(), target.SerializeAsString());
+  // PROTOCOL 8.6: an edited message is found by the edit's search text
+  // only; a recalled one by none (the text goes with the body).
+  commit_.batch().put_history(job.conv, target.conv_seq(), target.SerializeAsString(),
+                              job.msg.content_type() == kEdit && env_.search ? job.search_text : std::string());
   if (job.msg.content_type() == kEdit) plan.record.edit_seqs.push_back(event_seq);
   commit_.batch().put_change(target.msg_id(), plan.record);
   env_.changes.add(target.msg_id());

@@ -231,13 +231,15 @@ Result<v1::GroupListResp> Shard::groups_of(const std::string& uid, const std::st
 
 // ---------------------------------------------------------------- group messages and fan-out
 
-Result<Ok> Shard::stage_group_history(v1::Message& msg, bool sent, std::size_t members) {
+Result<Ok> Shard::stage_group_history(v1::Message& msg, const SendJob* job, std::size_t members) {
   const std::string conv = store::group_conv(msg.to());
   auto counter = convs_.get(conv);
   if (!counter) return counter.error();
-  msg.set_conv_seq(convs_.assign(**counter));
-  commit_.batch().put_history(conv, msg.conv_seq(), msg.SerializeAsString());
+  const std::string_view text = job ? search_text_of(*job, msg) : std::string_view();
+  msg.set_conv_seq(convs_.assign(**counter, searchable(msg, text)));
+  commit_.batch().put_history(conv, msg.conv_seq(), msg.SerializeAsString(), text);
   ++commit_.staged().history;
+  const bool sent = job != nullptr;
   // Sending counts as reading (PROTOCOL 8.2): the sender's public read
   // position, for RECEIPTS, in groups small enough to have them.
   if (sent && msg.content_type() < 10000 && members <= env_.config.limits.receipts_max_members)
@@ -247,7 +249,7 @@ Result<Ok> Shard::stage_group_history(v1::Message& msg, bool sent, std::size_t m
 
 Result<std::uint64_t> Shard::stage_group_message(v1::Message msg, std::vector<std::string> recipients,
                                                  std::shared_ptr<SendJob> job) {
-  auto staged = stage_group_history(msg, job != nullptr, recipients.size());
+  auto staged = stage_group_history(msg, job.get(), recipients.size());
   if (!staged) return staged.error();
   const std::string conv = store::group_conv(msg.to());
   const std::uint64_t conv_seq = msg.conv_seq();

@@ -44,7 +44,7 @@ struct Shard::LargePush {
 
 Result<std::uint64_t> Shard::stage_large_message(v1::Message msg, std::vector<std::string> named,
                                                  std::shared_ptr<SendJob> job, std::size_t members) {
-  auto staged = stage_group_history(msg, job != nullptr, members);
+  auto staged = stage_group_history(msg, job.get(), members);
   if (!staged) return staged.error();
   const std::uint64_t conv_seq = msg.conv_seq();
   // The sender has no inbox row to carry its dedupe row: it gets its own.

@@ -334,8 +334,9 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
   }
   auto counter = convs_.get(job->conv);
   if (!counter) return answer_on_sender(job, counter.error());
-  m.set_conv_seq(convs_.assign(**counter));
-  commit_.batch().put_history(job->conv, m.conv_seq(), m.SerializeAsString());
+  const std::string_view text = search_text_of(*job, m);
+  m.set_conv_seq(convs_.assign(**counter, searchable(m, text)));
+  commit_.batch().put_history(job->conv, m.conv_seq(), m.SerializeAsString(), text);
   ++commit_.staged().history;
   if (change) stage_target(*job, *change, m.conv_seq());
   bool sender_local = false;

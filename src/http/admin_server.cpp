@@ -15,12 +15,13 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/jwt.h"
+#include "common/base64.h"
 #include "common/metrics.h"
 #include "config/config_loader.h"
 #include "core/group_command.h"
 #include "core/ids.h"
-#include "common/base64.h"
 #include "core/names.h"
+#include "core/requests.h"
 #include "core/service.h"
 #include "http/json_body.h"
 
@@ -320,6 +321,30 @@ Answer get_conversations(const Call& c) {
                      {"inbox_seq", std::to_string(r->inbox_seq())}});
 }
 
+// SEARCH as the user (PROTOCOL 8.6): q, and conv_type ("c2c" or "group")
+// with peer to search one conversation.
+Answer get_search(const Call& c) {
+  const std::string uid = c.param();
+  if (!core::valid_id(uid)) return bad_request("bad uid");
+  auto limit = query_number(c.req, "limit", 0);
+  if (!limit) return limit.error();
+  v1::SearchReq req;
+  req.set_query(c.req.get_param_value("q"));
+  req.set_cursor(c.req.get_param_value("cursor"));
+  req.set_limit(static_cast<std::uint32_t>(std::min<std::uint64_t>(*limit, core::kSearchMax)));
+  if (c.req.has_param("conv_type")) {
+    auto type = core::conv_type_of(c.req.get_param_value("conv_type"));
+    if (!type) return bad_request("conv_type must be c2c or group");
+    req.set_conv_type(static_cast<v1::ConvType>(*type));
+  }
+  req.set_peer(c.req.get_param_value("peer"));
+  auto r = ask_core<v1::SearchResp>([&](auto done) { c.service.search(uid, std::move(req), done); });
+  if (!r) return r.error();
+  json list = json::array();
+  for (const auto& m : r->messages()) list.push_back(message_json(m));
+  return json_reply({{"messages", list}, {"next_cursor", r->next_cursor()}, {"has_more", r->has_more()}});
+}
+
 // One of a bounded number of places for a long request, held while it lives.
 class Slot {
  public:
@@ -556,6 +581,7 @@ constexpr Route kRoutes[] = {
     {Method::kGet, R"(/v1/users/([^/]+)/presence)", true, get_presence},
     {Method::kPost, R"(/v1/users/([^/]+)/kick)", true, post_kick},
     {Method::kGet, R"(/v1/users/([^/]+)/conversations)", true, get_conversations},
+    {Method::kGet, R"(/v1/users/([^/]+)/search)", true, get_search},
     {Method::kGet, R"(/v1/users/([^/]+)/export)", true, get_export},
     {Method::kPost, "/v1/backup", true, post_backup},
     {Method::kGet, R"(/v1/groups/([^/]+)/receipts)", true, get_receipts},

@@ -16,6 +16,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/utf8.h"
+
 namespace im::ws {
 
 enum class Opcode : std::uint8_t {
@@ -79,8 +81,7 @@ std::string encode_frame(Opcode opcode, std::string_view payload);
 // The payload of a close frame: the code, big-endian, then the reason.
 std::string close_payload(std::uint16_t code, std::string_view reason = {});
 
-// True when `s` is well-formed UTF-8 (close reasons must be).
-bool valid_utf8(std::string_view s);
+using im::valid_utf8;  // close reasons must be UTF-8
 
 enum class WsEventKind {
   kNeedMore,  // no whole frame at the front of the input; nothing consumed

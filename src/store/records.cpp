@@ -5,6 +5,39 @@
 #include "store/keys.h"
 
 namespace im::store {
+
+std::string encode_history(std::string_view message, std::string_view search_text) {
+  if (search_text.empty()) return std::string(message);
+  std::string out(1, '\0');
+  for (std::size_t n = search_text.size();; n >>= 7) {
+    const auto byte = static_cast<unsigned char>(n & 0x7F);
+    if (n < 0x80) {
+      out.push_back(static_cast<char>(byte));
+      break;
+    }
+    out.push_back(static_cast<char>(byte | 0x80));
+  }
+  out.append(search_text);
+  out.append(message);
+  return out;
+}
+
+HistoryValue decode_history(std::string_view value) {
+  if (value.empty() || value[0] != '\0') return {value, {}};
+  std::size_t len = 0;
+  std::size_t at = 1;
+  for (int shift = 0; shift < 35; shift += 7) {
+    if (at >= value.size()) return {value, {}};
+    const auto byte = static_cast<unsigned char>(value[at++]);
+    len |= static_cast<std::size_t>(byte & 0x7F) << shift;
+    if ((byte & 0x80) == 0) {
+      if (len > value.size() - at) return {value, {}};
+      return {value.substr(at + len), value.substr(at, len)};
+    }
+  }
+  return {value, {}};
+}
+
 namespace {
 
 // Row tags: the first byte of a value says which shape follows.

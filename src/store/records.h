@@ -14,6 +14,21 @@
 
 namespace im::store {
 
+// `history`: a serialized Message, or, for a message with a search text
+// (PROTOCOL 8.6), 0x00, the text's length (LEB128), the text, then the
+// Message. A Message never starts with 0x00 (there is no field 0), so the
+// two are told apart by the first byte, and the text costs no row of its
+// own on the send path. Readers above src/store see the Message only
+// (Store::scan_history, get_history); the indexer asks for both.
+struct HistoryValue {
+  std::string_view message;
+  std::string_view search_text;
+};
+std::string encode_history(std::string_view message, std::string_view search_text);
+// A value that is not of this shape is taken as a Message (its parse fails
+// later if it is none).
+HistoryValue decode_history(std::string_view value);
+
 // `dedupe`: the ids a SEND got, and when (expired by compaction after
 // storage.dedupe_window_s).
 struct DedupeRecord {

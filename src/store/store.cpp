@@ -22,9 +22,9 @@
 namespace im::store {
 namespace {
 
-constexpr const char* kCfNames[kCfCount] = {"inbox",  "history", "dedupe",  "cursors", "groups",
-                                            "members", "user_groups", "fanout", "outbox", "meta",
-                                            "convs",  "deletes", "reads", "changes"};
+constexpr const char* kCfNames[kCfCount] = {"inbox",   "history",     "dedupe", "cursors", "groups",
+                                            "members", "user_groups", "fanout", "outbox",  "meta",
+                                            "convs",   "deletes",     "reads",  "changes"};
 
 Error store_error(const rocksdb::Status& s) {
   return make_error(StatusCode::kInternal, "store: " + s.ToString());
@@ -184,8 +184,10 @@ void Batch::put_inbox(std::string_view uid, std::uint64_t inbox_seq, std::string
   put(Cf::kInbox, inbox_key(uid, inbox_seq), message);
 }
 
-void Batch::put_history(std::string_view conv, std::uint64_t conv_seq, std::string_view message) {
-  put(Cf::kHistory, history_key(conv, conv_seq), message);
+void Batch::put_history(std::string_view conv, std::uint64_t conv_seq, std::string_view message,
+                        std::string_view search_text) {
+  if (search_text.empty()) return put(Cf::kHistory, history_key(conv, conv_seq), message);
+  put(Cf::kHistory, history_key(conv, conv_seq), encode_history(message, search_text));
 }
 
 void Batch::put_dedupe(std::string_view uid, std::string_view client_msg_id, const DedupeRecord& record) {
@@ -498,7 +500,46 @@ Result<std::uint64_t> Store::last_history_seq(std::string_view conv) {
 }
 
 Result<std::optional<std::string>> Store::get_history(std::string_view conv, std::uint64_t conv_seq) {
-  return get(Cf::kHistory, history_key(conv, conv_seq));
+  auto row = get(Cf::kHistory, history_key(conv, conv_seq));
+  if (!row || !*row) return row;
+  const HistoryValue v = decode_history(**row);
+  if (v.message.size() != (*row)->size()) return std::optional<std::string>(std::string(v.message));
+  return row;
+}
+
+Result<std::optional<Store::HistoryRow>> Store::get_history_row(std::string_view conv, std::uint64_t conv_seq) {
+  auto row = get(Cf::kHistory, history_key(conv, conv_seq));
+  if (!row) return row.error();
+  if (!*row) return std::optional<HistoryRow>();
+  const HistoryValue v = decode_history(**row);
+  return std::optional<HistoryRow>(HistoryRow{std::string(v.message), std::string(v.search_text)});
+}
+
+Result<Ok> Store::scan_history_rows(std::string_view conv, std::uint64_t from, std::uint64_t to,
+                                    const TextRowVisitor& fn) {
+  if (from >= to) return Ok{};
+  return scan(Cf::kHistory, history_key(conv, from), history_key(conv, to),
+              [&](std::string_view key, std::string_view value) {
+                const HistoryValue v = decode_history(value);
+                return fn(seq_of(key), v.message, v.search_text);
+              });
+}
+
+Result<Ok> Store::scan_history_convs(const std::function<bool(std::string_view conv)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handle(Cf::kHistory)));
+  for (it->SeekToFirst(); it->Valid();) {
+    const std::string_view key = view(it->key());
+    const auto sep = key.find('\0');
+    if (sep == std::string_view::npos) {  // not a history row
+      it->Next();
+      continue;
+    }
+    const std::string conv(key.substr(0, sep));
+    if (!fn(conv)) return Ok{};
+    it->Seek(prefix_end(conv + '\0'));
+  }
+  if (!it->status().ok()) return read_error(it->status());
+  return Ok{};
 }
 
 Result<Ok> Store::scan_convs(std::string_view uid,
@@ -641,7 +682,8 @@ Result<Ok> Store::add_change_rows() {
   auto added = derive_rows(Cf::kHistory, [&m](std::string_view key, std::string_view value, Batch& batch) {
     const auto sep = key.find('\0');
     if (sep == std::string_view::npos || key.size() != sep + 9) return;
-    if (m.ParseFromArray(value.data(), static_cast<int>(value.size())) &&
+    const std::string_view message = decode_history(value).message;
+    if (m.ParseFromArray(message.data(), static_cast<int>(message.size())) &&
         (m.content_type() == 10005 || m.edit_version() > 0))
       batch.put_change(m.msg_id(), {std::string(key.substr(0, sep)), m.conv_seq(), m.content_type() == 10005, {}});
   });
@@ -652,8 +694,9 @@ Result<Ok> Store::add_change_rows() {
 
 Result<Ok> Store::scan_history(std::string_view conv, std::uint64_t from, std::uint64_t to, const RowVisitor& fn) {
   if (from >= to) return Ok{};
-  return scan(Cf::kHistory, history_key(conv, from), history_key(conv, to),
-              [&](std::string_view key, std::string_view value) { return fn(seq_of(key), value); });
+  return scan(
+      Cf::kHistory, history_key(conv, from), history_key(conv, to),
+      [&](std::string_view key, std::string_view value) { return fn(seq_of(key), decode_history(value).message); });
 }
 
 Result<Ok> Store::scan_inbox(std::string_view uid, std::uint64_t from, std::uint64_t to, const RowVisitor& fn) {
@@ -671,7 +714,8 @@ Result<Ok> Store::scan_inbox_back(std::string_view uid, std::uint64_t below, con
 Result<Ok> Store::scan_history_back(std::string_view conv, std::uint64_t below, const RowVisitor& fn) {
   return scan(
       Cf::kHistory, user_prefix(conv), history_key(conv, below),
-      [&](std::string_view key, std::string_view value) { return fn(seq_of(key), value); }, true);
+      [&](std::string_view key, std::string_view value) { return fn(seq_of(key), decode_history(value).message); },
+      true);
 }
 
 Result<std::optional<DedupeRecord>> Store::get_dedupe(std::string_view uid, std::string_view client_msg_id) {
@@ -1007,7 +1051,9 @@ std::size_t Store::expire_oldest(Cf cf, const std::function<bool(std::string_vie
     std::string last_expired;
     std::string last_value;
     std::size_t run = 0;
-    while (it->Valid() && it->key().starts_with(prefix) && expired(view(it->value()))) {
+    // A history row's Message, without its search text.
+    auto value_of = [&] { return cf == Cf::kHistory ? decode_history(view(it->value())).message : view(it->value()); };
+    while (it->Valid() && it->key().starts_with(prefix) && expired(value_of())) {
       last_expired = it->key().ToString();
       if (rewrite_kept) last_value = it->value().ToString();
       ++run;

@@ -50,8 +50,10 @@ inline constexpr std::size_t kCfCount = 14;
 // before PROTOCOL 8 (no such row), 2 adds `convs`, `deletes` and `reads`,
 // 3 the settings rows in `convs` (Store::open writes them for a store of
 // layout 2), 4 `changes` (written from the history rows for a store of
-// layout 2 or 3). A store written by a later layout is refused at open.
-inline constexpr std::uint64_t kSchemaVersion = 4;
+// layout 2 or 3), 5 history rows that may carry a search text
+// (records.h, encode_history; nothing to move). A store written by a
+// later layout is refused at open.
+inline constexpr std::uint64_t kSchemaVersion = 5;
 
 class Store;
 
@@ -65,7 +67,9 @@ class Batch {
   Batch& operator=(Batch&&) noexcept;
 
   void put_inbox(std::string_view uid, std::uint64_t inbox_seq, std::string_view message);
-  void put_history(std::string_view conv, std::uint64_t conv_seq, std::string_view message);
+  // With the message's search text (PROTOCOL 8.6), if it has one.
+  void put_history(std::string_view conv, std::uint64_t conv_seq, std::string_view message,
+                   std::string_view search_text = {});
   void put_dedupe(std::string_view uid, std::string_view client_msg_id, const DedupeRecord& record);
   void put_cursor(std::string_view uid, const CursorRecord& cursor);
   void del_cursor(std::string_view uid, std::uint8_t device_type, std::string_view device_id);
@@ -164,6 +168,18 @@ class Store {
   Result<Ok> scan_cursors(std::string_view uid, const std::function<bool(const CursorRecord&)>& fn);
   // One history row (a serialized Message), if it exists.
   Result<std::optional<std::string>> get_history(std::string_view conv, std::uint64_t conv_seq);
+  // One history row with its search text ("" when none).
+  struct HistoryRow {
+    std::string message;
+    std::string search_text;
+  };
+  Result<std::optional<HistoryRow>> get_history_row(std::string_view conv, std::uint64_t conv_seq);
+  // History rows with from <= seq < to, ascending, with their search texts.
+  using TextRowVisitor = std::function<bool(std::uint64_t seq, std::string_view message, std::string_view search_text)>;
+  Result<Ok> scan_history_rows(std::string_view conv, std::uint64_t from, std::uint64_t to, const TextRowVisitor& fn);
+  // Every conversation that has history rows, in id order, one seek each,
+  // until `fn` returns false.
+  Result<Ok> scan_history_convs(const std::function<bool(std::string_view conv)>& fn);
   // A user's conversation states, in conversation id order, and the inbox
   // seq they reflect (0 when none was written: an older store).
   Result<Ok> scan_convs(std::string_view uid,
@@ -243,7 +259,7 @@ class Store {
 
   // ---- maintenance (generic: the retention thread)
   // For each key prefix of `cf` (one inbox or one conversation), deletes
-  // the leading run of rows whose value `expired` says is too old, but
+  // the leading run of rows whose value (a history row's Message) `expired` says is too old, but
   // never the prefix's last row (counters are recovered from it). Returns
   // how many rows went.
   // `rewrite_kept`, when given, may replace the value of a kept last row

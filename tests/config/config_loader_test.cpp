@@ -75,9 +75,36 @@ TEST_CASE("defaults are those of the design, and need only a secret") {
   CHECK(c.limits.burst == 200);
   CHECK(c.limits.accept_per_second == 20000);
   CHECK(c.limits.connections_per_ip == 0);
+  CHECK(c.search.enabled);
+  CHECK(c.search.text_content_types.empty());
+  CHECK(c.search.commit_interval_ms == 1000);
   CHECK(c.log.level == "info");
   CHECK(c.log.format == "text");
   CHECK(c.shutdown.timeout_s == 10);
+}
+
+TEST_CASE("search: the keys, a list of content types from the file and the environment, bad values") {
+  auto r = load(
+      with_secret("[search]\nenabled = false\ntext_content_types = [1, 7, 4294967295]\ncommit_interval_ms = 250\n"));
+  REQUIRE(r);
+  CHECK_FALSE(r->search.enabled);
+  CHECK(r->search.text_content_types == std::vector<std::uint32_t>{1, 7, 4294967295u});
+  CHECK(r->search.commit_interval_ms == 250);
+  auto e = load(with_secret(), {{"IMSERVER_SEARCH__TEXT_CONTENT_TYPES", "3,4"}});
+  REQUIRE(e);
+  CHECK(e->search.text_content_types == std::vector<std::uint32_t>{3, 4});
+  auto none = load(with_secret("[search]\ntext_content_types = [5]\n"), {{"IMSERVER_SEARCH__TEXT_CONTENT_TYPES", ""}});
+  REQUIRE(none);
+  CHECK(none->search.text_content_types.empty());
+  CHECK(refusal(with_secret("[search]\ntext_content_types = [\"1\"]\n")).find("search.text_content_types:") == 0);
+  CHECK(refusal(with_secret("[search]\ntext_content_types = [-1]\n")).find("search.text_content_types:") == 0);
+  CHECK(refusal(with_secret("[search]\ntext_content_types = [4294967296]\n")).find("search.text_content_types:") == 0);
+  CHECK(refusal(with_secret("[search]\ntext_content_types = 1\n")).find("search.text_content_types:") == 0);
+  CHECK(refusal(with_secret(), {{"IMSERVER_SEARCH__TEXT_CONTENT_TYPES", "1,x"}})
+            .find("IMSERVER_SEARCH__TEXT_CONTENT_TYPES") == 0);
+  CHECK(refusal(with_secret("[search]\ncommit_interval_ms = 5\n")).find("search.commit_interval_ms: must be between") ==
+        0);
+  CHECK(refusal(with_secret("[search]\nenabled = 1\n")).find("search.enabled:") == 0);
 }
 
 TEST_CASE("0 loops or shards means half the cores, at least one") {

@@ -9,12 +9,14 @@
 
 using im::Cmd;
 using im::LimitsConfig;
+using im::core::check_edit;
 using im::core::check_group;
 using im::core::check_login;
 using im::core::check_presence;
 using im::core::check_presence_watch;
 using im::core::check_push;
 using im::core::check_report;
+using im::core::check_search;
 using im::core::check_send;
 using im::core::check_typing;
 using im::core::GroupCommand;
@@ -427,4 +429,61 @@ TEST_CASE("presence watch: at most 500 valid uids in add and in remove") {
   bad.clear_add();
   bad.add_remove(std::string(65, 'x'));
   CHECK(status_of(check_presence_watch(bad)) == "BAD_REQUEST");
+}
+
+// ---------------------------------------------------------------- search (PROTOCOL 8.6)
+
+TEST_CASE("search_text: at most 4096 bytes of UTF-8 on SEND and EDIT, else BAD_REQUEST") {
+  auto req = send("bob");
+  req.set_search_text(std::string(4096, 's'));
+  CHECK(check_send("alice", req, kLimits));
+  req.set_search_text(std::string(4097, 's'));
+  CHECK(status_of(check_send("alice", req, kLimits)) == "BAD_REQUEST");
+  req.set_search_text("bad \xC3\x28 utf-8");
+  CHECK(status_of(check_send("alice", req, kLimits)) == "BAD_REQUEST");
+  req.set_search_text("明天开会");
+  CHECK(check_send("alice", req, kLimits));
+  v1::EditReq edit;
+  edit.set_client_msg_id("e1");
+  edit.set_conv_type(v1::C2C);
+  edit.set_peer("bob");
+  edit.set_conv_seq(1);
+  edit.set_search_text(std::string(4096, 'e'));
+  CHECK(check_edit(edit, kLimits));
+  edit.set_search_text(std::string(4097, 'e'));
+  CHECK(status_of(check_edit(edit, kLimits)) == "BAD_REQUEST");
+  edit.set_search_text("\xFF");
+  CHECK(status_of(check_edit(edit, kLimits)) == "BAD_REQUEST");
+}
+
+TEST_CASE("search: a query of 1 to 256 bytes of UTF-8, every conversation or one named by conv_type and peer") {
+  v1::SearchReq req;
+  req.set_query("开会");
+  CHECK(check_search(req));
+  req.set_query("");
+  CHECK(status_of(check_search(req)) == "BAD_REQUEST");
+  req.set_query(std::string(256, 'q'));
+  CHECK(check_search(req));
+  req.set_query(std::string(257, 'q'));
+  CHECK(status_of(check_search(req)) == "BAD_REQUEST");
+  req.set_query("\xE5\xBC");  // cut in the middle of a character
+  CHECK(status_of(check_search(req)) == "BAD_REQUEST");
+  req.set_query("a* b* c*");
+  CHECK(check_search(req));
+  req.set_query("a* b* c* d*");
+  CHECK(status_of(check_search(req)) == "BAD_REQUEST");  // at most 3 prefixes
+  req.set_query("q");
+  req.set_conv_type(v1::C2C);
+  CHECK(status_of(check_search(req)) == "BAD_REQUEST");  // no peer
+  req.set_peer("bob");
+  CHECK(check_search(req));
+  req.set_conv_type(v1::GROUP);
+  CHECK(check_search(req));
+  req.set_conv_type(v1::SYSTEM);
+  CHECK(status_of(check_search(req)) == "BAD_REQUEST");
+  req.set_conv_type(v1::CONV_TYPE_UNSPECIFIED);
+  CHECK(status_of(check_search(req)) == "BAD_REQUEST");  // a peer without a type
+  req.set_conv_type(v1::C2C);
+  req.set_peer("bad id!");
+  CHECK(status_of(check_search(req)) == "BAD_REQUEST");
 }

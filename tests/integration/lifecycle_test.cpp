@@ -24,23 +24,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Run {
-  int exit_code;
-  std::string output;
-};
-
-// Runs imserver with `args` (a shell fragment) and collects stdout+stderr.
-Run run_imserver(const std::string& args) {
-  const std::string out = unique_temp_path("imserver-cli-test") + ".out";
-  const std::string cmd = std::string(IMSERVER_BIN) + " " + args + " >" + out + " 2>&1";
-  const int status = std::system(cmd.c_str());
-  std::ifstream in(out);
-  std::stringstream s;
-  s << in.rdbuf();
-  std::filesystem::remove(out);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, s.str()};
-}
-
 std::string write_config(const std::string& text) {
   const std::string path = unique_temp_path("imserver-cli-test") + ".toml";
   std::ofstream(path) << text;
@@ -86,12 +69,16 @@ TEST_CASE("a bad config stops start-up with one line naming the key") {
 
 TEST_CASE("a listener that cannot bind stops start-up with a clear line") {
   ServerProcess first;
-  const std::string config =
-      write_config("[server]\nlisten = \"127.0.0.1:" + std::to_string(first.tcp_port()) +
-                   "\"\nws_listen = \"\"\n[admin]\nlisten = \"\"\n[auth]\njwt_secret = \"" + kTestSecret + "\"\n");
+  // A data dir of its own: "./data" is shared by every test run from here.
+  const std::string data_dir = unique_temp_path("imserver-bind-test");
+  const std::string config = write_config("[server]\nlisten = \"127.0.0.1:" + std::to_string(first.tcp_port()) +
+                                          "\"\nws_listen = \"\"\n[admin]\nlisten = \"\"\n[auth]\njwt_secret = \"" +
+                                          kTestSecret + "\"\n[storage]\ndata_dir = \"" + data_dir + "\"\n");
   auto r = run_imserver("--config " + config);
+  INFO(r.output);
   CHECK(r.exit_code == 1);
   CHECK(r.output.find("server.listen: cannot listen on") != std::string::npos);
+  std::filesystem::remove_all(data_dir);
 }
 
 TEST_CASE("environment overrides reach the running server") {

@@ -14,6 +14,7 @@
 #include "proto/im.pb.h"
 #include "store/keys.h"
 #include "store/outbox.h"
+#include "store/records.h"
 #include "store/store.h"
 
 using namespace im;
@@ -1035,4 +1036,96 @@ TEST_CASE("store: a WAL holding a range deletion inside an inbox, from a build b
     CHECK(inbox_seqs(store, "alice") == std::vector<std::uint64_t>{3, 4, 5, 6});
   }
   std::filesystem::remove_all(config.data_dir);
+}
+
+TEST_CASE("store: a history row keeps its search text beside the Message, and readers see the Message alone") {
+  TempStore t;
+  Store& store = *t.store;
+  v1::Message m;
+  m.set_msg_id(9);
+  m.set_body("body");
+  m.set_server_time_ms(1000);
+  const std::string bytes = m.SerializeAsString();
+  const std::string long_text(300, 'x');  // a two-byte length
+  Batch b(store);
+  b.put_history("c:alice:bob", 1, bytes, "明天开会");
+  b.put_history("c:alice:bob", 2, bytes);
+  b.put_history("c:alice:bob", 3, bytes, long_text);
+  REQUIRE(store.write(b));
+  CHECK(store.get_history("c:alice:bob", 1).value() == std::optional<std::string>(bytes));
+  CHECK(store.get_history("c:alice:bob", 2).value() == std::optional<std::string>(bytes));
+  auto row = store.get_history_row("c:alice:bob", 1).value();
+  REQUIRE(row);
+  CHECK(row->message == bytes);
+  CHECK(row->search_text == "明天开会");
+  CHECK(store.get_history_row("c:alice:bob", 2).value()->search_text.empty());
+  CHECK(store.get_history_row("c:alice:bob", 3).value()->search_text == long_text);
+  CHECK_FALSE(store.get_history_row("c:alice:bob", 4).value());
+  std::vector<std::string> seen;
+  REQUIRE(store.scan_history("c:alice:bob", 1, 4, [&](std::uint64_t, std::string_view message) {
+    seen.emplace_back(message);
+    return true;
+  }));
+  CHECK(seen == std::vector<std::string>{bytes, bytes, bytes});
+  seen.clear();
+  REQUIRE(store.scan_history_back("c:alice:bob", 4, [&](std::uint64_t, std::string_view message) {
+    seen.emplace_back(message);
+    return true;
+  }));
+  CHECK(seen == std::vector<std::string>{bytes, bytes, bytes});
+  std::vector<std::string> texts;
+  REQUIRE(
+      store.scan_history_rows("c:alice:bob", 1, 4, [&](std::uint64_t, std::string_view message, std::string_view text) {
+        CHECK(message == bytes);
+        texts.emplace_back(text);
+        return true;
+      }));
+  CHECK(texts == std::vector<std::string>{"明天开会", "", long_text});
+  CHECK(store.last_history_seq("c:alice:bob").value() == 3);
+  // Retention reads the Message of each row, text or not: the two old ones go.
+  CHECK(store.expire_oldest(Cf::kHistory, [](std::string_view value) {
+    v1::Message parsed;
+    REQUIRE(parsed.ParseFromArray(value.data(), static_cast<int>(value.size())));
+    return parsed.server_time_ms() < 2000;
+  }) == 2);
+  CHECK_FALSE(store.get_history("c:alice:bob", 1).value());
+  CHECK(store.get_history_row("c:alice:bob", 3).value()->search_text == long_text);
+}
+
+TEST_CASE("history values: a damaged text header is read as a Message, never past the value") {
+  CHECK(decode_history("").message.empty());
+  CHECK(decode_history(std::string("\0", 1)).message.size() == 1);  // no length
+  CHECK(decode_history(std::string("\0\x05"
+                                   "ab",
+                                   4))
+            .message.size() == 4);                                                          // a length past the end
+  CHECK(decode_history(std::string("\0\xff\xff\xff\xff\xff\xff", 7)).search_text.empty());  // an endless length
+  const std::string encoded = encode_history("msg", "txt");
+  const auto v = decode_history(encoded);
+  CHECK(v.message == "msg");
+  CHECK(v.search_text == "txt");
+  CHECK(encode_history("msg", "") == "msg");
+}
+
+TEST_CASE("store: every conversation with history rows is visited once, in id order, until told to stop") {
+  TempStore t;
+  Store& store = *t.store;
+  Batch b(store);
+  for (std::uint64_t seq = 1; seq <= 5; ++seq) b.put_history("c:a:b", seq, "x");
+  b.put_history("c:a:bb", 1, "x");
+  b.put_history("g:team", 3, "x");
+  b.put_history("s:a", 1, "x");
+  REQUIRE(store.write(b));
+  std::vector<std::string> convs;
+  REQUIRE(store.scan_history_convs([&](std::string_view conv) {
+    convs.emplace_back(conv);
+    return true;
+  }));
+  CHECK(convs == std::vector<std::string>{"c:a:b", "c:a:bb", "g:team", "s:a"});
+  convs.clear();
+  REQUIRE(store.scan_history_convs([&](std::string_view conv) {
+    convs.emplace_back(conv);
+    return convs.size() < 2;
+  }));
+  CHECK(convs.size() == 2);
 }

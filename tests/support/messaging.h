@@ -27,9 +27,7 @@ inline v1::SendReq send_req(const std::string& to, const std::string& cmid, cons
 }
 
 // A SEND that must succeed; its SendResp.
-inline v1::SendResp send_ok(SyncClient& c, const std::string& to, const std::string& cmid,
-                            const std::string& body = "hello") {
-  auto req = send_req(to, cmid, body);
+inline v1::SendResp send_ok(SyncClient& c, const v1::SendReq& req) {
   auto r = c.call(Cmd::kSend, &req);
   REQUIRE(r);
   INFO(r->error_message());
@@ -37,6 +35,11 @@ inline v1::SendResp send_ok(SyncClient& c, const std::string& to, const std::str
   v1::SendResp resp;
   REQUIRE(r->parse(resp));
   return resp;
+}
+
+inline v1::SendResp send_ok(SyncClient& c, const std::string& to, const std::string& cmid,
+                            const std::string& body = "hello") {
+  return send_ok(c, send_req(to, cmid, body));
 }
 
 inline v1::PullResp pull(SyncClient& c, std::uint64_t after, std::uint32_t limit = 0) {

@@ -222,6 +222,11 @@ void ServerProcess::restart() {
   spawn();
 }
 
+void ServerProcess::restart(const Overrides& extra) {
+  overrides_ = merged(std::move(overrides_), extra);
+  restart();
+}
+
 void ServerProcess::kill9() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGKILL);
@@ -279,6 +284,17 @@ std::unique_ptr<SyncClient> ServerProcess::login(const std::string& uid, int dev
   REQUIRE(r->ok());
   if (resp) *resp = *r;
   return c;
+}
+
+Run run_imserver(const std::string& args) {
+  const std::string out = unique_temp_path("imserver-cli-test") + ".out";
+  const std::string cmd = std::string(IMSERVER_BIN) + " " + args + " >" + out + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(out);
+  std::stringstream s;
+  s << in.rdbuf();
+  std::filesystem::remove(out);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, s.str()};
 }
 
 }  // namespace im::test

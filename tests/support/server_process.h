@@ -41,6 +41,8 @@ class ServerProcess {
 
   // Starts again on the same data dir (after kill9() or terminate()).
   void restart();
+  // The same, with `extra` set over the overrides from now on.
+  void restart(const Overrides& extra);
   void kill9();
   // SIGTERM and wait; returns the exit status (-1 when it did not exit in time).
   int terminate(std::chrono::seconds within = std::chrono::seconds(20));
@@ -75,6 +77,14 @@ class ServerProcess {
   std::uint16_t ws_port_ = 0;
   std::uint16_t admin_port_ = 0;
 };
+
+// What a run of the imserver binary with some arguments gave.
+struct Run {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+// Runs imserver with `args` (a shell fragment) and collects its output.
+Run run_imserver(const std::string& args);
 
 // A LoginReq frame body for `uid`.
 std::string login_body(const std::string& uid, const std::string& token, int device_type = 1,

@@ -1,0 +1,214 @@
+#include "search/search_index.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <xapian.h>
+#include <asio/post.hpp>
+
+#include "common/private_dir.h"
+#include "store/store.h"
+
+namespace im::search {
+
+namespace {
+
+// The indexes are laid out for one shard count: a conversation's documents
+// are in its owner's database. This file records the count.
+constexpr const char* kLayoutFile = "shards";
+
+std::string index_root(const Config& config) {
+  return config.storage.data_dir + "/search";
+}
+
+}  // namespace
+
+Result<std::uint64_t> remove_indexes(const Config& config) {
+  namespace fs = std::filesystem;
+  auto store = store::Store::open(config.storage);
+  if (!store) return make_error(StatusCode::kInternal, "storage: " + store.error().message + " (is imserver running?)");
+  const std::string root = index_root(config);
+  std::uint64_t bytes = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    if (it->is_regular_file(ec)) bytes += it->file_size(ec);
+  ec.clear();
+  fs::remove_all(root, ec);
+  if (ec) return make_error(StatusCode::kInternal, "cannot remove " + root + ": " + ec.message());
+  return bytes;
+}
+
+SearchIndex::SearchIndex(const Config& config, store::Store& store, unsigned shards, ShardIndexer::OwnerOf owner_of)
+    : shards_(shards), root_(index_root(config)) {
+  for (unsigned i = 0; i < shards; ++i)
+    indexers_.push_back(std::make_unique<ShardIndexer>(i, fmt::format("{}/shard-{}", root_, i), config.search,
+                                                       config.storage.history_retention_days, store, owner_of));
+}
+
+SearchIndex::~SearchIndex() {
+  stop();
+}
+
+Result<Ok> SearchIndex::start() {
+  namespace fs = std::filesystem;
+  const std::string layout = root_ + "/" + kLayoutFile;
+  std::string recorded;
+  if (std::ifstream in(layout); in) std::getline(in, recorded);
+  if (!recorded.empty() && recorded != std::to_string(shards_)) {
+    // The conversations' owners moved: the indexes are made again from the
+    // history (in the background; SEARCH waits for them).
+    spdlog::warn("search: the indexes were made for {} shards, now {}: indexing the history again", recorded, shards_);
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+    if (ec) return make_error(StatusCode::kInternal, "search: cannot remove " + root_ + ": " + ec.message());
+  }
+  if (auto ec = make_private_dir(root_))
+    return make_error(StatusCode::kInternal, "search: cannot create " + root_ + ": " + ec.message());
+  {
+    std::ofstream out(layout, std::ios::trunc);
+    out << shards_ << "\n";
+    if (!out.flush()) return make_error(StatusCode::kInternal, "search: cannot write " + layout);
+  }
+  for (auto& indexer : indexers_)
+    if (auto started = indexer->start(); !started) return started;
+  return Ok{};
+}
+
+void SearchIndex::stop() {
+  stopping_.store(true, std::memory_order_release);
+  pool_.join();
+  for (auto& indexer : indexers_) indexer->stop();
+  std::lock_guard lock(readers_mutex_);
+  readers_.clear();
+}
+
+bool SearchIndex::ready() const {
+  for (const auto& indexer : indexers_)
+    if (!indexer->ready()) return false;
+  return true;
+}
+
+std::uint64_t SearchIndex::indexed() const {
+  std::uint64_t n = 0;
+  for (const auto& indexer : indexers_) n += indexer->indexed();
+  return n;
+}
+
+bool SearchIndex::submit(std::function<void()> job) {
+  if (stopping_.load(std::memory_order_acquire)) return false;
+  if (queued_.fetch_add(1, std::memory_order_acq_rel) >= kMaxQueued) {
+    queued_.fetch_sub(1, std::memory_order_acq_rel);
+    return false;
+  }
+  asio::post(pool_, [this, job = std::move(job)] {
+    try {
+      job();
+    } catch (const std::exception& e) {
+      spdlog::error("search: a query failed: {}", e.what());  // its answer is lost; the client's call times out
+    }
+    queued_.fetch_sub(1, std::memory_order_acq_rel);
+  });
+  return true;
+}
+
+std::unique_ptr<Xapian::Database> SearchIndex::take_reader() {
+  {
+    std::lock_guard lock(readers_mutex_);
+    if (!readers_.empty()) {
+      auto reader = std::move(readers_.back());
+      readers_.pop_back();
+      reader->reopen();
+      return reader;
+    }
+  }
+  auto reader = std::make_unique<Xapian::Database>();
+  for (const auto& indexer : indexers_) reader->add_database(Xapian::Database(indexer->dir()));
+  return reader;
+}
+
+void SearchIndex::give_back(std::unique_ptr<Xapian::Database> reader) {
+  std::lock_guard lock(readers_mutex_);
+  readers_.push_back(std::move(reader));
+}
+
+Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::string>& convs, std::uint64_t below_msg_id,
+                             const std::function<bool(const Hit&)>& fn) {
+  if (convs.empty()) return Ok{};
+  constexpr Xapian::doccount kPage = 100;
+  // A writer's commit can outdate what a reader holds mid-query
+  // (DatabaseModifiedError): the query starts again on a reopened reader,
+  // after the last hit already handed over.
+  std::uint64_t below = below_msg_id;
+  std::uint32_t examined = 0;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    try {
+      auto reader = take_reader();
+      Xapian::QueryParser parser;
+      parser.set_database(*reader);
+      parser.set_default_op(Xapian::Query::OP_AND);
+      // A prefix that stands for more words than this is refused, not cut
+      // (cut, it would miss the caller's rarer words, and others' words
+      // could push them out).
+      parser.set_max_expansion(kMaxWildcardTerms, Xapian::Query::WILDCARD_LIMIT_ERROR);
+      Xapian::Query q = parser.parse_query(std::string(query),
+                                           Xapian::QueryParser::FLAG_CJK_NGRAM | Xapian::QueryParser::FLAG_WILDCARD);
+      if (q.empty()) {
+        give_back(std::move(reader));
+        return Ok{};
+      }
+      std::vector<Xapian::Query> filters;
+      filters.reserve(convs.size());
+      for (const auto& conv : convs) filters.emplace_back(conv_term(conv));
+      q = Xapian::Query(Xapian::Query::OP_FILTER, q,
+                        Xapian::Query(Xapian::Query::OP_OR, filters.begin(), filters.end()));
+      if (below > 0)
+        q = Xapian::Query(Xapian::Query::OP_FILTER, q,
+                          Xapian::Query(Xapian::Query::OP_VALUE_LE, kMsgIdSlot, encode_msg_id(below - 1)));
+      Xapian::Enquire enquire(*reader);
+      enquire.set_query(q);
+      enquire.set_weighting_scheme(Xapian::BoolWeight());
+      enquire.set_sort_by_value(kMsgIdSlot, true);
+      std::vector<Hit> hits;
+      for (Xapian::doccount offset = 0;; offset += kPage) {
+        // The page is read out of Xapian first: `fn` reads the store, and a
+        // commit meanwhile must not outdate what it walks.
+        Xapian::MSet page = enquire.get_mset(offset, kPage);
+        hits.clear();
+        for (auto it = page.begin(); it != page.end(); ++it) {
+          Xapian::Document doc = it.get_document();
+          auto ref = decode_doc(doc.get_data());
+          const std::string value = doc.get_value(kMsgIdSlot);
+          if (!ref || value.size() != 8) continue;
+          Hit& hit = hits.emplace_back(Hit{std::move(*ref), 0});
+          for (char c : value) hit.msg_id = (hit.msg_id << 8) | static_cast<std::uint8_t>(c);
+        }
+        for (const Hit& hit : hits) {
+          below = hit.msg_id;
+          if (!fn(hit) || ++examined >= kMaxExamined) {
+            give_back(std::move(reader));
+            return Ok{};
+          }
+        }
+        if (page.size() < kPage) break;
+      }
+      give_back(std::move(reader));
+      return Ok{};
+    } catch (const Xapian::DatabaseModifiedError&) {
+      continue;  // the reader is dropped; a new one opens
+    } catch (const Xapian::QueryParserError& e) {
+      return make_error(StatusCode::kBadRequest, std::string("query: ") + e.get_msg());
+    } catch (const Xapian::WildcardError&) {
+      return make_error(StatusCode::kBadRequest,
+                        fmt::format("query: a prefix stands for more than {} words; add letters", kMaxWildcardTerms));
+    } catch (const Xapian::Error& e) {
+      spdlog::error("search: {}", e.get_description());
+      return make_error(StatusCode::kInternal, "the search index could not be read");
+    }
+  }
+  return make_error(StatusCode::kUnavailable, "the search index is busy; try again");
+}
+
+}  // namespace im::search

@@ -1,0 +1,270 @@
+// The search index on a real store, without a server: what the indexer
+// reads from history rows (messages, recall and edit events), its marks
+// across a restart, retention, and find()'s order, filter and cursor.
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "common/clock.h"
+#include "proto/im.pb.h"
+#include "search/search_index.h"
+#include "store/store.h"
+#include "wait_until.h"
+
+using namespace im;
+using namespace im::search;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Fixture {
+  Fixture() {
+    config.storage.data_dir =
+        (std::filesystem::temp_directory_path() / ("imsearch-" + std::to_string(std::random_device{}()))).string();
+    config.search.commit_interval_ms = 20;
+    config.search.text_content_types = {7};
+    config.storage.history_retention_days = 30;
+    store = std::move(store::Store::open(config.storage).value());
+  }
+  ~Fixture() {
+    index.reset();
+    store.reset();
+    std::filesystem::remove_all(config.storage.data_dir);
+  }
+  void open_index() {
+    index = std::make_unique<SearchIndex>(config, *store, 1, [](std::string_view) { return 0u; });
+    REQUIRE(index->start());
+    REQUIRE(test::wait_until([&] { return index->ready(); }));
+  }
+  // A message row of `conv` at `seq`, written, and handed to the indexer.
+  void put(const std::string& conv, std::uint64_t seq, std::uint64_t msg_id, std::uint32_t type,
+           const std::string& body, const std::string& search_text = "", std::int64_t time_ms = wall_ms()) {
+    v1::Message m;
+    m.set_msg_id(msg_id);
+    m.set_conv_seq(seq);
+    m.set_content_type(type);
+    m.set_body(body);
+    m.set_server_time_ms(time_ms);
+    store::Batch b(*store);
+    b.put_history(conv, seq, m.SerializeAsString(), search_text);
+    REQUIRE(store->write(b));
+    if (index) index->shard(0).notify({{conv, seq, true}});
+  }
+  std::vector<std::uint64_t> find(const std::string& q, std::vector<std::string> convs, std::uint64_t below = 0) {
+    std::vector<std::uint64_t> ids;
+    REQUIRE(index->find(q, convs, below, [&](const SearchIndex::Hit& h) {
+      ids.push_back(h.msg_id);
+      return true;
+    }));
+    return ids;
+  }
+  // Waits until `q` finds exactly `ids` in `convs`.
+  bool finds(const std::string& q, std::vector<std::string> convs, std::vector<std::uint64_t> ids) {
+    return test::wait_until([&] { return find(q, convs) == ids; });
+  }
+
+  Config config;
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<SearchIndex> index;
+};
+
+}  // namespace
+
+TEST_CASE("search index: search texts and listed bodies are indexed, newest first, filtered by conversation") {
+  Fixture f;
+  f.open_index();
+  f.put("c:a:b", 1, 100, 1, "not indexed: type 1 is not listed", "hello world");
+  f.put("c:a:b", 2, 200, 7, "hello from a listed body");
+  f.put("g:team", 1, 150, 7, "hello team");
+  f.put("g:team", 2, 160, 7, std::string("hello \xFF binary", 14));  // not UTF-8: not indexed
+  f.put("c:a:b", 3, 300, 1, "no text at all");
+  CHECK(f.finds("hello", {"c:a:b", "g:team"}, {200, 150, 100}));
+  CHECK(f.find("hello", {"c:a:b"}) == std::vector<std::uint64_t>{200, 100});
+  CHECK(f.find("hello", {"g:team"}) == std::vector<std::uint64_t>{150});
+  CHECK(f.find("hello", {"c:x:y"}).empty());
+  CHECK(f.find("hello", {}).empty());
+  CHECK(f.find("indexed", {"c:a:b"}).empty());
+  CHECK(f.find("binary", {"g:team"}).empty());
+  // The cursor: below a msg_id.
+  CHECK(f.find("hello", {"c:a:b", "g:team"}, 200) == std::vector<std::uint64_t>{150, 100});
+  CHECK(f.find("hello", {"c:a:b", "g:team"}, 101) == std::vector<std::uint64_t>{100});
+  // Each hit says where its message is and which edit was indexed.
+  std::vector<SearchIndex::Hit> hits;
+  REQUIRE(f.index->find("team", {"g:team"}, 0, [&](const SearchIndex::Hit& h) {
+    hits.push_back(h);
+    return true;
+  }));
+  REQUIRE(hits.size() == 1);
+  CHECK(hits[0].ref.conv == "g:team");
+  CHECK(hits[0].ref.conv_seq == 1);
+  CHECK(hits[0].ref.edit_version == 0);
+}
+
+TEST_CASE("search index: a recall event deletes its target, an edit event indexes the target as it now is") {
+  Fixture f;
+  f.open_index();
+  f.put("c:a:b", 1, 100, 1, "", "secret plan");
+  f.put("c:a:b", 2, 200, 1, "", "first draft");
+  REQUIRE(f.finds("draft", {"c:a:b"}, {200}));
+  REQUIRE(f.finds("plan", {"c:a:b"}, {100}));
+  // The owner rewrites the target's row and search text, then appends the event.
+  v1::MessageRecall recall;
+  recall.set_target_conv_seq(1);
+  recall.set_target_msg_id(100);
+  f.put("c:a:b", 3, 300, 10003, recall.SerializeAsString());
+  CHECK(f.finds("plan", {"c:a:b"}, {}));
+
+  v1::Message target;
+  target.set_msg_id(200);
+  target.set_conv_seq(2);
+  target.set_content_type(1);
+  target.set_edit_version(1);
+  target.set_server_time_ms(wall_ms());
+  store::Batch b(*f.store);
+  b.put_history("c:a:b", 2, target.SerializeAsString(), "final version");
+  REQUIRE(f.store->write(b));
+  v1::MessageEdit edit;
+  edit.set_target_conv_seq(2);
+  edit.set_target_msg_id(200);
+  edit.set_edit_version(1);
+  f.put("c:a:b", 4, 400, 10004, edit.SerializeAsString());
+  CHECK(f.finds("final", {"c:a:b"}, {200}));
+  CHECK(f.find("draft", {"c:a:b"}).empty());
+  std::uint32_t version = 0;
+  REQUIRE(f.index->find("final", {"c:a:b"}, 0, [&](const SearchIndex::Hit& h) {
+    version = h.ref.edit_version;
+    return true;
+  }));
+  CHECK(version == 1);
+}
+
+TEST_CASE("search index: the marks survive a restart, and rows written while it was down are indexed at start") {
+  Fixture f;
+  f.open_index();
+  for (std::uint64_t seq = 1; seq <= 50; ++seq) f.put("c:a:b", seq, 1000 + seq, 1, "", "word" + std::to_string(seq));
+  REQUIRE(f.finds("word50", {"c:a:b"}, {1050}));
+  f.index.reset();  // commits what it read
+  // Written while no index runs (a crash between the write and the notice
+  // looks the same).
+  f.put("c:a:b", 51, 1051, 1, "", "word51");
+  f.put("g:new", 1, 2000, 1, "", "word51 too");
+  f.open_index();
+  CHECK(f.find("word51", {"c:a:b", "g:new"}) == std::vector<std::uint64_t>{2000, 1051});
+  CHECK(f.index->indexed() == 2);  // the marks kept the other 50 from being read again
+  CHECK(f.find("word7", {"c:a:b"}) == std::vector<std::uint64_t>{1007});
+  // SYSTEM conversations are not indexed.
+  f.put("s:a", 1, 3000, 1, "", "word51 system");
+  f.put("c:a:b", 52, 1052, 1, "", "sentinel");
+  REQUIRE(f.finds("sentinel", {"c:a:b"}, {1052}));
+  CHECK(f.find("system", {"s:a"}).empty());
+}
+
+TEST_CASE("search index: a notice with nothing to index moves the mark without reading the rows") {
+  Fixture f;
+  f.open_index();
+  f.put("c:a:b", 1, 100, 1, "", "first");
+  REQUIRE(f.finds("first", {"c:a:b"}, {100}));
+  // The shard says seq 2 holds nothing to index (no text): not read.
+  v1::Message m;
+  m.set_msg_id(200);
+  m.set_conv_seq(2);
+  m.set_content_type(1);
+  m.set_server_time_ms(wall_ms());
+  store::Batch b(*f.store);
+  b.put_history("c:a:b", 2, m.SerializeAsString(), "unread");
+  REQUIRE(f.store->write(b));
+  f.index->shard(0).notify({{"c:a:b", 2, false}});
+  // Stopping handles what is pending, then commits; the start reads only
+  // above the marks.
+  f.index.reset();
+  f.open_index();
+  CHECK(f.index->indexed() == 0);
+  CHECK(f.find("unread", {"c:a:b"}).empty());
+  CHECK(f.find("first", {"c:a:b"}) == std::vector<std::uint64_t>{100});
+  // A notice that merges with one that has something to read reads them all.
+  f.index->shard(0).notify({{"c:a:b", 2, false}, {"c:a:b", 3, true}});
+  f.put("c:a:b", 3, 300, 1, "", "third");
+  CHECK(f.finds("third", {"c:a:b"}, {300}));
+}
+
+TEST_CASE("search index: retention drops the documents of messages older than the history's") {
+  Fixture f;
+  f.open_index();
+  const std::int64_t now = wall_ms();
+  f.put("c:a:b", 1, 100, 1, "", "old news", now - 31LL * 86400 * 1000);
+  f.put("c:a:b", 2, 200, 1, "", "fresh news", now);
+  REQUIRE(f.finds("news", {"c:a:b"}, {200, 100}));
+  f.index->shard(0).purge_soon();
+  CHECK(f.finds("news", {"c:a:b"}, {200}));
+}
+
+TEST_CASE("search index: made anew when the shard count changes") {
+  Fixture f;
+  f.open_index();
+  f.put("c:a:b", 1, 100, 1, "", "kept");
+  REQUIRE(f.finds("kept", {"c:a:b"}, {100}));
+  f.index.reset();
+  REQUIRE(std::filesystem::exists(f.config.storage.data_dir + "/search/shard-0"));
+  f.index = std::make_unique<SearchIndex>(f.config, *f.store, 2, [](std::string_view) { return 1u; });
+  REQUIRE(f.index->start());
+  REQUIRE(test::wait_until([&] { return f.index->ready(); }));
+  CHECK(f.find("kept", {"c:a:b"}) == std::vector<std::uint64_t>{100});
+  CHECK(f.index->shard(1).indexed() == 1);
+  CHECK(f.index->shard(0).indexed() == 0);
+}
+
+TEST_CASE("search index bounds: 5,000 documents a query, 1,000 words a prefix, 64 queries queued") {
+  Fixture f;
+  f.open_index();
+  store::Batch b(*f.store);
+  const std::int64_t now = wall_ms();
+  for (std::uint64_t seq = 1; seq <= SearchIndex::kMaxExamined + 100; ++seq) {
+    v1::Message m;
+    m.set_msg_id(seq);
+    m.set_conv_seq(seq);
+    m.set_content_type(1);
+    m.set_server_time_ms(now);
+    b.put_history("c:a:b", seq, m.SerializeAsString(),
+                  "common w" + std::to_string(seq % 150) + " x" + std::to_string(seq));
+  }
+  REQUIRE(f.store->write(b));
+  f.index->shard(0).notify({{"c:a:b", SearchIndex::kMaxExamined + 100, true}});
+  REQUIRE(test::wait_until([&] { return f.find("w0", {"c:a:b"}).size() == (SearchIndex::kMaxExamined + 100) / 150; }));
+  const auto all = f.find("common", {"c:a:b"});
+  CHECK(all.size() == SearchIndex::kMaxExamined);
+  CHECK(all.front() == SearchIndex::kMaxExamined + 100);  // newest first, so a cursor goes on from the last one
+  // w0 .. w149: all taken (the query's own bound, 5,000, ends it).
+  CHECK(f.find("w1*", {"c:a:b"}, 0).size() == 61 * 34);  // w1, w10 .. w19, w100 .. w149
+  CHECK(f.find("w*", {"c:a:b"}, 0).size() == SearchIndex::kMaxExamined);
+  // x1 .. x5100: more words than a prefix may stand for: refused, not cut.
+  auto refused = f.index->find("x*", {"c:a:b"}, 0, [](const SearchIndex::Hit&) { return true; });
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == StatusCode::kBadRequest);
+  CHECK(f.find("x5*", {"c:a:b"}, 0).size() == 1 + 10 + 100 + 101);  // x5, x50-59, x500-599, x5000-5100
+
+  // The query threads: past 64 waiting or running, submit refuses.
+  std::mutex m;
+  std::condition_variable cv;
+  bool release = false;
+  std::uint32_t accepted = 0;
+  for (std::uint32_t i = 0; i < SearchIndex::kMaxQueued + 5; ++i) {
+    const bool ok = f.index->submit([&] {
+      std::unique_lock lock(m);
+      cv.wait_for(lock, 30s, [&] { return release; });
+    });
+    accepted += ok ? 1 : 0;
+  }
+  CHECK(accepted == SearchIndex::kMaxQueued);
+  {
+    std::lock_guard lock(m);
+    release = true;
+  }
+  cv.notify_all();
+  // Once they ran, there is room again.
+  CHECK(test::wait_until([&] { return f.index->submit([] {}); }));
+}
