@@ -180,10 +180,9 @@ Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::stri
         for (auto it = page.begin(); it != page.end(); ++it) {
           Xapian::Document doc = it.get_document();
           auto ref = decode_doc(doc.get_data());
-          const std::string value = doc.get_value(kMsgIdSlot);
-          if (!ref || value.size() != 8) continue;
-          Hit& hit = hits.emplace_back(Hit{std::move(*ref), 0});
-          for (char c : value) hit.msg_id = (hit.msg_id << 8) | static_cast<std::uint8_t>(c);
+          const std::uint64_t msg_id = decode_msg_id(doc.get_value(kMsgIdSlot));
+          if (!ref || msg_id == 0) continue;
+          hits.push_back(Hit{std::move(*ref), msg_id});
         }
         for (const Hit& hit : hits) {
           below = hit.msg_id;

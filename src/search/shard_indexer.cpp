@@ -62,6 +62,10 @@ std::string encode_msg_id(std::uint64_t msg_id) {
   return out;
 }
 
+std::uint64_t decode_msg_id(std::string_view value) {
+  return value.size() == 8 ? read_be(value) : 0;
+}
+
 std::string id_term(std::uint64_t msg_id) {
   std::string term = "Q";  // not "Q" + to_string(): GCC 12 warns there (-Wrestrict, a false positive)
   term += std::to_string(msg_id);

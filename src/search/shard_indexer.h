@@ -57,6 +57,8 @@ inline constexpr unsigned kTimeSlot = 1;
 std::string id_term(std::uint64_t msg_id);
 std::string conv_term(std::string_view conv);
 std::string encode_msg_id(std::uint64_t msg_id);
+// The other way; 0 for a value of another size.
+std::uint64_t decode_msg_id(std::string_view value);
 
 // What a document's data holds: where its message is and which edit of it
 // was indexed.
