@@ -136,7 +136,8 @@ std::string Registry::render() const {
          "Store reads that failed (answered INTERNAL, never taken for no data).",
          static_cast<double>(store_read_errors.value()));
   send_latency.render(out, "imserver_send_latency_seconds", "SEND from decoding to its answer being ready.");
-  search_latency.render(out, "imserver_search_latency_seconds", "SEARCH from its scope being known to its answer.");
+  search_latency.render(out, "imserver_search_latency_seconds",
+                        "SEARCH from its request queued for a search thread to its answer.");
   store_write_latency.render(out, "imserver_store_write_seconds", "Time to write one batch to the store.");
   batch_rows.render(out, "imserver_store_batch_rows", "Rows per store batch (group commit).");
   return out;

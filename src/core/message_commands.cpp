@@ -117,7 +117,7 @@ void on_history(Service& s, Call& call, const v1::HistoryReq& req) {
 }
 
 void on_search(Service& s, Call& call, v1::SearchReq& req) {
-  s.search(call.ctx.uid, std::move(req),
+  s.search(call.ctx.uid, std::move(req), true,
            [replier = call.replier()](const Result<v1::SearchResp>& r) { replier.answer(r); });
 }
 

@@ -8,6 +8,7 @@
 #include "core/wire.h"
 #include "search/query_text.h"
 #include "search/search_index.h"
+#include "store/conv_id.h"
 
 namespace im::core {
 
@@ -49,7 +50,82 @@ class DeletedFilter {
   std::unordered_map<std::string, std::uint64_t> cleared_;
 };
 
+// The conversations searched (PROTOCOL 8.6), as the index's filter terms
+// and the check of each hit's conversation: the one named (a group only
+// while a member, as HISTORY), else the caller's C2C conversations (one
+// term: the caller's) and every group it is in now.
+struct Scope {
+  std::vector<std::string> terms;
+  std::string one;                         // scoped: the conversation
+  std::unordered_set<std::string> groups;  // unscoped: the caller's groups
+};
+
+// Past this many groups the filter takes every group's documents (one
+// term) and each hit's group is checked instead: the filter's cost grows
+// with its terms, about 8 us each (bench/ANALYSIS.md, "Search").
+constexpr std::size_t kMaxGroupTerms = 1000;
+
+Result<Scope> scope_of(store::Store& store, const SearchRequest& req) {
+  Scope scope;
+  if (req.conv_type == v1::C2C) {
+    scope.one = store::c2c_conv(req.uid, req.peer);
+  } else if (req.conv_type == v1::GROUP) {
+    auto member = store.in_group(req.uid, req.peer);
+    if (!member) return member.error();
+    if (!*member) {
+      auto group = store.get_group(req.peer);
+      if (!group) return group.error();
+      if (!*group) return make_error(StatusCode::kNotFound, "no such group");
+      return make_error(StatusCode::kForbidden, "not a member of the group");
+    }
+    scope.one = store::group_conv(req.peer);
+  }
+  if (!scope.one.empty()) {
+    scope.terms.push_back(search::conv_term(scope.one));
+    return scope;
+  }
+  scope.terms.push_back(search::user_term(req.uid));
+  auto scanned = store.scan_user_groups(req.uid, [&](std::string_view gid) {
+    scope.groups.insert(store::group_conv(gid));
+    return true;
+  });
+  if (!scanned) return scanned.error();
+  if (scope.groups.size() > kMaxGroupTerms) {
+    scope.terms.emplace_back(search::kGroupDocsTerm);
+  } else {
+    for (const auto& conv : scope.groups) scope.terms.push_back(search::conv_term(conv));
+  }
+  return scope;
+}
+
+// Whether `conv` is one of the scope's (a C2C one: the caller is one of
+// its two users).
+bool in_scope(const Scope& scope, const std::string& uid, std::string_view conv) {
+  if (!scope.one.empty()) return conv == scope.one;
+  if (conv.starts_with("g:")) return scope.groups.count(std::string(conv)) > 0;
+  if (!conv.starts_with("c:")) return false;
+  const std::string_view pair = conv.substr(2);
+  const auto colon = pair.find(':');
+  return colon != std::string_view::npos && (pair.substr(0, colon) == uid || pair.substr(colon + 1) == uid);
+}
+
 }  // namespace
+
+std::shared_ptr<void> SearchSlots::take(const std::string& uid) {
+  {
+    std::lock_guard lock(mutex_);
+    std::uint32_t& held = held_[uid];
+    if (held == kPerUser) return nullptr;
+    ++held;
+  }
+  return std::shared_ptr<void>(this, [this, uid](void*) { give_back(uid); });
+}
+
+void SearchSlots::give_back(const std::string& uid) {
+  std::lock_guard lock(mutex_);
+  auto it = held_.find(uid);
+  if (it != held_.end() && --it->second == 0) held_.erase(it);
+}
 
 Result<std::uint64_t> decode_search_cursor(std::string_view cursor) {
   if (cursor.empty()) return std::uint64_t{0};
@@ -63,8 +139,10 @@ Result<std::uint64_t> decode_search_cursor(std::string_view cursor) {
 }
 
 Result<v1::SearchResp> run_search(CoreEnv& env, const SearchRequest& req) {
-  const std::unordered_set<std::string> allowed(req.convs.begin(), req.convs.end());
+  auto scope = scope_of(env.store, req);
+  if (!scope) return scope.error();
   const std::vector<std::string> runs = search::cjk_runs(req.query);
+  const std::vector<std::string> prefixes = search::split_query(req.query).prefixes;
   DeletedFilter deleted(env.store, req.uid);
   std::unordered_map<std::string, bool> member_of;  // groups' membership, read once a query
   wire::MessageRows rows(req.frame_budget);
@@ -76,12 +154,12 @@ Result<v1::SearchResp> run_search(CoreEnv& env, const SearchRequest& req) {
   bool full = false;
   Result<Ok> read = Ok{};
   v1::Message m;
-  auto scanned = env.search->find(req.query, req.convs, req.below_msg_id, [&](const search::SearchIndex::Hit& hit) {
+  auto scanned = env.search->find(req.query, scope->terms, req.below_msg_id, [&](const search::SearchIndex::Hit& hit) {
     ++examined;
     last_examined = hit.msg_id;
     if (hit.msg_id == prev) return true;  // one message in two shards' indexes (never expected)
     prev = hit.msg_id;
-    if (allowed.count(hit.ref.conv) == 0) return true;
+    if (!in_scope(*scope, req.uid, hit.ref.conv)) return true;
     // A member removed since the scope was listed finds nothing more there.
     if (hit.ref.conv.starts_with("g:")) {
       auto [it, fresh] = member_of.try_emplace(hit.ref.conv, false);
@@ -105,9 +183,12 @@ Result<v1::SearchResp> run_search(CoreEnv& env, const SearchRequest& req) {
     if (!*row || !m.ParseFromString((*row)->message) || m.msg_id() != hit.msg_id || m.content_type() >= 10000 ||
         m.edit_version() != hit.ref.edit_version)
       return true;
-    // CJK runs side by side, which Xapian's character pairs do not say.
-    if (!runs.empty() && !search::holds_runs(search::indexed_text(env.config.search, m, (*row)->search_text), runs))
-      return true;
+    // CJK runs side by side, which Xapian's character pairs do not say;
+    // prefixes longer than the index's prefix terms.
+    if (!runs.empty() || !prefixes.empty()) {
+      const std::string_view text = search::indexed_text(env.config.search, m, (*row)->search_text);
+      if (!search::holds_runs(text, runs) || !search::holds_prefixes(text, prefixes)) return true;
+    }
     auto hidden = deleted.hidden(hit.ref.conv, hit.ref.conv_seq);
     if (!hidden) {
       read = hidden.error();

@@ -1,14 +1,17 @@
 #pragma once
-// SEARCH (PROTOCOL 8.6) once the caller's conversations are known (its
-// shard lists them, Shard::search_scope): the query over the search index,
-// each hit checked against the message as HISTORY returns it now.
-//
-// Runs on a search thread (search::SearchIndex::submit): it reads the store
-// and the index, never a shard's state.
+// SEARCH (PROTOCOL 8.6) on a search thread (search::SearchIndex::submit):
+// the caller's scope read from the store (the groups it is in, a named
+// group's membership; its C2C conversations are one term of the index),
+// the query over the search index, each hit checked against the message
+// as HISTORY returns it now. It reads the store and the index, never a
+// shard's state.
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "im/result.h"
@@ -21,7 +24,8 @@ struct CoreEnv;
 struct SearchRequest {
   std::string uid;
   std::string query;
-  std::vector<std::string> convs;  // the conversations searched
+  v1::ConvType conv_type = v1::CONV_TYPE_UNSPECIFIED;  // with peer: the one conversation searched
+  std::string peer;
   std::uint64_t below_msg_id = 0;  // from the cursor (0: from the newest)
   std::uint32_t limit = 20;
   std::size_t frame_budget = 0;  // the answer's messages fit in it
@@ -31,6 +35,24 @@ struct SearchRequest {
 // caller deleted for themself, and hits whose indexed text is not the
 // message's latest (re-indexed within search.commit_interval_ms).
 Result<v1::SearchResp> run_search(CoreEnv& env, const SearchRequest& req);
+
+// A user's SEARCHes queued or running at once: at most kPerUser, fewer
+// than the search threads, so one client (all its sessions) can neither
+// fill their queue (SearchIndex::kMaxQueued) nor hold every thread. Any
+// thread.
+class SearchSlots {
+ public:
+  static constexpr std::uint32_t kPerUser = 1;
+  // A slot of `uid`'s, given back when the last copy of it goes; null when
+  // `uid` holds kPerUser already.
+  std::shared_ptr<void> take(const std::string& uid);
+
+ private:
+  void give_back(const std::string& uid);
+
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::uint32_t> held_;
+};
 
 // SearchReq.cursor: "" (from the newest) or what run_search gave.
 Result<std::uint64_t> decode_search_cursor(std::string_view cursor);

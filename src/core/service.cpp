@@ -227,7 +227,7 @@ Error busy(std::string text) {
 
 }  // namespace
 
-void Service::search(const std::string& uid, v1::SearchReq req, Done<v1::SearchResp> done) {
+void Service::search(const std::string& uid, v1::SearchReq req, bool per_user_limit, Done<v1::SearchResp> done) {
   search::SearchIndex* index = env_->search;
   if (!index) return done(make_error(StatusCode::kDisabled, "search is off (search.enabled = false)"));
   if (auto ok = check_search(req); !ok) return done(ok.error());
@@ -235,26 +235,40 @@ void Service::search(const std::string& uid, v1::SearchReq req, Done<v1::SearchR
   if (!below) return done(below.error());
   // Start-up indexes what earlier runs stored before any SEARCH is answered.
   if (!index->ready()) return done(busy("the search index is being brought up to date"));
-  Shard& shard = shard_for(uid);
-  asio::post(shard.context(),
-             [this, &shard, index, uid, req = std::move(req), below = *below, done = std::move(done)]() mutable {
-               auto convs = shard.search_scope(uid, req);
-               if (!convs) return done(convs.error());
-               SearchRequest search{uid,
-                                    std::move(*req.mutable_query()),
-                                    std::move(*convs),
-                                    below,
-                                    req.limit() == 0 ? kSearchDefault : std::min(req.limit(), kSearchMax),
-                                    config_.server.max_frame_bytes - wire::kFrameSlack};
-               auto job = [this, search = std::move(search), done] {
-                 const auto started = std::chrono::steady_clock::now();
-                 auto result = run_search(*env_, search);
-                 metrics::get().search_latency.observe(
-                     std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-                 done(result);
-               };
-               if (!index->submit(std::move(job))) done(busy("too many searches at once"));
-             });
+  std::shared_ptr<void> slot;
+  if (per_user_limit) {
+    slot = search_slots_.take(uid);
+    if (!slot) {
+      Error e = make_error(StatusCode::kRateLimited,
+                           fmt::format("too many searches of this user at once (at most {}): wait for an answer",
+                                       SearchSlots::kPerUser));
+      e.retry_after_ms = 200;
+      return done(e);
+    }
+  }
+  SearchRequest search{uid,
+                       std::move(*req.mutable_query()),
+                       req.conv_type(),
+                       std::move(*req.mutable_peer()),
+                       *below,
+                       req.limit() == 0 ? kSearchDefault : std::min(req.limit(), kSearchMax),
+                       config_.server.max_frame_bytes - wire::kFrameSlack};
+  // On a search thread: the scope from the store, the query, the hits. The
+  // latency counts the wait in the queue.
+  const auto queued = std::chrono::steady_clock::now();
+  auto job = [this, search = std::move(search), done, slot = std::move(slot), queued]() mutable {
+    Result<v1::SearchResp> result = make_error(StatusCode::kInternal, "the search failed");
+    try {
+      result = run_search(*env_, search);
+    } catch (const std::exception& e) {
+      spdlog::error("search: a query of {} failed: {}", search.uid, e.what());
+    }
+    metrics::get().search_latency.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - queued).count());
+    slot.reset();  // before the answer: the client's next SEARCH may follow it at once
+    done(result);
+  };
+  if (!index->submit(std::move(job))) done(busy("too many searches at once"));
 }
 
 void Service::inbox_page(const std::string& uid, std::uint64_t after_seq, std::uint32_t limit,

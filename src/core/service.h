@@ -20,6 +20,7 @@
 #include "core/core_env.h"
 #include "core/dispatcher.h"
 #include "core/group_command.h"
+#include "core/message_search.h"
 #include "core/retention.h"
 #include "core/shard.h"
 #include "core/token_revocations.h"
@@ -76,9 +77,10 @@ class Service final : public net::ServiceInterface {
   void recall_as(const std::string& from, v1::RecallReq req, Done<v1::SendResp> done);
   // CONV_LIST as `uid` sees it (PROTOCOL 6, 8.1).
   void conversations(const std::string& uid, v1::ConvListReq req, Done<v1::ConvListResp> done);
-  // SEARCH as `uid` (PROTOCOL 8.6): the scope on the user's shard, the
-  // query on a search thread, `done` called there.
-  void search(const std::string& uid, v1::SearchReq req, Done<v1::SearchResp> done);
+  // SEARCH as `uid` (PROTOCOL 8.6): checked here, run on a search thread
+  // (no shard is asked), `done` called there. With `per_user_limit` (a client's, not the admin's), at most
+  // SearchSlots::kPerUser of the user's at once: RATE_LIMITED over it.
+  void search(const std::string& uid, v1::SearchReq req, bool per_user_limit, Done<v1::SearchResp> done);
   // One page of a user's inbox as PULL answers it (a serialized PullResp),
   // acknowledging nothing; and the user's groups (the admin's export).
   void inbox_page(const std::string& uid, std::uint64_t after_seq, std::uint32_t limit, Done<std::string> done);
@@ -142,6 +144,7 @@ class Service final : public net::ServiceInterface {
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<CoreEnv> env_;
   std::unique_ptr<Retention> retention_;
+  SearchSlots search_slots_;                     // outlives search_'s queued jobs, which hold slots
   std::unique_ptr<search::SearchIndex> search_;  // search.enabled only
   Dispatcher dispatcher_;
 };

@@ -150,10 +150,6 @@ class Shard {
   // `session_id` is the asking session (0: the admin API), left out of the
   // PUSH of the mark its request writes.
   Result<v1::ConvListResp> conv_list(const std::string& uid, const v1::ConvListReq& req);
-  // The conversations SEARCH looks in for `uid` (PROTOCOL 8.6), the user's
-  // shard: the one `req` names (a group only while a member), else every
-  // C2C conversation of the user's book and every group it is in now.
-  Result<std::vector<std::string>> search_scope(const std::string& uid, const v1::SearchReq& req);
   void conv_read(const std::string& uid, const v1::ConvReadReq& req, std::uint64_t session_id,
                  std::function<void(const Result<v1::ConvReadResp>&)> done);
   void conv_update(const std::string& uid, const v1::ConvUpdateReq& req, std::uint64_t session_id,

@@ -251,39 +251,6 @@ Result<v1::Conversation> Shard::conversation_of(const std::string& uid, const st
   return c;
 }
 
-Result<std::vector<std::string>> Shard::search_scope(const std::string& uid, const v1::SearchReq& req) {
-  std::vector<std::string> convs;
-  if (req.conv_type() == v1::C2C) {
-    convs.push_back(store::c2c_conv(uid, req.peer()));
-    return convs;
-  }
-  if (req.conv_type() == v1::GROUP) {
-    // As HISTORY: a member now, or nothing.
-    auto member = env_.store.in_group(uid, req.peer());
-    if (!member) return member.error();
-    if (!*member) {
-      auto group = env_.store.get_group(req.peer());
-      if (!group) return group.error();
-      if (!*group) return make_error(StatusCode::kNotFound, "no such group");
-      return make_error(StatusCode::kForbidden, "not a member of the group");
-    }
-    convs.push_back(store::group_conv(req.peer()));
-    return convs;
-  }
-  auto u = user(uid);
-  if (!u) return u.error();
-  auto b = book(uid, **u);
-  if (!b) return b.error();
-  for (const auto& [conv, e] : (*b)->entries())
-    if (conv.starts_with("c:")) convs.push_back(conv);
-  auto scanned = env_.store.scan_user_groups(uid, [&](std::string_view gid) {
-    convs.push_back(store::group_conv(gid));
-    return true;
-  });
-  if (!scanned) return scanned.error();
-  return convs;
-}
-
 Result<v1::ConvListResp> Shard::conv_list(const std::string& uid, const v1::ConvListReq& req) {
   std::optional<ListKey> after;
   if (!req.cursor().empty()) {

@@ -338,7 +338,8 @@ Answer get_search(const Call& c) {
     req.set_conv_type(static_cast<v1::ConvType>(*type));
   }
   req.set_peer(c.req.get_param_value("peer"));
-  auto r = ask_core<v1::SearchResp>([&](auto done) { c.service.search(uid, std::move(req), done); });
+  // The admin API is not limited (PROTOCOL 5): no per-user slots.
+  auto r = ask_core<v1::SearchResp>([&](auto done) { c.service.search(uid, std::move(req), false, done); });
   if (!r) return r.error();
   json list = json::array();
   for (const auto& m : r->messages()) list.push_back(message_json(m));

@@ -44,4 +44,82 @@ bool holds_runs(std::string_view text, const std::vector<std::string>& runs) {
   return true;
 }
 
+namespace {
+
+std::size_t chars_of(std::string_view s) {
+  std::size_t n = 0;
+  for (Xapian::Utf8Iterator it(s.data(), s.size()); it != Xapian::Utf8Iterator(); ++it) ++n;
+  return n;
+}
+
+// `s` up to its n-th character.
+std::string_view first_chars(std::string_view s, std::size_t n) {
+  Xapian::Utf8Iterator it(s.data(), s.size());
+  for (std::size_t i = 0; i < n && it != Xapian::Utf8Iterator(); ++i) ++it;
+  return s.substr(0, static_cast<std::size_t>(it.raw() - s.data()));
+}
+
+}  // namespace
+
+std::vector<std::string> prefix_terms(std::string_view term) {
+  std::vector<std::string> out;
+  Xapian::Utf8Iterator it(term.data(), term.size());
+  if (it == Xapian::Utf8Iterator() || is_cjk(*it)) return out;
+  for (std::size_t n = 0; n < kPrefixMaxChars && it != Xapian::Utf8Iterator(); ++n) {
+    ++it;
+    std::string t = "P";
+    t.append(term.data(), static_cast<std::size_t>(it.raw() - term.data()));
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+std::string prefix_term(std::string_view prefix) {
+  std::string t = "P";
+  t.append(first_chars(prefix, kPrefixMaxChars));
+  return t;
+}
+
+QueryParts split_query(std::string_view query) {
+  QueryParts parts;
+  std::size_t word_start = std::string::npos;  // of the run of word characters `words` ends with
+  for (Xapian::Utf8Iterator it(query.data(), query.size()); it != Xapian::Utf8Iterator(); ++it) {
+    const unsigned cp = *it;
+    if (cp == '*') {
+      if (word_start != std::string::npos) {
+        parts.prefixes.push_back(lowercase(std::string_view(parts.words).substr(word_start)));
+        parts.words.resize(word_start);
+      }
+      parts.words.push_back(' ');
+      word_start = std::string::npos;
+      continue;
+    }
+    if (Xapian::Unicode::is_wordchar(cp) && !is_cjk(cp)) {
+      if (word_start == std::string::npos) word_start = parts.words.size();
+    } else {
+      word_start = std::string::npos;
+    }
+    Xapian::Unicode::append_utf8(parts.words, cp);
+  }
+  return parts;
+}
+
+bool holds_prefixes(std::string_view text, const std::vector<std::string>& prefixes) {
+  std::string lower;
+  for (const auto& prefix : prefixes) {
+    if (chars_of(prefix) <= kPrefixMaxChars) continue;
+    if (lower.empty()) lower = lowercase(text);
+    bool found = false;
+    bool in_word = false;
+    for (Xapian::Utf8Iterator it(lower.data(), lower.size()); it != Xapian::Utf8Iterator() && !found; ++it) {
+      const bool word = Xapian::Unicode::is_wordchar(*it);
+      if (word && !in_word)
+        found = std::string_view(lower).substr(static_cast<std::size_t>(it.raw() - lower.data())).starts_with(prefix);
+      in_word = word;
+    }
+    if (!found) return false;
+  }
+  return true;
+}
+
 }  // namespace im::search

@@ -5,6 +5,16 @@
 // all of its pairs, wherever they stand; the rule is the run itself, side
 // by side. So each hit is checked against the runs of the query.
 //
+// A word ending in `*` is a prefix. Xapian's own wildcards expand over the
+// words of the whole index, every user's: a bound on that expansion would
+// answer differently depending on what others wrote (a yes/no oracle on
+// their texts), and no bound is no bound. So each indexed word (not CJK)
+// also gets a term "P" + each of its first 1 to kPrefixMaxChars
+// characters, and `budg*` is the one term "Pbudg", filtered to the
+// caller's conversations like any other. A longer prefix is looked up by
+// its first kPrefixMaxChars characters and the rest checked on each hit's
+// text (holds_prefixes).
+//
 // Pure functions; thread safe.
 
 #include <string>
@@ -26,5 +36,29 @@ std::string lowercase(std::string_view text);
 
 // True when `text`, lowercased, holds each of `runs` as it is.
 bool holds_runs(std::string_view text, const std::vector<std::string>& runs);
+
+// The characters of a word whose prefixes are indexed.
+inline constexpr std::size_t kPrefixMaxChars = 8;
+
+// The prefix terms of an indexed word term (lowercased, as TermGenerator
+// makes them): "P" + its first 1 .. kPrefixMaxChars characters; none for a
+// CJK term.
+std::vector<std::string> prefix_terms(std::string_view term);
+// The term a query's prefix (lowercased) is looked up by.
+std::string prefix_term(std::string_view prefix);
+
+// A query split for the index: the text QueryParser takes (without the
+// prefixes; a `*` after no word is dropped), and each prefix (the word
+// characters right before a `*`, not CJK), lowercased.
+struct QueryParts {
+  std::string words;
+  std::vector<std::string> prefixes;
+};
+QueryParts split_query(std::string_view query);
+
+// True when `text`, lowercased, has a word starting with each of the
+// `prefixes` longer than kPrefixMaxChars characters (the shorter ones are
+// whole terms of the index).
+bool holds_prefixes(std::string_view text, const std::vector<std::string>& prefixes);
 
 }  // namespace im::search

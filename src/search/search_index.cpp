@@ -9,15 +9,20 @@
 #include <asio/post.hpp>
 
 #include "common/private_dir.h"
+#include "search/query_text.h"
 #include "store/store.h"
 
 namespace im::search {
 
 namespace {
 
-// The indexes are laid out for one shard count: a conversation's documents
-// are in its owner's database. This file records the count.
+// The indexes are laid out for one shard count (a conversation's documents
+// are in its owner's database) and one document format. This file records
+// both ("<format> <shards>"); another at start makes the indexes again.
 constexpr const char* kLayoutFile = "shards";
+// 2: prefix terms and scope terms (query_text.h, scope_terms); 1 (the file
+// held the shard count alone) had neither.
+constexpr int kDocFormat = 2;
 
 std::string index_root(const Config& config) {
   return config.storage.data_dir + "/search";
@@ -57,10 +62,13 @@ Result<Ok> SearchIndex::start() {
   const std::string layout = root_ + "/" + kLayoutFile;
   std::string recorded;
   if (std::ifstream in(layout); in) std::getline(in, recorded);
-  if (!recorded.empty() && recorded != std::to_string(shards_)) {
-    // The conversations' owners moved: the indexes are made again from the
-    // history (in the background; SEARCH waits for them).
-    spdlog::warn("search: the indexes were made for {} shards, now {}: indexing the history again", recorded, shards_);
+  const std::string layout_now = fmt::format("{} {}", kDocFormat, shards_);
+  if (!recorded.empty() && recorded != layout_now) {
+    // The conversations' owners moved, or the documents changed: the
+    // indexes are made again from the history (in the background; SEARCH
+    // waits for them).
+    spdlog::warn("search: the indexes were made as \"{}\" (format, shards), now \"{}\": indexing the history again",
+                 recorded, layout_now);
     std::error_code ec;
     fs::remove_all(root_, ec);
     if (ec) return make_error(StatusCode::kInternal, "search: cannot remove " + root_ + ": " + ec.message());
@@ -69,7 +77,7 @@ Result<Ok> SearchIndex::start() {
     return make_error(StatusCode::kInternal, "search: cannot create " + root_ + ": " + ec.message());
   {
     std::ofstream out(layout, std::ios::trunc);
-    out << shards_ << "\n";
+    out << layout_now << "\n";
     if (!out.flush()) return make_error(StatusCode::kInternal, "search: cannot write " + layout);
   }
   for (auto& indexer : indexers_)
@@ -108,6 +116,8 @@ bool SearchIndex::submit(std::function<void()> job) {
       job();
     } catch (const std::exception& e) {
       spdlog::error("search: a query failed: {}", e.what());  // its answer is lost; the client's call times out
+    } catch (...) {
+      spdlog::error("search: a query failed");  // a Xapian::Error is no std::exception
     }
     queued_.fetch_sub(1, std::memory_order_acq_rel);
   });
@@ -134,10 +144,11 @@ void SearchIndex::give_back(std::unique_ptr<Xapian::Database> reader) {
   readers_.push_back(std::move(reader));
 }
 
-Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::string>& convs, std::uint64_t below_msg_id,
-                             const std::function<bool(const Hit&)>& fn) {
-  if (convs.empty()) return Ok{};
+Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::string>& filter_terms,
+                             std::uint64_t below_msg_id, const std::function<bool(const Hit&)>& fn) {
+  if (filter_terms.empty()) return Ok{};
   constexpr Xapian::doccount kPage = 100;
+  const QueryParts parts = split_query(query);
   // A writer's commit can outdate what a reader holds mid-query
   // (DatabaseModifiedError): the query starts again on a reopened reader,
   // after the last hit already handed over.
@@ -149,19 +160,18 @@ Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::stri
       Xapian::QueryParser parser;
       parser.set_database(*reader);
       parser.set_default_op(Xapian::Query::OP_AND);
-      // A prefix that stands for more words than this is refused, not cut
-      // (cut, it would miss the caller's rarer words, and others' words
-      // could push them out).
-      parser.set_max_expansion(kMaxWildcardTerms, Xapian::Query::WILDCARD_LIMIT_ERROR);
-      Xapian::Query q = parser.parse_query(std::string(query),
-                                           Xapian::QueryParser::FLAG_CJK_NGRAM | Xapian::QueryParser::FLAG_WILDCARD);
-      if (q.empty()) {
+      // User text is never boolean or phrase syntax; prefixes are terms of
+      // their own (query_text.h), not Xapian's wildcards.
+      std::vector<Xapian::Query> required;
+      if (Xapian::Query words = parser.parse_query(parts.words, Xapian::QueryParser::FLAG_CJK_NGRAM); !words.empty())
+        required.push_back(std::move(words));
+      for (const auto& prefix : parts.prefixes) required.emplace_back(prefix_term(prefix));
+      if (required.empty()) {
         give_back(std::move(reader));
         return Ok{};
       }
-      std::vector<Xapian::Query> filters;
-      filters.reserve(convs.size());
-      for (const auto& conv : convs) filters.emplace_back(conv_term(conv));
+      Xapian::Query q(Xapian::Query::OP_AND, required.begin(), required.end());
+      std::vector<Xapian::Query> filters(filter_terms.begin(), filter_terms.end());
       q = Xapian::Query(Xapian::Query::OP_FILTER, q,
                         Xapian::Query(Xapian::Query::OP_OR, filters.begin(), filters.end()));
       if (below > 0)
@@ -171,43 +181,62 @@ Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::stri
       enquire.set_query(q);
       enquire.set_weighting_scheme(Xapian::BoolWeight());
       enquire.set_sort_by_value(kMsgIdSlot, true);
+      // Sorted by value, every match is looked at by each get_mset: the
+      // first asks for one page, which most queries need alone; the second,
+      // only when `fn` wants more, for the rest of kMaxExamined. So a query
+      // costs at most two passes over its matches.
+      const Xapian::doccount budget = kMaxExamined - examined;
+      const Xapian::doccount first = std::min<Xapian::doccount>(kPage, budget);
       std::vector<Hit> hits;
-      for (Xapian::doccount offset = 0;; offset += kPage) {
-        // The page is read out of Xapian first: `fn` reads the store, and a
-        // commit meanwhile must not outdate what it walks.
-        Xapian::MSet page = enquire.get_mset(offset, kPage);
-        hits.clear();
-        for (auto it = page.begin(); it != page.end(); ++it) {
-          Xapian::Document doc = it.get_document();
-          auto ref = decode_doc(doc.get_data());
-          const std::uint64_t msg_id = decode_msg_id(doc.get_value(kMsgIdSlot));
-          if (!ref || msg_id == 0) continue;
-          hits.push_back(Hit{std::move(*ref), msg_id});
-        }
-        for (const Hit& hit : hits) {
-          below = hit.msg_id;
-          if (!fn(hit) || ++examined >= kMaxExamined) {
-            give_back(std::move(reader));
-            return Ok{};
+      for (Xapian::doccount offset = 0; offset < budget;) {
+        Xapian::MSet mset = enquire.get_mset(offset, offset == 0 ? first : budget - offset);
+        // Handed over in pages read out of Xapian first: `fn` reads the
+        // store, and a commit meanwhile must not outdate what it walks.
+        for (auto it = mset.begin(); it != mset.end();) {
+          hits.clear();
+          for (Xapian::doccount n = 0; n < kPage && it != mset.end(); ++n, ++it) {
+            Xapian::Document doc = it.get_document();
+            auto ref = decode_doc(doc.get_data());
+            const std::uint64_t msg_id = decode_msg_id(doc.get_value(kMsgIdSlot));
+            if (!ref || msg_id == 0) continue;
+            hits.push_back(Hit{std::move(*ref), msg_id});
+          }
+          for (const Hit& hit : hits) {
+            below = hit.msg_id;
+            if (!fn(hit) || ++examined >= kMaxExamined) {
+              give_back(std::move(reader));
+              return Ok{};
+            }
           }
         }
-        if (page.size() < kPage) break;
+        if (mset.size() < (offset == 0 ? first : budget - offset)) break;  // no more matches
+        offset += mset.size();
       }
       give_back(std::move(reader));
       return Ok{};
     } catch (const Xapian::DatabaseModifiedError&) {
       continue;  // the reader is dropped; a new one opens
+    } catch (const Xapian::DatabaseCorruptError& e) {
+      // What a reader can see when two commits reused the blocks of the
+      // revision it holds (Xapian 1.4 does not always say
+      // DatabaseModifiedError then; seen while retention commits its chunks
+      // one after another): a new reader reads the new revision. When it
+      // does not go away, the log says so (a damaged index is made again
+      // by `imserver --rebuild-search`).
+      spdlog::warn("search: {} (a reader outdated by the indexer's commits, or a damaged index)", e.get_description());
+      continue;
     } catch (const Xapian::QueryParserError& e) {
       return make_error(StatusCode::kBadRequest, std::string("query: ") + e.get_msg());
-    } catch (const Xapian::WildcardError&) {
-      return make_error(StatusCode::kBadRequest,
-                        fmt::format("query: a prefix stands for more than {} words; add letters", kMaxWildcardTerms));
     } catch (const Xapian::Error& e) {
       spdlog::error("search: {}", e.get_description());
       return make_error(StatusCode::kInternal, "the search index could not be read");
     }
   }
-  return make_error(StatusCode::kUnavailable, "the search index is busy; try again");
+  // Commits outdated three readers in a row mid-query (retention deleting
+  // in quick chunks, say): asked again a little later, it goes through.
+  Error busy = make_error(StatusCode::kUnavailable, "the search index is busy; try again");
+  busy.retry_after_ms = 100;
+  return busy;
 }
 
 }  // namespace im::search

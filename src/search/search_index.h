@@ -38,8 +38,6 @@ class SearchIndex {
   // Documents one query may examine; past it the page ends early, with
   // has_more and a cursor after the last one examined.
   static constexpr std::uint32_t kMaxExamined = 5000;
-  // Words one `prefix*` may stand for; past it the query is BAD_REQUEST.
-  static constexpr unsigned kMaxWildcardTerms = 1000;
 
   SearchIndex(const Config& config, store::Store& store, unsigned shards, ShardIndexer::OwnerOf owner_of);
   ~SearchIndex();
@@ -63,11 +61,13 @@ class SearchIndex {
     DocRef ref;
     std::uint64_t msg_id = 0;
   };
-  // The documents matching `query` among `convs`, msg_id below
-  // `below_msg_id` (0: any), highest msg_id first, until `fn` returns false
-  // or kMaxExamined were handed over. `runs` gets the query's CJK runs (to
-  // check each hit's text). On a search thread.
-  Result<Ok> find(std::string_view query, const std::vector<std::string>& convs, std::uint64_t below_msg_id,
+  // The documents matching `query` that hold one of `filter_terms`
+  // (conv_term, user_term, kGroupDocsTerm), msg_id below `below_msg_id`
+  // (0: any), highest msg_id first, until `fn` returns false or
+  // kMaxExamined were handed over; at most two passes over the matches.
+  // The caller checks each hit (CJK runs side by side, long prefixes,
+  // permissions). On a search thread.
+  Result<Ok> find(std::string_view query, const std::vector<std::string>& filter_terms, std::uint64_t below_msg_id,
                   const std::function<bool(const Hit&)>& fn);
 
  private:

@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/utf8.h"
+#include "search/query_text.h"
 #include "store/store.h"
 
 namespace im::search {
@@ -31,8 +32,8 @@ constexpr std::uint64_t kCatchUpCommitEvery = 10000;
 // Marks kept in memory past a commit; beyond, they are read again from the
 // database's metadata.
 constexpr std::size_t kMarksKept = 65536;
-// Retention's pace: documents deleted per call, and calls an hour apart.
-constexpr Xapian::doccount kPurgeMax = 100000;
+// Retention's pace: passes an hour apart (each deletes in chunks of
+// ShardIndexer::kPurgeChunk until nothing is left).
 constexpr auto kPurgeEvery = std::chrono::hours(1);
 constexpr auto kFirstPurge = std::chrono::minutes(1);
 // The indexer thread's nice value (the loops and shards run at 0).
@@ -76,6 +77,22 @@ std::string conv_term(std::string_view conv) {
   std::string term = "C";
   term.append(conv);
   return term;
+}
+
+std::string user_term(std::string_view uid) {
+  std::string term = "U";
+  term.append(uid);
+  return term;
+}
+
+std::vector<std::string> scope_terms(std::string_view conv) {
+  if (conv.starts_with("g:")) return {std::string(kGroupDocsTerm)};
+  if (!conv.starts_with("c:")) return {};
+  // c:<uid>:<uid> (uids hold no ':')
+  const std::string_view pair = conv.substr(2);
+  const auto colon = pair.find(':');
+  if (colon == std::string_view::npos) return {};
+  return {user_term(pair.substr(0, colon)), user_term(pair.substr(colon + 1))};
 }
 
 std::string encode_doc(const DocRef& ref) {
@@ -179,6 +196,10 @@ void ShardIndexer::run() {
   if (setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kIndexerNice) != 0)
     spdlog::warn("search: shard {}'s indexer keeps the server's priority: {}", shard_, std::strerror(errno));
   const auto interval = std::chrono::milliseconds(config_.commit_interval_ms);
+  auto stop_asked = [&] {
+    std::lock_guard lock(mutex_);
+    return stopping_;
+  };
   // A failure (a read error, a Xapian error) is logged and the work tried
   // again a second later: what was not marked is read again.
   auto guarded = [&](const auto& work) {
@@ -228,10 +249,16 @@ void ShardIndexer::run() {
     const bool done = guarded([&] {
       if (!stop && Clock::now() >= next_purge) {
         next_purge = Clock::now() + kPurgeEvery;
-        if (const std::uint64_t purged = purge(wall_ms()); purged > 0) {
-          spdlog::info("search: shard {} dropped {} documents past storage.history_retention_days", shard_, purged);
-          next_commit = Clock::now();  // committed below
+        // In chunks of kPurgeChunk, each committed, until none is left (or
+        // the server stops): a backlog larger than a chunk is not carried
+        // to the next hour.
+        std::uint64_t purged = 0;
+        for (std::uint64_t n = purge(wall_ms()); n > 0; n = stop_asked() || n < kPurgeChunk ? 0 : purge(wall_ms())) {
+          purged += n;
+          commit();
         }
+        if (purged > 0)
+          spdlog::info("search: shard {} dropped {} documents past storage.history_retention_days", shard_, purged);
       }
       for (const auto& [conv, p] : work) index_conv(conv, p.seq, p.read);
       if (uncommitted_ > 0 && (stop || Clock::now() >= next_commit)) {
@@ -262,8 +289,11 @@ void ShardIndexer::catch_up() {
       std::lock_guard lock(mutex_);
       if (stopping_) return false;
     }
-    index_conv(std::string(conv), UINT64_MAX);
+    const std::string name(conv);
+    index_conv(name, UINT64_MAX);
     ++convs;
+    // The walk's memory is what it changed, not every conversation it saw.
+    if (dirty_marks_.count(name) == 0) marks_.erase(name);
     if (uncommitted_ >= kCatchUpCommitEvery) commit();
     return true;
   });
@@ -315,8 +345,8 @@ void ShardIndexer::index_conv(const std::string& conv, std::uint64_t upto, bool 
         return true;
       });
   if (!scanned) throw std::runtime_error("reading " + conv + ": " + scanned.error().message);
-  since_commit_.insert(conv);
   if (last == 0) return;
+  since_commit_.insert(conv);
   marks_[conv] = last;
   dirty_marks_[conv] = last;
   ++uncommitted_;
@@ -365,9 +395,14 @@ void ShardIndexer::index_message(const std::string& conv, const v1::Message& m, 
   Xapian::Document doc;
   terms_->set_document(doc);
   terms_->index_text_without_positions(std::string(text));
+  std::vector<std::string> prefixes;  // of the words (query_text.h): `word*` is one term
+  for (auto it = doc.termlist_begin(); it != doc.termlist_end(); ++it)
+    for (auto& p : prefix_terms(*it)) prefixes.push_back(std::move(p));
+  for (const auto& p : prefixes) doc.add_boolean_term(p);
   const std::string id = id_term(m.msg_id());
   doc.add_boolean_term(id);
   doc.add_boolean_term(conv_term(conv));
+  for (const auto& term : scope_terms(conv)) doc.add_boolean_term(term);
   doc.add_value(kMsgIdSlot, encode_msg_id(m.msg_id()));
   doc.add_value(kTimeSlot, encode_msg_id(static_cast<std::uint64_t>(std::max<std::int64_t>(0, m.server_time_ms()))));
   doc.set_data(encode_doc({conv, m.conv_seq(), m.edit_version()}));
@@ -385,7 +420,7 @@ std::uint64_t ShardIndexer::purge(std::int64_t now_ms) {
       Xapian::Query(Xapian::Query::OP_VALUE_LE, kTimeSlot, encode_msg_id(static_cast<std::uint64_t>(cutoff - 1))));
   old.set_weighting_scheme(Xapian::BoolWeight());
   std::vector<Xapian::docid> ids;
-  Xapian::MSet found = old.get_mset(0, kPurgeMax);
+  Xapian::MSet found = old.get_mset(0, kPurgeChunk);
   for (auto it = found.begin(); it != found.end(); ++it) ids.push_back(*it);
   for (Xapian::docid id : ids) db_->delete_document(id);
   uncommitted_ += ids.size();

@@ -4,8 +4,9 @@
 // from history rows after they commit (never on the send path).
 //
 // A document per message, keyed by its msg_id; its terms are the message's
-// text (CJK as characters and pairs, other scripts as lowercased words),
-// a filter term per conversation, the msg_id as the sort value. Recall and
+// text (CJK as characters and pairs, other scripts as lowercased words and
+// their prefixes, query_text.h), filter terms of its conversation and, for
+// C2C, of its two users, the msg_id as the sort value. Recall and
 // edit events (10003, 10004) are history rows too: reached in conv_seq
 // order, they delete or replace their target's document.
 //
@@ -56,6 +57,13 @@ inline constexpr unsigned kTimeSlot = 1;
 // A document's id term and conversation filter term.
 std::string id_term(std::uint64_t msg_id);
 std::string conv_term(std::string_view conv);
+// The terms SEARCH's scope filters on beside the conversation's: a C2C
+// document has its two users' ("U" + uid), so that all of a user's C2C
+// conversations are one term however many there are; a group's has
+// kGroupDocsTerm (for a caller in more groups than a filter lists).
+std::string user_term(std::string_view uid);
+inline constexpr std::string_view kGroupDocsTerm = "Tg";
+std::vector<std::string> scope_terms(std::string_view conv);
 std::string encode_msg_id(std::uint64_t msg_id);
 // The other way; 0 for a value of another size.
 std::uint64_t decode_msg_id(std::string_view value);
@@ -78,6 +86,8 @@ std::string_view indexed_text(const SearchConfig& config, const v1::Message& m, 
 
 class ShardIndexer {
  public:
+  // Documents one retention chunk deletes before it commits.
+  static constexpr std::uint32_t kPurgeChunk = 10000;
   // The shard that owns a conversation id.
   using OwnerOf = std::function<unsigned(std::string_view conv)>;
 
@@ -117,7 +127,7 @@ class ShardIndexer {
   std::uint64_t mark_of(const std::string& conv);
   void commit();
   // Deletes the documents of messages older than the retention, at most
-  // kPurgeMax a call; how many went.
+  // kPurgeChunk a call; how many went.
   std::uint64_t purge(std::int64_t now_ms);
 
   const unsigned shard_;

@@ -6,6 +6,7 @@
 // `imserver --rebuild-search` and a new shard count.
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <set>
@@ -342,11 +343,17 @@ TEST_CASE("SEARCH through the admin API, and DISABLED when search.enabled is fal
 TEST_CASE("SEARCH index across restarts: kept, brought up to date after a kill -9, made again when deleted") {
   ServerProcess server(fast_overrides({{"search.commit_interval_ms", "5000"}}));
   std::vector<std::uint64_t> acked;
+  v1::SendResp recalled, edited;
   {
     auto alice = server.login("alice");
     const auto first = send_text(*alice, "bob", "m0", "durable first");
+    recalled = send_text(*alice, "bob", "mr", "durable recallme");
+    edited = send_text(*alice, "bob", "me", "durable editme");
     found_soon(*alice, "first", first.msg_id(), 15s);  // committed (5 s)
+    found_soon(*alice, "recallme", recalled.msg_id(), 15s);
+    found_soon(*alice, "editme", edited.msg_id(), 15s);
     acked.push_back(first.msg_id());
+    acked.push_back(edited.msg_id());
     // Pipelined: the answers come back while the indexer is behind its
     // 5 s commit interval; kill -9 right after the last one.
     constexpr int kCount = 300;
@@ -359,17 +366,34 @@ TEST_CASE("SEARCH index across restarts: kept, brought up to date after a kill -
       h.seq = static_cast<std::uint32_t>(1000 + i);
       bytes += encode_frame(h, req.SerializeAsString());
     }
+    // Then a recall and an edit of messages the index committed: their
+    // documents must go and change though the index is killed before it
+    // commits again.
+    FrameHeader h;
+    h.cmd = Cmd::kRecall;
+    h.seq = 5000;
+    bytes += encode_frame(h, recall_req("rr", v1::C2C, "bob", recalled.conv_seq()).SerializeAsString());
+    auto edit = edit_req("ee", v1::C2C, "bob", edited.conv_seq(), "x");
+    edit.set_search_text("durable edited");
+    h.cmd = Cmd::kEdit;
+    h.seq = 5001;
+    bytes += encode_frame(h, edit.SerializeAsString());
     alice->send_raw(bytes);
-    for (int i = 1; i <= kCount; ++i) {
+    int changes = 0;
+    for (int i = 1; i <= kCount + 2; ++i) {
       auto f = alice->next_frame(10s);
       REQUIRE(f);
-      REQUIRE(f->header.cmd == Cmd::kSend);
+      REQUIRE((f->header.cmd == Cmd::kSend || f->header.cmd == Cmd::kRecall || f->header.cmd == Cmd::kEdit));
       INFO(f->error_message());
       REQUIRE(f->ok());
       v1::SendResp resp;
       REQUIRE(f->parse(resp));
-      acked.push_back(resp.msg_id());
+      if (f->header.cmd == Cmd::kSend)
+        acked.push_back(resp.msg_id());
+      else
+        ++changes;
     }
+    REQUIRE(changes == 2);
   }
   server.kill9();
   server.restart();
@@ -392,6 +416,9 @@ TEST_CASE("SEARCH index across restarts: kept, brought up to date after a kill -
   REQUIRE(wait_until(answered));  // UNAVAILABLE while start-up indexes
   CHECK(all_found());             // start-up indexed what lay above the marks before answering
   CHECK(ids_of(search(*alice, "w7")).size() == 1);
+  CHECK(search(*alice, "recallme").messages_size() == 0);
+  CHECK(search(*alice, "editme").messages_size() == 0);
+  CHECK(ids_of(search(*alice, "edited")) == std::vector<std::uint64_t>{edited.msg_id()});
 
   // `imserver --rebuild-search` refuses while the server runs, removes the
   // indexes once it is stopped, and the next start makes them again.
@@ -416,4 +443,170 @@ TEST_CASE("SEARCH index across restarts: kept, brought up to date after a kill -
   REQUIRE(wait_until(answered));
   CHECK(all_found());
   CHECK(server.log().find("indexing the history again") != std::string::npos);
+}
+
+TEST_CASE("SEARCH in groups: an edit by its latest text for every member, a recall for none") {
+  ServerProcess server(fast_overrides());
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  auto carol = server.login("carol");
+  create_group(*alice, "team", {"bob", "carol"});
+  const auto draft = send_text(*alice, "team", "m1", "quarterly draft", v1::GROUP);
+  const auto plan = send_text(*bob, "team", "m2", "hiking plan", v1::GROUP);
+  found_soon(*carol, "draft", draft.msg_id());
+  found_soon(*carol, "hiking", plan.msg_id());
+
+  auto edit = edit_req("e1", v1::GROUP, "team", draft.conv_seq(), "the final body");
+  edit.set_search_text("quarterly final");
+  (void)call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit);
+  for (auto* member : {alice.get(), bob.get(), carol.get()}) {
+    found_soon(*member, "final", draft.msg_id());
+    CHECK(search(*member, "draft").messages_size() == 0);
+    auto r = search(*member, "quarterly", v1::GROUP, "team");
+    REQUIRE(r.messages_size() == 1);
+    CHECK(r.messages(0).body() == "the final body");
+    CHECK(r.messages(0).edit_version() == 1);
+  }
+  (void)call_ok<v1::SendResp>(*bob, Cmd::kRecall, recall_req("r1", v1::GROUP, "team", plan.conv_seq()));
+  for (auto* member : {alice.get(), bob.get(), carol.get()}) CHECK(search(*member, "hiking").messages_size() == 0);
+}
+
+TEST_CASE("SEARCH in a large group (read fan-out): members find its messages, a removed one does not") {
+  ServerProcess server(fast_overrides({{"limits.write_fanout_max_members", "3"}}));
+  auto alice = server.login("alice");
+  auto erin = server.login("erin");
+  create_group(*alice, "big", {"bob", "carol", "dave", "erin"});  // over 3: read fan-out from the start
+  v1::GroupGetReq get;
+  get.set_gid("big");
+  REQUIRE(call_ok<v1::GroupResp>(*alice, Cmd::kGroupGet, get).group().large());
+  const auto s = send_text(*alice, "big", "m1", "launch checklist 发布清单", v1::GROUP);
+  CHECK(s.inbox_seq() == 0);  // stored once, in the group's history
+  found_soon(*erin, "checklist", s.msg_id());
+  found_soon(*erin, "清单", s.msg_id());
+  CHECK(ids_of(search(*alice, "launch", v1::GROUP, "big")) == std::vector<std::uint64_t>{s.msg_id()});
+  auto edit = edit_req("e1", v1::GROUP, "big", s.conv_seq(), "edited");
+  edit.set_search_text("rollout checklist");
+  (void)call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit);
+  CHECK(wait_until([&] { return holds(search(*erin, "rollout"), s.msg_id()); }));
+  CHECK(search(*erin, "launch").messages_size() == 0);
+
+  v1::GroupMembersReq remove;
+  remove.set_gid("big");
+  remove.add_uids("erin");
+  (void)call_ok<v1::GroupMembersResp>(*alice, Cmd::kGroupRemoveMembers, remove);
+  CHECK(search(*erin, "checklist").messages_size() == 0);
+  CHECK(search_status(*erin, search_req("checklist", v1::GROUP, "big")) == StatusCode::kForbidden);
+  CHECK(ids_of(search(*alice, "checklist")) == std::vector<std::uint64_t>{s.msg_id()});
+}
+
+TEST_CASE("SEARCH many at once from one user: each answered, found or RATE_LIMITED with retry_after_ms") {
+  ServerProcess server(fast_overrides());
+  auto alice = server.login("alice");
+  auto phone = server.login("alice", 2);  // a second device: the same user's slots
+  auto bob = server.login("bob");
+  const auto s = send_text(*alice, "bob", "m1", "concurrent needle");
+  found_soon(*alice, "needle", s.msg_id());
+  std::atomic<int> found{0}, limited{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      SyncClient& c = t % 2 == 0 ? *alice : *phone;
+      for (int i = 0; i < 10; ++i) {
+        auto req = search_req("needle");
+        auto f = c.call(Cmd::kSearch, &req);
+        v1::SearchResp resp;
+        if (f && f->ok() && f->parse(resp) && holds(resp, s.msg_id()))
+          ++found;
+        else if (f && f->status() == StatusCode::kRateLimited && f->retry_after_ms() > 0)
+          ++limited;
+        else
+          ++other;
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(other == 0);
+  CHECK(found + limited == 80);
+  CHECK(found > 0);
+  INFO("rate limited: " << limited);
+  // Another user is not held back by alice's searches.
+  CHECK(ids_of(search(*bob, "needle")) == std::vector<std::uint64_t>{s.msg_id()});
+}
+
+TEST_CASE(
+    "SEARCH prefixes: answered from the caller's messages alone, however many words others wrote, long ones too") {
+  ServerProcess server(fast_overrides());
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  auto carol = server.login("carol");
+  // Bob writes 1,200 words starting with "secret" to carol (a prefix once
+  // stood for at most 1,000 words of the whole index: alice's query was
+  // refused or not depending on what others wrote).
+  std::uint64_t last = 0;
+  for (int m = 0; m < 4; ++m) {
+    std::string text;
+    for (int w = 0; w < 300; ++w) text += "secret" + std::to_string(m * 300 + w) + " ";
+    last = send_text(*bob, "carol", "b" + std::to_string(m), text).msg_id();
+  }
+  found_soon(*carol, "secret1199", last);
+  CHECK(search(*alice, "secret*").messages_size() == 0);
+  const auto mine = send_text(*alice, "bob", "a1", "a secretive internationalization plan");
+  found_soon(*alice, "secretive", mine.msg_id());
+  CHECK(ids_of(search(*alice, "secret*", v1::C2C, "bob")) == std::vector<std::uint64_t>{mine.msg_id()});
+  CHECK(search(*carol, "secret*").messages_size() == 4);
+  // Prefixes longer than the index's (8 characters): checked on the text.
+  CHECK(ids_of(search(*alice, "Internationaliz*")) == std::vector<std::uint64_t>{mine.msg_id()});
+  CHECK(search(*alice, "internationally*").messages_size() == 0);
+  CHECK(ids_of(search(*alice, "s* plan")) == std::vector<std::uint64_t>{mine.msg_id()});
+}
+
+TEST_CASE("SEARCH past 5,000 candidates the caller may not see: a short page with has_more, then the rest") {
+  ServerProcess server(fast_overrides());
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  const auto old = send_text(*alice, "carol", "old", "needle kept");
+  // 5,050 messages to bob, pipelined, then cleared by alice (delete for
+  // herself up to the last): every one is a candidate she may not see.
+  constexpr int kCount = 5050;
+  std::string bytes;
+  for (int i = 1; i <= kCount; ++i) {
+    auto req = send_req("bob", "n" + std::to_string(i), "x");
+    req.set_search_text("needle");
+    FrameHeader h;
+    h.cmd = Cmd::kSend;
+    h.seq = static_cast<std::uint32_t>(10000 + i);
+    bytes += encode_frame(h, req.SerializeAsString());
+  }
+  alice->send_raw(bytes);
+  std::uint64_t last_seq = 0, last_id = 0;
+  for (int i = 1; i <= kCount; ++i) {
+    auto f = alice->next_frame(20s);
+    REQUIRE(f);
+    REQUIRE(f->header.cmd == Cmd::kSend);
+    REQUIRE(f->ok());
+    v1::SendResp resp;
+    REQUIRE(f->parse(resp));
+    if (resp.conv_seq() > last_seq) {
+      last_seq = resp.conv_seq();
+      last_id = resp.msg_id();
+    }
+  }
+  found_soon(*bob, "needle", last_id, 30s);  // the newest of one conversation: all of it is indexed
+  v1::DeleteReq clear;
+  clear.set_conv_type(v1::C2C);
+  clear.set_peer("bob");
+  clear.set_up_to_seq(last_seq);
+  (void)call_ok<v1::DeleteResp>(*alice, Cmd::kDelete, clear);
+
+  std::set<std::uint64_t> seen;
+  std::string cursor;
+  int pages = 0;
+  for (; pages < 10; ++pages) {
+    auto r = search(*alice, "needle", v1::CONV_TYPE_UNSPECIFIED, "", cursor, 20);
+    for (auto id : ids_of(r)) seen.insert(id);
+    if (!r.has_more()) break;
+    CHECK_FALSE(r.next_cursor().empty());
+    cursor = r.next_cursor();
+  }
+  CHECK(seen == std::set<std::uint64_t>{old.msg_id()});
+  CHECK(pages == 1);  // the first page looked at 5,000 and ended early; the second found the kept one
 }

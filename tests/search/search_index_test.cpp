@@ -6,6 +6,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -55,13 +57,50 @@ struct Fixture {
     REQUIRE(store->write(b));
     if (index) index->shard(0).notify({{conv, seq, true}});
   }
-  std::vector<std::uint64_t> find(const std::string& q, std::vector<std::string> convs, std::uint64_t below = 0) {
+  // Rows 1..n of `conv` (msg_id = conv_seq, type 1, `time_ms`, the text
+  // `text_of(seq)`), written in one batch, and handed to the indexer.
+  void put_many(const std::string& conv, std::uint64_t n, std::int64_t time_ms,
+                const std::function<std::string(std::uint64_t)>& text_of) {
+    store::Batch b(*store);
+    for (std::uint64_t seq = 1; seq <= n; ++seq) {
+      v1::Message m;
+      m.set_msg_id(seq);
+      m.set_conv_seq(seq);
+      m.set_content_type(1);
+      m.set_server_time_ms(time_ms);
+      b.put_history(conv, seq, m.SerializeAsString(), text_of(seq));
+    }
+    REQUIRE(store->write(b));
+    index->shard(0).notify({{conv, n, true}});
+  }
+  // `q` among the documents of `convs`.
+  std::vector<std::uint64_t> find(const std::string& q, const std::vector<std::string>& convs,
+                                  std::uint64_t below = 0) {
+    return find_terms(q, terms_of(convs), below);
+  }
+  // `q` among the documents holding one of `terms`; asked again (at most
+  // 50 times) while the indexer's commits outdate the reader (UNAVAILABLE).
+  std::vector<std::uint64_t> find_terms(const std::string& q, const std::vector<std::string>& terms,
+                                        std::uint64_t below = 0) {
     std::vector<std::uint64_t> ids;
-    REQUIRE(index->find(q, convs, below, [&](const SearchIndex::Hit& h) {
-      ids.push_back(h.msg_id);
-      return true;
-    }));
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      ids.clear();
+      auto found = index->find(q, terms, below, [&](const SearchIndex::Hit& h) {
+        ids.push_back(h.msg_id);
+        return true;
+      });
+      if (found) return ids;
+      REQUIRE(found.error().code == StatusCode::kUnavailable);
+      REQUIRE(found.error().retry_after_ms > 0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(found.error().retry_after_ms));
+    }
+    FAIL("the index stayed busy");
     return ids;
+  }
+  static std::vector<std::string> terms_of(const std::vector<std::string>& convs) {
+    std::vector<std::string> terms;
+    for (const auto& conv : convs) terms.push_back(conv_term(conv));
+    return terms;
   }
   // Waits until `q` finds exactly `ids` in `convs`.
   bool finds(const std::string& q, std::vector<std::string> convs, std::vector<std::uint64_t> ids) {
@@ -93,9 +132,18 @@ TEST_CASE("search index: search texts and listed bodies are indexed, newest firs
   // The cursor: below a msg_id.
   CHECK(f.find("hello", {"c:a:b", "g:team"}, 200) == std::vector<std::uint64_t>{150, 100});
   CHECK(f.find("hello", {"c:a:b", "g:team"}, 101) == std::vector<std::uint64_t>{100});
+  // The scope terms: a C2C document is found by either of its users' term,
+  // a group's by the term of all groups' documents.
+  CHECK(f.find_terms("hello", {user_term("a")}) == std::vector<std::uint64_t>{200, 100});
+  CHECK(f.find_terms("hello", {user_term("b")}) == std::vector<std::uint64_t>{200, 100});
+  CHECK(f.find_terms("hello", {user_term("c")}).empty());
+  CHECK(f.find_terms("hello", {user_term("a:b")}).empty());
+  CHECK(f.find_terms("hello", {std::string(kGroupDocsTerm)}) == std::vector<std::uint64_t>{150});
+  CHECK(f.find_terms("hello", {user_term("b"), std::string(kGroupDocsTerm)}) ==
+        std::vector<std::uint64_t>{200, 150, 100});
   // Each hit says where its message is and which edit was indexed.
   std::vector<SearchIndex::Hit> hits;
-  REQUIRE(f.index->find("team", {"g:team"}, 0, [&](const SearchIndex::Hit& h) {
+  REQUIRE(f.index->find("team", {conv_term("g:team")}, 0, [&](const SearchIndex::Hit& h) {
     hits.push_back(h);
     return true;
   }));
@@ -136,7 +184,7 @@ TEST_CASE("search index: a recall event deletes its target, an edit event indexe
   CHECK(f.finds("final", {"c:a:b"}, {200}));
   CHECK(f.find("draft", {"c:a:b"}).empty());
   std::uint32_t version = 0;
-  REQUIRE(f.index->find("final", {"c:a:b"}, 0, [&](const SearchIndex::Hit& h) {
+  REQUIRE(f.index->find("final", {conv_term("c:a:b")}, 0, [&](const SearchIndex::Hit& h) {
     version = h.ref.edit_version;
     return true;
   }));
@@ -203,6 +251,18 @@ TEST_CASE("search index: retention drops the documents of messages older than th
   CHECK(f.finds("news", {"c:a:b"}, {200}));
 }
 
+TEST_CASE("search index retention: a backlog larger than one chunk goes in one pass") {
+  Fixture f;
+  f.open_index();
+  const std::uint64_t n = ShardIndexer::kPurgeChunk + 50;
+  f.put_many("c:a:b", n, wall_ms() - 31LL * 86400 * 1000, [](std::uint64_t) { return "stale"; });
+  f.put("c:a:b", n + 1, n + 1, 1, "", "stale but fresh");
+  REQUIRE(test::wait_until([&] { return f.find("fresh", {"c:a:b"}).size() == 1; }));
+  REQUIRE(f.find("stale", {"c:a:b"}).size() == SearchIndex::kMaxExamined);
+  f.index->shard(0).purge_soon();
+  CHECK(f.finds("stale", {"c:a:b"}, {n + 1}));
+}
+
 TEST_CASE("search index: made anew when the shard count changes") {
   Fixture f;
   f.open_index();
@@ -218,34 +278,39 @@ TEST_CASE("search index: made anew when the shard count changes") {
   CHECK(f.index->shard(0).indexed() == 0);
 }
 
-TEST_CASE("search index bounds: 5,000 documents a query, 1,000 words a prefix, 64 queries queued") {
+TEST_CASE("search index: made anew when it was written in an older format (the shard count alone)") {
   Fixture f;
   f.open_index();
-  store::Batch b(*f.store);
-  const std::int64_t now = wall_ms();
-  for (std::uint64_t seq = 1; seq <= SearchIndex::kMaxExamined + 100; ++seq) {
-    v1::Message m;
-    m.set_msg_id(seq);
-    m.set_conv_seq(seq);
-    m.set_content_type(1);
-    m.set_server_time_ms(now);
-    b.put_history("c:a:b", seq, m.SerializeAsString(),
-                  "common w" + std::to_string(seq % 150) + " x" + std::to_string(seq));
+  f.put("c:a:b", 1, 100, 1, "", "kept");
+  REQUIRE(f.finds("kept", {"c:a:b"}, {100}));
+  f.index.reset();
+  {
+    std::ofstream layout(f.config.storage.data_dir + "/search/shards", std::ios::trunc);
+    layout << "1\n";  // format 1: no prefix or scope terms in its documents
   }
-  REQUIRE(f.store->write(b));
-  f.index->shard(0).notify({{"c:a:b", SearchIndex::kMaxExamined + 100, true}});
+  f.open_index();
+  CHECK(f.index->shard(0).indexed() == 1);  // read again from the history
+  CHECK(f.find_terms("kep*", {user_term("a")}) == std::vector<std::uint64_t>{100});
+}
+
+TEST_CASE("search index bounds: 5,000 documents a query, prefixes as terms of their own, 64 queries queued") {
+  Fixture f;
+  f.open_index();
+  f.put_many("c:a:b", SearchIndex::kMaxExamined + 100, wall_ms(),
+             [](std::uint64_t seq) { return "common w" + std::to_string(seq % 150) + " x" + std::to_string(seq); });
   REQUIRE(test::wait_until([&] { return f.find("w0", {"c:a:b"}).size() == (SearchIndex::kMaxExamined + 100) / 150; }));
   const auto all = f.find("common", {"c:a:b"});
   CHECK(all.size() == SearchIndex::kMaxExamined);
   CHECK(all.front() == SearchIndex::kMaxExamined + 100);  // newest first, so a cursor goes on from the last one
+  CHECK(f.find("common", {"c:a:b"}, all.back()).size() == 100);  // the rest, below the cursor
   // w0 .. w149: all taken (the query's own bound, 5,000, ends it).
   CHECK(f.find("w1*", {"c:a:b"}, 0).size() == 61 * 34);  // w1, w10 .. w19, w100 .. w149
   CHECK(f.find("w*", {"c:a:b"}, 0).size() == SearchIndex::kMaxExamined);
-  // x1 .. x5100: more words than a prefix may stand for: refused, not cut.
-  auto refused = f.index->find("x*", {"c:a:b"}, 0, [](const SearchIndex::Hit&) { return true; });
-  REQUIRE_FALSE(refused);
-  CHECK(refused.error().code == StatusCode::kBadRequest);
+  // x1 .. x5100: a prefix standing for 5,100 words is one term, never
+  // refused (Xapian's wildcards expanded over every user's words).
+  CHECK(f.find("x*", {"c:a:b"}, 0).size() == SearchIndex::kMaxExamined);
   CHECK(f.find("x5*", {"c:a:b"}, 0).size() == 1 + 10 + 100 + 101);  // x5, x50-59, x500-599, x5000-5100
+  CHECK(f.find("X51*", {"c:a:b"}, 0).size() == 1 + 10 + 1);         // case-insensitive: x51, x510-519, x5100
 
   // The query threads: past 64 waiting or running, submit refuses.
   std::mutex m;
