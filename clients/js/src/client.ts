@@ -27,6 +27,29 @@ export interface HistoryOptions {
   limit?: number;
 }
 
+export interface SearchOptions {
+  /** With peer: search that conversation only (C2C or GROUP); else every one of the user's. */
+  convType?: number;
+  peer?: string;
+  /** nextCursor of the page before. */
+  cursor?: string;
+  /** Default 20, at most 100. */
+  limit?: number;
+}
+
+export interface SearchPage {
+  /** Newest first, as HISTORY returns them. */
+  messages: Message[];
+  nextCursor: string;
+  hasMore: boolean;
+}
+
+export interface EditOptions {
+  clientMsgId?: string;
+  /** What the edited message is found by (PROTOCOL 8.6); without it, by nothing. */
+  searchText?: string;
+}
+
 export interface Group {
   gid: string;
   name: string;
@@ -261,6 +284,24 @@ export class ImClient extends ImSession {
     return { messages: r.messages.map(toMessage), hasMore: r.hasMore };
   }
 
+  /**
+   * SEARCH the user's conversations (PROTOCOL 8.6): CJK text by any run of
+   * characters, other scripts by whole words (`word*` a prefix), every word
+   * required. One at a time per user: a second one before the first is
+   * answered fails with RATE_LIMITED.
+   */
+  async search(query: string, o: SearchOptions = {}): Promise<SearchPage> {
+    const req = {
+      query,
+      convType: o.convType ?? 0,
+      peer: o.peer ?? '',
+      cursor: o.cursor ?? '',
+      limit: o.limit ?? 0,
+    };
+    const r = v1.SearchResp.decode((await this.call(Cmd.SEARCH, v1.SearchReq.encode(req).finish())).body);
+    return {messages: r.messages.map(toMessage), nextCursor: r.nextCursor, hasMore: r.hasMore};
+  }
+
   /** RECALL one's own message (or, as a group's owner, any). */
   async recall(convType: number, peer: string, convSeq: number, clientMsgId = newClientMsgId()): Promise<SendResult> {
     const r = sendResult(await this.call(Cmd.RECALL, v1.RecallReq.encode({ clientMsgId, convType, peer, convSeq }).finish()));
@@ -268,11 +309,24 @@ export class ImClient extends ImSession {
     return r;
   }
 
-  /** EDIT one's own message. */
-  async edit(convType: number, peer: string, convSeq: number, body: Uint8Array | string, clientMsgId = newClientMsgId()) {
-    const r = sendResult(
-      await this.call(Cmd.EDIT, v1.EditReq.encode({ clientMsgId, convType, peer, convSeq, body: bytes(body) }).finish()),
-    );
+  /** EDIT one's own message; the last argument: a client_msg_id, or options. */
+  async edit(
+      convType: number,
+      peer: string,
+      convSeq: number,
+      body: Uint8Array|string,
+      options: string|EditOptions = {},
+      ): Promise<SendResult> {
+    const o = typeof options === 'string' ? {clientMsgId: options} : options;
+    const req = {
+      clientMsgId: o.clientMsgId ?? newClientMsgId(),
+      convType,
+      peer,
+      convSeq,
+      body: bytes(body),
+      searchText: o.searchText ?? '',
+    };
+    const r = sendResult(await this.call(Cmd.EDIT, v1.EditReq.encode(req).finish()));
     this.ownRow(r.inboxSeq);
     return r;
   }

@@ -1,14 +1,5 @@
 export { ImClient } from "./client.js";
-export type {
-  ClientOptionsWithList,
-  Group,
-  GroupWithMembers,
-  HistoryOptions,
-  HistoryPage,
-  Presence,
-  ReadCount,
-  Receipts,
-} from "./client.js";
+export type{ClientOptionsWithList, Group, GroupWithMembers, EditOptions, HistoryOptions, HistoryPage, SearchOptions, SearchPage, Presence, ReadCount, Receipts,} from './client.js';
 export { ImSession, newClientMsgId } from "./session.js";
 export { ConversationList, conversationKey, peerOf } from "./conversations.js";
 export type { Conversation } from "./conversations.js";

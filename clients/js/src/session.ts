@@ -81,6 +81,8 @@ export interface SendOptions {
   convType?: number;
   contentType?: number;
   clientMsgId?: string;
+  /** What the message is found by in SEARCH (PROTOCOL 8.6): at most 4096 bytes of UTF-8. */
+  searchText?: string;
 }
 
 export interface SendResult {
@@ -137,7 +139,14 @@ const GROUP_EVENT = 10001;
 const GAP_WAIT_MS = 300;
 
 function sendReq(p: PendingSend): im.v1.ISendReq {
-  return { clientMsgId: p.clientMsgId, convType: p.convType, to: p.to, contentType: p.contentType, body: p.body };
+  return {
+    clientMsgId: p.clientMsgId,
+    convType: p.convType,
+    to: p.to,
+    contentType: p.contentType,
+    body: p.body,
+    searchText: p.searchText ?? '',
+  };
 }
 
 export function newClientMsgId(): string {
@@ -374,6 +383,7 @@ export class ImSession extends Emitter<ClientEvents> {
       body: typeof body === "string" ? new TextEncoder().encode(body) : body,
       createdMs: Date.now(),
     };
+    if (options.searchText) p.searchText = options.searchText;
     const frameBytes = HEADER_BYTES + v1.SendReq.encode(sendReq(p)).finish().length;
     if (frameBytes > this.opts.maxFrameBytes)
       throw new ImError(Status.TOO_LARGE, `a ${frameBytes}-byte frame is over the server's ${this.opts.maxFrameBytes}`);

@@ -9,6 +9,8 @@ export interface PendingSend {
   to: string;
   contentType: number;
   body: Uint8Array;
+  /** SendReq.search_text (PROTOCOL 8.6); absent in states saved by older versions. */
+  searchText?: string;
   /** When the application first asked (ms since the epoch); 0 in states saved by older versions. */
   createdMs: number;
 }

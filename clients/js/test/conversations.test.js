@@ -105,3 +105,58 @@ test("a conversation hidden on one device: another device's list and totals agre
     await server.dispose();
   }
 });
+
+// SEARCH (PROTOCOL 8.6): the index is written in the background, so each
+// check asks again (at most 200 times, 50 ms apart) until it holds.
+async function searchUntil(c, query, o, check, what) {
+  for (let i = 0; i < 200; ++i) {
+    const page = await c.search(query, o);
+    if (check(page)) return page;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+test('search: search_text on send and edit, CJK runs, prefixes, a scope, paging', async () => {
+  const server = new Server();
+  await server.start();
+  const alice = client(server, 'alice');
+  const bob = client(server, 'bob');
+  try {
+    await Promise.all([alice.connect(), bob.connect()]);
+    const plan = await alice.send('bob', '{"t":"card"}', {searchText: '明天下午开会讨论预算 Budget review'});
+    for (let i = 0; i < 3; ++i) await alice.send('bob', `n${i}`, {searchText: `note ${i}`});
+    await bob.createGroup({gid: 'team', name: 'team', members: ['alice']});
+    const g = await bob.send('team', 'x', {convType: ConvType.GROUP, searchText: 'team budgeting'});
+
+    let page = await searchUntil(bob, '讨论预算', {}, (p) => p.messages.length === 1, 'the CJK run');
+    assert.equal(page.messages[0].msgId, plan.msgId);
+    assert.equal(text(page.messages[0]), '{"t":"card"}');
+    page = await searchUntil(alice, 'budg*', {}, (p) => p.messages.length === 2, 'the prefix');
+    assert.deepEqual(page.messages.map((m) => m.msgId).sort(), [g.msgId, plan.msgId].sort());
+    page = await alice.search('budg*', {convType: ConvType.GROUP, peer: 'team'});
+    assert.deepEqual(page.messages.map((m) => m.msgId), [g.msgId]);
+    assert.equal((await alice.search('算明')).messages.length, 0);
+
+    // Paging: newest first, one at a time.
+    await searchUntil(alice, 'note', {}, (p) => p.messages.length === 3, 'the notes');
+    const seen = [];
+    let cursor = '';
+    for (let i = 0; i < 5; ++i) {
+      page = await alice.search('note', {limit: 1, cursor});
+      seen.push(...page.messages.map((m) => text(m)));
+      if (!page.hasMore) break;
+      cursor = page.nextCursor;
+    }
+    assert.deepEqual(seen, ['n2', 'n1', 'n0']);
+
+    // An edit is found by its own search text only.
+    await alice.edit(ConvType.C2C, 'bob', plan.convSeq, '{"t":"card2"}', {searchText: 'quarterly forecast'});
+    page = await searchUntil(bob, 'forecast', {}, (p) => p.messages.length === 1, 'the edited text');
+    assert.equal(text(page.messages[0]), '{"t":"card2"}');
+    assert.equal((await bob.search('预算')).messages.length, 0);
+  } finally {
+    await Promise.all([alice.close(), bob.close()]);
+    await server.dispose();
+  }
+});
