@@ -4,6 +4,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include <fmt/format.h>
+
 #include "core/core_env.h"
 #include "core/wire.h"
 #include "search/query_text.h"
@@ -53,17 +55,12 @@ class DeletedFilter {
 // The conversations searched (PROTOCOL 8.6), as the index's filter terms
 // and the check of each hit's conversation: the one named (a group only
 // while a member, as HISTORY), else the caller's C2C conversations (one
-// term: the caller's) and every group it is in now.
+// term: the caller's) and every group it is in now (a term each).
 struct Scope {
   std::vector<std::string> terms;
   std::string one;                         // scoped: the conversation
   std::unordered_set<std::string> groups;  // unscoped: the caller's groups
 };
-
-// Past this many groups the filter takes every group's documents (one
-// term) and each hit's group is checked instead: the filter's cost grows
-// with its terms, about 8 us each (bench/ANALYSIS.md, "Search").
-constexpr std::size_t kMaxGroupTerms = 1000;
 
 Result<Scope> scope_of(store::Store& store, const SearchRequest& req) {
   Scope scope;
@@ -87,14 +84,14 @@ Result<Scope> scope_of(store::Store& store, const SearchRequest& req) {
   scope.terms.push_back(search::user_term(req.uid));
   auto scanned = store.scan_user_groups(req.uid, [&](std::string_view gid) {
     scope.groups.insert(store::group_conv(gid));
-    return true;
+    return scope.groups.size() <= kSearchMaxGroups;
   });
   if (!scanned) return scanned.error();
-  if (scope.groups.size() > kMaxGroupTerms) {
-    scope.terms.emplace_back(search::kGroupDocsTerm);
-  } else {
-    for (const auto& conv : scope.groups) scope.terms.push_back(search::conv_term(conv));
-  }
+  if (scope.groups.size() > kSearchMaxGroups)
+    return make_error(
+        StatusCode::kTooLarge,
+        fmt::format("a member of more than {} groups: search one conversation (conv_type and peer)", kSearchMaxGroups));
+  for (const auto& conv : scope.groups) scope.terms.push_back(search::conv_term(conv));
   return scope;
 }
 
@@ -138,11 +135,10 @@ Result<std::uint64_t> decode_search_cursor(std::string_view cursor) {
   return id;
 }
 
-Result<v1::SearchResp> run_search(CoreEnv& env, const SearchRequest& req) {
+Result<v1::SearchResp> run_search(CoreEnv& env, search::SearchIndex& index, const SearchRequest& req) {
   auto scope = scope_of(env.store, req);
   if (!scope) return scope.error();
   const std::vector<std::string> runs = search::cjk_runs(req.query);
-  const std::vector<std::string> prefixes = search::split_query(req.query).prefixes;
   DeletedFilter deleted(env.store, req.uid);
   std::unordered_map<std::string, bool> member_of;  // groups' membership, read once a query
   wire::MessageRows rows(req.frame_budget);
@@ -154,12 +150,12 @@ Result<v1::SearchResp> run_search(CoreEnv& env, const SearchRequest& req) {
   bool full = false;
   Result<Ok> read = Ok{};
   v1::Message m;
-  auto scanned = env.search->find(req.query, scope->terms, req.below_msg_id, [&](const search::SearchIndex::Hit& hit) {
+  auto scanned = index.find(req.query, scope->terms, req.below_msg_id, [&](const search::SearchIndex::Hit& hit) {
     ++examined;
     last_examined = hit.msg_id;
     if (hit.msg_id == prev) return true;  // one message in two shards' indexes (never expected)
     prev = hit.msg_id;
-    if (!in_scope(*scope, req.uid, hit.ref.conv)) return true;
+    if (!in_scope(*scope, req.uid, hit.ref.conv) || !hit.whole) return true;
     // A member removed since the scope was listed finds nothing more there.
     if (hit.ref.conv.starts_with("g:")) {
       auto [it, fresh] = member_of.try_emplace(hit.ref.conv, false);
@@ -183,12 +179,9 @@ Result<v1::SearchResp> run_search(CoreEnv& env, const SearchRequest& req) {
     if (!*row || !m.ParseFromString((*row)->message) || m.msg_id() != hit.msg_id || m.content_type() >= 10000 ||
         m.edit_version() != hit.ref.edit_version)
       return true;
-    // CJK runs side by side, which Xapian's character pairs do not say;
-    // prefixes longer than the index's prefix terms.
-    if (!runs.empty() || !prefixes.empty()) {
-      const std::string_view text = search::indexed_text(env.config.search, m, (*row)->search_text);
-      if (!search::holds_runs(text, runs) || !search::holds_prefixes(text, prefixes)) return true;
-    }
+    // CJK runs side by side, which Xapian's character pairs do not say.
+    if (!runs.empty() && !search::holds_runs(search::indexed_text(env.config.search, m, (*row)->search_text), runs))
+      return true;
     auto hidden = deleted.hidden(hit.ref.conv, hit.ref.conv_seq);
     if (!hidden) {
       read = hidden.error();

@@ -17,6 +17,10 @@
 #include "im/result.h"
 #include "proto/im.pb.h"
 
+namespace im::search {
+class SearchIndex;
+}
+
 namespace im::core {
 
 struct CoreEnv;
@@ -34,7 +38,12 @@ struct SearchRequest {
 // The page of hits: newest first, without recalled messages, messages the
 // caller deleted for themself, and hits whose indexed text is not the
 // message's latest (re-indexed within search.commit_interval_ms).
-Result<v1::SearchResp> run_search(CoreEnv& env, const SearchRequest& req);
+Result<v1::SearchResp> run_search(CoreEnv& env, search::SearchIndex& index, const SearchRequest& req);
+
+// The groups an unscoped SEARCH looks in, one filter term each (about 8 us
+// a term on this machine): a member of more is TOO_LARGE and searches one
+// conversation at a time.
+inline constexpr std::size_t kSearchMaxGroups = 5000;
 
 // A user's SEARCHes queued or running at once: at most kPerUser, fewer
 // than the search threads, so one client (all its sessions) can neither

@@ -256,12 +256,14 @@ void Service::search(const std::string& uid, v1::SearchReq req, bool per_user_li
   // On a search thread: the scope from the store, the query, the hits. The
   // latency counts the wait in the queue.
   const auto queued = std::chrono::steady_clock::now();
-  auto job = [this, search = std::move(search), done, slot = std::move(slot), queued]() mutable {
+  auto job = [this, index, search = std::move(search), done, slot = std::move(slot), queued]() mutable {
     Result<v1::SearchResp> result = make_error(StatusCode::kInternal, "the search failed");
     try {
-      result = run_search(*env_, search);
+      result = run_search(*env_, *index, search);
     } catch (const std::exception& e) {
       spdlog::error("search: a query of {} failed: {}", search.uid, e.what());
+    } catch (...) {
+      spdlog::error("search: a query of {} failed", search.uid);
     }
     metrics::get().search_latency.observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - queued).count());

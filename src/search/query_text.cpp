@@ -1,5 +1,8 @@
 #include "search/query_text.h"
 
+#include <algorithm>
+#include <utility>
+
 #include <xapian.h>
 
 namespace im::search {
@@ -80,46 +83,53 @@ std::string prefix_term(std::string_view prefix) {
   return t;
 }
 
+std::vector<std::string> words_of(std::string_view text) {
+  Xapian::TermGenerator terms;
+  terms.set_flags(Xapian::TermGenerator::FLAG_CJK_NGRAM);
+  terms.set_max_word_length(kMaxWordBytes);
+  Xapian::Document doc;
+  terms.set_document(doc);
+  terms.index_text(std::string(text));
+  std::vector<std::pair<Xapian::termpos, std::string>> at;
+  for (auto t = doc.termlist_begin(); t != doc.termlist_end(); ++t)
+    for (auto p = t.positionlist_begin(); p != t.positionlist_end(); ++p) at.emplace_back(*p, *t);
+  std::sort(at.begin(), at.end());
+  std::vector<std::string> out;
+  out.reserve(at.size());
+  for (auto& [pos, word] : at) out.push_back(std::move(word));
+  return out;
+}
+
 QueryParts split_query(std::string_view query) {
   QueryParts parts;
-  std::size_t word_start = std::string::npos;  // of the run of word characters `words` ends with
-  for (Xapian::Utf8Iterator it(query.data(), query.size()); it != Xapian::Utf8Iterator(); ++it) {
-    const unsigned cp = *it;
-    if (cp == '*') {
-      if (word_start != std::string::npos) {
-        parts.prefixes.push_back(lowercase(std::string_view(parts.words).substr(word_start)));
-        parts.words.resize(word_start);
+  std::size_t pos = 0;
+  while (pos < query.size()) {
+    const std::size_t star = query.find('*', pos);
+    if (star == std::string_view::npos) {
+      parts.words.append(query.substr(pos));
+      break;
+    }
+    // The run before the `*`, back to a space (or an earlier `*`).
+    std::size_t start = star;
+    while (start > pos && query[start - 1] != ' ' && query[start - 1] != '\t' && query[start - 1] != '\n') --start;
+    parts.words.append(query.substr(pos, start - pos));
+    parts.words.push_back(' ');
+    std::vector<std::string> words = words_of(query.substr(start, star - start));
+    if (!words.empty()) {
+      Xapian::Utf8Iterator first(words.back().data(), words.back().size());
+      if (first != Xapian::Utf8Iterator() && !is_cjk(*first)) {
+        parts.prefixes.push_back(std::move(words.back()));
+        words.pop_back();
       }
-      parts.words.push_back(' ');
-      word_start = std::string::npos;
-      continue;
+      for (auto& w : words) parts.terms.push_back(std::move(w));
     }
-    if (Xapian::Unicode::is_wordchar(cp) && !is_cjk(cp)) {
-      if (word_start == std::string::npos) word_start = parts.words.size();
-    } else {
-      word_start = std::string::npos;
-    }
-    Xapian::Unicode::append_utf8(parts.words, cp);
+    pos = star + 1;
   }
   return parts;
 }
 
-bool holds_prefixes(std::string_view text, const std::vector<std::string>& prefixes) {
-  std::string lower;
-  for (const auto& prefix : prefixes) {
-    if (chars_of(prefix) <= kPrefixMaxChars) continue;
-    if (lower.empty()) lower = lowercase(text);
-    bool found = false;
-    bool in_word = false;
-    for (Xapian::Utf8Iterator it(lower.data(), lower.size()); it != Xapian::Utf8Iterator() && !found; ++it) {
-      const bool word = Xapian::Unicode::is_wordchar(*it);
-      if (word && !in_word)
-        found = std::string_view(lower).substr(static_cast<std::size_t>(it.raw() - lower.data())).starts_with(prefix);
-      in_word = word;
-    }
-    if (!found) return false;
-  }
-  return true;
+bool is_long_prefix(std::string_view prefix) {
+  return chars_of(prefix) > kPrefixMaxChars;
 }
 
 }  // namespace im::search

@@ -12,8 +12,8 @@
 // also gets a term "P" + each of its first 1 to kPrefixMaxChars
 // characters, and `budg*` is the one term "Pbudg", filtered to the
 // caller's conversations like any other. A longer prefix is looked up by
-// its first kPrefixMaxChars characters and the rest checked on each hit's
-// text (holds_prefixes).
+// its first kPrefixMaxChars characters and the rest checked against each
+// hit's own terms (SearchIndex::find).
 //
 // Pure functions; thread safe.
 
@@ -47,18 +47,29 @@ std::vector<std::string> prefix_terms(std::string_view term);
 // The term a query's prefix (lowercased) is looked up by.
 std::string prefix_term(std::string_view prefix);
 
-// A query split for the index: the text QueryParser takes (without the
-// prefixes; a `*` after no word is dropped), and each prefix (the word
-// characters right before a `*`, not CJK), lowercased.
+// A query split for the index: the text QueryParser takes, the exact
+// terms and the prefixes. A `*` ends a prefix: the run of characters
+// before it up to a space is split into words as TermGenerator splits
+// text (so `don't*`, `AT&T*`, `3.14*` and `re-arr*` mean what the index
+// holds: "don't", "at&t", "3.14", and "re" then "arr"); its last word
+// (not CJK) is the prefix and the others are terms the hit must hold. A
+// `*` after CJK text or after nothing is dropped.
 struct QueryParts {
   std::string words;
+  std::vector<std::string> terms;
   std::vector<std::string> prefixes;
 };
 QueryParts split_query(std::string_view query);
 
-// True when `text`, lowercased, has a word starting with each of the
-// `prefixes` longer than kPrefixMaxChars characters (the shorter ones are
-// whole terms of the index).
-bool holds_prefixes(std::string_view text, const std::vector<std::string>& prefixes);
+// Whether `prefix` is longer than its index term (kPrefixMaxChars): then
+// each hit is checked for a term of its own starting with it.
+bool is_long_prefix(std::string_view prefix);
+
+// The words TermGenerator (FLAG_CJK_NGRAM) makes of `text`, lowercased, in
+// order (CJK as single characters and pairs).
+std::vector<std::string> words_of(std::string_view text);
+
+// The longest word TermGenerator indexes, in bytes (its default is 64).
+inline constexpr unsigned kMaxWordBytes = 200;
 
 }  // namespace im::search

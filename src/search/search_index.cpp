@@ -87,6 +87,7 @@ Result<Ok> SearchIndex::start() {
 
 void SearchIndex::stop() {
   stopping_.store(true, std::memory_order_release);
+  pool_.stop();  // queued queries are dropped, not run (the server is going away)
   pool_.join();
   for (auto& indexer : indexers_) indexer->stop();
   std::lock_guard lock(readers_mutex_);
@@ -144,6 +145,22 @@ void SearchIndex::give_back(std::unique_ptr<Xapian::Database> reader) {
   readers_.push_back(std::move(reader));
 }
 
+namespace {
+
+// Whether `doc` has, for each prefix longer than its index term, a word
+// of its own starting with it (its terms are TermGenerator's words).
+bool holds_long_prefixes(const Xapian::Document& doc, const std::vector<std::string>& prefixes) {
+  for (const auto& prefix : prefixes) {
+    if (!is_long_prefix(prefix)) continue;
+    auto t = doc.termlist_begin();
+    t.skip_to(prefix);
+    if (t == doc.termlist_end() || !std::string_view(*t).starts_with(prefix)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::string>& filter_terms,
                              std::uint64_t below_msg_id, const std::function<bool(const Hit&)>& fn) {
   if (filter_terms.empty()) return Ok{};
@@ -154,7 +171,9 @@ Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::stri
   // after the last hit already handed over.
   std::uint64_t below = below_msg_id;
   std::uint32_t examined = 0;
+  bool corrupt = false;  // the last attempt's error was DatabaseCorruptError
   for (int attempt = 0; attempt < 3; ++attempt) {
+    corrupt = false;
     try {
       auto reader = take_reader();
       Xapian::QueryParser parser;
@@ -165,6 +184,7 @@ Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::stri
       std::vector<Xapian::Query> required;
       if (Xapian::Query words = parser.parse_query(parts.words, Xapian::QueryParser::FLAG_CJK_NGRAM); !words.empty())
         required.push_back(std::move(words));
+      for (const auto& term : parts.terms) required.emplace_back(term);
       for (const auto& prefix : parts.prefixes) required.emplace_back(prefix_term(prefix));
       if (required.empty()) {
         give_back(std::move(reader));
@@ -199,7 +219,7 @@ Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::stri
             auto ref = decode_doc(doc.get_data());
             const std::uint64_t msg_id = decode_msg_id(doc.get_value(kMsgIdSlot));
             if (!ref || msg_id == 0) continue;
-            hits.push_back(Hit{std::move(*ref), msg_id});
+            hits.push_back(Hit{std::move(*ref), msg_id, holds_long_prefixes(doc, parts.prefixes)});
           }
           for (const Hit& hit : hits) {
             below = hit.msg_id;
@@ -224,6 +244,7 @@ Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::stri
       // does not go away, the log says so (a damaged index is made again
       // by `imserver --rebuild-search`).
       spdlog::warn("search: {} (a reader outdated by the indexer's commits, or a damaged index)", e.get_description());
+      corrupt = true;
       continue;
     } catch (const Xapian::QueryParserError& e) {
       return make_error(StatusCode::kBadRequest, std::string("query: ") + e.get_msg());
@@ -234,6 +255,10 @@ Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::stri
   }
   // Commits outdated three readers in a row mid-query (retention deleting
   // in quick chunks, say): asked again a little later, it goes through.
+  if (corrupt)
+    spdlog::error(
+        "search: three readers in a row found the index damaged; if it lasts, stop the server and run "
+        "`imserver --rebuild-search`");
   Error busy = make_error(StatusCode::kUnavailable, "the search index is busy; try again");
   busy.retry_after_ms = 100;
   return busy;

@@ -60,12 +60,15 @@ class SearchIndex {
   struct Hit {
     DocRef ref;
     std::uint64_t msg_id = 0;
+    // False when the document has no word starting with a prefix longer
+    // than its index term (query_text.h): looked at, not a match.
+    bool whole = true;
   };
   // The documents matching `query` that hold one of `filter_terms`
-  // (conv_term, user_term, kGroupDocsTerm), msg_id below `below_msg_id`
+  // (conv_term, user_term), msg_id below `below_msg_id`
   // (0: any), highest msg_id first, until `fn` returns false or
   // kMaxExamined were handed over; at most two passes over the matches.
-  // The caller checks each hit (CJK runs side by side, long prefixes,
+  // The caller checks each hit (`whole`, CJK runs side by side,
   // permissions). On a search thread.
   Result<Ok> find(std::string_view query, const std::vector<std::string>& filter_terms, std::uint64_t below_msg_id,
                   const std::function<bool(const Hit&)>& fn);

@@ -86,7 +86,6 @@ std::string user_term(std::string_view uid) {
 }
 
 std::vector<std::string> scope_terms(std::string_view conv) {
-  if (conv.starts_with("g:")) return {std::string(kGroupDocsTerm)};
   if (!conv.starts_with("c:")) return {};
   // c:<uid>:<uid> (uids hold no ':')
   const std::string_view pair = conv.substr(2);
@@ -141,6 +140,7 @@ Result<Ok> ShardIndexer::start() {
   }
   terms_ = std::make_unique<Xapian::TermGenerator>();
   terms_->set_flags(Xapian::TermGenerator::FLAG_CJK_NGRAM);
+  terms_->set_max_word_length(kMaxWordBytes);
   thread_ = std::thread([this] { run(); });
   return Ok{};
 }
@@ -314,7 +314,14 @@ std::uint64_t ShardIndexer::mark_of(const std::string& conv) {
     // again to new messages, which must be read.
     auto last = store_.last_history_seq(conv);
     if (!last) throw std::runtime_error("reading " + conv + ": " + last.error().message);
-    mark = std::min(mark, *last);
+    if (*last < mark) {
+      // Written back with the next commit: the stored mark would otherwise
+      // be clamped again later, against rows written since, and skip them.
+      mark = *last;
+      dirty_marks_[conv] = mark;
+      since_commit_.insert(conv);
+      ++uncommitted_;
+    }
   }
   marks_.emplace(conv, mark);
   return mark;

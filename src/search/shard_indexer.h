@@ -59,10 +59,8 @@ std::string id_term(std::uint64_t msg_id);
 std::string conv_term(std::string_view conv);
 // The terms SEARCH's scope filters on beside the conversation's: a C2C
 // document has its two users' ("U" + uid), so that all of a user's C2C
-// conversations are one term however many there are; a group's has
-// kGroupDocsTerm (for a caller in more groups than a filter lists).
+// conversations are one term however many there are.
 std::string user_term(std::string_view uid);
-inline constexpr std::string_view kGroupDocsTerm = "Tg";
 std::vector<std::string> scope_terms(std::string_view conv);
 std::string encode_msg_id(std::uint64_t msg_id);
 // The other way; 0 for a value of another size.

@@ -528,8 +528,10 @@ TEST_CASE("SEARCH many at once from one user: each answered, found or RATE_LIMIT
   CHECK(found + limited == 80);
   CHECK(found > 0);
   INFO("rate limited: " << limited);
-  // Another user is not held back by alice's searches.
+  // Another user is not held back by alice's searches, and once hers are
+  // answered her slot is free again (one after another never waits).
   CHECK(ids_of(search(*bob, "needle")) == std::vector<std::uint64_t>{s.msg_id()});
+  for (int i = 0; i < 3; ++i) CHECK(ids_of(search(*phone, "needle")) == std::vector<std::uint64_t>{s.msg_id()});
 }
 
 TEST_CASE(
@@ -557,6 +559,51 @@ TEST_CASE(
   CHECK(ids_of(search(*alice, "Internationaliz*")) == std::vector<std::uint64_t>{mine.msg_id()});
   CHECK(search(*alice, "internationally*").messages_size() == 0);
   CHECK(ids_of(search(*alice, "s* plan")) == std::vector<std::uint64_t>{mine.msg_id()});
+  // Words as the index splits them: don't and AT&T whole, e-mail in two.
+  const auto dont = send_text(*alice, "bob", "a2", "don't worry, e-mail AT&T");
+  const auto don = send_text(*alice, "bob", "a3", "don tell");
+  const auto cjk = send_text(*alice, "bob", "a4", "中文abcdefghijk x'abcdefghzz");
+  found_soon(*alice, "tell", don.msg_id());
+  found_soon(*alice, "中文", cjk.msg_id());
+  CHECK(ids_of(search(*alice, "DON'T*")) == std::vector<std::uint64_t>{dont.msg_id()});
+  CHECK(ids_of(search(*alice, "at&t*")) == std::vector<std::uint64_t>{dont.msg_id()});
+  CHECK(ids_of(search(*alice, "e-mai*")) == std::vector<std::uint64_t>{dont.msg_id()});
+  CHECK(sorted_ids(search(*alice, "don*")) == sorted({dont.msg_id(), don.msg_id()}));
+  // Long prefixes against the document's own words: after CJK a word
+  // starts; x'abcdefghzz is one word that starts with x.
+  CHECK(ids_of(search(*alice, "abcdefghi*")) == std::vector<std::uint64_t>{cjk.msg_id()});
+  CHECK(search(*alice, "abcdefghz*").messages_size() == 0);
+}
+
+TEST_CASE("SEARCH by a member of more than 5,000 groups: TOO_LARGE unscoped, one conversation at a time") {
+  ServerProcess server(fast_overrides({{"limits.fanout_rows_per_second", "1000000"}}));
+  auto alice = server.login("alice");
+  const auto s = send_text(*alice, "bob", "m1", "many groups");
+  found_soon(*alice, "groups", s.msg_id());
+  constexpr int kGroups = 5001;
+  std::string bytes;
+  for (int i = 0; i < kGroups; ++i) {
+    v1::GroupCreateReq req;
+    req.set_gid("g" + std::to_string(i));
+    req.set_name("g");
+    FrameHeader h;
+    h.cmd = Cmd::kGroupCreate;
+    h.seq = static_cast<std::uint32_t>(20000 + i);
+    bytes += encode_frame(h, req.SerializeAsString());
+  }
+  alice->send_raw(bytes);
+  int created = 0;
+  for (int frames = 0; created < kGroups && frames < 4 * kGroups; ++frames) {
+    auto f = alice->next_frame(20s);
+    REQUIRE(f);
+    if (f->header.cmd != Cmd::kGroupCreate) continue;  // a PUSH
+    REQUIRE(f->ok());
+    ++created;
+  }
+  REQUIRE(created == kGroups);
+  CHECK(search_status(*alice, search_req("groups")) == StatusCode::kTooLarge);
+  CHECK(ids_of(search(*alice, "groups", v1::C2C, "bob")) == std::vector<std::uint64_t>{s.msg_id()});
+  CHECK(search(*alice, "groups", v1::GROUP, "g5000").messages_size() == 0);
 }
 
 TEST_CASE("SEARCH past 5,000 candidates the caller may not see: a short page with has_more, then the rest") {

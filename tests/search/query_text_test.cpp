@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include "search/query_text.h"
@@ -38,26 +39,35 @@ TEST_CASE("prefix_terms: P and each of a word's first 1 to kPrefixMaxChars chara
   CHECK(prefix_term("bud") == "Pbud");
 }
 
-TEST_CASE("split_query: the word characters before a * are a prefix, lowercased; the rest is text") {
+TEST_CASE("split_query: the words before a * as TermGenerator splits them, the last a prefix, lowercased") {
   auto q = split_query("Budg* review");
-  CHECK(q.words == "  review");
   CHECK(q.prefixes == std::vector<std::string>{"budg"});
-  q = split_query("re-Arr* 开会* *  x**");
-  CHECK(q.prefixes == std::vector<std::string>{"arr", "x"});
-  // The text keeps re- and 开会 (a CJK run is no prefix); no * and no prefix is left in it.
-  CHECK(q.words.find("re-") != std::string::npos);
-  CHECK(q.words.find("开会") != std::string::npos);
+  CHECK(q.terms.empty());
+  CHECK(q.words.find("review") != std::string::npos);
+  CHECK(q.words.find("udg") == std::string::npos);
   CHECK(q.words.find('*') == std::string::npos);
-  CHECK(q.words.find("arr") == std::string::npos);
+  // Kept whole, as the index keeps them.
+  CHECK(split_query("don't*").prefixes == std::vector<std::string>{"don't"});
+  CHECK(split_query("AT&T*").prefixes == std::vector<std::string>{"at&t"});
+  CHECK(split_query("3.14*").prefixes == std::vector<std::string>{"3.14"});
+  CHECK(split_query("1,0*").prefixes == std::vector<std::string>{"1,0"});
+  // Split, as the index splits them: the words before the last are terms.
+  q = split_query("re-Arr*");
+  CHECK(q.prefixes == std::vector<std::string>{"arr"});
+  CHECK(q.terms == std::vector<std::string>{"re"});
+  // After CJK, or after nothing: no prefix.
+  q = split_query("开会* * x**");
+  CHECK(q.prefixes == std::vector<std::string>{"x"});
+  CHECK(q.terms == std::vector<std::string>{"开", "会"});  // CJK characters (their run is checked on each hit)
   CHECK(split_query("plain words").prefixes.empty());
   CHECK(split_query("plain words").words == "plain words");
 }
 
-TEST_CASE("holds_prefixes: a word starting with each prefix longer than the indexed ones, case folded") {
-  CHECK(holds_prefixes("The Internationalization plan", {"internationa"}));
-  CHECK_FALSE(holds_prefixes("re-internationalization", {"nternational"}));  // not at a word's start
-  CHECK(holds_prefixes("re-internationalization", {"internationali"}));      // after a hyphen: a word's start
-  CHECK_FALSE(holds_prefixes("international", {"internationalize"}));
-  CHECK(holds_prefixes("anything", {"bud", "x"}));  // short ones are terms of the index: not checked here
-  CHECK(holds_prefixes("anything", {}));
+TEST_CASE("words_of: TermGenerator's words in order; is_long_prefix past kPrefixMaxChars characters") {
+  CHECK(words_of("Don't e-mail AT&T") == std::vector<std::string>{"don't", "e", "mail", "at&t"});
+  CHECK(words_of(std::string(150, 'a')).size() == 1);  // up to kMaxWordBytes, not TermGenerator's 64
+  CHECK(words_of(std::string(kMaxWordBytes + 1, 'a')).empty());
+  CHECK_FALSE(is_long_prefix("internat"));
+  CHECK(is_long_prefix("internati"));
+  CHECK_FALSE(is_long_prefix("größeabc"));  // characters, not bytes
 }
