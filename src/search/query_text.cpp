@@ -114,8 +114,17 @@ QueryParts split_query(std::string_view query) {
     while (start > pos && query[start - 1] != ' ' && query[start - 1] != '\t' && query[start - 1] != '\n') --start;
     parts.words.append(query.substr(pos, start - pos));
     parts.words.push_back(' ');
-    std::vector<std::string> words = words_of(query.substr(start, star - start));
-    if (!words.empty()) {
+    const std::string_view run = query.substr(start, star - start);
+    std::vector<std::string> words = words_of(run);
+    if (words.empty()) {
+      // Word characters TermGenerator indexes nothing of (a word over
+      // kMaxWordBytes): a prefix no document has, not no prefix at all.
+      for (Xapian::Utf8Iterator it(run.data(), run.size()); it != Xapian::Utf8Iterator(); ++it)
+        if (Xapian::Unicode::is_wordchar(*it) && !is_cjk(*it)) {
+          parts.prefixes.push_back(lowercase(run));
+          break;
+        }
+    } else {
       Xapian::Utf8Iterator first(words.back().data(), words.back().size());
       if (first != Xapian::Utf8Iterator() && !is_cjk(*first)) {
         parts.prefixes.push_back(std::move(words.back()));

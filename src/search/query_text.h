@@ -66,7 +66,7 @@ QueryParts split_query(std::string_view query);
 bool is_long_prefix(std::string_view prefix);
 
 // The words TermGenerator (FLAG_CJK_NGRAM) makes of `text`, lowercased, in
-// order (CJK as single characters and pairs).
+// order (CJK as single characters: its pairs have no position).
 std::vector<std::string> words_of(std::string_view text);
 
 // The longest word TermGenerator indexes, in bytes (its default is 64).

@@ -20,9 +20,11 @@ namespace {
 // are in its owner's database) and one document format. This file records
 // both ("<format> <shards>"); another at start makes the indexes again.
 constexpr const char* kLayoutFile = "shards";
-// 2: prefix terms and scope terms (query_text.h, scope_terms); 1 (the file
-// held the shard count alone) had neither.
-constexpr int kDocFormat = 2;
+// 3: prefix terms, user terms (query_text.h, scope_terms), words up to
+// kMaxWordBytes; 2 (never released) had a term for every group's document
+// and words up to 64 bytes; 1 (the file held the shard count alone) had
+// neither prefix nor user terms.
+constexpr int kDocFormat = 3;
 
 std::string index_root(const Config& config) {
   return config.storage.data_dir + "/search";
@@ -171,9 +173,8 @@ Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::stri
   // after the last hit already handed over.
   std::uint64_t below = below_msg_id;
   std::uint32_t examined = 0;
-  bool corrupt = false;  // the last attempt's error was DatabaseCorruptError
+  int corrupt = 0;  // attempts that ended in DatabaseCorruptError
   for (int attempt = 0; attempt < 3; ++attempt) {
-    corrupt = false;
     try {
       auto reader = take_reader();
       Xapian::QueryParser parser;
@@ -244,7 +245,7 @@ Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::stri
       // does not go away, the log says so (a damaged index is made again
       // by `imserver --rebuild-search`).
       spdlog::warn("search: {} (a reader outdated by the indexer's commits, or a damaged index)", e.get_description());
-      corrupt = true;
+      ++corrupt;
       continue;
     } catch (const Xapian::QueryParserError& e) {
       return make_error(StatusCode::kBadRequest, std::string("query: ") + e.get_msg());
@@ -255,7 +256,7 @@ Result<Ok> SearchIndex::find(std::string_view query, const std::vector<std::stri
   }
   // Commits outdated three readers in a row mid-query (retention deleting
   // in quick chunks, say): asked again a little later, it goes through.
-  if (corrupt)
+  if (corrupt == 3)
     spdlog::error(
         "search: three readers in a row found the index damaged; if it lasts, stop the server and run "
         "`imserver --rebuild-search`");

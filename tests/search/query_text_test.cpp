@@ -61,9 +61,20 @@ TEST_CASE("split_query: the words before a * as TermGenerator splits them, the l
   CHECK(q.terms == std::vector<std::string>{"开", "会"});  // CJK characters (their run is checked on each hit)
   CHECK(split_query("plain words").prefixes.empty());
   CHECK(split_query("plain words").words == "plain words");
+  // Runs end at spaces, tabs, newlines and another *.
+  CHECK(split_query("a\tbc* d\nef*").prefixes == std::vector<std::string>{"bc", "ef"});
+  CHECK(split_query("*foo").prefixes.empty());
+  CHECK(split_query("foo*bar*").prefixes == std::vector<std::string>{"foo", "bar"});
+  // CJK then Latin in one run: the characters as terms, the Latin word the prefix.
+  q = split_query("中文abc*");
+  CHECK(q.prefixes == std::vector<std::string>{"abc"});
+  CHECK(q.terms == std::vector<std::string>{"中", "文"});
+  // A word longer than the index keeps: a prefix that finds nothing, not none.
+  const std::string huge(kMaxWordBytes + 10, 'z');
+  CHECK(split_query("budget " + huge + "*").prefixes == std::vector<std::string>{huge});
 }
 
-TEST_CASE("words_of: TermGenerator's words in order; is_long_prefix past kPrefixMaxChars characters") {
+TEST_CASE("words_of: TermGenerator's words in order, and is_long_prefix past kPrefixMaxChars characters") {
   CHECK(words_of("Don't e-mail AT&T") == std::vector<std::string>{"don't", "e", "mail", "at&t"});
   CHECK(words_of(std::string(150, 'a')).size() == 1);  // up to kMaxWordBytes, not TermGenerator's 64
   CHECK(words_of(std::string(kMaxWordBytes + 1, 'a')).empty());

@@ -262,6 +262,20 @@ TEST_CASE("search index retention: a backlog larger than one chunk goes in one p
   CHECK(f.finds("stale", {"c:a:b"}, {n + 1}));
 }
 
+TEST_CASE("search index: a prefix longer than its term is checked against each hit's own words") {
+  Fixture f;
+  f.open_index();
+  f.put("c:a:b", 1, 100, 1, "", "abcdefghijk");
+  f.put("c:a:b", 2, 200, 1, "", "abcdefghzz");
+  REQUIRE(f.finds("abcdefgh*", {"c:a:b"}, {200, 100}));  // both hold the term of the first 8
+  std::vector<std::pair<std::uint64_t, bool>> hits;
+  REQUIRE(f.index->find("ABCDEFGHI*", {conv_term("c:a:b")}, 0, [&](const SearchIndex::Hit& h) {
+    hits.emplace_back(h.msg_id, h.whole);
+    return true;
+  }));
+  CHECK(hits == std::vector<std::pair<std::uint64_t, bool>>{{200, false}, {100, true}});
+}
+
 TEST_CASE("search index: a mark past the history (rows lost by a power loss) is clamped for good") {
   Fixture f;
   f.open_index();
