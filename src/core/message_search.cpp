@@ -100,10 +100,8 @@ Result<Scope> scope_of(store::Store& store, const SearchRequest& req) {
 bool in_scope(const Scope& scope, const std::string& uid, std::string_view conv) {
   if (!scope.one.empty()) return conv == scope.one;
   if (conv.starts_with("g:")) return scope.groups.count(std::string(conv)) > 0;
-  if (!conv.starts_with("c:")) return false;
-  const std::string_view pair = conv.substr(2);
-  const auto colon = pair.find(':');
-  return colon != std::string_view::npos && (pair.substr(0, colon) == uid || pair.substr(colon + 1) == uid);
+  auto users = store::c2c_users(conv);
+  return users && (users->first == uid || users->second == uid);
 }
 
 }  // namespace

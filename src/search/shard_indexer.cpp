@@ -17,6 +17,7 @@
 #include "common/metrics.h"
 #include "common/utf8.h"
 #include "search/query_text.h"
+#include "store/keys.h"
 #include "store/store.h"
 
 namespace im::search {
@@ -39,65 +40,55 @@ constexpr auto kFirstPurge = std::chrono::minutes(1);
 // The indexer thread's nice value (the loops and shards run at 0).
 constexpr int kIndexerNice = 19;
 
-void append_be(std::string& out, std::uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-
-std::uint64_t read_be(std::string_view in) {
-  std::uint64_t v = 0;
-  for (char c : in) v = (v << 8) | static_cast<std::uint8_t>(c);
-  return v;
+// `tag` then `s`: a term or a metadata key of the index.
+std::string tagged(char tag, std::string_view s) {
+  std::string out(1, tag);
+  out.append(s);
+  return out;
 }
 
 std::string mark_key(std::string_view conv) {
-  std::string key = "m";
-  key.append(conv);
-  return key;
+  return tagged('m', conv);
 }
 
 }  // namespace
 
 std::string encode_msg_id(std::uint64_t msg_id) {
   std::string out;
-  append_be(out, msg_id, 8);
+  store::append_u64(out, msg_id);
   return out;
 }
 
 std::uint64_t decode_msg_id(std::string_view value) {
-  return value.size() == 8 ? read_be(value) : 0;
+  return value.size() == 8 ? store::read_u64(value) : 0;
 }
 
 std::string id_term(std::uint64_t msg_id) {
-  std::string term = "Q";  // not "Q" + to_string(): GCC 12 warns there (-Wrestrict, a false positive)
-  term += std::to_string(msg_id);
-  return term;
+  return tagged('Q',
+                std::to_string(msg_id));  // not "Q" + to_string(): GCC 12 warns there (-Wrestrict, a false positive)
 }
 
 std::string conv_term(std::string_view conv) {
-  std::string term = "C";
-  term.append(conv);
-  return term;
+  return tagged('C', conv);
 }
 
 std::string user_term(std::string_view uid) {
-  std::string term = "U";
-  term.append(uid);
-  return term;
+  return tagged('U', uid);
 }
 
 std::vector<std::string> scope_terms(std::string_view conv) {
-  if (!conv.starts_with("c:")) return {};
-  // c:<uid>:<uid> (uids hold no ':')
-  const std::string_view pair = conv.substr(2);
-  const auto colon = pair.find(':');
-  if (colon == std::string_view::npos) return {};
-  return {user_term(pair.substr(0, colon)), user_term(pair.substr(colon + 1))};
+  auto users = store::c2c_users(conv);
+  if (!users) return {};
+  return {user_term(users->first), user_term(users->second)};
 }
 
 std::string encode_doc(const DocRef& ref) {
   std::string out;
-  append_be(out, ref.conv_seq, 8);
-  append_be(out, ref.edit_version, 4);
+  store::append_u64(out, ref.conv_seq);
+  // The edit version in 4 bytes: the low half of a u64's encoding.
+  std::string version;
+  store::append_u64(version, ref.edit_version);
+  out.append(version, 4, 4);
   out.append(ref.conv);
   return out;
 }
@@ -105,8 +96,8 @@ std::string encode_doc(const DocRef& ref) {
 std::optional<DocRef> decode_doc(std::string_view data) {
   if (data.size() < 12) return std::nullopt;
   DocRef ref;
-  ref.conv_seq = read_be(data.substr(0, 8));
-  ref.edit_version = static_cast<std::uint32_t>(read_be(data.substr(8, 4)));
+  ref.conv_seq = store::read_u64(data.substr(0, 8));
+  ref.edit_version = static_cast<std::uint32_t>(store::read_u64(data.substr(8, 4)));  // reads the 4 it is given
   ref.conv = std::string(data.substr(12));
   return ref;
 }
@@ -307,7 +298,7 @@ void ShardIndexer::catch_up() {
 std::uint64_t ShardIndexer::mark_of(const std::string& conv) {
   if (auto it = marks_.find(conv); it != marks_.end()) return it->second;
   const std::string value = db_->get_metadata(mark_key(conv));
-  std::uint64_t mark = value.size() == 8 ? read_be(value) : 0;
+  std::uint64_t mark = value.size() == 8 ? store::read_u64(value) : 0;
   if (mark > 0) {
     // Never past the history: after a power loss the store (fsync off)
     // can lose rows the index had read, and their conv_seqs are handed out
@@ -437,7 +428,7 @@ std::uint64_t ShardIndexer::purge(std::int64_t now_ms) {
 void ShardIndexer::commit() {
   for (const auto& [conv, seq] : dirty_marks_) {
     std::string value;
-    append_be(value, seq, 8);
+    store::append_u64(value, seq);
     db_->set_metadata(mark_key(conv), value);
   }
   db_->commit();

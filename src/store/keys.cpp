@@ -152,6 +152,14 @@ std::string c2c_conv(std::string_view a, std::string_view b) {
   return k;
 }
 
+std::optional<std::pair<std::string_view, std::string_view>> c2c_users(std::string_view conv) {
+  if (!conv.starts_with("c:")) return std::nullopt;
+  const std::string_view pair = conv.substr(2);
+  const auto colon = pair.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  return std::pair{pair.substr(0, colon), pair.substr(colon + 1)};
+}
+
 std::string group_conv(std::string_view gid) {
   return "g:" + std::string(gid);
 }

@@ -361,23 +361,15 @@ TEST_CASE("SEARCH index across restarts: kept, brought up to date after a kill -
     for (int i = 1; i <= kCount; ++i) {
       auto req = send_req(i % 2 ? "bob" : "carol", "m" + std::to_string(i), "x");
       req.set_search_text("durable w" + std::to_string(i));
-      FrameHeader h;
-      h.cmd = Cmd::kSend;
-      h.seq = static_cast<std::uint32_t>(1000 + i);
-      bytes += encode_frame(h, req.SerializeAsString());
+      bytes += request_frame(Cmd::kSend, static_cast<std::uint32_t>(1000 + i), req);
     }
     // Then a recall and an edit of messages the index committed: their
     // documents must go and change though the index is killed before it
     // commits again.
-    FrameHeader h;
-    h.cmd = Cmd::kRecall;
-    h.seq = 5000;
-    bytes += encode_frame(h, recall_req("rr", v1::C2C, "bob", recalled.conv_seq()).SerializeAsString());
+    bytes += request_frame(Cmd::kRecall, 5000, recall_req("rr", v1::C2C, "bob", recalled.conv_seq()));
     auto edit = edit_req("ee", v1::C2C, "bob", edited.conv_seq(), "x");
     edit.set_search_text("durable edited");
-    h.cmd = Cmd::kEdit;
-    h.seq = 5001;
-    bytes += encode_frame(h, edit.SerializeAsString());
+    bytes += request_frame(Cmd::kEdit, 5001, edit);
     alice->send_raw(bytes);
     int changes = 0;
     for (int i = 1; i <= kCount + 2; ++i) {
@@ -586,10 +578,7 @@ TEST_CASE("SEARCH by a member of more than 5,000 groups: TOO_LARGE unscoped, one
     v1::GroupCreateReq req;
     req.set_gid("g" + std::to_string(i));
     req.set_name("g");
-    FrameHeader h;
-    h.cmd = Cmd::kGroupCreate;
-    h.seq = static_cast<std::uint32_t>(20000 + i);
-    bytes += encode_frame(h, req.SerializeAsString());
+    bytes += request_frame(Cmd::kGroupCreate, static_cast<std::uint32_t>(20000 + i), req);
   }
   alice->send_raw(bytes);
   int created = 0;
@@ -620,10 +609,7 @@ TEST_CASE("SEARCH past 5,000 candidates the caller may not see: a short page wit
   for (int i = 1; i <= kCount; ++i) {
     auto req = send_req("bob", "n" + std::to_string(i), "x");
     req.set_search_text("needle");
-    FrameHeader h;
-    h.cmd = Cmd::kSend;
-    h.seq = static_cast<std::uint32_t>(10000 + i);
-    bytes += encode_frame(h, req.SerializeAsString());
+    bytes += request_frame(Cmd::kSend, static_cast<std::uint32_t>(10000 + i), req);
   }
   alice->send_raw(bytes);
   std::uint64_t last_seq = 0, last_id = 0;

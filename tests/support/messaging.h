@@ -131,6 +131,14 @@ inline std::vector<v1::Message> next_push(SyncClient& c, std::chrono::millisecon
   return next_push_from([&] { return c.next_frame(timeout); });
 }
 
+// One request frame, to pipeline several in one send_raw.
+inline std::string request_frame(Cmd cmd, std::uint32_t seq, const google::protobuf::MessageLite& body) {
+  FrameHeader h;
+  h.cmd = cmd;
+  h.seq = seq;
+  return encode_frame(h, body.SerializeAsString());
+}
+
 // A HEARTBEAT header with its magic, version and body_len forged (framing tests).
 inline std::string forged_header(std::uint16_t magic, std::uint8_t version, std::uint32_t body_len) {
   FrameHeader h;
