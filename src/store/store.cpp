@@ -180,6 +180,50 @@ void Batch::del_range(Cf cf, std::string_view lower, std::string_view upper) {
   ++count_;
 }
 
+Result<Ok> Batch::for_each_row(const std::function<void(const Row&)>& fn) const {
+  struct Rows : rocksdb::WriteBatch::Handler {
+    Rows(const Store& s, const std::function<void(const Row&)>& f) : store(s), fn(f) {}
+    rocksdb::Status row(std::uint32_t id, RowOp op, const rocksdb::Slice& key, const rocksdb::Slice& value) {
+      const auto cf = store.cf_of(id);
+      if (!cf) return rocksdb::Status::Corruption("a row of an unknown column family");
+      fn(Row{*cf, op, std::string_view(key.data(), key.size()), std::string_view(value.data(), value.size())});
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status PutCF(std::uint32_t id, const rocksdb::Slice& key, const rocksdb::Slice& value) override {
+      return row(id, RowOp::kPut, key, value);
+    }
+    rocksdb::Status DeleteCF(std::uint32_t id, const rocksdb::Slice& key) override {
+      return row(id, RowOp::kDelete, key, rocksdb::Slice());
+    }
+    rocksdb::Status DeleteRangeCF(std::uint32_t id, const rocksdb::Slice& lower, const rocksdb::Slice& upper) override {
+      return row(id, RowOp::kDeleteRange, lower, upper);
+    }
+    rocksdb::Status MergeCF(std::uint32_t id, const rocksdb::Slice& key, const rocksdb::Slice& value) override {
+      return row(id, RowOp::kMerge, key, value);
+    }
+    const Store& store;
+    const std::function<void(const Row&)>& fn;
+  } rows(*store_, fn);
+  // Handler's defaults refuse what we never write (single deletes, blobs, transactions).
+  if (auto s = batch_->Iterate(&rows); !s.ok()) return store_error(s);
+  return Ok{};
+}
+
+void Batch::add_row(const Row& row) {
+  switch (row.op) {
+    case RowOp::kPut:
+      put(row.cf, row.key, row.value);
+      if (row.cf == Cf::kDedupe) dedupe_ = true;
+      return;
+    case RowOp::kDelete: return del(row.cf, row.key);
+    case RowOp::kDeleteRange: return del_range(row.cf, row.key, row.value);
+    case RowOp::kMerge:
+      batch_->Merge(store_->handle(row.cf), slice(row.key), slice(row.value));
+      ++count_;
+      return;
+  }
+}
+
 void Batch::put_inbox(std::string_view uid, std::uint64_t inbox_seq, std::string_view message) {
   put(Cf::kInbox, inbox_key(uid, inbox_seq), message);
 }
@@ -426,6 +470,22 @@ Store::~Store() {
   if (!write_failed_.load()) db_->FlushWAL(true);
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
   db_->Close();
+}
+
+Result<Ok> Store::scan_family(Cf cf, const std::function<bool(std::string_view key, std::string_view value)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handle(cf)));
+  for (it->SeekToFirst(); it->Valid(); it->Next())
+    if (!fn(std::string_view(it->key().data(), it->key().size()),
+            std::string_view(it->value().data(), it->value().size())))
+      break;
+  if (!it->status().ok()) return read_error(it->status());
+  return Ok{};
+}
+
+std::optional<Cf> Store::cf_of(std::uint32_t column_family_id) const {
+  for (std::size_t i = 0; i < kCfCount; ++i)
+    if (handles_[i] && handles_[i]->GetID() == column_family_id) return static_cast<Cf>(i);
+  return std::nullopt;
 }
 
 Result<Ok> Store::write(Batch& batch) {

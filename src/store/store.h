@@ -57,6 +57,15 @@ inline constexpr std::uint64_t kSchemaVersion = 5;
 
 class Store;
 
+// One row of a batch as cluster mode logs it (docs/cluster.md).
+enum class RowOp : std::uint8_t { kPut, kDelete, kDeleteRange, kMerge };
+struct Row {
+  Cf cf = Cf::kMeta;
+  RowOp op = RowOp::kPut;
+  std::string_view key;    // kDeleteRange: the lower bound
+  std::string_view value;  // kDeleteRange: the upper bound (excluded)
+};
+
 // A set of writes applied atomically by Store::write, built with typed
 // operations. Not thread safe.
 class Batch {
@@ -121,6 +130,12 @@ class Batch {
   std::size_t count() const { return count_; }
   bool empty() const { return count_ == 0; }
   void clear();
+
+  // Each row, in the order staged (cluster mode logs them); an error for a
+  // row of a kind this build never writes.
+  Result<Ok> for_each_row(const std::function<void(const Row&)>& fn) const;
+  // Stages a row read back from the log.
+  void add_row(const Row& row);
 
  private:
   friend class Store;
@@ -269,6 +284,8 @@ class Store {
                             const Rewrite& rewrite_kept = nullptr);
   // Writes every memtable to table files (tests, and before a checkpoint).
   Result<Ok> flush();
+  // Every row of `cf` in key order, until `fn` returns false (tools and tests).
+  Result<Ok> scan_family(Cf cf, const std::function<bool(std::string_view key, std::string_view value)>& fn);
   // The rows of `cf`, counted up to `at_most` (tools and benches).
   Result<std::uint64_t> count_rows(Cf cf, std::uint64_t at_most);
   // RocksDB's own figures, for logs ("rocksdb.estimate-num-keys" per cf...).
@@ -305,6 +322,8 @@ class Store {
 
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* handles_[kCfCount] = {};
+  // The family of a RocksDB column family id (ids differ between data dirs).
+  std::optional<Cf> cf_of(std::uint32_t column_family_id) const;
   bool fsync_ = false;
   std::atomic<bool> write_failed_{false};
   std::atomic<std::uint64_t> outbox_depth_{0};

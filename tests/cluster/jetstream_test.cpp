@@ -22,14 +22,6 @@ using Outcome = Published::Outcome;
 
 namespace {
 
-std::unique_ptr<JetStream> connect(const im::test::NatsCluster& cluster) {
-  JetStream::Options o;
-  o.urls = cluster.urls();
-  auto js = JetStream::connect(o);
-  REQUIRE(js.ok());
-  return std::move(js.value());
-}
-
 StreamSpec spec(const std::string& name, std::int64_t max_bytes = -1) {
   StreamSpec s;
   s.name = name;
@@ -86,7 +78,7 @@ Published publish_sync(JetStream& js, const StreamSpec& s, const std::string& da
 TEST_CASE("JetStream: a chain of pipelined publishes is stored in order, each at the sequence it expected",
           "[cluster]") {
   im::test::NatsCluster cluster;
-  auto js = connect(cluster);
+  auto js = cluster.connect();
   const auto s = spec("CHAIN");
   auto made = js->ensure_stream(s);
   REQUIRE(made.ok());
@@ -133,7 +125,7 @@ TEST_CASE("JetStream: a chain of pipelined publishes is stored in order, each at
 TEST_CASE("JetStream: a retried id answers the original sequence, and a stale expectation stores nothing",
           "[cluster]") {
   im::test::NatsCluster cluster;
-  auto js = connect(cluster);
+  auto js = cluster.connect();
   const auto s = spec("FENCE");
   REQUIRE(js->ensure_stream(s).ok());
   CHECK(publish_sync(*js, s, "a", "w:1:1", 0).outcome == Outcome::kStored);
@@ -168,7 +160,7 @@ TEST_CASE("JetStream: a retried id answers the original sequence, and a stale ex
 
 TEST_CASE("JetStream: a full stream refuses a publish and keeps what it holds", "[cluster]") {
   im::test::NatsCluster cluster;
-  auto js = connect(cluster);
+  auto js = cluster.connect();
   const auto s = spec("FULL", 64 * 1024);
   REQUIRE(js->ensure_stream(s).ok());
   const std::string body(1000, 'x');
@@ -196,7 +188,7 @@ TEST_CASE("JetStream: a full stream refuses a publish and keeps what it holds", 
 
 TEST_CASE("JetStream: a publish nobody can store is answered once, as failed", "[cluster]") {
   im::test::NatsCluster cluster;
-  auto js = connect(cluster);
+  auto js = cluster.connect();
   const auto s = spec("NOSTREAM");  // never created
   auto p = publish_sync(*js, s, "a", "w:1:1", 0, 2s);
   CHECK((p.outcome == Outcome::kFailed || p.outcome == Outcome::kTimeout));
@@ -207,7 +199,7 @@ TEST_CASE("JetStream: a publish nobody can store is answered once, as failed", "
 TEST_CASE("JetStream: ensure_stream refuses a stream of another layout and updates the limits of its own",
           "[cluster]") {
   im::test::NatsCluster cluster;
-  auto js = connect(cluster);
+  auto js = cluster.connect();
   auto s = spec("LAYOUT");
   REQUIRE(js->ensure_stream(s).ok());
   s.max_bytes = 1 << 20;
@@ -223,7 +215,7 @@ TEST_CASE("JetStream: ensure_stream refuses a stream of another layout and updat
 
 TEST_CASE("JetStream: after kill -9 of the stream's leader a new leader stores the chain on", "[cluster]") {
   im::test::NatsCluster cluster;
-  auto js = connect(cluster);
+  auto js = cluster.connect();
   const auto s = spec("FAILOVER");
   REQUIRE(js->ensure_stream(s).ok());
   std::uint64_t last = 0;

@@ -59,6 +59,14 @@ std::string NatsCluster::urls_csv() const {
   return out;
 }
 
+std::unique_ptr<cluster::JetStream> NatsCluster::connect() const {
+  cluster::JetStream::Options o;
+  o.urls = urls_;
+  auto js = cluster::JetStream::connect(o);
+  REQUIRE(js.ok());
+  return std::move(js.value());
+}
+
 pid_t NatsCluster::pid(int node) const {
   return static_cast<pid_t>(std::stol(read_file(dir_ + "/n" + std::to_string(node) + "/pid")));
 }

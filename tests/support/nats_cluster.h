@@ -5,8 +5,11 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "cluster/jetstream.h"
 
 namespace im::test {
 
@@ -20,6 +23,8 @@ class NatsCluster {
   const std::vector<std::string>& urls() const { return urls_; }
   std::string urls_csv() const;
   int nodes() const { return nodes_; }
+  // A JetStream client of this cluster (fails the test when it cannot connect).
+  std::unique_ptr<cluster::JetStream> connect() const;
   const std::string& dir() const { return dir_; }
   // Node i (1-based): its PID, kill -9, start again on its ports and store.
   pid_t pid(int node) const;

@@ -1,0 +1,209 @@
+#include "cluster/partition_log.h"
+
+#include <future>
+#include <memory>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "proto/cluster_log.pb.h"
+
+namespace im::cluster {
+
+namespace {
+
+using Outcome = Published::Outcome;
+
+// How many times open() catches up again when another writer appended
+// between its catch-up and its marker.
+constexpr int kMarkerTries = 5;
+
+v1::LogRow::Op op_of(store::RowOp op) {
+  switch (op) {
+    case store::RowOp::kPut: return v1::LogRow::PUT;
+    case store::RowOp::kDelete: return v1::LogRow::DELETE;
+    case store::RowOp::kDeleteRange: return v1::LogRow::DELETE_RANGE;
+    case store::RowOp::kMerge: return v1::LogRow::MERGE;
+  }
+  return v1::LogRow::PUT;
+}
+
+Result<store::RowOp> row_op_of(int op) {
+  switch (op) {
+    case v1::LogRow::PUT: return store::RowOp::kPut;
+    case v1::LogRow::DELETE: return store::RowOp::kDelete;
+    case v1::LogRow::DELETE_RANGE: return store::RowOp::kDeleteRange;
+    case v1::LogRow::MERGE: return store::RowOp::kMerge;
+    default: return make_error(StatusCode::kInternal, fmt::format("a log row with the unknown operation {}", op));
+  }
+}
+
+}  // namespace
+
+std::string PartitionLog::applied_key(unsigned partition) {
+  return fmt::format("applied:{}", partition);
+}
+
+PartitionLog::PartitionLog(JetStream& js, store::Store& store, Options options)
+    : js_(js), store_(store), options_(std::move(options)) {}
+
+Error PartitionLog::unavailable(std::string why) const {
+  Error e = make_error(StatusCode::kUnavailable, fmt::format("partition {}: {}", options_.partition, why));
+  e.retry_after_ms = 1000;
+  return e;
+}
+
+Published PartitionLog::publish(const std::string& data, const std::string& id, std::uint64_t expect) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.retry_for;
+  for (;;) {
+    auto answer = std::make_shared<std::promise<Published>>();
+    auto got = answer->get_future();
+    js_.publish(options_.stream.subject, data, id, expect, options_.publish_wait,
+                [answer](const Published& p) { answer->set_value(p); });
+    // libnats answers every publish that has a time limit; the margin only
+    // guards against a library that would not.
+    Published p;
+    if (got.wait_for(options_.publish_wait + std::chrono::seconds(5)) == std::future_status::ready)
+      p = got.get();
+    else
+      p = Published{Outcome::kTimeout, 0, "no answer from the NATS client"};
+    if (p.outcome != Outcome::kTimeout && p.outcome != Outcome::kFailed) return p;
+    if (std::chrono::steady_clock::now() >= deadline) return p;
+    spdlog::warn("partition {}: publish of {} not answered ({}: {}); trying again", options_.partition, id,
+                 to_string(p.outcome), p.error);
+    // A failed publish (no responders while a leader is elected) comes back
+    // at once: pace the retries.
+    if (p.outcome == Outcome::kFailed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+Result<Ok> PartitionLog::catch_up() {
+  for (;;) {
+    auto entries = js_.read(options_.stream.name, options_.stream.subject, applied_ + 1, options_.read_chunk);
+    if (!entries) return entries.error();
+    if (entries->empty()) return Ok{};
+    for (const Entry& e : *entries) {
+      if (e.seq != applied_ + 1)
+        return make_error(StatusCode::kInternal,
+                          fmt::format("partition {}: the stream has no entry {} (the next is {}); the data dir "
+                                      "cannot be caught up from it",
+                                      options_.partition, applied_ + 1, e.seq));
+      v1::LogEntry entry;
+      if (!entry.ParseFromString(e.data))
+        return make_error(StatusCode::kInternal,
+                          fmt::format("partition {}: entry {} does not parse", options_.partition, e.seq));
+      if (entry.partition() != options_.partition)
+        return make_error(StatusCode::kInternal, fmt::format("partition {}: entry {} belongs to partition {}",
+                                                             options_.partition, e.seq, entry.partition()));
+      store::Batch batch(store_);
+      for (const auto& row : entry.rows()) {
+        if (row.family() >= store::kCfCount)
+          return make_error(StatusCode::kInternal, fmt::format("partition {}: entry {} names the unknown family {}",
+                                                               options_.partition, e.seq, row.family()));
+        auto op = row_op_of(row.op());
+        if (!op) return op.error();
+        batch.add_row(store::Row{static_cast<store::Cf>(row.family()), *op, row.key(), row.value()});
+      }
+      batch.put_meta(applied_key(options_.partition), e.seq);
+      if (auto written = store_.write(batch); !written) return written.error();
+      applied_ = e.seq;
+      ++caught_up_;
+    }
+  }
+}
+
+Result<Ok> PartitionLog::open() {
+  auto stream = js_.ensure_stream(options_.stream);
+  if (!stream) return stream.error();
+  auto applied = store_.get_meta(applied_key(options_.partition));
+  if (!applied) return applied.error();
+  applied_ = applied->value_or(0);
+  if (applied_ > stream->last_seq)
+    return make_error(StatusCode::kInternal,
+                      fmt::format("partition {}: the data dir holds entry {} but stream {} ends at {}: it belongs "
+                                  "to another stream, or the stream was lost",
+                                  options_.partition, applied_, options_.stream.name, stream->last_seq));
+  for (int tries = 0; tries < kMarkerTries; ++tries) {
+    if (auto caught = catch_up(); !caught) return caught.error();
+    v1::LogEntry marker;
+    marker.set_node(options_.node);
+    marker.set_partition(options_.partition);
+    marker.set_marker(true);
+    const std::string id = fmt::format("{}:marker:{}:{}", options_.node, options_.partition, applied_);
+    const Published p = publish(marker.SerializeAsString(), id, applied_);
+    if (p.outcome == Outcome::kWrongLastSequence) continue;  // appended meanwhile: catch up again
+    if (p.outcome != Outcome::kStored && p.outcome != Outcome::kDuplicate)
+      return unavailable(fmt::format("epoch marker: {} {}", to_string(p.outcome), p.error));
+    if (p.seq != applied_ + 1)
+      return unavailable(fmt::format("epoch marker stored at {}, not at {}", p.seq, applied_ + 1));
+    store::Batch batch(store_);
+    batch.put_meta(applied_key(options_.partition), p.seq);
+    if (auto written = store_.write(batch); !written) return written.error();
+    applied_ = epoch_ = p.seq;
+    batch_ = 0;
+    state_ = State::kWriting;
+    return Ok{};
+  }
+  return unavailable("another writer keeps appending to the stream");
+}
+
+Result<std::uint64_t> PartitionLog::append(store::Batch& batch) {
+  switch (state_) {
+    case State::kWriting: break;
+    case State::kClosed: return unavailable("not open");
+    case State::kFenced: return unavailable("written by another node since this one opened it");
+    case State::kStopped: return unavailable("stopped: " + stopped_why_ + "; a restart catches up from the stream");
+  }
+  v1::LogEntry entry;
+  entry.set_node(options_.node);
+  entry.set_epoch(epoch_);
+  entry.set_partition(options_.partition);
+  entry.set_batch(++batch_);
+  auto rows = batch.for_each_row([&entry](const store::Row& r) {
+    auto* row = entry.add_rows();
+    row->set_family(static_cast<std::uint32_t>(r.cf));
+    row->set_op(op_of(r.op));
+    row->set_key(r.key.data(), r.key.size());
+    row->set_value(r.value.data(), r.value.size());
+  });
+  if (!rows) return rows.error();
+  const std::string id = fmt::format("{}:{}:{}:{}", options_.node, epoch_, options_.partition, batch_);
+  const Published p = publish(entry.SerializeAsString(), id, applied_);
+  switch (p.outcome) {
+    case Outcome::kStored:
+    case Outcome::kDuplicate: break;
+    case Outcome::kWrongLastSequence:
+      state_ = State::kFenced;
+      spdlog::error("partition {}: fenced: another writer appended to {} after this node's epoch {}",
+                    options_.partition, options_.stream.name, epoch_);
+      return unavailable("written by another node since this one opened it");
+    case Outcome::kFull: return unavailable("stream " + options_.stream.name + " is full: " + p.error);
+    case Outcome::kTimeout:
+    case Outcome::kFailed:
+      state_ = State::kStopped;
+      stopped_why_ = fmt::format("entry {} unanswered for {} ms ({})", id, options_.retry_for.count(), p.error);
+      spdlog::error("partition {}: {}", options_.partition, stopped_why_);
+      return unavailable(stopped_why_);
+  }
+  if (p.seq != applied_ + 1) {
+    state_ = State::kStopped;
+    stopped_why_ = fmt::format("entry {} stored at {}, not at {}", id, p.seq, applied_ + 1);
+    spdlog::error("partition {}: {}", options_.partition, stopped_why_);
+    return unavailable(stopped_why_);
+  }
+  batch.put_meta(applied_key(options_.partition), p.seq);
+  if (auto written = store_.write(batch); !written) {
+    // The stream holds the entry, the store does not: only a catch-up
+    // (at restart) brings them together again.
+    state_ = State::kStopped;
+    stopped_why_ =
+        fmt::format("entry {} is in the stream but its store write failed: {}", p.seq, written.error().message);
+    spdlog::error("partition {}: {}", options_.partition, stopped_why_);
+    return written.error();
+  }
+  applied_ = p.seq;
+  return p.seq;
+}
+
+}  // namespace im::cluster

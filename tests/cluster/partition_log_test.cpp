@@ -1,0 +1,256 @@
+// One partition's log (src/cluster/partition_log.h) against a real
+// three-node JetStream cluster on loopback and real stores in temp dirs:
+// batches reach the store only through the stream, a store is rebuilt from
+// the stream alone, a second writer fences the first, a full stream
+// refuses without losing anything.
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "cluster/partition_log.h"
+#include "nats_cluster.h"
+#include "server_process.h"
+
+using namespace std::chrono_literals;
+using im::StatusCode;
+using im::cluster::JetStream;
+using im::cluster::PartitionLog;
+using im::store::Batch;
+using im::store::Cf;
+using im::store::Store;
+using State = PartitionLog::State;
+
+namespace {
+
+struct TempStore {
+  TempStore() {
+    config.data_dir = im::test::unique_temp_path("impart");
+    auto opened = Store::open(config);
+    REQUIRE(opened);
+    store = std::move(opened.value());
+  }
+  ~TempStore() {
+    store.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(config.data_dir, ec);
+  }
+  im::StorageConfig config;
+  std::unique_ptr<Store> store;
+};
+
+PartitionLog::Options options(const std::string& node, unsigned partition = 7, std::int64_t max_bytes = -1) {
+  PartitionLog::Options o;
+  o.partition = partition;
+  o.node = node;
+  o.stream.name = "IM_P" + std::to_string(partition);
+  o.stream.subject = "im.p." + std::to_string(partition);
+  o.stream.replicas = 3;
+  o.stream.max_bytes = max_bytes;
+  o.retry_for = 10s;
+  o.read_chunk = 7;  // several reads per catch-up
+  return o;
+}
+
+// Every row of every family: what a rebuilt store must hold too.
+std::map<std::pair<int, std::string>, std::string> dump(Store& store) {
+  std::map<std::pair<int, std::string>, std::string> rows;
+  for (std::size_t cf = 0; cf < im::store::kCfCount; ++cf)
+    REQUIRE(store
+                .scan_family(static_cast<Cf>(cf),
+                             [&](std::string_view k, std::string_view v) {
+                               rows[{static_cast<int>(cf), std::string(k)}] = std::string(v);
+                               return true;
+                             })
+                .ok());
+  return rows;
+}
+
+// A batch of the kinds of rows the core writes: puts, a delete, a range
+// delete, a merge.
+void stage(Batch& b, int i) {
+  const std::string uid = "u" + std::to_string(i % 5);
+  b.put_inbox(uid, static_cast<std::uint64_t>(i), "message " + std::to_string(i));
+  b.put_history("c2c:a:b", static_cast<std::uint64_t>(i), "history " + std::to_string(i), "text " + std::to_string(i));
+  b.put_deleted(uid, "c2c:a:b", static_cast<std::uint64_t>(i));
+  if (i % 4 == 0) b.del_deleted_upto(uid, "c2c:a:b", static_cast<std::uint64_t>(i - 1));
+  b.merge_read("g1", uid, static_cast<std::uint64_t>(i));
+  b.put_meta("counter:" + std::to_string(i % 3), static_cast<std::uint64_t>(i));
+}
+
+std::uint64_t applied_in(Store& store, unsigned partition) {
+  auto v = store.get_meta(PartitionLog::applied_key(partition));
+  REQUIRE(v.ok());
+  return v->value_or(0);
+}
+
+}  // namespace
+
+TEST_CASE("PartitionLog: batches reach the store through the stream, and an empty data dir is rebuilt from it",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TempStore a;
+  PartitionLog log(*js, *a.store, options("node-a"));
+  REQUIRE(log.open().ok());
+  CHECK(log.state() == State::kWriting);
+  CHECK(log.epoch() == 1);  // the marker is the stream's first entry
+  for (int i = 1; i <= 40; ++i) {
+    Batch b(*a.store);
+    stage(b, i);
+    auto seq = log.append(b);
+    REQUIRE(seq.ok());
+    CHECK(*seq == static_cast<std::uint64_t>(i) + 1);
+  }
+  CHECK(log.applied() == 41);
+  CHECK(applied_in(*a.store, 7) == 41);
+  std::string row;
+  REQUIRE(a.store
+              ->scan_inbox("u1", 1, 100,
+                           [&](std::uint64_t seq, std::string_view m) {
+                             if (seq == 36) row = m;
+                             return true;
+                           })
+              .ok());
+  CHECK(row == "message 36");
+
+  // A node that lost its disk: the same partition from the stream alone.
+  TempStore b;
+  PartitionLog rebuilt(*js, *b.store, options("node-b"));
+  REQUIRE(rebuilt.open().ok());
+  CHECK(rebuilt.caught_up() == 41);
+  CHECK(rebuilt.epoch() == 42);
+  auto want = dump(*a.store);
+  auto got = dump(*b.store);
+  // Only the applied row differs: b has also applied its own marker.
+  CHECK(got[{static_cast<int>(Cf::kMeta), "applied:7"}] != want[{static_cast<int>(Cf::kMeta), "applied:7"}]);
+  got.erase({static_cast<int>(Cf::kMeta), "applied:7"});
+  want.erase({static_cast<int>(Cf::kMeta), "applied:7"});
+  CHECK(got == want);
+  CHECK(got.size() > 100);
+}
+
+TEST_CASE("PartitionLog: a restarted node catches up what another writer appended, and fences it", "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TempStore a, b;
+  {
+    PartitionLog first(*js, *a.store, options("node-a"));
+    REQUIRE(first.open().ok());
+    for (int i = 1; i <= 10; ++i) {
+      Batch batch(*a.store);
+      stage(batch, i);
+      REQUIRE(first.append(batch).ok());
+    }
+  }
+  // b takes the partition over: it catches up a's entries, then its marker
+  // fences a.
+  PartitionLog a_again(*js, *a.store, options("node-a"));
+  REQUIRE(a_again.open().ok());  // a restarted: nothing to catch up, a new epoch
+  CHECK(a_again.caught_up() == 0);
+  PartitionLog second(*js, *b.store, options("node-b"));
+  REQUIRE(second.open().ok());
+  CHECK(second.caught_up() == 12);  // a's marker, 10 batches, a's second marker
+  {
+    Batch batch(*a.store);
+    stage(batch, 11);
+    auto refused = a_again.append(batch);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().code == StatusCode::kUnavailable);
+    CHECK(a_again.state() == State::kFenced);
+    // And stays refused, without publishing.
+    Batch again(*a.store);
+    stage(again, 12);
+    CHECK_FALSE(a_again.append(again).ok());
+  }
+  const auto a_applied = applied_in(*a.store, 7);
+  CHECK(a_applied == 12);
+  for (int i = 11; i <= 15; ++i) {
+    Batch batch(*b.store);
+    stage(batch, i);
+    REQUIRE(second.append(batch).ok());
+  }
+  auto state = js->stream_state("IM_P7");
+  REQUIRE(state.ok());
+  CHECK(state->last_seq == 18);  // nothing of a's after b's marker
+  CHECK(second.applied() == 18);
+
+  // a, restarted once more, catches up b's five batches (and b's marker).
+  PartitionLog a_third(*js, *a.store, options("node-a"));
+  REQUIRE(a_third.open().ok());
+  CHECK(a_third.caught_up() == 6);
+  std::string row;
+  REQUIRE(a.store
+              ->scan_inbox("u0", 15, 16,
+                           [&](std::uint64_t, std::string_view m) {
+                             row = m;
+                             return true;
+                           })
+              .ok());
+  CHECK(row == "message 15");
+}
+
+TEST_CASE("PartitionLog: a full stream answers UNAVAILABLE and loses nothing", "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TempStore a;
+  PartitionLog log(*js, *a.store, options("node-a", 3, 16 * 1024));
+  REQUIRE(log.open().ok());
+  int stored = 0;
+  im::Error refused;
+  for (int i = 1; i <= 200; ++i) {  // each batch is several hundred bytes
+    Batch b(*a.store);
+    stage(b, i);
+    b.put_inbox("big", static_cast<std::uint64_t>(i), std::string(400, 'x'));
+    auto seq = log.append(b);
+    if (!seq) {
+      refused = seq.error();
+      break;
+    }
+    ++stored;
+  }
+  REQUIRE(stored > 3);
+  REQUIRE(stored < 200);
+  CHECK(refused.code == StatusCode::kUnavailable);
+  CHECK(refused.message.find("full") != std::string::npos);
+  CHECK(log.state() == State::kWriting);  // nothing stored, nothing lost: it may be tried again
+  CHECK(applied_in(*a.store, 3) == static_cast<std::uint64_t>(stored) + 1);
+  // A node rebuilt from the stream holds exactly the acknowledged batches.
+  TempStore b;
+  auto bigger = options("node-b", 3, 64 * 1024);
+  PartitionLog rebuilt(*js, *b.store, bigger);
+  REQUIRE(rebuilt.open().ok());
+  CHECK(rebuilt.caught_up() == static_cast<std::uint64_t>(stored) + 1);
+  std::uint64_t rows = 0, last = 0;
+  REQUIRE(b.store
+              ->scan_inbox("big", 1, 1000,
+                           [&](std::uint64_t seq, std::string_view) {
+                             ++rows;
+                             last = seq;
+                             return true;
+                           })
+              .ok());
+  CHECK(rows == static_cast<std::uint64_t>(stored));
+  CHECK(last == static_cast<std::uint64_t>(stored));
+}
+
+TEST_CASE("PartitionLog: a data dir ahead of its stream is refused", "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TempStore a;
+  {
+    Batch b(*a.store);
+    b.put_meta(PartitionLog::applied_key(5), 100);
+    REQUIRE(a.store->write(b).ok());
+  }
+  PartitionLog log(*js, *a.store, options("node-a", 5));
+  auto opened = log.open();
+  REQUIRE_FALSE(opened.ok());
+  CHECK(opened.error().message.find("ends at 0") != std::string::npos);
+  CHECK(log.state() == State::kClosed);
+  Batch b(*a.store);
+  stage(b, 1);
+  CHECK(log.append(b).error().code == StatusCode::kUnavailable);
+}
