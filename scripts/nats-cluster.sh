@@ -44,9 +44,9 @@ wait_ready() {
     for ((i = 1; i <= n; i++)); do
       local m
       m=$(cat "$dir/n$i/http_port")
-      kill -0 "$(cat "$dir/n$i/pid")" 2>/dev/null || die "node $i exited: $(tail -3 "$dir/n$i/log" 2>/dev/null)"
+      running "$(cat "$dir/n$i/pid")" "$dir/n$i/nats.conf" || die "node $i exited: $(tail -3 "$dir/n$i/log" 2>/dev/null)"
       curl -fsS "http://127.0.0.1:$m/healthz" >/dev/null 2>&1 || { ok=0; break; }
-      curl -fsS "http://127.0.0.1:$m/jsz" 2>/dev/null | grep -q '"leader"' || { ok=0; break; }
+      ((n == 1)) || curl -fsS "http://127.0.0.1:$m/jsz" 2>/dev/null | grep -q '"leader"' || { ok=0; break; }
     done
     ((ok)) && return 0
     sleep 0.2
@@ -59,7 +59,7 @@ start() {
   [[ $n =~ ^[1-9]$ ]] || die "N must be 1..9"
   mkdir -p "$dir"
   dir=$(realpath "$dir")
-  [[ -e $dir/urls ]] && die "$dir already holds a cluster (stop it first)"
+  [[ -e $dir/urls || -e $dir/nodes ]] && die "$dir already holds a cluster (stop it first)"
   local ports
   read -r -a ports <<<"$(free_ports $((3 * n)))"
   local routes="" urls=""
@@ -80,7 +80,7 @@ log_file: "$dir/n$i/log"
 jetstream {
   store_dir: "$dir/n$i/js"
   max_memory_store: 64MB
-  max_file_store: 4GB
+  max_file_store: 8GB
 }
 cluster {
   name: im
@@ -92,7 +92,10 @@ CONF
     node_up "$dir" "$i"
   done
   echo "$n" >"$dir/nodes"
+  # A start that fails stops the nodes it started.
+  trap 'stop "$dir" >/dev/null 2>&1' EXIT
   wait_ready "$dir" "$n"
+  trap - EXIT
   echo "${urls%,}" >"$dir/urls"
   echo "${urls%,}"
 }
@@ -106,26 +109,43 @@ stop() {
     [[ -f $dir/n$i/pid ]] || continue
     local pid
     pid=$(cat "$dir/n$i/pid")
-    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+    running "$pid" "$dir/n$i/nats.conf" && kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
   done
   local deadline=$((SECONDS + 10))
   for pid in "${pids[@]}"; do
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    while running "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
   rm -f "$dir/urls" "$dir/nodes"
 }
 
+# Whether PID runs (a zombie, killed and not yet reaped, does not), and is
+# the nats-server of CONF when given (a PID file outlives its process, and
+# the PID may have been reused since).
+running() {
+  [[ -r /proc/$1/stat ]] || return 1
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ $state != Z && -n $state ]] || return 1
+  [[ -z ${2:-} ]] || tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
+
 kill_node() {
-  local dir=$1 i=$2
+  local dir=$1 i=$2 pid
   [[ -f $dir/n$i/pid ]] || die "no node $i in $dir"
-  kill -KILL "$(cat "$dir/n$i/pid")" 2>/dev/null || true
+  pid=$(cat "$dir/n$i/pid")
+  running "$pid" "$dir/n$i/nats.conf" || return 0
+  kill -KILL "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 10))
+  while running "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
+  running "$pid" && die "node $i (PID $pid) still runs after SIGKILL"
+  return 0
 }
 
 restart_node() {
   local dir=$1 i=$2
   [[ -f $dir/n$i/nats.conf ]] || die "no node $i in $dir"
-  kill -0 "$(cat "$dir/n$i/pid")" 2>/dev/null && die "node $i is running"
+  running "$(cat "$dir/n$i/pid")" "$dir/n$i/nats.conf" && die "node $i is running"
   node_up "$dir" "$i"
   wait_ready "$dir" "$(cat "$dir/nodes")"
 }

@@ -121,6 +121,19 @@ struct SearchConfig {  // PROTOCOL 8.6
   std::uint32_t commit_interval_ms = 1000;        // the index commits this often
 };
 
+// Cluster mode (docs/cluster.md): every write goes through a replicated NATS
+// JetStream log first. "embedded" (the default) is the single box.
+struct ClusterConfig {
+  std::string mode = "embedded";                // or "jetstream"
+  std::vector<std::string> nats_urls;           // "nats://host:4222", ... (jetstream)
+  std::string node_name;                        // names this node's log entries; "" = the host name
+  std::uint32_t partitions = 64;                // streams IM_P0..; fixed once data exists
+  std::uint32_t replicas = 3;                   // each stream's copies on the NATS servers
+  std::uint64_t stream_max_bytes = 1ull << 30;  // per stream (reserved on each NATS server); full: writes refused
+  std::uint32_t publish_timeout_ms = 2000;      // one publish attempt
+  std::uint32_t unanswered_stop_ms = 30000;     // a partition stops after this long unanswered
+};
+
 struct LogConfig {
   std::string level = "info";
   std::string format = "text";  // or "json"
@@ -142,8 +155,15 @@ struct Config {
   WebhookConfig webhook;
   LimitsConfig limits;
   SearchConfig search;
+  ClusterConfig cluster;
   LogConfig log;
   ShutdownConfig shutdown;
 };
+
+// The core's shards: one per partition in cluster mode (docs/cluster.md),
+// else sharding.shards (0: auto_thread_count()).
+inline unsigned shard_count(const Config& c) {
+  return c.cluster.mode == "jetstream" ? c.cluster.partitions : thread_count(c.sharding.shards);
+}
 
 }  // namespace im

@@ -20,8 +20,10 @@ std::string status_text(natsStatus s, jsErrCode code = static_cast<jsErrCode>(0)
 }
 
 Error nats_error(std::string_view what, natsStatus s, jsErrCode code = static_cast<jsErrCode>(0)) {
+  // 10008, 10009: no cluster or no leader yet (an election): passing.
   const StatusCode status = s == NATS_TIMEOUT || s == NATS_NO_SERVER || s == NATS_CONNECTION_CLOSED ||
-                                    s == NATS_NO_RESPONDERS || s == NATS_NOT_YET_CONNECTED
+                                    s == NATS_NO_RESPONDERS || s == NATS_NOT_YET_CONNECTED ||
+                                    code == JSClusterNotAvailErr || code == JSClusterNotLeaderErr
                                 ? StatusCode::kUnavailable
                                 : StatusCode::kInternal;
   return make_error(status, fmt::format("{}: {}", what, status_text(s, code)));
@@ -47,8 +49,12 @@ Published::Outcome outcome_of(natsStatus s, jsErrCode code, std::string_view tex
   // A stream at its MaxBytes with Discard=New answers "maximum bytes
   // exceeded" (store failed); a server out of its own file store answers
   // insufficient resources.
-  if (code == JSInsufficientResourcesErr || text.find("maximum bytes exceeded") != std::string_view::npos ||
-      text.find("maximum messages exceeded") != std::string_view::npos)
+  // A Discard=New stream at its limit: store failed (10077, a generic code)
+  // with these words (nats-server 2.9.10, measured); a server out of its
+  // own store: insufficient resources (10023) or storage (10047).
+  if (code == JSInsufficientResourcesErr || code == JSStorageResourcesExceededErr ||
+      (code == JSStreamStoreFailedErr && (text.find("maximum bytes exceeded") != std::string_view::npos ||
+                                          text.find("maximum messages exceeded") != std::string_view::npos)))
     return Published::Outcome::kFull;
   return Published::Outcome::kFailed;
 }
@@ -63,6 +69,7 @@ std::string_view to_string(Published::Outcome outcome) {
     case Published::Outcome::kFull: return "stream full";
     case Published::Outcome::kTimeout: return "timeout";
     case Published::Outcome::kFailed: return "failed";
+    case Published::Outcome::kNotSent: return "not sent";
   }
   return "?";
 }
@@ -92,7 +99,12 @@ struct JetStream::Impl {
     }
     if (opts) natsOptions_Destroy(opts);
     // Publishes still waiting are answered: their callers hold state.
-    for (auto& [msg, done] : waiting) done(Published{Published::Outcome::kFailed, 0, "connection closed"});
+    std::unordered_map<natsMsg*, Done> left;
+    {
+      std::lock_guard lock(mutex);
+      left.swap(waiting);
+    }
+    for (auto& [msg, done] : left) done(Published{Published::Outcome::kNotSent, 0, "connection closed"});
   }
 
   Done take(natsMsg* msg) {
@@ -220,7 +232,7 @@ void JetStream::publish(const std::string& subject, std::string_view data, const
   if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Sequence", expect.c_str());
   if (s != NATS_OK) {
     natsMsg_Destroy(msg);
-    return done(Published{Published::Outcome::kFailed, 0, status_text(s)});
+    return done(Published{Published::Outcome::kNotSent, 0, status_text(s)});
   }
   natsMsg* key = msg;
   {
@@ -232,9 +244,11 @@ void JetStream::publish(const std::string& subject, std::string_view data, const
   po.MaxWait = max_wait.count();
   s = js_PublishMsgAsync(impl_->js, &msg, &po);
   if (s != NATS_OK) {
-    // Not queued: the message is still ours and no ack will come.
+    // Not queued: the message is still ours and no ack will come. Its
+    // entry goes before the message, whose address a new one may take.
+    Done d = impl_->take(key);
     natsMsg_Destroy(msg);
-    if (Done d = impl_->take(key)) d(Published{Published::Outcome::kFailed, 0, status_text(s)});
+    if (d) d(Published{Published::Outcome::kNotSent, 0, status_text(s)});
   }
 }
 
@@ -242,11 +256,18 @@ Result<std::vector<Entry>> JetStream::read(const std::string& stream, const std:
                                            std::uint64_t from_seq, std::size_t max) {
   std::vector<Entry> out;
   if (max == 0) return out;
+  // Read up to the end the stream has now: a fetch at the end would wait
+  // for its whole expiry, NoWait or not.
+  auto state = stream_state(stream);
+  if (!state) return state.error();
+  const std::uint64_t from = std::max<std::uint64_t>(from_seq, 1);
+  if (from > state->last_seq) return out;
+  max = static_cast<std::size_t>(std::min<std::uint64_t>(max, state->last_seq - from + 1));
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = stream.c_str();
   so.Config.DeliverPolicy = js_DeliverByStartSequence;
-  so.Config.OptStartSeq = std::max<std::uint64_t>(from_seq, 1);
+  so.Config.OptStartSeq = from;
   so.Config.AckPolicy = js_AckNone;
   so.Config.InactiveThreshold = std::chrono::nanoseconds(std::chrono::seconds(30)).count();
   natsSubscription* sub = nullptr;
@@ -254,7 +275,7 @@ Result<std::vector<Entry>> JetStream::read(const std::string& stream, const std:
   natsStatus s = js_PullSubscribe(&sub, impl_->js, subject.c_str(), nullptr, nullptr, &so, &code);
   if (s != NATS_OK) return nats_error("reading stream " + stream, s, code);
   Result<std::vector<Entry>> result = std::move(out);
-  while (result->size() < max) {
+  while (result->size() < max && (result->empty() || result->back().seq < state->last_seq)) {
     jsFetchRequest req;
     jsFetchRequest_Init(&req);
     req.Batch = static_cast<int>(std::min<std::size_t>(max - result->size(), 256));

@@ -46,7 +46,8 @@ struct Published {
     kWrongLastSequence,  // the stream's last entry is not expect_last_seq: another writer
     kFull,               // the stream is at max_bytes (or the server's store is full)
     kTimeout,            // no answer within max_wait: stored or not, unknown; retry with the same id
-    kFailed,             // any other error (no quorum, no stream, closed connection)
+    kFailed,             // any other error (no quorum, no stream, closed connection): maybe retry
+    kNotSent,            // never left this process (too large for the servers, closed): not stored
   };
   Outcome outcome = Outcome::kFailed;
   std::uint64_t seq = 0;

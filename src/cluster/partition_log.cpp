@@ -2,11 +2,13 @@
 
 #include <future>
 #include <memory>
+#include <random>
 #include <thread>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/metrics.h"
 #include "proto/cluster_log.pb.h"
 
 namespace im::cluster {
@@ -41,6 +43,14 @@ Result<store::RowOp> row_op_of(int op) {
 
 }  // namespace
 
+Result<Ok> durable_write(store::Store& store, PartitionLog* log, store::Batch& batch) {
+  if (!log) return store.write(batch);
+  if (batch.empty()) return Ok{};
+  auto appended = log->append(batch);
+  if (!appended) return appended.error();
+  return Ok{};
+}
+
 std::string PartitionLog::applied_key(unsigned partition) {
   return fmt::format("applied:{}", partition);
 }
@@ -68,6 +78,7 @@ Published PartitionLog::publish(const std::string& data, const std::string& id, 
       p = got.get();
     else
       p = Published{Outcome::kTimeout, 0, "no answer from the NATS client"};
+    // Only an unknown fate is retried: kNotSent never left this process.
     if (p.outcome != Outcome::kTimeout && p.outcome != Outcome::kFailed) return p;
     if (std::chrono::steady_clock::now() >= deadline) return p;
     spdlog::warn("partition {}: publish of {} not answered ({}: {}); trying again", options_.partition, id,
@@ -78,42 +89,7 @@ Published PartitionLog::publish(const std::string& data, const std::string& id, 
   }
 }
 
-Result<Ok> PartitionLog::catch_up() {
-  for (;;) {
-    auto entries = js_.read(options_.stream.name, options_.stream.subject, applied_ + 1, options_.read_chunk);
-    if (!entries) return entries.error();
-    if (entries->empty()) return Ok{};
-    for (const Entry& e : *entries) {
-      if (e.seq != applied_ + 1)
-        return make_error(StatusCode::kInternal,
-                          fmt::format("partition {}: the stream has no entry {} (the next is {}); the data dir "
-                                      "cannot be caught up from it",
-                                      options_.partition, applied_ + 1, e.seq));
-      v1::LogEntry entry;
-      if (!entry.ParseFromString(e.data))
-        return make_error(StatusCode::kInternal,
-                          fmt::format("partition {}: entry {} does not parse", options_.partition, e.seq));
-      if (entry.partition() != options_.partition)
-        return make_error(StatusCode::kInternal, fmt::format("partition {}: entry {} belongs to partition {}",
-                                                             options_.partition, e.seq, entry.partition()));
-      store::Batch batch(store_);
-      for (const auto& row : entry.rows()) {
-        if (row.family() >= store::kCfCount)
-          return make_error(StatusCode::kInternal, fmt::format("partition {}: entry {} names the unknown family {}",
-                                                               options_.partition, e.seq, row.family()));
-        auto op = row_op_of(row.op());
-        if (!op) return op.error();
-        batch.add_row(store::Row{static_cast<store::Cf>(row.family()), *op, row.key(), row.value()});
-      }
-      batch.put_meta(applied_key(options_.partition), e.seq);
-      if (auto written = store_.write(batch); !written) return written.error();
-      applied_ = e.seq;
-      ++caught_up_;
-    }
-  }
-}
-
-Result<Ok> PartitionLog::open() {
+Result<Ok> PartitionLog::prepare() {
   auto stream = js_.ensure_stream(options_.stream);
   if (!stream) return stream.error();
   auto applied = store_.get_meta(applied_key(options_.partition));
@@ -124,28 +100,125 @@ Result<Ok> PartitionLog::open() {
                       fmt::format("partition {}: the data dir holds entry {} but stream {} ends at {}: it belongs "
                                   "to another stream, or the stream was lost",
                                   options_.partition, applied_, options_.stream.name, stream->last_seq));
+  return Ok{};
+}
+
+Result<Ok> PartitionLog::apply(const Entry& e, const v1::LogEntry& entry) {
+  if (e.seq != applied_ + 1)
+    return make_error(StatusCode::kInternal, fmt::format("partition {}: the stream has no entry {} (the next is {}); "
+                                                         "the data dir cannot be caught up from it",
+                                                         options_.partition, applied_ + 1, e.seq));
+  if (entry.partition() != options_.partition)
+    return make_error(StatusCode::kInternal, fmt::format("partition {}: entry {} belongs to partition {}",
+                                                         options_.partition, e.seq, entry.partition()));
+  store::Batch batch(store_);
+  for (const auto& row : entry.rows()) {
+    if (row.family() >= store::kCfCount)
+      return make_error(StatusCode::kInternal, fmt::format("partition {}: entry {} names the unknown family {}",
+                                                           options_.partition, e.seq, row.family()));
+    auto op = row_op_of(row.op());
+    if (!op) return op.error();
+    batch.add_row(store::Row{static_cast<store::Cf>(row.family()), *op, row.key(), row.value()});
+  }
+  batch.put_meta(applied_key(options_.partition), e.seq);
+  if (auto written = store_.write(batch); !written) return written.error();
+  applied_ = e.seq;
+  ++caught_up_;
+  // The clock stays above every entry applied.
+  auto& clock = *options_.clock;
+  for (std::uint64_t seen = clock.load();
+       seen < entry.lamport() && !clock.compare_exchange_weak(seen, entry.lamport());) {
+  }
+  return Ok{};
+}
+
+Result<Ok> PartitionLog::catch_up_all(const std::vector<PartitionLog*>& logs) {
+  // A k-way merge of the partitions' streams by Lamport time, each read in
+  // chunks from its applied:<n> on.
+  struct Cursor {
+    PartitionLog* log;
+    std::vector<Entry> chunk;
+    std::size_t next = 0;
+    v1::LogEntry head;
+    bool done = false;
+  };
+  std::vector<Cursor> cursors;
+  for (PartitionLog* log : logs) cursors.push_back(Cursor{log, {}, 0, {}, false});
+  // Makes `c.head` the cursor's next entry, reading a chunk when needed.
+  auto advance = [](Cursor& c) -> Result<Ok> {
+    if (c.next >= c.chunk.size()) {
+      const auto& o = c.log->options_;
+      auto read = c.log->js_.read(o.stream.name, o.stream.subject, c.log->applied_ + 1, o.read_chunk);
+      if (!read) return read.error();
+      c.chunk = std::move(*read);
+      c.next = 0;
+      if (c.chunk.empty()) {
+        c.done = true;
+        return Ok{};
+      }
+    }
+    if (!c.head.ParseFromString(c.chunk[c.next].data))
+      return make_error(StatusCode::kInternal, fmt::format("partition {}: entry {} does not parse",
+                                                           c.log->options_.partition, c.chunk[c.next].seq));
+    return Ok{};
+  };
+  for (auto& c : cursors)
+    if (auto r = advance(c); !r) return r;
+  for (;;) {
+    Cursor* first = nullptr;
+    for (auto& c : cursors)
+      if (!c.done && (!first || c.head.lamport() < first->head.lamport())) first = &c;
+    if (!first) return Ok{};
+    if (auto applied = first->log->apply(first->chunk[first->next], first->head); !applied) return applied;
+    ++first->next;
+    if (auto r = advance(*first); !r) return r;
+  }
+}
+
+Result<Ok> PartitionLog::write_marker(const std::string& nonce) {
+  v1::LogEntry marker;
+  marker.set_node(options_.node);
+  marker.set_partition(options_.partition);
+  marker.set_marker(true);  // Lamport time 0: no rows, so no order to keep
+  const std::string id = fmt::format("{}:{}:marker:{}", options_.node, nonce, options_.partition);
   for (int tries = 0; tries < kMarkerTries; ++tries) {
-    if (auto caught = catch_up(); !caught) return caught.error();
-    v1::LogEntry marker;
-    marker.set_node(options_.node);
-    marker.set_partition(options_.partition);
-    marker.set_marker(true);
-    const std::string id = fmt::format("{}:marker:{}:{}", options_.node, options_.partition, applied_);
-    const Published p = publish(marker.SerializeAsString(), id, applied_);
-    if (p.outcome == Outcome::kWrongLastSequence) continue;  // appended meanwhile: catch up again
+    auto state = js_.stream_state(options_.stream.name);
+    if (!state) return state.error();
+    const Published p = publish(marker.SerializeAsString(), id, state->last_seq);
+    if (p.outcome == Outcome::kWrongLastSequence) continue;  // appended meanwhile: expect the new end
     if (p.outcome != Outcome::kStored && p.outcome != Outcome::kDuplicate)
       return unavailable(fmt::format("epoch marker: {} {}", to_string(p.outcome), p.error));
-    if (p.seq != applied_ + 1)
-      return unavailable(fmt::format("epoch marker stored at {}, not at {}", p.seq, applied_ + 1));
-    store::Batch batch(store_);
-    batch.put_meta(applied_key(options_.partition), p.seq);
-    if (auto written = store_.write(batch); !written) return written.error();
-    applied_ = epoch_ = p.seq;
-    batch_ = 0;
-    state_ = State::kWriting;
+    epoch_ = p.seq;
     return Ok{};
   }
   return unavailable("another writer keeps appending to the stream");
+}
+
+Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs) {
+  // This run's ids: a retry of one publish reuses its id, nothing else does,
+  // not even a later run of the same node (JetStream checks an id before
+  // the expected sequence).
+  const std::string nonce = fmt::format("{:016x}", std::random_device{}() * 0x100000000ull + std::random_device{}());
+  for (PartitionLog* log : logs) {
+    if (auto prepared = log->prepare(); !prepared) return prepared;
+    log->nonce_ = nonce;
+  }
+  // Fence first: once a marker is stored no earlier writer can append to
+  // its stream, so catching up to the marker leaves nothing behind.
+  for (PartitionLog* log : logs)
+    if (auto marked = log->write_marker(nonce); !marked) return marked;
+  if (auto caught = catch_up_all(logs); !caught) return caught;
+  for (PartitionLog* log : logs) {
+    if (log->applied_ != log->epoch_) {
+      // Another writer stored entries after this run's marker: it holds the partition now.
+      log->state_ = State::kFenced;
+      return log->unavailable(fmt::format("another writer appended after this node's marker {} (the stream is at {})",
+                                          log->epoch_, log->applied_));
+    }
+    log->batch_ = 0;
+    log->state_ = State::kWriting;
+  }
+  return Ok{};
 }
 
 Result<std::uint64_t> PartitionLog::append(store::Batch& batch) {
@@ -155,11 +228,13 @@ Result<std::uint64_t> PartitionLog::append(store::Batch& batch) {
     case State::kFenced: return unavailable("written by another node since this one opened it");
     case State::kStopped: return unavailable("stopped: " + stopped_why_ + "; a restart catches up from the stream");
   }
+  if (batch.refused()) return make_error(StatusCode::kInternal, "a range deletion the store refuses");
   v1::LogEntry entry;
   entry.set_node(options_.node);
   entry.set_epoch(epoch_);
   entry.set_partition(options_.partition);
   entry.set_batch(++batch_);
+  entry.set_lamport(options_.clock->fetch_add(1) + 1);
   auto rows = batch.for_each_row([&entry](const store::Row& r) {
     auto* row = entry.add_rows();
     row->set_family(static_cast<std::uint32_t>(r.cf));
@@ -168,26 +243,37 @@ Result<std::uint64_t> PartitionLog::append(store::Batch& batch) {
     row->set_value(r.value.data(), r.value.size());
   });
   if (!rows) return rows.error();
-  const std::string id = fmt::format("{}:{}:{}:{}", options_.node, epoch_, options_.partition, batch_);
+  const std::string id = fmt::format("{}:{}:{}:{}", options_.node, nonce_, options_.partition, batch_);
+  auto& m = metrics::get();
+  const auto start = std::chrono::steady_clock::now();
+  m.cluster_pending_entries.add(1);
   const Published p = publish(entry.SerializeAsString(), id, applied_);
+  m.cluster_pending_entries.add(-1);
+  m.cluster_publish_latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   switch (p.outcome) {
     case Outcome::kStored:
     case Outcome::kDuplicate: break;
     case Outcome::kWrongLastSequence:
       state_ = State::kFenced;
+      m.cluster_unavailable_partitions.add(1);
       spdlog::error("partition {}: fenced: another writer appended to {} after this node's epoch {}",
                     options_.partition, options_.stream.name, epoch_);
       return unavailable("written by another node since this one opened it");
     case Outcome::kFull: return unavailable("stream " + options_.stream.name + " is full: " + p.error);
+    case Outcome::kNotSent:  // not stored: nothing to resolve
+      return make_error(StatusCode::kInternal, fmt::format("partition {}: entry of {} bytes not sent: {}",
+                                                           options_.partition, entry.ByteSizeLong(), p.error));
     case Outcome::kTimeout:
     case Outcome::kFailed:
       state_ = State::kStopped;
+      m.cluster_unavailable_partitions.add(1);
       stopped_why_ = fmt::format("entry {} unanswered for {} ms ({})", id, options_.retry_for.count(), p.error);
       spdlog::error("partition {}: {}", options_.partition, stopped_why_);
       return unavailable(stopped_why_);
   }
   if (p.seq != applied_ + 1) {
     state_ = State::kStopped;
+    m.cluster_unavailable_partitions.add(1);
     stopped_why_ = fmt::format("entry {} stored at {}, not at {}", id, p.seq, applied_ + 1);
     spdlog::error("partition {}: {}", options_.partition, stopped_why_);
     return unavailable(stopped_why_);
@@ -197,6 +283,7 @@ Result<std::uint64_t> PartitionLog::append(store::Batch& batch) {
     // The stream holds the entry, the store does not: only a catch-up
     // (at restart) brings them together again.
     state_ = State::kStopped;
+    m.cluster_unavailable_partitions.add(1);
     stopped_why_ =
         fmt::format("entry {} is in the stream but its store write failed: {}", p.seq, written.error().message);
     spdlog::error("partition {}: {}", options_.partition, stopped_why_);

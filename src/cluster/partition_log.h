@@ -18,15 +18,22 @@
 //
 // Runs on one thread (its shard's); not thread safe.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "cluster/jetstream.h"
 #include "im/result.h"
 #include "store/store.h"
 
 namespace im::cluster {
+
+namespace v1 {
+class LogEntry;
+}
 
 class PartitionLog {
  public:
@@ -37,6 +44,8 @@ class PartitionLog {
     std::chrono::milliseconds publish_wait{2000};  // one publish attempt
     std::chrono::milliseconds retry_for{30000};    // an unanswered publish is retried this long
     std::size_t read_chunk = 512;                  // entries per read while catching up
+    // The node's Lamport clock, shared by all of its partitions (open_all).
+    std::shared_ptr<std::atomic<std::uint64_t>> clock = std::make_shared<std::atomic<std::uint64_t>>(0);
   };
 
   enum class State {
@@ -48,9 +57,15 @@ class PartitionLog {
 
   PartitionLog(JetStream& js, store::Store& store, Options options);
 
-  // Creates or checks the stream, applies every entry past the store's
-  // applied:<n>, then stores this writer's epoch marker.
-  Result<Ok> open();
+  // Opens a node's partitions, which share one store and one clock: creates
+  // or checks each stream, stores this run's epoch marker at its end
+  // (fencing earlier writers), then applies every entry past each
+  // partition's applied:<n>, up to the marker, in Lamport order across the
+  // partitions. Entries must be applied in that order: a record
+  // one partition puts (a C2C copy record) is removed by another's later
+  // entry, and applying the removal first would bring the record back.
+  static Result<Ok> open_all(const std::vector<PartitionLog*>& logs);
+  Result<Ok> open() { return open_all({this}); }
   // Stores `batch` as the partition's next entry, then writes it to the
   // store with applied:<n>; the new entry's stream seq. UNAVAILABLE when
   // fenced, stopped or the stream is full (nothing stored then).
@@ -68,7 +83,14 @@ class PartitionLog {
   // Publishes and waits for the answer, retrying an unanswered publish
   // with the same id until `retry_for` has passed.
   Published publish(const std::string& data, const std::string& id, std::uint64_t expect);
-  Result<Ok> catch_up();
+  // Checks the stream and reads applied:<n>.
+  Result<Ok> prepare();
+  // Applies one entry read from the stream (the next one: applied_ + 1).
+  Result<Ok> apply(const Entry& e, const v1::LogEntry& entry);
+  // Stores this run's epoch marker at the stream's end (fencing whoever
+  // wrote before); epoch_ is its seq.
+  Result<Ok> write_marker(const std::string& nonce);
+  static Result<Ok> catch_up_all(const std::vector<PartitionLog*>& logs);
   Error unavailable(std::string why) const;
 
   JetStream& js_;
@@ -79,7 +101,13 @@ class PartitionLog {
   std::uint64_t epoch_ = 0;
   std::uint64_t batch_ = 0;  // the last batch number used in this epoch
   std::uint64_t caught_up_ = 0;
+  std::string nonce_;  // this run's, in every entry id
   std::string stopped_why_;
 };
+
+// A batch made durable: written to the store in embedded mode (`log` is
+// null), stored in the partition's stream and then written to the store in
+// jetstream mode. On the partition's thread.
+Result<Ok> durable_write(store::Store& store, PartitionLog* log, store::Batch& batch);
 
 }  // namespace im::cluster

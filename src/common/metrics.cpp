@@ -139,6 +139,19 @@ std::string Registry::render() const {
   search_latency.render(out, "imserver_search_latency_seconds",
                         "SEARCH from its request queued for a search thread to its answer.");
   store_write_latency.render(out, "imserver_store_write_seconds", "Time to write one batch to the store.");
+  cluster_publish_latency.render(out, "imserver_cluster_publish_seconds",
+                                 "Cluster mode: from publishing a batch to its partition's stream to the answer, "
+                                 "retries included.");
+  scalar(out, "imserver_cluster_pending_entries", "gauge",
+         "Cluster mode: batches published to their stream and not answered yet.",
+         static_cast<double>(cluster_pending_entries.value()));
+  scalar(out, "imserver_cluster_unavailable_partitions", "gauge",
+         "Cluster mode: partitions that refuse writes (fenced by another node, or stopped after an unanswered "
+         "publish).",
+         static_cast<double>(cluster_unavailable_partitions.value()));
+  scalar(out, "imserver_cluster_caught_up_entries", "gauge",
+         "Cluster mode: log entries applied at start before the listeners opened (the applied lag at start).",
+         static_cast<double>(cluster_caught_up_entries.value()));
   batch_rows.render(out, "imserver_store_batch_rows", "Rows per store batch (group commit).");
   return out;
 }

@@ -83,6 +83,10 @@ struct Registry {
   Gauge presence_watches;        // (session, watched uid) pairs held by the shards (PRESENCE_WATCH)
   Gauge typing_entries;         // (user, conversation) entries of the TYPING throttle
   Gauge dedupe_entries;         // SENDs of the dedupe window held in memory (RecentSends)
+  // Cluster mode (docs/cluster.md).
+  Gauge cluster_pending_entries;         // published to a partition's stream, not answered yet
+  Gauge cluster_unavailable_partitions;  // fenced or stopped: their writes are refused
+  Gauge cluster_caught_up_entries;       // log entries applied at start, before the listeners opened
   Counter dedupe_rows;          // SENDs given a dedupe row instead (memory window full, or a hash taken)
   Counter dedupe_rebuild_rows;  // inbox rows read to rebuild senders' windows after a start
   Counter search_indexed;       // messages added to or replaced in the search index (PROTOCOL 8.6)
@@ -91,6 +95,7 @@ struct Registry {
   Histogram send_latency{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
   Histogram store_write_latency{{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5}};
   Histogram batch_rows{{1, 4, 16, 64, 256, 1024, 2048, 4096}};
+  Histogram cluster_publish_latency{{0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2, 10}};
   Histogram search_latency{{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
 
   // The whole exposition.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <charconv>
 #include <filesystem>
 #include <fstream>
@@ -265,6 +266,25 @@ const std::vector<KeySpec>& schema() {
       uint_key(
           "search", "commit_interval_ms", +[](Config & c) -> auto& { return c.search.commit_interval_ms; }, 10, 600000),
       string_key(
+          "cluster", "mode", +[](Config & c) -> auto& { return c.cluster.mode; }),
+      string_list_key(
+          "cluster", "nats_urls", +[](Config & c) -> auto& { return c.cluster.nats_urls; }),
+      string_key(
+          "cluster", "node_name", +[](Config & c) -> auto& { return c.cluster.node_name; }),
+      uint_key(
+          "cluster", "partitions", +[](Config & c) -> auto& { return c.cluster.partitions; }, 1, 256),
+      uint_key(
+          "cluster", "replicas", +[](Config & c) -> auto& { return c.cluster.replicas; }, 1, 5),
+      uint_key(
+          "cluster", "stream_max_bytes", +[](Config & c) -> auto& { return c.cluster.stream_max_bytes; }, 1ull << 20,
+          1ull << 50),
+      uint_key(
+          "cluster", "publish_timeout_ms", +[](Config & c) -> auto& { return c.cluster.publish_timeout_ms; }, 100,
+          60000),
+      uint_key(
+          "cluster", "unanswered_stop_ms", +[](Config & c) -> auto& { return c.cluster.unanswered_stop_ms; }, 1000,
+          3600000),
+      string_key(
           "log", "level", +[](Config & c) -> auto& { return c.log.level; }),
       string_key(
           "log", "format", +[](Config & c) -> auto& { return c.log.format; }),
@@ -383,6 +403,28 @@ Result<Ok> validate_config(const Config& c) {
     return config_error("limits.max_message_bytes",
                         "must leave 1024 bytes of envelope within server.max_frame_bytes (" +
                             std::to_string(c.server.max_frame_bytes) + ")");
+  if (c.cluster.mode == "jetstream") {
+    if (c.cluster.nats_urls.empty())
+      return config_error("cluster.nats_urls", "must name at least one NATS server in jetstream mode");
+    for (const auto& url : c.cluster.nats_urls)
+      if (url.rfind("nats://", 0) != 0 && url.rfind("tls://", 0) != 0)
+        return config_error("cluster.nats_urls", "each must start with nats:// or tls://, not " + url);
+    for (char ch : c.cluster.node_name)
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')
+        return config_error("cluster.node_name", "only letters, digits, '-', '_' and '.'");
+    if (c.server.max_frame_bytes > 262144)
+      return config_error("server.max_frame_bytes",
+                          "at most 262144 in jetstream mode: a message's rows must fit one NATS message (1 MiB "
+                          "by default) with room to spare");
+    if (c.storage.fsync)
+      return config_error("storage.fsync",
+                          "cannot be true in jetstream mode: the log on the NATS servers is the durable copy, and "
+                          "nats-server 2.9 does not fsync it (docs/cluster.md, durability limits)");
+    if (c.cluster.publish_timeout_ms > c.cluster.unanswered_stop_ms)
+      return config_error("cluster.unanswered_stop_ms", "must be at least cluster.publish_timeout_ms");
+  } else if (c.cluster.mode != "embedded") {
+    return config_error("cluster.mode", "must be \"embedded\" or \"jetstream\"");
+  }
   static constexpr std::array kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (std::find(kLevels.begin(), kLevels.end(), c.log.level) == kLevels.end())
     return config_error("log.level", "must be one of trace, debug, info, warn, error, critical, off");

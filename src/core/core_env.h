@@ -20,6 +20,10 @@ namespace im::search {
 class SearchIndex;
 }
 
+namespace im::cluster {
+class PartitionLog;
+}
+
 namespace im::core {
 
 class Shard;
@@ -38,6 +42,9 @@ struct CoreEnv {
   std::int64_t earlier_runs_below_ms = wall_ms();
   // The search indexes (PROTOCOL 8.6); nullptr when search.enabled is false.
   search::SearchIndex* search = nullptr;
+  // Cluster mode (docs/cluster.md): shard i's partition log; empty in
+  // embedded mode.
+  std::vector<cluster::PartitionLog*> logs{};
 
   Shard& shard_for(std::string_view key);
   std::uint32_t next_push_seq();

@@ -6,15 +6,16 @@
 #include <spdlog/spdlog.h>
 #include <asio/post.hpp>
 
+#include "cluster/partition_log.h"
 #include "common/metrics.h"
 
 namespace im::core {
 
-GroupCommit::GroupCommit(asio::io_context& loop, store::Store& store, unsigned shard)
-    : loop_(loop), store_(store), shard_(shard), batch_(store) {}
+GroupCommit::GroupCommit(asio::io_context& loop, store::Store& store, unsigned shard, cluster::PartitionLog* log)
+    : loop_(loop), store_(store), shard_(shard), log_(log), batch_(store) {}
 
 void GroupCommit::make_room() {
-  if (batch_.count() >= kMaxBatchRows) commit();
+  if (batch_.count() >= kMaxBatchRows || (log_ && batch_.bytes() >= kMaxLogBatchBytes)) commit();
 }
 
 void GroupCommit::after_commit(AfterCommit fn) {
@@ -40,7 +41,7 @@ void GroupCommit::commit() {
   const std::size_t rows = batch_.count();
   auto& m = metrics::get();
   const auto start = std::chrono::steady_clock::now();
-  auto written = store_.write(batch_);
+  auto written = cluster::durable_write(store_, log_, batch_);
   if (rows > 0) {
     m.store_write_latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     m.batch_rows.observe(static_cast<double>(rows));
@@ -55,6 +56,7 @@ void GroupCommit::commit() {
     m.inbox_rows.inc(staged.inbox);
   } else {
     m.store_write_errors.inc();
+    last_error_ = written.error();
     // A full disk fails every retry: one line a second is enough.
     const auto now = std::chrono::steady_clock::now();
     if (now - last_error_log_ >= std::chrono::seconds(1)) {

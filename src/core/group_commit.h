@@ -14,6 +14,10 @@
 
 #include "store/store.h"
 
+namespace im::cluster {
+class PartitionLog;
+}
+
 namespace im::core {
 
 class GroupCommit {
@@ -22,6 +26,9 @@ class GroupCommit {
   // boundary: past a few hundred messages a batch gains no throughput
   // (BENCHMARKS.md) and only delays the first answers.
   static constexpr std::size_t kMaxBatchRows = 2048;
+  // In cluster mode a batch is one NATS message, at most the servers'
+  // max_payload (1 MiB by default): it is written early past this size.
+  static constexpr std::size_t kMaxLogBatchBytes = 256 * 1024;
 
   using AfterCommit = std::function<void(bool ok)>;
   // Rows staged in the current batch, for the metrics once it is written.
@@ -30,7 +37,9 @@ class GroupCommit {
     std::uint64_t inbox = 0;
   };
 
-  GroupCommit(asio::io_context& loop, store::Store& store, unsigned shard);
+  // `log`: the partition's log in jetstream mode (each batch is stored
+  // there first, docs/cluster.md); null in embedded mode.
+  GroupCommit(asio::io_context& loop, store::Store& store, unsigned shard, cluster::PartitionLog* log = nullptr);
 
   store::Batch& batch() { return batch_; }
   Staged& staged() { return staged_; }
@@ -50,6 +59,8 @@ class GroupCommit {
   // Writes the batch once the handlers already queued have run.
   void schedule();
   void commit();
+  // Why the last write failed (its error; UNAVAILABLE from a partition log).
+  const Error& last_error() const { return last_error_; }
   // Figures for the log when the shard stops.
   void log_stats() const;
 
@@ -57,6 +68,7 @@ class GroupCommit {
   asio::io_context& loop_;
   store::Store& store_;
   const unsigned shard_;
+  cluster::PartitionLog* const log_;
   store::Batch batch_;
   Staged staged_;
   std::vector<AfterCommit> after_commit_;
@@ -65,6 +77,7 @@ class GroupCommit {
   bool posted_ = false;
   std::chrono::steady_clock::time_point last_error_log_{};
   std::uint64_t unlogged_errors_ = 0;
+  Error last_error_;
   std::uint64_t commits_ = 0;
   std::uint64_t committed_rows_ = 0;
   std::uint64_t largest_batch_ = 0;

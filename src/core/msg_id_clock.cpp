@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "cluster/partition_log.h"
 #include "common/clock.h"
 #include "store/keys.h"
 
@@ -28,8 +29,8 @@ std::uint64_t MsgIdClock::first_id_at(std::int64_t ms) {
   return (static_cast<std::uint64_t>(ms) - kEpochMs) << 22;
 }
 
-MsgIdClock::MsgIdClock(unsigned shard, store::Store& store, std::uint64_t reserved_ms)
-    : shard_(shard), store_(&store), last_ms_(reserved_ms), reserved_ms_(reserved_ms) {}
+MsgIdClock::MsgIdClock(unsigned shard, store::Store& store, cluster::PartitionLog* log, std::uint64_t reserved_ms)
+    : shard_(shard), store_(&store), log_(log), last_ms_(reserved_ms), reserved_ms_(reserved_ms) {}
 
 Result<std::int64_t> MsgIdClock::earlier_runs_below_ms(store::Store& store) {
   std::uint64_t highest = 0;
@@ -41,10 +42,10 @@ Result<std::int64_t> MsgIdClock::earlier_runs_below_ms(store::Store& store) {
   return std::max<std::int64_t>(wall_ms(), static_cast<std::int64_t>(highest + kEpochMs));
 }
 
-Result<MsgIdClock> MsgIdClock::open(unsigned shard, store::Store& store) {
+Result<MsgIdClock> MsgIdClock::open(unsigned shard, store::Store& store, cluster::PartitionLog* log) {
   auto reserved = store.get_meta(meta_name(shard));
   if (!reserved) return reserved.error();
-  MsgIdClock clock(shard, store, reserved->value_or(0));
+  MsgIdClock clock(shard, store, log, reserved->value_or(0));
   // Every id an earlier run handed out lies below its reservation.
   if (auto r = clock.reserve(std::max(clock.last_ms_, now_ms())); !r) return r.error();
   return clock;
@@ -53,7 +54,7 @@ Result<MsgIdClock> MsgIdClock::open(unsigned shard, store::Store& store) {
 Result<Ok> MsgIdClock::reserve(std::uint64_t from_ms) {
   store::Batch b(*store_);
   b.put_meta(meta_name(shard_), from_ms + kReserveMs);
-  if (auto written = store_->write(b); !written) return written.error();
+  if (auto written = cluster::durable_write(*store_, log_, b); !written) return written.error();
   reserved_ms_ = from_ms + kReserveMs;
   return Ok{};
 }

@@ -12,12 +12,18 @@
 #include "im/result.h"
 #include "store/store.h"
 
+namespace im::cluster {
+class PartitionLog;
+}
+
 namespace im::core {
 
 class MsgIdClock {
  public:
   // Reads the last reservation; an error when it cannot be read.
-  static Result<MsgIdClock> open(unsigned shard, store::Store& store);
+  // `log`: the shard's partition log in jetstream mode (null: embedded),
+  // through which every reservation is written.
+  static Result<MsgIdClock> open(unsigned shard, store::Store& store, cluster::PartitionLog* log = nullptr);
 
   // The next id, or INTERNAL when a new reservation cannot be written (no
   // id is handed out past a reservation that is not durable).
@@ -33,13 +39,14 @@ class MsgIdClock {
   static Result<std::int64_t> earlier_runs_below_ms(store::Store& store);
 
  private:
-  MsgIdClock(unsigned shard, store::Store& store, std::uint64_t reserved_ms);
+  MsgIdClock(unsigned shard, store::Store& store, cluster::PartitionLog* log, std::uint64_t reserved_ms);
   // Written at once, not with the shard's next batch: the messages using
   // these ids may be written by another shard, and must never outlive it.
   Result<Ok> reserve(std::uint64_t from_ms);
 
   unsigned shard_;
   store::Store* store_;
+  cluster::PartitionLog* log_;
   std::uint64_t last_ms_ = 0;
   std::uint64_t counter_ = 0;
   std::uint64_t reserved_ms_ = 0;

@@ -1,11 +1,13 @@
 #include "core/service.h"
 
+#include <unistd.h>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
 #include <stdexcept>
 
 #include <fmt/chrono.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <asio/post.hpp>
 
@@ -55,10 +57,16 @@ void Service::start() {
   auto opened = store::Store::open(config_.storage);
   if (!opened) throw std::runtime_error("storage: " + opened.error().message);
   store_ = std::move(opened.value());
+  if (config_.cluster.mode == "jetstream") {
+    open_partition_logs();
+    if (auto reloaded = store_->reload_outbox_depth(); !reloaded)
+      throw std::runtime_error("storage: " + reloaded.error().message);
+  }
   if (auto loaded = revocations_.load(*store_); !loaded)
     throw std::runtime_error("storage: cannot read the token revocations: " + loaded.error().message);
   if (revocations_.size() > 0) spdlog::info("{} users have revoked tokens", revocations_.size());
   env_.reset(new CoreEnv{config_, *store_, shards_});
+  for (auto& log : logs_) env_->logs.push_back(log.get());
   if (auto loaded = env_->changes.load(); !loaded)
     throw std::runtime_error("storage: cannot read the changed messages: " + loaded.error().message);
   if (env_->changes.added() > 0) spdlog::info("{} recalled or edited messages", env_->changes.added());
@@ -69,8 +77,11 @@ void Service::start() {
   auto earlier = MsgIdClock::earlier_runs_below_ms(*store_);
   if (!earlier) throw std::runtime_error("storage: cannot read the msg_id reservations: " + earlier.error().message);
   env_->earlier_runs_below_ms = *earlier;
-  const unsigned n = thread_count(config_.sharding.shards);
-  spdlog::info("{} core shards{}", n, config_.sharding.shards == 0 ? " (sharding.shards = 0: half the cores)" : "");
+  const unsigned n = im::shard_count(config_);
+  spdlog::info("{} core shards{}", n,
+               !logs_.empty()                 ? " (cluster mode: one per partition)"
+               : config_.sharding.shards == 0 ? " (sharding.shards = 0: half the cores)"
+                                              : "");
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));
   if (config_.search.enabled) {
     // Before the shards start: each batch they write is handed to the index.
@@ -91,6 +102,49 @@ void Service::start() {
   retention_ = std::make_unique<Retention>(config_.storage, *store_, env_->changes);
 }
 
+void Service::open_partition_logs() {
+  const auto& c = config_.cluster;
+  cluster::JetStream::Options options;
+  options.urls = c.nats_urls;
+  std::string node = c.node_name;
+  if (node.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) != 0 || !*host)
+      throw std::runtime_error("cluster: no host name; set cluster.node_name");
+    node = host;
+  }
+  options.name = "imserver " + node;
+  auto connected = cluster::JetStream::connect(options);
+  if (!connected) throw std::runtime_error("cluster: " + connected.error().message);
+  nats_ = std::move(connected.value());
+  const auto started = std::chrono::steady_clock::now();
+  auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
+  for (unsigned p = 0; p < c.partitions; ++p) {
+    cluster::PartitionLog::Options o;
+    o.partition = p;
+    o.node = node;
+    o.stream.name = fmt::format("IM_P{}", p);
+    o.stream.subject = fmt::format("im.p.{}", p);
+    o.stream.replicas = static_cast<int>(c.replicas);
+    o.stream.max_bytes = static_cast<std::int64_t>(c.stream_max_bytes);
+    o.publish_wait = std::chrono::milliseconds(c.publish_timeout_ms);
+    o.retry_for = std::chrono::milliseconds(c.unanswered_stop_ms);
+    o.clock = clock;
+    logs_.push_back(std::make_unique<cluster::PartitionLog>(*nats_, *store_, std::move(o)));
+  }
+  std::vector<cluster::PartitionLog*> all;
+  for (auto& log : logs_) all.push_back(log.get());
+  if (auto opened = cluster::PartitionLog::open_all(all); !opened)
+    throw std::runtime_error("cluster: " + opened.error().message);
+  std::uint64_t caught_up = 0;
+  for (auto& log : logs_) caught_up += log->caught_up();
+  metrics::get().cluster_caught_up_entries.set(static_cast<std::int64_t>(caught_up));
+  spdlog::info(
+      "cluster: node {}, {} partitions on {}: {} log entries applied at start in {} ms", node, c.partitions,
+      fmt::join(c.nats_urls, ","), caught_up,
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
+}
+
 void Service::stop() {
   // Work still queued on a shard may hold connections: destroy it now, while
   // the loops those connections belong to still exist. Shards write their
@@ -98,6 +152,8 @@ void Service::stop() {
   retention_.reset();
   for (auto& s : shards_) s->stop();
   shards_.clear();
+  logs_.clear();  // after the shards' last batches, which go through them
+  nats_.reset();
   if (env_) env_->search = nullptr;  // SEARCH is UNAVAILABLE from here on
   search_.reset();                   // after the shards' last batches: their rows are indexed
   env_.reset();
@@ -334,11 +390,17 @@ void Service::receipts(const std::string& gid, std::uint64_t conv_seq, Done<v1::
 void Service::kick_user(const std::string& uid, bool revoke, Done<std::uint32_t> done) {
   // Durable and in memory before the kick is posted to the user's shard,
   // where LOGIN checks it (token_revocations.h says why that is enough).
-  if (revoke) {
+  // In cluster mode the row goes through the uid's partition log, on its
+  // shard, before the kick there: the same order.
+  Shard& shard = shard_for(uid);
+  if (revoke && !shard.log()) {
     if (auto revoked = revocations_.revoke(*store_, uid, wall_ms() / 1000); !revoked) return done(revoked.error());
   }
-  Shard& shard = shard_for(uid);
-  asio::post(shard.context(), [this, &shard, uid, done = std::move(done)] {
+  asio::post(shard.context(), [this, &shard, uid, revoke_here = revoke && shard.log(), done = std::move(done)] {
+    if (revoke_here) {
+      if (auto revoked = revocations_.revoke(*store_, uid, wall_ms() / 1000, shard.log()); !revoked)
+        return done(revoked.error());
+    }
     auto sessions = shard.take_sessions(uid, wall_ms());
     for (const SessionRef& s : sessions)
       kick(s.conn, net::make_kickout(env_->next_push_seq(), v1::ADMIN, "signed out by the service"));

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "auth/jwt.h"
+#include "cluster/jetstream.h"
+#include "cluster/partition_log.h"
 #include "core/client_context.h"
 #include "core/core_env.h"
 #include "core/dispatcher.h"
@@ -133,6 +135,8 @@ class Service final : public net::ServiceInterface {
   static ClientContext& context_of(net::Connection& conn) { return static_cast<ClientContext&>(*conn.context()); }
 
  private:
+  // Cluster mode: connects to NATS, catches every partition up, fences earlier writers.
+  void open_partition_logs();
   const Config& config_;
   std::mutex backup_mutex_;
   // What SIGHUP may change while running (Service::reload).
@@ -140,6 +144,10 @@ class Service final : public net::ServiceInterface {
   std::atomic<std::uint32_t> messages_per_second_;
   std::atomic<std::uint32_t> burst_;
   std::unique_ptr<store::Store> store_;
+  // Cluster mode (docs/cluster.md): the NATS connection and one log per
+  // partition (= shard), caught up before anything reads the store.
+  std::unique_ptr<cluster::JetStream> nats_;
+  std::vector<std::unique_ptr<cluster::PartitionLog>> logs_;
   TokenRevocations revocations_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<CoreEnv> env_;

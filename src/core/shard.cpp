@@ -105,7 +105,7 @@ std::uint64_t dedupe_memory_share(const Config& config) {
   const std::uint64_t total = config.storage.dedupe_memory_entries;
   if (std::uint64_t{config.storage.dedupe_window_s} > std::uint64_t{config.storage.inbox_retention_days} * 86400)
     return 0;
-  return total == 0 ? 0 : std::max<std::uint64_t>(1, total / thread_count(config.sharding.shards));
+  return total == 0 ? 0 : std::max<std::uint64_t>(1, total / shard_count(config));
 }
 
 }  // namespace
@@ -113,7 +113,7 @@ std::uint64_t dedupe_memory_share(const Config& config) {
 Shard::Shard(unsigned index, CoreEnv& env)
     : index_(index),
       env_(env),
-      commit_(context_, env.store, index),
+      commit_(context_, env.store, index, index < env.logs.size() ? env.logs[index] : nullptr),
       convs_(env.store, env.config.sharding.cache_entries),
       groups_(env.store, env.config.sharding.cache_entries, group_member_capacity(env.config)),
       recent_(dedupe_memory_share(env.config), std::int64_t{env.config.storage.dedupe_window_s} * 1000),
@@ -134,7 +134,7 @@ Shard::~Shard() {
 }
 
 void Shard::start() {
-  auto clock = MsgIdClock::open(index_, env_.store);
+  auto clock = MsgIdClock::open(index_, env_.store, log());
   if (!clock) throw std::runtime_error(fmt::format("shard {}: {}", index_, clock.error().message));
   clock_.emplace(std::move(*clock));
   thread_ = std::thread([this] {
@@ -157,6 +157,13 @@ void Shard::stop() {
     context_.stop();
   });
   thread_.join();
+}
+
+Error Shard::not_written(std::string_view what) const {
+  Error e = commit_.last_error();
+  if (e.code != StatusCode::kUnavailable) return make_error(StatusCode::kInternal, std::string(what));
+  e.message = fmt::format("{}: {}", what, e.message);
+  return e;
 }
 
 std::size_t Shard::frame_budget() const {
@@ -734,9 +741,9 @@ void Shard::server_push(const std::string& uid, const std::string& topic, const 
   commit_.batch().put_history(conv, m.conv_seq(), m.SerializeAsString());
   ++commit_.staged().history;
   (void)stage_inbox(uid, m, false, nullptr);  // the user is loaded: it cannot fail
-  commit_.after_commit([done = std::move(done), id = *id, online](bool ok) {
+  commit_.after_commit([this, done = std::move(done), id = *id, online](bool ok) {
     if (ok) return done(std::pair{id, online});
-    done(make_error(StatusCode::kInternal, "the push could not be stored"));
+    done(not_written("the push could not be stored"));
   });
   commit_.schedule();
 }
@@ -765,13 +772,13 @@ void Shard::queue_report(const std::string& uid, std::uint8_t device_type, const
   store::OutboxEvent event = report_event(*id, wall_ms(), uid, device_type, report);
   event.queue = static_cast<std::uint8_t>(index_);
   store::Outbox::push(commit_.batch(), event);
-  commit_.after_commit([outbox, done = std::move(done)](bool ok) mutable {
+  commit_.after_commit([this, outbox, done = std::move(done)](bool ok) mutable {
     if (ok) {
       metrics::get().reports_queued.inc();
       return done(Ok{});
     }
     outbox.release(1);
-    done(make_error(StatusCode::kInternal, "the report could not be queued"));
+    done(not_written("the report could not be queued"));
   });
   commit_.schedule();
 }

@@ -68,6 +68,11 @@ class Shard {
   void start();
   void stop();  // thread safe; writes what is pending, joins
   asio::io_context& context() { return context_; }
+  // The answer to a request whose rows were not written: UNAVAILABLE (with
+  // its retry_after_ms) when a partition log refused them, else INTERNAL.
+  Error not_written(std::string_view what) const;
+  // The shard's partition log in cluster mode (docs/cluster.md), else null.
+  cluster::PartitionLog* log() const { return index_ < env_.logs.size() ? env_.logs[index_] : nullptr; }
   unsigned index() const { return index_; }
 
   // ---- sessions and presence

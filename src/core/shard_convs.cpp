@@ -398,7 +398,7 @@ void Shard::conv_read(const std::string& uid, const v1::ConvReadReq& req, std::u
   const std::string* uid_key = users_.key_of(uid);
   commit_.after_commit([this, user_state, uid_key, conv, inbox_seq = *seq, target, done = std::move(done),
                         group_receipt = receipt && req.conv_type() == v1::GROUP, gid = req.peer()](bool ok) {
-    if (!ok) return done(make_error(StatusCode::kInternal, "the read position could not be stored"));
+    if (!ok) return done(not_written("the read position could not be stored"));
     v1::ConvReadResp moved;
     moved.set_read_seq(target);
     moved.set_inbox_seq(inbox_seq);
@@ -471,7 +471,7 @@ void Shard::conv_update(const std::string& uid, const v1::ConvUpdateReq& req, st
   commit_.batch().put_conv_settings(uid, conv, {settings.muted(), settings.pinned(), settings.hidden()});
   UserState* user_state = at->user;
   commit_.after_commit([this, user_state, uid, conv, inbox_seq = *seq, done = std::move(done)](bool ok) {
-    if (!ok) return done(make_error(StatusCode::kInternal, "the settings could not be stored"));
+    if (!ok) return done(not_written("the settings could not be stored"));
     const ConvBook::Entry* now = user_state->book ? user_state->book->find(conv) : nullptr;
     if (!now) return done(make_error(StatusCode::kInternal, "the conversation state was lost"));
     auto view = large_view(*user_state, uid, conv, now->rec);
@@ -521,8 +521,8 @@ void Shard::delete_for_me(const std::string& uid, const v1::DeleteReq& req, std:
     commit_.batch().put_cleared(uid, conv, up_to);
     if (e->rec.has_deletes) commit_.batch().del_deleted_upto(uid, conv, up_to);
   }
-  commit_.after_commit([inbox_seq = *seq, done = std::move(done)](bool ok) {
-    if (!ok) return done(make_error(StatusCode::kInternal, "the delete could not be stored"));
+  commit_.after_commit([this, inbox_seq = *seq, done = std::move(done)](bool ok) {
+    if (!ok) return done(not_written("the delete could not be stored"));
     v1::DeleteResp resp;
     resp.set_inbox_seq(inbox_seq);
     done(resp);

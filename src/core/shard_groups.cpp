@@ -41,9 +41,9 @@ void Shard::group_command(std::shared_ptr<GroupCommand> cmd) {
   schedule_trim();
   if (!reply || cmd->cmd == Cmd::kGroupGet) return cmd->done(reply);
   // Answer once the change is durable (its events are then durably queued).
-  commit_.after_commit([cmd, reply = std::move(*reply)](bool ok) {
+  commit_.after_commit([this, cmd, reply = std::move(*reply)](bool ok) {
     if (ok) return cmd->done(reply);
-    cmd->done(make_error(StatusCode::kInternal, "the change could not be stored"));
+    cmd->done(not_written("the change could not be stored"));
   });
   commit_.schedule();
 }
@@ -260,7 +260,7 @@ Result<std::uint64_t> Shard::stage_group_message(v1::Message msg, std::vector<st
   auto shared = std::make_shared<const v1::Message>(std::move(record.msg));
   commit_.after_commit([this, key, shared, recipients = std::move(record.recipients), job](bool ok) {
     if (ok) return start_group_fanout(key, shared, recipients, job);
-    if (job) answer_on_sender(job, make_error(StatusCode::kInternal, "the message could not be stored"));
+    if (job) answer_on_sender(job, not_written("the message could not be stored"));
   });
   return conv_seq;
 }

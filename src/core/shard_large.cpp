@@ -62,7 +62,7 @@ Result<std::uint64_t> Shard::stage_large_message(v1::Message msg, std::vector<st
   }
   commit_.after_commit([this, shared, job, named = std::move(named)](bool ok) mutable {
     if (!ok) {
-      if (job) answer_on_sender(job, make_error(StatusCode::kInternal, "the message could not be stored"));
+      if (job) answer_on_sender(job, not_written("the message could not be stored"));
       return;
     }
     if (job) answer_on_sender(job, send_resp(*shared, 0));

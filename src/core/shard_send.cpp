@@ -33,10 +33,6 @@ store::DedupeRecord record_of(const v1::Message& m, std::uint64_t inbox_seq) {
   return {m.msg_id(), m.conv_seq(), inbox_seq, m.server_time_ms()};
 }
 
-Error not_stored() {
-  return make_error(StatusCode::kInternal, "the message could not be stored");
-}
-
 }  // namespace
 
 Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Message& msg, bool is_sender,
@@ -348,7 +344,8 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
       if (is_sender) {
         sender_local = true;
         commit_.after_commit([this, job, resp = send_resp(m, *seq)](bool ok) {
-          finish_send(job, ok ? Result<v1::SendResp>(resp) : Result<v1::SendResp>(not_stored()));
+          finish_send(job, ok ? Result<v1::SendResp>(resp)
+                              : Result<v1::SendResp>(not_written("the message could not be stored")));
         });
       }
       continue;
@@ -367,7 +364,7 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
     // The history row is what makes the message exist: if it failed, the
     // sender's shard must learn it (when it succeeded, its copy answers).
     commit_.after_commit([this, job](bool ok) {
-      if (!ok) answer_on_sender(job, not_stored());
+      if (!ok) answer_on_sender(job, not_written("the message could not be stored"));
     });
   }
   commit_.schedule();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "cluster/partition_log.h"
 #include "store/store.h"
 
 namespace im::core {
@@ -18,7 +19,8 @@ Result<Ok> TokenRevocations::load(store::Store& store) {
   return Ok{};
 }
 
-Result<Ok> TokenRevocations::revoke(store::Store& store, const std::string& uid, std::int64_t now_s) {
+Result<Ok> TokenRevocations::revoke(store::Store& store, const std::string& uid, std::int64_t now_s,
+                                    cluster::PartitionLog* log) {
   std::lock_guard write_lock(write_mutex_);
   std::int64_t revoked_s = now_s;
   {
@@ -27,7 +29,7 @@ Result<Ok> TokenRevocations::revoke(store::Store& store, const std::string& uid,
   }
   store::Batch batch(store);
   batch.put_token_revocation(uid, revoked_s);
-  if (auto written = store.write(batch); !written) return written.error();
+  if (auto written = cluster::durable_write(store, log, batch); !written) return written.error();
   std::unique_lock lock(mutex_);
   revoked_s_[uid] = revoked_s;
   return Ok{};

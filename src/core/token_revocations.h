@@ -28,6 +28,10 @@ namespace im::store {
 class Store;
 }
 
+namespace im::cluster {
+class PartitionLog;
+}
+
 namespace im::core {
 
 class TokenRevocations {
@@ -37,7 +41,10 @@ class TokenRevocations {
   // From now on refuses every token of `uid` issued at or before `now_s`:
   // durable in the store first, then in memory. Never moves back (a clock
   // stepped back keeps the later revocation). Blocks on the write.
-  Result<Ok> revoke(store::Store& store, const std::string& uid, std::int64_t now_s);
+  // `log`: in cluster mode the uid's partition log, and the call runs on
+  // that partition's shard (null: embedded mode, any thread).
+  Result<Ok> revoke(store::Store& store, const std::string& uid, std::int64_t now_s,
+                    cluster::PartitionLog* log = nullptr);
   // Whether a token of `uid` issued at `iat_s` is refused.
   bool revoked(const std::string& uid, std::int64_t iat_s) const;
   // The `iat` of a token minted for `uid` at `now_s`: `now_s`, or the

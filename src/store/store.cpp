@@ -209,6 +209,10 @@ Result<Ok> Batch::for_each_row(const std::function<void(const Row&)>& fn) const 
   return Ok{};
 }
 
+std::size_t Batch::bytes() const {
+  return batch_->GetDataSize();
+}
+
 void Batch::add_row(const Row& row) {
   switch (row.op) {
     case RowOp::kPut:

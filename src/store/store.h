@@ -129,6 +129,10 @@ class Batch {
 
   std::size_t count() const { return count_; }
   bool empty() const { return count_ == 0; }
+  // The batch's size in bytes (its rows, as RocksDB encodes them).
+  std::size_t bytes() const;
+  // A range deletion was refused: Store::write refuses the batch.
+  bool refused() const { return refused_; }
   void clear();
 
   // Each row, in the order staged (cluster mode logs them); an error for a
@@ -284,6 +288,9 @@ class Store {
                             const Rewrite& rewrite_kept = nullptr);
   // Writes every memtable to table files (tests, and before a checkpoint).
   Result<Ok> flush();
+  // Reads the webhook queue's depth again, after rows were written from
+  // cluster mode's log at start (docs/cluster.md).
+  Result<Ok> reload_outbox_depth() { return open_outbox(); }
   // Every row of `cf` in key order, until `fn` returns false (tools and tests).
   Result<Ok> scan_family(Cf cf, const std::function<bool(std::string_view key, std::string_view value)>& fn);
   // The rows of `cf`, counted up to `at_most` (tools and benches).

@@ -54,6 +54,12 @@ PartitionLog::Options options(const std::string& node, unsigned partition = 7, s
   return o;
 }
 
+// `o` on a clock shared with other partitions of the same node.
+PartitionLog::Options with_clock(PartitionLog::Options o, std::shared_ptr<std::atomic<std::uint64_t>> clock) {
+  o.clock = std::move(clock);
+  return o;
+}
+
 // Every row of every family: what a rebuilt store must hold too.
 std::map<std::pair<int, std::string>, std::string> dump(Store& store) {
   std::map<std::pair<int, std::string>, std::string> rows;
@@ -120,7 +126,7 @@ TEST_CASE("PartitionLog: batches reach the store through the stream, and an empt
   TempStore b;
   PartitionLog rebuilt(*js, *b.store, options("node-b"));
   REQUIRE(rebuilt.open().ok());
-  CHECK(rebuilt.caught_up() == 41);
+  CHECK(rebuilt.caught_up() == 42);  // 41 entries and its own marker, stored first
   CHECK(rebuilt.epoch() == 42);
   auto want = dump(*a.store);
   auto got = dump(*b.store);
@@ -149,10 +155,10 @@ TEST_CASE("PartitionLog: a restarted node catches up what another writer appende
   // fences a.
   PartitionLog a_again(*js, *a.store, options("node-a"));
   REQUIRE(a_again.open().ok());  // a restarted: nothing to catch up, a new epoch
-  CHECK(a_again.caught_up() == 0);
+  CHECK(a_again.caught_up() == 1);  // its own marker only
   PartitionLog second(*js, *b.store, options("node-b"));
   REQUIRE(second.open().ok());
-  CHECK(second.caught_up() == 12);  // a's marker, 10 batches, a's second marker
+  CHECK(second.caught_up() == 13);  // a's marker, 10 batches, a's second marker, its own
   {
     Batch batch(*a.store);
     stage(batch, 11);
@@ -177,10 +183,10 @@ TEST_CASE("PartitionLog: a restarted node catches up what another writer appende
   CHECK(state->last_seq == 18);  // nothing of a's after b's marker
   CHECK(second.applied() == 18);
 
-  // a, restarted once more, catches up b's five batches (and b's marker).
+  // a, restarted once more, catches up b's marker and five batches, and its own marker.
   PartitionLog a_third(*js, *a.store, options("node-a"));
   REQUIRE(a_third.open().ok());
-  CHECK(a_third.caught_up() == 6);
+  CHECK(a_third.caught_up() == 7);
   std::string row;
   REQUIRE(a.store
               ->scan_inbox("u0", 15, 16,
@@ -222,7 +228,7 @@ TEST_CASE("PartitionLog: a full stream answers UNAVAILABLE and loses nothing", "
   auto bigger = options("node-b", 3, 64 * 1024);
   PartitionLog rebuilt(*js, *b.store, bigger);
   REQUIRE(rebuilt.open().ok());
-  CHECK(rebuilt.caught_up() == static_cast<std::uint64_t>(stored) + 1);
+  CHECK(rebuilt.caught_up() == static_cast<std::uint64_t>(stored) + 2);  // and both markers
   std::uint64_t rows = 0, last = 0;
   REQUIRE(b.store
               ->scan_inbox("big", 1, 1000,
@@ -253,4 +259,82 @@ TEST_CASE("PartitionLog: a data dir ahead of its stream is refused", "[cluster]"
   Batch b(*a.store);
   stage(b, 1);
   CHECK(log.append(b).error().code == StatusCode::kUnavailable);
+}
+
+TEST_CASE("PartitionLog: catch-up applies the partitions' entries in Lamport order, so a removal stays after its put",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TempStore a;
+  auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
+  auto opts = [&](unsigned p) { return with_clock(options("node-a", p), clock); };
+  // Partition 2 puts a record, partition 1 removes it afterwards (a C2C
+  // copy record and the recipient's inbox row, as the core writes them).
+  PartitionLog owner(*js, *a.store, opts(2));
+  PartitionLog recipient(*js, *a.store, opts(1));
+  REQUIRE(PartitionLog::open_all({&recipient, &owner}).ok());
+  for (int i = 1; i <= 5; ++i) {
+    const std::string key = "copy:" + std::to_string(i);
+    Batch put(*a.store);
+    put.put_meta(key, 1);
+    REQUIRE(owner.append(put).ok());
+    Batch remove(*a.store);
+    remove.put_inbox("bob", static_cast<std::uint64_t>(i), "m" + std::to_string(i));
+    remove.add_row(im::store::Row{Cf::kMeta, im::store::RowOp::kDelete, key, {}});
+    REQUIRE(recipient.append(remove).ok());
+  }
+  for (int i = 1; i <= 5; ++i) CHECK_FALSE(a.store->get_meta("copy:" + std::to_string(i))->has_value());
+
+  // Rebuilt: partition 1's stream read first would delete before the put.
+  TempStore b;
+  auto clock_b = std::make_shared<std::atomic<std::uint64_t>>(0);
+  auto opts_b = [&](unsigned p) { return with_clock(options("node-b", p), clock_b); };
+  PartitionLog r1(*js, *b.store, opts_b(1));
+  PartitionLog r2(*js, *b.store, opts_b(2));
+  REQUIRE(PartitionLog::open_all({&r1, &r2}).ok());
+  for (int i = 1; i <= 5; ++i) {
+    INFO(i);
+    CHECK_FALSE(b.store->get_meta("copy:" + std::to_string(i))->has_value());
+  }
+  CHECK(clock_b->load() == clock->load());  // at the newest entry it applied (markers carry no time)
+}
+
+TEST_CASE("PartitionLog: an entry larger than the servers take is refused at once and the partition goes on",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TempStore a;
+  PartitionLog log(*js, *a.store, options("node-a", 4));
+  REQUIRE(log.open().ok());
+  Batch big(*a.store);
+  for (int i = 1; i <= 40; ++i) big.put_inbox("big", static_cast<std::uint64_t>(i), std::string(32 * 1024, 'x'));
+  auto refused = log.append(big);  // 1.3 MB against max_payload's 1 MiB: never sent, not retried
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("not sent") != std::string::npos);
+  CHECK(log.state() == State::kWriting);
+  CHECK(applied_in(*a.store, 4) == log.epoch());  // nothing of it applied
+  Batch small(*a.store);
+  stage(small, 1);
+  auto seq = log.append(small);
+  REQUIRE(seq.ok());
+  CHECK(*seq == log.epoch() + 1);
+}
+
+TEST_CASE("PartitionLog: a batch the store would refuse is not published", "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TempStore a;
+  PartitionLog log(*js, *a.store, options("node-a", 6));
+  REQUIRE(log.open().ok());
+  Batch b(*a.store);
+  b.put_inbox("u", 1, "m");
+  // Inbox rows carry memtable insert hints: a range deletion from inside
+  // a user's rows is refused by the store (store.h).
+  b.add_row(im::store::Row{Cf::kInbox, im::store::RowOp::kDeleteRange, std::string("u\0", 2) + "x", "v"});
+  REQUIRE(b.refused());
+  CHECK_FALSE(log.append(b).ok());
+  auto state = js->stream_state("IM_P6");
+  REQUIRE(state.ok());
+  CHECK(state->last_seq == log.epoch());  // only the marker
+  CHECK(log.state() == State::kWriting);
 }

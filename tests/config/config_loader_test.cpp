@@ -107,6 +107,44 @@ TEST_CASE("search: the keys, a list of content types from the file and the envir
   CHECK(refusal(with_secret("[search]\nenabled = 1\n")).find("search.enabled:") == 0);
 }
 
+TEST_CASE("cluster: embedded by default, jetstream with its servers, and what jetstream refuses") {
+  auto d = load(with_secret());
+  REQUIRE(d);
+  CHECK(d->cluster.mode == "embedded");
+  CHECK(d->cluster.partitions == 64);
+  CHECK(d->cluster.replicas == 3);
+  CHECK(d->cluster.stream_max_bytes == 1ull << 30);
+  CHECK(shard_count(*d) == thread_count(d->sharding.shards));
+  auto j =
+      load(with_secret("[cluster]\nmode = \"jetstream\"\nnats_urls = [\"nats://10.0.0.1:4222\", "
+                       "\"nats://10.0.0.2:4222\"]\nnode_name = \"im-1\"\npartitions = 8\nreplicas = 1\n"
+                       "stream_max_bytes = 2097152\npublish_timeout_ms = 500\nunanswered_stop_ms = 5000\n"));
+  REQUIRE(j);
+  CHECK(j->cluster.nats_urls.size() == 2);
+  CHECK(j->cluster.node_name == "im-1");
+  CHECK(shard_count(*j) == 8);  // one shard per partition
+  CHECK(j->cluster.publish_timeout_ms == 500);
+  auto env = load(with_secret(), {{"IMSERVER_CLUSTER__MODE", "jetstream"},
+                                  {"IMSERVER_CLUSTER__NATS_URLS", "nats://127.0.0.1:4222,nats://127.0.0.1:4223"}});
+  REQUIRE(env);
+  CHECK(env->cluster.nats_urls.size() == 2);
+  const std::string js = "[cluster]\nmode = \"jetstream\"\nnats_urls = [\"nats://127.0.0.1:4222\"]\n";
+  CHECK(refusal(with_secret("[cluster]\nmode = \"jetstream\"\n")).find("cluster.nats_urls: must name") == 0);
+  CHECK(refusal(with_secret("[cluster]\nmode = \"raft\"\n")).find("cluster.mode: must be") == 0);
+  CHECK(refusal(with_secret("[cluster]\nmode = \"jetstream\"\nnats_urls = [\"http://x:1\"]\n"))
+            .find("cluster.nats_urls: each must start") == 0);
+  CHECK(refusal(with_secret(js + "node_name = \"a:b\"\n")).find("cluster.node_name:") == 0);
+  CHECK(refusal(with_secret(js + "[storage]\nfsync = true\n")).find("storage.fsync: cannot be true in jetstream") == 0);
+  CHECK(refusal(with_secret(js + "[server]\nmax_frame_bytes = 524288\n")).find("server.max_frame_bytes: at most") == 0);
+  CHECK(refusal(with_secret(js + "publish_timeout_ms = 5000\nunanswered_stop_ms = 1000\n"))
+            .find("cluster.unanswered_stop_ms:") == 0);
+  CHECK(refusal(with_secret("[cluster]\npartitions = 0\n")).find("cluster.partitions: must be between") == 0);
+  CHECK(refusal(with_secret("[cluster]\npartitions = 257\n")).find("cluster.partitions: must be between") == 0);
+  CHECK(refusal(with_secret("[cluster]\nstream_max_bytes = 1000\n")).find("cluster.stream_max_bytes:") == 0);
+  // Embedded mode does not look at the cluster's servers, nor forbid fsync.
+  CHECK(load(with_secret("[cluster]\nnats_urls = [\"x\"]\n[storage]\nfsync = true\n")));
+}
+
 TEST_CASE("0 loops or shards means half the cores, at least one") {
   const unsigned cores = std::thread::hardware_concurrency();
   CHECK(auto_thread_count() == std::max(1u, cores / 2));

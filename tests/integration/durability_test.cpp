@@ -11,6 +11,7 @@
 
 #include "common/base64.h"
 #include "http_helpers.h"
+#include "kill_cycles.h"
 #include "messaging.h"
 #include "server_process.h"
 #include "store/store.h"
@@ -52,139 +53,6 @@ std::vector<nlohmann::json> outbox_events(const std::string& data_dir) {
   }));
   return events;
 }
-
-// The crash test's cycle, one step a method: senders pipeline SENDs, the
-// server is killed in the middle, restarted, whatever was not answered is
-// retried, and every inbox and history is checked. Keeps every SEND made.
-class KillCycles {
- public:
-  explicit KillCycles(ServerProcess& server) : server_(server) {}
-
-  // Every sender logs in and writes kPerSender SENDs to random users in one
-  // go, without waiting for answers.
-  void pipelined_senders_run() {
-    clients_.clear();
-    cmids_.assign(kSenders.size(), {});
-    for (std::size_t s = 0; s < kSenders.size(); ++s) {
-      clients_.push_back(server_.login(kSenders[s]));
-      std::string bytes;
-      for (int i = 0; i < kPerSender; ++i) {
-        std::string to = kEveryone[rng_() % kEveryone.size()];
-        std::string cmid = "c" + std::to_string(++next_id_);
-        sent_[cmid] = Sent{kSenders[s], to, cmid, false, {}};
-        cmids_[s].push_back(cmid);
-        FrameHeader h;
-        h.cmd = Cmd::kSend;
-        h.seq = static_cast<std::uint32_t>(i + 1);
-        bytes += encode_frame(h, send_req(to, cmid, "body of " + cmid).SerializeAsString());
-      }
-      clients_[s]->send_raw(bytes);
-    }
-  }
-
-  // SIGKILL somewhere in the middle of the stream; the SENDs answered before
-  // it are acknowledged. The random delay is the test's design, not a wait
-  // for anything: it moves the kill around so that over the cycles it lands
-  // before, among and after the writes and answers.
-  void server_killed() {
-    std::this_thread::sleep_for(std::chrono::microseconds(rng_() % 15000));
-    server_.kill9();
-    for (std::size_t s = 0; s < kSenders.size(); ++s) {
-      for (int i = 0; i < kPerSender; ++i) {
-        auto f = clients_[s]->next_frame(200ms);
-        if (!f) break;
-        if (f->header.cmd != Cmd::kSend || !f->ok()) continue;
-        Sent& m = sent_[cmids_[s][f->header.seq - 1]];
-        REQUIRE(m.resp.ParseFromString(f->body));
-        m.acked = true;
-        ++answered_before_kill_;
-      }
-    }
-    clients_.clear();
-  }
-
-  // Restart, and retry everything unanswered with the same client_msg_id:
-  // stored ones come back as duplicates with their ids, the others are sent
-  // now.
-  void restart_and_retry_unanswered() {
-    server_.restart();
-    std::map<std::string, std::unique_ptr<SyncClient>> by_sender;
-    for (auto& [cmid, m] : sent_) {
-      if (m.acked) continue;
-      auto& c = by_sender[m.from];
-      if (!c) c = server_.login(m.from);
-      m.resp = send_ok(*c, m.to, cmid, "body of " + cmid);
-      m.acked = true;
-      ++retried_;
-      retried_duplicate_ += m.resp.duplicate() ? 1 : 0;
-    }
-  }
-
-  // Every inbox gapless, each message in it once and one that was sent;
-  // every acknowledged message in the inboxes of both ends, the sender's at
-  // the seq SendResp said; every conversation's history gapless, each
-  // message once.
-  void every_acknowledged_message_present_exactly_once_and_gapless(int cycle) {
-    INFO("cycle " << cycle);
-    std::map<std::string, std::vector<v1::Message>> inbox;
-    for (const auto& uid : kEveryone) {
-      auto c = server_.login(uid, v1::DESKTOP, "verifier");
-      inbox[uid] = pull_all(*c);
-      const auto& rows = inbox[uid];
-      std::set<std::uint64_t> ids;
-      for (std::size_t i = 0; i < rows.size(); ++i) {
-        REQUIRE(rows[i].inbox_seq() == i + 1);          // gapless
-        REQUIRE(ids.insert(rows[i].msg_id()).second);   // exactly once
-        REQUIRE(sent_.count(rows[i].client_msg_id()));  // nothing unknown
-      }
-    }
-    std::map<std::string, std::set<std::uint64_t>> in;
-    for (const auto& [uid, rows] : inbox)
-      for (const auto& m : rows) in[uid].insert(m.msg_id());
-    auto viewer = server_.login("s0", v1::WEB, "verifier");
-    for (const auto& [cmid, s] : sent_) {
-      if (!s.acked) continue;
-      REQUIRE(in[s.from].count(s.resp.msg_id()) == 1);
-      REQUIRE(in[s.to].count(s.resp.msg_id()) == 1);
-      const auto& rows = inbox[s.from];
-      REQUIRE(rows[s.resp.inbox_seq() - 1].msg_id() == s.resp.msg_id());  // the seq SendResp said
-    }
-    for (const auto& uid : kEveryone) {
-      if (uid == "s0") continue;
-      auto h = history_all(*viewer, v1::C2C, uid);
-      std::set<std::uint64_t> ids;
-      for (std::size_t i = 0; i < h.size(); ++i) {
-        REQUIRE(h[i].conv_seq() == i + 1);
-        REQUIRE(ids.insert(h[i].msg_id()).second);
-      }
-    }
-  }
-
-  int answered_before_kill() const { return answered_before_kill_; }
-  int retried() const { return retried_; }
-  int retried_duplicate() const { return retried_duplicate_; }
-
- private:
-  struct Sent {
-    std::string from, to, cmid;
-    bool acked = false;
-    v1::SendResp resp;
-  };
-  static constexpr int kPerSender = 400;
-  inline static const std::vector<std::string> kSenders = {"s0", "s1", "s2", "s3"};
-  inline static const std::vector<std::string> kEveryone = {"s0", "s1", "s2", "s3", "r0", "r1"};
-
-  ServerProcess& server_;
-  std::map<std::string, Sent> sent_;  // by client_msg_id
-  std::mt19937 rng_{2024};
-  std::uint32_t next_id_ = 0;
-  // This cycle's senders, and the client_msg_ids each sent, by frame seq - 1.
-  std::vector<std::unique_ptr<SyncClient>> clients_;
-  std::vector<std::vector<std::string>> cmids_;
-  int answered_before_kill_ = 0;
-  int retried_ = 0;
-  int retried_duplicate_ = 0;
-};
 
 }  // namespace
 
