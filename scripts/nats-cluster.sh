@@ -75,6 +75,9 @@ start() {
     cat >"$dir/n$i/nats.conf" <<CONF
 server_name: n$i
 listen: 127.0.0.1:$p
+# One imserver batch is one message: a group fan-out slice of full copies
+# needs several MB (docs/cluster.md).
+max_payload: 16MB
 http: 127.0.0.1:$m
 log_file: "$dir/n$i/log"
 jetstream {

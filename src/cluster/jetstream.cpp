@@ -308,6 +308,10 @@ Result<std::vector<Entry>> JetStream::read(const std::string& stream, const std:
   return result;
 }
 
+std::int64_t JetStream::max_payload() const {
+  return natsConnection_GetMaxPayload(impl_->nc);
+}
+
 std::size_t JetStream::pending() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->waiting.size();

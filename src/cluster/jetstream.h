@@ -97,6 +97,8 @@ class JetStream {
 
   // Publishes queued but not answered yet.
   std::size_t pending() const;
+  // The largest message the servers take (their max_payload).
+  std::int64_t max_payload() const;
 
  private:
   struct Impl;

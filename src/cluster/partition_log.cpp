@@ -17,8 +17,8 @@ namespace {
 
 using Outcome = Published::Outcome;
 
-// How many times open() catches up again when another writer appended
-// between its catch-up and its marker.
+// How many times a marker is tried again when another writer appended
+// between reading the stream's end and storing the marker.
 constexpr int kMarkerTries = 5;
 
 v1::LogRow::Op op_of(store::RowOp op) {
@@ -53,6 +53,10 @@ Result<Ok> durable_write(store::Store& store, PartitionLog* log, store::Batch& b
 
 std::string PartitionLog::applied_key(unsigned partition) {
   return fmt::format("applied:{}", partition);
+}
+
+std::string PartitionLog::lamport_key(unsigned partition) {
+  return fmt::format("lamport:{}", partition);
 }
 
 PartitionLog::PartitionLog(JetStream& js, store::Store& store, Options options)
@@ -95,6 +99,14 @@ Result<Ok> PartitionLog::prepare() {
   auto applied = store_.get_meta(applied_key(options_.partition));
   if (!applied) return applied.error();
   applied_ = applied->value_or(0);
+  // The clock starts above every entry this data dir applied or appended:
+  // entries already applied are not read again.
+  auto lamport = store_.get_meta(lamport_key(options_.partition));
+  if (!lamport) return lamport.error();
+  auto& clock = *options_.clock;
+  for (std::uint64_t seen = clock.load();
+       seen < lamport->value_or(0) && !clock.compare_exchange_weak(seen, **lamport);) {
+  }
   if (applied_ > stream->last_seq)
     return make_error(StatusCode::kInternal,
                       fmt::format("partition {}: the data dir holds entry {} but stream {} ends at {}: it belongs "
@@ -121,6 +133,7 @@ Result<Ok> PartitionLog::apply(const Entry& e, const v1::LogEntry& entry) {
     batch.add_row(store::Row{static_cast<store::Cf>(row.family()), *op, row.key(), row.value()});
   }
   batch.put_meta(applied_key(options_.partition), e.seq);
+  if (entry.lamport() > 0) batch.put_meta(lamport_key(options_.partition), entry.lamport());
   if (auto written = store_.write(batch); !written) return written.error();
   applied_ = e.seq;
   ++caught_up_;
@@ -146,20 +159,36 @@ Result<Ok> PartitionLog::catch_up_all(const std::vector<PartitionLog*>& logs) {
   for (PartitionLog* log : logs) cursors.push_back(Cursor{log, {}, 0, {}, false});
   // Makes `c.head` the cursor's next entry, reading a chunk when needed.
   auto advance = [](Cursor& c) -> Result<Ok> {
+    PartitionLog& log = *c.log;
     if (c.next >= c.chunk.size()) {
-      const auto& o = c.log->options_;
-      auto read = c.log->js_.read(o.stream.name, o.stream.subject, c.log->applied_ + 1, o.read_chunk);
-      if (!read) return read.error();
-      c.chunk = std::move(*read);
-      c.next = 0;
-      if (c.chunk.empty()) {
+      // Up to this run's marker, never past it: entries after it are
+      // another writer's, which open_all refuses.
+      if (log.applied_ >= log.epoch_) {
         c.done = true;
         return Ok{};
       }
+      const auto& o = log.options_;
+      const std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(o.read_chunk, log.epoch_ - log.applied_));
+      // A read can come back short while the cluster elects a leader: the
+      // end is the marker, not an empty read (bounded: 50 tries, 10 s).
+      for (int tries = 0;; ++tries) {
+        auto read = log.js_.read(o.stream.name, o.stream.subject, log.applied_ + 1, want);
+        if (read && !read->empty()) {
+          c.chunk = std::move(*read);
+          break;
+        }
+        if (tries >= 50)
+          return read ? log.unavailable(fmt::format("the stream ends before entry {} (this run's marker is {})",
+                                                    log.applied_ + 1, log.epoch_))
+                      : read.error();
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      c.next = 0;
     }
     if (!c.head.ParseFromString(c.chunk[c.next].data))
       return make_error(StatusCode::kInternal, fmt::format("partition {}: entry {} does not parse",
-                                                           c.log->options_.partition, c.chunk[c.next].seq));
+                                                           log.options_.partition, c.chunk[c.next].seq));
     return Ok{};
   };
   for (auto& c : cursors)
@@ -209,11 +238,13 @@ Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs) {
     if (auto marked = log->write_marker(nonce); !marked) return marked;
   if (auto caught = catch_up_all(logs); !caught) return caught;
   for (PartitionLog* log : logs) {
-    if (log->applied_ != log->epoch_) {
+    auto state = log->js_.stream_state(log->options_.stream.name);
+    if (!state) return state.error();
+    if (state->last_seq != log->epoch_) {
       // Another writer stored entries after this run's marker: it holds the partition now.
       log->state_ = State::kFenced;
       return log->unavailable(fmt::format("another writer appended after this node's marker {} (the stream is at {})",
-                                          log->epoch_, log->applied_));
+                                          log->epoch_, state->last_seq));
     }
     log->batch_ = 0;
     log->state_ = State::kWriting;
@@ -279,6 +310,7 @@ Result<std::uint64_t> PartitionLog::append(store::Batch& batch) {
     return unavailable(stopped_why_);
   }
   batch.put_meta(applied_key(options_.partition), p.seq);
+  batch.put_meta(lamport_key(options_.partition), entry.lamport());
   if (auto written = store_.write(batch); !written) {
     // The stream holds the entry, the store does not: only a catch-up
     // (at restart) brings them together again.
@@ -287,7 +319,7 @@ Result<std::uint64_t> PartitionLog::append(store::Batch& batch) {
     stopped_why_ =
         fmt::format("entry {} is in the stream but its store write failed: {}", p.seq, written.error().message);
     spdlog::error("partition {}: {}", options_.partition, stopped_why_);
-    return written.error();
+    return unavailable(stopped_why_);  // stored: a restart applies it
   }
   applied_ = p.seq;
   return p.seq;

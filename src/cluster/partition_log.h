@@ -78,6 +78,8 @@ class PartitionLog {
   const Options& options() const { return options_; }
 
   static std::string applied_key(unsigned partition);
+  // The Lamport time of the newest entry the store holds (meta).
+  static std::string lamport_key(unsigned partition);
 
  private:
   // Publishes and waits for the answer, retrying an unanswered publish

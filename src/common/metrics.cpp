@@ -150,7 +150,7 @@ std::string Registry::render() const {
          "publish).",
          static_cast<double>(cluster_unavailable_partitions.value()));
   scalar(out, "imserver_cluster_caught_up_entries", "gauge",
-         "Cluster mode: log entries applied at start before the listeners opened (the applied lag at start).",
+         "Cluster mode: log entries applied at start before the listeners opened, this start's own markers included.",
          static_cast<double>(cluster_caught_up_entries.value()));
   batch_rows.render(out, "imserver_store_batch_rows", "Rows per store batch (group commit).");
   return out;

@@ -15,6 +15,7 @@
 #include "common/metrics.h"
 #include "common/private_dir.h"
 #include "core/commands.h"
+#include "core/fanout_plan.h"
 #include "core/fanout_recovery.h"
 #include "core/ids.h"
 #include "core/message_search.h"
@@ -117,6 +118,40 @@ void Service::open_partition_logs() {
   auto connected = cluster::JetStream::connect(options);
   if (!connected) throw std::runtime_error("cluster: " + connected.error().message);
   nats_ = std::move(connected.value());
+  // One batch is one NATS message: a group fan-out slice of full message
+  // copies after a turn's other rows, or a C2C message's few rows.
+  const std::uint64_t row = std::uint64_t{config_.limits.max_message_bytes} + 1024;
+  const std::uint64_t needed =
+      GroupCommit::kMaxLogBatchBytes + std::max<std::uint64_t>(kSliceRows * row, 4ull * config_.server.max_frame_bytes);
+  if (static_cast<std::uint64_t>(std::max<std::int64_t>(0, nats_->max_payload())) < needed)
+    throw std::runtime_error(fmt::format(
+        "cluster: the NATS servers take messages of at most {} bytes (max_payload), and one batch may need {} "
+        "(limits.max_message_bytes {}): set max_payload to at least that in nats-server's config (docs/cluster.md), "
+        "or lower limits.max_message_bytes",
+        nats_->max_payload(), needed, config_.limits.max_message_bytes));
+  // The partition count is fixed with the data: another count would leave
+  // users' rows in streams never read. An embedded data dir holds rows no
+  // stream has: a node rebuilt later would lose them.
+  auto recorded = store_->get_meta("cluster_partitions");
+  if (!recorded) throw std::runtime_error("storage: " + recorded.error().message);
+  if (!recorded->has_value()) {
+    auto rows = store_->count_rows(store::Cf::kHistory, 1);
+    if (!rows) throw std::runtime_error("storage: " + rows.error().message);
+    if (*rows > 0)
+      throw std::runtime_error(
+          "cluster: storage.data_dir holds messages written in embedded mode, which no stream has; start cluster "
+          "mode with an empty data dir (docs/cluster.md)");
+  } else if (**recorded != c.partitions) {
+    throw std::runtime_error(
+        fmt::format("cluster: storage.data_dir was written with cluster.partitions = {}, not {}; "
+                    "the partition count is fixed once data exists",
+                    **recorded, c.partitions));
+  }
+  if (!recorded->has_value()) {  // before the first row comes from a stream
+    store::Batch batch(*store_);
+    batch.put_meta("cluster_partitions", c.partitions);
+    if (auto written = store_->write(batch); !written) throw std::runtime_error("storage: " + written.error().message);
+  }
   const auto started = std::chrono::steady_clock::now();
   auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
   for (unsigned p = 0; p < c.partitions; ++p) {

@@ -21,7 +21,11 @@ Result<Ok> TokenRevocations::load(store::Store& store) {
 
 Result<Ok> TokenRevocations::revoke(store::Store& store, const std::string& uid, std::int64_t now_s,
                                     cluster::PartitionLog* log) {
-  std::lock_guard write_lock(write_mutex_);
+  // Embedded: one revoke at a time, so the store and memory agree. In
+  // cluster mode a uid's revokes all run on its shard's thread, in order,
+  // and a write waiting on one partition's log must not hold up others.
+  std::unique_lock write_lock(write_mutex_, std::defer_lock);
+  if (!log) write_lock.lock();
   std::int64_t revoked_s = now_s;
   {
     std::shared_lock lock(mutex_);
@@ -31,7 +35,7 @@ Result<Ok> TokenRevocations::revoke(store::Store& store, const std::string& uid,
   batch.put_token_revocation(uid, revoked_s);
   if (auto written = cluster::durable_write(store, log, batch); !written) return written.error();
   std::unique_lock lock(mutex_);
-  revoked_s_[uid] = revoked_s;
+  revoked_s_[uid] = std::max(revoked_s_[uid], revoked_s);
   return Ok{};
 }
 

@@ -155,3 +155,25 @@ TEST_CASE("cluster mode: a full stream answers UNAVAILABLE and loses no acknowle
   REQUIRE(rows.size() == acked.size());
   for (std::size_t i = 0; i < rows.size(); ++i) CHECK(rows[i].client_msg_id() == acked[i]);
 }
+
+TEST_CASE("cluster mode: a data dir of embedded mode, or of another partition count, is refused", "[cluster]") {
+  NatsCluster cluster;
+  {
+    ServerProcess embedded(Overrides{{"limits.messages_per_second", "1000000"}, {"limits.burst", "1000000"}});
+    auto alice = embedded.login("alice");
+    send_ok(*alice, "bob", "m1");
+    alice.reset();
+    REQUIRE(embedded.terminate() == 0);
+    // Its messages are in no stream: a node rebuilt later would lose them.
+    CHECK_THROWS_WITH(embedded.restart(cluster_overrides(cluster)), Catch::Contains("written in embedded mode"));
+  }
+  ServerProcess node(cluster_overrides(cluster));
+  auto alice = node.login("alice");
+  send_ok(*alice, "bob", "m1");
+  alice.reset();
+  REQUIRE(node.terminate() == 0);
+  CHECK_THROWS_WITH(node.restart({{"cluster.partitions", "2"}}), Catch::Contains("cluster.partitions = 4, not 2"));
+  node.restart({{"cluster.partitions", "4"}});  // the count it was written with
+  auto bob = node.login("bob");
+  CHECK(pull_all(*bob).size() == 1);
+}

@@ -307,8 +307,8 @@ TEST_CASE("PartitionLog: an entry larger than the servers take is refused at onc
   PartitionLog log(*js, *a.store, options("node-a", 4));
   REQUIRE(log.open().ok());
   Batch big(*a.store);
-  for (int i = 1; i <= 40; ++i) big.put_inbox("big", static_cast<std::uint64_t>(i), std::string(32 * 1024, 'x'));
-  auto refused = log.append(big);  // 1.3 MB against max_payload's 1 MiB: never sent, not retried
+  for (int i = 1; i <= 40; ++i) big.put_inbox("big", static_cast<std::uint64_t>(i), std::string(450 * 1024, 'x'));
+  auto refused = log.append(big);  // 18 MB against the test servers' max_payload of 16 MB: never sent, not retried
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().message.find("not sent") != std::string::npos);
   CHECK(log.state() == State::kWriting);
@@ -337,4 +337,44 @@ TEST_CASE("PartitionLog: a batch the store would refuse is not published", "[clu
   REQUIRE(state.ok());
   CHECK(state->last_seq == log.epoch());  // only the marker
   CHECK(log.state() == State::kWriting);
+}
+
+TEST_CASE("PartitionLog: after a clean restart new entries still come after the old ones in Lamport order",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TempStore a;
+  {
+    auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
+    PartitionLog owner(*js, *a.store, with_clock(options("node-a", 2), clock));
+    PartitionLog recipient(*js, *a.store, with_clock(options("node-a", 1), clock));
+    REQUIRE(PartitionLog::open_all({&recipient, &owner}).ok());
+    for (int i = 1; i <= 30; ++i) {  // the owner's clock runs ahead
+      Batch b(*a.store);
+      b.put_meta("other:" + std::to_string(i), 1);
+      REQUIRE(owner.append(b).ok());
+    }
+    Batch put(*a.store);
+    put.put_meta("copy:1", 1);
+    REQUIRE(owner.append(put).ok());
+  }
+  // A clean restart: everything is applied already, nothing is read again.
+  {
+    auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
+    PartitionLog owner(*js, *a.store, with_clock(options("node-a", 2), clock));
+    PartitionLog recipient(*js, *a.store, with_clock(options("node-a", 1), clock));
+    REQUIRE(PartitionLog::open_all({&recipient, &owner}).ok());
+    CHECK(clock->load() >= 31);
+    Batch remove(*a.store);
+    remove.add_row(im::store::Row{Cf::kMeta, im::store::RowOp::kDelete, "copy:1", {}});
+    REQUIRE(recipient.append(remove).ok());
+  }
+  CHECK_FALSE(a.store->get_meta("copy:1")->has_value());
+  TempStore b;
+  auto clock_b = std::make_shared<std::atomic<std::uint64_t>>(0);
+  PartitionLog r1(*js, *b.store, with_clock(options("node-b", 1), clock_b));
+  PartitionLog r2(*js, *b.store, with_clock(options("node-b", 2), clock_b));
+  REQUIRE(PartitionLog::open_all({&r1, &r2}).ok());
+  CHECK_FALSE(b.store->get_meta("copy:1")->has_value());
+  CHECK(b.store->get_meta("other:30")->has_value());
 }
