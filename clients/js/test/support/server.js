@@ -48,10 +48,25 @@ export class Server {
   }
 
   async start() {
-    if (!this.tcpPort) {
-      this.tcpPort = await freePort();
-      this.wsPort = await freePort();
+    // Ports found free can be taken by another process (tests run in
+    // parallel) before imserver binds them: a first start picks again
+    // (at most 5 tries); a restart keeps its ports, which clients reconnect to.
+    const first = !this.tcpPort;
+    for (let attempt = 1; ; attempt++) {
+      if (!this.tcpPort) {
+        this.tcpPort = await freePort();
+        this.wsPort = await freePort();
+      }
+      try {
+        return await this.spawn();
+      } catch (e) {
+        if (!first || attempt >= 5 || !String(e.message).includes("Address already in use")) throw e;
+        this.tcpPort = undefined;
+      }
     }
+  }
+
+  async spawn() {
     const values = {
       'server.listen': `"127.0.0.1:${this.tcpPort}"`,
       'server.ws_listen': `"127.0.0.1:${this.wsPort}"`,
