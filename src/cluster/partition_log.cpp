@@ -31,6 +31,12 @@ v1::LogRow::Op op_of(store::RowOp op) {
   return v1::LogRow::PUT;
 }
 
+// The clock at `at_least` or above, whoever else raises it meanwhile.
+void raise_to(std::atomic<std::uint64_t>& clock, std::uint64_t at_least) {
+  for (std::uint64_t seen = clock.load(); seen < at_least && !clock.compare_exchange_weak(seen, at_least);) {
+  }
+}
+
 Result<store::RowOp> row_op_of(int op) {
   switch (op) {
     case v1::LogRow::PUT: return store::RowOp::kPut;
@@ -103,10 +109,7 @@ Result<Ok> PartitionLog::prepare() {
   // entries already applied are not read again.
   auto lamport = store_.get_meta(lamport_key(options_.partition));
   if (!lamport) return lamport.error();
-  auto& clock = *options_.clock;
-  for (std::uint64_t seen = clock.load();
-       seen < lamport->value_or(0) && !clock.compare_exchange_weak(seen, **lamport);) {
-  }
+  raise_to(*options_.clock, lamport->value_or(0));
   if (applied_ > stream->last_seq)
     return make_error(StatusCode::kInternal,
                       fmt::format("partition {}: the data dir holds entry {} but stream {} ends at {}: it belongs "
@@ -138,10 +141,7 @@ Result<Ok> PartitionLog::apply(const Entry& e, const v1::LogEntry& entry) {
   applied_ = e.seq;
   ++caught_up_;
   // The clock stays above every entry applied.
-  auto& clock = *options_.clock;
-  for (std::uint64_t seen = clock.load();
-       seen < entry.lamport() && !clock.compare_exchange_weak(seen, entry.lamport());) {
-  }
+  raise_to(*options_.clock, entry.lamport());
   return Ok{};
 }
 
