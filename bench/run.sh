@@ -11,6 +11,12 @@
 #                                 are the search ones)
 #   IO_THREADS=N SHARDS=M bench/run.sh ...  server.io_threads and
 #                                 sharding.shards (default 0: half the cores each)
+#   bench/run.sh --cluster        W2 and W3 in cluster mode (docs/cluster.md): each
+#                                 server on a fresh three-node NATS JetStream
+#                                 cluster on loopback (scripts/nats-cluster.sh),
+#                                 PARTITIONS partitions (default 64); prints
+#                                 the publish latency histogram from
+#                                 /metrics after each run; prints only.
 #   bench/run.sh --transports all W1 and W2 over tcp, ws, tls and wss (or a
 #                                 list: --transports tcp,wss); prints only.
 #                                 With --smoke at smoke sizes. Each server
@@ -34,13 +40,15 @@ smoke=0
 bin_dir=""
 only=""
 transports=""
+cluster=0
 while (($#)); do
   case "$1" in
     --smoke) smoke=1 ;;
     --bin-dir) bin_dir=$2; shift ;;
     --only) only=$2; shift ;;
     --transports) transports=$2; shift ;;
-    *) echo "usage: bench/run.sh [--smoke] [--bin-dir DIR] [--only wN] [--transports all|tcp,ws,tls,wss]" >&2; exit 2 ;;
+    --cluster) cluster=1 ;;
+    *) echo "usage: bench/run.sh [--smoke] [--bin-dir DIR] [--only wN] [--transports all|tcp,ws,tls,wss] [--cluster]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -63,8 +71,10 @@ ulimit -n "$(ulimit -Hn)"
 secret=bench-secret-0123456789abcdef0123456789
 work=$(mktemp -d /tmp/imbench-XXXXXX)
 server_pid=""
+nats_dir=""  # --cluster: the running NATS cluster's folder
 cleanup() {
   if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  [[ -z $nats_dir ]] || bash "$root/scripts/nats-cluster.sh" stop "$nats_dir" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -76,6 +86,7 @@ cfg_ws_listen=""
 cfg_tls=0
 cfg_fsync=false  # storage.fsync
 cfg_search=true  # search.enabled
+cfg_admin_listen=""
 write_config() {
   local dir=$1; shift
   mkdir -p "$dir"
@@ -88,7 +99,7 @@ io_threads = ${IO_THREADS:-0}
 [sharding]
 shards = ${SHARDS:-0}
 [admin]
-listen = ""
+listen = "$cfg_admin_listen"
 [auth]
 mode = "jwt"
 jwt_secret = "$secret"
@@ -107,6 +118,17 @@ enabled = $cfg_search
 [log]
 level = "warn"
 TOML
+  if [[ -n $nats_dir ]]; then
+    # Each stream reserves stream_max_bytes on every NATS node: 64 x 100 MiB
+    # fit the script's 8 GB max_file_store.
+    cat >>"$dir/im.toml" <<TOML
+[cluster]
+mode = "jetstream"
+nats_urls = [$(sed 's/[^,]*/"&"/g; s/,/, /g' "$nats_dir/urls")]
+partitions = ${PARTITIONS:-64}
+stream_max_bytes = 104857600
+TOML
+  fi
   if ((cfg_tls)); then
     printf '[tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$work/tls/c.pem" "$work/tls/k.pem" >>"$dir/im.toml"
   fi
@@ -135,7 +157,8 @@ start_server() {
   for _ in $(seq 1 500); do
     port=$(awk '/listening tcp/ {n=split($4, a, ":"); print a[n]}' "$dir/stdout")
     ws_port=$(awk '/listening ws/ {n=split($4, a, ":"); print a[n]}' "$dir/stdout")
-    [[ -n $port && ( -z $cfg_ws_listen || -n $ws_port ) ]] && return 0
+    admin_port=$(awk '/listening admin/ {n=split($4, a, ":"); print a[n]}' "$dir/stdout")
+    [[ -n $port && ( -z $cfg_ws_listen || -n $ws_port ) && ( -z $cfg_admin_listen || -n $admin_port ) ]] && return 0
     if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
     sleep 0.02
   done
@@ -167,7 +190,31 @@ run() {  # run NAME imbench-args... (--data-dir: the search scenario measures it
   echo "== $name (server pid $server_pid, port $port)"
   record "imbench --port PORT --server-pid PID --secret SECRET --data-dir DATA $*" \
          "$("$imbench" --port "$port" --server-pid "$server_pid" --secret "$secret" --data-dir "$dir/data" "$@")"
+  [[ -z $nats_dir ]] || publish_histogram
   stop_server
+}
+
+# Cluster mode: the server's histogram of publishes to the streams, from
+# its start (markers included), with the quantiles it bounds.
+publish_histogram() {
+  curl -fsS "http://127.0.0.1:$admin_port/metrics" | python3 -c '
+import re, sys
+buckets = []
+count = 0
+for line in sys.stdin:
+    m = re.match(r"imserver_cluster_publish_seconds_bucket\{le=\"([^\"]+)\"\} (\S+)", line)
+    if m:
+        buckets.append((float("inf") if m.group(1) == "+Inf" else float(m.group(1)), float(m.group(2))))
+    m = re.match(r"imserver_cluster_publish_seconds_count (\S+)", line)
+    if m:
+        count = float(m.group(1))
+if not count:
+    sys.exit("no imserver_cluster_publish_seconds in /metrics")
+def upto(q):
+    return next(f"<= {le * 1000:g} ms" for le, n in buckets if n >= q * count)
+print(f"cluster publishes: {count:,.0f}; p50 {upto(0.5)}, p99 {upto(0.99)}, p99.9 {upto(0.999)}")
+print("  le_ms cumulative: " + ", ".join(f"{le * 1000:g}:{n:,.0f}" for le, n in buckets if le != float("inf")))
+'
 }
 
 run_transport() {  # run_transport TRANSPORT NAME imbench-args...: a server with a ws listener (and TLS)
@@ -230,6 +277,32 @@ if [[ -n $transports ]]; then
   echo "transports: $n runs"
   # Every run must have produced its JSON line (a failed imbench already stopped the script).
   [[ -n $only || $n == $((2 * $(wc -w <<<"${transports//,/ }"))) ]]
+  exit $?
+fi
+
+if ((cluster)); then
+  cfg_admin_listen="127.0.0.1:0"
+  run_cluster() {  # run_cluster NAME imbench-args...: on a NATS cluster of its own
+    [[ -n $only && $only != "$1" ]] && return 0
+    nats_dir="$work/nats-$1-$RANDOM"
+    echo "== NATS: $(bash "$root/scripts/nats-cluster.sh" start "$nats_dir" 3)"
+    run "$@"
+    bash "$root/scripts/nats-cluster.sh" stop "$nats_dir" >/dev/null
+    rm -rf "$nats_dir"
+    nats_dir=""
+  }
+  if ((smoke)); then
+    run_cluster w2 --scenario w2 --pairs 2 --window 10 --duration 1
+    run_cluster w3 --scenario w3 --members 20 --window 10 --duration 1
+  else
+    run_cluster w2 --scenario w2 --pairs 100 --window 100 --duration 10
+    run_cluster w2 --scenario w2 --pairs 100 --window 100 --duration 10 --rate "${W2_HALF_RATE:-20000}"
+    run_cluster w3 --scenario w3 --members 500 --senders 1 --window 100 --duration 10
+    run_cluster w3 --scenario w3 --members 500 --senders 1 --window 100 --duration 10 --rate "${W3_PACED_RATE:-350}"
+  fi
+  n=$(wc -l <"$work/results.jsonl")
+  echo "cluster: $n runs"
+  [[ -n $only ]] || ((smoke ? n == 2 : n == 4))
   exit $?
 fi
 

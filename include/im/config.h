@@ -127,6 +127,7 @@ struct ClusterConfig {
   std::string mode = "embedded";                // or "jetstream"
   std::vector<std::string> nats_urls;           // "nats://host:4222", ... (jetstream)
   std::string node_name;                        // names this node's log entries; "" = the host name
+  std::string stream_prefix = "IM";             // streams <prefix>_P0.., subjects <prefix, lower case>.p.0..
   std::uint32_t partitions = 64;                // streams IM_P0..; fixed once data exists
   std::uint32_t replicas = 3;                   // each stream's copies on the NATS servers
   std::uint64_t stream_max_bytes = 1ull << 30;  // per stream (reserved on each NATS server); full: writes refused

@@ -176,6 +176,14 @@ Result<StreamState> JetStream::stream_state(const std::string& stream) {
   return st;
 }
 
+Result<Ok> JetStream::delete_stream(const std::string& stream) {
+  jsErrCode code{};
+  natsStatus s = js_DeleteStream(impl_->js, stream.c_str(), nullptr, &code);
+  if (s == NATS_NOT_FOUND || code == JSStreamNotFoundErr) return Ok{};
+  if (s != NATS_OK) return nats_error("deleting stream " + stream, s, code);
+  return Ok{};
+}
+
 Result<StreamState> JetStream::ensure_stream(const StreamSpec& spec) {
   jsStreamConfig cfg;
   jsStreamConfig_Init(&cfg);

@@ -80,6 +80,9 @@ class JetStream {
   // storage, Discard=New; replicas and max_bytes are updated to the spec.
   Result<StreamState> ensure_stream(const StreamSpec& spec);
   Result<StreamState> stream_state(const std::string& stream);
+  // Removes a stream and every entry in it (tests and tools; imserver never
+  // does). A stream that does not exist is not an error.
+  Result<Ok> delete_stream(const std::string& stream);
 
   using Done = std::function<void(const Published&)>;
   // Publishes `data` to `subject` with the id `msg_id` (Nats-Msg-Id), stored

@@ -35,6 +35,10 @@ namespace v1 {
 class LogEntry;
 }
 
+// Partition `p`'s stream of a deployment: "<prefix>_P7" on the subject
+// "<prefix in lower case>.p.7" (cluster.stream_prefix, "IM" by default).
+StreamSpec partition_stream(const std::string& prefix, unsigned p);
+
 class PartitionLog {
  public:
   struct Options {

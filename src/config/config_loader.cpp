@@ -271,6 +271,8 @@ const std::vector<KeySpec>& schema() {
           "cluster", "nats_urls", +[](Config & c) -> auto& { return c.cluster.nats_urls; }),
       string_key(
           "cluster", "node_name", +[](Config & c) -> auto& { return c.cluster.node_name; }),
+      string_key(
+          "cluster", "stream_prefix", +[](Config & c) -> auto& { return c.cluster.stream_prefix; }),
       uint_key(
           "cluster", "partitions", +[](Config & c) -> auto& { return c.cluster.partitions; }, 1, 256),
       uint_key(
@@ -412,6 +414,12 @@ Result<Ok> validate_config(const Config& c) {
     for (char ch : c.cluster.node_name)
       if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')
         return config_error("cluster.node_name", "only letters, digits, '-', '_' and '.'");
+    // A stream name and a subject token: no '.', '*', '>' or spaces.
+    const auto& prefix = c.cluster.stream_prefix;
+    if (prefix.empty() || prefix.size() > 32 || !std::all_of(prefix.begin(), prefix.end(), [](char ch) {
+          return (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
+        }))
+      return config_error("cluster.stream_prefix", "1 to 32 upper-case letters, digits and '_'");
     if (c.server.max_frame_bytes > 262144)
       return config_error("server.max_frame_bytes",
                           "at most 262144 in jetstream mode: a message's rows must fit one NATS message (1 MiB "

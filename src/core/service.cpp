@@ -158,8 +158,7 @@ void Service::open_partition_logs() {
     cluster::PartitionLog::Options o;
     o.partition = p;
     o.node = node;
-    o.stream.name = fmt::format("IM_P{}", p);
-    o.stream.subject = fmt::format("im.p.{}", p);
+    o.stream = cluster::partition_stream(c.stream_prefix, p);
     o.stream.replicas = static_cast<int>(c.replicas);
     o.stream.max_bytes = static_cast<std::int64_t>(c.stream_max_bytes);
     o.publish_wait = std::chrono::milliseconds(c.publish_timeout_ms);

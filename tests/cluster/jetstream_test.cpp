@@ -211,6 +211,11 @@ TEST_CASE("JetStream: ensure_stream refuses a stream of another layout and updat
   auto refused = js->ensure_stream(other);
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().message.find("another layout") != std::string::npos);
+  // Removed with its entries; removing what is gone is not an error.
+  REQUIRE(js->delete_stream("LAYOUT").ok());
+  CHECK(js->stream_state("LAYOUT").error().code == im::StatusCode::kNotFound);
+  CHECK(js->delete_stream("LAYOUT").ok());
+  CHECK(js->ensure_stream(other).ok());
 }
 
 TEST_CASE("JetStream: after kill -9 of the stream's leader a new leader stores the chain on", "[cluster]") {

@@ -94,6 +94,15 @@ std::uint64_t applied_in(Store& store, unsigned partition) {
 
 }  // namespace
 
+TEST_CASE("PartitionLog: a partition's stream and subject are named after cluster.stream_prefix") {
+  const auto p7 = im::cluster::partition_stream("IM", 7);
+  CHECK(p7.name == "IM_P7");
+  CHECK(p7.subject == "im.p.7");
+  const auto staging = im::cluster::partition_stream("STAGING_2", 0);
+  CHECK(staging.name == "STAGING_2_P0");
+  CHECK(staging.subject == "staging_2.p.0");
+}
+
 TEST_CASE("PartitionLog: batches reach the store through the stream, and an empty data dir is rebuilt from it",
           "[cluster]") {
   im::test::NatsCluster cluster;

@@ -134,6 +134,11 @@ TEST_CASE("cluster: embedded by default, jetstream with its servers, and what je
   CHECK(refusal(with_secret("[cluster]\nmode = \"jetstream\"\nnats_urls = [\"http://x:1\"]\n"))
             .find("cluster.nats_urls: each must start") == 0);
   CHECK(refusal(with_secret(js + "node_name = \"a:b\"\n")).find("cluster.node_name:") == 0);
+  CHECK(d->cluster.stream_prefix == "IM");
+  REQUIRE(load(with_secret(js + "stream_prefix = \"STAGING_2\"\n")));
+  for (const char* bad :
+       {"\"\"", "\"im\"", "\"A.B\"", "\"A*\"", "\"A>\"", "\"A B\"", "\"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456\""})
+    CHECK(refusal(with_secret(js + "stream_prefix = " + bad + "\n")).find("cluster.stream_prefix:") == 0);
   CHECK(refusal(with_secret(js + "[storage]\nfsync = true\n")).find("storage.fsync: cannot be true in jetstream") == 0);
   CHECK(refusal(with_secret(js + "[server]\nmax_frame_bytes = 524288\n")).find("server.max_frame_bytes: at most") == 0);
   CHECK(refusal(with_secret(js + "publish_timeout_ms = 5000\nunanswered_stop_ms = 1000\n"))

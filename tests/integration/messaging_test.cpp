@@ -465,7 +465,8 @@ TEST_CASE("a reader that stops reading is disconnected and resyncs by PULL witho
   for (std::size_t i = 0; i < all.size(); ++i) CHECK(all[i].inbox_seq() == i + 1);
 }
 
-TEST_CASE("with storage.fsync = true messages are stored, acknowledged and pulled as ever") {
+// [embedded]: cluster mode refuses storage.fsync = true (docs/cluster.md).
+TEST_CASE("with storage.fsync = true messages are stored, acknowledged and pulled as ever", "[embedded]") {
   ServerProcess server(
       Overrides{{"storage.fsync", "true"}, {"limits.messages_per_second", "100000"}, {"limits.burst", "100000"}});
   auto alice = server.login("alice");

@@ -17,9 +17,14 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <vector>
+
+#include <fmt/format.h>
 #include <stdexcept>
 
 #include "auth/jwt.h"
+#include "cluster/jetstream.h"
+#include "cluster/partition_log.h"
 #include "proto/im.pb.h"
 #include "wait_until.h"
 
@@ -112,9 +117,54 @@ int connect_raw(std::uint16_t port, int rcvbuf) {
   return fd;
 }
 
+std::vector<std::string> suite_nats_urls() {
+  const char* dir = std::getenv("IM_TEST_NATS_DIR");
+  if (dir == nullptr || *dir == 0) return {};
+  std::ifstream in(std::string(dir) + "/urls");
+  std::string line;
+  if (!std::getline(in, line) || line.empty())
+    throw std::runtime_error(std::string("IM_TEST_NATS_DIR is set but ") + dir +
+                             "/urls names no NATS cluster (is the nats_suite fixture running?)");
+  std::vector<std::string> urls;
+  for (std::size_t from = 0; from <= line.size();) {
+    const std::size_t comma = std::min(line.find(',', from), line.size());
+    urls.push_back(line.substr(from, comma - from));
+    from = comma + 1;
+  }
+  return urls;
+}
+
+namespace {
+
+constexpr unsigned kSuitePartitions = 4;
+
+// The streams of a server on `data_dir` in the suite's cluster run are named
+// after the data dir, so a restart, or a second server on the same data
+// dir, finds the same streams.
+std::string suite_stream_prefix(const std::string& data_dir) {
+  return fmt::format("T{:016X}", std::hash<std::string>{}(data_dir));
+}
+
+Overrides suite_cluster(const std::string& data_dir) {
+  const auto urls = suite_nats_urls();
+  if (urls.empty()) return {};
+  std::string list;
+  for (const auto& url : urls) list += (list.empty() ? "\"" : ", \"") + url + "\"";
+  return {{"cluster.mode", "\"jetstream\""},
+          {"cluster.nats_urls", "[" + list + "]"},
+          {"cluster.partitions", std::to_string(kSuitePartitions)},
+          {"cluster.replicas", "3"},
+          // Each server reserves partitions x this on each NATS node.
+          {"cluster.stream_max_bytes", std::to_string(64u << 20)},
+          {"cluster.stream_prefix", "\"" + suite_stream_prefix(data_dir) + "\""}};
+}
+
+}  // namespace
+
 ServerProcess::ServerProcess(Overrides overrides, std::string data_dir)
     : overrides_(std::move(overrides)), dir_(make_temp_dir()), own_data_dir_(data_dir.empty()) {
   data_dir_ = data_dir.empty() ? dir_ + "/data" : data_dir;
+  if (!overrides_.count("cluster.mode")) cluster_ = suite_cluster(data_dir_);
   spawn();
 }
 
@@ -122,8 +172,20 @@ ServerProcess::~ServerProcess() {
   // A graceful stop, so every test also exercises shutdown (and the server
   // logs its closing figures); SIGKILL if it does not exit in time.
   if (pid_ > 0) terminate(std::chrono::seconds(15));
+  if (own_data_dir_ && !cluster_.empty()) delete_streams();
   std::error_code ec;
   if (std::getenv("IM_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_, ec);
+}
+
+// The suite's cluster is shared by every test: each server's streams go
+// with it (not asserted: a destructor must not throw).
+void ServerProcess::delete_streams() {
+  cluster::JetStream::Options o;
+  o.urls = suite_nats_urls();
+  auto js = cluster::JetStream::connect(o);
+  if (!js) return;
+  for (unsigned p = 0; p < kSuitePartitions; ++p)
+    (void)(*js)->delete_stream(cluster::partition_stream(suite_stream_prefix(data_dir_), p).name);
 }
 
 void ServerProcess::spawn() {
@@ -140,6 +202,7 @@ void ServerProcess::spawn() {
       {"server.io_threads", "2"},
       {"sharding.shards", "2"},
   };
+  for (const auto& [k, v] : cluster_) values[k] = v;
   for (const auto& [k, v] : overrides_) values[k] = v;
   std::map<std::string, std::map<std::string, std::string>> sections;
   for (const auto& [k, v] : values) {

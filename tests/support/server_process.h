@@ -5,6 +5,13 @@
 // by default, admin off), the bound ports read
 // from the "imserver: listening ..." lines. The process is stopped by PID in
 // the destructor (SIGKILL if it still runs), and only that process.
+//
+// The integration suite runs twice (tests/CMakeLists.txt): as it is, and in
+// cluster mode. In the second run IM_TEST_NATS_DIR names a NATS cluster
+// started by scripts/nats-cluster.sh, and every server whose overrides do not
+// choose a cluster.mode runs in jetstream mode on streams of its own (named
+// after its data dir, removed by the destructor). Tests of what only the
+// embedded mode has carry the tag [embedded] and are left out of that run.
 
 #include <sys/types.h>
 
@@ -14,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -67,16 +75,21 @@ class ServerProcess {
  private:
   void spawn();
   void reap();
+  void delete_streams();
 
   Overrides overrides_;
   std::string dir_;
   std::string data_dir_;
   bool own_data_dir_;
   pid_t pid_ = -1;
+  Overrides cluster_;  // the jetstream settings of the suite's cluster run (empty otherwise)
   std::uint16_t tcp_port_ = 0;
   std::uint16_t ws_port_ = 0;
   std::uint16_t admin_port_ = 0;
 };
+
+// The NATS URLs of the suite's cluster run (none in the embedded run).
+std::vector<std::string> suite_nats_urls();
 
 // What a run of the imserver binary with some arguments gave.
 struct Run {
