@@ -285,6 +285,7 @@ if ((cluster)); then
   run_cluster() {  # run_cluster NAME imbench-args...: on a NATS cluster of its own
     [[ -n $only && $only != "$1" ]] && return 0
     nats_dir="$work/nats-$1-$RANDOM"
+    rm -rf "${work:?}/$1"  # an earlier run's data dir belongs to an earlier cluster's streams
     echo "== NATS: $(bash "$root/scripts/nats-cluster.sh" start "$nats_dir" 3)"
     run "$@"
     bash "$root/scripts/nats-cluster.sh" stop "$nats_dir" >/dev/null
