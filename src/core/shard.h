@@ -117,15 +117,23 @@ class Shard {
   Result<std::string> group_history(const std::string& uid, const std::string& gid, const v1::HistoryReq& req);
 
   // ---- the send path (docs/architecture.md, "A SEND")
+  // Adds `rows` to this turn's batch (another thread's writes that must go
+  // through this shard's partition log); `done` (may be empty) after the
+  // commit, with whether it was written.
+  void stage_rows(const store::Batch& rows, std::function<void(bool)> done);
   // On the sender's shard: dedupe, msg_id, then on to the conversation's owner.
   void send(std::shared_ptr<SendJob> job);
   // On the sender's shard: answers the job and every retry that waited on it.
   void finish_send(const std::shared_ptr<SendJob>& job, const Result<v1::SendResp>& result);
   // On a participant's shard: writes a C2C copy whose record is durable, and
   // deletes the record in the same batch. `tally` is set at start-up (no
-  // retries then: a failure is counted and the record kept).
+  // retries then: a failure is counted and the record kept). `job`, when
+  // set, is answered once the copy is written: with the copy's inbox_seq
+  // when it is the sender's copy, else with `resp`, the answer the
+  // sender's copy (written by the conversation's owner) gave (PROTOCOL 3:
+  // OK means the message is in every participant's inbox).
   void append_copy(store::FanoutKey key, store::CopyRecord record, std::shared_ptr<SendJob> job,
-                   std::shared_ptr<RecoveryTally> tally);
+                   std::shared_ptr<RecoveryTally> tally, std::optional<v1::SendResp> resp = std::nullopt);
   // Writes the next slice of a group fan-out chain from `offset`.
   void append_group_slice(std::shared_ptr<FanoutChain> chain, std::size_t offset);
   // Start-up, for a fan-out record written before progress rows existed:

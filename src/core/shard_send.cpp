@@ -335,29 +335,44 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
   commit_.batch().put_history(job->conv, m.conv_seq(), m.SerializeAsString(), text);
   ++commit_.staged().history;
   if (change) stage_target(*job, *change, m.conv_seq());
+  // The sender is answered once every participant's inbox holds the
+  // message: by the last copy written, its own or the recipient's.
   bool sender_local = false;
+  std::optional<v1::SendResp> local_resp;  // the sender's copy is in this batch
+  bool remote_recipient = false;
   for (const auto& uid : participants) {
     const bool is_sender = uid == m.from();
-    Shard& owner = env_.shard_for(uid);
-    if (&owner == this) {
+    if (&env_.shard_for(uid) == this) {
       auto seq = stage_inbox(uid, m, is_sender, is_sender ? job : nullptr);
       if (is_sender) {
         sender_local = true;
-        commit_.after_commit([this, job, resp = send_resp(m, *seq)](bool ok) {
-          finish_send(job, ok ? Result<v1::SendResp>(resp)
-                              : Result<v1::SendResp>(not_written("the message could not be stored")));
-        });
+        local_resp = send_resp(m, *seq);
       }
-      continue;
+    } else if (!is_sender) {
+      remote_recipient = true;
     }
+  }
+  for (const auto& uid : participants) {
+    const bool is_sender = uid == m.from();
+    Shard& owner = env_.shard_for(uid);
+    if (&owner == this) continue;
     // Another shard writes this copy: a durable record of it goes in this
     // batch, and that shard deletes it with the row (start-up replays it).
+    // It answers the sender: its own copy, or the recipient's when the
+    // sender's is in this batch.
     store::FanoutKey key{job->conv, m.conv_seq(), uid};
     store::CopyRecord record{is_sender, m};
     commit_.batch().put_copy(key, record);
-    commit_.after_commit([&owner, key, record, job = is_sender ? job : nullptr](bool ok) {
-      if (!ok) return;  // the sender is told below, or by its own copy
-      asio::post(owner.context(), [&owner, key, record, job] { owner.append_copy(key, record, job, nullptr); });
+    commit_.after_commit([&owner, key, record, job = is_sender || local_resp ? job : nullptr, local_resp](bool ok) {
+      if (!ok) return;  // the sender is told below
+      asio::post(owner.context(),
+                 [&owner, key, record, job, local_resp] { owner.append_copy(key, record, job, nullptr, local_resp); });
+    });
+  }
+  if (sender_local) {
+    commit_.after_commit([this, job, resp = *local_resp, remote_recipient](bool ok) {
+      if (!ok) return finish_send(job, not_written("the message could not be stored"));
+      if (!remote_recipient) finish_send(job, resp);
     });
   }
   if (!sender_local) {
@@ -372,24 +387,38 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
 
 // ---------------------------------------------------------------- participant's shard
 
-void Shard::append_copy(store::FanoutKey key, store::CopyRecord record, std::shared_ptr<SendJob> job,
-                        std::shared_ptr<RecoveryTally> tally) {
+void Shard::stage_rows(const store::Batch& rows, std::function<void(bool)> done) {
   commit_.make_room();
-  auto retry_or_count = [this, key, record, job, tally] {
+  auto copied = rows.for_each_row([this](const store::Row& r) { commit_.batch().add_row(r); });
+  if (!copied) {
+    spdlog::error("shard {}: rows not staged: {}", index_, copied.error().message);
+    if (done) done(false);
+    return;
+  }
+  if (done) commit_.after_commit([done = std::move(done)](bool ok) { done(ok); });
+  commit_.schedule();
+}
+
+void Shard::append_copy(store::FanoutKey key, store::CopyRecord record, std::shared_ptr<SendJob> job,
+                        std::shared_ptr<RecoveryTally> tally, std::optional<v1::SendResp> resp) {
+  commit_.make_room();
+  auto retry_or_count = [this, key, record, job, tally, resp] {
     if (tally) return tally->finish(false);
     // The message exists (its history row and this record are durable):
     // retry this copy rather than fail a SEND that did happen.
     auto timer = std::make_shared<asio::steady_timer>(context_, kRetryDelay);
-    timer->async_wait([this, timer, key, record, job](const asio::error_code& ec) {
-      if (!ec) append_copy(key, record, job, nullptr);
+    timer->async_wait([this, timer, key, record, job, resp](const asio::error_code& ec) {
+      if (!ec) append_copy(key, record, job, nullptr, resp);
     });
   };
-  auto seq = stage_inbox(key.recipient, record.msg, record.is_sender, job);
+  auto seq = stage_inbox(key.recipient, record.msg, record.is_sender, record.is_sender ? job : nullptr);
   if (!seq) return retry_or_count();
   commit_.batch().del_fanout(key);
-  commit_.after_commit([this, job, tally, resp = send_resp(record.msg, *seq), retry_or_count](bool ok) {
+  commit_.after_commit([this, job, tally,
+                        answer = record.is_sender ? send_resp(record.msg, *seq) : resp.value_or(v1::SendResp{}),
+                        retry_or_count](bool ok) {
     if (!ok) return retry_or_count();
-    if (job) finish_send(job, resp);
+    if (job) answer_on_sender(job, answer);
     if (tally) tally->finish(true);
   });
   commit_.schedule();
