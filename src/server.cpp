@@ -144,8 +144,8 @@ void Server::start() {
   open_listener("server.listen", s.config.server.listen, s.tcp_transport);
   if (!s.config.server.ws_listen.empty()) open_listener("server.ws_listen", s.config.server.ws_listen, s.ws_transport);
   if (!s.config.webhook.url.empty())
-    s.webhook = std::make_unique<http::WebhookWorker>(s.config.webhook, s.service.store(),
-                                                      static_cast<unsigned>(s.service.shard_count()));
+    s.webhook = std::make_unique<http::WebhookWorker>(
+        s.config.webhook, s.service.store(), static_cast<unsigned>(s.service.shard_count()), s.service.outbox_writer());
   if (!s.config.admin.listen.empty()) {
     use_dev_admin_key(s.config);
     s.admin = std::make_unique<http::AdminServer>(s.config, s.service, s.draining);

@@ -197,7 +197,10 @@ Result<StreamState> JetStream::ensure_stream(const StreamSpec& spec) {
   cfg.MaxBytes = spec.max_bytes;
   cfg.Duplicates = std::chrono::duration_cast<std::chrono::nanoseconds>(spec.duplicates_window).count();
   cfg.DenyDelete = true;  // entries are the log: nobody removes one from the middle
-  cfg.DenyPurge = false;  // a compacted prefix may be purged (docs/cluster.md)
+  // Purging stays possible for an operator's tool (and step 1's missing
+  // compaction, docs/cluster.md); imserver never purges, and a purged
+  // prefix makes a rebuild from an empty data dir fail.
+  cfg.DenyPurge = false;
 
   jsStreamInfo* si = nullptr;
   jsErrCode code{};

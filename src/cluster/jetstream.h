@@ -27,6 +27,8 @@ struct StreamSpec {
   std::string subject;  // the stream's one subject, "im.p.7"
   int replicas = 3;
   std::int64_t max_bytes = -1;  // -1: no limit; past it a publish is refused (Discard=New)
+  // Retries of one id are deduplicated within this (config_loader.cpp
+  // bounds cluster.unanswered_stop_ms by it).
   std::chrono::milliseconds duplicates_window{std::chrono::minutes(2)};
 };
 

@@ -87,6 +87,7 @@ Error PartitionLog::unavailable(std::string why) const {
 
 Published PartitionLog::publish(const std::string& data, const std::string& id, std::uint64_t expect) {
   const auto deadline = std::chrono::steady_clock::now() + options_.retry_for;
+  bool maybe_stored = false;  // an earlier attempt went out unanswered
   for (;;) {
     auto answer = std::make_shared<std::promise<Published>>();
     auto got = answer->get_future();
@@ -99,14 +100,20 @@ Published PartitionLog::publish(const std::string& data, const std::string& id, 
       p = got.get();
     else
       p = Published{Outcome::kTimeout, 0, "no answer from the NATS client"};
-    // Only an unknown fate is retried: kNotSent never left this process.
+    // Only an unknown fate is retried. kNotSent never left this process,
+    // but after an attempt that did (the client refuses new publishes
+    // while it reconnects, and then sends its buffer) the entry may still
+    // be stored: unknown too.
+    const bool refused_at_once = p.outcome == Outcome::kNotSent || p.outcome == Outcome::kFailed;
+    if (p.outcome == Outcome::kNotSent && maybe_stored) p.outcome = Outcome::kTimeout;
     if (p.outcome != Outcome::kTimeout && p.outcome != Outcome::kFailed) return p;
+    maybe_stored = true;
     if (std::chrono::steady_clock::now() >= deadline) return p;
     spdlog::warn("partition {}: publish of {} not answered ({}: {}); trying again", options_.partition, id,
                  to_string(p.outcome), p.error);
-    // A failed publish (no responders while a leader is elected) comes back
-    // at once: pace the retries.
-    if (p.outcome == Outcome::kFailed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // A failed publish (no responders while a leader is elected) or one
+    // refused while reconnecting comes back at once: pace the retries.
+    if (refused_at_once) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
 

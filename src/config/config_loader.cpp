@@ -422,14 +422,21 @@ Result<Ok> validate_config(const Config& c) {
       return config_error("cluster.stream_prefix", "1 to 32 upper-case letters, digits and '_'");
     if (c.server.max_frame_bytes > 262144)
       return config_error("server.max_frame_bytes",
-                          "at most 262144 in jetstream mode: a message's rows must fit one NATS message (1 MiB "
-                          "by default) with room to spare");
+                          "at most 262144 in jetstream mode: a batch of a message's rows must fit one NATS "
+                          "message (the servers' max_payload; docs/cluster.md)");
     if (c.storage.fsync)
       return config_error("storage.fsync",
                           "cannot be true in jetstream mode: the log on the NATS servers is the durable copy, and "
                           "nats-server 2.9 does not fsync it (docs/cluster.md, durability limits)");
     if (c.cluster.publish_timeout_ms > c.cluster.unanswered_stop_ms)
       return config_error("cluster.unanswered_stop_ms", "must be at least cluster.publish_timeout_ms");
+    // A retry is deduplicated only within the streams' 2-minute duplicates
+    // window (cluster::StreamSpec); a later one would look like another
+    // writer's entry.
+    if (c.cluster.unanswered_stop_ms + c.cluster.publish_timeout_ms > 110000)
+      return config_error("cluster.unanswered_stop_ms",
+                          "with cluster.publish_timeout_ms at most 110000: an entry's retries must end within "
+                          "the streams' 2-minute duplicates window");
   } else if (c.cluster.mode != "embedded") {
     return config_error("cluster.mode", "must be \"embedded\" or \"jetstream\"");
   }

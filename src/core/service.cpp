@@ -179,6 +179,21 @@ void Service::open_partition_logs() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
 }
 
+store::Outbox::Writer Service::outbox_writer() {
+  if (logs_.empty()) return {};
+  return [this](std::uint8_t queue, store::Batch batch, std::function<void(bool)> done) {
+    // A queue is its writer's shard, which is its partition here.
+    if (queue >= shards_.size()) {
+      spdlog::error("webhook: outbox queue {} has no partition; its event is sent again after a restart", queue);
+      if (done) done(false);
+      return;
+    }
+    Shard& shard = *shards_[queue];
+    asio::post(shard.context(), [&shard, rows = std::make_shared<store::Batch>(std::move(batch)),
+                                 done = std::move(done)] { shard.stage_rows(*rows, done); });
+  };
+}
+
 void Service::stop() {
   // Work still queued on a shard may hold connections: destroy it now, while
   // the loops those connections belong to still exist. Shards write their

@@ -31,6 +31,7 @@
 #include "net/frames.h"
 #include "net/service_interface.h"
 #include "proto/im.pb.h"
+#include "store/outbox.h"
 
 namespace im::search {
 class SearchIndex;
@@ -113,6 +114,10 @@ class Service final : public net::ServiceInterface {
   // the user's last revocation, TokenRevocations::issue_time).
   std::string mint_token(const std::string& uid, std::int64_t ttl_s) const;
   store::Store& store() { return *store_; }
+  // How the webhook worker's outbox batches become durable: empty in
+  // embedded mode; in cluster mode through the queue's partition log, on
+  // its shard's thread (the caller waits; the shards must outlive it).
+  store::Outbox::Writer outbox_writer();
 
   // ---- for the command families (loop threads)
   const Config& config() const { return config_; }

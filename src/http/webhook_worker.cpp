@@ -103,8 +103,12 @@ std::size_t WebhookWorker::lane_of(std::string_view uid, std::size_t lanes) {
   return lanes == 0 ? 0 : static_cast<std::size_t>(h % lanes);
 }
 
-WebhookWorker::WebhookWorker(const WebhookConfig& config, store::Store& store, unsigned shards)
-    : config_(config), outbox_(store), shards_(shards), lanes_(std::max<std::uint32_t>(1, config.concurrency)) {
+WebhookWorker::WebhookWorker(const WebhookConfig& config, store::Store& store, unsigned shards,
+                             store::Outbox::Writer writer)
+    : config_(config),
+      outbox_(store, std::move(writer)),
+      shards_(shards),
+      lanes_(std::max<std::uint32_t>(1, config.concurrency)) {
   static const bool curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
   (void)curl_ready;
   multi_ = curl_multi_init();

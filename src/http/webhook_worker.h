@@ -55,7 +55,9 @@ class WebhookWorker {
  public:
   // `shards`: the queues to watch (those holding events at start are
   // watched too, whatever the shard count was when they were written).
-  WebhookWorker(const WebhookConfig& config, store::Store& store, unsigned shards);
+  // `writer`: how its deletes and failure records become durable
+  // (store::Outbox::Writer).
+  WebhookWorker(const WebhookConfig& config, store::Store& store, unsigned shards, store::Outbox::Writer writer = {});
   ~WebhookWorker();  // stops and joins; events in flight are sent again at the next start
   WebhookWorker(const WebhookWorker&) = delete;
   WebhookWorker& operator=(const WebhookWorker&) = delete;

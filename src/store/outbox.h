@@ -11,6 +11,7 @@
 // fails; the worker gives it back when it deletes an event. Thread safe.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 
 #include "im/result.h"
@@ -21,7 +22,16 @@ namespace im::store {
 
 class Outbox {
  public:
-  explicit Outbox(Store& store) : store_(store) {}
+  // Makes the worker's batches (deletes, failure records) durable. Empty:
+  // written to the store at once. In cluster mode they go into the next
+  // group-commit batch of the queue's shard, so through its partition's
+  // log (docs/cluster.md; else a rebuilt node would send every event
+  // again), and the worker does not wait: `done` says, on that shard's
+  // thread, whether the batch was written. One not written leaves its
+  // event to be sent again after a restart (at least once).
+  using Writer = std::function<void(std::uint8_t queue, Batch batch, std::function<void(bool written)> done)>;
+
+  explicit Outbox(Store& store, Writer writer = {}) : store_(store), writer_(std::move(writer)) {}
 
   // Room for one more event, unless `max_queued` are queued: false then.
   bool reserve(std::uint64_t max_queued) { return store_.reserve_outbox(max_queued); }
@@ -61,6 +71,10 @@ class Outbox {
   Result<Ok> mark_failing(const OutboxEvent& event, std::int64_t since_ms) {
     Batch b(store_);
     b.put_outbox_failing(event.queue, event.id, since_ms);
+    if (writer_) {
+      writer_(event.queue, std::move(b), {});
+      return Ok{};
+    }
     return store_.write(b);
   }
   // Deletes a delivered (or dropped) event now, with its failure record
@@ -69,6 +83,14 @@ class Outbox {
     Batch b(store_);
     b.del_outbox(event.queue, event.id);
     if (marked_failing) b.del_outbox_failing(event.queue, event.id);
+    if (writer_) {
+      // The room comes back once the delete is written (the store outlives
+      // the shards, which outlive the worker).
+      writer_(event.queue, std::move(b), [&store = store_](bool ok) {
+        if (ok) store.release_outbox(1);
+      });
+      return Ok{};
+    }
     auto written = store_.write(b);
     if (written) store_.release_outbox(1);
     return written;
@@ -79,6 +101,7 @@ class Outbox {
  private:
   static constexpr const char* kShardsMeta = "outbox_shards";  // in `meta`
   Store& store_;
+  Writer writer_;
 };
 
 }  // namespace im::store

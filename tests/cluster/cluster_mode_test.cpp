@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "http_helpers.h"
 #include "kill_cycles.h"
 #include "messaging.h"
 #include "nats_cluster.h"
@@ -176,4 +177,40 @@ TEST_CASE("cluster mode: a data dir of embedded mode, or of another partition co
   node.restart({{"cluster.partitions", "4"}});  // the count it was written with
   auto bob = node.login("bob");
   CHECK(pull_all(*bob).size() == 1);
+}
+
+TEST_CASE("cluster mode: a delivered webhook event is not sent again by a node rebuilt from the streams", "[cluster]") {
+  NatsCluster cluster;
+  WebhookReceiver receiver;
+  ServerProcess server(cluster_overrides(cluster, {{"webhook.url", "\"" + receiver.url() + "\""},
+                                                   {"webhook.secret", "\"cluster-test-webhook-secret-0123456789\""},
+                                                   {"admin.listen", "\"127.0.0.1:0\""}}));
+  auto report = [](const std::string& id) {
+    v1::ReportReq r;
+    r.set_report_id(id);
+    r.set_topic("t");
+    r.set_payload("p");
+    return r;
+  };
+  {
+    auto alice = server.login("alice");
+    auto r1 = report("r1");
+    REQUIRE(must(alice->call(Cmd::kReport, &r1)).ok());
+    REQUIRE(receiver.wait_for(1).size() == 1);
+    // Delivered and deleted: the outbox is empty once the delete is durable.
+    AdminClient admin(server.admin_port(), "");
+    REQUIRE(wait_until([&] { return admin.metric("imserver_outbox_depth") == 0.0; }));
+  }
+  server.kill9();
+  std::filesystem::remove_all(server.data_dir());
+  server.restart();
+  auto alice = server.login("alice");
+  auto r2 = report("r2");
+  REQUIRE(must(alice->call(Cmd::kReport, &r2)).ok());
+  // One queue per user, delivered in order: r1, were it queued again,
+  // would come before r2.
+  auto events = receiver.wait_for(2);
+  REQUIRE(events.size() >= 2);
+  CHECK(nlohmann::json::parse(events[1].body)["report_id"] == "r2");
+  CHECK(receiver.wait_for(3, 1s).size() == 2);
 }

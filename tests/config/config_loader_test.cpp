@@ -143,6 +143,9 @@ TEST_CASE("cluster: embedded by default, jetstream with its servers, and what je
   CHECK(refusal(with_secret(js + "[server]\nmax_frame_bytes = 524288\n")).find("server.max_frame_bytes: at most") == 0);
   CHECK(refusal(with_secret(js + "publish_timeout_ms = 5000\nunanswered_stop_ms = 1000\n"))
             .find("cluster.unanswered_stop_ms:") == 0);
+  CHECK(refusal(with_secret(js + "publish_timeout_ms = 10001\nunanswered_stop_ms = 100000\n"))
+            .find("cluster.unanswered_stop_ms: with cluster.publish_timeout_ms at most 110000") == 0);
+  CHECK(load(with_secret(js + "publish_timeout_ms = 10000\nunanswered_stop_ms = 100000\n")));
   CHECK(refusal(with_secret("[cluster]\npartitions = 0\n")).find("cluster.partitions: must be between") == 0);
   CHECK(refusal(with_secret("[cluster]\npartitions = 257\n")).find("cluster.partitions: must be between") == 0);
   CHECK(refusal(with_secret("[cluster]\nstream_max_bytes = 1000\n")).find("cluster.stream_max_bytes:") == 0);
