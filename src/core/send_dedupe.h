@@ -2,7 +2,7 @@
 // SENDs under way on the sender's shard, by (from, client_msg_id). A retry
 // that arrives while its original is still being stored waits for the
 // original's answer instead of storing the message twice; the waiting is
-// bounded in count (kMaxParked per SEND) and in time (answered INTERNAL
+// bounded in count (kMaxParked per SEND) and in time (answered UNAVAILABLE
 // after kMaxWait, while the original's entry stays so later retries still
 // wait for it rather than store a copy).
 //

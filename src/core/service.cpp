@@ -189,8 +189,8 @@ store::Outbox::Writer Service::outbox_writer() {
       return;
     }
     Shard& shard = *shards_[queue];
-    asio::post(shard.context(), [&shard, rows = std::make_shared<store::Batch>(std::move(batch)),
-                                 done = std::move(done)] { shard.stage_rows(*rows, done); });
+    asio::post(shard.context(), [&shard, rows = std::make_shared<const store::Batch>(std::move(batch)),
+                                 done = std::move(done)] { shard.stage_rows(rows, done); });
   };
 }
 

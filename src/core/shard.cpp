@@ -662,12 +662,15 @@ void Shard::deliver_pushes(std::vector<Push>& pushes) {
     rows.push_back(&p);
   }
   // The sender's copy of a SEND is held back from the sending session, which
-  // gets its inbox_seq in the SendResp that an after-commit callback of this
-  // same batch gives right after this. Unless that SEND was answered already
-  // (only an error can come first: the overdue sweep's UNAVAILABLE, while
-  // the write was stalled): then the session was told nothing and gets the
-  // PUSH like any other. `answered` is the sender's shard's, and so is the
-  // sender's copy.
+  // gets its inbox_seq in the SendResp: from an after-commit callback of
+  // this same batch, or, for a C2C SEND whose recipient is on another
+  // shard, once that shard has written the recipient's row (a later row of
+  // the sender's may be pushed in between; the SendResp fills the gap).
+  // Unless that SEND was answered already (only an error can come first:
+  // the overdue sweep's UNAVAILABLE, while a write was stalled; a retry
+  // with the same client_msg_id then learns its ids): then the session was
+  // told nothing and gets the PUSH like any other. `answered` is the
+  // sender's shard's, and so is the sender's copy.
   auto excluded_of = [](const Push& p) -> std::uint64_t {
     return p.sender_job && !p.sender_job->answered ? p.sender_job->session_id : 0;
   };

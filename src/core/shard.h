@@ -118,9 +118,12 @@ class Shard {
 
   // ---- the send path (docs/architecture.md, "A SEND")
   // Adds `rows` to this turn's batch (another thread's writes that must go
-  // through this shard's partition log); `done` (may be empty) after the
-  // commit, with whether it was written.
-  void stage_rows(const store::Batch& rows, std::function<void(bool)> done);
+  // through this shard's partition log); a failed batch is tried again
+  // every 200 ms, `tries` times in all. `done` (may be empty) after
+  // the last try, with whether the rows were written.
+  static constexpr int kStageRowsTries = 50;
+  void stage_rows(std::shared_ptr<const store::Batch> rows, std::function<void(bool)> done,
+                  int tries = kStageRowsTries);
   // On the sender's shard: dedupe, msg_id, then on to the conversation's owner.
   void send(std::shared_ptr<SendJob> job);
   // On the sender's shard: answers the job and every retry that waited on it.

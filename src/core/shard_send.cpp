@@ -387,15 +387,27 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
 
 // ---------------------------------------------------------------- participant's shard
 
-void Shard::stage_rows(const store::Batch& rows, std::function<void(bool)> done) {
-  commit_.make_room();
-  auto copied = rows.for_each_row([this](const store::Row& r) { commit_.batch().add_row(r); });
-  if (!copied) {
-    spdlog::error("shard {}: rows not staged: {}", index_, copied.error().message);
+void Shard::stage_rows(std::shared_ptr<const store::Batch> rows, std::function<void(bool)> done, int tries) {
+  if (rows->refused()) {  // nothing of it is staged
+    spdlog::error("shard {}: rows not staged: a range deletion the store refuses", index_);
     if (done) done(false);
     return;
   }
-  if (done) commit_.after_commit([done = std::move(done)](bool ok) { done(ok); });
+  commit_.make_room();
+  (void)rows->for_each_row([this](const store::Row& r) { commit_.batch().add_row(r); });
+  commit_.after_commit([this, rows, done = std::move(done), tries](bool ok) {
+    if (ok || tries <= 1) {
+      if (!ok) spdlog::error("shard {}: rows not written after {} tries", index_, kStageRowsTries);
+      if (done) done(ok);
+      return;
+    }
+    // A batch fails while the partition is unavailable (a full stream, a
+    // leader election): again in a while, at most kStageRowsTries times.
+    auto timer = std::make_shared<asio::steady_timer>(context_, kRetryDelay);
+    timer->async_wait([this, timer, rows, done, tries](const asio::error_code& ec) {
+      if (!ec) stage_rows(rows, done, tries - 1);
+    });
+  });
   commit_.schedule();
 }
 

@@ -26,9 +26,11 @@ class Outbox {
   // written to the store at once. In cluster mode they go into the next
   // group-commit batch of the queue's shard, so through its partition's
   // log (docs/cluster.md; else a rebuilt node would send every event
-  // again), and the worker does not wait: `done` says, on that shard's
-  // thread, whether the batch was written. One not written leaves its
-  // event to be sent again after a restart (at least once).
+  // again), and the worker does not wait; a failed batch is tried again
+  // for about 10 s (Shard::stage_rows). `done` says, on that shard's
+  // thread (or the caller's, when no shard takes the queue), whether it
+  // was written. One never written leaves its event to be sent again
+  // after a restart (at least once) and its room taken until then.
   using Writer = std::function<void(std::uint8_t queue, Batch batch, std::function<void(bool written)> done)>;
 
   explicit Outbox(Store& store, Writer writer = {}) : store_(store), writer_(std::move(writer)) {}
@@ -77,8 +79,8 @@ class Outbox {
     }
     return store_.write(b);
   }
-  // Deletes a delivered (or dropped) event now, with its failure record
-  // when it has one, and gives back its room.
+  // Deletes a delivered (or dropped) event, with its failure record when
+  // it has one, and gives back its room: now, or through the writer.
   Result<Ok> remove(const OutboxEvent& event, bool marked_failing) {
     Batch b(store_);
     b.del_outbox(event.queue, event.id);
