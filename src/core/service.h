@@ -115,8 +115,8 @@ class Service final : public net::ServiceInterface {
   std::string mint_token(const std::string& uid, std::int64_t ttl_s) const;
   store::Store& store() { return *store_; }
   // How the webhook worker's outbox batches become durable: empty in
-  // embedded mode; in cluster mode through the queue's partition log, on
-  // its shard's thread (the caller waits; the shards must outlive it).
+  // embedded mode; in cluster mode handed to the queue's shard, whose next
+  // batch takes them through its partition log (the caller does not wait).
   store::Outbox::Writer outbox_writer();
 
   // ---- for the command families (loop threads)

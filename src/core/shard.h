@@ -214,6 +214,9 @@ class Shard {
   void large_group_dropped(const std::string& gid);
 
  private:
+  // A write that failed while its data is safe elsewhere (a durable record,
+  // the caller's copy) runs `again` on this shard after 200 ms.
+  void retry_later(std::function<void()> again);
   // One device's cumulative ACK. A user keeps at most
   // limits.devices_per_user of them; a new device beyond that forgets
   // (and deletes) the one used least recently.

@@ -19,7 +19,6 @@ namespace im::core {
 namespace {
 
 constexpr std::size_t kListSlack = 256;  // GROUP_LIST's frame room beside its groups
-constexpr auto kSliceRetry = std::chrono::milliseconds(200);
 
 }  // namespace
 
@@ -311,10 +310,7 @@ void Shard::append_group_slice(std::shared_ptr<FanoutChain> chain, std::size_t o
   auto failed = [this, chain, offset] {
     if (!chain->retry) return chain->done(false);
     // The fan-out record keeps the slice safe meanwhile.
-    auto timer = std::make_shared<asio::steady_timer>(context_, kSliceRetry);
-    timer->async_wait([this, timer, chain, offset](const asio::error_code& ec) {
-      if (!ec) append_group_slice(chain, offset);
-    });
+    retry_later([this, chain, offset] { append_group_slice(chain, offset); });
   };
   const std::size_t end = slice_end(uids, offset, env_.shards.size());
   // The whole slice is staged, with its progress row, or none of it.

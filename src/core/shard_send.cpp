@@ -18,7 +18,6 @@
 namespace im::core {
 namespace {
 
-constexpr auto kRetryDelay = std::chrono::milliseconds(200);
 constexpr auto kOverdueSweep = std::chrono::seconds(1);
 // Added to CoreEnv::earlier_runs_below_ms, which bounds the earlier runs'
 // rows by their msg_id reservations already: a margin, no more.
@@ -337,17 +336,13 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
   if (change) stage_target(*job, *change, m.conv_seq());
   // The sender is answered once every participant's inbox holds the
   // message: by the last copy written, its own or the recipient's.
-  bool sender_local = false;
-  std::optional<v1::SendResp> local_resp;  // the sender's copy is in this batch
+  std::optional<v1::SendResp> local_resp;  // set when the sender's copy is in this batch
   bool remote_recipient = false;
   for (const auto& uid : participants) {
     const bool is_sender = uid == m.from();
     if (&env_.shard_for(uid) == this) {
       auto seq = stage_inbox(uid, m, is_sender, is_sender ? job : nullptr);
-      if (is_sender) {
-        sender_local = true;
-        local_resp = send_resp(m, *seq);
-      }
+      if (is_sender) local_resp = send_resp(m, *seq);
     } else if (!is_sender) {
       remote_recipient = true;
     }
@@ -369,13 +364,13 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
                  [&owner, key, record, job, local_resp] { owner.append_copy(key, record, job, nullptr, local_resp); });
     });
   }
-  if (sender_local) {
+  if (local_resp) {
     commit_.after_commit([this, job, resp = *local_resp, remote_recipient](bool ok) {
       if (!ok) return finish_send(job, not_written("the message could not be stored"));
       if (!remote_recipient) finish_send(job, resp);
     });
   }
-  if (!sender_local) {
+  if (!local_resp) {
     // The history row is what makes the message exist: if it failed, the
     // sender's shard must learn it (when it succeeded, its copy answers).
     commit_.after_commit([this, job](bool ok) {
@@ -386,6 +381,13 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
 }
 
 // ---------------------------------------------------------------- participant's shard
+
+void Shard::retry_later(std::function<void()> again) {
+  auto timer = std::make_shared<asio::steady_timer>(context_, std::chrono::milliseconds(200));
+  timer->async_wait([timer, again = std::move(again)](const asio::error_code& ec) {
+    if (!ec) again();
+  });
+}
 
 void Shard::stage_rows(std::shared_ptr<const store::Batch> rows, std::function<void(bool)> done, int tries) {
   if (rows->refused()) {  // nothing of it is staged
@@ -403,10 +405,7 @@ void Shard::stage_rows(std::shared_ptr<const store::Batch> rows, std::function<v
     }
     // A batch fails while the partition is unavailable (a full stream, a
     // leader election): again in a while, at most kStageRowsTries times.
-    auto timer = std::make_shared<asio::steady_timer>(context_, kRetryDelay);
-    timer->async_wait([this, timer, rows, done, tries](const asio::error_code& ec) {
-      if (!ec) stage_rows(rows, done, tries - 1);
-    });
+    retry_later([this, rows, done, tries] { stage_rows(rows, done, tries - 1); });
   });
   commit_.schedule();
 }
@@ -418,10 +417,7 @@ void Shard::append_copy(store::FanoutKey key, store::CopyRecord record, std::sha
     if (tally) return tally->finish(false);
     // The message exists (its history row and this record are durable):
     // retry this copy rather than fail a SEND that did happen.
-    auto timer = std::make_shared<asio::steady_timer>(context_, kRetryDelay);
-    timer->async_wait([this, timer, key, record, job, resp](const asio::error_code& ec) {
-      if (!ec) append_copy(key, record, job, nullptr, resp);
-    });
+    retry_later([this, key, record, job, resp] { append_copy(key, record, job, nullptr, resp); });
   };
   auto seq = stage_inbox(key.recipient, record.msg, record.is_sender, record.is_sender ? job : nullptr);
   if (!seq) return retry_or_count();

@@ -24,15 +24,12 @@ using namespace std::chrono_literals;
 namespace {
 
 Overrides cluster_overrides(const NatsCluster& cluster, Overrides extra = {}) {
-  std::string urls = "[";
-  for (const auto& u : cluster.urls()) urls += (urls.size() > 1 ? ", \"" : "\"") + u + "\"";
-  urls += "]";
   return merged({{"limits.messages_per_second", "1000000"},
                  {"limits.burst", "1000000"},
                  {"limits.fanout_rows_per_second", "100000000"},
                  {"server.io_threads", "2"},
                  {"cluster.mode", "\"jetstream\""},
-                 {"cluster.nats_urls", urls},
+                 {"cluster.nats_urls", toml_list(cluster.urls())},
                  {"cluster.partitions", "4"},
                  {"cluster.replicas", "3"},
                  {"cluster.stream_max_bytes", "67108864"},
@@ -200,17 +197,9 @@ TEST_CASE("cluster mode: a delivered webhook event is not sent again by a node r
   ServerProcess server(cluster_overrides(cluster, {{"webhook.url", "\"" + receiver.url() + "\""},
                                                    {"webhook.secret", "\"cluster-test-webhook-secret-0123456789\""},
                                                    {"admin.listen", "\"127.0.0.1:0\""}}));
-  auto report = [](const std::string& id) {
-    v1::ReportReq r;
-    r.set_report_id(id);
-    r.set_topic("t");
-    r.set_payload("p");
-    return r;
-  };
   {
     auto alice = server.login("alice");
-    auto r1 = report("r1");
-    REQUIRE(must(alice->call(Cmd::kReport, &r1)).ok());
+    REQUIRE(send_report(*alice, "r1").ok());
     REQUIRE(receiver.wait_for(1).size() == 1);
     // Delivered and deleted: the outbox is empty once the delete is durable.
     AdminClient admin(server.admin_port(), "");
@@ -220,8 +209,7 @@ TEST_CASE("cluster mode: a delivered webhook event is not sent again by a node r
   std::filesystem::remove_all(server.data_dir());
   server.restart();
   auto alice = server.login("alice");
-  auto r2 = report("r2");
-  REQUIRE(must(alice->call(Cmd::kReport, &r2)).ok());
+  REQUIRE(send_report(*alice, "r2").ok());
   // One queue per user, delivered in order: r1, were it queued again,
   // would come before r2.
   auto events = receiver.wait_for(2);

@@ -44,14 +44,6 @@ Overrides hook_config(const WebhookReceiver& receiver, std::uint32_t offline_del
           {"sharding.shards", "2"}};
 }
 
-v1::ReportReq report(const std::string& id, const std::string& topic, const std::string& payload) {
-  v1::ReportReq r;
-  r.set_report_id(id);
-  r.set_topic(topic);
-  r.set_payload(payload);
-  return r;
-}
-
 std::vector<json> bodies(const std::vector<WebhookReceiver::Event>& events) {
   std::vector<json> out;
   for (const auto& e : events) {
@@ -79,11 +71,6 @@ Overrides down_config(std::uint16_t port) {
           {"limits.burst", "100000"},
           {"sharding.shards", "2"},
           {"admin.listen", "\"127.0.0.1:0\""}};
-}
-
-Frame send_report(SyncClient& c, const std::string& id, const std::string& payload = "p") {
-  auto r = report(id, "t", payload);
-  return must(c.call(Cmd::kReport, &r));
 }
 
 // The events left in a stopped server's outbox.

@@ -15,6 +15,20 @@
 
 namespace im::test {
 
+inline v1::ReportReq report(const std::string& id, const std::string& topic, const std::string& payload) {
+  v1::ReportReq r;
+  r.set_report_id(id);
+  r.set_topic(topic);
+  r.set_payload(payload);
+  return r;
+}
+
+// A REPORT with topic "t", answered.
+inline Frame send_report(SyncClient& c, const std::string& id, const std::string& payload = "p") {
+  auto r = report(id, "t", payload);
+  return must(c.call(Cmd::kReport, &r));
+}
+
 inline v1::SendReq send_req(const std::string& to, const std::string& cmid, const std::string& body = "hello",
                             v1::ConvType type = v1::C2C, std::uint32_t content_type = 1) {
   v1::SendReq req;

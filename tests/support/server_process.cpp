@@ -117,6 +117,12 @@ int connect_raw(std::uint16_t port, int rcvbuf) {
   return fd;
 }
 
+std::string toml_list(const std::vector<std::string>& items) {
+  std::string list;
+  for (const auto& item : items) list += (list.empty() ? "\"" : ", \"") + item + "\"";
+  return "[" + list + "]";
+}
+
 std::vector<std::string> suite_nats_urls() {
   const char* dir = std::getenv("IM_TEST_NATS_DIR");
   if (dir == nullptr || *dir == 0) return {};
@@ -148,10 +154,8 @@ std::string suite_stream_prefix(const std::string& data_dir) {
 Overrides suite_cluster(const std::string& data_dir) {
   const auto urls = suite_nats_urls();
   if (urls.empty()) return {};
-  std::string list;
-  for (const auto& url : urls) list += (list.empty() ? "\"" : ", \"") + url + "\"";
   return {{"cluster.mode", "\"jetstream\""},
-          {"cluster.nats_urls", "[" + list + "]"},
+          {"cluster.nats_urls", toml_list(urls)},
           {"cluster.partitions", std::to_string(kSuitePartitions)},
           {"cluster.replicas", "3"},
           // Each server reserves partitions x this on each NATS node.

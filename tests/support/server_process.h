@@ -88,6 +88,9 @@ class ServerProcess {
   std::uint16_t admin_port_ = 0;
 };
 
+// A TOML array of strings, for an override: ["a", "b"].
+std::string toml_list(const std::vector<std::string>& items);
+
 // The NATS URLs of the suite's cluster run (none in the embedded run).
 std::vector<std::string> suite_nats_urls();
 
