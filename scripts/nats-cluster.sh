@@ -9,6 +9,7 @@
 #   scripts/nats-cluster.sh stop DIR        stop the nodes started in DIR (by their PIDs)
 #   scripts/nats-cluster.sh kill DIR I      kill -9 node I (1..N)
 #   scripts/nats-cluster.sh restart DIR I   start node I again on its ports and store
+#   scripts/nats-cluster.sh restart DIR all start every node that is not running
 #
 # Loopback only; it stops only the processes it started, by the PIDs it wrote.
 set -euo pipefail
@@ -145,18 +146,27 @@ kill_node() {
   return 0
 }
 
+# Node I, or with I = all every node that is not running (after a kill of
+# all of them: one alone would wait for the others).
 restart_node() {
-  local dir=$1 i=$2
-  [[ -f $dir/n$i/nats.conf ]] || die "no node $i in $dir"
-  running "$(cat "$dir/n$i/pid")" "$dir/n$i/nats.conf" && die "node $i is running"
-  node_up "$dir" "$i"
-  wait_ready "$dir" "$(cat "$dir/nodes")"
+  local dir=$1 i=$2 n
+  n=$(cat "$dir/nodes")
+  if [[ $i == all ]]; then
+    for ((i = 1; i <= n; i++)); do
+      running "$(cat "$dir/n$i/pid")" "$dir/n$i/nats.conf" || node_up "$dir" "$i"
+    done
+  else
+    [[ -f $dir/n$i/nats.conf ]] || die "no node $i in $dir"
+    running "$(cat "$dir/n$i/pid")" "$dir/n$i/nats.conf" && die "node $i is running"
+    node_up "$dir" "$i"
+  fi
+  wait_ready "$dir" "$n"
 }
 
 case "${1:-}" in
   start) (($# >= 2)) || die "usage: start DIR [N]"; start "$2" "${3:-3}" ;;
   stop) (($# == 2)) || die "usage: stop DIR"; stop "$2" ;;
   kill) (($# == 3)) || die "usage: kill DIR I"; kill_node "$2" "$3" ;;
-  restart) (($# == 3)) || die "usage: restart DIR I"; restart_node "$2" "$3" ;;
-  *) die "usage: $0 start DIR [N] | stop DIR | kill DIR I | restart DIR I" ;;
+  restart) (($# == 3)) || die "usage: restart DIR I|all"; restart_node "$2" "$3" ;;
+  *) die "usage: $0 start DIR [N] | stop DIR | kill DIR I | restart DIR I|all" ;;
 esac

@@ -264,7 +264,7 @@ void JetStream::publish(const std::string& subject, std::string_view data, const
 }
 
 Result<std::vector<Entry>> JetStream::read(const std::string& stream, const std::string& subject,
-                                           std::uint64_t from_seq, std::size_t max) {
+                                           std::uint64_t from_seq, std::size_t max, std::size_t max_bytes) {
   std::vector<Entry> out;
   if (max == 0) return out;
   // Read up to the end the stream has now: a fetch at the end would wait
@@ -286,10 +286,18 @@ Result<std::vector<Entry>> JetStream::read(const std::string& stream, const std:
   natsStatus s = js_PullSubscribe(&sub, impl_->js, subject.c_str(), nullptr, nullptr, &so, &code);
   if (s != NATS_OK) return nats_error("reading stream " + stream, s, code);
   Result<std::vector<Entry>> result = std::move(out);
-  while (result->size() < max && (result->empty() || result->back().seq < state->last_seq)) {
+  std::size_t bytes = 0;
+  while (result->size() < max && bytes < max_bytes && (result->empty() || result->back().seq < state->last_seq)) {
+    // The first fetch takes one entry; the next ones as many as the byte
+    // limit leaves room for at the average size seen so far.
+    std::size_t batch = std::min<std::size_t>(max - result->size(), 256);
+    if (max_bytes != kNoByteLimit) {
+      const std::size_t average = result->empty() ? max_bytes : std::max<std::size_t>(1, bytes / result->size());
+      batch = std::min(batch, std::max<std::size_t>(1, (max_bytes - bytes + average - 1) / average));
+    }
     jsFetchRequest req;
     jsFetchRequest_Init(&req);
-    req.Batch = static_cast<int>(std::min<std::size_t>(max - result->size(), 256));
+    req.Batch = static_cast<int>(batch);
     req.NoWait = true;  // what the stream holds now, not what comes later
     req.Expires = std::chrono::nanoseconds(impl_->options.api_wait).count();
     natsMsgList list{};
@@ -310,6 +318,7 @@ Result<std::vector<Entry>> JetStream::read(const std::string& stream, const std:
       e.seq = meta->Sequence.Stream;
       jsMsgMetaData_Destroy(meta);
       e.data.assign(natsMsg_GetData(list.Msgs[i]), static_cast<std::size_t>(natsMsg_GetDataLength(list.Msgs[i])));
+      bytes += e.data.size();
       result->push_back(std::move(e));
     }
     natsMsgList_Destroy(&list);

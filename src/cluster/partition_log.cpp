@@ -128,12 +128,42 @@ Result<Ok> PartitionLog::prepare() {
   auto lamport = store_.get_meta(lamport_key(options_.partition));
   if (!lamport) return lamport.error();
   raise_to(*options_.clock, lamport->value_or(0));
+  if (options_.partitions > 0 && stream->last_seq > 0) {
+    // Every start stores a marker, the stream's first entry included (until
+    // something trims streams: then the first entry may be a batch, and
+    // this check is skipped).
+    auto first = read_stored(stream->first_seq, 1);
+    if (!first) return first.error();
+    v1::LogEntry head;
+    if (!head.ParseFromString(first->front().data))
+      return make_error(StatusCode::kInternal, fmt::format("partition {}: the first entry of stream {} does not parse",
+                                                           options_.partition, options_.stream.name));
+    if (head.marker() && head.partitions() != 0 && head.partitions() != options_.partitions)
+      return make_error(StatusCode::kInternal,
+                        fmt::format("stream {} was written with cluster.partitions = {}, not {}; the partition "
+                                    "count is fixed once the streams hold data",
+                                    options_.stream.name, head.partitions(), options_.partitions));
+  }
   if (applied_ > stream->last_seq)
     return make_error(StatusCode::kInternal,
                       fmt::format("partition {}: the data dir holds entry {} but stream {} ends at {}: it belongs "
                                   "to another stream, or the stream was lost",
                                   options_.partition, applied_, options_.stream.name, stream->last_seq));
   return Ok{};
+}
+
+Result<std::vector<Entry>> PartitionLog::read_stored(std::uint64_t from, std::size_t max) {
+  // A read can come back short while the cluster elects a leader (bounded:
+  // 50 tries, 10 s).
+  for (int tries = 0;; ++tries) {
+    auto read = js_.read(options_.stream.name, options_.stream.subject, from, max, options_.read_bytes);
+    if (read && !read->empty()) return read;
+    if (tries >= 50) {
+      if (!read) return read;
+      return unavailable(fmt::format("stream {} gives no entry {}", options_.stream.name, from));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
 }
 
 Result<Ok> PartitionLog::apply(const Entry& e, const v1::LogEntry& entry) {
@@ -185,23 +215,12 @@ Result<Ok> PartitionLog::catch_up_all(const std::vector<PartitionLog*>& logs) {
         c.done = true;
         return Ok{};
       }
-      const auto& o = log.options_;
       const std::size_t want =
-          static_cast<std::size_t>(std::min<std::uint64_t>(o.read_chunk, log.epoch_ - log.applied_));
-      // A read can come back short while the cluster elects a leader: the
-      // end is the marker, not an empty read (bounded: 50 tries, 10 s).
-      for (int tries = 0;; ++tries) {
-        auto read = log.js_.read(o.stream.name, o.stream.subject, log.applied_ + 1, want);
-        if (read && !read->empty()) {
-          c.chunk = std::move(*read);
-          break;
-        }
-        if (tries >= 50)
-          return read ? log.unavailable(fmt::format("the stream ends before entry {} (this run's marker is {})",
-                                                    log.applied_ + 1, log.epoch_))
-                      : read.error();
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      }
+          static_cast<std::size_t>(std::min<std::uint64_t>(log.options_.read_chunk, log.epoch_ - log.applied_));
+      // The end is the marker, not an empty read.
+      auto read = log.read_stored(log.applied_ + 1, want);
+      if (!read) return read.error();
+      c.chunk = std::move(*read);
       c.next = 0;
     }
     if (!c.head.ParseFromString(c.chunk[c.next].data))
@@ -227,6 +246,7 @@ Result<Ok> PartitionLog::write_marker(const std::string& nonce) {
   marker.set_node(options_.node);
   marker.set_partition(options_.partition);
   marker.set_marker(true);  // Lamport time 0: no rows, so no order to keep
+  marker.set_partitions(options_.partitions);
   const std::string id = fmt::format("{}:{}:marker:{}", options_.node, nonce, options_.partition);
   for (int tries = 0; tries < kMarkerTries; ++tries) {
     auto state = js_.stream_state(options_.stream.name);
@@ -262,7 +282,7 @@ Result<Ok> each_at_once(const std::vector<PartitionLog*>& logs, const std::funct
 
 }  // namespace
 
-Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs) {
+Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs, const std::function<Result<Ok>()>& checked) {
   // This run's ids: a retry of one publish reuses its id, nothing else does,
   // not even a later run of the same node (JetStream checks an id before
   // the expected sequence).
@@ -273,6 +293,9 @@ Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs) {
   // side by side.
   if (auto prepared = each_at_once(logs, [](PartitionLog& log) { return log.prepare(); }); !prepared) return prepared;
   spdlog::debug("cluster: {} streams ready", logs.size());
+  if (checked) {
+    if (auto r = checked(); !r) return r;
+  }
   // Fence first: once a marker is stored no earlier writer can append to
   // its stream, so catching up to the marker leaves nothing behind.
   if (auto marked = each_at_once(logs, [&](PartitionLog& log) { return log.write_marker(nonce); }); !marked)

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,11 +44,15 @@ class PartitionLog {
  public:
   struct Options {
     unsigned partition = 0;
+    unsigned partitions = 0;  // the node's cluster.partitions, recorded in markers (0: not recorded or checked)
     std::string node;  // names this writer in its entries' ids
     StreamSpec stream;
     std::chrono::milliseconds publish_wait{2000};  // one publish attempt
     std::chrono::milliseconds retry_for{30000};    // an unanswered publish is retried this long
     std::size_t read_chunk = 512;                  // entries per read while catching up
+    // Bytes per read while catching up: a catch-up holds about this much
+    // per partition at once (64 partitions: 256 MiB).
+    std::size_t read_bytes = 4u << 20;
     // The node's Lamport clock, shared by all of its partitions (open_all).
     std::shared_ptr<std::atomic<std::uint64_t>> clock = std::make_shared<std::atomic<std::uint64_t>>(0);
   };
@@ -62,13 +67,15 @@ class PartitionLog {
   PartitionLog(JetStream& js, store::Store& store, Options options);
 
   // Opens a node's partitions, which share one store and one clock: creates
-  // or checks each stream, stores this run's epoch marker at its end
-  // (fencing earlier writers), then applies every entry past each
-  // partition's applied:<n>, up to the marker, in Lamport order across the
-  // partitions. Entries must be applied in that order: a record
-  // one partition puts (a C2C copy record) is removed by another's later
-  // entry, and applying the removal first would bring the record back.
-  static Result<Ok> open_all(const std::vector<PartitionLog*>& logs);
+  // or checks each stream (and the partition count its first marker
+  // records), runs `checked` (the caller's own refusals and first writes,
+  // before anyone is fenced), stores this run's epoch marker at each
+  // stream's end (fencing earlier writers), then applies every entry past
+  // each partition's applied:<n>, up to the marker, in Lamport order across
+  // the partitions. Entries must be applied in that order: a record one
+  // partition puts (a C2C copy record) is removed by another's later entry,
+  // and applying the removal first would bring the record back.
+  static Result<Ok> open_all(const std::vector<PartitionLog*>& logs, const std::function<Result<Ok>()>& checked = {});
   Result<Ok> open() { return open_all({this}); }
   // Stores `batch` as the partition's next entry, then writes it to the
   // store with applied:<n>; the new entry's stream seq. UNAVAILABLE when
@@ -89,8 +96,12 @@ class PartitionLog {
   // Publishes and waits for the answer, retrying an unanswered publish
   // with the same id until `retry_for` has passed.
   Published publish(const std::string& data, const std::string& id, std::uint64_t expect);
-  // Checks the stream and reads applied:<n>.
+  // Checks the stream (and the partition count its first marker records)
+  // and reads applied:<n>.
   Result<Ok> prepare();
+  // Entries from `from` on (at most `max`), at least one: the caller knows
+  // the stream holds `from`. UNAVAILABLE when reads keep coming back empty.
+  Result<std::vector<Entry>> read_stored(std::uint64_t from, std::size_t max);
   // Applies one entry read from the stream (the next one: applied_ + 1).
   Result<Ok> apply(const Entry& e, const v1::LogEntry& entry);
   // Stores this run's epoch marker at the stream's end (fencing whoever

@@ -147,16 +147,12 @@ void Service::open_partition_logs() {
                     "the partition count is fixed once data exists",
                     **recorded, c.partitions));
   }
-  if (!recorded->has_value()) {  // before the first row comes from a stream
-    store::Batch batch(*store_);
-    batch.put_meta("cluster_partitions", c.partitions);
-    if (auto written = store_->write(batch); !written) throw std::runtime_error("storage: " + written.error().message);
-  }
   const auto started = std::chrono::steady_clock::now();
   auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
   for (unsigned p = 0; p < c.partitions; ++p) {
     cluster::PartitionLog::Options o;
     o.partition = p;
+    o.partitions = c.partitions;
     o.node = node;
     o.stream = cluster::partition_stream(c.stream_prefix, p);
     o.stream.replicas = static_cast<int>(c.replicas);
@@ -168,7 +164,15 @@ void Service::open_partition_logs() {
   }
   std::vector<cluster::PartitionLog*> all;
   for (auto& log : logs_) all.push_back(log.get());
-  if (auto opened = cluster::PartitionLog::open_all(all); !opened)
+  // The count goes into the data dir once the streams agree with it, and
+  // before the first row comes from them.
+  auto record_count = [&]() -> Result<Ok> {
+    if (recorded->has_value()) return Ok{};
+    store::Batch batch(*store_);
+    batch.put_meta("cluster_partitions", c.partitions);
+    return store_->write(batch);
+  };
+  if (auto opened = cluster::PartitionLog::open_all(all, record_count); !opened)
     throw std::runtime_error("cluster: " + opened.error().message);
   std::uint64_t caught_up = 0;
   for (auto& log : logs_) caught_up += log->caught_up();
@@ -199,6 +203,9 @@ void Service::stop() {
   // the loops those connections belong to still exist. Shards write their
   // last batch (cursors) before they stop; then the store closes.
   retention_.reset();
+  // Side by side: in cluster mode with NATS unreachable, each last batch
+  // may wait cluster.unanswered_stop_ms.
+  for (auto& s : shards_) s->request_stop();
   for (auto& s : shards_) s->stop();
   shards_.clear();
   logs_.clear();  // after the shards' last batches, which go through them

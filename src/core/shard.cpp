@@ -143,8 +143,8 @@ void Shard::start() {
   });
 }
 
-void Shard::stop() {
-  if (!thread_.joinable()) return;
+void Shard::request_stop() {
+  if (!thread_.joinable() || stop_requested_.exchange(true)) return;
   asio::post(context_, [this] {
     flush_cursors();
     commit_.commit();
@@ -156,7 +156,11 @@ void Shard::stop() {
     commit_.log_stats();
     context_.stop();
   });
-  thread_.join();
+}
+
+void Shard::stop() {
+  request_stop();
+  if (thread_.joinable()) thread_.join();
 }
 
 Error Shard::not_written(std::string_view what) const {

@@ -12,6 +12,7 @@
 // only there (reach it with asio::post to context()). Failures come back as
 // Result values; a read error is never taken for "no data".
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -66,7 +67,12 @@ class Shard {
   // Reads what the shard needs before serving (the msg_id reservation) and
   // starts the thread; throws std::runtime_error when that fails.
   void start();
-  void stop();  // thread safe; writes what is pending, joins
+  // Thread safe. request_stop() asks the shard to write what is pending and
+  // end its loop, and returns; stop() does that and joins the thread.
+  // Several shards stop side by side through request_stop() on each, then
+  // stop() on each.
+  void request_stop();
+  void stop();
   asio::io_context& context() { return context_; }
   // The answer to a request whose rows were not written: UNAVAILABLE (with
   // its retry_after_ms) when a partition log refused them, else INTERNAL.
@@ -475,6 +481,7 @@ class Shard {
   PresenceWatch watches_;
 
   std::thread thread_;
+  std::atomic<bool> stop_requested_{false};
 };
 
 }  // namespace im::core

@@ -37,6 +37,57 @@ Overrides cluster_overrides(const NatsCluster& cluster, Overrides extra = {}) {
                 extra);
 }
 
+// `n` SENDs to bob in one write, client_msg_ids "during-<i>", seqs 1..n.
+std::string pipelined_sends(int n) {
+  std::string frames;
+  for (int i = 0; i < n; ++i)
+    frames +=
+        request_frame(Cmd::kSend, static_cast<std::uint32_t>(i + 1), send_req("bob", "during-" + std::to_string(i)));
+  return frames;
+}
+
+struct Answered {
+  int at_once = 0;      // OK
+  int after_retry = 0;  // UNAVAILABLE, then OK to the client's retry
+};
+
+// Reads the answers to pipelined_sends(n) and retries each UNAVAILABLE one
+// with its client_msg_id, as a client would, until it is OK.
+Answered answered_or_retried(SyncClient& alice, int n) {
+  Answered a;
+  std::vector<int> refused;
+  for (int answered = 0; answered < n;) {
+    auto f = alice.next_frame(60s);
+    REQUIRE(f);
+    if (f->header.cmd != Cmd::kSend) continue;
+    ++answered;
+    if (f->ok()) {
+      ++a.at_once;
+    } else {
+      CHECK(f->status() == StatusCode::kUnavailable);
+      refused.push_back(static_cast<int>(f->header.seq) - 1);
+    }
+  }
+  for (int i : refused) {
+    auto req = send_req("bob", "during-" + std::to_string(i));
+    REQUIRE(wait_until([&] { return must(alice.call(Cmd::kSend, &req)).ok(); }, 60s, 500ms));
+    ++a.after_retry;
+  }
+  WARN(a.at_once << " SENDs answered OK at once, " << a.after_retry << " after a retry");
+  return a;
+}
+
+// bob's inbox, gapless with each client_msg_id once: how many it holds.
+std::size_t inbox_once_gapless(SyncClient& bob) {
+  auto rows = pull_all(bob);
+  std::set<std::string> cmids;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    REQUIRE(rows[i].inbox_seq() == i + 1);
+    REQUIRE(cmids.insert(rows[i].client_msg_id()).second);
+  }
+  return cmids.size();
+}
+
 }  // namespace
 
 TEST_CASE("cluster mode: SIGKILL mid-stream and a wiped data dir, every acknowledged message exactly once, gapless",
@@ -68,12 +119,8 @@ TEST_CASE("cluster mode: kill -9 of the NATS server leading a stream under load 
   int leader = 0;
   REQUIRE(wait_until([&] { return (leader = cluster.leader_of("IM_P0")) != 0; }, 10s));
   // Pipelined SENDs, then the kill while they are written.
-  std::string frames;
   constexpr int kN = 300;
-  for (int i = 0; i < kN; ++i)
-    frames +=
-        request_frame(Cmd::kSend, static_cast<std::uint32_t>(i + 1), send_req("bob", "during-" + std::to_string(i)));
-  alice->send_raw(frames);
+  alice->send_raw(pipelined_sends(kN));
   cluster.kill9(leader);
   // Each SEND is answered: OK once a new leader stores it (publishes are
   // retried for cluster.unanswered_stop_ms). IM_P0 holds bob's copies,
@@ -81,34 +128,39 @@ TEST_CASE("cluster mode: kill -9 of the NATS server leading a stream under load 
   // the 5 s a SEND may wait (SendDedupe::kMaxWait; slower under ASan) it is
   // answered UNAVAILABLE, and the client retries the same client_msg_id,
   // which answers OK (a duplicate once stored). Never lost, never twice.
-  std::vector<int> unanswered;
-  int ok = 0, other = 0;
-  for (int i = 0; i < kN; ++i) {
-    auto f = alice->next_frame(60s);
-    REQUIRE(f);
-    if (f->header.cmd != Cmd::kSend) continue;
-    if (f->ok()) {
-      ++ok;
-    } else {
-      CHECK(f->status() == StatusCode::kUnavailable);
-      unanswered.push_back(static_cast<int>(f->header.seq) - 1);
-    }
-  }
-  for (int i : unanswered) {
-    auto req = send_req("bob", "during-" + std::to_string(i));
-    REQUIRE(wait_until([&] { return must(alice->call(Cmd::kSend, &req)).ok(); }, 60s, 500ms));
-    ++other;
-  }
-  WARN(ok << " SENDs answered OK at once, " << other << " after a retry");
-  CHECK(ok + other == kN);
+  const Answered a = answered_or_retried(*alice, kN);
+  CHECK(a.at_once + a.after_retry == kN);
   cluster.restart(leader);
-  auto rows = pull_all(*bob);
-  std::set<std::string> cmids;
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    REQUIRE(rows[i].inbox_seq() == i + 1);
-    REQUIRE(cmids.insert(rows[i].client_msg_id()).second);
-  }
-  CHECK(cmids.size() == 50 + kN);
+  CHECK(inbox_once_gapless(*bob) == 50 + kN);
+}
+
+TEST_CASE("cluster mode: every NATS server killed under load and started again loses nothing", "[cluster]") {
+  NatsCluster cluster;
+  ServerProcess server(cluster_overrides(cluster));
+  auto alice = server.login("alice");
+  auto bob = server.login("bob");
+  for (int i = 0; i < 20; ++i) send_ok(*alice, "bob", "before-" + std::to_string(i));
+  for (int n = 1; n <= cluster.nodes(); ++n) cluster.kill9(n);
+  constexpr int kN = 100;
+  alice->send_raw(pipelined_sends(kN));
+  // The partitions retry their unanswered publishes (for
+  // cluster.unanswered_stop_ms) while nothing answers.
+  REQUIRE(wait_until([&] { return server.log().find("not answered") != std::string::npos; }, 30s));
+  cluster.restart_all();
+  // Every SEND is answered: UNAVAILABLE while nothing can be stored, then
+  // OK to the client's retry.
+  const Answered a = answered_or_retried(*alice, kN);
+  CHECK(a.at_once + a.after_retry == kN);
+  CHECK(inbox_once_gapless(*bob) == 20 + kN);
+  // The node still writes, and a node rebuilt from the streams holds the same.
+  send_ok(*alice, "bob", "after");
+  alice.reset();
+  bob.reset();
+  server.kill9();
+  std::filesystem::remove_all(server.data_dir());
+  server.restart();
+  auto bob2 = server.login("bob");
+  CHECK(pull_all(*bob2).size() == 20 + kN + 1);
 }
 
 TEST_CASE("cluster mode: a second node on the same streams fences the first and serves all it wrote", "[cluster]") {
@@ -186,6 +238,11 @@ TEST_CASE("cluster mode: a data dir of embedded mode, or of another partition co
   alice.reset();
   REQUIRE(node.terminate() == 0);
   CHECK_THROWS_WITH(node.restart({{"cluster.partitions", "2"}}), Catch::Contains("cluster.partitions = 4, not 2"));
+  // With the data dir wiped, the streams' markers say so: the count is
+  // refused before anything is written, to the data dir or to the streams.
+  std::filesystem::remove_all(node.data_dir());
+  CHECK_THROWS_WITH(node.restart({{"cluster.partitions", "8"}}),
+                    Catch::Contains("IM_P0 was written with cluster.partitions = 4, not 8"));
   node.restart({{"cluster.partitions", "4"}});  // the count it was written with
   auto bob = node.login("bob");
   CHECK(pull_all(*bob).size() == 1);

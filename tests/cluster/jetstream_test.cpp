@@ -120,6 +120,19 @@ TEST_CASE("JetStream: a chain of pipelined publishes is stored in order, each at
   REQUIRE(some.ok());
   REQUIRE(some->size() == 3);
   CHECK(some->back().seq == 7);
+  // A byte limit: entries 1-9 are 7 bytes each, so 30 bytes stop the read
+  // at the entry that reaches them; at least one entry comes however small.
+  auto capped = js->read(s.name, s.subject, 1, 100, 30);
+  REQUIRE(capped.ok());
+  std::size_t bytes = 0;
+  for (const auto& e : *capped) bytes += e.data.size();
+  CHECK(bytes >= 30);
+  CHECK(bytes - capped->back().data.size() < 30);
+  CHECK(capped->back().seq == capped->size());
+  auto one = js->read(s.name, s.subject, 9, 100, 1);
+  REQUIRE(one.ok());
+  REQUIRE(one->size() == 1);
+  CHECK(one->front().data == "entry 9");
 }
 
 TEST_CASE("JetStream: a retried id answers the original sequence, and a stale expectation stores nothing",

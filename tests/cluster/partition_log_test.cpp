@@ -50,7 +50,8 @@ PartitionLog::Options options(const std::string& node, unsigned partition = 7, s
   o.stream.replicas = 3;
   o.stream.max_bytes = max_bytes;
   o.retry_for = 10s;
-  o.read_chunk = 7;  // several reads per catch-up
+  o.read_chunk = 7;     // several reads per catch-up
+  o.read_bytes = 1000;  // and several fetches per read, by size
   return o;
 }
 
@@ -386,4 +387,50 @@ TEST_CASE("PartitionLog: after a clean restart new entries still come after the 
   REQUIRE(PartitionLog::open_all({&r1, &r2}).ok());
   CHECK_FALSE(b.store->get_meta("copy:1")->has_value());
   CHECK(b.store->get_meta("other:30")->has_value());
+}
+
+TEST_CASE("PartitionLog: a stream written with another partition count is refused before any marker is stored",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TempStore a, b;
+  auto counted = [](unsigned partitions) {
+    auto o = options("node-a", 0);
+    o.partitions = partitions;
+    return o;
+  };
+  {
+    PartitionLog first(*js, *a.store, counted(4));
+    REQUIRE(first.open().ok());
+    Batch batch(*a.store);
+    stage(batch, 1);
+    REQUIRE(first.append(batch).ok());
+  }
+  // A node with a wiped data dir and another count: refused, and neither
+  // its caller's check nor a marker ran.
+  bool checked = false;
+  PartitionLog other(*js, *b.store, counted(2));
+  auto refused = PartitionLog::open_all({&other}, [&]() -> im::Result<im::Ok> {
+    checked = true;
+    return im::Ok{};
+  });
+  REQUIRE_FALSE(refused.ok());
+  CHECK_THAT(refused.error().message, Catch::Contains("IM_P0 was written with cluster.partitions = 4, not 2"));
+  CHECK_FALSE(checked);
+  auto state = js->stream_state("IM_P0");
+  REQUIRE(state.ok());
+  CHECK(state->last_seq == 2);  // the marker and the batch, nothing since
+  // The caller's refusal stops the start before the markers too.
+  PartitionLog same(*js, *b.store, counted(4));
+  auto refused_by_caller = PartitionLog::open_all(
+      {&same}, []() -> im::Result<im::Ok> { return im::make_error(StatusCode::kInternal, "the caller says no"); });
+  REQUIRE_FALSE(refused_by_caller.ok());
+  CHECK(refused_by_caller.error().message == "the caller says no");
+  CHECK(js->stream_state("IM_P0")->last_seq == 2);
+  // Markers without a count (0: written before counts were recorded) are not checked.
+  PartitionLog uncounted(*js, *b.store, counted(0));
+  REQUIRE(uncounted.open().ok());
+  PartitionLog right(*js, *b.store, counted(4));
+  REQUIRE(right.open().ok());
+  CHECK(right.caught_up() == 1);  // its own marker; `uncounted` applied the rest
 }

@@ -488,3 +488,32 @@ TEST_CASE("shard: ACK moves the cursor of the device its session logged in on, a
             .error()
             .code == StatusCode::kInternal);
 }
+
+TEST_CASE("shard: a C2C SEND is answered only once the recipient's inbox on another shard holds the message") {
+  TestCore core(2);
+  // The sender's shard owns the conversation (the smaller uid) and writes
+  // the sender's row; the recipient's shard writes the other.
+  std::string from = "a0", to;
+  for (int i = 0; i < 100 && to.empty(); ++i) {
+    const std::string candidate = "b" + std::to_string(i);
+    if (&core.shard_for(candidate) != &core.shard_for(from)) to = candidate;
+  }
+  REQUIRE_FALSE(to.empty());
+  // The recipient's shard is held back.
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  asio::post(core.shard_for(to).context(), [released] { released.wait_for(kAnswerTimeout); });
+  auto answer = core.send_async(from, to, "m1");
+  // Should it come while the recipient's row cannot be written yet, it
+  // breaks PROTOCOL 3 (OK: durable in the inbox of every participant).
+  const bool early = answer.wait_for(500ms) == std::future_status::ready;
+  if (early) CHECK(core.inbox(to).size() == 1);
+  release.set_value();
+  REQUIRE(answer.wait_for(kAnswerTimeout) == std::future_status::ready);
+  auto resp = answer.get();
+  REQUIRE(resp.ok());
+  auto rows = core.inbox(to);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].client_msg_id() == "m1");
+  CHECK(core.inbox(from).size() == 1);
+}

@@ -79,6 +79,10 @@ void NatsCluster::restart(int node) {
   run(script() + " restart " + dir_ + " " + std::to_string(node) + " 2>&1");
 }
 
+void NatsCluster::restart_all() {
+  run(script() + " restart " + dir_ + " all 2>&1");
+}
+
 int NatsCluster::leader_of(const std::string& stream) const {
   for (int i = 1; i <= nodes_; ++i) {
     const std::string port = read_file(dir_ + "/n" + std::to_string(i) + "/http_port");

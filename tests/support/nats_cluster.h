@@ -30,6 +30,7 @@ class NatsCluster {
   pid_t pid(int node) const;
   void kill9(int node);
   void restart(int node);
+  void restart_all();  // every node not running (one alone would wait for the others)
   // The node that leads `stream` now (1-based), or 0 when none is known.
   int leader_of(const std::string& stream) const;
 

@@ -62,6 +62,8 @@ class ServerProcess {
   std::uint16_t admin_port() const { return admin_port_; }
   const std::string& dir() const { return dir_; }
   std::string data_dir() const { return data_dir_; }
+  // Runs in jetstream mode on streams of its own (the suite's cluster run).
+  bool on_suite_streams() const { return !cluster_.empty(); }
   std::string log() const;  // what the server wrote to standard error
   long rss_kb() const;      // VmRSS from /proc
 
