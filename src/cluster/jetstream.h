@@ -96,9 +96,8 @@ class JetStream {
 
   // Up to `max` entries of `stream` (whose subject is `subject`) from
   // `from_seq` on, in order, through a short-lived pull consumer; fewer at
-  // the stream's end. Reading stops once the entries' data reach
-  // `max_bytes` (it may pass it by about one fetch's misestimate of entry
-  // sizes; at least one entry is read).
+  // the stream's end. With `max_bytes` the entries' data stay within it,
+  // but for the first entry, which is read whatever its size.
   static constexpr std::size_t kNoByteLimit = static_cast<std::size_t>(-1);
   Result<std::vector<Entry>> read(const std::string& stream, const std::string& subject, std::uint64_t from_seq,
                                   std::size_t max, std::size_t max_bytes = kNoByteLimit);

@@ -118,8 +118,10 @@ Published PartitionLog::publish(const std::string& data, const std::string& id, 
 }
 
 Result<Ok> PartitionLog::prepare() {
-  auto stream = js_.ensure_stream(options_.stream);
-  if (!stream) return stream.error();
+  // Reads only: a start refused here has changed nothing in the streams.
+  auto stream = js_.stream_state(options_.stream.name);
+  if (!stream && stream.error().code != StatusCode::kNotFound) return stream.error();
+  const StreamState state = stream ? *stream : StreamState{};  // none yet: ensure() creates it
   auto applied = store_.get_meta(applied_key(options_.partition));
   if (!applied) return applied.error();
   applied_ = applied->value_or(0);
@@ -128,11 +130,11 @@ Result<Ok> PartitionLog::prepare() {
   auto lamport = store_.get_meta(lamport_key(options_.partition));
   if (!lamport) return lamport.error();
   raise_to(*options_.clock, lamport->value_or(0));
-  if (options_.partitions > 0 && stream->last_seq > 0) {
+  if (options_.partitions > 0 && state.messages > 0 && state.first_seq <= state.last_seq) {
     // Every start stores a marker, the stream's first entry included (until
     // something trims streams: then the first entry may be a batch, and
     // this check is skipped).
-    auto first = read_stored(stream->first_seq, 1);
+    auto first = read_stored(state.first_seq, 1);
     if (!first) return first.error();
     v1::LogEntry head;
     if (!head.ParseFromString(first->front().data))
@@ -144,11 +146,11 @@ Result<Ok> PartitionLog::prepare() {
                                     "count is fixed once the streams hold data",
                                     options_.stream.name, head.partitions(), options_.partitions));
   }
-  if (applied_ > stream->last_seq)
+  if (applied_ > state.last_seq)
     return make_error(StatusCode::kInternal,
                       fmt::format("partition {}: the data dir holds entry {} but stream {} ends at {}: it belongs "
                                   "to another stream, or the stream was lost",
-                                  options_.partition, applied_, options_.stream.name, stream->last_seq));
+                                  options_.partition, applied_, options_.stream.name, state.last_seq));
   return Ok{};
 }
 
@@ -296,6 +298,16 @@ Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs, const 
   if (checked) {
     if (auto r = checked(); !r) return r;
   }
+  // Only now are streams created, or their limits updated to this node's
+  // configuration.
+  if (auto ensured = each_at_once(logs,
+                                  [](PartitionLog& log) -> Result<Ok> {
+                                    auto stream = log.js_.ensure_stream(log.options_.stream);
+                                    if (!stream) return stream.error();
+                                    return Ok{};
+                                  });
+      !ensured)
+    return ensured;
   // Fence first: once a marker is stored no earlier writer can append to
   // its stream, so catching up to the marker leaves nothing behind.
   if (auto marked = each_at_once(logs, [&](PartitionLog& log) { return log.write_marker(nonce); }); !marked)

@@ -67,10 +67,10 @@ class Shard {
   // Reads what the shard needs before serving (the msg_id reservation) and
   // starts the thread; throws std::runtime_error when that fails.
   void start();
-  // Thread safe. request_stop() asks the shard to write what is pending and
-  // end its loop, and returns; stop() does that and joins the thread.
-  // Several shards stop side by side through request_stop() on each, then
-  // stop() on each.
+  // request_stop() asks the shard to write what is pending and end its
+  // loop, and returns (any thread, any number of times); stop() does that
+  // and joins the thread (from one thread: the owner's). Several shards
+  // stop side by side through request_stop() on each, then stop() on each.
   void request_stop();
   void stop();
   asio::io_context& context() { return context_; }

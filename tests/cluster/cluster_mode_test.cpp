@@ -136,7 +136,11 @@ TEST_CASE("cluster mode: kill -9 of the NATS server leading a stream under load 
 
 TEST_CASE("cluster mode: every NATS server killed under load and started again loses nothing", "[cluster]") {
   NatsCluster cluster;
-  ServerProcess server(cluster_overrides(cluster));
+  // The outage and the elections after it must end before a partition
+  // gives up its unanswered batch (then only a restart would serve it):
+  // the longest wait the duplicates window allows, for a slow machine.
+  ServerProcess server(
+      cluster_overrides(cluster, {{"cluster.unanswered_stop_ms", "100000"}, {"admin.listen", "\"127.0.0.1:0\""}}));
   auto alice = server.login("alice");
   auto bob = server.login("bob");
   for (int i = 0; i < 20; ++i) send_ok(*alice, "bob", "before-" + std::to_string(i));
@@ -152,6 +156,8 @@ TEST_CASE("cluster mode: every NATS server killed under load and started again l
   const Answered a = answered_or_retried(*alice, kN);
   CHECK(a.at_once + a.after_retry == kN);
   CHECK(inbox_once_gapless(*bob) == 20 + kN);
+  AdminClient admin(server.admin_port(), "");
+  CHECK(admin.metric("imserver_cluster_unavailable_partitions") == 0.0);
   // The node still writes, and a node rebuilt from the streams holds the same.
   send_ok(*alice, "bob", "after");
   alice.reset();
@@ -243,6 +249,10 @@ TEST_CASE("cluster mode: a data dir of embedded mode, or of another partition co
   std::filesystem::remove_all(node.data_dir());
   CHECK_THROWS_WITH(node.restart({{"cluster.partitions", "8"}}),
                     Catch::Contains("IM_P0 was written with cluster.partitions = 4, not 8"));
+  auto js = cluster.connect();
+  auto p4 = js->stream_state("IM_P4");  // the refused start created no stream
+  REQUIRE_FALSE(p4.ok());
+  CHECK(p4.error().code == StatusCode::kNotFound);
   node.restart({{"cluster.partitions", "4"}});  // the count it was written with
   auto bob = node.login("bob");
   CHECK(pull_all(*bob).size() == 1);

@@ -120,19 +120,54 @@ TEST_CASE("JetStream: a chain of pipelined publishes is stored in order, each at
   REQUIRE(some.ok());
   REQUIRE(some->size() == 3);
   CHECK(some->back().seq == 7);
-  // A byte limit: entries 1-9 are 7 bytes each, so 30 bytes stop the read
-  // at the entry that reaches them; at least one entry comes however small.
-  auto capped = js->read(s.name, s.subject, 1, 100, 30);
-  REQUIRE(capped.ok());
-  std::size_t bytes = 0;
-  for (const auto& e : *capped) bytes += e.data.size();
-  CHECK(bytes >= 30);
-  CHECK(bytes - capped->back().data.size() < 30);
-  CHECK(capped->back().seq == capped->size());
+  // A byte limit smaller than any entry still reads the first one.
   auto one = js->read(s.name, s.subject, 9, 100, 1);
   REQUIRE(one.ok());
   REQUIRE(one->size() == 1);
   CHECK(one->front().data == "entry 9");
+}
+
+TEST_CASE("JetStream: a read with a byte limit stays within it, a small first entry or a large one", "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  const auto s = spec("BYTES");
+  REQUIRE(js->ensure_stream(s).ok());
+  // A 5-byte entry (as a marker is small), then 20 of 1,000 bytes.
+  std::vector<std::string> data{"small"};
+  for (int i = 0; i < 20; ++i) data.push_back(std::string(1000, static_cast<char>('a' + i)));
+  Answers answers(data.size());
+  for (std::size_t i = 0; i < data.size(); ++i)
+    js->publish(s.subject, data[i], "b" + std::to_string(i), i, 5s, answers.slot(i));
+  REQUIRE(answers.wait_all());
+  for (std::size_t i = 0; i < data.size(); ++i) REQUIRE(answers.at(i).outcome == Outcome::kStored);
+  auto bytes_of = [](const std::vector<im::cluster::Entry>& entries) {
+    std::size_t n = 0;
+    for (const auto& e : entries) n += e.data.size();
+    return n;
+  };
+  auto capped = js->read(s.name, s.subject, 1, 100, 3500);
+  REQUIRE(capped.ok());
+  CHECK(bytes_of(*capped) <= 3500);
+  CHECK(capped->size() >= 3);  // room for at least two of the large ones
+  // Read on in such steps, every entry comes once, in order.
+  std::vector<im::cluster::Entry> all;
+  for (int reads = 0; reads < 50 && all.size() < data.size(); ++reads) {
+    auto r = js->read(s.name, s.subject, all.size() + 1, 100, 2500);
+    REQUIRE(r.ok());
+    REQUIRE_FALSE(r->empty());
+    CHECK((r->size() == 1 || bytes_of(*r) <= 2500));
+    for (auto& e : *r) all.push_back(std::move(e));
+  }
+  REQUIRE(all.size() == data.size());
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    CHECK(all[i].seq == i + 1);
+    CHECK(all[i].data == data[i]);
+  }
+  // A limit below the next entry's size gives that entry alone.
+  auto big = js->read(s.name, s.subject, 2, 100, 10);
+  REQUIRE(big.ok());
+  REQUIRE(big->size() == 1);
+  CHECK(big->front().seq == 2);
 }
 
 TEST_CASE("JetStream: a retried id answers the original sequence, and a stale expectation stores nothing",

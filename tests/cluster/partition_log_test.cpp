@@ -394,8 +394,9 @@ TEST_CASE("PartitionLog: a stream written with another partition count is refuse
   im::test::NatsCluster cluster;
   auto js = cluster.connect();
   TempStore a, b;
-  auto counted = [](unsigned partitions) {
-    auto o = options("node-a", 0);
+  // A node of `partitions` partitions, on stream IM_P<partition>.
+  auto counted = [](unsigned partitions, unsigned partition = 0) {
+    auto o = options("node-a", partition);
     o.partitions = partitions;
     return o;
   };
@@ -427,10 +428,15 @@ TEST_CASE("PartitionLog: a stream written with another partition count is refuse
   REQUIRE_FALSE(refused_by_caller.ok());
   CHECK(refused_by_caller.error().message == "the caller says no");
   CHECK(js->stream_state("IM_P0")->last_seq == 2);
-  // Markers without a count (0: written before counts were recorded) are not checked.
-  PartitionLog uncounted(*js, *b.store, counted(0));
-  REQUIRE(uncounted.open().ok());
+  // The right count opens, and catches up.
   PartitionLog right(*js, *b.store, counted(4));
   REQUIRE(right.open().ok());
-  CHECK(right.caught_up() == 1);  // its own marker; `uncounted` applied the rest
+  CHECK(right.caught_up() == 3);  // the first marker, the batch, its own marker
+  // A stream whose first marker holds no count (written before counts were
+  // recorded) is not checked.
+  TempStore c, d;
+  PartitionLog old_node(*js, *c.store, counted(0, 1));
+  REQUIRE(old_node.open().ok());
+  PartitionLog new_node(*js, *d.store, counted(2, 1));
+  REQUIRE(new_node.open().ok());
 }
