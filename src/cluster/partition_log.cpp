@@ -130,27 +130,33 @@ Result<Ok> PartitionLog::prepare() {
   auto lamport = store_.get_meta(lamport_key(options_.partition));
   if (!lamport) return lamport.error();
   raise_to(*options_.clock, lamport->value_or(0));
-  if (options_.partitions > 0 && state.messages > 0 && state.first_seq <= state.last_seq) {
-    // Every start stores a marker, the stream's first entry included (until
-    // something trims streams: then the first entry may be a batch, and
-    // this check is skipped).
-    auto first = read_stored(state.first_seq, 1);
-    if (!first) return first.error();
-    v1::LogEntry head;
-    if (!head.ParseFromString(first->front().data))
-      return make_error(StatusCode::kInternal, fmt::format("partition {}: the first entry of stream {} does not parse",
-                                                           options_.partition, options_.stream.name));
-    if (head.marker() && head.partitions() != 0 && head.partitions() != options_.partitions)
-      return make_error(StatusCode::kInternal,
-                        fmt::format("stream {} was written with cluster.partitions = {}, not {}; the partition "
-                                    "count is fixed once the streams hold data",
-                                    options_.stream.name, head.partitions(), options_.partitions));
-  }
+  if (auto counted = check_count(state); !counted) return counted;
   if (applied_ > state.last_seq)
     return make_error(StatusCode::kInternal,
                       fmt::format("partition {}: the data dir holds entry {} but stream {} ends at {}: it belongs "
                                   "to another stream, or the stream was lost",
                                   options_.partition, applied_, options_.stream.name, state.last_seq));
+  return Ok{};
+}
+
+Result<Ok> PartitionLog::check_count(const StreamState& state) {
+  if (count_checked_ || options_.partitions == 0 || state.messages == 0 || state.first_seq > state.last_seq)
+    return Ok{};
+  // Every start stores a marker, the stream's first entry included (until
+  // something trims streams: then the first entry may be a batch, and this
+  // check is skipped).
+  auto first = read_stored(state.first_seq, 1);
+  if (!first) return first.error();
+  v1::LogEntry head;
+  if (!head.ParseFromString(first->front().data))
+    return make_error(StatusCode::kInternal, fmt::format("partition {}: the first entry of stream {} does not parse",
+                                                         options_.partition, options_.stream.name));
+  if (head.marker() && head.partitions() != 0 && head.partitions() != options_.partitions)
+    return make_error(StatusCode::kInternal,
+                      fmt::format("stream {} was written with cluster.partitions = {}, not {}; the partition "
+                                  "count is fixed once the streams hold data",
+                                  options_.stream.name, head.partitions(), options_.partitions));
+  count_checked_ = true;
   return Ok{};
 }
 
@@ -253,6 +259,9 @@ Result<Ok> PartitionLog::write_marker(const std::string& nonce) {
   for (int tries = 0; tries < kMarkerTries; ++tries) {
     auto state = js_.stream_state(options_.stream.name);
     if (!state) return state.error();
+    // A stream empty at prepare() may have been filled since, by a node of
+    // another count: checked here, against the very end the marker expects.
+    if (auto counted = check_count(*state); !counted) return counted;
     const Published p = publish(marker.SerializeAsString(), id, state->last_seq);
     if (p.outcome == Outcome::kWrongLastSequence) continue;  // appended meanwhile: expect the new end
     if (p.outcome != Outcome::kStored && p.outcome != Outcome::kDuplicate)
@@ -290,16 +299,13 @@ Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs, const 
   // the expected sequence).
   const std::string nonce = fmt::format("{:016x}", std::random_device{}() * 0x100000000ull + std::random_device{}());
   for (PartitionLog* log : logs) log->nonce_ = nonce;
-  // Creating a replicated stream, or storing its first entry, waits for its
-  // group to elect a leader (about 0.3 s on loopback): the partitions do it
-  // side by side.
+  // Each step runs for the partitions side by side: creating a replicated
+  // stream, or storing its first entry, waits for its group to elect a
+  // leader (about 0.3 s on loopback).
+  // 1. Checks that only read: a start refused here changed nothing.
   if (auto prepared = each_at_once(logs, [](PartitionLog& log) { return log.prepare(); }); !prepared) return prepared;
-  spdlog::debug("cluster: {} streams ready", logs.size());
-  if (checked) {
-    if (auto r = checked(); !r) return r;
-  }
-  // Only now are streams created, or their limits updated to this node's
-  // configuration.
+  // 2. Streams created, or checked for their layout and their limits
+  //    updated to this node's configuration.
   if (auto ensured = each_at_once(logs,
                                   [](PartitionLog& log) -> Result<Ok> {
                                     auto stream = log.js_.ensure_stream(log.options_.stream);
@@ -308,11 +314,26 @@ Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs, const 
                                   });
       !ensured)
     return ensured;
-  // Fence first: once a marker is stored no earlier writer can append to
-  // its stream, so catching up to the marker leaves nothing behind.
+  spdlog::debug("cluster: {} streams ready", logs.size());
+  // 3. The caller's first writes, before anyone is fenced.
+  if (checked) {
+    if (auto r = checked(); !r) return r;
+  }
+  // 4. Fence: once a marker is stored no earlier writer can append to its
+  //    stream, so catching up to the marker leaves nothing behind.
   if (auto marked = each_at_once(logs, [&](PartitionLog& log) { return log.write_marker(nonce); }); !marked)
     return marked;
+  for (PartitionLog* log : logs) {
+    // A marker at or below what the data dir applied: the stream was
+    // deleted and made again since prepare() read it.
+    if (log->epoch_ <= log->applied_)
+      return make_error(StatusCode::kInternal,
+                        fmt::format("partition {}: the data dir holds entry {} but stream {} was made again (this "
+                                    "run's marker is entry {}): the stream was lost",
+                                    log->options_.partition, log->applied_, log->options_.stream.name, log->epoch_));
+  }
   spdlog::debug("cluster: {} epoch markers stored", logs.size());
+  // 5. The catch-up.
   if (auto caught = catch_up_all(logs); !caught) return caught;
   spdlog::debug("cluster: {} partitions caught up", logs.size());
   for (PartitionLog* log : logs) {

@@ -66,13 +66,14 @@ class PartitionLog {
 
   PartitionLog(JetStream& js, store::Store& store, Options options);
 
-  // Opens a node's partitions, which share one store and one clock: creates
-  // or checks each stream (and the partition count its first marker
-  // records), runs `checked` (the caller's own refusals and first writes,
-  // before anyone is fenced), stores this run's epoch marker at each
-  // stream's end (fencing earlier writers), then applies every entry past
-  // each partition's applied:<n>, up to the marker, in Lamport order across
-  // the partitions. Entries must be applied in that order: a record one
+  // Opens a node's partitions, which share one store and one clock: checks
+  // each stream (its state and the partition count its first marker
+  // records) and each partition's applied:<n>, reading only; creates the
+  // streams or checks their layout and updates their limits; runs `checked`
+  // (the caller's first writes, before anyone is fenced); stores this run's
+  // epoch marker at each stream's end (fencing earlier writers); then
+  // applies every entry past each partition's applied:<n>, up to the
+  // marker, in Lamport order across the partitions. Entries must be applied in that order: a record one
   // partition puts (a C2C copy record) is removed by another's later entry,
   // and applying the removal first would bring the record back.
   static Result<Ok> open_all(const std::vector<PartitionLog*>& logs, const std::function<Result<Ok>()>& checked = {});
@@ -97,8 +98,11 @@ class PartitionLog {
   // with the same id until `retry_for` has passed.
   Published publish(const std::string& data, const std::string& id, std::uint64_t expect);
   // Checks the stream (and the partition count its first marker records)
-  // and reads applied:<n>.
+  // and reads applied:<n>; reads only.
   Result<Ok> prepare();
+  // Refuses a stream whose first marker records another partition count
+  // (once per open: a stream with entries is checked once).
+  Result<Ok> check_count(const StreamState& state);
   // Entries from `from` on (at most `max`), at least one: the caller knows
   // the stream holds `from`. UNAVAILABLE when reads keep coming back empty.
   Result<std::vector<Entry>> read_stored(std::uint64_t from, std::size_t max);
@@ -118,6 +122,7 @@ class PartitionLog {
   std::uint64_t epoch_ = 0;
   std::uint64_t batch_ = 0;  // the last batch number used in this epoch
   std::uint64_t caught_up_ = 0;
+  bool count_checked_ = false;
   std::string nonce_;  // this run's, in every entry id
   std::string stopped_why_;
 };

@@ -439,4 +439,16 @@ TEST_CASE("PartitionLog: a stream written with another partition count is refuse
   REQUIRE(old_node.open().ok());
   PartitionLog new_node(*js, *d.store, counted(2, 1));
   REQUIRE(new_node.open().ok());
+  // A stream still empty when the checks read it, filled by a node of
+  // another count before this one's marker: refused at the marker.
+  TempStore e, f;
+  PartitionLog late(*js, *e.store, counted(4, 2));
+  auto raced = PartitionLog::open_all({&late}, [&]() -> im::Result<im::Ok> {
+    PartitionLog other_count(*js, *f.store, counted(8, 2));
+    REQUIRE(other_count.open().ok());
+    return im::Ok{};
+  });
+  REQUIRE_FALSE(raced.ok());
+  CHECK_THAT(raced.error().message, Catch::Contains("IM_P2 was written with cluster.partitions = 8, not 4"));
+  CHECK(js->stream_state("IM_P2")->last_seq == 1);  // the other node's marker alone
 }
