@@ -291,15 +291,15 @@ Result<std::vector<Entry>> JetStream::read(const std::string& stream, const std:
   if (s != NATS_OK) return nats_error("reading stream " + stream, s, code);
   Result<std::vector<Entry>> result = std::move(out);
   std::size_t bytes = 0;
-  while (result->size() < max && (result->empty() || bytes < max_bytes) &&
-         (result->empty() || result->back().seq < state->last_seq)) {
+  // With a byte limit the first fetch takes one entry, whatever its size;
+  // the servers stop the next ones at what the limit leaves (they count an
+  // entry's subject and headers too, so the data stays below it).
+  const bool capped = max_bytes != kNoByteLimit;
+  while (result->size() < max &&
+         (result->empty() || (bytes < max_bytes && result->back().seq < state->last_seq))) {
     jsFetchRequest req;
     jsFetchRequest_Init(&req);
     req.Batch = static_cast<int>(std::min<std::size_t>(max - result->size(), 256));
-    // With a byte limit the first fetch takes one entry, whatever its size;
-    // the servers stop the next ones at what the limit leaves (they count
-    // an entry's subject and headers too, so the data stays below it).
-    const bool capped = max_bytes != kNoByteLimit;
     if (capped && result->empty()) req.Batch = 1;
     if (capped && !result->empty())
       req.MaxBytes = static_cast<std::int64_t>(

@@ -121,7 +121,7 @@ Result<Ok> PartitionLog::prepare() {
   // Reads only: a start refused here has changed nothing in the streams.
   auto stream = js_.stream_state(options_.stream.name);
   if (!stream && stream.error().code != StatusCode::kNotFound) return stream.error();
-  const StreamState state = stream ? *stream : StreamState{};  // none yet: ensure() creates it
+  const StreamState state = stream ? *stream : StreamState{};  // none yet: open_all creates it next
   auto applied = store_.get_meta(applied_key(options_.partition));
   if (!applied) return applied.error();
   applied_ = applied->value_or(0);

@@ -73,9 +73,10 @@ class PartitionLog {
   // (the caller's first writes, before anyone is fenced); stores this run's
   // epoch marker at each stream's end (fencing earlier writers); then
   // applies every entry past each partition's applied:<n>, up to the
-  // marker, in Lamport order across the partitions. Entries must be applied in that order: a record one
-  // partition puts (a C2C copy record) is removed by another's later entry,
-  // and applying the removal first would bring the record back.
+  // marker, in Lamport order across the partitions. Entries must be
+  // applied in that order: a record one partition puts (a C2C copy record)
+  // is removed by another's later entry, and applying the removal first
+  // would bring the record back.
   static Result<Ok> open_all(const std::vector<PartitionLog*>& logs, const std::function<Result<Ok>()>& checked = {});
   Result<Ok> open() { return open_all({this}); }
   // Stores `batch` as the partition's next entry, then writes it to the
