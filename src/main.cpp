@@ -135,7 +135,7 @@ void set_up_malloc(const im::Config& config) {
     spdlog::info("malloc arenas: as the environment sets them");
     return;
   }
-  const unsigned threads = im::thread_count(config.server.io_threads) + im::shard_count(config);
+  const unsigned threads = im::thread_count(config.server.io_threads) + im::shard_thread_count(config);
   const unsigned arenas = std::min(threads + 1, 1024u);
   mallopt(M_ARENA_MAX, static_cast<int>(arenas));
   spdlog::info("malloc arenas: at most {} (I/O loops + shards + 1)", arenas);

@@ -3,6 +3,7 @@
 // key; config/im.toml documents each where it is set). Parsed once, then
 // handed to each component by const&. Defaults are the in-class initializers.
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -165,6 +166,12 @@ struct Config {
 // else sharding.shards (0: auto_thread_count()).
 inline unsigned shard_count(const Config& c) {
   return c.cluster.mode == "jetstream" ? c.cluster.partitions : thread_count(c.sharding.shards);
+}
+
+// The threads the core's shards run on: sharding.shards (0: auto_thread_count()),
+// at most one per shard. In cluster mode the partitions share them.
+inline unsigned shard_thread_count(const Config& c) {
+  return std::min(shard_count(c), thread_count(c.sharding.shards));
 }
 
 }  // namespace im

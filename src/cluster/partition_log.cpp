@@ -85,14 +85,19 @@ Error PartitionLog::unavailable(std::string why) const {
   return e;
 }
 
-Published PartitionLog::publish(const std::string& data, const std::string& id, std::uint64_t expect) {
-  const auto deadline = std::chrono::steady_clock::now() + options_.retry_for;
+std::future<Published> PartitionLog::send(const std::string& data, const std::string& id, std::uint64_t expect) {
+  auto answer = std::make_shared<std::promise<Published>>();
+  auto got = answer->get_future();
+  // The callback runs on a libnats thread: it only hands the answer over.
+  js_.publish(options_.stream.subject, data, id, expect, options_.publish_wait,
+              [answer](const Published& p) { answer->set_value(p); });
+  return got;
+}
+
+Published PartitionLog::await(std::future<Published> first, const std::string& data, const std::string& id,
+                              std::uint64_t expect, std::chrono::steady_clock::time_point deadline) {
   bool maybe_stored = false;  // an earlier attempt went out unanswered
-  for (;;) {
-    auto answer = std::make_shared<std::promise<Published>>();
-    auto got = answer->get_future();
-    js_.publish(options_.stream.subject, data, id, expect, options_.publish_wait,
-                [answer](const Published& p) { answer->set_value(p); });
+  for (auto got = std::move(first);; got = send(data, id, expect)) {
     // libnats answers every publish that has a time limit; the margin only
     // guards against a library that would not.
     Published p;
@@ -115,6 +120,11 @@ Published PartitionLog::publish(const std::string& data, const std::string& id, 
     // refused while reconnecting comes back at once: pace the retries.
     if (refused_at_once) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+}
+
+Published PartitionLog::publish(const std::string& data, const std::string& id, std::uint64_t expect) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.retry_for;
+  return await(send(data, id, expect), data, id, expect, deadline);
 }
 
 Result<Ok> PartitionLog::prepare() {
@@ -352,6 +362,12 @@ Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs, const 
 }
 
 Result<std::uint64_t> PartitionLog::append(store::Batch& batch) {
+  if (auto started = start_append(batch); !started) return started.error();
+  return finish_append(batch);
+}
+
+Result<Ok> PartitionLog::start_append(const store::Batch& batch) {
+  if (in_flight_) return make_error(StatusCode::kInternal, "an append while another is in flight");
   switch (state_) {
     case State::kWriting: break;
     case State::kClosed: return unavailable("not open");
@@ -373,13 +389,27 @@ Result<std::uint64_t> PartitionLog::append(store::Batch& batch) {
     row->set_value(r.value.data(), r.value.size());
   });
   if (!rows) return rows.error();
-  const std::string id = fmt::format("{}:{}:{}:{}", options_.node, nonce_, options_.partition, batch_);
+  InFlight f;
+  f.id = fmt::format("{}:{}:{}:{}", options_.node, nonce_, options_.partition, batch_);
+  f.lamport = entry.lamport();
+  f.data = entry.SerializeAsString();
+  f.started = std::chrono::steady_clock::now();
+  f.answer = send(f.data, f.id, applied_);
+  metrics::get().cluster_pending_entries.add(1);
+  in_flight_ = std::move(f);
+  return Ok{};
+}
+
+Result<std::uint64_t> PartitionLog::finish_append(store::Batch& batch) {
+  if (!in_flight_) return make_error(StatusCode::kInternal, "no append in flight");
+  InFlight f = std::move(*in_flight_);
+  in_flight_.reset();
   auto& m = metrics::get();
-  const auto start = std::chrono::steady_clock::now();
-  m.cluster_pending_entries.add(1);
-  const Published p = publish(entry.SerializeAsString(), id, applied_);
+  const Published p = await(std::move(f.answer), f.data, f.id, applied_, f.started + options_.retry_for);
   m.cluster_pending_entries.add(-1);
-  m.cluster_publish_latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  m.cluster_publish_latency.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - f.started).count());
+  const std::string& id = f.id;
   switch (p.outcome) {
     case Outcome::kStored:
     case Outcome::kDuplicate: break;
@@ -392,7 +422,7 @@ Result<std::uint64_t> PartitionLog::append(store::Batch& batch) {
     case Outcome::kFull: return unavailable("stream " + options_.stream.name + " is full: " + p.error);
     case Outcome::kNotSent:  // not stored: nothing to resolve
       return make_error(StatusCode::kInternal, fmt::format("partition {}: entry of {} bytes not sent: {}",
-                                                           options_.partition, entry.ByteSizeLong(), p.error));
+                                                           options_.partition, f.data.size(), p.error));
     case Outcome::kTimeout:
     case Outcome::kFailed:
       state_ = State::kStopped;
@@ -409,7 +439,7 @@ Result<std::uint64_t> PartitionLog::append(store::Batch& batch) {
     return unavailable(stopped_why_);
   }
   batch.put_meta(applied_key(options_.partition), p.seq);
-  batch.put_meta(lamport_key(options_.partition), entry.lamport());
+  batch.put_meta(lamport_key(options_.partition), f.lamport);
   if (auto written = store_.write(batch); !written) {
     // The stream holds the entry, the store does not: only a catch-up
     // (at restart) brings them together again.

@@ -11,7 +11,10 @@
 // another writer's sequence.
 //
 // `append` blocks its caller until the stream answers, as a shard waits for
-// RocksDB's write today. An ambiguous answer (a timeout) is retried with the
+// RocksDB's write. It comes in two halves, so that the partitions sharing a
+// thread publish side by side and then wait: `start_append` sends the entry
+// and returns at once; `finish_append` waits for its answer and writes the
+// store. An ambiguous answer (a timeout) is retried with the
 // same entry id, which JetStream deduplicates; past `retry_for` the
 // partition stops taking writes, since the stream may hold the entry, and a
 // restart catches up from the stream.
@@ -22,7 +25,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -83,6 +88,14 @@ class PartitionLog {
   // store with applied:<n>; the new entry's stream seq. UNAVAILABLE when
   // fenced, stopped or the stream is full (nothing stored then).
   Result<std::uint64_t> append(store::Batch& batch);
+  // append() in two halves: start_append sends `batch`'s entry (the first
+  // attempt) and returns; finish_append(batch), with the same batch
+  // unchanged, waits for the answer (retrying an unanswered one) and writes
+  // the store. One append in flight at a time; an error from start_append
+  // sent nothing.
+  Result<Ok> start_append(const store::Batch& batch);
+  Result<std::uint64_t> finish_append(store::Batch& batch);
+  bool in_flight() const { return in_flight_.has_value(); }
 
   State state() const { return state_; }
   std::uint64_t applied() const { return applied_; }      // the stream seq the store holds
@@ -95,9 +108,24 @@ class PartitionLog {
   static std::string lamport_key(unsigned partition);
 
  private:
+  // An entry sent and not answered yet (start_append).
+  struct InFlight {
+    std::string data;
+    std::string id;
+    std::uint64_t lamport = 0;
+    std::future<Published> answer;
+    std::chrono::steady_clock::time_point started;
+  };
   // Publishes and waits for the answer, retrying an unanswered publish
   // with the same id until `retry_for` has passed.
   Published publish(const std::string& data, const std::string& id, std::uint64_t expect);
+  // One attempt: the answer comes through the future (the libnats callback
+  // only sets it).
+  std::future<Published> send(const std::string& data, const std::string& id, std::uint64_t expect);
+  // Waits for `first`, then retries an unanswered publish with the same id
+  // until `deadline`.
+  Published await(std::future<Published> first, const std::string& data, const std::string& id, std::uint64_t expect,
+                  std::chrono::steady_clock::time_point deadline);
   // Checks the stream (and the partition count its first marker records)
   // and reads applied:<n>; reads only.
   Result<Ok> prepare();
@@ -126,6 +154,7 @@ class PartitionLog {
   bool count_checked_ = false;
   std::string nonce_;  // this run's, in every entry id
   std::string stopped_why_;
+  std::optional<InFlight> in_flight_;
 };
 
 // A batch made durable: written to the store in embedded mode (`log` is

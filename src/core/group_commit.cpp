@@ -4,15 +4,15 @@
 #include <chrono>
 
 #include <spdlog/spdlog.h>
-#include <asio/post.hpp>
 
 #include "cluster/partition_log.h"
 #include "common/metrics.h"
+#include "core/shard_loop.h"
 
 namespace im::core {
 
-GroupCommit::GroupCommit(asio::io_context& loop, store::Store& store, unsigned shard, cluster::PartitionLog* log)
-    : loop_(loop), store_(store), shard_(shard), log_(log), batch_(store) {}
+GroupCommit::GroupCommit(ShardLoop& loop, store::Store& store, unsigned shard, cluster::PartitionLog* log)
+    : loop_(loop), store_(store), shard_(shard), log_(log), batch_(store), flying_batch_(store) {}
 
 void GroupCommit::make_room() {
   if (batch_.count() >= kMaxBatchRows || (log_ && batch_.bytes() >= kMaxLogBatchBytes)) commit();
@@ -25,28 +25,54 @@ void GroupCommit::after_commit(AfterCommit fn) {
 void GroupCommit::schedule() {
   if (posted_) return;
   posted_ = true;
-  // Runs after every handler queued so far: what arrived while the previous
-  // batch was being written all goes into this one.
-  asio::post(loop_, [this] { commit(); });
+  loop_.schedule(*this);
 }
 
 void GroupCommit::commit() {
-  // Also called early by a full batch; the commit already posted then finds
-  // an empty one.
+  begin();
+  finish();
+}
+
+void GroupCommit::begin() {
+  // Also called early by a full batch; the round already scheduled then
+  // finds an empty one.
+  if (flying_) finish();
   posted_ = false;
-  auto callbacks = std::move(after_commit_);
+  std::swap(batch_, flying_batch_);  // flying_batch_ was cleared by the last finish()
+  flying_callbacks_ = std::move(after_commit_);
   after_commit_.clear();
-  const Staged staged = staged_;
+  flying_staged_ = staged_;
   staged_ = {};
-  const std::size_t rows = batch_.count();
+  flying_since_ = std::chrono::steady_clock::now();
+  not_sent_.reset();
+  flying_ = true;
+  if (log_ && !flying_batch_.empty()) {
+    if (auto started = log_->start_append(flying_batch_); !started) not_sent_ = started.error();
+  }
+}
+
+void GroupCommit::finish() {
+  if (!flying_) return;
+  flying_ = false;
+  auto callbacks = std::move(flying_callbacks_);
+  flying_callbacks_.clear();
+  const Staged staged = flying_staged_;
+  const std::size_t rows = flying_batch_.count();
   auto& m = metrics::get();
-  const auto start = std::chrono::steady_clock::now();
-  auto written = cluster::durable_write(store_, log_, batch_);
+  Result<Ok> written = Ok{};
+  if (not_sent_) {
+    written = *not_sent_;
+  } else if (!log_) {
+    written = store_.write(flying_batch_);
+  } else if (!flying_batch_.empty()) {
+    if (auto appended = log_->finish_append(flying_batch_); !appended) written = appended.error();
+  }
   if (rows > 0) {
-    m.store_write_latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    m.store_write_latency.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - flying_since_).count());
     m.batch_rows.observe(static_cast<double>(rows));
   }
-  batch_.clear();
+  flying_batch_.clear();
   ++commits_;
   committed_rows_ += rows;
   largest_batch_ = std::max<std::uint64_t>(largest_batch_, rows);

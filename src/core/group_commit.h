@@ -2,15 +2,17 @@
 // A shard's group commit: the rows staged during one turn of the shard's
 // loop go into one WriteBatch, written once; only then do the answers,
 // pushes and other after-commit work run, in the order they were staged.
+// The shard's loop writes the batch (ShardLoop::round), in two halves:
+// begin() takes the batch (in cluster mode its entry goes out), finish()
+// waits for it to be durable and runs what waits for it.
 //
-// Runs on its shard's thread only.
+// Runs on its shard's loop only.
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
-
-#include <asio/io_context.hpp>
 
 #include "store/store.h"
 
@@ -19,6 +21,8 @@ class PartitionLog;
 }
 
 namespace im::core {
+
+class ShardLoop;
 
 class GroupCommit {
  public:
@@ -39,7 +43,7 @@ class GroupCommit {
 
   // `log`: the partition's log in jetstream mode (each batch is stored
   // there first, docs/cluster.md); null in embedded mode.
-  GroupCommit(asio::io_context& loop, store::Store& store, unsigned shard, cluster::PartitionLog* log = nullptr);
+  GroupCommit(ShardLoop& loop, store::Store& store, unsigned shard, cluster::PartitionLog* log = nullptr);
 
   store::Batch& batch() { return batch_; }
   Staged& staged() { return staged_; }
@@ -55,23 +59,40 @@ class GroupCommit {
   // Runs after a write's callbacks when they left nothing staged.
   void on_idle(std::function<void()> fn) { on_idle_ = std::move(fn); }
   // Nothing staged and no callback waiting.
-  bool idle() const { return batch_.empty() && after_commit_.empty(); }
-  // Writes the batch once the handlers already queued have run.
+  bool idle() const { return batch_.empty() && after_commit_.empty() && !flying_; }
+  // Writes the batch once the handlers already queued have run (in the
+  // loop's next round).
   void schedule();
+  // Writes the batch now: begin() then finish().
   void commit();
+  // The first half of a write: the batch and its callbacks are taken (what
+  // is staged from now on goes into the next batch); in cluster mode its
+  // entry is sent. A write begun and not finished is finished first.
+  void begin();
+  // The second half: waits until the batch begun is durable (or failed),
+  // then runs the callbacks. Nothing when no write was begun.
+  void finish();
   // Why the last write failed (its error; UNAVAILABLE from a partition log).
   const Error& last_error() const { return last_error_; }
   // Figures for the log when the shard stops.
   void log_stats() const;
 
  private:
-  asio::io_context& loop_;
+  ShardLoop& loop_;
   store::Store& store_;
   const unsigned shard_;
   cluster::PartitionLog* const log_;
   store::Batch batch_;
   Staged staged_;
   std::vector<AfterCommit> after_commit_;
+  // The write begun and not finished: its batch, callbacks and figures,
+  // and the error that kept its entry from going out.
+  bool flying_ = false;
+  store::Batch flying_batch_;
+  std::vector<AfterCommit> flying_callbacks_;
+  Staged flying_staged_;
+  std::chrono::steady_clock::time_point flying_since_{};
+  std::optional<Error> not_sent_;
   AfterCommit on_written_;
   std::function<void()> on_idle_;
   bool posted_ = false;

@@ -79,11 +79,13 @@ void Service::start() {
   if (!earlier) throw std::runtime_error("storage: cannot read the msg_id reservations: " + earlier.error().message);
   env_->earlier_runs_below_ms = *earlier;
   const unsigned n = im::shard_count(config_);
-  spdlog::info("{} core shards{}", n,
-               !logs_.empty()                 ? " (cluster mode: one per partition)"
+  const unsigned threads = im::shard_thread_count(config_);
+  spdlog::info("{} core shards on {} threads{}", n, threads,
+               !logs_.empty()                 ? " (cluster mode: one shard per partition)"
                : config_.sharding.shards == 0 ? " (sharding.shards = 0: half the cores)"
                                               : "");
-  for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));
+  for (unsigned t = 0; t < threads; ++t) loops_.push_back(std::make_unique<ShardLoop>(t));
+  for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_, *loops_[i % threads]));
   if (config_.search.enabled) {
     // Before the shards start: each batch they write is handed to the index.
     search_ = std::make_unique<search::SearchIndex>(
@@ -96,6 +98,7 @@ void Service::start() {
         "storage.dedupe_window_s outlasts storage.inbox_retention_days: every SEND writes a dedupe row (the memory "
         "window's records are inbox rows)");
   for (auto& s : shards_) s->start();
+  for (auto& l : loops_) l->start();
   recover_fanouts(*env_);
   if (search_) {
     if (auto started = search_->start(); !started) throw std::runtime_error(started.error().message);
@@ -203,11 +206,13 @@ void Service::stop() {
   // the loops those connections belong to still exist. Shards write their
   // last batch (cursors) before they stop; then the store closes.
   retention_.reset();
-  // Side by side: in cluster mode with NATS unreachable, each last batch
-  // may wait cluster.unanswered_stop_ms.
+  // Side by side: in cluster mode with NATS unreachable, each loop's last
+  // round may wait cluster.unanswered_stop_ms.
   for (auto& s : shards_) s->request_stop();
-  for (auto& s : shards_) s->stop();
+  for (auto& l : loops_) l->request_stop();
+  for (auto& l : loops_) l->stop();
   shards_.clear();
+  loops_.clear();  // after the shards, whose timers are on its loop
   logs_.clear();  // after the shards' last batches, which go through them
   nats_.reset();
   if (env_) env_->search = nullptr;  // SEARCH is UNAVAILABLE from here on

@@ -154,6 +154,9 @@ class Service final : public net::ServiceInterface {
   std::unique_ptr<cluster::JetStream> nats_;
   std::vector<std::unique_ptr<cluster::PartitionLog>> logs_;
   TokenRevocations revocations_;
+  // The threads the shards run on (shard i on loop i mod loops_.size()),
+  // and the shards.
+  std::vector<std::unique_ptr<ShardLoop>> loops_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<CoreEnv> env_;
   std::unique_ptr<Retention> retention_;

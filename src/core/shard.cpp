@@ -110,57 +110,47 @@ std::uint64_t dedupe_memory_share(const Config& config) {
 
 }  // namespace
 
-Shard::Shard(unsigned index, CoreEnv& env)
+Shard::Shard(unsigned index, CoreEnv& env, ShardLoop& loop)
     : index_(index),
       env_(env),
-      commit_(context_, env.store, index, index < env.logs.size() ? env.logs[index] : nullptr),
+      loop_(loop),
+      commit_(loop, env.store, index, index < env.logs.size() ? env.logs[index] : nullptr),
       convs_(env.store, env.config.sharding.cache_entries),
       groups_(env.store, env.config.sharding.cache_entries, group_member_capacity(env.config)),
       recent_(dedupe_memory_share(env.config), std::int64_t{env.config.storage.dedupe_window_s} * 1000),
-      offline_(context_, std::chrono::milliseconds(env.config.push.offline_delay_ms),
+      offline_(loop.context(), std::chrono::milliseconds(env.config.push.offline_delay_ms),
                [this](std::vector<OfflinePushes::Entry>& due) { fire_offline(due); }),
       users_(env.config.sharding.cache_entries),
-      typing_(context_),
-      watches_(context_,
+      typing_(loop.context()),
+      watches_(loop.context(),
                [this](const std::string& uid, const std::vector<const Watcher*>& to) { push_presence(uid, to); }) {
   commit_.on_written([this](bool ok) { on_written(ok); });
   commit_.on_idle([this] {
     if (users_.over() || convs_.over() || groups_.over()) trim_caches();
   });
-}
-
-Shard::~Shard() {
-  stop();
-}
-
-void Shard::start() {
-  auto clock = MsgIdClock::open(index_, env_.store, log());
-  if (!clock) throw std::runtime_error(fmt::format("shard {}: {}", index_, clock.error().message));
-  clock_.emplace(std::move(*clock));
-  thread_ = std::thread([this] {
-    auto guard = asio::make_work_guard(context_);
-    context_.run();
-  });
-}
-
-void Shard::request_stop() {
-  if (!thread_.joinable() || stop_requested_.exchange(true)) return;
-  asio::post(context_, [this] {
-    flush_cursors();
-    commit_.commit();
+  // The loop's last turn, after the last round (which wrote the cursors).
+  loop_.on_stop([this] {
     offline_.cancel();
     typing_.cancel();
     watches_.cancel();
     cursor_timer_.cancel();
     overdue_timer_.cancel();
     commit_.log_stats();
-    context_.stop();
   });
 }
 
-void Shard::stop() {
-  request_stop();
-  if (thread_.joinable()) thread_.join();
+void Shard::start() {
+  auto clock = MsgIdClock::open(index_, env_.store, log());
+  if (!clock) throw std::runtime_error(fmt::format("shard {}: {}", index_, clock.error().message));
+  clock_.emplace(std::move(*clock));
+}
+
+void Shard::request_stop() {
+  if (stop_requested_.exchange(true)) return;
+  asio::post(context(), [this] {
+    flush_cursors();
+    commit_.schedule();
+  });
 }
 
 Error Shard::not_written(std::string_view what) const {
@@ -636,7 +626,7 @@ void Shard::on_written(bool ok) {
 void Shard::schedule_trim() {
   if (trim_posted_ || !(users_.over() || convs_.over() || groups_.over())) return;
   trim_posted_ = true;
-  asio::post(context_, [this] {
+  asio::post(context(), [this] {
     trim_posted_ = false;
     trim_caches();
   });

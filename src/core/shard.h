@@ -1,15 +1,13 @@
 #pragma once
-// A core shard: the loop of one thread and the state of the users whose uid
-// hashes here (sessions and presence, inbox counters, device cursors), plus
-// the conversations and groups that hash here. Every write to those inboxes,
-// conversations and groups is made on this thread, gathered per turn into
-// one batch (GroupCommit); answers and pushes go out only once it is
-// durable. The concepts it uses each live in their own file: MsgIdClock,
-// SendDedupe, ConvCounters, GroupCache and group_rules, fanout_plan,
-// OfflinePushes, wire, outbox_events.
+// A core shard: the state of the users whose uid hashes here (sessions and presence, inbox counters, device cursors),
+// plus the conversations and groups that hash here. Every write to those inboxes, conversations and groups is made on
+// this thread, gathered per turn into one batch (GroupCommit); answers and pushes go out only once it is durable. The
+// concepts it uses each live in their own file: MsgIdClock, SendDedupe, ConvCounters, GroupCache and group_rules,
+// fanout_plan, OfflinePushes, wire, outbox_events.
 //
-// Runs on its own thread; every public method but start/stop/context runs
-// only there (reach it with asio::post to context()). Failures come back as
+// Runs on a ShardLoop's thread (its own in embedded mode; shared with other
+// partitions in cluster mode); every public method but start, request_stop
+// and context runs only there (reach it with asio::post to context()). Failures come back as
 // Result values; a read error is never taken for "no data".
 
 #include <atomic>
@@ -19,7 +17,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -42,6 +39,7 @@
 #include "core/send_dedupe.h"
 #include "core/send_job.h"
 #include "core/session_list.h"
+#include "core/shard_loop.h"
 #include "core/small_map.h"
 #include "core/typing.h"
 #include "im/result.h"
@@ -59,21 +57,22 @@ struct FanoutChain;
 
 class Shard {
  public:
-  Shard(unsigned index, CoreEnv& env);
-  ~Shard();
+  // On `loop`, which outlives the shard, and is stopped before the shard
+  // is destroyed.
+  Shard(unsigned index, CoreEnv& env, ShardLoop& loop);
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
 
-  // Reads what the shard needs before serving (the msg_id reservation) and
-  // starts the thread; throws std::runtime_error when that fails.
+  // Reads what the shard needs before serving (the msg_id reservation);
+  // throws std::runtime_error when that fails. Before its loop starts.
   void start();
-  // request_stop() asks the shard to write what is pending and end its
-  // loop, and returns (any thread, any number of times); stop() does that
-  // and joins the thread (from one thread: the owner's). Several shards
-  // stop side by side through request_stop() on each, then stop() on each.
+  // Asks the shard to write what is pending (its cursors) in its loop's
+  // last round, and returns (any thread, any number of times). Then
+  // ShardLoop::stop() writes that round and ends the loop; so the shards
+  // of every loop stop side by side: request_stop() on each shard, then
+  // request_stop() and stop() on each loop.
   void request_stop();
-  void stop();
-  asio::io_context& context() { return context_; }
+  asio::io_context& context() { return loop_.context(); }
   // The answer to a request whose rows were not written: UNAVAILABLE (with
   // its retry_after_ms) when a partition log refused them, else INTERNAL.
   Error not_written(std::string_view what) const;
@@ -422,7 +421,7 @@ class Shard {
 
   const unsigned index_;
   CoreEnv& env_;
-  asio::io_context context_{1};
+  ShardLoop& loop_;
   std::optional<MsgIdClock> clock_;
   GroupCommit commit_;
   ConvCounters convs_;
@@ -430,8 +429,8 @@ class Shard {
   SendDedupe dedupe_;
   RecentSends recent_;
   OfflinePushes offline_;
-  asio::steady_timer cursor_timer_{context_};
-  asio::steady_timer overdue_timer_{context_};
+  asio::steady_timer cursor_timer_{loop_.context()};
+  asio::steady_timer overdue_timer_{loop_.context()};
   bool cursor_timer_armed_ = false;
   bool overdue_timer_armed_ = false;
   LruMap<UserState> users_;
@@ -480,7 +479,6 @@ class Shard {
   TypingThrottle typing_;
   PresenceWatch watches_;
 
-  std::thread thread_;
   std::atomic<bool> stop_requested_{false};
 };
 

@@ -383,7 +383,7 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
 // ---------------------------------------------------------------- participant's shard
 
 void Shard::retry_later(std::function<void()> again) {
-  auto timer = std::make_shared<asio::steady_timer>(context_, std::chrono::milliseconds(200));
+  auto timer = std::make_shared<asio::steady_timer>(context(), std::chrono::milliseconds(200));
   timer->async_wait([timer, again = std::move(again)](const asio::error_code& ec) {
     if (!ec) again();
   });

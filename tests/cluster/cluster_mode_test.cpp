@@ -4,10 +4,13 @@
 // same streams, and a full stream. Every acknowledged message must be
 // present exactly once, in gapless inboxes.
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <thread>
 
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 
 #include "http_helpers.h"
@@ -256,6 +259,52 @@ TEST_CASE("cluster mode: a data dir of embedded mode, or of another partition co
   node.restart({{"cluster.partitions", "4"}});  // the count it was written with
   auto bob = node.login("bob");
   CHECK(pull_all(*bob).size() == 1);
+}
+
+namespace {
+
+// The names of a process's threads that start with `prefix`.
+std::vector<std::string> threads_named(pid_t pid, const std::string& prefix) {
+  std::vector<std::string> names;
+  for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid))) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name) && name.starts_with(prefix)) names.push_back(name);
+  }
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("cluster mode: the partitions share sharding.shards threads", "[cluster]") {
+  NatsCluster cluster;
+  ServerProcess node(cluster_overrides(cluster, {{"cluster.partitions", "8"}, {"sharding.shards", "2"}}));
+  CHECK(node.log().find("8 core shards on 2 threads") != std::string::npos);
+  auto shard_threads = threads_named(node.pid(), "im:shard");
+  std::sort(shard_threads.begin(), shard_threads.end());
+  CHECK(shard_threads == std::vector<std::string>{"im:shard0", "im:shard1"});
+
+  // Messages between users of every partition, answered and stored once;
+  // and the same from a node rebuilt from the streams.
+  constexpr int kUsers = 24;
+  {
+    auto alice = node.login("alice");
+    for (int i = 0; i < kUsers; ++i) send_ok(*alice, "u" + std::to_string(i), "m" + std::to_string(i));
+  }
+  auto every_inbox_holds_its_message = [&] {
+    for (int i = 0; i < kUsers; ++i) {
+      auto u = node.login("u" + std::to_string(i));
+      auto got = pull_all(*u);
+      INFO("u" << i);
+      REQUIRE(got.size() == 1);
+      CHECK(got[0].client_msg_id() == "m" + std::to_string(i));
+    }
+  };
+  every_inbox_holds_its_message();
+  REQUIRE(node.terminate() == 0);
+  std::filesystem::remove_all(node.data_dir());
+  node.restart();
+  every_inbox_holds_its_message();
 }
 
 TEST_CASE("cluster mode: a delivered webhook event is not sent again by a node rebuilt from the streams", "[cluster]") {

@@ -5,14 +5,20 @@
 // refuses without losing anything.
 
 #include <filesystem>
+#include <future>
 #include <map>
+#include <memory>
 #include <string>
 
+#include <asio/post.hpp>
 #include <catch2/catch.hpp>
 
 #include "cluster/partition_log.h"
+#include "core/group_commit.h"
+#include "core/shard_loop.h"
 #include "nats_cluster.h"
 #include "server_process.h"
+#include "wait_until.h"
 
 using namespace std::chrono_literals;
 using im::StatusCode;
@@ -451,4 +457,128 @@ TEST_CASE("PartitionLog: a stream written with another partition count is refuse
   REQUIRE_FALSE(raced.ok());
   CHECK_THAT(raced.error().message, Catch::Contains("IM_P2 was written with cluster.partitions = 8, not 4"));
   CHECK(js->stream_state("IM_P2")->last_seq == 1);  // the other node's marker alone
+}
+
+namespace {
+
+// Partitions 1 and 2 of one node (one store, one clock), open.
+struct TwoPartitions {
+  TwoPartitions() { REQUIRE(PartitionLog::open_all({&p1, &p2}).ok()); }
+  im::test::NatsCluster cluster;
+  std::unique_ptr<JetStream> js = cluster.connect();
+  TempStore a;
+  std::shared_ptr<std::atomic<std::uint64_t>> clock = std::make_shared<std::atomic<std::uint64_t>>(0);
+  PartitionLog p1{*js, *a.store, with_clock(options("node-a", 1), clock)};
+  PartitionLog p2{*js, *a.store, with_clock(options("node-a", 2), clock)};
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(
+    TwoPartitions,
+    "PartitionLog: appends of two partitions are in flight at once, and reach the store only when finished",
+    "[cluster]") {
+  Batch b1(*a.store);
+  b1.put_meta("one", 1);
+  Batch b2(*a.store);
+  b2.put_meta("two", 2);
+  REQUIRE(p1.start_append(b1).ok());
+  REQUIRE(p2.start_append(b2).ok());
+  CHECK(p1.in_flight());
+  CHECK(p2.in_flight());
+  // One append at a time per partition.
+  auto again = p1.start_append(b1);
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == StatusCode::kInternal);
+
+  // Both entries reach their streams before either answer is awaited.
+  auto last_seq = [&](const std::string& stream) {
+    auto state = js->stream_state(stream);
+    return state ? state->last_seq : 0;
+  };
+  CHECK(im::test::wait_until([&] { return last_seq("IM_P1") == 2 && last_seq("IM_P2") == 2; }));
+  CHECK_FALSE(a.store->get_meta("one")->has_value());
+  CHECK_FALSE(a.store->get_meta("two")->has_value());
+  CHECK(p1.applied() == 1);
+
+  auto second = p2.finish_append(b2);
+  REQUIRE(second.ok());
+  CHECK(*second == 2);
+  auto first = p1.finish_append(b1);
+  REQUIRE(first.ok());
+  CHECK(*first == 2);
+  CHECK(a.store->get_meta("one")->value_or(0) == 1);
+  CHECK(a.store->get_meta("two")->value_or(0) == 2);
+  CHECK(applied_in(*a.store, 1) == 2);
+  CHECK(applied_in(*a.store, 2) == 2);
+  CHECK_FALSE(p1.in_flight());
+  auto nothing = p1.finish_append(b1);
+  REQUIRE_FALSE(nothing.ok());
+  CHECK(nothing.error().code == StatusCode::kInternal);
+  // The partition goes on as before.
+  Batch b3(*a.store);
+  b3.put_meta("three", 3);
+  auto third = p1.append(b3);
+  REQUIRE(third.ok());
+  CHECK(*third == 3);
+}
+
+TEST_CASE_METHOD(TwoPartitions,
+                 "ShardLoop: partitions sharing a thread publish their batches side by side, then each is awaited",
+                 "[cluster]") {
+  im::core::ShardLoop loop(0);
+  im::core::GroupCommit c1(loop, *a.store, 1, &p1);
+  im::core::GroupCommit c2(loop, *a.store, 2, &p2);
+  // A third shard of the loop without a log (as in embedded mode) joins the
+  // same rounds.
+  im::core::GroupCommit local(loop, *a.store, 3);
+  loop.start();
+
+  struct Seen {
+    bool ok1 = false, ok2 = false, ok3 = false;
+    bool p2_in_flight_when_p1_done = false;
+    bool p1_in_flight_when_p2_done = true;
+  };
+  std::promise<Seen> done;
+  auto seen = std::make_shared<Seen>();
+  // The loop stops before what its handlers use goes, whatever fails.
+  struct StopAtEnd {
+    im::core::ShardLoop& loop;
+    ~StopAtEnd() { loop.stop(); }
+  } stop_at_end{loop};
+  asio::post(loop.context(), [&] {
+    c1.batch().put_meta("one", 1);
+    c1.after_commit([&, seen](bool ok) {
+      seen->ok1 = ok;
+      seen->p2_in_flight_when_p1_done = p2.in_flight();
+    });
+    c1.schedule();
+    c2.batch().put_meta("two", 2);
+    c2.after_commit([&, seen](bool ok) {
+      seen->ok2 = ok;
+      seen->p1_in_flight_when_p2_done = p1.in_flight();
+    });
+    c2.schedule();
+    local.batch().put_meta("three", 3);
+    local.after_commit([&, seen](bool ok) {
+      seen->ok3 = ok;
+      done.set_value(*seen);
+    });
+    local.schedule();
+  });
+  auto got = done.get_future();
+  REQUIRE(got.wait_for(20s) == std::future_status::ready);
+  const Seen s = got.get();
+  loop.stop();
+  CHECK(s.ok1);
+  CHECK(s.ok2);
+  CHECK(s.ok3);
+  // p1's batch was answered while p2's was still out: both went out first.
+  CHECK(s.p2_in_flight_when_p1_done);
+  CHECK_FALSE(s.p1_in_flight_when_p2_done);
+  CHECK(a.store->get_meta("one")->value_or(0) == 1);
+  CHECK(a.store->get_meta("two")->value_or(0) == 2);
+  CHECK(a.store->get_meta("three")->value_or(0) == 3);
+  CHECK(applied_in(*a.store, 1) == 2);
+  CHECK(applied_in(*a.store, 2) == 2);
 }

@@ -52,12 +52,18 @@ class TestCore {
     open();
   }
   void start_shards() {
-    for (unsigned i = 0; i < shard_count_; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_));
+    for (unsigned i = 0; i < shard_count_; ++i) {
+      loops_.push_back(std::make_unique<ShardLoop>(i));
+      shards_.push_back(std::make_unique<Shard>(i, *env_, *loops_.back()));
+    }
     for (auto& s : shards_) s->start();
+    for (auto& l : loops_) l->start();
   }
   void stop() {
-    for (auto& s : shards_) s->stop();
+    for (auto& s : shards_) s->request_stop();
+    for (auto& l : loops_) l->stop();
     shards_.clear();
+    loops_.clear();
     env_.reset();
     store_.reset();
   }
@@ -186,6 +192,7 @@ class TestCore {
   const unsigned shard_count_;
   Config config_;
   std::unique_ptr<store::Store> store_;
+  std::vector<std::unique_ptr<ShardLoop>> loops_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<CoreEnv> env_;
 };
