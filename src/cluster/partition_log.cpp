@@ -94,37 +94,79 @@ std::future<Published> PartitionLog::send(const std::string& data, const std::st
   return got;
 }
 
-Published PartitionLog::await(std::future<Published> first, const std::string& data, const std::string& id,
-                              std::uint64_t expect, std::chrono::steady_clock::time_point deadline) {
-  bool maybe_stored = false;  // an earlier attempt went out unanswered
-  for (auto got = std::move(first);; got = send(data, id, expect)) {
+bool PartitionLog::advance(InFlight& f, std::chrono::steady_clock::time_point until) {
+  using Clock = std::chrono::steady_clock;
+  while (!f.settled) {
+    if (!f.answer.valid()) {  // refused at once: the next attempt is paced
+      if (Clock::now() < f.resend_at) {
+        if (until < f.resend_at) {
+          std::this_thread::sleep_until(until);
+          return false;
+        }
+        std::this_thread::sleep_until(f.resend_at);
+      }
+      f.answer = send(f.data, f.id, f.expect);
+      f.attempt_started = Clock::now();
+      continue;
+    }
     // libnats answers every publish that has a time limit; the margin only
     // guards against a library that would not.
+    const auto give_up = f.attempt_started + options_.publish_wait + std::chrono::seconds(5);
     Published p;
-    if (got.wait_for(options_.publish_wait + std::chrono::seconds(5)) == std::future_status::ready)
-      p = got.get();
-    else
+    if (f.answer.wait_until(std::min(until, give_up)) == std::future_status::ready) {
+      p = f.answer.get();
+    } else if (Clock::now() < give_up) {
+      return false;  // `until` came first
+    } else {
+      f.answer = {};
       p = Published{Outcome::kTimeout, 0, "no answer from the NATS client"};
+    }
     // Only an unknown fate is retried. kNotSent never left this process,
     // but after an attempt that did (the client refuses new publishes
     // while it reconnects, and then sends its buffer) the entry may still
     // be stored: unknown too.
     const bool refused_at_once = p.outcome == Outcome::kNotSent || p.outcome == Outcome::kFailed;
-    if (p.outcome == Outcome::kNotSent && maybe_stored) p.outcome = Outcome::kTimeout;
-    if (p.outcome != Outcome::kTimeout && p.outcome != Outcome::kFailed) return p;
-    maybe_stored = true;
-    if (std::chrono::steady_clock::now() >= deadline) return p;
-    spdlog::warn("partition {}: publish of {} not answered ({}: {}); trying again", options_.partition, id,
+    if (p.outcome == Outcome::kNotSent && f.maybe_stored) p.outcome = Outcome::kTimeout;
+    if (p.outcome != Outcome::kTimeout && p.outcome != Outcome::kFailed) {
+      f.settled = p;
+      break;
+    }
+    f.maybe_stored = true;
+    const auto now = Clock::now();
+    if (now >= f.deadline) {
+      f.settled = p;
+      break;
+    }
+    spdlog::warn("partition {}: publish of {} not answered ({}: {}); trying again", options_.partition, f.id,
                  to_string(p.outcome), p.error);
-    // A failed publish (no responders while a leader is elected) or one
-    // refused while reconnecting comes back at once: pace the retries.
-    if (refused_at_once) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (refused_at_once) {
+      // A failed publish (no responders while a leader is elected) or one
+      // refused while reconnecting comes back at once: pace the retries.
+      f.answer = {};
+      f.resend_at = now + std::chrono::milliseconds(100);
+    } else {
+      f.answer = send(f.data, f.id, f.expect);
+      f.attempt_started = now;
+    }
   }
+  return true;
+}
+
+PartitionLog::InFlight PartitionLog::first_attempt(std::string data, std::string id, std::uint64_t expect) {
+  InFlight f;
+  f.data = std::move(data);
+  f.id = std::move(id);
+  f.expect = expect;
+  f.started = f.attempt_started = std::chrono::steady_clock::now();
+  f.deadline = f.started + options_.retry_for;
+  f.answer = send(f.data, f.id, f.expect);
+  return f;
 }
 
 Published PartitionLog::publish(const std::string& data, const std::string& id, std::uint64_t expect) {
-  const auto deadline = std::chrono::steady_clock::now() + options_.retry_for;
-  return await(send(data, id, expect), data, id, expect, deadline);
+  InFlight f = first_attempt(data, id, expect);
+  advance(f, std::chrono::steady_clock::time_point::max());
+  return *f.settled;
 }
 
 Result<Ok> PartitionLog::prepare() {
@@ -389,26 +431,38 @@ Result<Ok> PartitionLog::start_append(const store::Batch& batch) {
     row->set_value(r.value.data(), r.value.size());
   });
   if (!rows) return rows.error();
-  InFlight f;
-  f.id = fmt::format("{}:{}:{}:{}", options_.node, nonce_, options_.partition, batch_);
+  InFlight f = first_attempt(entry.SerializeAsString(),
+                             fmt::format("{}:{}:{}:{}", options_.node, nonce_, options_.partition, batch_), applied_);
   f.lamport = entry.lamport();
-  f.data = entry.SerializeAsString();
-  f.started = std::chrono::steady_clock::now();
-  f.answer = send(f.data, f.id, applied_);
+  f.batch = &batch;
   metrics::get().cluster_pending_entries.add(1);
   in_flight_ = std::move(f);
   return Ok{};
 }
 
-Result<std::uint64_t> PartitionLog::finish_append(store::Batch& batch) {
-  if (!in_flight_) return make_error(StatusCode::kInternal, "no append in flight");
-  InFlight f = std::move(*in_flight_);
-  in_flight_.reset();
+bool PartitionLog::settle(std::chrono::steady_clock::time_point until) {
+  if (!in_flight_ || in_flight_->settled) return true;
+  InFlight& f = *in_flight_;
+  if (!advance(f, until)) return false;
   auto& m = metrics::get();
-  const Published p = await(std::move(f.answer), f.data, f.id, applied_, f.started + options_.retry_for);
   m.cluster_pending_entries.add(-1);
   m.cluster_publish_latency.observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - f.started).count());
+  return true;
+}
+
+PartitionLog::~PartitionLog() {
+  if (in_flight_ && !in_flight_->settled) metrics::get().cluster_pending_entries.add(-1);
+}
+
+Result<std::uint64_t> PartitionLog::finish_append(store::Batch& batch) {
+  if (!in_flight_) return make_error(StatusCode::kInternal, "no append in flight");
+  if (in_flight_->batch != &batch) return make_error(StatusCode::kInternal, "finishing an append of another batch");
+  settle(std::chrono::steady_clock::time_point::max());
+  InFlight f = std::move(*in_flight_);
+  in_flight_.reset();
+  auto& m = metrics::get();
+  const Published p = *f.settled;
   const std::string& id = f.id;
   switch (p.outcome) {
     case Outcome::kStored:

@@ -70,6 +70,9 @@ class PartitionLog {
   };
 
   PartitionLog(JetStream& js, store::Store& store, Options options);
+  ~PartitionLog();
+  PartitionLog(const PartitionLog&) = delete;
+  PartitionLog& operator=(const PartitionLog&) = delete;
 
   // Opens a node's partitions, which share one store and one clock: checks
   // each stream (its state and the partition count its first marker
@@ -96,6 +99,12 @@ class PartitionLog {
   Result<Ok> start_append(const store::Batch& batch);
   Result<std::uint64_t> finish_append(store::Batch& batch);
   bool in_flight() const { return in_flight_.has_value(); }
+  // Waits until `until` for the answer to the append in flight, retrying
+  // an unanswered attempt on the entry's own clock (retry_for from its
+  // first attempt), so that the appends of several partitions are
+  // answered side by side; whether it is settled (true when nothing is in
+  // flight). finish_append settles first.
+  bool settle(std::chrono::steady_clock::time_point until);
 
   State state() const { return state_; }
   std::uint64_t applied() const { return applied_; }      // the stream seq the store holds
@@ -108,13 +117,21 @@ class PartitionLog {
   static std::string lamport_key(unsigned partition);
 
  private:
-  // An entry sent and not answered yet (start_append).
+  // An entry's publishes until it is settled: answered, or unanswered
+  // past `deadline` (retry_for after the first attempt).
   struct InFlight {
     std::string data;
     std::string id;
+    std::uint64_t expect = 0;
     std::uint64_t lamport = 0;
-    std::future<Published> answer;
+    const store::Batch* batch = nullptr;  // start_append's, for finish_append's check
     std::chrono::steady_clock::time_point started;
+    std::chrono::steady_clock::time_point deadline;
+    std::chrono::steady_clock::time_point attempt_started;
+    std::chrono::steady_clock::time_point resend_at;  // while `answer` is not valid
+    std::future<Published> answer;                    // the attempt out; not valid while pacing
+    bool maybe_stored = false;                        // an earlier attempt went out unanswered
+    std::optional<Published> settled;
   };
   // Publishes and waits for the answer, retrying an unanswered publish
   // with the same id until `retry_for` has passed.
@@ -122,10 +139,12 @@ class PartitionLog {
   // One attempt: the answer comes through the future (the libnats callback
   // only sets it).
   std::future<Published> send(const std::string& data, const std::string& id, std::uint64_t expect);
-  // Waits for `first`, then retries an unanswered publish with the same id
-  // until `deadline`.
-  Published await(std::future<Published> first, const std::string& data, const std::string& id, std::uint64_t expect,
-                  std::chrono::steady_clock::time_point deadline);
+  // An entry with its first attempt sent.
+  InFlight first_attempt(std::string data, std::string id, std::uint64_t expect);
+  // Waits for `f`'s answer until `until`, retrying an unanswered attempt
+  // with the same id (paced when refused at once) until its deadline;
+  // whether it is settled.
+  bool advance(InFlight& f, std::chrono::steady_clock::time_point until);
   // Checks the stream (and the partition count its first marker records)
   // and reads applied:<n>; reads only.
   Result<Ok> prepare();

@@ -23,8 +23,8 @@ void GroupCommit::after_commit(AfterCommit fn) {
 }
 
 void GroupCommit::schedule() {
-  if (posted_) return;
-  posted_ = true;
+  if (queued_) return;  // a batch written early meanwhile leaves it queued: the round finds the rest
+  queued_ = true;
   loop_.schedule(*this);
 }
 
@@ -37,18 +37,25 @@ void GroupCommit::begin() {
   // Also called early by a full batch; the round already scheduled then
   // finds an empty one.
   if (flying_) finish();
-  posted_ = false;
   std::swap(batch_, flying_batch_);  // flying_batch_ was cleared by the last finish()
   flying_callbacks_ = std::move(after_commit_);
   after_commit_.clear();
   flying_staged_ = staged_;
   staged_ = {};
   flying_since_ = std::chrono::steady_clock::now();
+  settled_at_.reset();
   not_sent_.reset();
   flying_ = true;
   if (log_ && !flying_batch_.empty()) {
     if (auto started = log_->start_append(flying_batch_); !started) not_sent_ = started.error();
   }
+}
+
+bool GroupCommit::settle(std::chrono::steady_clock::time_point until) {
+  if (!flying_ || settled_at_) return true;
+  if (log_ && !not_sent_ && !flying_batch_.empty() && !log_->settle(until)) return false;
+  settled_at_ = std::chrono::steady_clock::now();
+  return true;
 }
 
 void GroupCommit::finish() {
@@ -59,6 +66,7 @@ void GroupCommit::finish() {
   const Staged staged = flying_staged_;
   const std::size_t rows = flying_batch_.count();
   auto& m = metrics::get();
+  const auto write_start = std::chrono::steady_clock::now();
   Result<Ok> written = Ok{};
   if (not_sent_) {
     written = *not_sent_;
@@ -68,8 +76,12 @@ void GroupCommit::finish() {
     if (auto appended = log_->finish_append(flying_batch_); !appended) written = appended.error();
   }
   if (rows > 0) {
+    // From begin to durable: the wait for the answer (up to the round's
+    // settle, when it had one) and the store write; not the after-commit
+    // work of the partitions finished before this one in the round.
+    const auto waited = settled_at_.value_or(write_start) - flying_since_;
     m.store_write_latency.observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - flying_since_).count());
+        std::chrono::duration<double>(waited + (std::chrono::steady_clock::now() - write_start)).count());
     m.batch_rows.observe(static_cast<double>(rows));
   }
   flying_batch_.clear();

@@ -8,6 +8,7 @@
 //
 // Runs on its shard's loop only.
 
+#include <cassert>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -45,7 +46,10 @@ class GroupCommit {
   // there first, docs/cluster.md); null in embedded mode.
   GroupCommit(ShardLoop& loop, store::Store& store, unsigned shard, cluster::PartitionLog* log = nullptr);
 
-  store::Batch& batch() { return batch_; }
+  store::Batch& batch() {
+    assert(!flying_);  // nothing stages while the round that began a batch finishes it
+    return batch_;
+  }
   Staged& staged() { return staged_; }
   // Before staging the rows of one message or change: writes the batch now
   // when it is full, so that a batch always ends at such a boundary.
@@ -69,6 +73,10 @@ class GroupCommit {
   // is staged from now on goes into the next batch); in cluster mode its
   // entry is sent. A write begun and not finished is finished first.
   void begin();
+  // Waits until `until` for the answer to the batch begun (cluster mode;
+  // PartitionLog::settle); whether it is in (true in embedded mode, or when
+  // nothing was begun).
+  bool settle(std::chrono::steady_clock::time_point until);
   // The second half: waits until the batch begun is durable (or failed),
   // then runs the callbacks. Nothing when no write was begun.
   void finish();
@@ -92,10 +100,12 @@ class GroupCommit {
   std::vector<AfterCommit> flying_callbacks_;
   Staged flying_staged_;
   std::chrono::steady_clock::time_point flying_since_{};
+  std::optional<std::chrono::steady_clock::time_point> settled_at_;
   std::optional<Error> not_sent_;
   AfterCommit on_written_;
   std::function<void()> on_idle_;
-  bool posted_ = false;
+  friend class ShardLoop;
+  bool queued_ = false;  // in the loop's next round (ShardLoop::schedule)
   std::chrono::steady_clock::time_point last_error_log_{};
   std::uint64_t unlogged_errors_ = 0;
   Error last_error_;

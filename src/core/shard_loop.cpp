@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <chrono>
 #include <string>
 
 #include <asio/executor_work_guard.hpp>
@@ -12,16 +13,21 @@
 namespace im::core {
 
 ShardLoop::~ShardLoop() {
-  stop();
+  // The owner stops the loop (its last round, the shards' hooks) before the
+  // shards go; a loop never stopped just ends here, touching no shard.
+  if (!thread_.joinable()) return;
+  if (!stop_requested_.exchange(true)) asio::post(context_, [this] { context_.stop(); });
+  thread_.join();
 }
 
 void ShardLoop::start() {
   thread_ = std::thread([this] {
-    // At most 15 characters: "im:shard" and three digits fit.
-    pthread_setname_np(pthread_self(), ("im:shard" + std::to_string(index_)).c_str());
     auto guard = asio::make_work_guard(context_);
     context_.run();
   });
+  // Named from here, so the name is there once start() returns. At most 15
+  // characters: "im:shard" and three digits fit.
+  pthread_setname_np(thread_.native_handle(), ("im:shard" + std::to_string(index_)).c_str());
 }
 
 void ShardLoop::request_stop() {
@@ -50,7 +56,18 @@ void ShardLoop::round() {
   auto due = std::move(due_);
   due_.clear();
   // Every entry goes out before the first answer is awaited.
-  for (GroupCommit* c : due) c->begin();
+  for (GroupCommit* c : due) {
+    c->queued_ = false;
+    c->begin();
+  }
+  // Then every answer comes in, each entry retried on its own clock
+  // (PartitionLog::settle: bounded by cluster.unanswered_stop_ms from its
+  // first attempt), before the first batch is finished.
+  for (bool all = false; !all;) {
+    all = true;
+    const auto slice = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
+    for (GroupCommit* c : due) all = c->settle(slice) && all;
+  }
   for (GroupCommit* c : due) c->finish();
 }
 

@@ -23,7 +23,8 @@ Result<Ok> TokenRevocations::revoke(store::Store& store, const std::string& uid,
                                     cluster::PartitionLog* log) {
   // Embedded: one revoke at a time, so the store and memory agree. In
   // cluster mode a uid's revokes all run on its shard's thread, in order,
-  // and a write waiting on one partition's log must not hold up others.
+  // and a write waiting on one partition's log must not hold up the other
+  // threads' partitions.
   std::unique_lock write_lock(write_mutex_, std::defer_lock);
   if (!log) write_lock.lock();
   std::int64_t revoked_s = now_s;

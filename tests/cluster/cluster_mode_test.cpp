@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <catch2/catch.hpp>
 
+#include "core/fanout_plan.h"
 #include "http_helpers.h"
 #include "kill_cycles.h"
 #include "messaging.h"
@@ -284,20 +285,30 @@ TEST_CASE("cluster mode: the partitions share sharding.shards threads", "[cluste
   std::sort(shard_threads.begin(), shard_threads.end());
   CHECK(shard_threads == std::vector<std::string>{"im:shard0", "im:shard1"});
 
-  // Messages between users of every partition, answered and stored once;
-  // and the same from a node rebuilt from the streams.
-  constexpr int kUsers = 24;
+  // Messages to users of every partition (three each), answered and stored
+  // once; and the same from a node rebuilt from the streams.
+  std::vector<std::string> users;
+  std::vector<int> in_partition(8, 0);
+  for (int i = 0; i < 1000 && users.size() < 24; ++i) {
+    const std::string uid = "u" + std::to_string(i);
+    int& n = in_partition[core::shard_of(uid, 8)];
+    if (n < 3) {
+      ++n;
+      users.push_back(uid);
+    }
+  }
+  REQUIRE(users.size() == 24);
   {
     auto alice = node.login("alice");
-    for (int i = 0; i < kUsers; ++i) send_ok(*alice, "u" + std::to_string(i), "m" + std::to_string(i));
+    for (const auto& uid : users) send_ok(*alice, uid, "m-" + uid);
   }
   auto every_inbox_holds_its_message = [&] {
-    for (int i = 0; i < kUsers; ++i) {
-      auto u = node.login("u" + std::to_string(i));
+    for (const auto& uid : users) {
+      auto u = node.login(uid);
       auto got = pull_all(*u);
-      INFO("u" << i);
+      INFO(uid);
       REQUIRE(got.size() == 1);
-      CHECK(got[0].client_msg_id() == "m" + std::to_string(i));
+      CHECK(got[0].client_msg_id() == "m-" + uid);
     }
   };
   every_inbox_holds_its_message();

@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 
 #include "cluster/partition_log.h"
+#include "common/metrics.h"
 #include "core/group_commit.h"
 #include "core/shard_loop.h"
 #include "nats_cluster.h"
@@ -526,6 +527,7 @@ TEST_CASE_METHOD(
 TEST_CASE_METHOD(TwoPartitions,
                  "ShardLoop: partitions sharing a thread publish their batches side by side, then each is awaited",
                  "[cluster]") {
+  const auto pending_before = im::metrics::get().cluster_pending_entries.value();
   im::core::ShardLoop loop(0);
   im::core::GroupCommit c1(loop, *a.store, 1, &p1);
   im::core::GroupCommit c2(loop, *a.store, 2, &p2);
@@ -581,4 +583,5 @@ TEST_CASE_METHOD(TwoPartitions,
   CHECK(a.store->get_meta("three")->value_or(0) == 3);
   CHECK(applied_in(*a.store, 1) == 2);
   CHECK(applied_in(*a.store, 2) == 2);
+  CHECK(im::metrics::get().cluster_pending_entries.value() == pending_before);
 }

@@ -61,6 +61,7 @@ class TestCore {
   }
   void stop() {
     for (auto& s : shards_) s->request_stop();
+    for (auto& l : loops_) l->request_stop();
     for (auto& l : loops_) l->stop();
     shards_.clear();
     loops_.clear();
