@@ -457,8 +457,17 @@ PartitionLog::~PartitionLog() {
 
 Result<std::uint64_t> PartitionLog::finish_append(store::Batch& batch) {
   if (!in_flight_) return make_error(StatusCode::kInternal, "no append in flight");
-  if (in_flight_->batch != &batch) return make_error(StatusCode::kInternal, "finishing an append of another batch");
   settle(std::chrono::steady_clock::time_point::max());
+  if (in_flight_->batch != &batch) {
+    // A broken invariant of the caller: whether the entry sent is the batch
+    // it holds is unknown, so the partition stops (a restart catches up).
+    in_flight_.reset();
+    state_ = State::kStopped;
+    metrics::get().cluster_unavailable_partitions.add(1);
+    stopped_why_ = "an append finished with another batch than the one sent";
+    spdlog::error("partition {}: {}", options_.partition, stopped_why_);
+    return make_error(StatusCode::kInternal, fmt::format("partition {}: {}", options_.partition, stopped_why_));
+  }
   InFlight f = std::move(*in_flight_);
   in_flight_.reset();
   auto& m = metrics::get();

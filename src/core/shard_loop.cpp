@@ -14,9 +14,10 @@ namespace im::core {
 
 ShardLoop::~ShardLoop() {
   // The owner stops the loop (its last round, the shards' hooks) before the
-  // shards go; a loop never stopped just ends here, touching no shard.
+  // shards go; a loop never stopped ends here after the handler it is
+  // running, if any, without the rest.
   if (!thread_.joinable()) return;
-  if (!stop_requested_.exchange(true)) asio::post(context_, [this] { context_.stop(); });
+  context_.stop();
   thread_.join();
 }
 
@@ -60,15 +61,19 @@ void ShardLoop::round() {
     c->queued_ = false;
     c->begin();
   }
-  // Then every answer comes in, each entry retried on its own clock
-  // (PartitionLog::settle: bounded by cluster.unanswered_stop_ms from its
-  // first attempt), before the first batch is finished.
-  for (bool all = false; !all;) {
-    all = true;
+  // Then each batch is finished as soon as its answer is in (each entry
+  // retried on its own clock, PartitionLog::settle: bounded by
+  // cluster.unanswered_stop_ms from its first attempt): a slow stream holds
+  // only its own partition's batch. The entries of a round are
+  // independent, so the order they finish in does not matter.
+  while (!due.empty()) {
     const auto slice = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
-    for (GroupCommit* c : due) all = c->settle(slice) && all;
+    std::erase_if(due, [slice](GroupCommit* c) {
+      if (!c->settle(slice)) return false;
+      c->finish();
+      return true;
+    });
   }
-  for (GroupCommit* c : due) c->finish();
 }
 
 }  // namespace im::core

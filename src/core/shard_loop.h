@@ -5,12 +5,12 @@
 //
 // The loop also writes its shards' batches, in rounds: a round starts every
 // batch scheduled since the last one (in cluster mode its entry goes out to
-// its partition's stream), waits until every answer is in (each entry
-// retried on its own clock), then finishes each in turn (writes the store,
-// runs the after-commit work). So the partitions of one thread wait for
-// about one publish per round, not for one after another; and, as with one
-// shard per thread, no handler runs on the loop between a batch's start
-// and its finish: only the round's other batches (their store writes and
+// its partition's stream), then finishes each as soon as its answer is in
+// (each entry retried on its own clock): writes the store, runs the
+// after-commit work. So the partitions of one thread wait for about one
+// publish per round, not for one after another; and, as with one shard per
+// thread, no handler runs on the loop between a batch's start and its
+// finish: only the round's other batches (their store writes and
 // after-commit work, which touch their own shards and post to others).
 //
 // A batch written outside a round (GroupCommit::commit: a full batch, or
@@ -31,7 +31,8 @@ class GroupCommit;
 class ShardLoop {
  public:
   explicit ShardLoop(unsigned index) : index_(index) {}
-  // Joins the thread without the last round when stop() was not called.
+  // Without stop(): ends the loop after the handler it is running (no last
+  // round, no hooks) and joins the thread.
   ~ShardLoop();
   ShardLoop(const ShardLoop&) = delete;
   ShardLoop& operator=(const ShardLoop&) = delete;
