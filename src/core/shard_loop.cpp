@@ -46,14 +46,12 @@ void ShardLoop::stop() {
 }
 
 void ShardLoop::schedule(GroupCommit& commit) {
+  const bool posted = !due_.empty();
   due_.push_back(&commit);
-  if (posted_) return;
-  posted_ = true;
-  asio::post(context_, [this] { round(); });
+  if (!posted) asio::post(context_, [this] { round(); });
 }
 
 void ShardLoop::round() {
-  posted_ = false;
   auto due = std::move(due_);
   due_.clear();
   // Every entry goes out before the first answer is awaited.
@@ -63,8 +61,8 @@ void ShardLoop::round() {
   }
   // Then each batch is finished as soon as its answer is in (each entry
   // retried on its own clock, PartitionLog::settle: bounded by
-  // cluster.unanswered_stop_ms from its first attempt): a slow stream holds
-  // only its own partition's batch. The entries of a round are
+  // cluster.unanswered_stop_ms from its first attempt): a slow stream does
+  // not hold back the answers of the others. The entries of a round are
   // independent, so the order they finish in does not matter.
   while (!due.empty()) {
     const auto slice = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);

@@ -37,7 +37,6 @@ class ShardLoop {
   ShardLoop(const ShardLoop&) = delete;
   ShardLoop& operator=(const ShardLoop&) = delete;
 
-  unsigned index() const { return index_; }
   asio::io_context& context() { return context_; }
   // Starts the thread (named "im:shard<index>"); throws std::system_error
   // when that fails.
@@ -63,8 +62,7 @@ class ShardLoop {
 
   const unsigned index_;
   asio::io_context context_{1};
-  std::vector<GroupCommit*> due_;
-  bool posted_ = false;
+  std::vector<GroupCommit*> due_;  // not empty: a round is posted
   std::vector<std::function<void()>> on_stop_;
   std::atomic<bool> stop_requested_{false};
   std::thread thread_;
