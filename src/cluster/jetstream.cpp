@@ -39,6 +39,7 @@ StreamState state_of(const jsStreamInfo& si) {
   st.last_seq = si.State.LastSeq;
   st.messages = si.State.Msgs;
   st.bytes = si.State.Bytes;
+  st.created_ns = si.Created;
   if (si.Config) {
     st.replicas = static_cast<int>(si.Config->Replicas);
     st.max_bytes = si.Config->MaxBytes;
@@ -188,6 +189,50 @@ Result<Ok> JetStream::delete_stream(const std::string& stream) {
   return Ok{};
 }
 
+Result<Ok> JetStream::purge(const std::string& stream, std::uint64_t keep_from, const std::string& subject) {
+  if (subject.empty() && keep_from <= 1) return Ok{};
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Wait = impl_->options.api_wait.count();
+  o.Stream.Purge.Sequence = keep_from;  // "up to but not including"; 0: no bound
+  if (!subject.empty()) o.Stream.Purge.Subject = subject.c_str();
+  jsErrCode code{};
+  natsStatus s = js_PurgeStream(impl_->js, stream.c_str(), &o, &code);
+  if (s != NATS_OK) return nats_error(fmt::format("purging stream {} below {}", stream, keep_from), s, code);
+  return Ok{};
+}
+
+Result<std::map<std::string, std::uint64_t>> JetStream::subjects(const std::string& stream, const std::string& filter) {
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Wait = impl_->options.api_wait.count();
+  o.Stream.Info.SubjectsFilter = filter.c_str();
+  jsStreamInfo* si = nullptr;
+  jsErrCode code{};
+  natsStatus s = js_GetStreamInfo(&si, impl_->js, stream.c_str(), &o, &code);
+  if (s == NATS_NOT_FOUND) return make_error(StatusCode::kNotFound, "no stream " + stream);
+  if (s != NATS_OK) return nats_error("the subjects of " + stream, s, code);
+  std::map<std::string, std::uint64_t> out;
+  if (si->State.Subjects)
+    for (int i = 0; i < si->State.Subjects->Count; ++i)
+      out.emplace(si->State.Subjects->List[i].Subject, si->State.Subjects->List[i].Msgs);
+  jsStreamInfo_Destroy(si);
+  return out;
+}
+
+Result<std::optional<Entry>> JetStream::last_on_subject(const std::string& stream, const std::string& subject) {
+  natsMsg* msg = nullptr;
+  jsErrCode code{};
+  natsStatus s = js_GetLastMsg(&msg, impl_->js, stream.c_str(), subject.c_str(), nullptr, &code);
+  if (s == NATS_NOT_FOUND || code == JSNoMessageFoundErr) return std::optional<Entry>{};
+  if (s != NATS_OK) return nats_error(fmt::format("the last entry of {} on {}", stream, subject), s, code);
+  Entry e;
+  e.seq = natsMsg_GetSequence(msg);
+  e.data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+  natsMsg_Destroy(msg);
+  return std::optional<Entry>(std::move(e));
+}
+
 Result<StreamState> JetStream::ensure_stream(const StreamSpec& spec) {
   jsStreamConfig cfg;
   jsStreamConfig_Init(&cfg);
@@ -201,9 +246,7 @@ Result<StreamState> JetStream::ensure_stream(const StreamSpec& spec) {
   cfg.MaxBytes = spec.max_bytes;
   cfg.Duplicates = std::chrono::duration_cast<std::chrono::nanoseconds>(spec.duplicates_window).count();
   cfg.DenyDelete = true;  // entries are the log: nobody removes one from the middle
-  // Purging stays possible for an operator's tool (and step 1's missing
-  // compaction, docs/cluster.md); imserver never purges, and a purged
-  // prefix makes a rebuild from an empty data dir fail.
+  // Trimming purges a stream's head below a snapshot (docs/cluster.md).
   cfg.DenyPurge = false;
 
   jsStreamInfo* si = nullptr;
@@ -223,6 +266,17 @@ Result<StreamState> JetStream::ensure_stream(const StreamSpec& spec) {
                         fmt::format("stream {} exists with another layout (subject, storage or discard policy); "
                                     "it was not made by this imserver",
                                     spec.name));
+    }
+    // nats-server drops a stream's oldest entries to meet a lowered limit,
+    // whatever its discard policy: never below what the stream holds.
+    if (spec.max_bytes >= 0 && si->State.Bytes > static_cast<std::uint64_t>(spec.max_bytes) &&
+        (have->MaxBytes < 0 || have->MaxBytes > spec.max_bytes)) {
+      const std::uint64_t held = si->State.Bytes;
+      jsStreamInfo_Destroy(si);
+      return make_error(StatusCode::kInternal,
+                        fmt::format("stream {} holds {} bytes, more than the limit of {} it would be given: NATS "
+                                    "would drop its oldest entries; raise the limit (or trim the stream first)",
+                                    spec.name, held, spec.max_bytes));
     }
     if (have->Replicas != spec.replicas || have->MaxBytes != spec.max_bytes || have->Duplicates != cfg.Duplicates) {
       jsStreamInfo_Destroy(si);

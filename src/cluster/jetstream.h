@@ -13,7 +13,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +41,7 @@ struct StreamState {
   std::uint64_t bytes = 0;
   int replicas = 0;
   std::int64_t max_bytes = -1;
+  std::int64_t created_ns = 0;  // when the stream was made (ns since the epoch): names it across a delete and remake
 };
 
 struct Published {
@@ -85,6 +88,17 @@ class JetStream {
   // Removes a stream and every entry in it (tests and tools; imserver never
   // does). A stream that does not exist is not an error.
   Result<Ok> delete_stream(const std::string& stream);
+
+  // Removes the entries of `stream` below `keep_from` (all of them when it
+  // is past the end), only those on `subject` when one is given (then
+  // keep_from 0: all of them); the stream's sequence numbers go on from
+  // where they were.
+  Result<Ok> purge(const std::string& stream, std::uint64_t keep_from, const std::string& subject = {});
+  // The subjects of `stream` matching `filter` ("a.b.*") that hold
+  // entries, each with how many.
+  Result<std::map<std::string, std::uint64_t>> subjects(const std::string& stream, const std::string& filter);
+  // The stream's last entry on `subject` (none: the stream holds none).
+  Result<std::optional<Entry>> last_on_subject(const std::string& stream, const std::string& subject);
 
   using Done = std::function<void(const Published&)>;
   // Publishes `data` to `subject` with the id `msg_id` (Nats-Msg-Id), stored

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -307,4 +308,112 @@ TEST_CASE("JetStream: after kill -9 of the stream's leader a new leader stores t
   REQUIRE(all->size() == 51);
   for (std::size_t i = 0; i < all->size(); ++i) CHECK((*all)[i].data == "a" + std::to_string(i + 1));
   cluster.restart(leader);
+}
+
+TEST_CASE("JetStream: a purge keeps the entries from a sequence on, and the chain goes on after it", "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  const auto s = spec("PURGE");
+  auto made = js->ensure_stream(s);
+  REQUIRE(made.ok());
+  CHECK(made->created_ns > 0);
+  for (std::uint64_t i = 1; i <= 10; ++i)
+    REQUIRE(publish_sync(*js, s, "e" + std::to_string(i), "w:1:" + std::to_string(i), i - 1).outcome ==
+            Outcome::kStored);
+  REQUIRE(js->purge(s.name, 7).ok());
+  auto state = js->stream_state(s.name);
+  REQUIRE(state.ok());
+  CHECK(state->first_seq == 7);
+  CHECK(state->last_seq == 10);
+  CHECK(state->messages == 4);
+  CHECK(state->created_ns == made->created_ns);
+  // A stream's creation time names it across updates of its limits too
+  // (a start applies the configured ones).
+  auto updated = js->ensure_stream(spec("PURGE", 1 << 20));
+  REQUIRE(updated.ok());
+  CHECK(updated->max_bytes == 1 << 20);
+  CHECK(updated->created_ns == made->created_ns);
+  auto rest = js->read(s.name, s.subject, 1, 100);
+  REQUIRE(rest.ok());
+  REQUIRE(rest->size() == 4);
+  CHECK(rest->front().seq == 7);
+  CHECK(rest->front().data == "e7");
+  // The expected-sequence chain is unbroken by the purge.
+  CHECK(publish_sync(*js, s, "e11", "w:1:11", 10).seq == 11);
+  CHECK(publish_sync(*js, s, "x", "w:2:1", 6).outcome == Outcome::kWrongLastSequence);
+
+  // Past the end: empty, and the next entry still numbered on.
+  REQUIRE(js->purge(s.name, 12).ok());
+  state = js->stream_state(s.name);
+  REQUIRE(state.ok());
+  CHECK(state->messages == 0);
+  CHECK(state->last_seq == 11);
+  CHECK(state->first_seq == 12);
+  auto none = js->read(s.name, s.subject, 1, 100);
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  CHECK(publish_sync(*js, s, "e12", "w:1:12", 11).seq == 12);
+}
+
+TEST_CASE("JetStream: the last entry on a subject of a stream with several", "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  StreamSpec s = spec("SUBJECTS");
+  s.subject = "im.test.subjects.*";
+  REQUIRE(js->ensure_stream(s).ok());
+  auto none = js->last_on_subject(s.name, "im.test.subjects.m");
+  REQUIRE(none.ok());
+  CHECK(!none->has_value());
+  auto put = [&](const std::string& subject, const std::string& data, std::uint64_t expect) {
+    Answers a(1);
+    js->publish(subject, data, data, expect, 5s, a.slot(0));
+    REQUIRE(a.wait_all());
+    return a.at(0);
+  };
+  CHECK(put("im.test.subjects.c", "c1", 0).seq == 1);
+  CHECK(put("im.test.subjects.m", "m1", 1).seq == 2);
+  CHECK(put("im.test.subjects.c", "c2", 2).seq == 3);
+  auto last = js->last_on_subject(s.name, "im.test.subjects.m");
+  REQUIRE(last.ok());
+  REQUIRE(last->has_value());
+  CHECK((*last)->seq == 2);
+  CHECK((*last)->data == "m1");
+  // A read filtered by one subject skips the other's entries.
+  auto chunks = js->read(s.name, "im.test.subjects.c", 1, 10);
+  REQUIRE(chunks.ok());
+  REQUIRE(chunks->size() == 2);
+  CHECK(chunks->back().seq == 3);
+  auto held = js->subjects(s.name, "im.test.subjects.*");
+  REQUIRE(held.ok());
+  CHECK(*held == std::map<std::string, std::uint64_t>{{"im.test.subjects.c", 2}, {"im.test.subjects.m", 1}});
+  // A purge of one subject leaves the other's entries.
+  REQUIRE(js->purge(s.name, 0, "im.test.subjects.c").ok());
+  auto state = js->stream_state(s.name);
+  REQUIRE(state.ok());
+  CHECK(state->messages == 1);
+  held = js->subjects(s.name, "im.test.subjects.*");
+  REQUIRE(held.ok());
+  CHECK(*held == std::map<std::string, std::uint64_t>{{"im.test.subjects.m", 1}});
+  CHECK(put("im.test.subjects.c", "c3", 3).seq == 4);
+}
+
+TEST_CASE("JetStream: ensure_stream refuses to lower a stream's limit below what it holds", "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  REQUIRE(js->ensure_stream(spec("SHRINK", 1 << 20)).ok());
+  const std::string body(1000, 'x');
+  for (std::uint64_t i = 1; i <= 10; ++i)
+    REQUIRE(publish_sync(*js, spec("SHRINK"), body, "w:1:" + std::to_string(i), i - 1).outcome == Outcome::kStored);
+  auto refused = js->ensure_stream(spec("SHRINK", 4096));
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("holds") != std::string::npos);
+  auto state = js->stream_state("SHRINK");
+  REQUIRE(state.ok());
+  CHECK(state->first_seq == 1);  // nothing dropped
+  CHECK(state->messages == 10);
+  CHECK(state->max_bytes == 1 << 20);
+  // Above what it holds, a lower limit is applied.
+  auto lowered = js->ensure_stream(spec("SHRINK", 512 << 10));
+  REQUIRE(lowered.ok());
+  CHECK(lowered->max_bytes == 512 << 10);
 }
