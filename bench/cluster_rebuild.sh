@@ -4,9 +4,13 @@
 # (scripts/nats-cluster.sh) and imserver in jetstream mode, runs W2 P=100
 # for 10 s, stops imserver, wipes its data dir, starts it again and prints
 # the time to its listener and imserver's own "applied at start" line.
+# With TRIM=1 the node stores a snapshot after the run (cluster.trim_at_percent
+# 1, looked at every second) and the streams are trimmed below it, so the
+# rebuild restores the snapshot instead of reading every entry; the
+# snapshot's own line is printed too.
 # Stops what it started, by PID; prints only.
 #
-#   bench/cluster_rebuild.sh [--bin-dir DIR]   (default build-bench; PARTITIONS=64)
+#   bench/cluster_rebuild.sh [--bin-dir DIR]   (default build-bench; PARTITIONS=64, TRIM=0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin_dir=build-bench
@@ -42,6 +46,9 @@ mode = "jetstream"
 nats_urls = [$(sed 's/[^,]*/"&"/g; s/,/, /g' <<<"$urls")]
 partitions = ${PARTITIONS:-64}
 stream_max_bytes = 104857600
+trim_at_percent = $([[ ${TRIM:-0} == 1 ]] && echo 1 || echo 0)
+trim_check_s = 1
+snapshot_max_bytes = 1073741824
 [log]
 level = "info"
 TOML
@@ -62,6 +69,15 @@ stop() { kill -TERM "$pid"; wait "$pid" || true; pid=""; }
 start
 "$imbench" --port "$port" --server-pid "$pid" --secret "$secret" --scenario w2 --pairs 100 --window 100 --duration 10 |
   grep -E '^  (delivered|delivered_per_s|latency_p99_ms) '
+if [[ ${TRIM:-0} == 1 ]]; then
+  # The run's last entries are in the streams; one snapshot taken after them.
+  before=$(grep -c 'snapshot .* stored' "$work/err" || true)
+  for _ in $(seq 1 1200); do
+    (($(grep -c 'snapshot .* stored' "$work/err" || true) > before)) && break
+    sleep 0.1
+  done
+  grep 'snapshot .* stored' "$work/err" | tail -1
+fi
 stop
 echo "data dir $(du -sh "$work/data" | cut -f1), JetStream store per NATS node $(du -sh "$work/nats/n1/js" | cut -f1)"
 rm -rf "$work/data"
@@ -69,5 +85,5 @@ t0=$(date +%s%N)
 start
 t1=$(date +%s%N)
 echo "rebuilt from the streams: listening after $(((t1 - t0) / 1000000)) ms"
-grep 'applied at start' "$work/err" | tail -1
+grep -E 'snapshot restored|applied at start' "$work/err" | tail -2
 stop

@@ -120,13 +120,15 @@ level = "warn"
 TOML
   if [[ -n $nats_dir ]]; then
     # Each stream reserves stream_max_bytes on every NATS node: 64 x 100 MiB
-    # fit the script's 8 GB max_file_store.
+    # fit the script's 8 GB max_file_store. No trimming: a snapshot would
+    # land in some runs and not others (bench/cluster_rebuild.sh TRIM=1).
     cat >>"$dir/im.toml" <<TOML
 [cluster]
 mode = "jetstream"
 nats_urls = [$(sed 's/[^,]*/"&"/g; s/,/, /g' "$nats_dir/urls")]
 partitions = ${PARTITIONS:-64}
 stream_max_bytes = 104857600
+trim_at_percent = 0
 TOML
   fi
   if ((cfg_tls)); then

@@ -134,6 +134,11 @@ struct ClusterConfig {
   std::uint64_t stream_max_bytes = 1ull << 30;  // per stream (reserved on each NATS server); full: writes refused
   std::uint32_t publish_timeout_ms = 2000;      // one publish attempt
   std::uint32_t unanswered_stop_ms = 30000;     // a partition stops after this long unanswered
+  // Trimming (docs/cluster.md): a snapshot of the store once a stream holds
+  // this share of stream_max_bytes, then the streams are purged below it (0: never).
+  std::uint32_t trim_at_percent = 50;
+  std::uint32_t trim_check_s = 60;                 // how often the streams' fill is looked at
+  std::uint64_t snapshot_max_bytes = 16ull << 30;  // the SNAP stream's limit: the last snapshot and the next
 };
 
 struct LogConfig {

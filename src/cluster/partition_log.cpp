@@ -18,10 +18,19 @@ namespace im::cluster {
 StreamSpec partition_stream(const std::string& prefix, unsigned p) {
   StreamSpec spec;
   spec.name = fmt::format("{}_P{}", prefix, p);
+  spec.subject = fmt::format("{}.p.{}", subject_root(prefix), p);
+  return spec;
+}
+
+std::string subject_root(const std::string& prefix) {
   std::string lower = prefix;
   for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  spec.subject = fmt::format("{}.p.{}", lower, p);
-  return spec;
+  return lower;
+}
+
+std::string random_id() {
+  std::random_device random;
+  return fmt::format("{:016x}", (std::uint64_t{random()} << 32) | random());
 }
 
 namespace {
@@ -174,9 +183,13 @@ Result<Ok> PartitionLog::prepare() {
   auto stream = js_.stream_state(options_.stream.name);
   if (!stream && stream.error().code != StatusCode::kNotFound) return stream.error();
   const StreamState state = stream ? *stream : StreamState{};  // none yet: open_all creates it next
+  auto restoring = store_.get_meta(kRestoringKey);
+  if (!restoring) return restoring.error();
+  restoring_ = restoring->value_or(0);
   auto applied = store_.get_meta(applied_key(options_.partition));
   if (!applied) return applied.error();
   applied_ = applied->value_or(0);
+  first_seq_ = state.first_seq;
   // The clock starts above every entry this data dir applied or appended:
   // entries already applied are not read again.
   auto lamport = store_.get_meta(lamport_key(options_.partition));
@@ -349,20 +362,29 @@ Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs, const 
   // This run's ids: a retry of one publish reuses its id, nothing else does,
   // not even a later run of the same node (JetStream checks an id before
   // the expected sequence).
-  const std::string nonce = fmt::format("{:016x}", std::random_device{}() * 0x100000000ull + std::random_device{}());
+  const std::string nonce = random_id();
   for (PartitionLog* log : logs) log->nonce_ = nonce;
   // Each step runs for the partitions side by side: creating a replicated
   // stream, or storing its first entry, waits for its group to elect a
   // leader (about 0.3 s on loopback).
   // 1. Checks that only read: a start refused here changed nothing.
   if (auto prepared = each_at_once(logs, [](PartitionLog& log) { return log.prepare(); }); !prepared) return prepared;
+  if (auto behind = check_trimmed_heads(logs); !behind) return behind;
   // 2. Streams created, or checked for their layout and their limits
-  //    updated to this node's configuration.
+  //    updated to this node's configuration. A new replicated stream waits
+  //    for its group's leader, which a loaded cluster may elect after the
+  //    API's wait: an unavailable answer is asked again (bounded: 3 tries;
+  //    the stream made meanwhile is found by the next).
   if (auto ensured = each_at_once(logs,
                                   [](PartitionLog& log) -> Result<Ok> {
-                                    auto stream = log.js_.ensure_stream(log.options_.stream);
-                                    if (!stream) return stream.error();
-                                    return Ok{};
+                                    for (int tries = 1;; ++tries) {
+                                      auto stream = log.js_.ensure_stream(log.options_.stream);
+                                      if (stream) return Ok{};
+                                      if (stream.error().code != StatusCode::kUnavailable || tries >= 3)
+                                        return stream.error();
+                                      spdlog::warn("cluster: stream {}: {}; asking again", log.options_.stream.name,
+                                                   stream.error().message);
+                                    }
                                   });
       !ensured)
     return ensured;
@@ -385,7 +407,9 @@ Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs, const 
                                     log->options_.partition, log->applied_, log->options_.stream.name, log->epoch_));
   }
   spdlog::debug("cluster: {} epoch markers stored", logs.size());
-  // 5. The catch-up.
+  // 5. An empty data dir and trimmed streams: the last snapshot first.
+  if (auto restored = restore_snapshot(logs); !restored) return restored;
+  // 6. The catch-up.
   if (auto caught = catch_up_all(logs); !caught) return caught;
   spdlog::debug("cluster: {} partitions caught up", logs.size());
   for (PartitionLog* log : logs) {
@@ -400,6 +424,137 @@ Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs, const 
     log->batch_ = 0;
     log->state_ = State::kWriting;
   }
+  return Ok{};
+}
+
+namespace {
+
+// The last manifest, when an empty data dir must restore one: the streams
+// are trimmed (`trimmed`) or a restore was cut short (`resuming`, its id).
+// Checked for what this node can restore: its layout, its partition count,
+// the snapshot a restore cut short. Reads only.
+Result<std::optional<v1::SnapshotManifest>> manifest_to_restore(JetStream& js, const SnapshotSpec& spec, bool trimmed,
+                                                                std::uint64_t resuming, unsigned partitions) {
+  if (!trimmed && resuming == 0) return std::optional<v1::SnapshotManifest>{};
+  auto found = last_manifest(js, spec);
+  if (!found) return found.error();
+  if (!found->has_value())
+    return make_error(StatusCode::kInternal,
+                      fmt::format("an empty data dir must be restored from a snapshot (the streams were trimmed, or "
+                                  "a restore was cut short), but {} holds none",
+                                  spec.stream.name));
+  const v1::SnapshotManifest& manifest = **found;
+  if (resuming != 0 && resuming != restoring_id(manifest))
+    return make_error(StatusCode::kInternal,
+                      fmt::format("the data dir holds part of an older snapshot than {}'s last one ({}): empty "
+                                  "storage.data_dir to rebuild",
+                                  spec.stream.name, manifest.id()));
+  auto refuse = [&](std::string why) {
+    return make_error(StatusCode::kInternal, fmt::format("snapshot {} of node {} cannot rebuild this node: {}",
+                                                         manifest.id(), manifest.node(), why));
+  };
+  if (manifest.schema_version() != store::kSchemaVersion)
+    return refuse(
+        fmt::format("its rows have the store layout {}, this build writes {}; start the build that "
+                    "wrote it",
+                    manifest.schema_version(), store::kSchemaVersion));
+  if (partitions != 0 && manifest.partitions() != partitions)
+    return refuse(fmt::format("it holds {} partitions, this node has {}", manifest.partitions(), partitions));
+  return found;
+}
+
+}  // namespace
+
+Result<Ok> PartitionLog::check_trimmed_heads(const std::vector<PartitionLog*>& logs) {
+  // A data dir that applied anything must hold every stream from its head
+  // on; one that applied nothing is restored from the last snapshot.
+  bool any = false, trimmed = false;
+  for (PartitionLog* log : logs) {
+    any = any || log->applied_ > 0;
+    trimmed = trimmed || log->first_seq_ > 1;
+  }
+  for (PartitionLog* log : logs) {
+    if (log->restoring_ != 0 && any)
+      return make_error(StatusCode::kInternal,
+                        "the data dir holds part of a snapshot and entries applied after it: "
+                        "empty storage.data_dir to rebuild");
+    if (any && log->applied_ + 1 < log->first_seq_)
+      return make_error(
+          StatusCode::kInternal,
+          fmt::format("partition {}: the data dir holds entries up to {}, but stream {} was trimmed to begin at {} "
+                      "since (a snapshot holds the rest): empty storage.data_dir to rebuild it from the snapshot "
+                      "and the streams",
+                      log->options_.partition, log->applied_, log->options_.stream.name, log->first_seq_));
+  }
+  if (any || logs.empty()) return Ok{};
+  // Refused now, before any stream is made or marker stored, rather than
+  // after the markers have fenced the running node (restore_snapshot
+  // checks again).
+  const PartitionLog& first = *logs.front();
+  auto found =
+      manifest_to_restore(first.js_, first.options_.snapshots, trimmed, first.restoring_, first.options_.partitions);
+  if (!found) return found.error();
+  return Ok{};
+}
+
+Result<Ok> PartitionLog::restore_snapshot(const std::vector<PartitionLog*>& logs) {
+  if (logs.empty()) return Ok{};
+  for (PartitionLog* log : logs)
+    if (log->applied_ > 0) return Ok{};  // not empty: check_trimmed_heads() checked it
+  // The streams as they are now, after the markers: a snapshot stored
+  // since prepare() may have trimmed them further.
+  std::vector<StreamState> states;
+  bool trimmed = false;
+  for (PartitionLog* log : logs) {
+    auto state = log->js_.stream_state(log->options_.stream.name);
+    if (!state) return state.error();
+    trimmed = trimmed || state->first_seq > 1;
+    states.push_back(*state);
+  }
+  // A restore cut short (a kill, NATS away) is resumed from the same
+  // snapshot: its rows are PUTs, written again as they were.
+  const SnapshotSpec& spec = logs.front()->options_.snapshots;
+  auto found = manifest_to_restore(logs.front()->js_, spec, trimmed, logs.front()->restoring_,
+                                   logs.front()->options_.partitions);
+  if (!found) return found.error();
+  if (!found->has_value()) return Ok{};
+  const v1::SnapshotManifest& manifest = **found;
+  auto refuse = [&](std::string why) {
+    return make_error(StatusCode::kInternal, fmt::format("snapshot {} of node {} cannot rebuild this node: {}",
+                                                         manifest.id(), manifest.node(), why));
+  };
+  std::uint64_t clock = 0;
+  for (std::size_t i = 0; i < logs.size(); ++i) {
+    const PartitionLog& log = *logs[i];
+    const unsigned m = log.options_.partition;
+    if (m >= static_cast<unsigned>(manifest.applied_size()) || manifest.created_ns_size() != manifest.applied_size() ||
+        manifest.lamport_size() != manifest.applied_size())
+      return refuse(fmt::format("it has no position for partition {}", m));
+    if (manifest.created_ns(static_cast<int>(m)) != states[i].created_ns)
+      return refuse(fmt::format("stream {} was made again since", log.options_.stream.name));
+    const std::uint64_t cut = manifest.applied(static_cast<int>(m));
+    if (cut + 1 < states[i].first_seq)
+      return refuse(fmt::format("stream {} begins at {}, past its cut {}: a newer snapshot trimmed it; start again",
+                                log.options_.stream.name, states[i].first_seq, cut));
+    // Below this run's marker: the cut holds entries the stream holds.
+    if (cut >= log.epoch_ || cut > states[i].last_seq)
+      return refuse(fmt::format("its cut of stream {} ({}) is past this node's marker {}", log.options_.stream.name,
+                                cut, log.epoch_));
+    clock = std::max(clock, manifest.lamport(static_cast<int>(m)));
+  }
+  auto rows = load_snapshot(logs.front()->js_, logs.front()->store_, spec, manifest, logs.front()->options_.read_bytes);
+  if (!rows) return rows.error();
+  store::Batch cut(logs.front()->store_);
+  for (PartitionLog* log : logs) {
+    const int m = static_cast<int>(log->options_.partition);
+    if (manifest.applied(m) > 0) cut.put_meta(applied_key(log->options_.partition), manifest.applied(m));
+    if (manifest.lamport(m) > 0) cut.put_meta(lamport_key(log->options_.partition), manifest.lamport(m));
+  }
+  cut.del_meta(kRestoringKey);
+  if (auto written = logs.front()->store_.write(cut); !written) return written.error();
+  for (PartitionLog* log : logs) log->applied_ = manifest.applied(static_cast<int>(log->options_.partition));
+  raise_to(*logs.front()->options_.clock, clock);
+  spdlog::info("cluster: snapshot restored: {} of node {}, {} rows", manifest.id(), manifest.node(), *rows);
   return Ok{};
 }
 

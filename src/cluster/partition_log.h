@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "cluster/jetstream.h"
+#include "cluster/snapshot.h"
 #include "im/result.h"
 #include "store/store.h"
 
@@ -44,6 +45,10 @@ class LogEntry;
 // Partition `p`'s stream of a deployment: "<prefix>_P7" on the subject
 // "<prefix in lower case>.p.7" (cluster.stream_prefix, "IM" by default).
 StreamSpec partition_stream(const std::string& prefix, unsigned p);
+// A deployment's subjects begin with its stream prefix in lower case.
+std::string subject_root(const std::string& prefix);
+// 16 random hex digits: a run's nonce, a snapshot's id.
+std::string random_id();
 
 class PartitionLog {
  public:
@@ -58,6 +63,10 @@ class PartitionLog {
     // Bytes per read while catching up: a catch-up holds about this much
     // per partition at once (64 partitions: 256 MiB).
     std::size_t read_bytes = 4u << 20;
+    // Where the deployment's snapshots are (snapshot.h); a stream trimmed
+    // below an empty data dir's needs is restored from the last one. The
+    // same for every partition of a node (open_all reads the first's).
+    SnapshotSpec snapshots = snapshot_spec("IM");
     // The node's Lamport clock, shared by all of its partitions (open_all).
     std::shared_ptr<std::atomic<std::uint64_t>> clock = std::make_shared<std::atomic<std::uint64_t>>(0);
   };
@@ -160,6 +169,13 @@ class PartitionLog {
   // wrote before); epoch_ is its seq.
   Result<Ok> write_marker(const std::string& nonce);
   static Result<Ok> catch_up_all(const std::vector<PartitionLog*>& logs);
+  // With an empty data dir and a stream trimmed at its head: the last
+  // snapshot's cut written to the store, each partition's applied:<n> and
+  // Lamport time set to it (catch-up goes on from there).
+  static Result<Ok> restore_snapshot(const std::vector<PartitionLog*>& logs);
+  // Refuses a data dir that applied entries but lacks some below a
+  // stream's trimmed head, or holds part of a snapshot besides; reads only.
+  static Result<Ok> check_trimmed_heads(const std::vector<PartitionLog*>& logs);
   Error unavailable(std::string why) const;
 
   JetStream& js_;
@@ -167,6 +183,8 @@ class PartitionLog {
   const Options options_;
   State state_ = State::kClosed;
   std::uint64_t applied_ = 0;
+  std::uint64_t first_seq_ = 0;  // the stream's first entry, at prepare() (0: none yet)
+  std::uint64_t restoring_ = 0;  // the snapshot a restore cut short was writing (meta "restoring"; 0: none)
   std::uint64_t epoch_ = 0;
   std::uint64_t batch_ = 0;  // the last batch number used in this epoch
   std::uint64_t caught_up_ = 0;

@@ -152,6 +152,21 @@ std::string Registry::render() const {
   scalar(out, "imserver_cluster_caught_up_entries", "gauge",
          "Cluster mode: log entries applied at start before the listeners opened, this start's own markers included.",
          static_cast<double>(cluster_caught_up_entries.value()));
+  scalar(out, "imserver_cluster_snapshots_total", "counter",
+         "Cluster mode: snapshots of the store stored on the SNAP stream, after which the partition streams were "
+         "trimmed.",
+         static_cast<double>(cluster_snapshots.value()));
+  scalar(out, "imserver_cluster_snapshot_failures_total", "counter",
+         "Cluster mode: snapshots begun and not stored (the streams stay untrimmed until one is).",
+         static_cast<double>(cluster_snapshot_failures.value()));
+  scalar(out, "imserver_cluster_snapshot_bytes", "gauge", "Cluster mode: the last stored snapshot's size.",
+         static_cast<double>(cluster_snapshot_bytes.value()));
+  scalar(out, "imserver_cluster_snapshot_seconds", "gauge",
+         "Cluster mode: how long the last stored snapshot took, its purges included.",
+         static_cast<double>(cluster_snapshot_ms.value()) / 1000.0);
+  scalar(out, "imserver_cluster_purged_entries_total", "counter",
+         "Cluster mode: partition stream entries removed because a snapshot holds them.",
+         static_cast<double>(cluster_purged_entries.value()));
   batch_rows.render(out, "imserver_store_batch_rows", "Rows per store batch (group commit).");
   return out;
 }

@@ -87,6 +87,11 @@ struct Registry {
   Gauge cluster_pending_entries;         // published to a partition's stream, not answered yet
   Gauge cluster_unavailable_partitions;  // fenced or stopped: their writes are refused
   Gauge cluster_caught_up_entries;       // log entries applied at start, before the listeners opened
+  Counter cluster_snapshots;             // snapshots stored (docs/cluster.md, "Trimming")
+  Counter cluster_snapshot_failures;     // snapshots begun and not stored
+  Gauge cluster_snapshot_bytes;          // the last stored snapshot's rows, in bytes
+  Gauge cluster_snapshot_ms;             // how long the last stored snapshot took, purges included
+  Counter cluster_purged_entries;        // partition stream entries removed below a snapshot
   Counter dedupe_rows;          // SENDs given a dedupe row instead (memory window full, or a hash taken)
   Counter dedupe_rebuild_rows;  // inbox rows read to rebuild senders' windows after a start
   Counter search_indexed;       // messages added to or replaced in the search index (PROTOCOL 8.6)

@@ -286,6 +286,13 @@ const std::vector<KeySpec>& schema() {
       uint_key(
           "cluster", "unanswered_stop_ms", +[](Config & c) -> auto& { return c.cluster.unanswered_stop_ms; }, 1000,
           3600000),
+      uint_key(
+          "cluster", "trim_at_percent", +[](Config & c) -> auto& { return c.cluster.trim_at_percent; }, 0, 90),
+      uint_key(
+          "cluster", "trim_check_s", +[](Config & c) -> auto& { return c.cluster.trim_check_s; }, 1, 3600),
+      uint_key(
+          "cluster", "snapshot_max_bytes", +[](Config & c) -> auto& { return c.cluster.snapshot_max_bytes; },
+          16ull << 20, 1ull << 50),
       string_key(
           "log", "level", +[](Config & c) -> auto& { return c.log.level; }),
       string_key(

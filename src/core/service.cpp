@@ -1,6 +1,7 @@
 #include "core/service.h"
 
 #include <unistd.h>
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -26,6 +27,7 @@
 #include "net/io_loop.h"
 #include "search/search_index.h"
 #include "store/conv_id.h"
+#include "store/keys.h"
 
 namespace im::core {
 
@@ -104,6 +106,29 @@ void Service::start() {
     if (auto started = search_->start(); !started) throw std::runtime_error(started.error().message);
   }
   retention_ = std::make_unique<Retention>(config_.storage, *store_, env_->changes);
+  if (!logs_.empty()) {
+    std::vector<const cluster::PartitionLog*> logs;
+    for (auto& log : logs_) logs.push_back(log.get());
+    trimmer_ = std::make_unique<cluster::Trimmer>(*nats_, *store_, std::move(logs), snapshot_options(),
+                                                  config_.cluster.trim_at_percent,
+                                                  std::chrono::seconds(config_.cluster.trim_check_s));
+  }
+}
+
+cluster::SnapshotOptions Service::snapshot_options() const {
+  const auto& c = config_.cluster;
+  cluster::SnapshotOptions o;
+  o.spec = cluster::snapshot_spec(c.stream_prefix);
+  o.spec.stream.replicas = static_cast<int>(c.replicas);
+  o.spec.stream.max_bytes = static_cast<std::int64_t>(c.snapshot_max_bytes);
+  o.node = node_;
+  // A chunk and its one row past the limit stay within the servers'
+  // max_payload, which start-up checked against the largest batch.
+  o.chunk_bytes = std::clamp<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(0, nats_->max_payload())) / 2,
+                                          64u << 10, 4u << 20);
+  o.publish_wait = std::chrono::milliseconds(c.publish_timeout_ms);
+  o.retry_for = std::chrono::milliseconds(c.unanswered_stop_ms);
+  return o;
 }
 
 void Service::open_partition_logs() {
@@ -117,6 +142,7 @@ void Service::open_partition_logs() {
       throw std::runtime_error("cluster: no host name; set cluster.node_name");
     node = host;
   }
+  node_ = node;
   options.name = "imserver " + node;
   auto connected = cluster::JetStream::connect(options);
   if (!connected) throw std::runtime_error("cluster: " + connected.error().message);
@@ -135,7 +161,7 @@ void Service::open_partition_logs() {
   // The partition count is fixed with the data: another count would leave
   // users' rows in streams never read. An embedded data dir holds rows no
   // stream has: a node rebuilt later would lose them.
-  auto recorded = store_->get_meta("cluster_partitions");
+  auto recorded = store_->get_meta(store::kClusterPartitionsKey);
   if (!recorded) throw std::runtime_error("storage: " + recorded.error().message);
   if (!recorded->has_value()) {
     auto rows = store_->count_rows(store::Cf::kHistory, 1);
@@ -152,6 +178,7 @@ void Service::open_partition_logs() {
   }
   const auto started = std::chrono::steady_clock::now();
   auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
+  const cluster::SnapshotOptions snapshots = snapshot_options();
   for (unsigned p = 0; p < c.partitions; ++p) {
     cluster::PartitionLog::Options o;
     o.partition = p;
@@ -163,19 +190,29 @@ void Service::open_partition_logs() {
     o.publish_wait = std::chrono::milliseconds(c.publish_timeout_ms);
     o.retry_for = std::chrono::milliseconds(c.unanswered_stop_ms);
     o.clock = clock;
+    o.snapshots = snapshots.spec;
     logs_.push_back(std::make_unique<cluster::PartitionLog>(*nats_, *store_, std::move(o)));
   }
   std::vector<cluster::PartitionLog*> all;
   for (auto& log : logs_) all.push_back(log.get());
-  // The count goes into the data dir once the streams agree with it, and
-  // before the first row comes from them.
-  auto record_count = [&]() -> Result<Ok> {
+  auto first_writes = [&]() -> Result<Ok> {
+    // The snapshots' stream is made (or its limits updated) now, after the
+    // checks that only read and before any marker: servers that cannot
+    // hold cluster.snapshot_max_bytes refuse the start instead of the
+    // first snapshot, weeks later.
+    if (c.trim_at_percent > 0) {
+      if (auto snap = nats_->ensure_stream(snapshots.spec.stream); !snap)
+        return make_error(snap.error().code, fmt::format("the snapshots' stream (cluster.snapshot_max_bytes {}): {}",
+                                                         c.snapshot_max_bytes, snap.error().message));
+    }
+    // The count goes into the data dir once the streams agree with it, and
+    // before the first row comes from them.
     if (recorded->has_value()) return Ok{};
     store::Batch batch(*store_);
-    batch.put_meta("cluster_partitions", c.partitions);
+    batch.put_meta(store::kClusterPartitionsKey, c.partitions);
     return store_->write(batch);
   };
-  if (auto opened = cluster::PartitionLog::open_all(all, record_count); !opened)
+  if (auto opened = cluster::PartitionLog::open_all(all, first_writes); !opened)
     throw std::runtime_error("cluster: " + opened.error().message);
   std::uint64_t caught_up = 0;
   for (auto& log : logs_) caught_up += log->caught_up();
@@ -206,6 +243,7 @@ void Service::stop() {
   // the loops those connections belong to still exist. Shards write their
   // last batch (cursors) before they stop; then the store closes.
   retention_.reset();
+  trimmer_.reset();  // a snapshot under way stops at its next row
   // Side by side: in cluster mode with NATS unreachable, each loop's last
   // round may wait cluster.unanswered_stop_ms.
   for (auto& s : shards_) s->request_stop();

@@ -18,6 +18,7 @@
 #include "auth/jwt.h"
 #include "cluster/jetstream.h"
 #include "cluster/partition_log.h"
+#include "cluster/trimmer.h"
 #include "core/client_context.h"
 #include "core/core_env.h"
 #include "core/dispatcher.h"
@@ -142,6 +143,8 @@ class Service final : public net::ServiceInterface {
  private:
   // Cluster mode: connects to NATS, catches every partition up, fences earlier writers.
   void open_partition_logs();
+  cluster::SnapshotOptions snapshot_options() const;
+  std::string node_;  // cluster mode: cluster.node_name or the host name
   const Config& config_;
   std::mutex backup_mutex_;
   // What SIGHUP may change while running (Service::reload).
@@ -160,6 +163,7 @@ class Service final : public net::ServiceInterface {
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<CoreEnv> env_;
   std::unique_ptr<Retention> retention_;
+  std::unique_ptr<cluster::Trimmer> trimmer_;    // cluster mode: snapshots, and the streams trimmed below them
   SearchSlots search_slots_;                     // outlives search_'s queued jobs, which hold slots
   std::unique_ptr<search::SearchIndex> search_;  // search.enabled only
   Dispatcher dispatcher_;

@@ -73,6 +73,8 @@ std::string conv_states_begin(std::string_view uid);
 std::string deleted_key(std::string_view uid, std::string_view conv, std::uint64_t conv_seq);
 // In `meta`: the layout version of the store (Store::open).
 inline constexpr const char* kSchemaVersionKey = "schema_version";
+// Cluster mode: the partition count the data dir was written with.
+inline constexpr const char* kClusterPartitionsKey = "cluster_partitions";
 
 // The seq at the end of an inbox or history key.
 std::uint64_t seq_of(std::string_view key);

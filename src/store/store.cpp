@@ -341,6 +341,10 @@ void Batch::put_meta(std::string_view name, std::uint64_t value) {
   put(Cf::kMeta, name, encode_u64(value));
 }
 
+void Batch::del_meta(std::string_view name) {
+  del(Cf::kMeta, name);
+}
+
 void Batch::put_token_revocation(std::string_view uid, std::int64_t revoked_s) {
   put(Cf::kMeta, token_revocation_key(uid), encode_u64(static_cast<std::uint64_t>(revoked_s)));
 }
@@ -483,6 +487,26 @@ Result<Ok> Store::scan_family(Cf cf, const std::function<bool(std::string_view k
             std::string_view(it->value().data(), it->value().size())))
       break;
   if (!it->status().ok()) return read_error(it->status());
+  return Ok{};
+}
+
+Result<Ok> Store::scan_snapshot(const CfVisitor& fn) {
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* snap;
+    ~Release() { db->ReleaseSnapshot(snap); }
+  } release{db_.get(), snap};
+  rocksdb::ReadOptions options;
+  options.snapshot = snap;
+  options.fill_cache = false;  // a walk of everything once: keep the cache for the readers
+  for (std::size_t i = 0; i < kCfCount; ++i) {
+    const Cf cf = static_cast<Cf>(i);
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, handle(cf)));
+    for (it->SeekToFirst(); it->Valid(); it->Next())
+      if (!fn(cf, view(it->key()), view(it->value()))) return Ok{};
+    if (!it->status().ok()) return read_error(it->status());
+  }
   return Ok{};
 }
 
@@ -877,6 +901,11 @@ Result<Ok> Store::scan_change_ids(const std::function<bool(std::uint64_t msg_id)
 
 Result<Ok> Store::del_changes_below(std::uint64_t msg_id) {
   return delete_range(Cf::kChanges, "", encode_u64(msg_id));
+}
+
+Result<Ok> Store::sync_wal() {
+  if (auto st = db_->SyncWAL(); !st.ok()) return store_error(st);
+  return Ok{};
 }
 
 Result<std::uint64_t> Store::checkpoint(const std::string& dir) {

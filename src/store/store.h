@@ -101,6 +101,7 @@ class Batch {
   void put_outbox_failing(std::uint8_t queue, std::uint64_t id, std::int64_t since_ms);
   void del_outbox_failing(std::uint8_t queue, std::uint64_t id);
   void put_meta(std::string_view name, std::uint64_t value);
+  void del_meta(std::string_view name);
   // In `meta`: every token of `uid` issued at or before `revoked_s` (its
   // `iat`, seconds) is refused (PROTOCOL 6, kick with "revoke").
   void put_token_revocation(std::string_view uid, std::int64_t revoked_s);
@@ -286,6 +287,9 @@ class Store {
   using Rewrite = std::function<std::optional<std::string>(std::string_view value)>;
   std::size_t expire_oldest(Cf cf, const std::function<bool(std::string_view value)>& expired,
                             const Rewrite& rewrite_kept = nullptr);
+  // Syncs the write-ahead log: every write applied so far survives a power
+  // loss (cluster mode's snapshots, before the streams are trimmed).
+  Result<Ok> sync_wal();
   // Writes every memtable to table files (tests, and before a checkpoint).
   Result<Ok> flush();
   // Reads the webhook queue's depth again, after rows were written from
@@ -293,6 +297,11 @@ class Store {
   Result<Ok> reload_outbox_depth() { return open_outbox(); }
   // Every row of `cf` in key order, until `fn` returns false (tools and tests).
   Result<Ok> scan_family(Cf cf, const std::function<bool(std::string_view key, std::string_view value)>& fn);
+  // Every row of every family as of one moment (a RocksDB snapshot: no
+  // batch half seen), family after family in key order, merge rows read
+  // merged, until `fn` returns false. Writes go on meanwhile. Any thread.
+  using CfVisitor = std::function<bool(Cf cf, std::string_view key, std::string_view value)>;
+  Result<Ok> scan_snapshot(const CfVisitor& fn);
   // The rows of `cf`, counted up to `at_most` (tools and benches).
   Result<std::uint64_t> count_rows(Cf cf, std::uint64_t at_most);
   // RocksDB's own figures, for logs ("rocksdb.estimate-num-keys" per cf...).

@@ -14,11 +14,14 @@
 #include <catch2/catch.hpp>
 
 #include "cluster/partition_log.h"
+#include "cluster/trimmer.h"
 #include "common/metrics.h"
 #include "core/group_commit.h"
 #include "core/shard_loop.h"
 #include "nats_cluster.h"
+#include "proto/cluster_log.pb.h"
 #include "server_process.h"
+#include "store/keys.h"
 #include "wait_until.h"
 
 using namespace std::chrono_literals;
@@ -289,7 +292,9 @@ TEST_CASE("PartitionLog: catch-up applies the partitions' entries in Lamport ord
   // copy record and the recipient's inbox row, as the core writes them).
   PartitionLog owner(*js, *a.store, opts(2));
   PartitionLog recipient(*js, *a.store, opts(1));
-  REQUIRE(PartitionLog::open_all({&recipient, &owner}).ok());
+  auto opened = PartitionLog::open_all({&recipient, &owner});
+  INFO((opened.ok() ? std::string() : opened.error().message));
+  REQUIRE(opened.ok());
   for (int i = 1; i <= 5; ++i) {
     const std::string key = "copy:" + std::to_string(i);
     Batch put(*a.store);
@@ -595,4 +600,469 @@ TEST_CASE_METHOD(TwoPartitions,
   CHECK(applied_in(*a.store, 1) == 2);
   CHECK(applied_in(*a.store, 2) == 2);
   CHECK(im::metrics::get().cluster_pending_entries.value() == pending_before);
+}
+
+namespace {
+
+im::cluster::SnapshotOptions snapshot_options(const std::string& node) {
+  im::cluster::SnapshotOptions o;
+  o.spec = im::cluster::snapshot_spec("IM");
+  o.spec.stream.max_bytes = 64 << 20;
+  o.node = node;
+  o.chunk_bytes = 300;  // many chunks
+  o.retry_for = 10s;
+  return o;
+}
+
+std::uint64_t first_seq_of(JetStream& js, const std::string& stream) {
+  auto state = js.stream_state(stream);
+  REQUIRE(state.ok());
+  return state->first_seq;
+}
+
+// Two partitions of one node writing the core's kinds of rows, and the
+// copy-record pattern across them: partition 2 puts "copy:<i>", partition
+// 1 removes it.
+struct TwoWriters {
+  explicit TwoWriters(JetStream& js, const std::string& node = "node-a", std::int64_t max_bytes = -1)
+      : one(js, *store.store, with_clock(options(node, 1, max_bytes), clock)),
+        two(js, *store.store, with_clock(options(node, 2, max_bytes), clock)) {
+    REQUIRE(PartitionLog::open_all({&one, &two}).ok());
+  }
+  void write(int from, int to) {
+    for (int i = from; i <= to; ++i) {
+      Batch b1(*store.store);
+      stage(b1, i);
+      b1.put_meta("copy:" + std::to_string(i), 1);
+      // outbox_count is an AddMerge: an entry applied twice would count twice.
+      b1.put_outbox(im::store::OutboxEvent{static_cast<std::uint64_t>(i), "event", 2});
+      if (i % 3 == 0) b1.del_outbox(2, static_cast<std::uint64_t>(i - 1));
+      REQUIRE(two.append(b1).ok());
+      Batch b2(*store.store);
+      b2.put_inbox("bob", static_cast<std::uint64_t>(i), "m" + std::to_string(i));
+      b2.add_row(im::store::Row{Cf::kMeta, im::store::RowOp::kDelete, "copy:" + std::to_string(i), {}});
+      if (i % 5 == 0)
+        b2.add_row(im::store::Row{Cf::kInbox, im::store::RowOp::kDelete, im::store::inbox_key("u1", 1), {}});
+      REQUIRE(one.append(b2).ok());
+    }
+  }
+  std::vector<const PartitionLog*> logs() const { return {&one, &two}; }
+  std::shared_ptr<std::atomic<std::uint64_t>> clock = std::make_shared<std::atomic<std::uint64_t>>(0);
+  TempStore store;
+  PartitionLog one, two;
+};
+
+}  // namespace
+
+TEST_CASE("PartitionLog: a snapshot trims the streams, and an empty data dir is rebuilt from it and what followed",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TwoWriters a(*js);
+  a.write(1, 30);
+  const std::uint64_t purged_before = im::metrics::get().cluster_purged_entries.value();
+  auto first = im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a"));
+  REQUIRE(first.ok());
+  CHECK(first->chunks > 5);
+  CHECK(first->applied[1] == a.one.applied());
+  CHECK(first->applied[2] == a.two.applied());
+  // Each stream keeps its last entry (the cut, here), which the next
+  // snapshot reads to check its writer.
+  CHECK(first_seq_of(*js, "IM_P1") == a.one.applied());
+  CHECK(first_seq_of(*js, "IM_P2") == a.two.applied());
+  CHECK(first->purged == a.one.applied() - 1 + a.two.applied() - 1);
+  CHECK(im::metrics::get().cluster_purged_entries.value() - purged_before == first->purged);
+
+  // Rows of the cut deleted and rewritten after it, the chunks of an
+  // attempt that stored no manifest (a node killed amid a snapshot), then
+  // a second snapshot, which replaces the first on the SNAP stream and
+  // purges those chunks.
+  a.write(31, 45);
+  {
+    auto snap = js->stream_state("IM_SNAP");
+    REQUIRE(snap.ok());
+    std::promise<im::cluster::Published> answer;
+    js->publish("im.s.c.0123456789abcdef", "a chunk", "killed:0", snap->last_seq, 5s,
+                [&](const im::cluster::Published& p) { answer.set_value(p); });
+    REQUIRE(answer.get_future().get().outcome == im::cluster::Published::Outcome::kStored);
+  }
+  auto second = im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a"));
+  REQUIRE(second.ok());
+  auto snap = js->stream_state("IM_SNAP");
+  REQUIRE(snap.ok());
+  CHECK(snap->messages == second->chunks + 1);  // its chunks and its manifest, the first snapshot purged
+  a.write(46, 60);
+  {
+    Batch b(*a.store.store);
+    b.del_deleted_upto("u1", "c2c:a:b", 58);  // a range delete over rows of the cut
+    REQUIRE(a.one.append(b).ok());
+  }
+
+  // A node that lost its disk: the cut, then the entries after it, in Lamport order.
+  TempStore b;
+  auto clock_b = std::make_shared<std::atomic<std::uint64_t>>(0);
+  PartitionLog r1(*js, *b.store, with_clock(options("node-b", 1), clock_b));
+  PartitionLog r2(*js, *b.store, with_clock(options("node-b", 2), clock_b));
+  REQUIRE(PartitionLog::open_all({&r1, &r2}).ok());
+  CHECK(r1.caught_up() + r2.caught_up() < 40);  // 31 entries after the cut and the markers, not all 120
+  auto want = dump(*a.store.store);
+  auto got = dump(*b.store);
+  for (const char* key : {"applied:1", "applied:2"}) {  // b applied its own markers too
+    got.erase({static_cast<int>(Cf::kMeta), key});
+    want.erase({static_cast<int>(Cf::kMeta), key});
+  }
+  CHECK(got.size() > 200);
+  CHECK(got == want);
+  for (int i = 1; i <= 60; ++i) CHECK_FALSE(b.store->get_meta("copy:" + std::to_string(i))->has_value());
+  CHECK(clock_b->load() == a.clock->load());
+  CHECK_FALSE(b.store->get_meta(im::cluster::kRestoringKey)->has_value());
+  CHECK(b.store->count_events().value() == 40);  // 60 put, 20 deleted: the merged count and the rows agree
+  REQUIRE(b.store->reload_outbox_depth().ok());  // as the service does after opening the logs
+  CHECK(b.store->outbox_depth() == 40);
+  // It writes on where a stopped: the next entries follow.
+  Batch more(*b.store);
+  stage(more, 61);
+  CHECK(r1.append(more).ok());
+}
+
+TEST_CASE("PartitionLog: a data dir behind a trimmed stream, or holding a restore cut short, is refused", "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TempStore behind;
+  {
+    PartitionLog log(*js, *behind.store, options("node-b"));
+    REQUIRE(log.open().ok());  // applied:7 = 1, its marker
+  }
+  {
+    // Another node writes on and trims below its snapshot.
+    TempStore a;
+    PartitionLog log(*js, *a.store, options("node-a"));
+    REQUIRE(log.open().ok());
+    for (int i = 1; i <= 10; ++i) {
+      Batch b(*a.store);
+      stage(b, i);
+      REQUIRE(log.append(b).ok());
+    }
+    REQUIRE(im::cluster::take_snapshot(*js, *a.store, {&log}, snapshot_options("node-a")).ok());
+    CHECK(first_seq_of(*js, "IM_P7") == 12);  // its last entry kept
+  }
+  PartitionLog log(*js, *behind.store, options("node-b"));
+  auto opened = log.open();
+  REQUIRE_FALSE(opened.ok());
+  CHECK(opened.error().message.find("trimmed") != std::string::npos);
+  CHECK(first_seq_of(*js, "IM_P7") == 12);  // refused before writing anything
+  auto state = js->stream_state("IM_P7");
+  REQUIRE(state.ok());
+  CHECK(state->last_seq == 12);
+
+  TempStore cut_short;
+  {
+    Batch b(*cut_short.store);
+    b.put_meta(im::cluster::kRestoringKey, 1);
+    REQUIRE(cut_short.store->write(b).ok());
+  }
+  PartitionLog again(*js, *cut_short.store, options("node-c"));
+  opened = again.open();
+  REQUIRE_FALSE(opened.ok());
+  CHECK(opened.error().message.find("part of an older snapshot") != std::string::npos);
+}
+
+TEST_CASE("PartitionLog: a fenced writer stores no snapshot and trims nothing", "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TwoWriters a(*js);
+  a.write(1, 5);
+  TwoWriters b(*js, "node-b");  // fences a on both streams
+  auto refused = im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a"));
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("another node") != std::string::npos);
+  CHECK(first_seq_of(*js, "IM_P1") == 1);
+  CHECK(first_seq_of(*js, "IM_P2") == 1);
+  auto manifest = im::cluster::last_manifest(*js, im::cluster::snapshot_spec("IM"));
+  REQUIRE(manifest.ok());
+  CHECK_FALSE(manifest->has_value());
+  auto snap = js->stream_state("IM_SNAP");
+  CHECK((!snap.ok() || snap->last_seq == 0));  // nothing of a's snapshot stored, not even a chunk
+  // b's own snapshot goes through.
+  b.write(6, 8);
+  REQUIRE(im::cluster::take_snapshot(*js, *b.store.store, b.logs(), snapshot_options("node-b")).ok());
+  CHECK(first_seq_of(*js, "IM_P1") == b.one.applied());
+}
+
+TEST_CASE("PartitionLog: a snapshot the SNAP stream cannot hold fails, leaves no chunk behind and trims nothing",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TwoWriters a(*js);
+  a.write(1, 30);
+  auto small = snapshot_options("node-a");
+  small.spec.stream.max_bytes = 4096;  // a few chunks of the store's 10 KB or so
+  auto refused = im::cluster::take_snapshot(*js, *a.store.store, a.logs(), small);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("stream full") != std::string::npos);
+  auto snap = js->stream_state("IM_SNAP");
+  REQUIRE(snap.ok());
+  CHECK(snap->last_seq > 0);   // some chunks were stored
+  CHECK(snap->messages == 0);  // and purged again
+  CHECK(first_seq_of(*js, "IM_P1") == 1);
+  CHECK(first_seq_of(*js, "IM_P2") == 1);
+  CHECK_FALSE(im::cluster::last_manifest(*js, small.spec)->has_value());
+  // With room (the limit is applied to the stream again), it goes through.
+  REQUIRE(im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a")).ok());
+  CHECK(first_seq_of(*js, "IM_P2") == a.two.applied());
+}
+
+TEST_CASE("PartitionLog: snapshots go on while a partition is idle, and an older cut than the last is refused",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TwoWriters a(*js);
+  a.write(1, 5);
+  REQUIRE(im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a")).ok());
+  const std::uint64_t idle_head = first_seq_of(*js, "IM_P1");
+  // Partition 1 writes nothing from here on.
+  for (int i = 6; i <= 10; ++i) {
+    Batch b(*a.store.store);
+    stage(b, i);
+    REQUIRE(a.two.append(b).ok());
+  }
+  auto second = im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a"));
+  REQUIRE(second.ok());
+  CHECK(first_seq_of(*js, "IM_P1") == idle_head);
+  CHECK(first_seq_of(*js, "IM_P2") == a.two.applied());
+  // Nothing written by either: still a snapshot (the streams keep their last entries).
+  REQUIRE(im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a")).ok());
+
+  // A store behind the last cut (a copy of this node's data dir from
+  // before, say) names an older cut: refused, nothing stored.
+  TempStore old;
+  {
+    Batch b(*old.store);
+    b.put_meta(PartitionLog::applied_key(2), 3);
+    REQUIRE(old.store->write(b).ok());
+  }
+  auto before = js->stream_state("IM_SNAP");
+  REQUIRE(before.ok());
+  auto refused = im::cluster::take_snapshot(*js, *old.store, a.logs(), snapshot_options("node-a"));
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("older than snapshot") != std::string::npos);
+  auto after = js->stream_state("IM_SNAP");
+  REQUIRE(after.ok());
+  CHECK(after->messages == before->messages);  // its chunks purged again
+  auto manifest = im::cluster::last_manifest(*js, im::cluster::snapshot_spec("IM"));
+  REQUIRE(manifest.ok());
+  REQUIRE(manifest->has_value());
+  CHECK((*manifest)->applied(2) == a.two.applied());
+}
+
+TEST_CASE("PartitionLog: a restore cut short is resumed from the same snapshot, refused from another", "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TwoWriters a(*js);
+  a.write(1, 10);
+  REQUIRE(im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a")).ok());
+  auto manifest = im::cluster::last_manifest(*js, im::cluster::snapshot_spec("IM"));
+  REQUIRE(manifest.ok());
+  REQUIRE(manifest->has_value());
+  const auto rebuild = [&](Store& store, const std::string& node) {
+    auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
+    PartitionLog r1(*js, store, with_clock(options(node, 1), clock));
+    PartitionLog r2(*js, store, with_clock(options(node, 2), clock));
+    return PartitionLog::open_all({&r1, &r2});
+  };
+  // Half a restore: the marker and some of the rows.
+  TempStore half;
+  {
+    Batch b(*half.store);
+    b.put_meta(im::cluster::kRestoringKey, im::cluster::restoring_id(**manifest));
+    b.put_inbox("bob", 1, "m1");
+    REQUIRE(half.store->write(b).ok());
+  }
+  REQUIRE(rebuild(*half.store, "node-b").ok());
+  auto want = dump(*a.store.store);
+  auto got = dump(*half.store);
+  for (const char* key : {"applied:1", "applied:2"}) {
+    got.erase({static_cast<int>(Cf::kMeta), key});
+    want.erase({static_cast<int>(Cf::kMeta), key});
+  }
+  CHECK(got == want);
+
+  // Half of another snapshot's restore: refused.
+  TempStore other;
+  {
+    Batch b(*other.store);
+    b.put_meta(im::cluster::kRestoringKey, 12345);
+    REQUIRE(other.store->write(b).ok());
+  }
+  auto refused = rebuild(*other.store, "node-c");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("older snapshot") != std::string::npos);
+  // And part of a snapshot with entries applied after it.
+  TempStore mixed;
+  {
+    Batch b(*mixed.store);
+    b.put_meta(im::cluster::kRestoringKey, im::cluster::restoring_id(**manifest));
+    b.put_meta(PartitionLog::applied_key(1), 2);
+    REQUIRE(mixed.store->write(b).ok());
+  }
+  refused = rebuild(*mixed.store, "node-d");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("holds part of a snapshot") != std::string::npos);
+}
+
+TEST_CASE("PartitionLog: a rebuild refuses a snapshot of another layout or partition count, or a stream made again",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TwoWriters a(*js);
+  a.write(1, 5);
+  REQUIRE(im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a")).ok());
+  auto found = im::cluster::last_manifest(*js, im::cluster::snapshot_spec("IM"));
+  REQUIRE(found.ok());
+  REQUIRE(found->has_value());
+  // A manifest stored after the real one, as a node of another build would.
+  auto store_manifest = [&](im::cluster::v1::SnapshotManifest m) {
+    auto snap = js->stream_state("IM_SNAP");
+    REQUIRE(snap.ok());
+    std::promise<im::cluster::Published> answer;
+    js->publish("im.s.m", m.SerializeAsString(), "hand:" + std::to_string(snap->last_seq), snap->last_seq, 5s,
+                [&](const im::cluster::Published& p) { answer.set_value(p); });
+    REQUIRE(answer.get_future().get().outcome == im::cluster::Published::Outcome::kStored);
+  };
+  const auto rebuild = [&] {
+    TempStore b;
+    auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
+    auto o1 = with_clock(options("node-b", 1), clock), o2 = with_clock(options("node-b", 2), clock);
+    o1.partitions = o2.partitions = 3;
+    PartitionLog r1(*js, *b.store, o1);
+    PartitionLog r2(*js, *b.store, o2);
+    return PartitionLog::open_all({&r1, &r2});
+  };
+  const auto last_of_p1 = [&] {
+    auto state = js->stream_state("IM_P1");
+    REQUIRE(state.ok());
+    return state->last_seq;
+  };
+  // Refused before any marker: the running node is not fenced.
+  const std::uint64_t end = last_of_p1();
+  auto layout = **found;
+  layout.set_schema_version(layout.schema_version() + 1);
+  store_manifest(layout);
+  auto refused = rebuild();
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("store layout") != std::string::npos);
+  CHECK(last_of_p1() == end);
+
+  auto count = **found;
+  count.set_partitions(5);
+  store_manifest(count);
+  refused = rebuild();
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("holds 5 partitions") != std::string::npos);
+  CHECK(last_of_p1() == end);
+  {
+    Batch b(*a.store.store);
+    stage(b, 99);
+    CHECK(a.one.append(b).ok());  // still the writer
+  }
+
+  auto behind = **found;
+  behind.set_applied(1, 1);  // the stream begins well past it
+  store_manifest(behind);
+  refused = rebuild();
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("past its cut") != std::string::npos);
+
+  auto remade = **found;
+  remade.set_created_ns(1, remade.created_ns(1) + 1);
+  store_manifest(remade);
+  refused = rebuild();
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("made again") != std::string::npos);
+
+  auto short_fields = **found;
+  short_fields.clear_created_ns();
+  store_manifest(short_fields);
+  refused = rebuild();
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("no position") != std::string::npos);
+
+  auto ahead = **found;
+  ahead.set_applied(2, 1000);
+  store_manifest(ahead);
+  refused = rebuild();
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("past this node's marker") != std::string::npos);
+
+  // The real one again: rebuilt.
+  store_manifest(**found);
+  CHECK(rebuild().ok());
+}
+
+TEST_CASE("PartitionLog: a cut between a copy record's put and its removal brings nothing back", "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TwoWriters a(*js);
+  a.write(1, 3);
+  // Partition 2 puts the record; the snapshot is taken; partition 1 removes it.
+  Batch put(*a.store.store);
+  put.put_meta("copy:cut", 1);
+  REQUIRE(a.two.append(put).ok());
+  auto taken = im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a"));
+  REQUIRE(taken.ok());
+  Batch remove(*a.store.store);
+  remove.put_inbox("bob", 100, "the copy");
+  remove.add_row(im::store::Row{Cf::kMeta, im::store::RowOp::kDelete, "copy:cut", {}});
+  REQUIRE(a.one.append(remove).ok());
+  // The put is in the cut, the removal in partition 1's tail: rebuilt, it stays removed.
+  TempStore b;
+  auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
+  PartitionLog r1(*js, *b.store, with_clock(options("node-b", 1), clock));
+  PartitionLog r2(*js, *b.store, with_clock(options("node-b", 2), clock));
+  REQUIRE(PartitionLog::open_all({&r1, &r2}).ok());
+  CHECK(r1.caught_up() + r2.caught_up() == 3);  // the removal and the two markers
+  CHECK_FALSE(b.store->get_meta("copy:cut")->has_value());
+  std::string copy;
+  REQUIRE(b.store
+              ->scan_inbox("bob", 100, 101,
+                           [&](std::uint64_t, std::string_view m) {
+                             copy = m;
+                             return true;
+                           })
+              .ok());
+  CHECK(copy == "the copy");
+}
+
+TEST_CASE("Trimmer: a snapshot once a stream holds its share of the limit, and only when it can shrink a stream",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TwoWriters a(*js, "node-a", 64 << 10);
+  im::cluster::Trimmer never(*js, *a.store.store, a.logs(), snapshot_options("node-a"), 0, 3600s);
+  im::cluster::Trimmer trimmer(*js, *a.store.store, a.logs(), snapshot_options("node-a"), 25, 3600s);
+  a.write(1, 2);
+  auto checked = trimmer.run_once();
+  REQUIRE(checked.ok());
+  CHECK_FALSE(*checked);  // far below 25% of 64 KiB
+  int i = 3;
+  for (; i < 400; ++i) {  // bounded: each batch adds a few hundred bytes to each stream
+    a.write(i, i);
+    auto state = js->stream_state("IM_P2");
+    REQUIRE(state.ok());
+    if (state->bytes * 4 >= static_cast<std::uint64_t>(state->max_bytes)) break;
+  }
+  REQUIRE(i < 400);
+  auto off = never.run_once();
+  REQUIRE(off.ok());
+  CHECK_FALSE(*off);  // trim_at_percent 0
+  const std::uint64_t snapshots = im::metrics::get().cluster_snapshots.value();
+  checked = trimmer.run_once();
+  REQUIRE(checked.ok());
+  CHECK(*checked);
+  CHECK(im::metrics::get().cluster_snapshots.value() == snapshots + 1);
+  CHECK(first_seq_of(*js, "IM_P2") == a.two.applied());
+  // Nothing past the cut: nothing to shrink, no second snapshot.
+  checked = trimmer.run_once();
+  REQUIRE(checked.ok());
+  CHECK_FALSE(*checked);
 }

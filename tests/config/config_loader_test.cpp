@@ -114,6 +114,9 @@ TEST_CASE("cluster: embedded by default, jetstream with its servers, and what je
   CHECK(d->cluster.partitions == 64);
   CHECK(d->cluster.replicas == 3);
   CHECK(d->cluster.stream_max_bytes == 1ull << 30);
+  CHECK(d->cluster.trim_at_percent == 50);
+  CHECK(d->cluster.trim_check_s == 60);
+  CHECK(d->cluster.snapshot_max_bytes == 16ull << 30);
   CHECK(shard_count(*d) == thread_count(d->sharding.shards));
   auto j =
       load(with_secret("[cluster]\nmode = \"jetstream\"\nnats_urls = [\"nats://10.0.0.1:4222\", "
@@ -149,6 +152,15 @@ TEST_CASE("cluster: embedded by default, jetstream with its servers, and what je
   CHECK(refusal(with_secret("[cluster]\npartitions = 0\n")).find("cluster.partitions: must be between") == 0);
   CHECK(refusal(with_secret("[cluster]\npartitions = 257\n")).find("cluster.partitions: must be between") == 0);
   CHECK(refusal(with_secret("[cluster]\nstream_max_bytes = 1000\n")).find("cluster.stream_max_bytes:") == 0);
+  CHECK(refusal(with_secret("[cluster]\ntrim_at_percent = 91\n")).find("cluster.trim_at_percent: must be between") ==
+        0);
+  CHECK(refusal(with_secret("[cluster]\ntrim_check_s = 0\n")).find("cluster.trim_check_s: must be between") == 0);
+  CHECK(refusal(with_secret("[cluster]\nsnapshot_max_bytes = 1048576\n")).find("cluster.snapshot_max_bytes:") == 0);
+  auto never = load(with_secret("[cluster]\ntrim_at_percent = 0\ntrim_check_s = 5\nsnapshot_max_bytes = 16777216\n"));
+  REQUIRE(never);
+  CHECK(never->cluster.trim_at_percent == 0);
+  CHECK(never->cluster.trim_check_s == 5);
+  CHECK(never->cluster.snapshot_max_bytes == 16u << 20);
   // Embedded mode does not look at the cluster's servers, nor forbid fsync.
   CHECK(load(with_secret("[cluster]\nnats_urls = [\"x\"]\n[storage]\nfsync = true\n")));
 }

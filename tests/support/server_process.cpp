@@ -160,6 +160,9 @@ Overrides suite_cluster(const std::string& data_dir) {
           {"cluster.replicas", "3"},
           // Each server reserves partitions x this on each NATS node.
           {"cluster.stream_max_bytes", std::to_string(64u << 20)},
+          // No trimming: the suite checks the other behaviours, each alone
+          // (tests/cluster covers trimming).
+          {"cluster.trim_at_percent", "0"},
           {"cluster.stream_prefix", "\"" + suite_stream_prefix(data_dir) + "\""}};
 }
 
@@ -190,6 +193,7 @@ void ServerProcess::delete_streams() {
   if (!js) return;
   for (unsigned p = 0; p < kSuitePartitions; ++p)
     (void)(*js)->delete_stream(cluster::partition_stream(suite_stream_prefix(data_dir_), p).name);
+  (void)(*js)->delete_stream(cluster::snapshot_spec(suite_stream_prefix(data_dir_)).stream.name);
 }
 
 void ServerProcess::spawn() {

@@ -1,0 +1,53 @@
+#pragma once
+// Cluster mode's trimming policy (docs/cluster.md, "Trimming"): looks at the
+// partition streams every cluster.trim_check_s and takes a snapshot
+// (snapshot.h) once one of them holds cluster.trim_at_percent of its byte
+// limit, after which the streams are purged below it.
+//
+// A thread of its own (none when at_percent is 0: never); it stops, cutting a
+// snapshot under way short, when destroyed. After a failed snapshot it skips
+// 1, 3, 7 ... (at most 31) checks before trying again, since each attempt
+// reads the whole store. Thread safe.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "cluster/jetstream.h"
+#include "cluster/snapshot.h"
+#include "im/result.h"
+#include "store/store.h"
+
+namespace im::cluster {
+
+class Trimmer {
+ public:
+  Trimmer(JetStream& js, store::Store& store, std::vector<const PartitionLog*> logs, SnapshotOptions options,
+          unsigned at_percent, std::chrono::seconds every);
+  ~Trimmer();
+  Trimmer(const Trimmer&) = delete;
+  Trimmer& operator=(const Trimmer&) = delete;
+  // One check now, and a snapshot if it is due (tests and the thread):
+  // whether one was stored. Due when a stream holds at_percent of its
+  // limit and a snapshot can shrink it (entries past the last cut; a
+  // stopped partition's cannot move).
+  Result<bool> run_once();
+
+ private:
+  JetStream& js_;
+  store::Store& store_;
+  const std::vector<const PartitionLog*> logs_;
+  const SnapshotOptions options_;
+  const unsigned at_percent_;
+  std::mutex run_mutex_;                 // one check at a time
+  std::vector<std::uint64_t> last_cut_;  // by partition, the last snapshot's (run_mutex_)
+  std::atomic<bool> stopping_{false};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::thread thread_;
+};
+
+}  // namespace im::cluster
