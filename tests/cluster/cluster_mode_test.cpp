@@ -261,7 +261,17 @@ TEST_CASE("cluster mode: a data dir of embedded mode, or of another partition co
   auto p4 = js->stream_state("IM_P4");  // the refused start created no stream
   REQUIRE_FALSE(p4.ok());
   CHECK(p4.error().code == StatusCode::kNotFound);
-  node.restart({{"cluster.partitions", "4"}});  // the count it was written with
+  // Servers that cannot reserve the snapshots' stream refuse the start
+  // before any marker (the test servers hold 8 GB each).
+  auto before = js->stream_state("IM_P0");
+  REQUIRE(before.ok());
+  CHECK_THROWS_WITH(node.restart({{"cluster.partitions", "4"}, {"cluster.snapshot_max_bytes", "1099511627776"}}),
+                    Catch::Contains("the snapshots' stream (cluster.snapshot_max_bytes 1099511627776)"));
+  auto after = js->stream_state("IM_P0");
+  REQUIRE(after.ok());
+  CHECK(after->last_seq == before->last_seq);
+  // The count it was written with (restart's overrides stay: the limit is set back).
+  node.restart({{"cluster.partitions", "4"}, {"cluster.snapshot_max_bytes", "67108864"}});
   auto bob = node.login("bob");
   CHECK(pull_all(*bob).size() == 1);
 }
