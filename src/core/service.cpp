@@ -109,8 +109,8 @@ void Service::start() {
   if (!logs_.empty()) {
     std::vector<const cluster::PartitionLog*> logs;
     for (auto& log : logs_) logs.push_back(log.get());
-    trimmer_ = std::make_unique<cluster::Trimmer>(*nats_, *store_, std::move(logs), snapshot_options(),
-                                                  config_.cluster.trim_at_percent,
+    trimmer_ = std::make_unique<cluster::Trimmer>(snap_nats_ ? *snap_nats_ : *nats_, *store_, std::move(logs),
+                                                  snapshot_options(), config_.cluster.trim_at_percent,
                                                   std::chrono::seconds(config_.cluster.trim_check_s));
   }
 }
@@ -147,6 +147,12 @@ void Service::open_partition_logs() {
   auto connected = cluster::JetStream::connect(options);
   if (!connected) throw std::runtime_error("cluster: " + connected.error().message);
   nats_ = std::move(connected.value());
+  if (c.trim_at_percent > 0) {
+    options.name = "imserver " + node + " snapshots";
+    auto snapshots = cluster::JetStream::connect(options);
+    if (!snapshots) throw std::runtime_error("cluster: " + snapshots.error().message);
+    snap_nats_ = std::move(snapshots.value());
+  }
   // One batch is one NATS message: a group fan-out slice of full message
   // copies after a turn's other rows, or a C2C message's few rows.
   const std::uint64_t row = std::uint64_t{config_.limits.max_message_bytes} + 1024;
@@ -252,6 +258,7 @@ void Service::stop() {
   shards_.clear();
   loops_.clear();  // after the shards, whose timers are on its loop
   logs_.clear();  // after the shards' last batches, which go through them
+  snap_nats_.reset();
   nats_.reset();
   if (env_) env_->search = nullptr;  // SEARCH is UNAVAILABLE from here on
   search_.reset();                   // after the shards' last batches: their rows are indexed

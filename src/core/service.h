@@ -155,6 +155,9 @@ class Service final : public net::ServiceInterface {
   // Cluster mode (docs/cluster.md): the NATS connection and one log per
   // partition (= shard), caught up before anything reads the store.
   std::unique_ptr<cluster::JetStream> nats_;
+  // The snapshots' own connection (trimming on): their chunks do not queue
+  // ahead of the partitions' entries on one socket.
+  std::unique_ptr<cluster::JetStream> snap_nats_;
   std::vector<std::unique_ptr<cluster::PartitionLog>> logs_;
   TokenRevocations revocations_;
   // The threads the shards run on (shard i on loop i mod loops_.size()),
