@@ -78,11 +78,11 @@ Result<Ok> durable_write(store::Store& store, PartitionLog* log, store::Batch& b
 }
 
 std::string PartitionLog::applied_key(unsigned partition) {
-  return fmt::format("applied:{}", partition);
+  return fmt::format("{}{}", kAppliedPrefix, partition);
 }
 
 std::string PartitionLog::lamport_key(unsigned partition) {
-  return fmt::format("lamport:{}", partition);
+  return fmt::format("{}{}", kLamportPrefix, partition);
 }
 
 PartitionLog::PartitionLog(JetStream& js, store::Store& store, Options options)
@@ -429,6 +429,11 @@ Result<Ok> PartitionLog::open_all(const std::vector<PartitionLog*>& logs, const 
 
 namespace {
 
+Error refusal(const v1::SnapshotManifest& manifest, const std::string& why) {
+  return make_error(StatusCode::kInternal, fmt::format("snapshot {} of node {} cannot rebuild this node: {}",
+                                                       manifest.id(), manifest.node(), why));
+}
+
 // The last manifest, when an empty data dir must restore one: the streams
 // are trimmed (`trimmed`) or a restore was cut short (`resuming`, its id).
 // Checked for what this node can restore: its layout, its partition count,
@@ -449,10 +454,7 @@ Result<std::optional<v1::SnapshotManifest>> manifest_to_restore(JetStream& js, c
                       fmt::format("the data dir holds part of an older snapshot than {}'s last one ({}): empty "
                                   "storage.data_dir to rebuild",
                                   spec.stream.name, manifest.id()));
-  auto refuse = [&](std::string why) {
-    return make_error(StatusCode::kInternal, fmt::format("snapshot {} of node {} cannot rebuild this node: {}",
-                                                         manifest.id(), manifest.node(), why));
-  };
+  auto refuse = [&](const std::string& why) { return refusal(manifest, why); };
   if (manifest.schema_version() != store::kSchemaVersion)
     return refuse(
         fmt::format("its rows have the store layout {}, this build writes {}; start the build that "
@@ -519,10 +521,7 @@ Result<Ok> PartitionLog::restore_snapshot(const std::vector<PartitionLog*>& logs
   if (!found) return found.error();
   if (!found->has_value()) return Ok{};
   const v1::SnapshotManifest& manifest = **found;
-  auto refuse = [&](std::string why) {
-    return make_error(StatusCode::kInternal, fmt::format("snapshot {} of node {} cannot rebuild this node: {}",
-                                                         manifest.id(), manifest.node(), why));
-  };
+  auto refuse = [&](const std::string& why) { return refusal(manifest, why); };
   std::uint64_t clock = 0;
   for (std::size_t i = 0; i < logs.size(); ++i) {
     const PartitionLog& log = *logs[i];

@@ -29,6 +29,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cluster/jetstream.h"
@@ -121,6 +122,9 @@ class PartitionLog {
   std::uint64_t caught_up() const { return caught_up_; }  // entries applied by open()
   const Options& options() const { return options_; }
 
+  // "applied:<n>" and "lamport:<n>" in `meta`.
+  static constexpr std::string_view kAppliedPrefix = "applied:";
+  static constexpr std::string_view kLamportPrefix = "lamport:";
   static std::string applied_key(unsigned partition);
   // The Lamport time of the newest entry the store holds (meta).
   static std::string lamport_key(unsigned partition);

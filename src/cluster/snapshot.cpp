@@ -85,7 +85,7 @@ std::optional<unsigned> partition_of(std::string_view key, std::string_view pref
   return n;
 }
 
-constexpr std::string_view kApplied = "applied:", kLamport = "lamport:";
+constexpr std::string_view kApplied = PartitionLog::kAppliedPrefix, kLamport = PartitionLog::kLamportPrefix;
 
 // The rows of `meta` that describe the data dir itself, or a cut (the
 // manifest carries those): never in a chunk.

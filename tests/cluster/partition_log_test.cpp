@@ -652,6 +652,47 @@ struct TwoWriters {
   PartitionLog one, two;
 };
 
+// Partitions 1 and 2 of `node` opened on `store` (a rebuild when it is
+// empty), on a clock of their own; `partitions` as the node's count.
+struct TwoReaders {
+  TwoReaders(JetStream& js, Store& store, const std::string& node, unsigned partitions = 0)
+      : r1(js, store, counted(with_clock(options(node, 1), clock), partitions)),
+        r2(js, store, counted(with_clock(options(node, 2), clock), partitions)),
+        opened(PartitionLog::open_all({&r1, &r2})) {}
+  static PartitionLog::Options counted(PartitionLog::Options o, unsigned partitions) {
+    o.partitions = partitions;
+    return o;
+  }
+  std::shared_ptr<std::atomic<std::uint64_t>> clock = std::make_shared<std::atomic<std::uint64_t>>(0);
+  PartitionLog r1, r2;
+  im::Result<im::Ok> opened;
+};
+
+// Stores `data` on IM_SNAP's `subject` at the stream's end, as another
+// node (or a build of another layout) would.
+void store_on_snap(JetStream& js, const std::string& subject, const std::string& data) {
+  auto snap = js.stream_state("IM_SNAP");
+  REQUIRE(snap.ok());
+  std::promise<im::cluster::Published> answer;
+  js.publish(subject, data, "hand:" + std::to_string(snap->last_seq), snap->last_seq, 5s,
+             [&](const im::cluster::Published& p) { answer.set_value(p); });
+  REQUIRE(answer.get_future().get().outcome == im::cluster::Published::Outcome::kStored);
+}
+
+// The rows of a rebuilt store, checked equal to the live one's but for
+// applied:1 and applied:2 (the rebuilt node applied its own markers too);
+// how many.
+std::size_t check_rebuilt(Store& live, Store& rebuilt) {
+  auto want = dump(live);
+  auto got = dump(rebuilt);
+  for (const char* key : {"applied:1", "applied:2"}) {
+    got.erase({static_cast<int>(Cf::kMeta), key});
+    want.erase({static_cast<int>(Cf::kMeta), key});
+  }
+  CHECK(got == want);
+  return got.size();
+}
+
 }  // namespace
 
 TEST_CASE("PartitionLog: a snapshot trims the streams, and an empty data dir is rebuilt from it and what followed",
@@ -678,14 +719,7 @@ TEST_CASE("PartitionLog: a snapshot trims the streams, and an empty data dir is 
   // a second snapshot, which replaces the first on the SNAP stream and
   // purges those chunks.
   a.write(31, 45);
-  {
-    auto snap = js->stream_state("IM_SNAP");
-    REQUIRE(snap.ok());
-    std::promise<im::cluster::Published> answer;
-    js->publish("im.s.c.0123456789abcdef", "a chunk", "killed:0", snap->last_seq, 5s,
-                [&](const im::cluster::Published& p) { answer.set_value(p); });
-    REQUIRE(answer.get_future().get().outcome == im::cluster::Published::Outcome::kStored);
-  }
+  store_on_snap(*js, "im.s.c.0123456789abcdef", "a chunk");
   auto second = im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a"));
   REQUIRE(second.ok());
   auto snap = js->stream_state("IM_SNAP");
@@ -700,21 +734,13 @@ TEST_CASE("PartitionLog: a snapshot trims the streams, and an empty data dir is 
 
   // A node that lost its disk: the cut, then the entries after it, in Lamport order.
   TempStore b;
-  auto clock_b = std::make_shared<std::atomic<std::uint64_t>>(0);
-  PartitionLog r1(*js, *b.store, with_clock(options("node-b", 1), clock_b));
-  PartitionLog r2(*js, *b.store, with_clock(options("node-b", 2), clock_b));
-  REQUIRE(PartitionLog::open_all({&r1, &r2}).ok());
-  CHECK(r1.caught_up() + r2.caught_up() < 40);  // 31 entries after the cut and the markers, not all 120
-  auto want = dump(*a.store.store);
-  auto got = dump(*b.store);
-  for (const char* key : {"applied:1", "applied:2"}) {  // b applied its own markers too
-    got.erase({static_cast<int>(Cf::kMeta), key});
-    want.erase({static_cast<int>(Cf::kMeta), key});
-  }
-  CHECK(got.size() > 200);
-  CHECK(got == want);
+  TwoReaders rebuilt(*js, *b.store, "node-b");
+  REQUIRE(rebuilt.opened.ok());
+  // 31 entries after the cut and the markers, not all 120
+  CHECK(rebuilt.r1.caught_up() + rebuilt.r2.caught_up() < 40);
+  CHECK(check_rebuilt(*a.store.store, *b.store) > 200);
   for (int i = 1; i <= 60; ++i) CHECK_FALSE(b.store->get_meta("copy:" + std::to_string(i))->has_value());
-  CHECK(clock_b->load() == a.clock->load());
+  CHECK(rebuilt.clock->load() == a.clock->load());
   CHECK_FALSE(b.store->get_meta(im::cluster::kRestoringKey)->has_value());
   CHECK(b.store->count_events().value() == 40);  // 60 put, 20 deleted: the merged count and the rows agree
   REQUIRE(b.store->reload_outbox_depth().ok());  // as the service does after opening the logs
@@ -722,7 +748,7 @@ TEST_CASE("PartitionLog: a snapshot trims the streams, and an empty data dir is 
   // It writes on where a stopped: the next entries follow.
   Batch more(*b.store);
   stage(more, 61);
-  CHECK(r1.append(more).ok());
+  CHECK(rebuilt.r1.append(more).ok());
 }
 
 TEST_CASE("PartitionLog: a data dir behind a trimmed stream, or holding a restore cut short, is refused", "[cluster]") {
@@ -864,12 +890,7 @@ TEST_CASE("PartitionLog: a restore cut short is resumed from the same snapshot, 
   auto manifest = im::cluster::last_manifest(*js, im::cluster::snapshot_spec("IM"));
   REQUIRE(manifest.ok());
   REQUIRE(manifest->has_value());
-  const auto rebuild = [&](Store& store, const std::string& node) {
-    auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
-    PartitionLog r1(*js, store, with_clock(options(node, 1), clock));
-    PartitionLog r2(*js, store, with_clock(options(node, 2), clock));
-    return PartitionLog::open_all({&r1, &r2});
-  };
+  const auto rebuild = [&](Store& store, const std::string& node) { return TwoReaders(*js, store, node).opened; };
   // Half a restore: the marker and some of the rows.
   TempStore half;
   {
@@ -879,13 +900,7 @@ TEST_CASE("PartitionLog: a restore cut short is resumed from the same snapshot, 
     REQUIRE(half.store->write(b).ok());
   }
   REQUIRE(rebuild(*half.store, "node-b").ok());
-  auto want = dump(*a.store.store);
-  auto got = dump(*half.store);
-  for (const char* key : {"applied:1", "applied:2"}) {
-    got.erase({static_cast<int>(Cf::kMeta), key});
-    want.erase({static_cast<int>(Cf::kMeta), key});
-  }
-  CHECK(got == want);
+  check_rebuilt(*a.store.store, *half.store);
 
   // Half of another snapshot's restore: refused.
   TempStore other;
@@ -921,22 +936,12 @@ TEST_CASE("PartitionLog: a rebuild refuses a snapshot of another layout or parti
   REQUIRE(found.ok());
   REQUIRE(found->has_value());
   // A manifest stored after the real one, as a node of another build would.
-  auto store_manifest = [&](im::cluster::v1::SnapshotManifest m) {
-    auto snap = js->stream_state("IM_SNAP");
-    REQUIRE(snap.ok());
-    std::promise<im::cluster::Published> answer;
-    js->publish("im.s.m", m.SerializeAsString(), "hand:" + std::to_string(snap->last_seq), snap->last_seq, 5s,
-                [&](const im::cluster::Published& p) { answer.set_value(p); });
-    REQUIRE(answer.get_future().get().outcome == im::cluster::Published::Outcome::kStored);
+  auto store_manifest = [&](const im::cluster::v1::SnapshotManifest& m) {
+    store_on_snap(*js, "im.s.m", m.SerializeAsString());
   };
   const auto rebuild = [&] {
     TempStore b;
-    auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
-    auto o1 = with_clock(options("node-b", 1), clock), o2 = with_clock(options("node-b", 2), clock);
-    o1.partitions = o2.partitions = 3;
-    PartitionLog r1(*js, *b.store, o1);
-    PartitionLog r2(*js, *b.store, o2);
-    return PartitionLog::open_all({&r1, &r2});
+    return TwoReaders(*js, *b.store, "node-b", 3).opened;
   };
   const auto last_of_p1 = [&] {
     auto state = js->stream_state("IM_P1");
@@ -1016,11 +1021,9 @@ TEST_CASE("PartitionLog: a cut between a copy record's put and its removal bring
   REQUIRE(a.one.append(remove).ok());
   // The put is in the cut, the removal in partition 1's tail: rebuilt, it stays removed.
   TempStore b;
-  auto clock = std::make_shared<std::atomic<std::uint64_t>>(0);
-  PartitionLog r1(*js, *b.store, with_clock(options("node-b", 1), clock));
-  PartitionLog r2(*js, *b.store, with_clock(options("node-b", 2), clock));
-  REQUIRE(PartitionLog::open_all({&r1, &r2}).ok());
-  CHECK(r1.caught_up() + r2.caught_up() == 3);  // the removal and the two markers
+  TwoReaders rebuilt(*js, *b.store, "node-b");
+  REQUIRE(rebuilt.opened.ok());
+  CHECK(rebuilt.r1.caught_up() + rebuilt.r2.caught_up() == 3);  // the removal and the two markers
   CHECK_FALSE(b.store->get_meta("copy:cut")->has_value());
   std::string copy;
   REQUIRE(b.store
