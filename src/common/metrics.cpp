@@ -108,6 +108,12 @@ std::string Registry::render() const {
   scalar(out, "imserver_dedupe_rebuild_rows_total", "counter",
          "Inbox rows read to rebuild senders' dedupe windows (a sender's first SEND since it was last held).",
          static_cast<double>(dedupe_rebuild_rows.value()));
+  scalar(out, "imserver_inbox_refs_total", "counter",
+         "Inbox rows written as references to the message's history row instead of a copy.",
+         static_cast<double>(inbox_refs.value()));
+  scalar(out, "imserver_inbox_refs_expired_total", "counter",
+         "Inbox references read whose history row was gone (history retention): skipped as expired.",
+         static_cast<double>(inbox_refs_expired.value()));
   scalar(out, "imserver_search_indexed_total", "counter",
          "Messages added to or replaced in the search index (PROTOCOL 8.6).",
          static_cast<double>(search_indexed.value()));

@@ -737,7 +737,7 @@ void Shard::server_push(const std::string& uid, const std::string& topic, const 
   m.set_conv_seq(convs_.assign(**counter));
   commit_.batch().put_history(conv, m.conv_seq(), m.SerializeAsString());
   ++commit_.staged().history;
-  (void)stage_inbox(uid, m, false, nullptr);  // the user is loaded: it cannot fail
+  (void)stage_inbox(uid, m, conv, false, nullptr);  // the user is loaded: it cannot fail
   commit_.after_commit([this, done = std::move(done), id = *id, online](bool ok) {
     if (ok) return done(std::pair{id, online});
     done(not_written("the push could not be stored"));

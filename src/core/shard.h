@@ -319,9 +319,11 @@ class Shard {
   void stage_target(const SendJob& job, ChangePlan& plan, std::uint64_t event_seq);
 
   // Stages one inbox row of `msg` for `uid` (the sender's is its SEND's dedupe record)
-  // and its push; returns the row's inbox_seq.
-  Result<std::uint64_t> stage_inbox(const std::string& uid, const v1::Message& msg, bool is_sender,
-                                    std::shared_ptr<const SendJob> sender_job);
+  // and its push; returns the row's inbox_seq. `history_conv` names the
+  // conversation whose history row at msg.conv_seq() holds `msg` (empty:
+  // none), so the row can be a reference to it (store/records.h, InboxRef).
+  Result<std::uint64_t> stage_inbox(const std::string& uid, const v1::Message& msg, std::string_view history_conv,
+                                    bool is_sender, std::shared_ptr<const SendJob> sender_job);
   // On the conversation's owner: conv_seq, history row, the copies.
   void stage_conversation(std::shared_ptr<SendJob> job);
   void stage_c2c(const std::shared_ptr<SendJob>& job);

@@ -197,7 +197,7 @@ Result<std::uint64_t> Shard::stage_mark(const std::string& uid, std::uint32_t co
   m.set_content_type(content_type);
   m.set_body(std::move(body));
   m.set_server_time_ms(wall_ms());
-  return stage_inbox(uid, m, false, session_id != 0 ? job : nullptr);
+  return stage_inbox(uid, m, "", false, session_id != 0 ? job : nullptr);
 }
 
 // ---------------------------------------------------------------- CONV_LIST
@@ -382,7 +382,7 @@ void Shard::conv_read(const std::string& uid, const v1::ConvReadReq& req, std::u
     m.set_server_time_ms(wall_ms());
     Shard& owner = env_.shard_for(req.peer());
     if (&owner == this) {
-      if (auto staged = stage_inbox(req.peer(), m, false, nullptr); !staged) return done(staged.error());
+      if (auto staged = stage_inbox(req.peer(), m, "", false, nullptr); !staged) return done(staged.error());
     } else {
       // The key's seq is the mark's msg_id: unique, and far above any conv_seq.
       store::FanoutKey key{conv, *id, req.peer()};

@@ -321,7 +321,7 @@ void Shard::append_group_slice(std::shared_ptr<FanoutChain> chain, std::size_t o
     // The sender's own row is its SEND's dedupe record, at start-up too.
     const bool is_sender = uids[i] == chain->msg->from();
     const bool answers = chain->job && i == 0;
-    auto seq = stage_inbox(uids[i], *chain->msg, is_sender, answers ? chain->job : nullptr);
+    auto seq = stage_inbox(uids[i], *chain->msg, chain->key.conv, is_sender, answers ? chain->job : nullptr);
     if (answers) sender_seq = *seq;
   }
   commit_.batch().put_fanout_progress(chain->key, {chain->index, static_cast<std::uint32_t>(end)});
@@ -350,7 +350,7 @@ void Shard::replay_checked_row(std::string uid, v1::Message msg, std::shared_ptr
   });
   if (!scanned) return tally->finish(false);
   if (present) return tally->finish(true);
-  (void)stage_inbox(uid, msg, uid == msg.from(), nullptr);  // the user is loaded
+  (void)stage_inbox(uid, msg, "", uid == msg.from(), nullptr);  // the user is loaded
   commit_.after_commit([tally](bool ok) { tally->finish(ok); });
   commit_.schedule();
 }

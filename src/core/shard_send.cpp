@@ -34,8 +34,8 @@ store::DedupeRecord record_of(const v1::Message& m, std::uint64_t inbox_seq) {
 
 }  // namespace
 
-Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Message& msg, bool is_sender,
-                                         std::shared_ptr<const SendJob> sender_job) {
+Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Message& msg, std::string_view history_conv,
+                                         bool is_sender, std::shared_ptr<const SendJob> sender_job) {
   auto u = user(uid);
   if (!u) return u.error();
   v1::Message row = msg;
@@ -49,7 +49,15 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
   row.set_inbox_seq(++(*u)->inbox_next);
   touched_users_.push_back(*u);
   std::string bytes = row.SerializeAsString();
-  commit_.batch().put_inbox(uid, row.inbox_seq(), bytes);
+  // By reference when the history row outlives this one; the push carries
+  // the message itself either way.
+  const auto& storage = env_.config.storage;
+  if (!history_conv.empty() && msg.conv_seq() != 0 && storage.history_retention_days >= storage.inbox_retention_days) {
+    commit_.batch().put_inbox_ref(uid, row.inbox_seq(), history_conv, msg.conv_seq());
+    metrics::get().inbox_refs.inc();
+  } else {
+    commit_.batch().put_inbox(uid, row.inbox_seq(), bytes);
+  }
   ++commit_.staged().inbox;
   const std::string* key = users_.key_of(uid);
   if (is_sender && !msg.client_msg_id().empty()) {
@@ -341,7 +349,7 @@ void Shard::stage_c2c(const std::shared_ptr<SendJob>& job) {
   for (const auto& uid : participants) {
     const bool is_sender = uid == m.from();
     if (&env_.shard_for(uid) == this) {
-      auto seq = stage_inbox(uid, m, is_sender, is_sender ? job : nullptr);
+      auto seq = stage_inbox(uid, m, job->conv, is_sender, is_sender ? job : nullptr);
       if (is_sender) local_resp = send_resp(m, *seq);
     } else if (!is_sender) {
       remote_recipient = true;
@@ -419,7 +427,9 @@ void Shard::append_copy(store::FanoutKey key, store::CopyRecord record, std::sha
     // retry this copy rather than fail a SEND that did happen.
     retry_later([this, key, record, job, resp] { append_copy(key, record, job, nullptr, resp); });
   };
-  auto seq = stage_inbox(key.recipient, record.msg, record.is_sender, record.is_sender ? job : nullptr);
+  // A read mark's copy has no history row (its key's seq is its msg_id).
+  const std::string_view history_conv = record.msg.conv_seq() == key.conv_seq ? std::string_view(key.conv) : "";
+  auto seq = stage_inbox(key.recipient, record.msg, history_conv, record.is_sender, record.is_sender ? job : nullptr);
   if (!seq) return retry_or_count();
   commit_.batch().del_fanout(key);
   commit_.after_commit([this, job, tally,

@@ -6,17 +6,38 @@
 
 namespace im::store {
 
-std::string encode_history(std::string_view message, std::string_view search_text) {
-  if (search_text.empty()) return std::string(message);
-  std::string out(1, '\0');
-  for (std::size_t n = search_text.size();; n >>= 7) {
+namespace {
+
+void put_leb128(std::string& out, std::uint64_t n) {
+  for (;; n >>= 7) {
     const auto byte = static_cast<unsigned char>(n & 0x7F);
     if (n < 0x80) {
       out.push_back(static_cast<char>(byte));
-      break;
+      return;
     }
     out.push_back(static_cast<char>(byte | 0x80));
   }
+}
+
+// Reads a LEB128 number at `at` and moves past it; nullopt if it is cut
+// short or longer than 64 bits.
+std::optional<std::uint64_t> get_leb128(std::string_view in, std::size_t& at) {
+  std::uint64_t n = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (at >= in.size()) return std::nullopt;
+    const auto byte = static_cast<unsigned char>(in[at++]);
+    n |= static_cast<std::uint64_t>(byte & 0x7F) << shift;
+    if ((byte & 0x80) == 0) return n;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string encode_history(std::string_view message, std::string_view search_text) {
+  if (search_text.empty()) return std::string(message);
+  std::string out(1, '\0');
+  put_leb128(out, search_text.size());
   out.append(search_text);
   out.append(message);
   return out;
@@ -24,18 +45,36 @@ std::string encode_history(std::string_view message, std::string_view search_tex
 
 HistoryValue decode_history(std::string_view value) {
   if (value.empty() || value[0] != '\0') return {value, {}};
-  std::size_t len = 0;
   std::size_t at = 1;
-  for (int shift = 0; shift < 35; shift += 7) {
-    if (at >= value.size()) return {value, {}};
-    const auto byte = static_cast<unsigned char>(value[at++]);
-    len |= static_cast<std::size_t>(byte & 0x7F) << shift;
-    if ((byte & 0x80) == 0) {
-      if (len > value.size() - at) return {value, {}};
-      return {value.substr(at + len), value.substr(at, len)};
-    }
-  }
-  return {value, {}};
+  const auto len = get_leb128(value, at);
+  if (!len || *len > value.size() - at) return {value, {}};
+  return {value.substr(at + *len), value.substr(at, *len)};
+}
+
+std::string encode_inbox_ref(std::string_view conv, std::uint64_t conv_seq) {
+  std::string out(1, '\0');
+  put_leb128(out, conv.size());
+  out.append(conv);
+  put_leb128(out, conv_seq);
+  return out;
+}
+
+std::optional<InboxRef> decode_inbox_ref(std::string_view value) {
+  if (value.empty() || value[0] != '\0') return std::nullopt;
+  std::size_t at = 1;
+  const auto len = get_leb128(value, at);
+  if (!len || *len > value.size() - at) return std::nullopt;
+  const std::string_view conv = value.substr(at, *len);
+  at += *len;
+  const auto conv_seq = get_leb128(value, at);
+  if (!conv_seq || at != value.size() || conv.empty() || *conv_seq == 0) return std::nullopt;
+  return InboxRef{conv, *conv_seq};
+}
+
+void append_inbox_seq(std::string& message, std::uint64_t inbox_seq) {
+  constexpr char kInboxSeqTag = (v1::Message::kInboxSeqFieldNumber << 3) | 0;  // a varint
+  message.push_back(kInboxSeqTag);
+  put_leb128(message, inbox_seq);
 }
 
 namespace {

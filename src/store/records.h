@@ -29,6 +29,23 @@ std::string encode_history(std::string_view message, std::string_view search_tex
 // later if it is none).
 HistoryValue decode_history(std::string_view value);
 
+// `inbox`: a serialized Message (the user's copy, with its inbox_seq), or a
+// reference to the message's history row: 0x00, the conversation id's
+// length (LEB128), the id, the conv_seq (LEB128). A reference is about 30
+// bytes instead of the message's copy (bench/ANALYSIS.md, "Inbox rows by
+// reference"). Store resolves it on every read (Store::scan_inbox), so
+// readers above src/store see a Message either way.
+struct InboxRef {
+  std::string_view conv;
+  std::uint64_t conv_seq = 0;
+};
+std::string encode_inbox_ref(std::string_view conv, std::uint64_t conv_seq);
+// nullopt: the value is a Message (or not a well-formed reference).
+std::optional<InboxRef> decode_inbox_ref(std::string_view value);
+// Sets a serialized Message's inbox_seq by appending the field: a parser
+// takes the last value of a field, and a history row has none.
+void append_inbox_seq(std::string& message, std::uint64_t inbox_seq);
+
 // `dedupe`: the ids a SEND got, and when (expired by compaction after
 // storage.dedupe_window_s).
 struct DedupeRecord {

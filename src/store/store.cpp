@@ -232,6 +232,11 @@ void Batch::put_inbox(std::string_view uid, std::uint64_t inbox_seq, std::string
   put(Cf::kInbox, inbox_key(uid, inbox_seq), message);
 }
 
+void Batch::put_inbox_ref(std::string_view uid, std::uint64_t inbox_seq, std::string_view conv,
+                          std::uint64_t conv_seq) {
+  put(Cf::kInbox, inbox_key(uid, inbox_seq), encode_inbox_ref(conv, conv_seq));
+}
+
 void Batch::put_history(std::string_view conv, std::uint64_t conv_seq, std::string_view message,
                         std::string_view search_text) {
   if (search_text.empty()) return put(Cf::kHistory, history_key(conv, conv_seq), message);
@@ -787,16 +792,47 @@ Result<Ok> Store::scan_history(std::string_view conv, std::uint64_t from, std::u
       [&](std::string_view key, std::string_view value) { return fn(seq_of(key), decode_history(value).message); });
 }
 
+Result<std::optional<std::string_view>> Store::inbox_row(std::uint64_t seq, std::string_view value, std::string& buf) {
+  const auto ref = decode_inbox_ref(value);
+  if (!ref) return std::optional<std::string_view>(value);
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), handle(Cf::kHistory), slice(history_key(ref->conv, ref->conv_seq)), &buf);
+  if (s.IsNotFound()) {
+    metrics::get().inbox_refs_expired.inc();
+    return std::optional<std::string_view>();
+  }
+  if (!s.ok()) return read_error(s);
+  buf.erase(0, buf.size() - decode_history(buf).message.size());
+  append_inbox_seq(buf, seq);
+  return std::optional<std::string_view>(buf);
+}
+
+Result<Ok> Store::scan_inbox_rows(std::string_view lower, std::string_view upper, const RowVisitor& fn, bool reverse) {
+  std::string buf;
+  Result<Ok> read = Ok{};
+  auto scanned = scan(
+      Cf::kInbox, lower, upper,
+      [&](std::string_view key, std::string_view value) {
+        const std::uint64_t seq = seq_of(key);
+        auto row = inbox_row(seq, value, buf);
+        if (!row) {
+          read = row.error();
+          return false;
+        }
+        return !*row || fn(seq, **row);  // a reference whose row is gone is skipped
+      },
+      reverse);
+  if (!scanned) return scanned;
+  return read;
+}
+
 Result<Ok> Store::scan_inbox(std::string_view uid, std::uint64_t from, std::uint64_t to, const RowVisitor& fn) {
   if (from >= to) return Ok{};
-  return scan(Cf::kInbox, inbox_key(uid, from), inbox_key(uid, to),
-              [&](std::string_view key, std::string_view value) { return fn(seq_of(key), value); });
+  return scan_inbox_rows(inbox_key(uid, from), inbox_key(uid, to), fn, false);
 }
 
 Result<Ok> Store::scan_inbox_back(std::string_view uid, std::uint64_t below, const RowVisitor& fn) {
-  return scan(
-      Cf::kInbox, user_prefix(uid), inbox_key(uid, below),
-      [&](std::string_view key, std::string_view value) { return fn(seq_of(key), value); }, true);
+  return scan_inbox_rows(user_prefix(uid), inbox_key(uid, below), fn, true);
 }
 
 Result<Ok> Store::scan_history_back(std::string_view conv, std::uint64_t below, const RowVisitor& fn) {
@@ -1143,18 +1179,42 @@ std::size_t Store::expire_oldest(Cf cf, const std::function<bool(std::string_vie
     const std::string prefix = first.substr(0, sep + 1);
     std::string last_expired;
     std::string last_value;
+    bool last_is_ref = false;
     std::size_t run = 0;
-    // A history row's Message, without its search text.
-    auto value_of = [&] { return cf == Cf::kHistory ? decode_history(view(it->value())).message : view(it->value()); };
-    while (it->Valid() && it->key().starts_with(prefix) && expired(value_of())) {
+    std::string buf;
+    // Whether the row at `it` expired, judged on the Message it holds: a
+    // history row's without its search text, an inbox reference's from its
+    // history row. A reference whose row is gone has expired with it; one
+    // that cannot be read now is kept.
+    auto expired_now = [&] {
+      std::string_view value = view(it->value());
+      if (cf == Cf::kHistory) value = decode_history(value).message;
+      if (cf == Cf::kInbox) {
+        auto row = inbox_row(seq_of(view(it->key())), value, buf);
+        if (!row) return false;
+        if (!*row) {
+          last_value.clear();
+          return true;
+        }
+        value = **row;
+      }
+      if (!expired(value)) return false;
+      if (rewrite_kept) last_value = value;
+      return true;
+    };
+    while (it->Valid() && it->key().starts_with(prefix) && expired_now()) {
       last_expired = it->key().ToString();
-      if (rewrite_kept) last_value = it->value().ToString();
+      last_is_ref = cf == Cf::kInbox && decode_inbox_ref(view(it->value())).has_value();
       ++run;
       it->Next();
     }
     const bool reached_end = !it->Valid() || !it->key().starts_with(prefix);
-    if (reached_end && run > 0 && rewrite_kept) {
-      if (auto now = rewrite_kept(last_value)) {
+    if (reached_end && run > 0 && rewrite_kept && !last_value.empty()) {
+      // A kept reference becomes the copy it names: history retention may
+      // take that row later.
+      auto now = rewrite_kept(last_value);
+      if (!now && last_is_ref) now = last_value;
+      if (now) {
         Batch batch(*this);
         batch.put(cf, last_expired, *now);
         (void)write(batch);  // best effort, as the deletes: the next pass tries again

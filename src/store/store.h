@@ -76,6 +76,9 @@ class Batch {
   Batch& operator=(Batch&&) noexcept;
 
   void put_inbox(std::string_view uid, std::uint64_t inbox_seq, std::string_view message);
+  // An inbox row naming the message's history row instead of copying it
+  // (records.h, InboxRef): only for a row that outlives this one.
+  void put_inbox_ref(std::string_view uid, std::uint64_t inbox_seq, std::string_view conv, std::uint64_t conv_seq);
   // With the message's search text (PROTOCOL 8.6), if it has one.
   void put_history(std::string_view conv, std::uint64_t conv_seq, std::string_view message,
                    std::string_view search_text = {});
@@ -176,6 +179,9 @@ class Store {
   Result<std::uint64_t> last_history_seq(std::string_view conv);
   using RowVisitor = std::function<bool(std::uint64_t seq, std::string_view message)>;
   // Inbox rows with from <= seq < to, ascending, until `fn` returns false.
+  // A row by reference comes as the Message of the history row it names,
+  // with the row's inbox_seq; one whose history row is gone (retention) is
+  // skipped.
   Result<Ok> scan_inbox(std::string_view uid, std::uint64_t from, std::uint64_t to, const RowVisitor& fn);
   // Inbox rows with seq < below, descending, until `fn` returns false.
   Result<Ok> scan_inbox_back(std::string_view uid, std::uint64_t below, const RowVisitor& fn);
@@ -279,11 +285,14 @@ class Store {
 
   // ---- maintenance (generic: the retention thread)
   // For each key prefix of `cf` (one inbox or one conversation), deletes
-  // the leading run of rows whose value (a history row's Message) `expired` says is too old, but
-  // never the prefix's last row (counters are recovered from it). Returns
-  // how many rows went.
+  // the leading run of rows whose Message (a history row's without its
+  // text, an inbox reference's as scan_inbox gives it) `expired` says is
+  // too old, or whose referenced history row is gone, but never the
+  // prefix's last row (counters are recovered from it). Returns how many
+  // rows went.
   // `rewrite_kept`, when given, may replace the value of a kept last row
-  // that expired (nullopt: left as it is).
+  // that expired (nullopt: left as it is); a kept reference is replaced by
+  // the copy it names in any case.
   using Rewrite = std::function<std::optional<std::string>(std::string_view value)>;
   std::size_t expire_oldest(Cf cf, const std::function<bool(std::string_view value)>& expired,
                             const Rewrite& rewrite_kept = nullptr);
@@ -318,6 +327,11 @@ class Store {
   // until `fn` returns false; an iterator error is the result.
   using Visitor = std::function<bool(std::string_view key, std::string_view value)>;
   Result<Ok> scan(Cf cf, std::string_view lower, std::string_view upper, const Visitor& fn, bool reverse = false);
+  // An inbox row as readers see it: `value` itself, or the Message its
+  // reference names, with `seq` as its inbox_seq (kept in `buf`); nullopt
+  // when that history row is gone.
+  Result<std::optional<std::string_view>> inbox_row(std::uint64_t seq, std::string_view value, std::string& buf);
+  Result<Ok> scan_inbox_rows(std::string_view lower, std::string_view upper, const RowVisitor& fn, bool reverse);
   // The last (or first) key of `prefix`, if any.
   Result<std::optional<std::string>> edge_key(Cf cf, std::string_view prefix, bool last);
   Result<Ok> delete_range(Cf cf, std::string_view lower, std::string_view upper);

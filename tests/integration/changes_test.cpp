@@ -538,3 +538,66 @@ TEST_CASE("RECALL of an edited message whose change row is gone finds the edit e
     for (const char* text : {"text zero", "text one", "text two"}) CHECK(row.body().find(text) == std::string::npos);
   (void)e2;
 }
+
+TEST_CASE("inbox rows by reference: pulled whole, changed as their history row, after a restart; copies otherwise") {
+  // History kept as long as inboxes (the default): rows by reference.
+  // Kept shorter: copies, read the same way.
+  const bool by_reference = GENERATE(true, false);
+  ServerProcess server(fast_overrides(
+      {{"admin.listen", "\"127.0.0.1:0\""}, {"storage.history_retention_days", by_reference ? "365" : "7"}}));
+  AdminClient admin(server.admin_port(), "");
+  std::vector<std::uint64_t> sent;
+  {
+    auto alice = server.login("alice");
+    auto bob = server.login("bob");
+    for (int i = 0; i < 3; ++i)
+      sent.push_back(send_ok(*alice, "bob", "m" + std::to_string(i), "c2c " + std::to_string(i)).msg_id());
+    sent.push_back(send_ok(*alice, "alice", "self", "to myself").msg_id());
+    create_group(*alice, "g1", {"bob", "carol"});
+    sent.push_back(send_ok(*bob, send_req("g1", "g", "to the group", v1::GROUP)).msg_id());
+    const auto edited = send_ok(*alice, "bob", "m3", "before");
+    sent.push_back(edited.msg_id());
+    CHECK(call_change(*alice, Cmd::kEdit, edit_req("e1", v1::C2C, "bob", edited.conv_seq(), "after")).first ==
+          StatusCode::kOk);
+    CHECK(call_change(*alice, Cmd::kRecall, recall_req("r1", v1::C2C, "bob", 1)).first == StatusCode::kOk);
+  }
+  // Every user's inbox: exactly what the messages are, each row with its own
+  // inbox_seq, as HISTORY has them.
+  auto check_inboxes = [&] {
+    for (const std::string uid : {"alice", "bob", "carol"}) {
+      auto c = server.login(uid);
+      const auto rows = pull_all(*c);
+      std::uint64_t expected_seq = 0;
+      for (const auto& m : rows) {
+        CHECK(m.inbox_seq() == ++expected_seq);  // gapless
+        if (m.content_type() >= 10000) continue;
+        const bool group = m.conv_type() == v1::GROUP;
+        const std::string peer = group ? m.to() : (m.from() == uid ? m.to() : m.from());
+        auto h = history(*c, m.conv_type(), peer, m.conv_seq() + 1, 1);
+        REQUIRE(h.messages_size() == 1);
+        v1::Message in_history = h.messages(0);
+        in_history.set_inbox_seq(m.inbox_seq());
+        CHECK(m.SerializeAsString() == in_history.SerializeAsString());
+      }
+      if (uid == "bob") {
+        REQUIRE(rows.size() >= 6);
+        CHECK(inbox_copy(*c, sent[0]).content_type() == 10005);  // recalled
+        CHECK(inbox_copy(*c, sent[1]).body() == "c2c 1");
+        CHECK(inbox_copy(*c, sent[4]).body() == "to the group");
+        CHECK(inbox_copy(*c, sent[5]).body() == "after");  // edited
+      }
+      if (uid == "carol") CHECK(inbox_copy(*c, sent[4]).from() == "bob");
+    }
+  };
+  check_inboxes();
+  const double refs = admin.metric("imserver_inbox_refs_total").value_or(-1);
+  if (by_reference) {
+    CHECK(refs >= 10);  // alice 5 + self 1 + group 1, bob 4 + group 1, carol 1, the events
+  } else {
+    CHECK(refs == 0);
+  }
+  server.restart();
+  check_inboxes();
+  AdminClient again(server.admin_port(), "");  // a port of its own after the restart
+  CHECK(again.metric("imserver_inbox_refs_expired_total").value_or(-1) == 0);
+}

@@ -1174,3 +1174,158 @@ TEST_CASE("a snapshot scan sees every family as of its start, merge rows merged,
   CHECK(seen == 10);
   CHECK(inbox_seqs(s, "u9").size() == 1);
 }
+
+namespace {
+
+v1::Message message_at(std::uint64_t conv_seq, std::int64_t time_ms, std::string body) {
+  v1::Message m;
+  m.set_msg_id(1000 + conv_seq);
+  m.set_conv_type(v1::C2C);
+  m.set_from("alice");
+  m.set_to("bob");
+  m.set_conv_seq(conv_seq);
+  m.set_client_msg_id("c" + std::to_string(conv_seq));
+  m.set_content_type(1);
+  m.set_body(std::move(body));
+  m.set_server_time_ms(time_ms);
+  return m;
+}
+
+// An inbox's rows as readers get them, parsed, in seq order.
+std::vector<v1::Message> inbox_messages(Store& s, const std::string& uid) {
+  std::vector<v1::Message> out;
+  REQUIRE(s.scan_inbox(uid, 0, UINT64_MAX, [&](std::uint64_t, std::string_view r) {
+    REQUIRE(out.emplace_back().ParseFromArray(r.data(), static_cast<int>(r.size())));
+    return true;
+  }));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("inbox references: well formed or read as a Message, never past the value") {
+  const std::string ref = encode_inbox_ref("c:alice:bob", 300);
+  CHECK(ref.size() == 1 + 1 + 11 + 2);
+  const auto decoded = decode_inbox_ref(ref);
+  REQUIRE(decoded);
+  CHECK(decoded->conv == "c:alice:bob");
+  CHECK(decoded->conv_seq == 300);
+  CHECK_FALSE(decode_inbox_ref(message_at(1, 1, "x").SerializeAsString()));  // a Message never starts with 0x00
+  CHECK_FALSE(decode_inbox_ref(""));
+  CHECK_FALSE(decode_inbox_ref(std::string("\0", 1)));  // no length
+  CHECK_FALSE(
+      decode_inbox_ref(std::string("\0\x05"
+                                   "ab",
+                                   4)));  // a length past the end
+  CHECK_FALSE(
+      decode_inbox_ref(std::string("\0\x01"
+                                   "a",
+                                   3)));  // no conv_seq
+  CHECK_FALSE(
+      decode_inbox_ref(std::string("\0\x01"
+                                   "a\x01\x02",
+                                   5)));  // bytes after it
+  CHECK_FALSE(
+      decode_inbox_ref(std::string("\0\x01"
+                                   "a\x00",
+                                   4)));                        // conv_seq 0
+  CHECK_FALSE(decode_inbox_ref(std::string("\0\x00\x01", 3)));  // no conversation
+  CHECK_FALSE(
+      decode_inbox_ref(std::string("\0\x01"
+                                   "a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+                                   14)));  // > 64 bits
+  std::string m = message_at(1, 1, "x").SerializeAsString();
+  append_inbox_seq(m, 1ull << 40);
+  v1::Message parsed;
+  REQUIRE(parsed.ParseFromString(m));
+  CHECK(parsed.inbox_seq() == 1ull << 40);
+  CHECK(parsed.body() == "x");
+}
+
+TEST_CASE("store: an inbox row by reference reads as its history row's Message with the row's inbox_seq") {
+  TempStore t;
+  const v1::Message first = message_at(1, 10, "hello");
+  const v1::Message second = message_at(2, 20, "searchable");
+  Batch b(*t.store);
+  b.put_history("c:alice:bob", 1, first.SerializeAsString());
+  b.put_history("c:alice:bob", 2, second.SerializeAsString(), "a search text");
+  b.put_inbox_ref("bob", 7, "c:alice:bob", 1);
+  v1::Message copy = message_at(9, 15, "a copy");  // rows of both kinds in one inbox
+  copy.set_inbox_seq(8);
+  b.put_inbox("bob", 8, copy.SerializeAsString());
+  b.put_inbox_ref("bob", 9, "c:alice:bob", 2);
+  b.put_inbox_ref("bob", 10, "c:alice:bob", 3);  // a history row that is not there
+  REQUIRE(t.store->write(b));
+
+  const auto rows = inbox_messages(*t.store, "bob");
+  REQUIRE(rows.size() == 3);  // 10 is skipped
+  v1::Message expected = first;
+  expected.set_inbox_seq(7);
+  CHECK(rows[0].SerializeAsString() == expected.SerializeAsString());
+  CHECK(rows[1].body() == "a copy");
+  CHECK(rows[1].inbox_seq() == 8);
+  expected = second;
+  expected.set_inbox_seq(9);
+  CHECK(rows[2].SerializeAsString() == expected.SerializeAsString());  // no search text
+  std::vector<std::uint64_t> back;
+  REQUIRE(t.store->scan_inbox_back("bob", UINT64_MAX, [&](std::uint64_t seq, std::string_view r) {
+    v1::Message m;
+    REQUIRE(m.ParseFromArray(r.data(), static_cast<int>(r.size())));
+    CHECK(m.inbox_seq() == seq);
+    back.push_back(seq);
+    return true;
+  }));
+  CHECK(back == std::vector<std::uint64_t>{9, 8, 7});
+  // The edge keys still count the skipped row: seqs are never reused.
+  CHECK(t.store->last_inbox_seq("bob").value() == 10);
+
+  // A history row rewritten (a recall) is what the reference reads from then on.
+  v1::Message recalled = first;
+  recalled.set_content_type(10005);
+  recalled.clear_body();
+  Batch recall(*t.store);
+  recall.put_history("c:alice:bob", 1, recalled.SerializeAsString());
+  REQUIRE(t.store->write(recall));
+  CHECK(inbox_messages(*t.store, "bob").front().content_type() == 10005);
+}
+
+TEST_CASE("retention: references expire with their messages, a kept newest reference becomes a copy") {
+  TempStore t;
+  constexpr std::int64_t kDay = 86400000;
+  const std::int64_t now = 1'800'000'000'000;
+  Batch b(*t.store);
+  // alice: two old references and a recent one; bob: only old ones; carol:
+  // a reference whose history row is gone, then a recent one.
+  for (std::uint64_t i = 1; i <= 5; ++i)
+    b.put_history("c:alice:bob", i, message_at(i, now - (i <= 4 ? 40 : 1) * kDay, "m").SerializeAsString());
+  b.put_inbox_ref("alice", 1, "c:alice:bob", 1);
+  b.put_inbox_ref("alice", 2, "c:alice:bob", 2);
+  b.put_inbox_ref("alice", 3, "c:alice:bob", 5);
+  b.put_inbox_ref("bob", 1, "c:alice:bob", 3);
+  b.put_inbox_ref("bob", 2, "c:alice:bob", 4);
+  b.put_inbox_ref("carol", 1, "c:gone", 1);
+  b.put_inbox_ref("carol", 2, "c:alice:bob", 5);
+  REQUIRE(t.store->write(b));
+
+  core::ChangedMessages changes(*t.store);
+  t.config.history_retention_days = 35;  // takes history rows 1-4 (not 5, the newest) after the inboxes
+  core::Retention retention(t.config, *t.store, changes);
+  CHECK(retention.run_once(now) == 2 + 1 + 1 + 4);
+  CHECK(inbox_seqs(*t.store, "alice") == std::vector<std::uint64_t>{3});
+  CHECK(inbox_seqs(*t.store, "carol") == std::vector<std::uint64_t>{2});
+  CHECK(history_seqs(*t.store, "c:alice:bob") == std::vector<std::uint64_t>{5});
+  // bob's newest row was kept and written as the copy it named, before its
+  // history row went.
+  const auto bobs = inbox_messages(*t.store, "bob");
+  REQUIRE(bobs.size() == 1);
+  CHECK(bobs[0].conv_seq() == 4);
+  CHECK(bobs[0].inbox_seq() == 2);
+  CHECK(bobs[0].body() == "m");
+  std::string raw;
+  REQUIRE(t.store->scan_family(Cf::kInbox, [&](std::string_view key, std::string_view value) {
+    if (key == inbox_key("bob", 2)) raw = std::string(value);
+    return true;
+  }));
+  CHECK_FALSE(decode_inbox_ref(raw));
+  CHECK(retention.run_once(now) == 0);
+}
