@@ -455,11 +455,11 @@ Result<std::optional<v1::SnapshotManifest>> manifest_to_restore(JetStream& js, c
                                   "storage.data_dir to rebuild",
                                   spec.stream.name, manifest.id()));
   auto refuse = [&](const std::string& why) { return refusal(manifest, why); };
-  if (manifest.schema_version() != store::kSchemaVersion)
+  if (manifest.schema_version() < store::kRowsReadableFrom || manifest.schema_version() > store::kSchemaVersion)
     return refuse(
-        fmt::format("its rows have the store layout {}, this build writes {}; start the build that "
+        fmt::format("its rows have the store layout {}, this build reads {} to {}; start the build that "
                     "wrote it",
-                    manifest.schema_version(), store::kSchemaVersion));
+                    manifest.schema_version(), store::kRowsReadableFrom, store::kSchemaVersion));
   if (partitions != 0 && manifest.partitions() != partitions)
     return refuse(fmt::format("it holds {} partitions, this node has {}", manifest.partitions(), partitions));
   return found;

@@ -8,6 +8,7 @@ namespace im::core {
 namespace {
 
 constexpr std::uint32_t kRecall = 10003;
+constexpr std::uint32_t kRecalled = 10005;  // the tombstone a recall leaves in the history
 constexpr std::uint32_t kReadMark = 10006;
 constexpr std::uint32_t kDeleteMark = 10007;
 constexpr std::uint32_t kSettingsMark = 10008;
@@ -231,7 +232,11 @@ void ConvBook::apply(const std::string& me, const Row& row) {
     v1::MessageRecall m;
     if (m.ParseFromString(row.body)) drop_unread(r, m.target_conv_seq());
   }
-  if (row.content_type >= 10000 || row.conv_type == v1::SYSTEM) return;
+  // A recalled message's tombstone (what a row by reference reads once its
+  // message is recalled) still moves the read positions, as the message
+  // did; it never counts as unread.
+  const bool tombstone = row.content_type == kRecalled;
+  if ((row.content_type >= 10000 && !tombstone) || row.conv_type == v1::SYSTEM) return;
   if (row.from == me) {
     // Sending counts as reading.
     r.read_seq = std::max(r.read_seq, row.conv_seq);
@@ -241,7 +246,7 @@ void ConvBook::apply(const std::string& me, const Row& row) {
   // The peer's own message moves their public read position too (PROTOCOL
   // 8.1: sending counts as reading), as it does for a group's RECEIPTS.
   if (row.conv_type == v1::C2C) r.peer_read_seq = std::max(r.peer_read_seq, row.conv_seq);
-  if (row.conv_seq > r.read_seq && row.conv_seq > r.cleared_seq) add_unread(r, row.conv_seq);
+  if (!tombstone && row.conv_seq > r.read_seq && row.conv_seq > r.cleared_seq) add_unread(r, row.conv_seq);
 }
 
 const ConvBook::Entry* ConvBook::find(const std::string& conv) const {

@@ -4,6 +4,7 @@
 
 #include "common/clock.h"
 #include "core/msg_id_clock.h"
+#include "store/keys.h"
 
 #include <spdlog/spdlog.h>
 
@@ -27,8 +28,34 @@ bool older_than(std::string_view row, std::int64_t cutoff_ms) {
 
 }  // namespace
 
+bool inbox_rows_by_reference(const StorageConfig& config) {
+  return config.history_retention_days > config.inbox_retention_days;
+}
+
 Retention::Retention(const StorageConfig& config, store::Store& store, ChangedMessages& changes)
     : config_(config), store_(store), changes_(changes) {
+  // Record whether references are written from now on, or since when not.
+  auto recorded = store_.get_meta(store::kInboxRefsKey);
+  const bool on = inbox_rows_by_reference(config_);
+  std::optional<std::uint64_t> record;
+  if (!recorded) {
+    spdlog::warn("retention: the inbox reference record could not be read: {}", recorded.error().message);
+  } else if (on && *recorded != store::kInboxRefsOn) {
+    record = store::kInboxRefsOn;
+  } else if (!on && *recorded == store::kInboxRefsOn) {
+    record = static_cast<std::uint64_t>(wall_ms());
+    spdlog::warn(
+        "storage.history_retention_days is now not longer than storage.inbox_retention_days: inbox rows are "
+        "written as copies from now on, and history rows stay as long as inbox rows for {} more days, "
+        "until no inbox holds a reference to one",
+        config_.inbox_retention_days + 1);
+  }
+  if (record) {
+    store::Batch batch(store_);
+    batch.put_meta(store::kInboxRefsKey, *record);
+    if (auto written = store_.write(batch); !written)
+      spdlog::warn("retention: the inbox reference record could not be written: {}", written.error().message);
+  }
   thread_ = std::thread([this] {
     std::unique_lock lock(mutex_);
     auto next = std::chrono::steady_clock::now() + kFirstRun;
@@ -53,7 +80,6 @@ Retention::~Retention() {
 
 std::size_t Retention::run_once(std::int64_t now_ms) {
   const std::int64_t inbox_cutoff = now_ms - std::int64_t{config_.inbox_retention_days} * kDayMs;
-  const std::int64_t history_cutoff = now_ms - std::int64_t{config_.history_retention_days} * kDayMs;
   // An inbox's newest row stays, however old: a copy of a changed message
   // kept so is written changed, before its change row goes below.
   std::size_t removed = store_.expire_oldest(
@@ -63,10 +89,26 @@ std::size_t Retention::run_once(std::int64_t now_ms) {
         if (!changed || !*changed || **changed == row) return std::nullopt;  // a read error: the next pass
         return std::move(*changed);
       });
+  const std::int64_t history_kept = this->history_cutoff(now_ms, inbox_cutoff);
   removed +=
-      store_.expire_oldest(store::Cf::kHistory, [&](std::string_view row) { return older_than(row, history_cutoff); });
+      store_.expire_oldest(store::Cf::kHistory, [&](std::string_view row) { return older_than(row, history_kept); });
   expire_changes(inbox_cutoff - kChangeGraceMs);
   return removed;
+}
+
+std::int64_t Retention::history_cutoff(std::int64_t now_ms, std::int64_t inbox_cutoff) {
+  const std::int64_t configured = now_ms - std::int64_t{config_.history_retention_days} * kDayMs;
+  auto recorded = store_.get_meta(store::kInboxRefsKey);
+  if (!recorded) return std::min(configured, inbox_cutoff - kDayMs);  // unknown: as if references were left
+  if (!*recorded) return configured;
+  // References may be in inboxes until every row written before `until`
+  // (and a day's slack for rows written late) has expired from them.
+  const std::int64_t until = **recorded == store::kInboxRefsOn ? now_ms : static_cast<std::int64_t>(**recorded);
+  if (until >= inbox_cutoff - kDayMs) return std::min(configured, inbox_cutoff - kDayMs);
+  store::Batch batch(store_);
+  batch.del_meta(store::kInboxRefsKey);
+  (void)store_.write(batch);  // best effort: the next pass tries again
+  return configured;
 }
 
 void Retention::expire_changes(std::int64_t cutoff_ms) {

@@ -19,6 +19,13 @@
 
 namespace im::core {
 
+// Whether inbox rows are written by reference to their history rows
+// (store/records.h, InboxRef): only while history is kept longer than
+// inboxes, by a day at least, so that a reference never outlives its row
+// (inbox rows come about in time order, not exactly: a copy written late
+// sits behind newer ones).
+bool inbox_rows_by_reference(const StorageConfig& config);
+
 class Retention {
  public:
   Retention(const StorageConfig& config, store::Store& store, ChangedMessages& changes);
@@ -28,6 +35,9 @@ class Retention {
 
  private:
   void expire_changes(std::int64_t cutoff_ms);
+  // The history cutoff, held back while inboxes may still hold references
+  // written before history retention was lowered below inbox retention.
+  std::int64_t history_cutoff(std::int64_t now_ms, std::int64_t inbox_cutoff);
 
   const StorageConfig& config_;
   store::Store& store_;

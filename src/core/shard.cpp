@@ -446,9 +446,13 @@ Result<std::string> Shard::inbox_page(const std::string& uid, std::uint64_t comm
   if (req.after_seq() < committed) {
     Result<Ok> changes_read = Ok{};
     std::string changed;
+    bool stopped = false;
     auto scanned =
         env_.store.scan_inbox(uid, req.after_seq() + 1, committed + 1, [&](std::uint64_t seq, std::string_view row) {
-          if (rows.count() == limit) return false;
+          if (rows.count() == limit) {
+            stopped = true;
+            return false;
+          }
           // A copy of a recalled or edited message, as it now is.
           auto now = env_.changes.changed_row(row);
           if (!now) {
@@ -460,7 +464,10 @@ Result<std::string> Shard::inbox_page(const std::string& uid, std::uint64_t comm
             row = changed;
           }
           if (!rows.fits(row)) {
-            if (!rows.empty()) return false;
+            if (!rows.empty()) {
+              stopped = true;
+              return false;
+            }
             // A row no answer can carry (stored under a larger frame limit):
             // skipped, or this inbox would stall here for good.
             spdlog::warn("shard {}: inbox row {} of {} ({} bytes) does not fit a frame; skipped", index_, seq, uid,
@@ -474,6 +481,9 @@ Result<std::string> Shard::inbox_page(const std::string& uid, std::uint64_t comm
         });
     if (!scanned) return scanned.error();
     if (!changes_read) return changes_read.error();
+    // Read to the end: the rows after `last` were all skipped (references
+    // whose history rows expired), so there is no more.
+    if (!stopped) last = committed;
   }
   auto oldest = env_.store.first_inbox_seq(uid);
   if (!oldest) return oldest.error();

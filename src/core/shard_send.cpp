@@ -13,6 +13,7 @@
 #include "common/metrics.h"
 #include "core/fanout_chain.h"
 #include "core/fanout_plan.h"
+#include "core/retention.h"
 #include "core/shard.h"
 
 namespace im::core {
@@ -51,8 +52,7 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
   std::string bytes = row.SerializeAsString();
   // By reference when the history row outlives this one; the push carries
   // the message itself either way.
-  const auto& storage = env_.config.storage;
-  if (!history_conv.empty() && msg.conv_seq() != 0 && storage.history_retention_days >= storage.inbox_retention_days) {
+  if (!history_conv.empty() && msg.conv_seq() != 0 && inbox_rows_by_reference(env_.config.storage)) {
     commit_.batch().put_inbox_ref(uid, row.inbox_seq(), history_conv, msg.conv_seq());
     metrics::get().inbox_refs.inc();
   } else {

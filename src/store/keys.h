@@ -75,6 +75,11 @@ std::string deleted_key(std::string_view uid, std::string_view conv, std::uint64
 inline constexpr const char* kSchemaVersionKey = "schema_version";
 // Cluster mode: the partition count the data dir was written with.
 inline constexpr const char* kClusterPartitionsKey = "cluster_partitions";
+// Inbox rows by reference (records.h, InboxRef): kInboxRefsOn while this
+// build writes them, else the time (ms) a start found them switched off
+// (core/retention.h). Absent: none was ever written.
+inline constexpr const char* kInboxRefsKey = "inbox_refs";
+inline constexpr std::uint64_t kInboxRefsOn = ~std::uint64_t{0};
 
 // The seq at the end of an inbox or history key.
 std::uint64_t seq_of(std::string_view key);

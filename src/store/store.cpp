@@ -792,29 +792,80 @@ Result<Ok> Store::scan_history(std::string_view conv, std::uint64_t from, std::u
       [&](std::string_view key, std::string_view value) { return fn(seq_of(key), decode_history(value).message); });
 }
 
-Result<std::optional<std::string_view>> Store::inbox_row(std::uint64_t seq, std::string_view value, std::string& buf) {
-  const auto ref = decode_inbox_ref(value);
-  if (!ref) return std::optional<std::string_view>(value);
-  rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), handle(Cf::kHistory), slice(history_key(ref->conv, ref->conv_seq)), &buf);
-  if (s.IsNotFound()) {
-    metrics::get().inbox_refs_expired.inc();
-    return std::optional<std::string_view>();
+// Reads the history rows an inbox scan's references name. One inbox's
+// references mostly name a few conversations, each at consecutive
+// conv_seqs (a conversation's messages reach each participant's inbox in
+// order): an iterator per conversation, stepped a row, costs a fraction of
+// a Get per row (W4, a PULL of 100,000 rows: 1.27M rows/s with copies,
+// 0.45-0.49M with a Get per reference). Past kOpen conversations, a Get.
+class Store::HistoryReader {
+ public:
+  HistoryReader(Store& store, bool reverse) : store_(store), reverse_(reverse) {}
+
+  // An inbox row as readers see it: `value` itself, or the Message its
+  // reference names with `seq` as its inbox_seq (kept until the next call);
+  // nullopt when that history row is gone.
+  Result<std::optional<std::string_view>> inbox_row(std::uint64_t seq, std::string_view value) {
+    const auto ref = decode_inbox_ref(value);
+    if (!ref) return std::optional<std::string_view>(value);
+    auto found = find(ref->conv, ref->conv_seq);
+    if (!found) return found.error();
+    if (!*found) {
+      metrics::get().inbox_refs_expired.inc();
+      return found;
+    }
+    row_.assign(**found);
+    append_inbox_seq(row_, seq);
+    return std::optional<std::string_view>(row_);
   }
-  if (!s.ok()) return read_error(s);
-  buf.erase(0, buf.size() - decode_history(buf).message.size());
-  append_inbox_seq(buf, seq);
-  return std::optional<std::string_view>(buf);
-}
+
+ private:
+  static constexpr std::size_t kOpen = 8;
+
+  // The history row's Message (kept until the next call), nullopt if it is
+  // gone.
+  Result<std::optional<std::string_view>> find(std::string_view conv, std::uint64_t conv_seq) {
+    const std::string key = history_key(conv, conv_seq);
+    rocksdb::Iterator* it = iterator_for(conv);
+    if (!it) {
+      rocksdb::Status s = store_.db_->Get(rocksdb::ReadOptions(), store_.handle(Cf::kHistory), slice(key), &buf_);
+      if (s.IsNotFound()) return std::optional<std::string_view>();
+      if (!s.ok()) return read_error(s);
+      return std::optional<std::string_view>(decode_history(buf_).message);
+    }
+    // The next row in the scan's direction is the usual one; else a seek.
+    if (it->Valid() && view(it->key()) != key && (reverse_ ? view(it->key()) > key : view(it->key()) < key))
+      reverse_ ? it->Prev() : it->Next();
+    if (!it->Valid() || view(it->key()) != key) it->Seek(slice(key));
+    if (!it->status().ok()) return read_error(it->status());
+    if (!it->Valid() || view(it->key()) != key) return std::optional<std::string_view>();
+    return std::optional<std::string_view>(decode_history(view(it->value())).message);
+  }
+
+  rocksdb::Iterator* iterator_for(std::string_view conv) {
+    for (auto& [c, it] : open_)
+      if (c == conv) return it.get();
+    if (open_.size() == kOpen) return nullptr;
+    open_.emplace_back(std::string(conv), std::unique_ptr<rocksdb::Iterator>(store_.db_->NewIterator(
+                                              rocksdb::ReadOptions(), store_.handle(Cf::kHistory))));
+    return open_.back().second.get();
+  }
+
+  Store& store_;
+  const bool reverse_;
+  std::vector<std::pair<std::string, std::unique_ptr<rocksdb::Iterator>>> open_;
+  std::string buf_;  // a Get's value
+  std::string row_;  // the row handed out
+};
 
 Result<Ok> Store::scan_inbox_rows(std::string_view lower, std::string_view upper, const RowVisitor& fn, bool reverse) {
-  std::string buf;
+  HistoryReader history(*this, reverse);
   Result<Ok> read = Ok{};
   auto scanned = scan(
       Cf::kInbox, lower, upper,
       [&](std::string_view key, std::string_view value) {
         const std::uint64_t seq = seq_of(key);
-        auto row = inbox_row(seq, value, buf);
+        auto row = history.inbox_row(seq, value);
         if (!row) {
           read = row.error();
           return false;
@@ -1181,7 +1232,7 @@ std::size_t Store::expire_oldest(Cf cf, const std::function<bool(std::string_vie
     std::string last_value;
     bool last_is_ref = false;
     std::size_t run = 0;
-    std::string buf;
+    HistoryReader history(*this, false);  // this inbox's references
     // Whether the row at `it` expired, judged on the Message it holds: a
     // history row's without its search text, an inbox reference's from its
     // history row. A reference whose row is gone has expired with it; one
@@ -1190,7 +1241,7 @@ std::size_t Store::expire_oldest(Cf cf, const std::function<bool(std::string_vie
       std::string_view value = view(it->value());
       if (cf == Cf::kHistory) value = decode_history(value).message;
       if (cf == Cf::kInbox) {
-        auto row = inbox_row(seq_of(view(it->key())), value, buf);
+        auto row = history.inbox_row(seq_of(view(it->key())), value);
         if (!row) return false;
         if (!*row) {
           last_value.clear();

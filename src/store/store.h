@@ -51,9 +51,13 @@ inline constexpr std::size_t kCfCount = 14;
 // 3 the settings rows in `convs` (Store::open writes them for a store of
 // layout 2), 4 `changes` (written from the history rows for a store of
 // layout 2 or 3), 5 history rows that may carry a search text
-// (records.h, encode_history; nothing to move). A store written by a
-// later layout is refused at open.
-inline constexpr std::uint64_t kSchemaVersion = 5;
+// (records.h, encode_history; nothing to move), 6 inbox rows by reference
+// (records.h, InboxRef; nothing to move). A store written by a later
+// layout is refused at open.
+inline constexpr std::uint64_t kSchemaVersion = 6;
+// The oldest layout whose rows this build reads as they are (a cluster
+// snapshot of it can be restored: nothing to move since).
+inline constexpr std::uint64_t kRowsReadableFrom = 5;
 
 class Store;
 
@@ -327,10 +331,8 @@ class Store {
   // until `fn` returns false; an iterator error is the result.
   using Visitor = std::function<bool(std::string_view key, std::string_view value)>;
   Result<Ok> scan(Cf cf, std::string_view lower, std::string_view upper, const Visitor& fn, bool reverse = false);
-  // An inbox row as readers see it: `value` itself, or the Message its
-  // reference names, with `seq` as its inbox_seq (kept in `buf`); nullopt
-  // when that history row is gone.
-  Result<std::optional<std::string_view>> inbox_row(std::uint64_t seq, std::string_view value, std::string& buf);
+  // Resolves the references of an inbox scan (store.cpp).
+  class HistoryReader;
   Result<Ok> scan_inbox_rows(std::string_view lower, std::string_view upper, const RowVisitor& fn, bool reverse);
   // The last (or first) key of `prefix`, if any.
   Result<std::optional<std::string>> edge_key(Cf cf, std::string_view prefix, bool last);

@@ -951,9 +951,14 @@ TEST_CASE("PartitionLog: a rebuild refuses a snapshot of another layout or parti
   // Refused before any marker: the running node is not fenced.
   const std::uint64_t end = last_of_p1();
   auto layout = **found;
-  layout.set_schema_version(layout.schema_version() + 1);
+  layout.set_schema_version(im::store::kRowsReadableFrom - 1);
   store_manifest(layout);
   auto refused = rebuild();
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("store layout") != std::string::npos);
+  layout.set_schema_version(im::store::kSchemaVersion + 1);
+  store_manifest(layout);
+  refused = rebuild();
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().message.find("store layout") != std::string::npos);
   CHECK(last_of_p1() == end);

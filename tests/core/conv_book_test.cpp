@@ -142,6 +142,22 @@ TEST_CASE("ConvBook: the C2C peer's own messages move peer_read_seq, an older ma
   CHECK(book.find(conv)->rec.peer_read_seq == 3);  // never back
 }
 
+TEST_CASE("ConvBook: a recalled message's tombstone moves read positions as the message did, never unread") {
+  // An inbox row by reference reads as its history row now is: once the
+  // message is recalled, as its 10005 tombstone.
+  ConvBook book;
+  const std::string conv = store::c2c_conv("me", "bob");
+  book.apply("me", msg("bob", "me", 1));
+  book.apply("me", msg("me", "bob", 2, v1::C2C, 10005));  // my recalled reply: sending counts as reading
+  CHECK(book.find(conv)->rec.read_seq == 2);
+  CHECK(book.find(conv)->rec.unread.empty());
+  book.apply("me", msg("bob", "me", 3, v1::C2C, 10005));  // bob's recalled message
+  CHECK(book.find(conv)->rec.peer_read_seq == 3);
+  CHECK(book.find(conv)->rec.unread.empty());
+  book.apply("me", msg("bob", "me", 4));
+  CHECK(book.find(conv)->rec.unread == Runs{{4, 4}});
+}
+
 TEST_CASE("ConvBook: conversation ids from either side") {
   CHECK(conv_from_side("me", v1::C2C, "bob") == store::c2c_conv("bob", "me"));
   CHECK(peer_of("me", store::c2c_conv("bob", "me")) == "bob");

@@ -8,6 +8,7 @@
 #include <rocksdb/perf_context.h>
 #include <rocksdb/perf_level.h>
 
+#include "common/clock.h"
 #include "core/changed_messages.h"
 #include "core/msg_id_clock.h"
 #include "core/retention.h"
@@ -1328,4 +1329,48 @@ TEST_CASE("retention: references expire with their messages, a kept newest refer
   }));
   CHECK_FALSE(decode_inbox_ref(raw));
   CHECK(retention.run_once(now) == 0);
+}
+
+TEST_CASE("retention: history lowered below inbox retention waits for the inboxes' references, then applies") {
+  TempStore t;
+  constexpr std::int64_t kDay = 86400000;
+  const std::int64_t now = wall_ms();
+  CHECK(core::inbox_rows_by_reference(t.config));  // 365 > 30 days
+  core::ChangedMessages changes(*t.store);
+  { core::Retention on(t.config, *t.store, changes); }
+  CHECK(t.store->get_meta(kInboxRefsKey).value() == kInboxRefsOn);
+
+  // Written by reference while history outlived the inboxes: a 10-day-old
+  // message still in alice's inbox.
+  Batch b(*t.store);
+  b.put_history("c:alice:bob", 1, message_at(1, now - 10 * kDay, "old").SerializeAsString());
+  b.put_history("c:alice:bob", 2, message_at(2, now, "new").SerializeAsString());
+  b.put_inbox_ref("alice", 1, "c:alice:bob", 1);
+  b.put_inbox_ref("alice", 2, "c:alice:bob", 2);
+  REQUIRE(t.store->write(b));
+
+  t.config.history_retention_days = 7;
+  t.config.inbox_retention_days = 30;
+  CHECK_FALSE(core::inbox_rows_by_reference(t.config));
+  t.config.history_retention_days = 30;
+  CHECK_FALSE(core::inbox_rows_by_reference(t.config));  // equal is not enough: rows come about in time order
+  t.config.history_retention_days = 7;
+  core::Retention off(t.config, *t.store, changes);
+  const auto switched = t.store->get_meta(kInboxRefsKey).value();
+  REQUIRE(switched);
+  CHECK(*switched != kInboxRefsOn);
+  CHECK(static_cast<std::int64_t>(*switched) >= now);
+  // The history row a reference names stays while the inbox may hold it.
+  CHECK(off.run_once(now) == 0);
+  CHECK(inbox_messages(*t.store, "alice").size() == 2);
+  CHECK(off.run_once(now + 20 * kDay) == 0);
+  CHECK(inbox_messages(*t.store, "alice").front().body() == "old");
+  // A month and a day later every inbox row of then is past inbox retention
+  // (or kept as a copy): history retention applies as configured again.
+  CHECK(off.run_once(now + 32 * kDay) == 1 + 1);  // alice's row 1, then history row 1
+  CHECK_FALSE(t.store->get_meta(kInboxRefsKey).value());
+  CHECK(history_seqs(*t.store, "c:alice:bob") == std::vector<std::uint64_t>{2});
+  const auto kept = inbox_messages(*t.store, "alice");
+  REQUIRE(kept.size() == 1);
+  CHECK(kept[0].body() == "new");
 }
