@@ -1,7 +1,8 @@
 #pragma once
 // Retention in the background: inbox rows older than
 // storage.inbox_retention_days and history rows older than
-// storage.history_retention_days are deleted once an hour (and a minute after
+// storage.history_retention_days (held back while inboxes may still name
+// them: `meta` "inbox_refs") are deleted once an hour (and a minute after
 // start), never the newest row of an inbox or a conversation (such a row of
 // a recalled or edited message is written changed); a recalled or edited
 // message's `changes` row a day after its inbox copies expired.

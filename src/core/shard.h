@@ -450,6 +450,9 @@ class Shard {
   // Users whose book has states to write (as dirty_cursors_).
   std::vector<std::pair<const std::string*, UserState*>> dirty_books_;
   bool trim_posted_ = false;
+  // Whether a batch of this run wrote `meta` "inbox_refs" with its first
+  // inbox reference (or one such batch is being written).
+  bool refs_recorded_ = false;
   // Set while a caller holds a UserState* across a commit it forces (a
   // book's load): the commit's idle hook must not drop that user.
   bool hold_users_ = false;

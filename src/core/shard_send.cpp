@@ -15,6 +15,7 @@
 #include "core/fanout_plan.h"
 #include "core/retention.h"
 #include "core/shard.h"
+#include "store/keys.h"
 
 namespace im::core {
 namespace {
@@ -53,6 +54,13 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
   // By reference when the history row outlives this one; the push carries
   // the message itself either way.
   if (!history_conv.empty() && msg.conv_seq() != 0 && inbox_rows_by_reference(env_.config.storage)) {
+    if (!refs_recorded_) {
+      // Retention's record that references exist, in the same batch (and so
+      // in cluster mode's log, for a node rebuilt from it).
+      commit_.batch().put_meta(store::kInboxRefsKey, store::kInboxRefsOn);
+      refs_recorded_ = true;
+      commit_.after_commit([this](bool ok) { refs_recorded_ = refs_recorded_ && ok; });
+    }
     commit_.batch().put_inbox_ref(uid, row.inbox_seq(), history_conv, msg.conv_seq());
     metrics::get().inbox_refs.inc();
   } else {

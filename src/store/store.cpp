@@ -797,7 +797,10 @@ Result<Ok> Store::scan_history(std::string_view conv, std::uint64_t from, std::u
 // conv_seqs (a conversation's messages reach each participant's inbox in
 // order): an iterator per conversation, stepped a row, costs a fraction of
 // a Get per row (W4, a PULL of 100,000 rows: 1.27M rows/s with copies,
-// 0.45-0.49M with a Get per reference). Past kOpen conversations, a Get.
+// 0.45-0.49M with a Get per reference). But an iterator cannot skip table
+// files by their bloom filters as a Get does: a conversation's first row
+// is a Get, its iterator opens at its second. Past kOpen conversations,
+// Gets only.
 class Store::HistoryReader {
  public:
   HistoryReader(Store& store, bool reverse) : store_(store), reverse_(reverse) {}
@@ -827,7 +830,7 @@ class Store::HistoryReader {
   Result<std::optional<std::string_view>> find(std::string_view conv, std::uint64_t conv_seq) {
     const std::string key = history_key(conv, conv_seq);
     rocksdb::Iterator* it = iterator_for(conv);
-    if (!it) {
+    if (!it) {  // a conversation's first row, or too many conversations
       rocksdb::Status s = store_.db_->Get(rocksdb::ReadOptions(), store_.handle(Cf::kHistory), slice(key), &buf_);
       if (s.IsNotFound()) return std::optional<std::string_view>();
       if (!s.ok()) return read_error(s);
@@ -842,13 +845,15 @@ class Store::HistoryReader {
     return std::optional<std::string_view>(decode_history(view(it->value())).message);
   }
 
+  // The conversation's iterator from its second row on; nullptr for a Get.
   rocksdb::Iterator* iterator_for(std::string_view conv) {
-    for (auto& [c, it] : open_)
-      if (c == conv) return it.get();
-    if (open_.size() == kOpen) return nullptr;
-    open_.emplace_back(std::string(conv), std::unique_ptr<rocksdb::Iterator>(store_.db_->NewIterator(
-                                              rocksdb::ReadOptions(), store_.handle(Cf::kHistory))));
-    return open_.back().second.get();
+    for (auto& [c, it] : open_) {
+      if (c != conv) continue;
+      if (!it) it.reset(store_.db_->NewIterator(rocksdb::ReadOptions(), store_.handle(Cf::kHistory)));
+      return it.get();
+    }
+    if (open_.size() < kOpen) open_.emplace_back(std::string(conv), nullptr);
+    return nullptr;
   }
 
   Store& store_;

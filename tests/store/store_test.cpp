@@ -1374,3 +1374,47 @@ TEST_CASE("retention: history lowered below inbox retention waits for the inboxe
   REQUIRE(kept.size() == 1);
   CHECK(kept[0].body() == "new");
 }
+
+TEST_CASE("store: references to many conversations, interleaved and out of order, read right both ways") {
+  TempStore t;
+  // 12 conversations (past the reader's 8 iterators), rows 1-5 each; the
+  // inbox names them round robin, conv_seqs going back now and then.
+  Batch b(*t.store);
+  std::vector<std::pair<std::string, std::uint64_t>> named;
+  for (int c = 0; c < 12; ++c)
+    for (std::uint64_t seq = 1; seq <= 5; ++seq) {
+      v1::Message m = message_at(seq, 100, "c" + std::to_string(c) + "/" + std::to_string(seq));
+      b.put_history("c:conv" + std::to_string(c), seq, m.SerializeAsString());
+    }
+  b.put_history("c:conv1x", 1, message_at(1, 100, "a neighbour's id").SerializeAsString());
+  std::uint64_t inbox_seq = 0;
+  for (std::uint64_t seq : {1, 2, 4, 3, 5, 2, 6})  // 6 is not there
+    for (int c = 0; c < 12; ++c) {
+      named.emplace_back("c:conv" + std::to_string(c), seq);
+      b.put_inbox_ref("alice", ++inbox_seq, named.back().first, seq);
+    }
+  REQUIRE(t.store->write(b));
+  auto expected_body = [&](std::uint64_t s) {
+    const auto& [conv, seq] = named[s - 1];
+    return seq > 5 ? std::string() : conv.substr(6) + "/" + std::to_string(seq);
+  };
+  std::vector<std::uint64_t> forward;
+  REQUIRE(t.store->scan_inbox("alice", 1, inbox_seq + 1, [&](std::uint64_t s, std::string_view r) {
+    v1::Message m;
+    REQUIRE(m.ParseFromArray(r.data(), static_cast<int>(r.size())));
+    CHECK(m.body() == "c" + expected_body(s));
+    CHECK(m.inbox_seq() == s);
+    forward.push_back(s);
+    return true;
+  }));
+  CHECK(forward.size() == 12 * 6);  // the 12 rows naming conv_seq 6 are skipped
+  std::vector<std::uint64_t> backward;
+  REQUIRE(t.store->scan_inbox_back("alice", UINT64_MAX, [&](std::uint64_t s, std::string_view r) {
+    v1::Message m;
+    REQUIRE(m.ParseFromArray(r.data(), static_cast<int>(r.size())));
+    CHECK(m.body() == "c" + expected_body(s));
+    backward.insert(backward.begin(), s);
+    return true;
+  }));
+  CHECK(backward == forward);
+}
