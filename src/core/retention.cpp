@@ -45,9 +45,9 @@ Retention::Retention(const StorageConfig& config, store::Store& store, ChangedMe
   } else if (!on && *recorded == store::kInboxRefsOn) {
     record = static_cast<std::uint64_t>(wall_ms());
     spdlog::warn(
-        "storage.history_retention_days is now not longer than storage.inbox_retention_days: inbox rows are "
-        "written as copies from now on, and history rows stay as long as inbox rows for {} more days, "
-        "until no inbox holds a reference to one",
+        "storage.history_retention_days no longer exceeds storage.inbox_retention_days by a day: inbox rows are "
+        "written as copies from now on, and history rows stay at least {} more days, until no inbox can hold a "
+        "reference to one",
         config_.inbox_retention_days + 1);
   }
   if (record) {
