@@ -75,9 +75,9 @@ std::string deleted_key(std::string_view uid, std::string_view conv, std::uint64
 inline constexpr const char* kSchemaVersionKey = "schema_version";
 // Cluster mode: the partition count the data dir was written with.
 inline constexpr const char* kClusterPartitionsKey = "cluster_partitions";
-// Inbox rows by reference (records.h, InboxRef): kInboxRefsOn while this
-// build writes them, else the time (ms) a start found them switched off
-// (core/retention.h). Absent: none was ever written.
+// Inbox rows by reference (records.h, InboxRef): kInboxRefsOn once a shard
+// wrote one (in that batch), else the time (ms) a start found them
+// switched off (core/retention.h). Absent: none is left in any inbox.
 inline constexpr const char* kInboxRefsKey = "inbox_refs";
 inline constexpr std::uint64_t kInboxRefsOn = ~std::uint64_t{0};
 
