@@ -539,7 +539,7 @@ TEST_CASE("RECALL of an edited message whose change row is gone finds the edit e
   (void)e2;
 }
 
-TEST_CASE("inbox rows by reference: pulled whole, changed as their history row, after a restart; copies otherwise") {
+TEST_CASE("inbox rows by reference: pulled whole, changed as their history row, after a restart, copies otherwise") {
   // History kept as long as inboxes (the default): rows by reference.
   // Kept shorter: copies, read the same way.
   const bool by_reference = GENERATE(true, false);
