@@ -40,6 +40,7 @@ class GroupCommit {
   struct Staged {
     std::uint64_t history = 0;
     std::uint64_t inbox = 0;
+    std::uint64_t inbox_refs = 0;  // of `inbox`, the references to a history row
   };
 
   // `log`: the partition's log in jetstream mode (each batch is stored

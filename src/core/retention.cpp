@@ -34,15 +34,13 @@ bool inbox_rows_by_reference(const StorageConfig& config) {
 
 Retention::Retention(const StorageConfig& config, store::Store& store, ChangedMessages& changes)
     : config_(config), store_(store), changes_(changes) {
-  // Record whether references are written from now on, or since when not.
+  // Record since when references are no longer written. That they are is
+  // recorded by each shard, in the batch of its first reference of a run.
   auto recorded = store_.get_meta(store::kInboxRefsKey);
-  const bool on = inbox_rows_by_reference(config_);
   std::optional<std::uint64_t> record;
   if (!recorded) {
     spdlog::warn("retention: the inbox reference record could not be read: {}", recorded.error().message);
-  } else if (on && *recorded != store::kInboxRefsOn) {
-    record = store::kInboxRefsOn;
-  } else if (!on && *recorded == store::kInboxRefsOn) {
+  } else if (!inbox_rows_by_reference(config_) && *recorded == store::kInboxRefsOn) {
     record = static_cast<std::uint64_t>(wall_ms());
     spdlog::warn(
         "storage.history_retention_days no longer exceeds storage.inbox_retention_days by a day: inbox rows are "

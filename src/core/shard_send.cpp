@@ -62,7 +62,7 @@ Result<std::uint64_t> Shard::stage_inbox(const std::string& uid, const v1::Messa
       commit_.after_commit([this](bool ok) { refs_recorded_ = refs_recorded_ && ok; });
     }
     commit_.batch().put_inbox_ref(uid, row.inbox_seq(), history_conv, msg.conv_seq());
-    metrics::get().inbox_refs.inc();
+    ++commit_.staged().inbox_refs;
   } else {
     commit_.batch().put_inbox(uid, row.inbox_seq(), bytes);
   }

@@ -28,6 +28,12 @@ std::string history_key(std::string_view conv, std::uint64_t conv_seq) {
   return inbox_key(conv, conv_seq);
 }
 
+void assign_history_key(std::string& out, std::string_view conv, std::uint64_t conv_seq) {
+  out.assign(conv);
+  out.push_back('\0');
+  append_u64(out, conv_seq);
+}
+
 std::string dedupe_key(std::string_view uid, std::string_view client_msg_id) {
   std::string k = user_prefix(uid);
   k.append(client_msg_id);

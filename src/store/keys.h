@@ -24,6 +24,8 @@ std::string user_prefix(std::string_view uid);
 std::string inbox_key(std::string_view uid, std::uint64_t seq);
 // conv 0x00 conv_seq
 std::string history_key(std::string_view conv, std::uint64_t conv_seq);
+// The same into `out`, reusing its buffer.
+void assign_history_key(std::string& out, std::string_view conv, std::uint64_t conv_seq);
 // uid 0x00 client_msg_id
 std::string dedupe_key(std::string_view uid, std::string_view client_msg_id);
 // `meta` rows of the shards' msg_id reservations (core/msg_id_clock.h): the

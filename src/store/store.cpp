@@ -828,7 +828,8 @@ class Store::HistoryReader {
   // The history row's Message (kept until the next call), nullopt if it is
   // gone.
   Result<std::optional<std::string_view>> find(std::string_view conv, std::uint64_t conv_seq) {
-    const std::string key = history_key(conv, conv_seq);
+    assign_history_key(key_, conv, conv_seq);
+    const std::string_view key = key_;
     rocksdb::Iterator* it = iterator_for(conv);
     if (!it) {  // a conversation's first row, or too many conversations
       rocksdb::Status s = store_.db_->Get(rocksdb::ReadOptions(), store_.handle(Cf::kHistory), slice(key), &buf_);
@@ -837,11 +838,16 @@ class Store::HistoryReader {
       return std::optional<std::string_view>(decode_history(buf_).message);
     }
     // The next row in the scan's direction is the usual one; else a seek.
-    if (it->Valid() && view(it->key()) != key && (reverse_ ? view(it->key()) > key : view(it->key()) < key))
+    int at = it->Valid() ? view(it->key()).compare(key) : 0;
+    if (it->Valid() && (reverse_ ? at > 0 : at < 0)) {
       reverse_ ? it->Prev() : it->Next();
-    if (!it->Valid() || view(it->key()) != key) it->Seek(slice(key));
-    if (!it->status().ok()) return read_error(it->status());
-    if (!it->Valid() || view(it->key()) != key) return std::optional<std::string_view>();
+      at = it->Valid() ? view(it->key()).compare(key) : 0;
+    }
+    if (!it->Valid() || at != 0) {
+      it->Seek(slice(key));
+      if (!it->status().ok()) return read_error(it->status());
+      if (!it->Valid() || view(it->key()) != key) return std::optional<std::string_view>();
+    }
     return std::optional<std::string_view>(decode_history(view(it->value())).message);
   }
 
@@ -859,6 +865,7 @@ class Store::HistoryReader {
   Store& store_;
   const bool reverse_;
   std::vector<std::pair<std::string, std::unique_ptr<rocksdb::Iterator>>> open_;
+  std::string key_;  // the history row's key
   std::string buf_;  // a Get's value
   std::string row_;  // the row handed out
 };

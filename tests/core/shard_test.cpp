@@ -525,3 +525,40 @@ TEST_CASE("shard: a C2C SEND is answered only once the recipient's inbox on anot
   CHECK(rows[0].client_msg_id() == "m1");
   CHECK(core.inbox(from).size() == 1);
 }
+
+TEST_CASE("shard: PULL past references whose history rows are gone reaches the inbox's end, has_more false") {
+  TestCore core;
+  for (int i = 1; i <= 2; ++i) REQUIRE(core.send("alice", "bob", "m" + std::to_string(i)));
+  REQUIRE(core.inbox("bob").size() == 2);
+  // Rows 3 and 4 as history retention would leave them, had their history
+  // rows gone before bob's references (written late, behind newer rows):
+  // references to no row. Read by the shards of the next start.
+  const std::string conv = store::c2c_conv("alice", "bob");
+  store::Batch late(core.store());
+  late.put_inbox_ref("bob", 3, conv, 3);
+  late.put_inbox_ref("bob", 4, conv, 4);
+  REQUIRE(core.store().write(late));
+  core.reopen();
+  core.start_shards();
+
+  auto all = core.pull("bob");
+  REQUIRE(all);
+  REQUIRE(all->messages_size() == 2);
+  CHECK(all->messages(1).body() == "body of m2");
+  CHECK(all->inbox_max_seq() == 4);
+  CHECK_FALSE(all->has_more());
+  // From the last row handed out: nothing more, and not "more" for ever.
+  auto rest = core.pull("bob", 2);
+  REQUIRE(rest);
+  CHECK(rest->messages_size() == 0);
+  CHECK_FALSE(rest->has_more());
+  // A page that stops at its limit before the gone rows still has more.
+  v1::PullReq one;
+  one.set_limit(1);
+  auto first = core.on(core.shard_for("bob"), [&] { return core.shard_for("bob").pull("bob", 0, one); });
+  REQUIRE(first);
+  v1::PullResp page;
+  REQUIRE(page.ParseFromString(*first));
+  REQUIRE(page.messages_size() == 1);
+  CHECK(page.has_more());
+}
