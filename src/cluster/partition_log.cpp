@@ -329,6 +329,14 @@ Result<Ok> PartitionLog::write_marker(const std::string& nonce) {
     if (auto counted = check_count(*state); !counted) return counted;
     const Published p = publish(marker.SerializeAsString(), id, state->last_seq);
     if (p.outcome == Outcome::kWrongLastSequence) continue;  // appended meanwhile: expect the new end
+    // Too full for even a marker: no snapshot can purge it before the node
+    // runs, but a larger limit is applied to the stream at start.
+    if (p.outcome == Outcome::kFull)
+      return unavailable(
+          fmt::format("stream {} is too full for this run's epoch marker ({}): start with a larger "
+                      "cluster.stream_max_bytes than {} (the stream's limit is raised at start; trimming, "
+                      "cluster.trim_at_percent, then purges it)",
+                      options_.stream.name, p.error, options_.stream.max_bytes));
     if (p.outcome != Outcome::kStored && p.outcome != Outcome::kDuplicate)
       return unavailable(fmt::format("epoch marker: {} {}", to_string(p.outcome), p.error));
     epoch_ = p.seq;

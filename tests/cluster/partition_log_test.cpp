@@ -243,12 +243,33 @@ TEST_CASE("PartitionLog: a full stream answers UNAVAILABLE and loses nothing", "
   CHECK(refused.message.find("full") != std::string::npos);
   CHECK(log.state() == State::kWriting);  // nothing stored, nothing lost: it may be tried again
   CHECK(applied_in(*a.store, 3) == static_cast<std::uint64_t>(stored) + 1);
-  // A node rebuilt from the stream holds exactly the acknowledged batches.
+  // Filled to the last bytes: small batches, then the markers of starts,
+  // until not even a marker fits. A start then says what to do.
+  int small = 0;
+  for (int i = 1; i <= 200; ++i, ++small) {
+    Batch b(*a.store);
+    b.put_meta("x", static_cast<std::uint64_t>(i));
+    if (!log.append(b)) break;
+  }
+  REQUIRE(small < 200);
+  im::Error too_full;
+  for (int i = 0; i < 20 && too_full.message.empty(); ++i) {
+    TempStore restarted;
+    PartitionLog again(*js, *restarted.store, options("node-a", 3, 16 * 1024));
+    if (auto opened = again.open(); !opened) too_full = opened.error();
+  }
+  CHECK(too_full.code == StatusCode::kUnavailable);
+  CHECK_THAT(too_full.message, Catch::Contains("too full for this run's epoch marker") &&
+                                   Catch::Contains("larger cluster.stream_max_bytes than 16384"));
+  auto full = js->stream_state("IM_P3");
+  REQUIRE(full.ok());
+  // A node rebuilt from the stream with a larger limit (raised at its
+  // start) holds exactly the acknowledged batches.
   TempStore b;
   auto bigger = options("node-b", 3, 64 * 1024);
   PartitionLog rebuilt(*js, *b.store, bigger);
   REQUIRE(rebuilt.open().ok());
-  CHECK(rebuilt.caught_up() == static_cast<std::uint64_t>(stored) + 2);  // and both markers
+  CHECK(rebuilt.caught_up() == full->last_seq + 1);  // every entry, and its own marker
   std::uint64_t rows = 0, last = 0;
   REQUIRE(b.store
               ->scan_inbox("big", 1, 1000,
