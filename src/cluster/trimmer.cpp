@@ -7,12 +7,18 @@
 
 #include "cluster/partition_log.h"
 #include "common/metrics.h"
+#include "proto/cluster_log.pb.h"
 
 namespace im::cluster {
 
 Trimmer::Trimmer(JetStream& js, store::Store& store, std::vector<const PartitionLog*> logs, SnapshotOptions options,
-                 unsigned at_percent, std::chrono::seconds every)
-    : js_(js), store_(store), logs_(std::move(logs)), options_(std::move(options)), at_percent_(at_percent) {
+                 unsigned at_percent, std::chrono::seconds every, std::uint64_t log_floor_bytes)
+    : js_(js),
+      store_(store),
+      logs_(std::move(logs)),
+      options_(std::move(options)),
+      at_percent_(at_percent),
+      log_floor_bytes_(log_floor_bytes) {
   if (at_percent_ == 0) return;  // never trims
   thread_ = std::thread([this, every] {
     std::unique_lock lock(mutex_);
@@ -53,26 +59,33 @@ Trimmer::~Trimmer() {
 Result<bool> Trimmer::run_once() {
   std::lock_guard run(run_mutex_);
   if (at_percent_ == 0) return false;
-  bool due = false;
+  if (!last_snapshot_bytes_) {
+    auto last = last_manifest(js_, options_.spec);
+    if (!last) return last.error();
+    last_snapshot_bytes_ = *last ? (*last)->bytes() : 0;
+  }
+  bool full = false, shrinks = false;
+  std::uint64_t log_bytes = 0;
   for (const PartitionLog* log : logs_) {
     auto state = js_.stream_state(log->options().stream.name);
     if (!state) return state.error();
     const std::size_t m = log->options().partition;
-    const bool full = state->max_bytes > 0 &&
-                      state->bytes * 100 >= std::uint64_t{at_percent_} * static_cast<std::uint64_t>(state->max_bytes);
-    const bool shrinks = m >= last_cut_.size() || state->last_seq > last_cut_[m] + 1;
-    if (full && shrinks) {
-      due = true;
-      break;
-    }
+    const bool can_shrink = m >= last_cut_.size() || state->last_seq > last_cut_[m] + 1;
+    shrinks = shrinks || can_shrink;
+    full = full || (can_shrink && state->max_bytes > 0 &&
+                    state->bytes * 100 >= std::uint64_t{at_percent_} * static_cast<std::uint64_t>(state->max_bytes));
+    log_bytes += state->bytes;
   }
-  if (!due) return false;
+  const bool outgrown = shrinks && log_bytes >= std::max(log_floor_bytes_, *last_snapshot_bytes_);
+  if (!full && !outgrown) return false;
   const auto started = std::chrono::steady_clock::now();
   auto taken = take_snapshot(js_, store_, logs_, options_, &stopping_);
   if (!taken) return taken.error();
   last_cut_ = taken->applied;
+  last_snapshot_bytes_ = taken->bytes;
   spdlog::info(
-      "cluster: snapshot {} stored: {} rows, {} bytes in {} chunks, in {} ms; {} stream entries trimmed", taken->id,
+      "cluster: snapshot {} stored ({}): {} rows, {} bytes in {} chunks, in {} ms; {} stream entries trimmed",
+      taken->id, full ? "a stream past cluster.trim_at_percent" : "the streams past the last snapshot's size",
       taken->rows, taken->bytes, taken->chunks,
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count(),
       taken->purged);

@@ -2,7 +2,9 @@
 // Cluster mode's trimming policy (docs/cluster.md, "Trimming"): looks at the
 // partition streams every cluster.trim_check_s and takes a snapshot
 // (snapshot.h) once one of them holds cluster.trim_at_percent of its byte
-// limit, after which the streams are purged below it.
+// limit, or once the streams together hold more than the last snapshot
+// (and at least `log_floor_bytes`): a node rebuilt then reads at most about
+// as much log as snapshot. After it the streams are purged below the cut.
 //
 // A thread of its own (none when at_percent is 0: never); it stops, cutting a
 // snapshot under way short, when destroyed. After a failed snapshot it skips
@@ -13,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -25,15 +28,19 @@ namespace im::cluster {
 
 class Trimmer {
  public:
+  static constexpr std::uint64_t kLogFloorBytes = 64ull << 20;
+
   Trimmer(JetStream& js, store::Store& store, std::vector<const PartitionLog*> logs, SnapshotOptions options,
-          unsigned at_percent, std::chrono::seconds every);
+          unsigned at_percent, std::chrono::seconds every, std::uint64_t log_floor_bytes = kLogFloorBytes);
   ~Trimmer();
   Trimmer(const Trimmer&) = delete;
   Trimmer& operator=(const Trimmer&) = delete;
   // One check now, and a snapshot if it is due (tests and the thread):
   // whether one was stored. Due when a stream holds at_percent of its
-  // limit and a snapshot can shrink it (entries past the last cut; a
-  // stopped partition's cannot move).
+  // limit, or the streams together hold more than the last snapshot's
+  // bytes (the last manifest's, or none) and log_floor_bytes; and a
+  // snapshot can shrink a stream (entries past the last cut; a stopped
+  // partition's cannot move).
   Result<bool> run_once();
 
  private:
@@ -42,8 +49,12 @@ class Trimmer {
   const std::vector<const PartitionLog*> logs_;
   const SnapshotOptions options_;
   const unsigned at_percent_;
+  const std::uint64_t log_floor_bytes_;
   std::mutex run_mutex_;                 // one check at a time
   std::vector<std::uint64_t> last_cut_;  // by partition, the last snapshot's (run_mutex_)
+  // The last snapshot's rows' bytes (run_mutex_): read from its manifest at
+  // the first check, then this node's.
+  std::optional<std::uint64_t> last_snapshot_bytes_;
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;
   std::condition_variable wake_;

@@ -1095,3 +1095,64 @@ TEST_CASE("Trimmer: a snapshot once a stream holds its share of the limit, and o
   REQUIRE(checked.ok());
   CHECK_FALSE(*checked);
 }
+
+TEST_CASE("Trimmer: a snapshot once the streams hold more than the last snapshot, far below their limits",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TwoWriters a(*js, "node-a", 64 << 20);  // 25% of that is never reached here
+  constexpr std::uint64_t kFloor = 16 << 10;
+  im::cluster::Trimmer trimmer(*js, *a.store.store, a.logs(), snapshot_options("node-a"), 25, 3600s, kFloor);
+  auto log_bytes = [&] {
+    std::uint64_t bytes = 0;
+    for (const char* name : {"IM_P1", "IM_P2"}) {
+      auto state = js->stream_state(name);
+      REQUIRE(state.ok());
+      bytes += state->bytes;
+    }
+    return bytes;
+  };
+  int i = 1;
+  // Writes until the streams hold at least `bytes` (bounded).
+  auto write_until = [&](std::uint64_t bytes) {
+    const int from = i;
+    for (; i < from + 4000 && log_bytes() < bytes; ++i) a.write(i, i);
+    REQUIRE(log_bytes() >= bytes);
+  };
+  auto due = [](im::cluster::Trimmer& t) {
+    auto checked = t.run_once();
+    REQUIRE(checked.ok());
+    return *checked;
+  };
+  a.write(i, i + 1);
+  i += 2;
+  REQUIRE(log_bytes() < kFloor);
+  CHECK_FALSE(due(trimmer));  // no snapshot yet, but below the floor
+  write_until(kFloor);
+  CHECK(due(trimmer));
+  // A large row stays in the store: the next snapshot holds it.
+  Batch large(*a.store.store);
+  large.put_inbox("carol", 1, std::string(96 << 10, 'c'));
+  REQUIRE(a.two.append(large).ok());
+  a.write(i, i);  // the streams' last entries, which stay, are small ones
+  ++i;
+  CHECK(due(trimmer));
+  auto last = im::cluster::last_manifest(*js, snapshot_options("node-a").spec);
+  REQUIRE(last.ok());
+  REQUIRE(last->has_value());
+  const std::uint64_t snapshot_bytes = (*last)->bytes();
+  REQUIRE(snapshot_bytes > (96u << 10));
+  // Past the floor, but less than the snapshot holds: none is due.
+  write_until(kFloor);
+  REQUIRE(log_bytes() < snapshot_bytes);
+  CHECK_FALSE(due(trimmer));
+  // More than it holds: the next.
+  write_until(snapshot_bytes);
+  CHECK(due(trimmer));
+  // A trimmer of a later run knows the last snapshot's size from its
+  // manifest.
+  im::cluster::Trimmer later(*js, *a.store.store, a.logs(), snapshot_options("node-a"), 25, 3600s, kFloor);
+  write_until(kFloor);
+  REQUIRE(log_bytes() < snapshot_bytes);
+  CHECK_FALSE(due(later));
+}
