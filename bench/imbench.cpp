@@ -454,7 +454,7 @@ class Ticker {
 // stream, as independent clients do. With one phase for all, 100 senders
 // sent their SENDs in the same tick (a burst of 100 every 1 / rate), and
 // the burst's own queue was a floor under every latency: p50 3.6 ms at
-// 200 SENDs/s (bench/ANALYSIS.md, "W2 latency at half rate").
+// 1,000 SENDs/s (bench/ANALYSIS.md, "W2 latency at half rate").
 void send_window(const std::shared_ptr<Session>& s, Flow& flow, const std::string& to, im::v1::ConvType type,
                  const Options& o, double per_sender_rate = 0, double phase = 0) {
   // Sends the k-th SEND; `answered` runs on its answer.

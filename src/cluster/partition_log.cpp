@@ -314,6 +314,11 @@ Result<Ok> PartitionLog::catch_up_all(const std::vector<PartitionLog*>& logs) {
   }
 }
 
+namespace {
+// More than a marker entry takes in a stream, headers and subject included.
+constexpr std::uint64_t kMarkerRoom = 4096;
+}  // namespace
+
 Result<Ok> PartitionLog::write_marker(const std::string& nonce) {
   v1::LogEntry marker;
   marker.set_node(options_.node);
@@ -329,14 +334,21 @@ Result<Ok> PartitionLog::write_marker(const std::string& nonce) {
     if (auto counted = check_count(*state); !counted) return counted;
     const Published p = publish(marker.SerializeAsString(), id, state->last_seq);
     if (p.outcome == Outcome::kWrongLastSequence) continue;  // appended meanwhile: expect the new end
-    // Too full for even a marker: no snapshot can purge it before the node
-    // runs, but a larger limit is applied to the stream at start.
-    if (p.outcome == Outcome::kFull)
+    // Too full for even a marker (a few hundred bytes with its headers): no
+    // snapshot can purge it before the node runs, but a larger limit is
+    // applied to the stream at start.
+    if (p.outcome == Outcome::kFull && state->max_bytes > 0 &&
+        state->bytes + kMarkerRoom >= static_cast<std::uint64_t>(state->max_bytes))
       return unavailable(
           fmt::format("stream {} is too full for this run's epoch marker ({}): start with a larger "
                       "cluster.stream_max_bytes than {} (the stream's limit is raised at start; trimming, "
                       "cluster.trim_at_percent, then purges it)",
-                      options_.stream.name, p.error, options_.stream.max_bytes));
+                      options_.stream.name, p.error, state->max_bytes));
+    if (p.outcome == Outcome::kFull)
+      return unavailable(fmt::format(
+          "stream {} refused this run's epoch marker as full ({}) below its byte limit: the NATS servers' own "
+          "storage (max_file_store) may be full",
+          options_.stream.name, p.error));
     if (p.outcome != Outcome::kStored && p.outcome != Outcome::kDuplicate)
       return unavailable(fmt::format("epoch marker: {} {}", to_string(p.outcome), p.error));
     epoch_ = p.seq;

@@ -56,36 +56,56 @@ Trimmer::~Trimmer() {
   if (thread_.joinable()) thread_.join();
 }
 
-Result<bool> Trimmer::run_once() {
-  std::lock_guard run(run_mutex_);
-  if (at_percent_ == 0) return false;
-  if (!last_snapshot_bytes_) {
-    auto last = last_manifest(js_, options_.spec);
-    if (!last) return last.error();
-    last_snapshot_bytes_ = *last ? (*last)->bytes() : 0;
-  }
-  bool full = false, shrinks = false;
-  std::uint64_t log_bytes = 0;
+Result<std::uint64_t> Trimmer::streams_bytes(const std::function<void(const PartitionLog&, const StreamState&)>& each) {
+  std::uint64_t bytes = 0;
   for (const PartitionLog* log : logs_) {
     auto state = js_.stream_state(log->options().stream.name);
     if (!state) return state.error();
-    const std::size_t m = log->options().partition;
-    const bool can_shrink = m >= last_cut_.size() || state->last_seq > last_cut_[m] + 1;
-    shrinks = shrinks || can_shrink;
-    full = full || (can_shrink && state->max_bytes > 0 &&
-                    state->bytes * 100 >= std::uint64_t{at_percent_} * static_cast<std::uint64_t>(state->max_bytes));
-    log_bytes += state->bytes;
+    each(*log, *state);
+    bytes += state->bytes;
   }
-  const bool outgrown = shrinks && log_bytes >= std::max(log_floor_bytes_, *last_snapshot_bytes_);
+  return bytes;
+}
+
+Result<bool> Trimmer::run_once() {
+  std::lock_guard run(run_mutex_);
+  if (at_percent_ == 0) return false;
+  bool full = false, shrinks = false;
+  auto log_bytes = streams_bytes([&](const PartitionLog& log, const StreamState& state) {
+    const std::size_t m = log.options().partition;
+    const bool can_shrink = m >= last_cut_.size() || state.last_seq > last_cut_[m] + 1;
+    shrinks = shrinks || can_shrink;
+    full = full || (can_shrink && state.max_bytes > 0 &&
+                    state.bytes * 100 >= std::uint64_t{at_percent_} * static_cast<std::uint64_t>(state.max_bytes));
+  });
+  if (!log_bytes) return log_bytes.error();
+  // Grown since the last trim: what a purge leaves (each stream's last
+  // entry, a stopped partition's stream) is not counted again.
+  const std::uint64_t grown = *log_bytes - std::min(*log_bytes, kept_bytes_);
+  bool outgrown = false;
+  if (!full && shrinks && grown >= log_floor_bytes_) {
+    if (!last_snapshot_bytes_) {
+      // A manifest that cannot be read counts as none: the next snapshot
+      // replaces it (take_snapshot). A read error leaves this trigger to
+      // the next check.
+      bool unreadable = false;
+      auto last = last_manifest(js_, options_.spec, &unreadable);
+      if (last) last_snapshot_bytes_ = *last ? (*last)->bytes() : 0;
+    }
+    outgrown = last_snapshot_bytes_ && grown >= *last_snapshot_bytes_;
+  }
   if (!full && !outgrown) return false;
   const auto started = std::chrono::steady_clock::now();
   auto taken = take_snapshot(js_, store_, logs_, options_, &stopping_);
   if (!taken) return taken.error();
   last_cut_ = taken->applied;
   last_snapshot_bytes_ = taken->bytes;
+  // What the purges left; unknown (a read error): all of it grew since.
+  auto left = streams_bytes([](const PartitionLog&, const StreamState&) {});
+  kept_bytes_ = left ? *left : 0;
   spdlog::info(
       "cluster: snapshot {} stored ({}): {} rows, {} bytes in {} chunks, in {} ms; {} stream entries trimmed",
-      taken->id, full ? "a stream past cluster.trim_at_percent" : "the streams past the last snapshot's size",
+      taken->id, full ? "a stream past cluster.trim_at_percent" : "the streams grown by the last snapshot's size",
       taken->rows, taken->bytes, taken->chunks,
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count(),
       taken->purged);

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -36,14 +37,18 @@ class Trimmer {
   Trimmer(const Trimmer&) = delete;
   Trimmer& operator=(const Trimmer&) = delete;
   // One check now, and a snapshot if it is due (tests and the thread):
-  // whether one was stored. Due when a stream holds at_percent of its
-  // limit, or the streams together hold more than the last snapshot's
-  // bytes (the last manifest's, or none) and log_floor_bytes; and a
-  // snapshot can shrink a stream (entries past the last cut; a stopped
-  // partition's cannot move).
+  // whether one was stored. Due when a snapshot can shrink a stream
+  // (entries past the last cut; a stopped partition's cannot move) and
+  // either a stream that can holds at_percent of its limit, or the streams
+  // grew since the last trim by at least log_floor_bytes and the last
+  // snapshot's bytes (its manifest's at the first such check; none, or one
+  // that cannot be read: 0).
   Result<bool> run_once();
 
  private:
+  // The streams' bytes together; `each` sees every stream's state.
+  Result<std::uint64_t> streams_bytes(const std::function<void(const PartitionLog&, const StreamState&)>& each);
+
   JetStream& js_;
   store::Store& store_;
   const std::vector<const PartitionLog*> logs_;
@@ -55,6 +60,7 @@ class Trimmer {
   // The last snapshot's rows' bytes (run_mutex_): read from its manifest at
   // the first check, then this node's.
   std::optional<std::uint64_t> last_snapshot_bytes_;
+  std::uint64_t kept_bytes_ = 0;  // the streams' bytes after this node's last trim (run_mutex_)
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;
   std::condition_variable wake_;

@@ -92,7 +92,7 @@ void GroupCommit::finish() {
   if (ok) {
     m.messages_stored.inc(staged.history);
     m.inbox_rows.inc(staged.inbox);
-    if (staged.inbox_refs > 0) m.inbox_refs.inc(staged.inbox_refs);
+    m.inbox_refs.inc(staged.inbox_refs);
   } else {
     m.store_write_errors.inc();
     last_error_ = written.error();

@@ -96,6 +96,10 @@ std::size_t Retention::run_once(std::int64_t now_ms) {
 
 std::int64_t Retention::history_cutoff(std::int64_t now_ms, std::int64_t inbox_cutoff) {
   const std::int64_t configured = now_ms - std::int64_t{config_.history_retention_days} * kDayMs;
+  // Written by reference: history outlives the inboxes by a day at least
+  // (whole days), so `configured` keeps every row a reference names. The
+  // record is left alone: a shard may be writing it now.
+  if (inbox_rows_by_reference(config_)) return configured;
   auto recorded = store_.get_meta(store::kInboxRefsKey);
   if (!recorded) return std::min(configured, inbox_cutoff - kDayMs);  // unknown: as if references were left
   if (!*recorded) return configured;

@@ -18,20 +18,20 @@ std::string user_prefix(std::string_view uid) {
   return k;
 }
 
+void assign_history_key(std::string& out, std::string_view conv, std::uint64_t conv_seq) {
+  out.assign(conv);
+  out.push_back('\0');
+  append_u64(out, conv_seq);
+}
+
 std::string inbox_key(std::string_view uid, std::uint64_t seq) {
-  std::string k = user_prefix(uid);
-  append_u64(k, seq);
+  std::string k;
+  assign_history_key(k, uid, seq);  // the same layout: id 0x00 seq
   return k;
 }
 
 std::string history_key(std::string_view conv, std::uint64_t conv_seq) {
   return inbox_key(conv, conv_seq);
-}
-
-void assign_history_key(std::string& out, std::string_view conv, std::uint64_t conv_seq) {
-  out.assign(conv);
-  out.push_back('\0');
-  append_u64(out, conv_seq);
 }
 
 std::string dedupe_key(std::string_view uid, std::string_view client_msg_id) {

@@ -838,6 +838,7 @@ class Store::HistoryReader {
       return std::optional<std::string_view>(decode_history(buf_).message);
     }
     // The next row in the scan's direction is the usual one; else a seek.
+    // `at` (the iterator's key against `key`) is read only while Valid().
     int at = it->Valid() ? view(it->key()).compare(key) : 0;
     if (it->Valid() && (reverse_ ? at > 0 : at < 0)) {
       reverse_ ? it->Prev() : it->Next();

@@ -1096,7 +1096,7 @@ TEST_CASE("Trimmer: a snapshot once a stream holds its share of the limit, and o
   CHECK_FALSE(*checked);
 }
 
-TEST_CASE("Trimmer: a snapshot once the streams hold more than the last snapshot, far below their limits",
+TEST_CASE("Trimmer: a snapshot once the streams grew by as much as the last snapshot, far below their limits",
           "[cluster]") {
   im::test::NatsCluster cluster;
   auto js = cluster.connect();
@@ -1112,16 +1112,24 @@ TEST_CASE("Trimmer: a snapshot once the streams hold more than the last snapshot
     }
     return bytes;
   };
+  auto last_snapshot_bytes = [&] {
+    auto last = im::cluster::last_manifest(*js, snapshot_options("node-a").spec);
+    REQUIRE(last.ok());
+    REQUIRE(last->has_value());
+    return (*last)->bytes();
+  };
   int i = 1;
-  // Writes until the streams hold at least `bytes` (bounded).
+  std::uint64_t kept = 0;  // what the streams held after the last trim
+  // Writes until the streams grew by `bytes` since the last trim (bounded).
   auto write_until = [&](std::uint64_t bytes) {
     const int from = i;
-    for (; i < from + 4000 && log_bytes() < bytes; ++i) a.write(i, i);
-    REQUIRE(log_bytes() >= bytes);
+    for (; i < from + 4000 && log_bytes() < kept + bytes; ++i) a.write(i, i);
+    REQUIRE(log_bytes() >= kept + bytes);
   };
-  auto due = [](im::cluster::Trimmer& t) {
+  auto due = [&](im::cluster::Trimmer& t) {
     auto checked = t.run_once();
     REQUIRE(checked.ok());
+    if (*checked) kept = log_bytes();
     return *checked;
   };
   a.write(i, i + 1);
@@ -1137,22 +1145,63 @@ TEST_CASE("Trimmer: a snapshot once the streams hold more than the last snapshot
   a.write(i, i);  // the streams' last entries, which stay, are small ones
   ++i;
   CHECK(due(trimmer));
-  auto last = im::cluster::last_manifest(*js, snapshot_options("node-a").spec);
-  REQUIRE(last.ok());
-  REQUIRE(last->has_value());
-  const std::uint64_t snapshot_bytes = (*last)->bytes();
+  std::uint64_t snapshot_bytes = last_snapshot_bytes();
   REQUIRE(snapshot_bytes > (96u << 10));
   // Past the floor, but less than the snapshot holds: none is due.
   write_until(kFloor);
-  REQUIRE(log_bytes() < snapshot_bytes);
+  REQUIRE(log_bytes() < kept + snapshot_bytes);
   CHECK_FALSE(due(trimmer));
-  // More than it holds: the next.
+  // As much as it holds: the next.
   write_until(snapshot_bytes);
   CHECK(due(trimmer));
+  snapshot_bytes = last_snapshot_bytes();
   // A trimmer of a later run knows the last snapshot's size from its
-  // manifest.
+  // manifest (and counts all the streams hold).
   im::cluster::Trimmer later(*js, *a.store.store, a.logs(), snapshot_options("node-a"), 25, 3600s, kFloor);
   write_until(kFloor);
   REQUIRE(log_bytes() < snapshot_bytes);
   CHECK_FALSE(due(later));
+  // One whose last manifest does not parse counts it as none, and replaces it.
+  store_on_snap(*js, "im.s.m", "not a manifest");
+  im::cluster::Trimmer after_garbage(*js, *a.store.store, a.logs(), snapshot_options("node-a"), 25, 3600s, kFloor);
+  CHECK(due(after_garbage));
+  auto replaced = im::cluster::last_manifest(*js, snapshot_options("node-a").spec);
+  REQUIRE(replaced.ok());
+  CHECK(replaced->has_value());
+}
+
+TEST_CASE("Trimmer: what a purge must leave (each stream's last entry) does not make the next snapshot due",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TwoWriters a(*js, "node-a", 64 << 20);
+  constexpr std::uint64_t kFloor = 16 << 10;
+  im::cluster::Trimmer trimmer(*js, *a.store.store, a.logs(), snapshot_options("node-a"), 25, 3600s, kFloor);
+  a.write(1, 3);
+  // Partition 2's last entry puts a large row that partition 1 then
+  // removes: no snapshot holds it, but its stream keeps that entry.
+  Batch put(*a.store.store);
+  put.put_meta("large:" + std::string(64 << 10, 'l'), 1);
+  REQUIRE(a.two.append(put).ok());
+  Batch remove(*a.store.store);
+  remove.add_row(im::store::Row{Cf::kMeta, im::store::RowOp::kDelete, "large:" + std::string(64 << 10, 'l'), {}});
+  REQUIRE(a.one.append(remove).ok());
+  auto checked = trimmer.run_once();
+  REQUIRE(checked.ok());
+  CHECK(*checked);  // past the floor, no snapshot yet
+  auto p2 = js->stream_state("IM_P2");
+  REQUIRE(p2.ok());
+  REQUIRE(p2->bytes > (64u << 10));  // the large entry stays
+  auto last = im::cluster::last_manifest(*js, snapshot_options("node-a").spec);
+  REQUIRE(last.ok());
+  REQUIRE(last->has_value());
+  REQUIRE((*last)->bytes() < kFloor);
+  // Partition 1 can shrink again; the streams hold more than the floor and
+  // the snapshot, all of it but one entry left by the purge.
+  Batch one_more(*a.store.store);
+  one_more.put_meta("small", 1);
+  REQUIRE(a.one.append(one_more).ok());
+  checked = trimmer.run_once();
+  REQUIRE(checked.ok());
+  CHECK_FALSE(*checked);
 }

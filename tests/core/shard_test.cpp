@@ -12,12 +12,14 @@
 
 #include <asio/post.hpp>
 
+#include "common/metrics.h"
 #include "core/commands.h"
 #include "core/core_env.h"
 #include "core/fanout_recovery.h"
 #include "core/shard.h"
 #include "fault_env.h"
 #include "store/conv_id.h"
+#include "store/keys.h"
 #include "store/store.h"
 #include "wait_until.h"
 
@@ -133,11 +135,11 @@ class TestCore {
     return future;
   }
 
-  Result<v1::PullResp> pull(const std::string& uid, std::uint64_t after = 0) {
+  Result<v1::PullResp> pull(const std::string& uid, std::uint64_t after = 0, std::uint32_t limit = 1000) {
     auto body = on(shard_for(uid), [&] {
       v1::PullReq req;
       req.set_after_seq(after);
-      req.set_limit(1000);
+      req.set_limit(limit);
       return shard_for(uid).pull(uid, 0, req);  // no session: moves no cursor
     });
     if (!body) return body.error();
@@ -553,12 +555,26 @@ TEST_CASE("shard: PULL past references whose history rows are gone reaches the i
   CHECK(rest->messages_size() == 0);
   CHECK_FALSE(rest->has_more());
   // A page that stops at its limit before the gone rows still has more.
-  v1::PullReq one;
-  one.set_limit(1);
-  auto first = core.on(core.shard_for("bob"), [&] { return core.shard_for("bob").pull("bob", 0, one); });
-  REQUIRE(first);
-  v1::PullResp page;
-  REQUIRE(page.ParseFromString(*first));
-  REQUIRE(page.messages_size() == 1);
-  CHECK(page.has_more());
+  auto page = core.pull("bob", 0, 1);
+  REQUIRE(page);
+  REQUIRE(page->messages_size() == 1);
+  CHECK(page->has_more());
+}
+
+TEST_CASE("shard: the record that inbox references exist goes in the batch of the first one, again after it failed") {
+  TestCore core(1);
+  auto& refs = metrics::get().inbox_refs;
+  const std::uint64_t before = refs.value();
+  core.faults.fail_writes(true);
+  CHECK_FALSE(core.send("alice", "bob", "m1"));
+  core.faults.fail_writes(false);
+  REQUIRE(core.writes_recovered());
+  CHECK_FALSE(core.store().get_meta(store::kInboxRefsKey).value());
+  CHECK(refs.value() == before);  // a failed batch wrote none
+  REQUIRE(core.send("alice", "bob", "m2"));
+  CHECK(core.store().get_meta(store::kInboxRefsKey).value() == store::kInboxRefsOn);
+  CHECK(refs.value() == before + 2);  // alice's row and bob's
+  const auto rows = core.inbox("bob");
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].body() == "body of m2");
 }
