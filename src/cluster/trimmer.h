@@ -2,9 +2,10 @@
 // Cluster mode's trimming policy (docs/cluster.md, "Trimming"): looks at the
 // partition streams every cluster.trim_check_s and takes a snapshot
 // (snapshot.h) once one of them holds cluster.trim_at_percent of its byte
-// limit, or once the streams together hold more than the last snapshot
-// (and at least `log_floor_bytes`): a node rebuilt then reads at most about
-// as much log as snapshot. After it the streams are purged below the cut.
+// limit, or once the streams have grown since the last trim by as much as
+// the last snapshot (and at least `log_floor_bytes`): a node rebuilt then
+// reads at most about as much log as snapshot. After it the streams are
+// purged below the cut.
 //
 // A thread of its own (none when at_percent is 0: never); it stops, cutting a
 // snapshot under way short, when destroyed. After a failed snapshot it skips
