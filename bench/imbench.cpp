@@ -305,6 +305,9 @@ struct Flow {
   std::atomic<std::uint64_t> sent_ok{0};
   std::atomic<std::uint64_t> sent_measured{0};  // answered OK while measuring
   std::atomic<std::uint64_t> errors{0};
+  // The last paced sender's phase (s): the warm-up lasts that much longer,
+  // so that every sender is under way when the measuring starts.
+  double ramp_s = 0;
   Latencies lat;
   // The worst latency (us) of the deliveries of each 100 ms of the measured
   // time, to see when a tail happens (a stall) rather than only its size.
@@ -506,7 +509,7 @@ void send_window(const std::shared_ptr<Session>& s, Flow& flow, const std::strin
 }
 
 nlohmann::json run_flow(const Options& o, Flow& flow, std::vector<std::shared_ptr<Session>>& all, const char* what) {
-  std::this_thread::sleep_for(1s);  // warm-up
+  std::this_thread::sleep_for(1s + std::chrono::duration<double>(flow.ramp_s));  // warm-up
   const double server_cpu0 = o.server_pid ? cpu_s(o.server_pid) : 0;
   const double self_cpu0 = self_cpu_s();
   flow.measure_start_ns = now_ns();
@@ -547,6 +550,7 @@ nlohmann::json w2(const Options& o) {
   }
   auto all = login_all(pool, o, uids, o.inflight);
   Flow flow;
+  if (o.rate > 0) flow.ramp_s = o.pairs / o.rate;  // 1 / a sender's rate
   for (int i = 0; i < o.pairs; ++i) receive_pushes(all[2 * i + 1], flow);
   for (int i = 0; i < o.pairs; ++i)
     send_window(all[2 * i], flow, all[2 * i + 1]->uid, im::v1::C2C, o, o.rate / o.pairs,
@@ -577,6 +581,7 @@ nlohmann::json w3(const Options& o) {
     if (!r || !r->ok()) throw std::runtime_error("GROUP_CREATE failed: " + (r ? r->error_message() : "no answer"));
   }
   Flow flow;
+  if (o.rate > 0) flow.ramp_s = o.senders / o.rate;  // 1 / a sender's rate
   for (auto& s : all) receive_pushes(s, flow);
   std::this_thread::sleep_for(1s);  // the creation events
   for (int i = 0; i < o.senders; ++i)
