@@ -305,8 +305,9 @@ struct Flow {
   std::atomic<std::uint64_t> sent_ok{0};
   std::atomic<std::uint64_t> sent_measured{0};  // answered OK while measuring
   std::atomic<std::uint64_t> errors{0};
-  // The last paced sender's phase (s): the warm-up lasts that much longer,
-  // so that every sender is under way when the measuring starts.
+  // One paced sender's period (s), more than the last one's phase: the
+  // warm-up lasts that much longer, so that every sender is under way when
+  // the measuring starts.
   double ramp_s = 0;
   Latencies lat;
   // The worst latency (us) of the deliveries of each 100 ms of the measured

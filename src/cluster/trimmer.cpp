@@ -90,7 +90,11 @@ Result<bool> Trimmer::run_once() {
       // the next check.
       bool unreadable = false;
       auto last = last_manifest(js_, options_.spec, &unreadable);
-      if (last) last_snapshot_bytes_ = *last ? (*last)->bytes() : 0;
+      if (last)
+        last_snapshot_bytes_ = *last ? (*last)->bytes() : 0;
+      else
+        spdlog::warn("cluster: the last snapshot manifest could not be read (tried again at the next check): {}",
+                     last.error().message);
     }
     outgrown = last_snapshot_bytes_ && grown >= *last_snapshot_bytes_;
   }

@@ -1196,12 +1196,34 @@ TEST_CASE("Trimmer: what a purge must leave (each stream's last entry) does not 
   REQUIRE(last.ok());
   REQUIRE(last->has_value());
   REQUIRE((*last)->bytes() < kFloor);
-  // Partition 1 can shrink again; the streams hold more than the floor and
-  // the snapshot, all of it but one entry left by the purge.
-  Batch one_more(*a.store.store);
-  one_more.put_meta("small", 1);
-  REQUIRE(a.one.append(one_more).ok());
+  auto log_bytes = [&] {
+    std::uint64_t bytes = 0;
+    for (const char* name : {"IM_P1", "IM_P2"}) {
+      auto state = js->stream_state(name);
+      REQUIRE(state.ok());
+      bytes += state->bytes;
+    }
+    return bytes;
+  };
+  const std::uint64_t kept = log_bytes();  // both large entries: each stream's last one stays
+  REQUIRE(kept > 2 * (64u << 10));
+  // Partition 1 can shrink again (two entries past its cut); the streams
+  // hold more than the floor and the snapshot, all but those two entries
+  // left by the purge: not due.
+  for (int k = 0; k < 2; ++k) {
+    Batch small(*a.store.store);
+    small.put_meta("small", static_cast<std::uint64_t>(k));
+    REQUIRE(a.one.append(small).ok());
+  }
+  REQUIRE(log_bytes() >= kFloor);
   checked = trimmer.run_once();
   REQUIRE(checked.ok());
   CHECK_FALSE(*checked);
+  // Grown by the floor since: due.
+  int i = 4;
+  for (; i < 4000 && log_bytes() < kept + kFloor; ++i) a.write(i, i);
+  REQUIRE(log_bytes() >= kept + kFloor);
+  checked = trimmer.run_once();
+  REQUIRE(checked.ok());
+  CHECK(*checked);
 }

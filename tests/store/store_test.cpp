@@ -1377,6 +1377,25 @@ TEST_CASE("retention: history lowered below inbox retention waits for the inboxe
   CHECK(kept[0].body() == "new");
 }
 
+TEST_CASE("retention: while references are on, a switch-off record of an earlier run stays for a shard to replace") {
+  TempStore t;
+  constexpr std::int64_t kDay = 86400000;
+  const std::int64_t now = wall_ms();
+  REQUIRE(core::inbox_rows_by_reference(t.config));
+  // Left by a run without references that ended long ago.
+  Batch b(*t.store);
+  b.put_meta(kInboxRefsKey, static_cast<std::uint64_t>(now - 40 * kDay));
+  REQUIRE(t.store->write(b));
+  core::ChangedMessages changes(*t.store);
+  core::Retention retention(t.config, *t.store, changes);
+  retention.run_once(now);
+  // Not deleted: a shard writing "on" in its first reference batch may
+  // race with this pass, and a delete after it would lose that record.
+  const auto kept = t.store->get_meta(kInboxRefsKey).value();
+  REQUIRE(kept);
+  CHECK(*kept == static_cast<std::uint64_t>(now - 40 * kDay));
+}
+
 TEST_CASE("store: references to many conversations, interleaved and out of order, read right both ways") {
   TempStore t;
   // 12 conversations (past the reader's 8 iterators), rows 1-5 each; the
