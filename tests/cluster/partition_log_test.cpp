@@ -1096,6 +1096,19 @@ TEST_CASE("Trimmer: a snapshot once a stream holds its share of the limit, and o
   CHECK_FALSE(*checked);
 }
 
+namespace {
+// The bytes TwoWriters' streams (partitions 1 and 2) hold together.
+std::uint64_t two_streams_bytes(JetStream& js) {
+  std::uint64_t bytes = 0;
+  for (const char* name : {"IM_P1", "IM_P2"}) {
+    auto state = js.stream_state(name);
+    REQUIRE(state.ok());
+    bytes += state->bytes;
+  }
+  return bytes;
+}
+}  // namespace
+
 TEST_CASE("Trimmer: a snapshot once the streams grew by as much as the last snapshot, far below their limits",
           "[cluster]") {
   im::test::NatsCluster cluster;
@@ -1103,15 +1116,7 @@ TEST_CASE("Trimmer: a snapshot once the streams grew by as much as the last snap
   TwoWriters a(*js, "node-a", 64 << 20);  // 25% of that is never reached here
   constexpr std::uint64_t kFloor = 16 << 10;
   im::cluster::Trimmer trimmer(*js, *a.store.store, a.logs(), snapshot_options("node-a"), 25, 3600s, kFloor);
-  auto log_bytes = [&] {
-    std::uint64_t bytes = 0;
-    for (const char* name : {"IM_P1", "IM_P2"}) {
-      auto state = js->stream_state(name);
-      REQUIRE(state.ok());
-      bytes += state->bytes;
-    }
-    return bytes;
-  };
+  auto log_bytes = [&] { return two_streams_bytes(*js); };
   auto last_snapshot_bytes = [&] {
     auto last = im::cluster::last_manifest(*js, snapshot_options("node-a").spec);
     REQUIRE(last.ok());
@@ -1196,15 +1201,7 @@ TEST_CASE("Trimmer: what a purge must leave (each stream's last entry) does not 
   REQUIRE(last.ok());
   REQUIRE(last->has_value());
   REQUIRE((*last)->bytes() < kFloor);
-  auto log_bytes = [&] {
-    std::uint64_t bytes = 0;
-    for (const char* name : {"IM_P1", "IM_P2"}) {
-      auto state = js->stream_state(name);
-      REQUIRE(state.ok());
-      bytes += state->bytes;
-    }
-    return bytes;
-  };
+  auto log_bytes = [&] { return two_streams_bytes(*js); };
   const std::uint64_t kept = log_bytes();  // both large entries: each stream's last one stays
   REQUIRE(kept > 2 * (64u << 10));
   // Partition 1 can shrink again (two entries past its cut); the streams
