@@ -482,6 +482,7 @@ void send_window(const std::shared_ptr<Session>& s, Flow& flow, const std::strin
   };
   const auto ex = s->client->socket().get_executor();
   if (per_sender_rate > 0) {
+    flow.ramp_s = std::max(flow.ramp_s, 1 / per_sender_rate);  // before run_flow, on its thread
     auto pacer = std::make_shared<Pacer>();
     pacer->stop = &flow.stop;
     pacer->start = Clock::now() +
@@ -551,7 +552,6 @@ nlohmann::json w2(const Options& o) {
   }
   auto all = login_all(pool, o, uids, o.inflight);
   Flow flow;
-  if (o.rate > 0) flow.ramp_s = o.pairs / o.rate;  // 1 / a sender's rate
   for (int i = 0; i < o.pairs; ++i) receive_pushes(all[2 * i + 1], flow);
   for (int i = 0; i < o.pairs; ++i)
     send_window(all[2 * i], flow, all[2 * i + 1]->uid, im::v1::C2C, o, o.rate / o.pairs,
@@ -582,7 +582,6 @@ nlohmann::json w3(const Options& o) {
     if (!r || !r->ok()) throw std::runtime_error("GROUP_CREATE failed: " + (r ? r->error_message() : "no answer"));
   }
   Flow flow;
-  if (o.rate > 0) flow.ramp_s = o.senders / o.rate;  // 1 / a sender's rate
   for (auto& s : all) receive_pushes(s, flow);
   std::this_thread::sleep_for(1s);  // the creation events
   for (int i = 0; i < o.senders; ++i)
