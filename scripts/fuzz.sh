@@ -7,7 +7,7 @@
 # replayed alone instead: a host pause stalls every process at once (CI saw
 # both harnesses of a pair report the same 26 s), so only a replay that
 # fails or takes over 10 s again counts.
-# Usage: scripts/fuzz.sh [harness...]   (default: every harness)
+# Usage: scripts/fuzz.sh [--build-only] [harness...]   (default: every harness)
 # See docs/testing.md for running one locally and keeping a regression.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,11 @@ cd "$(dirname "$0")/.."
 seconds=${IM_FUZZ_SECONDS:-60}
 build=${IM_FUZZ_BUILD:-build-fuzz}
 all=(frame_decoder decompress ws jwt config dispatcher admin)
+build_only=0
+if [[ ${1:-} == --build-only ]]; then
+  build_only=1
+  shift
+fi
 harnesses=("$@")
 ((${#harnesses[@]})) || harnesses=("${all[@]}")
 
@@ -32,6 +37,7 @@ CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -D
 targets=()
 for h in "${harnesses[@]}"; do targets+=(--target "fuzz_$h"); done
 cmake --build "$build" -j2 "${targets[@]}"
+((build_only == 0)) || exit 0
 
 runs="$build/fuzz-runs"
 rm -rf "$runs"

@@ -4,11 +4,49 @@
 # IM_SKIP_SANITIZE=1 skips the sanitizer pass (for a quick local run).
 # Then every libFuzzer harness of fuzz/ for IM_FUZZ_SECONDS (60) each, two at
 # a time (scripts/fuzz.sh); IM_SKIP_FUZZ=1 skips that.
+# The next stage's build runs behind each test run at the lowest CPU
+# priority, in the CPU the tests leave idle (docs/testing.md, "CI time").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Each stage prints the seconds since the start, so a slow CI run shows where.
 started=$SECONDS
 stage() { echo "== $1 (at $((SECONDS - started)) s)"; }
+
+sanitize=$([[ "${IM_SKIP_SANITIZE:-0}" == 1 ]] && echo 0 || echo 1)
+fuzz=$([[ "${IM_SKIP_FUZZ:-0}" == 1 ]] && echo 0 || echo 1)
+
+# One build at a time runs behind the tests: in a session of its own (so
+# that a failing test stops all of it), at nice 19, its output in a log.
+behind_pid=
+behind_name=
+behind_log=
+behind() {
+  behind_name=$1
+  behind_log=$2
+  shift 2
+  echo "== $behind_name: behind the tests at nice 19, log in $behind_log (at $((SECONDS - started)) s)"
+  setsid --wait nice -n 19 "$@" >"$behind_log" 2>&1 &
+  behind_pid=$!
+}
+# Waits for it, at full priority from now on; its failure ends the run with
+# the end of its log.
+await_behind() {
+  local status=0
+  renice -n 0 -g "$behind_pid" >/dev/null 2>&1 || true
+  stage "$behind_name: the rest"
+  wait "$behind_pid" || status=$?
+  behind_pid=
+  if ((status != 0)); then
+    echo "$behind_name FAILED (exit $status); the end of $behind_log:"
+    tail -n 80 "$behind_log"
+    exit "$status"
+  fi
+}
+stop_behind() {
+  [[ -n $behind_pid ]] || return 0
+  kill -- "-$behind_pid" 2>/dev/null || kill "$behind_pid" 2>/dev/null || true
+}
+trap stop_behind EXIT
 
 bash scripts/setup.sh
 jobs=2
@@ -19,14 +57,21 @@ stage "build (warnings as errors)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
   -DIM_WERROR=ON -DIM_BUILD_TESTS=ON >/dev/null
 cmake --build build -j"$jobs"
+
+if ((sanitize)); then
+  mkdir -p build-asan
+  behind "build (ASan + UBSan)" build-asan/build.log bash -c "
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DIM_SANITIZE=ON -DIM_WERROR=ON \
+      -DIM_BUILD_TESTS=ON && cmake --build build-asan -j$jobs"
+elif ((fuzz)); then
+  behind "fuzz build" build-fuzz.log bash scripts/fuzz.sh --build-only
+fi
 stage "tests"
 ctest --test-dir build -j"$jobs" --output-on-failure --timeout 600
 
-if [[ "${IM_SKIP_SANITIZE:-0}" != 1 ]]; then
-  stage "build (ASan + UBSan)"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1" -DIM_SANITIZE=ON -DIM_WERROR=ON \
-    -DIM_BUILD_TESTS=ON >/dev/null
-  cmake --build build-asan -j"$jobs"
+if ((sanitize)); then
+  await_behind
+  ((fuzz)) && behind "fuzz build" build-fuzz.log bash scripts/fuzz.sh --build-only
   stage "tests (ASan + UBSan)"
   # Without the SDK tests and the integration suite's second run in cluster
   # mode (label jetstream; cluster mode's own tests, tests/cluster, do run
@@ -35,7 +80,8 @@ if [[ "${IM_SKIP_SANITIZE:-0}" != 1 ]]; then
     ctest --test-dir build-asan -j"$jobs" --output-on-failure --timeout 900 --label-exclude 'sdk|jetstream'
 fi
 
-if [[ "${IM_SKIP_FUZZ:-0}" != 1 ]]; then
+if ((fuzz)); then
+  await_behind
   stage "fuzz (libFuzzer, ASan + UBSan, ${IM_FUZZ_SECONDS:-60} s per harness)"
   bash scripts/fuzz.sh
 fi
