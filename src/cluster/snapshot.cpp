@@ -6,10 +6,12 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <zstd.h>
 
 #include "cluster/partition_log.h"
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "im/frame_codec.h"
 #include "proto/cluster_log.pb.h"
 #include "store/keys.h"
 
@@ -193,16 +195,17 @@ Result<SnapshotTaken> take_snapshot(JetStream& js, store::Store& store, const st
   v1::SnapshotChunk chunk;
   std::size_t chunk_bytes = 0;
   std::optional<Error> failed;
+  ChunkPacker packer;
   auto flush = [&]() -> bool {
-    chunk.set_id(id);
-    chunk.set_index(manifest.chunks());
-    const Published p = publish_answered(js, spec.chunks_of(id), chunk.SerializeAsString(),
-                                         fmt::format("snap:{}:{}", id, manifest.chunks()), expect, options, stop);
+    const std::string data = packer.pack(chunk, id, manifest.chunks());
+    const Published p = publish_answered(js, spec.chunks_of(id), data, fmt::format("snap:{}:{}", id, manifest.chunks()),
+                                         expect, options, stop);
     if (p.outcome != Outcome::kStored && p.outcome != Outcome::kDuplicate) {
       failed = publish_error(id, fmt::format("chunk {}", manifest.chunks()), p);
       return false;
     }
     expect = p.seq;
+    manifest.set_stored_bytes(manifest.stored_bytes() + data.size());
     manifest.set_chunks(manifest.chunks() + 1);
     chunk.Clear();
     chunk_bytes = 0;
@@ -273,6 +276,7 @@ Result<SnapshotTaken> take_snapshot(JetStream& js, store::Store& store, const st
   taken.id = id;
   taken.rows = manifest.rows();
   taken.bytes = manifest.bytes();
+  taken.stored_bytes = manifest.stored_bytes();
   taken.chunks = manifest.chunks();
   taken.applied = applied;
   // The manifest is stored: every stream may go below its cut, and the
@@ -300,10 +304,60 @@ Result<SnapshotTaken> take_snapshot(JetStream& js, store::Store& store, const st
   auto& mx = metrics::get();
   mx.cluster_purged_entries.inc(taken.purged);
   mx.cluster_snapshot_bytes.set(static_cast<std::int64_t>(taken.bytes));
+  mx.cluster_snapshot_stored_bytes.set(static_cast<std::int64_t>(taken.stored_bytes));
   mx.cluster_snapshot_ms.set(static_cast<std::int64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count()));
   mx.cluster_snapshots.inc();
   return taken;
+}
+
+namespace {
+
+// zstd's default level. A chunk whose rows serialize to more than
+// kMaxChunkRaw (a row larger than that) is stored as rows, and a reader
+// decompresses no more.
+constexpr int kChunkLevel = 3;
+constexpr std::size_t kMaxChunkRaw = 64u << 20;
+
+}  // namespace
+
+void ChunkPacker::FreeCctx::operator()(ZSTD_CCtx_s* c) const {
+  ZSTD_freeCCtx(c);
+}
+
+ChunkPacker::ChunkPacker() : ctx_(ZSTD_createCCtx()) {}
+
+std::string ChunkPacker::pack(v1::SnapshotChunk& chunk, const std::string& id, std::uint32_t index) {
+  const std::string raw = chunk.SerializeAsString();
+  chunk.set_id(id);
+  chunk.set_index(index);
+  if (ctx_ && raw.size() <= kMaxChunkRaw) {
+    std::string compressed(ZSTD_compressBound(raw.size()), '\0');
+    const std::size_t n =
+        ZSTD_compressCCtx(ctx_.get(), compressed.data(), compressed.size(), raw.data(), raw.size(), kChunkLevel);
+    if (!ZSTD_isError(n) && n < raw.size()) {
+      compressed.resize(n);
+      v1::SnapshotChunk packed;
+      packed.set_id(id);
+      packed.set_index(index);
+      packed.set_zstd_rows(std::move(compressed));
+      return packed.SerializeAsString();
+    }
+  }
+  return chunk.SerializeAsString();
+}
+
+bool unpack_chunk(const std::string& data, v1::SnapshotChunk& chunk) {
+  if (!chunk.ParseFromString(data)) return false;
+  if (chunk.zstd_rows().empty()) return true;
+  if (chunk.rows_size() > 0) return false;
+  auto raw = decompress_body(chunk.zstd_rows(), kMaxChunkRaw);
+  v1::SnapshotChunk rows;
+  if (!raw || !rows.ParseFromString(*raw) || !rows.id().empty() || rows.index() != 0 || !rows.zstd_rows().empty())
+    return false;
+  chunk.clear_zstd_rows();
+  chunk.mutable_rows()->Swap(rows.mutable_rows());
+  return true;
 }
 
 Result<std::optional<v1::SnapshotManifest>> last_manifest(JetStream& js, const SnapshotSpec& spec, bool* unreadable) {
@@ -352,7 +406,7 @@ Result<std::uint64_t> load_snapshot(JetStream& js, store::Store& store, const Sn
     empty_reads = 0;
     for (const Entry& e : *read) {
       v1::SnapshotChunk chunk;
-      if (e.seq != first + index || !chunk.ParseFromString(e.data) || chunk.id() != manifest.id() ||
+      if (e.seq != first + index || !unpack_chunk(e.data, chunk) || chunk.id() != manifest.id() ||
           chunk.index() != index)
         return make_error(StatusCode::kInternal, fmt::format("snapshot {}: entry {} of {} is not its chunk {}",
                                                              manifest.id(), e.seq, spec.stream.name, index));

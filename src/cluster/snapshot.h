@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,9 +25,12 @@
 #include "im/result.h"
 #include "store/store.h"
 
+struct ZSTD_CCtx_s;
+
 namespace im::cluster {
 
 namespace v1 {
+class SnapshotChunk;
 class SnapshotManifest;
 }
 
@@ -55,7 +59,8 @@ struct SnapshotOptions {
 struct SnapshotTaken {
   std::string id;
   std::uint64_t rows = 0;
-  std::uint64_t bytes = 0;
+  std::uint64_t bytes = 0;         // the rows' keys and values
+  std::uint64_t stored_bytes = 0;  // the chunks as stored, compressed
   std::uint32_t chunks = 0;
   std::uint64_t purged = 0;            // partition stream entries removed
   std::vector<std::uint64_t> applied;  // the cut, per partition
@@ -72,6 +77,25 @@ struct SnapshotTaken {
 // short.
 Result<SnapshotTaken> take_snapshot(JetStream& js, store::Store& store, const std::vector<const PartitionLog*>& logs,
                                     const SnapshotOptions& options, const std::atomic<bool>* stop = nullptr);
+
+// Chunks are stored compressed (SnapshotChunk.zstd_rows) when that
+// shrinks them. One packer per snapshot: a zstd context is about 1 MiB.
+class ChunkPacker {
+ public:
+  ChunkPacker();
+  // `chunk`, holding only its rows, as stored: `id` and `index` set, its
+  // rows compressed when that shrinks them. `chunk` keeps its rows.
+  std::string pack(v1::SnapshotChunk& chunk, const std::string& id, std::uint32_t index);
+
+ private:
+  struct FreeCctx {
+    void operator()(ZSTD_CCtx_s* c) const;
+  };
+  std::unique_ptr<ZSTD_CCtx_s, FreeCctx> ctx_;
+};
+// A stored chunk, compressed or not, into `chunk` with its rows: false when
+// `data` is no chunk, or its compressed rows do not decompress to rows.
+bool unpack_chunk(const std::string& data, v1::SnapshotChunk& chunk);
 
 // The last manifest stored (none: no snapshot was ever stored). One that
 // does not parse is an error, or none with *unreadable set when given.

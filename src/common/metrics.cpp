@@ -165,8 +165,12 @@ std::string Registry::render() const {
   scalar(out, "imserver_cluster_snapshot_failures_total", "counter",
          "Cluster mode: snapshots begun and not stored (the streams stay untrimmed until one is).",
          static_cast<double>(cluster_snapshot_failures.value()));
-  scalar(out, "imserver_cluster_snapshot_bytes", "gauge", "Cluster mode: the last stored snapshot's size.",
+  scalar(out, "imserver_cluster_snapshot_bytes", "gauge",
+         "Cluster mode: the last stored snapshot's size, its rows' keys and values.",
          static_cast<double>(cluster_snapshot_bytes.value()));
+  scalar(out, "imserver_cluster_snapshot_stored_bytes", "gauge",
+         "Cluster mode: the last stored snapshot's chunks as stored on the SNAP stream, compressed.",
+         static_cast<double>(cluster_snapshot_stored_bytes.value()));
   scalar(out, "imserver_cluster_snapshot_seconds", "gauge",
          "Cluster mode: how long the last stored snapshot took, its purges included.",
          static_cast<double>(cluster_snapshot_ms.value()) / 1000.0);

@@ -90,6 +90,7 @@ struct Registry {
   Counter cluster_snapshots;             // snapshots stored (docs/cluster.md, "Trimming")
   Counter cluster_snapshot_failures;     // snapshots begun and not stored
   Gauge cluster_snapshot_bytes;          // the last stored snapshot's rows, in bytes
+  Gauge cluster_snapshot_stored_bytes;   // the same snapshot's chunks as stored (compressed)
   Gauge cluster_snapshot_ms;             // how long the last stored snapshot took, purges included
   Counter cluster_purged_entries;        // partition stream entries removed below a snapshot
   Counter dedupe_rows;          // SENDs given a dedupe row instead (memory window full, or a hash taken)

@@ -8,12 +8,15 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 
+#include <zstd.h>
 #include <asio/post.hpp>
 #include <catch2/catch.hpp>
 
 #include "cluster/partition_log.h"
+#include "cluster/snapshot.h"
 #include "cluster/trimmer.h"
 #include "common/metrics.h"
 #include "core/group_commit.h"
@@ -716,6 +719,107 @@ std::size_t check_rebuilt(Store& live, Store& rebuilt) {
 
 }  // namespace
 
+namespace {
+
+im::cluster::v1::SnapshotChunk rows_chunk(const std::vector<std::pair<std::string, std::string>>& rows) {
+  im::cluster::v1::SnapshotChunk chunk;
+  for (const auto& [key, value] : rows) {
+    auto* row = chunk.add_rows();
+    row->set_family(static_cast<std::uint32_t>(Cf::kHistory));
+    row->set_op(im::cluster::v1::LogRow::PUT);
+    row->set_key(key);
+    row->set_value(value);
+  }
+  return chunk;
+}
+
+}  // namespace
+
+TEST_CASE("snapshot chunks: rows that shrink are stored compressed, others as rows, and both read back") {
+  im::cluster::ChunkPacker packer;
+  std::vector<std::pair<std::string, std::string>> text;
+  for (int i = 0; i < 200; ++i)
+    text.emplace_back("c2c:alice:bob/" + std::to_string(i),
+                      "a message of the kind people send, number " + std::to_string(i));
+  auto chunk = rows_chunk(text);
+  const std::string raw = chunk.SerializeAsString();
+  const std::string stored = packer.pack(chunk, "00ab", 3);
+  im::cluster::v1::SnapshotChunk as_stored;
+  REQUIRE(as_stored.ParseFromString(stored));
+  CHECK(as_stored.rows_size() == 0);
+  CHECK_FALSE(as_stored.zstd_rows().empty());
+  CHECK(stored.size() * 3 < raw.size());
+  im::cluster::v1::SnapshotChunk read;
+  REQUIRE(im::cluster::unpack_chunk(stored, read));
+  CHECK(read.id() == "00ab");
+  CHECK(read.index() == 3);
+  CHECK(read.zstd_rows().empty());
+  REQUIRE(read.rows_size() == 200);
+  CHECK(read.rows(199).key() == text[199].first);
+  CHECK(read.rows(199).value() == text[199].second);
+  CHECK(read.rows(0).family() == static_cast<std::uint32_t>(Cf::kHistory));
+
+  // Rows that do not shrink (random bytes) are stored as they are, and a
+  // chunk of rows (as builds before compression stored them) reads too.
+  std::mt19937_64 random(7);
+  std::string noise(2000, '\0');
+  for (char& c : noise) c = static_cast<char>(random());
+  auto incompressible = rows_chunk({{"k", noise}});
+  const std::string plain = packer.pack(incompressible, "00ab", 4);
+  im::cluster::v1::SnapshotChunk plain_read;
+  REQUIRE(im::cluster::unpack_chunk(plain, plain_read));
+  CHECK(plain_read.zstd_rows().empty());
+  REQUIRE(plain_read.rows_size() == 1);
+  CHECK(plain_read.rows(0).value() == noise);
+  CHECK(plain_read.index() == 4);
+}
+
+TEST_CASE("snapshot chunks: compressed rows that are not zstd, not rows, too large or beside rows are refused") {
+  auto refused = [](const im::cluster::v1::SnapshotChunk& chunk) {
+    im::cluster::v1::SnapshotChunk read;
+    return !im::cluster::unpack_chunk(chunk.SerializeAsString(), read);
+  };
+  im::cluster::v1::SnapshotChunk garbage;
+  garbage.set_id("1");
+  garbage.set_zstd_rows("not a zstd frame");
+  CHECK(refused(garbage));
+  CHECK_FALSE(im::cluster::unpack_chunk("\xff\xff\xff", garbage));
+
+  auto compressed = [](const std::string& raw) {
+    std::string out(ZSTD_compressBound(raw.size()), '\0');
+    const std::size_t n = ZSTD_compress(out.data(), out.size(), raw.data(), raw.size(), 1);
+    REQUIRE_FALSE(ZSTD_isError(n));
+    out.resize(n);
+    return out;
+  };
+  // A zstd frame of bytes that are no chunk.
+  im::cluster::v1::SnapshotChunk not_rows;
+  not_rows.set_zstd_rows(compressed("\xff\xff\xff\xff"));
+  CHECK(refused(not_rows));
+  // A nested chunk with an id or compressed rows of its own.
+  im::cluster::v1::SnapshotChunk inner = rows_chunk({{"k", "v"}});
+  inner.set_id("nested");
+  im::cluster::v1::SnapshotChunk nested;
+  nested.set_zstd_rows(compressed(inner.SerializeAsString()));
+  CHECK(refused(nested));
+  // Compressed rows beside plain ones.
+  im::cluster::v1::SnapshotChunk both = rows_chunk({{"k", "v"}});
+  both.set_zstd_rows(compressed(rows_chunk({{"k2", "v2"}}).SerializeAsString()));
+  CHECK(refused(both));
+  // More than 64 MiB once decompressed (a frame of zeros, a few KB).
+  im::cluster::v1::SnapshotChunk huge;
+  huge.set_zstd_rows(compressed(std::string((64u << 20) + 1, '\0')));
+  CHECK(huge.zstd_rows().size() < 100000);
+  CHECK(refused(huge));
+  // The same frame, its rows in order, is read.
+  im::cluster::v1::SnapshotChunk good;
+  good.set_zstd_rows(compressed(rows_chunk({{"k", "v"}}).SerializeAsString()));
+  im::cluster::v1::SnapshotChunk read;
+  REQUIRE(im::cluster::unpack_chunk(good.SerializeAsString(), read));
+  REQUIRE(read.rows_size() == 1);
+  CHECK(read.rows(0).key() == "k");
+}
+
 TEST_CASE("PartitionLog: a snapshot trims the streams, and an empty data dir is rebuilt from it and what followed",
           "[cluster]") {
   im::test::NatsCluster cluster;
@@ -726,6 +830,16 @@ TEST_CASE("PartitionLog: a snapshot trims the streams, and an empty data dir is 
   auto first = im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a"));
   REQUIRE(first.ok());
   CHECK(first->chunks > 5);
+  // Stored compressed: the manifest and the metric say how small.
+  CHECK(first->stored_bytes > 0);
+  CHECK(first->stored_bytes < first->bytes);
+  CHECK(im::metrics::get().cluster_snapshot_stored_bytes.value() == static_cast<std::int64_t>(first->stored_bytes));
+  {
+    auto manifest = im::cluster::last_manifest(*js, im::cluster::snapshot_spec("IM"));
+    REQUIRE(manifest.ok());
+    REQUIRE(manifest->has_value());
+    CHECK((*manifest)->stored_bytes() == first->stored_bytes);
+  }
   CHECK(first->applied[1] == a.one.applied());
   CHECK(first->applied[2] == a.two.applied());
   // Each stream keeps its last entry (the cut, here), which the next
@@ -843,7 +957,7 @@ TEST_CASE("PartitionLog: a snapshot the SNAP stream cannot hold fails, leaves no
   TwoWriters a(*js);
   a.write(1, 30);
   auto small = snapshot_options("node-a");
-  small.spec.stream.max_bytes = 4096;  // a few chunks of the store's 10 KB or so
+  small.spec.stream.max_bytes = 1024;  // a few chunks of the store's 10 KB or so (4 KB compressed)
   auto refused = im::cluster::take_snapshot(*js, *a.store.store, a.logs(), small);
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().message.find("stream full") != std::string::npos);
@@ -1094,6 +1208,46 @@ TEST_CASE("Trimmer: a snapshot once a stream holds its share of the limit, and o
   checked = trimmer.run_once();
   REQUIRE(checked.ok());
   CHECK_FALSE(*checked);
+}
+
+TEST_CASE("Trimmer: destroyed amid a snapshot, it stops, leaves no chunk and no manifest, and trims nothing",
+          "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  TwoWriters a(*js, "node-a", 64 << 10);
+  // A store of over 10,000 chunks (about 300 bytes of rows each): a
+  // snapshot of half a minute or more, each chunk a replicated publish, so
+  // that it is still under way however late the wait below sees its first
+  // chunks (stream info comes slowly from servers under load).
+  for (int batch = 0; batch < 20; ++batch) {
+    Batch b(*a.store.store);
+    for (int i = 0; i < 10000; ++i)
+      b.put_meta("filler:" + std::to_string(batch) + ":" + std::to_string(i), static_cast<std::uint64_t>(i));
+    REQUIRE(a.store.store->write(b).ok());
+  }
+  a.write(1, 10);  // past 1% of 64 KiB
+  {
+    im::cluster::Trimmer trimmer(*js, *a.store.store, a.logs(), snapshot_options("node-a"), 1, 1s);
+    REQUIRE(im::test::wait_until(
+        [&] {
+          auto snap = js->stream_state("IM_SNAP");
+          return snap.ok() && snap->messages >= 5;
+        },
+        30s));
+  }  // destroyed with the snapshot under way
+  CHECK_FALSE(im::cluster::last_manifest(*js, im::cluster::snapshot_spec("IM"))->has_value());
+  auto snap = js->stream_state("IM_SNAP");
+  REQUIRE(snap.ok());
+  CHECK(snap->messages == 0);  // its chunks purged
+  CHECK(first_seq_of(*js, "IM_P1") == 1);
+  CHECK(first_seq_of(*js, "IM_P2") == 1);
+  // The next snapshot goes through.
+  auto options = snapshot_options("node-a");
+  options.chunk_bytes = 1 << 20;
+  auto taken = im::cluster::take_snapshot(*js, *a.store.store, a.logs(), options);
+  REQUIRE(taken.ok());
+  CHECK(taken->rows > 200000);
+  CHECK(first_seq_of(*js, "IM_P2") == a.two.applied());
 }
 
 namespace {
