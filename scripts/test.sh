@@ -15,8 +15,12 @@ stage() { echo "== $1 (at $((SECONDS - started)) s)"; }
 sanitize=$([[ "${IM_SKIP_SANITIZE:-0}" == 1 ]] && echo 0 || echo 1)
 fuzz=$([[ "${IM_SKIP_FUZZ:-0}" == 1 ]] && echo 0 || echo 1)
 
-# One build at a time runs behind the tests: in a session of its own (so
-# that a failing test stops all of it), at nice 19, its output in a log.
+# One build at a time runs behind the tests, at nice 19, its output in a
+# log. In a process group of its own (job control on for its start), so
+# that it can be reniced and stopped as a whole, but in this session: with
+# the kernel's autogroups (sched_autogroup_enabled), a new session (setsid)
+# would be a scheduling group of its own, where nice 19 no longer yields to
+# the tests' session and the two would share the cores half and half.
 behind_pid=
 behind_name=
 behind_log=
@@ -25,26 +29,41 @@ behind() {
   behind_log=$2
   shift 2
   echo "== $behind_name: behind the tests at nice 19, log in $behind_log (at $((SECONDS - started)) s)"
-  setsid --wait nice -n 19 "$@" >"$behind_log" 2>&1 &
+  set -m
+  nice -n 19 "$@" >"$behind_log" 2>&1 &
   behind_pid=$!
+  set +m
 }
-# Waits for it, at full priority from now on; its failure ends the run with
-# the end of its log.
+# Shows why the build behind failed, and ends the run.
+behind_failed() {
+  echo "$behind_name FAILED (exit $1); its first errors and the end of $behind_log:"
+  grep -n -m 20 -E 'error|Error' "$behind_log" || true
+  tail -n 80 "$behind_log"
+  exit "$1"
+}
+# Waits for it, at full priority from now on (as root; else it goes on at
+# nice 19, which is full speed once the tests are done); its failure ends
+# the run.
 await_behind() {
   local status=0
-  renice -n 0 -g "$behind_pid" >/dev/null 2>&1 || true
+  renice --priority 0 --pgrp "$behind_pid" >/dev/null 2>&1 || true
   stage "$behind_name: the rest"
   wait "$behind_pid" || status=$?
   behind_pid=
-  if ((status != 0)); then
-    echo "$behind_name FAILED (exit $status); the end of $behind_log:"
-    tail -n 80 "$behind_log"
-    exit "$status"
-  fi
+  ((status == 0)) || behind_failed "$status"
 }
+# On exit (a test failed): a build still running is stopped; one that has
+# ended is reported if it failed too.
 stop_behind() {
   [[ -n $behind_pid ]] || return 0
-  kill -- "-$behind_pid" 2>/dev/null || kill "$behind_pid" 2>/dev/null || true
+  if jobs -rp | grep -qx "$behind_pid"; then
+    kill -- "-$behind_pid" 2>/dev/null || true
+    return 0
+  fi
+  local status=0
+  wait "$behind_pid" || status=$?
+  behind_pid=
+  ((status == 0)) || behind_failed "$status"
 }
 trap stop_behind EXIT
 
@@ -64,14 +83,18 @@ if ((sanitize)); then
     cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DIM_SANITIZE=ON -DIM_WERROR=ON \
       -DIM_BUILD_TESTS=ON && cmake --build build-asan -j$jobs"
 elif ((fuzz)); then
-  behind "fuzz build" build-fuzz.log bash scripts/fuzz.sh --build-only
+  mkdir -p build-fuzz
+  behind "fuzz build" build-fuzz/build.log bash scripts/fuzz.sh --build-only
 fi
 stage "tests"
 ctest --test-dir build -j"$jobs" --output-on-failure --timeout 600
 
 if ((sanitize)); then
   await_behind
-  ((fuzz)) && behind "fuzz build" build-fuzz.log bash scripts/fuzz.sh --build-only
+  if ((fuzz)); then
+    mkdir -p build-fuzz
+    behind "fuzz build" build-fuzz/build.log bash scripts/fuzz.sh --build-only
+  fi
   stage "tests (ASan + UBSan)"
   # Without the SDK tests and the integration suite's second run in cluster
   # mode (label jetstream; cluster mode's own tests, tests/cluster, do run
