@@ -327,37 +327,38 @@ void ChunkPacker::FreeCctx::operator()(ZSTD_CCtx_s* c) const {
 
 ChunkPacker::ChunkPacker() : ctx_(ZSTD_createCCtx()) {}
 
-std::string ChunkPacker::pack(v1::SnapshotChunk& chunk, const std::string& id, std::uint32_t index) {
-  const std::string raw = chunk.SerializeAsString();
-  chunk.set_id(id);
-  chunk.set_index(index);
+std::string ChunkPacker::pack(const v1::SnapshotChunk& rows, const std::string& id, std::uint32_t index) {
+  // A message's fields may come in any order: the header's, then the rows'.
+  v1::SnapshotChunk header;
+  header.set_id(id);
+  header.set_index(index);
+  const std::string raw = rows.SerializeAsString();
   if (ctx_ && raw.size() <= kMaxChunkRaw) {
     std::string compressed(ZSTD_compressBound(raw.size()), '\0');
     const std::size_t n =
         ZSTD_compressCCtx(ctx_.get(), compressed.data(), compressed.size(), raw.data(), raw.size(), kChunkLevel);
     if (!ZSTD_isError(n) && n < raw.size()) {
       compressed.resize(n);
-      v1::SnapshotChunk packed;
-      packed.set_id(id);
-      packed.set_index(index);
-      packed.set_zstd_rows(std::move(compressed));
-      return packed.SerializeAsString();
+      header.set_zstd_rows(std::move(compressed));
+      return header.SerializeAsString();
     }
   }
-  return chunk.SerializeAsString();
+  return header.SerializeAsString() + raw;
 }
 
-bool unpack_chunk(const std::string& data, v1::SnapshotChunk& chunk) {
-  if (!chunk.ParseFromString(data)) return false;
-  if (chunk.zstd_rows().empty()) return true;
-  if (chunk.rows_size() > 0) return false;
+Result<Ok> unpack_chunk(const std::string& data, v1::SnapshotChunk& chunk) {
+  auto refused = [](std::string_view why) { return make_error(StatusCode::kInternal, std::string(why)); };
+  if (!chunk.ParseFromString(data)) return refused("it does not parse");
+  if (chunk.zstd_rows().empty()) return Ok{};
+  if (chunk.rows_size() > 0) return refused("it holds rows and compressed rows");
   auto raw = decompress_body(chunk.zstd_rows(), kMaxChunkRaw);
+  if (!raw) return refused(fmt::format("its compressed rows are no zstd frame of at most {} bytes", kMaxChunkRaw));
   v1::SnapshotChunk rows;
-  if (!raw || !rows.ParseFromString(*raw) || !rows.id().empty() || rows.index() != 0 || !rows.zstd_rows().empty())
-    return false;
+  if (!rows.ParseFromString(*raw) || !rows.id().empty() || rows.index() != 0 || !rows.zstd_rows().empty())
+    return refused("its compressed rows are not rows only");
   chunk.clear_zstd_rows();
   chunk.mutable_rows()->Swap(rows.mutable_rows());
-  return true;
+  return Ok{};
 }
 
 Result<std::optional<v1::SnapshotManifest>> last_manifest(JetStream& js, const SnapshotSpec& spec, bool* unreadable) {
@@ -406,8 +407,11 @@ Result<std::uint64_t> load_snapshot(JetStream& js, store::Store& store, const Sn
     empty_reads = 0;
     for (const Entry& e : *read) {
       v1::SnapshotChunk chunk;
-      if (e.seq != first + index || !unpack_chunk(e.data, chunk) || chunk.id() != manifest.id() ||
-          chunk.index() != index)
+      if (auto unpacked = unpack_chunk(e.data, chunk); !unpacked)
+        return make_error(StatusCode::kInternal,
+                          fmt::format("snapshot {}: entry {} of {} cannot be read: {}", manifest.id(), e.seq,
+                                      spec.stream.name, unpacked.error().message));
+      if (e.seq != first + index || chunk.id() != manifest.id() || chunk.index() != index)
         return make_error(StatusCode::kInternal, fmt::format("snapshot {}: entry {} of {} is not its chunk {}",
                                                              manifest.id(), e.seq, spec.stream.name, index));
       store::Batch batch(store);

@@ -83,9 +83,10 @@ Result<SnapshotTaken> take_snapshot(JetStream& js, store::Store& store, const st
 class ChunkPacker {
  public:
   ChunkPacker();
-  // `chunk`, holding only its rows, as stored: `id` and `index` set, its
-  // rows compressed when that shrinks them. `chunk` keeps its rows.
-  std::string pack(v1::SnapshotChunk& chunk, const std::string& id, std::uint32_t index);
+  // `rows`, a chunk holding only rows, as stored with `id` and `index`: its
+  // rows compressed when that shrinks them (and they serialize to 64 MiB at
+  // most), else as they are.
+  std::string pack(const v1::SnapshotChunk& rows, const std::string& id, std::uint32_t index);
 
  private:
   struct FreeCctx {
@@ -93,9 +94,10 @@ class ChunkPacker {
   };
   std::unique_ptr<ZSTD_CCtx_s, FreeCctx> ctx_;
 };
-// A stored chunk, compressed or not, into `chunk` with its rows: false when
-// `data` is no chunk, or its compressed rows do not decompress to rows.
-bool unpack_chunk(const std::string& data, v1::SnapshotChunk& chunk);
+// A stored chunk, compressed or not, into `chunk` with its rows; an error
+// saying why when `data` is no chunk, or its compressed rows do not
+// decompress (to at most 64 MiB) to rows only.
+Result<Ok> unpack_chunk(const std::string& data, v1::SnapshotChunk& chunk);
 
 // The last manifest stored (none: no snapshot was ever stored). One that
 // does not parse is an error, or none with *unreadable set when given.

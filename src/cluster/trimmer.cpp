@@ -108,9 +108,9 @@ Result<bool> Trimmer::run_once() {
   auto left = streams_bytes([](const PartitionLog&, const StreamState&) {});
   kept_bytes_ = left ? *left : 0;
   spdlog::info(
-      "cluster: snapshot {} stored ({}): {} rows, {} bytes in {} chunks of {} bytes compressed, in {} ms; {} stream "
-      "entries trimmed",
-      taken->id, full ? "a stream past cluster.trim_at_percent" : "the streams grown by the last snapshot's size",
+      "cluster: snapshot {} stored ({}): {} rows, {} bytes of rows in {} chunks, {} bytes stored, in {} ms; {} "
+      "stream entries trimmed",
+      taken->id, full ? "a stream past cluster.trim_at_percent" : "the streams grown by the last snapshot's rows",
       taken->rows, taken->bytes, taken->chunks, taken->stored_bytes,
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count(),
       taken->purged);

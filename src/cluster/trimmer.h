@@ -3,7 +3,7 @@
 // partition streams every cluster.trim_check_s and takes a snapshot
 // (snapshot.h) once one of them holds cluster.trim_at_percent of its byte
 // limit, or once the streams have grown since the last trim by as much as
-// the last snapshot (and at least `log_floor_bytes`): a node rebuilt then
+// the last snapshot's rows (and at least `log_floor_bytes`): a node rebuilt then
 // reads at most about as much log as snapshot. After it the streams are
 // purged below the cut.
 //

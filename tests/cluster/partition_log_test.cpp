@@ -741,16 +741,17 @@ TEST_CASE("snapshot chunks: rows that shrink are stored compressed, others as ro
   for (int i = 0; i < 200; ++i)
     text.emplace_back("c2c:alice:bob/" + std::to_string(i),
                       "a message of the kind people send, number " + std::to_string(i));
-  auto chunk = rows_chunk(text);
+  const auto chunk = rows_chunk(text);
   const std::string raw = chunk.SerializeAsString();
   const std::string stored = packer.pack(chunk, "00ab", 3);
+  CHECK(packer.pack(chunk, "00ab", 3) == stored);  // the same bytes again (a publish retried)
   im::cluster::v1::SnapshotChunk as_stored;
   REQUIRE(as_stored.ParseFromString(stored));
   CHECK(as_stored.rows_size() == 0);
   CHECK_FALSE(as_stored.zstd_rows().empty());
   CHECK(stored.size() * 3 < raw.size());
   im::cluster::v1::SnapshotChunk read;
-  REQUIRE(im::cluster::unpack_chunk(stored, read));
+  REQUIRE(im::cluster::unpack_chunk(stored, read).ok());
   CHECK(read.id() == "00ab");
   CHECK(read.index() == 3);
   CHECK(read.zstd_rows().empty());
@@ -759,32 +760,36 @@ TEST_CASE("snapshot chunks: rows that shrink are stored compressed, others as ro
   CHECK(read.rows(199).value() == text[199].second);
   CHECK(read.rows(0).family() == static_cast<std::uint32_t>(Cf::kHistory));
 
-  // Rows that do not shrink (random bytes) are stored as they are, and a
-  // chunk of rows (as builds before compression stored them) reads too.
+  // Rows that do not shrink (random bytes) are stored as they are, as
+  // builds before compression stored every chunk, and read back.
   std::mt19937_64 random(7);
   std::string noise(2000, '\0');
   for (char& c : noise) c = static_cast<char>(random());
-  auto incompressible = rows_chunk({{"k", noise}});
-  const std::string plain = packer.pack(incompressible, "00ab", 4);
+  const std::string plain = packer.pack(rows_chunk({{"k", noise}}), "00ab", 4);
   im::cluster::v1::SnapshotChunk plain_read;
-  REQUIRE(im::cluster::unpack_chunk(plain, plain_read));
+  REQUIRE(im::cluster::unpack_chunk(plain, plain_read).ok());
   CHECK(plain_read.zstd_rows().empty());
   REQUIRE(plain_read.rows_size() == 1);
   CHECK(plain_read.rows(0).value() == noise);
+  CHECK(plain_read.id() == "00ab");
   CHECK(plain_read.index() == 4);
+
+  // Rows of more than 64 MiB (one large row) are stored as rows too: no
+  // reader would decompress them.
+  const std::string large = packer.pack(rows_chunk({{"k", std::string((64u << 20) + 1, 'x')}}), "00ab", 5);
+  CHECK(large.size() > (64u << 20));
+  im::cluster::v1::SnapshotChunk large_read;
+  REQUIRE(im::cluster::unpack_chunk(large, large_read).ok());
+  REQUIRE(large_read.rows_size() == 1);
+  CHECK(large_read.rows(0).value().size() == (64u << 20) + 1);
 }
 
 TEST_CASE("snapshot chunks: compressed rows that are not zstd, not rows, too large or beside rows are refused") {
-  auto refused = [](const im::cluster::v1::SnapshotChunk& chunk) {
+  auto why = [](const im::cluster::v1::SnapshotChunk& chunk) {
     im::cluster::v1::SnapshotChunk read;
-    return !im::cluster::unpack_chunk(chunk.SerializeAsString(), read);
+    auto unpacked = im::cluster::unpack_chunk(chunk.SerializeAsString(), read);
+    return unpacked ? std::string("read") : unpacked.error().message;
   };
-  im::cluster::v1::SnapshotChunk garbage;
-  garbage.set_id("1");
-  garbage.set_zstd_rows("not a zstd frame");
-  CHECK(refused(garbage));
-  CHECK_FALSE(im::cluster::unpack_chunk("\xff\xff\xff", garbage));
-
   auto compressed = [](const std::string& raw) {
     std::string out(ZSTD_compressBound(raw.size()), '\0');
     const std::size_t n = ZSTD_compress(out.data(), out.size(), raw.data(), raw.size(), 1);
@@ -792,32 +797,44 @@ TEST_CASE("snapshot chunks: compressed rows that are not zstd, not rows, too lar
     out.resize(n);
     return out;
   };
+  auto with_zstd = [&](const im::cluster::v1::SnapshotChunk& inner) {
+    im::cluster::v1::SnapshotChunk chunk;
+    chunk.set_id("1");
+    chunk.set_zstd_rows(compressed(inner.SerializeAsString()));
+    return chunk;
+  };
+  im::cluster::v1::SnapshotChunk garbage;
+  garbage.set_zstd_rows("not a zstd frame");
+  CHECK(why(garbage).find("no zstd frame") != std::string::npos);
+  im::cluster::v1::SnapshotChunk unparsed;
+  CHECK(im::cluster::unpack_chunk("\xff\xff\xff", unparsed).error().message.find("does not parse") !=
+        std::string::npos);
+
   // A zstd frame of bytes that are no chunk.
   im::cluster::v1::SnapshotChunk not_rows;
   not_rows.set_zstd_rows(compressed("\xff\xff\xff\xff"));
-  CHECK(refused(not_rows));
-  // A nested chunk with an id or compressed rows of its own.
+  CHECK(why(not_rows).find("not rows only") != std::string::npos);
+  // A nested chunk with an id, an index or compressed rows of its own.
   im::cluster::v1::SnapshotChunk inner = rows_chunk({{"k", "v"}});
   inner.set_id("nested");
-  im::cluster::v1::SnapshotChunk nested;
-  nested.set_zstd_rows(compressed(inner.SerializeAsString()));
-  CHECK(refused(nested));
+  CHECK(why(with_zstd(inner)).find("not rows only") != std::string::npos);
+  inner.clear_id();
+  inner.set_index(2);
+  CHECK(why(with_zstd(inner)).find("not rows only") != std::string::npos);
+  inner.set_index(0);
+  inner.set_zstd_rows("x");
+  CHECK(why(with_zstd(inner)).find("not rows only") != std::string::npos);
   // Compressed rows beside plain ones.
   im::cluster::v1::SnapshotChunk both = rows_chunk({{"k", "v"}});
   both.set_zstd_rows(compressed(rows_chunk({{"k2", "v2"}}).SerializeAsString()));
-  CHECK(refused(both));
-  // More than 64 MiB once decompressed (a frame of zeros, a few KB).
-  im::cluster::v1::SnapshotChunk huge;
-  huge.set_zstd_rows(compressed(std::string((64u << 20) + 1, '\0')));
-  CHECK(huge.zstd_rows().size() < 100000);
-  CHECK(refused(huge));
-  // The same frame, its rows in order, is read.
-  im::cluster::v1::SnapshotChunk good;
-  good.set_zstd_rows(compressed(rows_chunk({{"k", "v"}}).SerializeAsString()));
-  im::cluster::v1::SnapshotChunk read;
-  REQUIRE(im::cluster::unpack_chunk(good.SerializeAsString(), read));
-  REQUIRE(read.rows_size() == 1);
-  CHECK(read.rows(0).key() == "k");
+  CHECK(why(both).find("rows and compressed rows") != std::string::npos);
+  // Rows of more than 64 MiB once decompressed (a few KB compressed), and
+  // rows just under it.
+  const auto over = with_zstd(rows_chunk({{"k", std::string(64u << 20, '\0')}}));
+  CHECK(over.zstd_rows().size() < 100000);
+  CHECK(why(over).find("no zstd frame of at most 67108864 bytes") != std::string::npos);
+  CHECK(why(with_zstd(rows_chunk({{"k", std::string((64u << 20) - 64, '\0')}}))) == "read");
+  CHECK(why(with_zstd(rows_chunk({{"k", "v"}}))) == "read");
 }
 
 TEST_CASE("PartitionLog: a snapshot trims the streams, and an empty data dir is rebuilt from it and what followed",
@@ -854,12 +871,37 @@ TEST_CASE("PartitionLog: a snapshot trims the streams, and an empty data dir is 
   // a second snapshot, which replaces the first on the SNAP stream and
   // purges those chunks.
   a.write(31, 45);
+  {
+    // Rows that do not compress (random bytes): their chunks are stored as
+    // rows, beside compressed ones, and the rebuild below reads both.
+    std::mt19937_64 random(11);
+    Batch b(*a.store.store);
+    for (int i = 0; i < 3; ++i) {
+      std::string noise(400, '\0');
+      for (char& c : noise) c = static_cast<char>(random());
+      b.add_row(im::store::Row{Cf::kMeta, im::store::RowOp::kPut, "noise:" + std::to_string(i), noise});
+    }
+    REQUIRE(a.one.append(b).ok());
+  }
   store_on_snap(*js, "im.s.c.0123456789abcdef", "a chunk");
   auto second = im::cluster::take_snapshot(*js, *a.store.store, a.logs(), snapshot_options("node-a"));
   REQUIRE(second.ok());
   auto snap = js->stream_state("IM_SNAP");
   REQUIRE(snap.ok());
   CHECK(snap->messages == second->chunks + 1);  // its chunks and its manifest, the first snapshot purged
+  {
+    auto chunks = js->read("IM_SNAP", "im.s.c." + second->id, snap->first_seq, second->chunks);
+    REQUIRE(chunks.ok());
+    REQUIRE(chunks->size() == second->chunks);
+    int compressed = 0, plain = 0;
+    for (const auto& e : *chunks) {
+      im::cluster::v1::SnapshotChunk c;
+      REQUIRE(c.ParseFromString(e.data));
+      (c.zstd_rows().empty() ? plain : compressed) += 1;
+    }
+    CHECK(compressed > 0);
+    CHECK(plain > 0);
+  }
   a.write(46, 60);
   {
     Batch b(*a.store.store);
@@ -1226,6 +1268,7 @@ TEST_CASE("Trimmer: destroyed amid a snapshot, it stops, leaves no chunk and no 
     REQUIRE(a.store.store->write(b).ok());
   }
   a.write(1, 10);  // past 1% of 64 KiB
+  const std::uint64_t failures = im::metrics::get().cluster_snapshot_failures.value();
   {
     im::cluster::Trimmer trimmer(*js, *a.store.store, a.logs(), snapshot_options("node-a"), 1, 1s);
     REQUIRE(im::test::wait_until(
@@ -1235,6 +1278,9 @@ TEST_CASE("Trimmer: destroyed amid a snapshot, it stops, leaves no chunk and no 
         },
         30s));
   }  // destroyed with the snapshot under way
+  // Stopped, not failed: a snapshot that failed on its own (and was not
+  // cut short) is counted.
+  CHECK(im::metrics::get().cluster_snapshot_failures.value() == failures);
   CHECK_FALSE(im::cluster::last_manifest(*js, im::cluster::snapshot_spec("IM"))->has_value());
   auto snap = js->stream_state("IM_SNAP");
   REQUIRE(snap.ok());
