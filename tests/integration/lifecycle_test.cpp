@@ -24,10 +24,23 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string write_config(const std::string& text) {
-  const std::string path = unique_temp_path("imserver-cli-test") + ".toml";
-  std::ofstream(path) << text;
-  return path;
+// A config file, removed with the object: write_config("...").path lasts
+// the full expression that names it.
+struct ConfigFile {
+  explicit ConfigFile(const std::string& text) : path(unique_temp_path("imserver-cli-test") + ".toml") {
+    std::ofstream(path) << text;
+  }
+  ~ConfigFile() {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+  }
+  ConfigFile(const ConfigFile&) = delete;
+  ConfigFile& operator=(const ConfigFile&) = delete;
+  const std::string path;
+};
+
+ConfigFile write_config(const std::string& text) {
+  return ConfigFile(text);
 }
 
 }  // namespace
@@ -51,19 +64,19 @@ TEST_CASE("check-config accepts a good config and the shipped one") {
 }
 
 TEST_CASE("a bad config stops start-up with one line naming the key") {
-  auto unknown = run_imserver("--config " + write_config("[server]\nlisten_addr = \"127.0.0.1:0\"\n"));
+  auto unknown = run_imserver("--config " + write_config("[server]\nlisten_addr = \"127.0.0.1:0\"\n").path);
   CHECK(unknown.exit_code == 2);
   CHECK(unknown.output == "imserver: config: server.listen_addr: unknown key\n");
-  auto bad = run_imserver("--check-config --config " + write_config("[heartbeat]\ninterval_s = 0\n"));
+  auto bad = run_imserver("--check-config --config " + write_config("[heartbeat]\ninterval_s = 0\n").path);
   CHECK(bad.exit_code == 2);
   CHECK(bad.output == "imserver: config: heartbeat.interval_s: must be between 1 and 3600\n");
   auto open =
-      run_imserver("--config " + write_config("[auth]\nmode = \"insecure\"\n[server]\nlisten = \"0.0.0.0:0\"\n"));
+      run_imserver("--config " + write_config("[auth]\nmode = \"insecure\"\n[server]\nlisten = \"0.0.0.0:0\"\n").path);
   CHECK(open.exit_code == 2);
   CHECK(open.output.find("imserver: config: auth.mode:") == 0);
   auto missing = run_imserver("--config /nonexistent/im.toml");
   CHECK(missing.exit_code == 2);
-  auto env = run_imserver("--check-config --config " + write_config("") + " IMSERVER_X=1");
+  auto env = run_imserver("--check-config --config " + write_config("").path + " IMSERVER_X=1");
   CHECK(env.exit_code != 0);
 }
 
@@ -71,10 +84,10 @@ TEST_CASE("a listener that cannot bind stops start-up with a clear line") {
   ServerProcess first;
   // A data dir of its own: "./data" is shared by every test run from here.
   const std::string data_dir = unique_temp_path("imserver-bind-test");
-  const std::string config = write_config("[server]\nlisten = \"127.0.0.1:" + std::to_string(first.tcp_port()) +
+  const ConfigFile config = write_config("[server]\nlisten = \"127.0.0.1:" + std::to_string(first.tcp_port()) +
                                           "\"\nws_listen = \"\"\n[admin]\nlisten = \"\"\n[auth]\njwt_secret = \"" +
                                           kTestSecret + "\"\n[storage]\ndata_dir = \"" + data_dir + "\"\n");
-  auto r = run_imserver("--config " + config);
+  auto r = run_imserver("--config " + config.path);
   INFO(r.output);
   CHECK(r.exit_code == 1);
   CHECK(r.output.find("server.listen: cannot listen on") != std::string::npos);
