@@ -30,14 +30,15 @@ behind() {
   shift 2
   echo "== $behind_name: behind the tests at nice 19, log in $behind_log (at $((SECONDS - started)) s)"
   set -m
-  nice -n 19 "$@" >"$behind_log" 2>&1 &
+  # Its stdin is not the script's: with job control on, bash leaves it so.
+  nice -n 19 "$@" </dev/null >"$behind_log" 2>&1 &
   behind_pid=$!
   set +m
 }
 # Shows why the build behind failed, and ends the run.
 behind_failed() {
   echo "$behind_name FAILED (exit $1); its first errors and the end of $behind_log:"
-  grep -n -m 20 -E 'error|Error' "$behind_log" || true
+  grep -n -m 20 -E 'error:|Error [0-9]|CMake Error' "$behind_log" || true
   tail -n 80 "$behind_log"
   exit "$1"
 }
@@ -55,6 +56,7 @@ await_behind() {
 # On exit (a test failed): a build still running is stopped; one that has
 # ended is reported if it failed too.
 stop_behind() {
+  local rc=$?
   [[ -n $behind_pid ]] || return 0
   if jobs -rp | grep -qx "$behind_pid"; then
     kill -- "-$behind_pid" 2>/dev/null || true
@@ -63,7 +65,7 @@ stop_behind() {
   local status=0
   wait "$behind_pid" || status=$?
   behind_pid=
-  ((status == 0)) || behind_failed "$status"
+  ((status == 0)) || { echo "the run had failed (exit $rc); the build behind the tests failed too:"; behind_failed "$status"; }
 }
 trap stop_behind EXIT
 

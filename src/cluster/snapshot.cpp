@@ -352,7 +352,12 @@ Result<Ok> unpack_chunk(const std::string& data, v1::SnapshotChunk& chunk) {
   if (chunk.zstd_rows().empty()) return Ok{};
   if (chunk.rows_size() > 0) return refused("it holds rows and compressed rows");
   auto raw = decompress_body(chunk.zstd_rows(), kMaxChunkRaw);
-  if (!raw) return refused(fmt::format("its compressed rows are no zstd frame of at most {} bytes", kMaxChunkRaw));
+  if (!raw) {
+    const auto size = ZSTD_getFrameContentSize(chunk.zstd_rows().data(), chunk.zstd_rows().size());
+    if (size != ZSTD_CONTENTSIZE_UNKNOWN && size != ZSTD_CONTENTSIZE_ERROR && size > kMaxChunkRaw)
+      return refused(fmt::format("its compressed rows decompress to {} bytes, more than {}", size, kMaxChunkRaw));
+    return refused("its compressed rows are no whole zstd frame");
+  }
   v1::SnapshotChunk rows;
   if (!rows.ParseFromString(*raw) || !rows.id().empty() || rows.index() != 0 || !rows.zstd_rows().empty())
     return refused("its compressed rows are not rows only");

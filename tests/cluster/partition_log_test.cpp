@@ -774,8 +774,17 @@ TEST_CASE("snapshot chunks: rows that shrink are stored compressed, others as ro
   CHECK(plain_read.id() == "00ab");
   CHECK(plain_read.index() == 4);
 
-  // Rows of more than 64 MiB (one large row) are stored as rows too: no
-  // reader would decompress them.
+  // Rows of exactly 64 MiB (a chunk of one row of 64 MiB - 15 bytes) are
+  // compressed and read back; one byte more and they are stored as rows,
+  // which no reader would decompress.
+  const std::string limit = packer.pack(rows_chunk({{"k", std::string((64u << 20) - 15, 'x')}}), "00ab", 5);
+  CHECK(rows_chunk({{"k", std::string((64u << 20) - 15, 'x')}}).ByteSizeLong() == (64u << 20));
+  CHECK(limit.size() < 100000);
+  im::cluster::v1::SnapshotChunk limit_read;
+  REQUIRE(im::cluster::unpack_chunk(limit, limit_read).ok());
+  REQUIRE(limit_read.rows_size() == 1);
+  CHECK(limit_read.rows(0).value().size() == (64u << 20) - 15);
+  CHECK(packer.pack(rows_chunk({{"k", std::string((64u << 20) - 14, 'x')}}), "00ab", 5).size() > (64u << 20));
   const std::string large = packer.pack(rows_chunk({{"k", std::string((64u << 20) + 1, 'x')}}), "00ab", 5);
   CHECK(large.size() > (64u << 20));
   im::cluster::v1::SnapshotChunk large_read;
@@ -805,7 +814,7 @@ TEST_CASE("snapshot chunks: compressed rows that are not zstd, not rows, too lar
   };
   im::cluster::v1::SnapshotChunk garbage;
   garbage.set_zstd_rows("not a zstd frame");
-  CHECK(why(garbage).find("no zstd frame") != std::string::npos);
+  CHECK(why(garbage).find("no whole zstd frame") != std::string::npos);
   im::cluster::v1::SnapshotChunk unparsed;
   CHECK(im::cluster::unpack_chunk("\xff\xff\xff", unparsed).error().message.find("does not parse") !=
         std::string::npos);
@@ -832,7 +841,7 @@ TEST_CASE("snapshot chunks: compressed rows that are not zstd, not rows, too lar
   // rows just under it.
   const auto over = with_zstd(rows_chunk({{"k", std::string(64u << 20, '\0')}}));
   CHECK(over.zstd_rows().size() < 100000);
-  CHECK(why(over).find("no zstd frame of at most 67108864 bytes") != std::string::npos);
+  CHECK(why(over).find("decompress to 67108879 bytes, more than 67108864") != std::string::npos);
   CHECK(why(with_zstd(rows_chunk({{"k", std::string((64u << 20) - 64, '\0')}}))) == "read");
   CHECK(why(with_zstd(rows_chunk({{"k", "v"}}))) == "read");
 }
@@ -1180,6 +1189,25 @@ TEST_CASE("PartitionLog: a rebuild refuses a snapshot of another layout or parti
   refused = rebuild();
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().message.find("past this node's marker") != std::string::npos);
+
+  // A manifest whose chunk does not decompress: refused, saying why.
+  {
+    auto snap = js->stream_state("IM_SNAP");
+    REQUIRE(snap.ok());
+    im::cluster::v1::SnapshotChunk corrupt;
+    corrupt.set_id("00000000000000c0");
+    corrupt.set_zstd_rows("not a zstd frame");
+    store_on_snap(*js, "im.s.c.00000000000000c0", corrupt.SerializeAsString());
+    auto unreadable = **found;
+    unreadable.set_id("00000000000000c0");
+    unreadable.set_first_chunk_seq(snap->last_seq + 1);
+    unreadable.set_chunks(1);
+    store_manifest(unreadable);
+    refused = rebuild();
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().message.find("cannot be read: its compressed rows are no whole zstd frame") !=
+          std::string::npos);
+  }
 
   // The real one again: rebuilt.
   store_manifest(**found);

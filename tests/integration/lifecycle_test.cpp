@@ -85,8 +85,8 @@ TEST_CASE("a listener that cannot bind stops start-up with a clear line") {
   // A data dir of its own: "./data" is shared by every test run from here.
   const std::string data_dir = unique_temp_path("imserver-bind-test");
   const ConfigFile config = write_config("[server]\nlisten = \"127.0.0.1:" + std::to_string(first.tcp_port()) +
-                                          "\"\nws_listen = \"\"\n[admin]\nlisten = \"\"\n[auth]\njwt_secret = \"" +
-                                          kTestSecret + "\"\n[storage]\ndata_dir = \"" + data_dir + "\"\n");
+                                         "\"\nws_listen = \"\"\n[admin]\nlisten = \"\"\n[auth]\njwt_secret = \"" +
+                                         kTestSecret + "\"\n[storage]\ndata_dir = \"" + data_dir + "\"\n");
   auto r = run_imserver("--config " + config.path);
   INFO(r.output);
   CHECK(r.exit_code == 1);
