@@ -4,7 +4,7 @@
 # IM_SKIP_SANITIZE=1 skips the sanitizer pass (for a quick local run).
 # Then every libFuzzer harness of fuzz/ for IM_FUZZ_SECONDS (60) each, two at
 # a time (scripts/fuzz.sh); IM_SKIP_FUZZ=1 skips that.
-# The next stage's build runs behind each test run at the lowest CPU
+# The next stage's build runs behind the first test run at the lowest CPU
 # priority, in the CPU the tests leave idle (docs/testing.md, "CI time").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +46,7 @@ behind_failed() {
 # nice 19, which is full speed once the tests are done); its failure ends
 # the run.
 await_behind() {
+  [[ -n $behind_pid ]] || return 0
   local status=0
   renice --priority 0 --pgrp "$behind_pid" >/dev/null 2>&1 || true
   stage "$behind_name: the rest"
@@ -93,10 +94,8 @@ ctest --test-dir build -j"$jobs" --output-on-failure --timeout 600
 
 if ((sanitize)); then
   await_behind
-  if ((fuzz)); then
-    mkdir -p build-fuzz
-    behind "fuzz build" build-fuzz/build.log bash scripts/fuzz.sh --build-only
-  fi
+  # Nothing behind the sanitized tests: with the fuzz build behind them, a
+  # search retention test failed once (docs/testing.md, "CI time").
   stage "tests (ASan + UBSan)"
   # Without the SDK tests and the integration suite's second run in cluster
   # mode (label jetstream; cluster mode's own tests, tests/cluster, do run
