@@ -89,6 +89,12 @@ std::optional<unsigned> partition_of(std::string_view key, std::string_view pref
 
 constexpr std::string_view kApplied = PartitionLog::kAppliedPrefix, kLamport = PartitionLog::kLamportPrefix;
 
+// zstd's default level. A chunk whose rows serialize to more than
+// kMaxChunkRaw (a row larger than that) is stored as rows, and a reader
+// decompresses no more.
+constexpr int kChunkLevel = 3;
+constexpr std::size_t kMaxChunkRaw = 64u << 20;
+
 // The rows of `meta` that describe the data dir itself, or a cut (the
 // manifest carries those): never in a chunk.
 bool own_row(std::string_view key) {
@@ -310,16 +316,6 @@ Result<SnapshotTaken> take_snapshot(JetStream& js, store::Store& store, const st
   mx.cluster_snapshots.inc();
   return taken;
 }
-
-namespace {
-
-// zstd's default level. A chunk whose rows serialize to more than
-// kMaxChunkRaw (a row larger than that) is stored as rows, and a reader
-// decompresses no more.
-constexpr int kChunkLevel = 3;
-constexpr std::size_t kMaxChunkRaw = 64u << 20;
-
-}  // namespace
 
 void ChunkPacker::FreeCctx::operator()(ZSTD_CCtx_s* c) const {
   ZSTD_freeCCtx(c);

@@ -777,8 +777,9 @@ TEST_CASE("snapshot chunks: rows that shrink are stored compressed, others as ro
   // Rows of exactly 64 MiB (a chunk of one row of 64 MiB - 15 bytes) are
   // compressed and read back; one byte more and they are stored as rows,
   // which no reader would decompress.
-  const std::string limit = packer.pack(rows_chunk({{"k", std::string((64u << 20) - 15, 'x')}}), "00ab", 5);
-  CHECK(rows_chunk({{"k", std::string((64u << 20) - 15, 'x')}}).ByteSizeLong() == (64u << 20));
+  const auto at_limit = rows_chunk({{"k", std::string((64u << 20) - 15, 'x')}});
+  CHECK(at_limit.ByteSizeLong() == (64u << 20));
+  const std::string limit = packer.pack(at_limit, "00ab", 5);
   CHECK(limit.size() < 100000);
   im::cluster::v1::SnapshotChunk limit_read;
   REQUIRE(im::cluster::unpack_chunk(limit, limit_read).ok());
