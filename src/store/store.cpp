@@ -18,6 +18,7 @@
 #include "common/metrics.h"
 #include "common/private_dir.h"
 #include "store/keys.h"
+#include "store/memtable_rep.h"
 
 namespace im::store {
 namespace {
@@ -425,6 +426,8 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   // its last flush, and each family's memtables grow on their own.
   db_options.max_total_wal_size = std::uint64_t{config.max_wal_mb} << 20;
   db_options.db_write_buffer_size = std::size_t{config.write_buffer_mb} << 20;
+  // Our memtable (store/memtable_rep.h) takes one writer at a time.
+  db_options.allow_concurrent_memtable_write = false;
   if (env) db_options.env = env;
 
   rocksdb::BlockBasedTableOptions table;
@@ -432,6 +435,7 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   rocksdb::ColumnFamilyOptions base;
   base.level0_file_num_compaction_trigger = 8;  // +8-11% sustained writes here (BENCHMARKS.md)
   base.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  base.memtable_factory = make_memtable_factory();
 
   static DedupeExpiry* expiry = nullptr;  // outlives the DB: one per process is enough
   if (!expiry) expiry = new DedupeExpiry(config.dedupe_window_s);
