@@ -4,7 +4,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <new>
+#include <unordered_set>
 
 #include <rocksdb/version.h>
 
@@ -28,15 +30,15 @@ class Allocator {
 namespace im::store {
 namespace {
 
-// The first members of RocksDB 7.8's LookupKey (db/lookup_key.h, not
-// installed): `start` is its memtable key, the length-prefixed internal key.
-struct LookupKeyLayout {
-  const char* start;
-  const char* kstart;
-  const char* end;
-};
+// RocksDB 7.8's LookupKey (db/lookup_key.h, not installed) begins with
+// `start_`, its memtable key: the length-prefixed internal key.
+const char* memtable_key_of(const rocksdb::LookupKey& k) {
+  const char* start = nullptr;
+  std::memcpy(&start, static_cast<const void*>(&k), sizeof start);
+  return start;
+}
 
-std::atomic<long> iterators_alive{0};
+std::atomic<long> iterators_alive{0};  // made by GetIterator only
 
 constexpr int kMaxHeight = 12;  // as RocksDB's: 4^11 rows before the top level stops thinning
 
@@ -52,8 +54,9 @@ struct Node {
   static Node* of(const char* key) { return reinterpret_cast<Node*>(const_cast<char*>(key)) - 1; }
 };
 
-// A prefix's insert hint: `prev[0]` is its newest row, and each level's
-// entry the last node linked at that level at or before it (or the head).
+// A prefix's insert hint: `prev[0]` is its greatest row in this memtable,
+// and each level's entry a node linked at that level at or before it (or
+// the head); the closer, the cheaper the next append.
 struct Splice {
   Node* prev[kMaxHeight];
 };
@@ -95,19 +98,22 @@ class SkipList final : public rocksdb::MemTableRep {
   // deletes it); this one lives on the stack, as in RocksDB's own rep.
   void Get(const rocksdb::LookupKey& k, void* callback_args,
            bool (*callback_func)(void* arg, const char* entry)) override {
-    ListIterator it(*this);
-    for (it.Seek({}, reinterpret_cast<const LookupKeyLayout&>(k).start);
-         it.Valid() && callback_func(callback_args, it.key()); it.Next()) {
+    ListIterator it(*this, false);
+    for (it.Seek({}, memtable_key_of(k)); it.Valid() && callback_func(callback_args, it.key()); it.Next()) {
     }
   }
 
   // Everything is in the arena, which the memtable counts itself.
   size_t ApproximateMemoryUsage() override { return 0; }
 
+  // Only a mempurge samples (`experimental_mempurge_threshold`, off in the
+  // store); the library's default asserts. No sample: no purge.
+  void UniqueRandomSample(const uint64_t, const uint64_t, std::unordered_set<const char*>*) override {}
+
   Iterator* GetIterator(rocksdb::Arena* arena) override {
-    if (!arena) return new ListIterator(*this);
+    if (!arena) return new ListIterator(*this, true);
     auto* from = reinterpret_cast<rocksdb::Allocator*>(arena);  // Arena's only base
-    return new (from->AllocateAligned(sizeof(ListIterator))) ListIterator(*this);
+    return new (from->AllocateAligned(sizeof(ListIterator))) ListIterator(*this, true);
   }
 
  private:
@@ -115,10 +121,13 @@ class SkipList final : public rocksdb::MemTableRep {
 
   class ListIterator final : public Iterator {
    public:
-    explicit ListIterator(const SkipList& list) : list_(list) {
-      iterators_alive.fetch_add(1, std::memory_order_relaxed);
+    // `counted`: one handed to RocksDB, which must destroy it.
+    ListIterator(const SkipList& list, bool counted) : list_(list), counted_(counted) {
+      if (counted_) iterators_alive.fetch_add(1, std::memory_order_relaxed);
     }
-    ~ListIterator() override { iterators_alive.fetch_sub(1, std::memory_order_relaxed); }
+    ~ListIterator() override {
+      if (counted_) iterators_alive.fetch_sub(1, std::memory_order_relaxed);
+    }
     ListIterator(const ListIterator&) = delete;
     ListIterator& operator=(const ListIterator&) = delete;
     bool Valid() const override { return node_ != nullptr; }
@@ -142,6 +151,7 @@ class SkipList final : public rocksdb::MemTableRep {
     }
 
     const SkipList& list_;
+    const bool counted_;
     Node* node_ = nullptr;
   };
 
@@ -225,8 +235,8 @@ class SkipList final : public rocksdb::MemTableRep {
       x->link(level).store(prev[level]->next(level), std::memory_order_relaxed);
       prev[level]->link(level).store(x, std::memory_order_release);
     }
-    // A row below its prefix's newest leaves the splice on the newest: the
-    // next append starts there, not behind every row after this one.
+    // A row below its prefix's greatest leaves the splice there: the next
+    // append starts from it, not behind every row after this one.
     if (!splice || (!hinted && splice->prev[0])) return;
     // Every splice node stays at or before x: x below its height, the
     // nodes just found above it, and an append's older ones (before its
@@ -245,6 +255,7 @@ class SkipList final : public rocksdb::MemTableRep {
 
 class Factory final : public rocksdb::MemTableRepFactory {
  public:
+  using MemTableRepFactory::CreateMemTableRep;  // the overload with a column family id calls this one
   rocksdb::MemTableRep* CreateMemTableRep(const rocksdb::MemTableRep::KeyComparator& compare,
                                           rocksdb::Allocator* allocator, const rocksdb::SliceTransform*,
                                           rocksdb::Logger*) override {

@@ -7,13 +7,13 @@
 // Why: Debian's librocksdb 7.8.3 is built without NDEBUG, so its skip list
 // re-verifies the whole insert position on every insert: four key
 // comparisons per level. uprobes, W2 paced: about 29 comparisons per row,
-// 84% of them that check; here 3.5 per hinted append. It was about a
-// fifth of the shard thread (bench/ANALYSIS.md, "The memtable's insert
-// checks").
+// 84% of them that check; here 3.5 per insert. The memtable's share of the
+// shard thread went from about 26% to 12% (bench/ANALYSIS.md, "The
+// memtable's insert checks").
 //
 // Per-prefix insert hints (`memtable_insert_with_hint_prefix_extractor`)
-// work as with RocksDB's: a row appended after its prefix's last one costs
-// a comparison or two.
+// work as with RocksDB's: a row appended after its prefix's greatest one
+// starts from there, not from the head.
 
 #include <memory>
 
@@ -25,8 +25,8 @@ namespace im::store {
 // inserts a write group's batches in turn).
 std::shared_ptr<rocksdb::MemTableRepFactory> make_memtable_factory();
 
-// Iterators over these memtables not yet destroyed, in this process (a
-// test's check that none is leaked).
+// Iterators handed to RocksDB over these memtables and not yet destroyed,
+// in this process (a test's check that none is leaked).
 long memtable_iterators_alive();
 
 }  // namespace im::store

@@ -435,6 +435,8 @@ Result<std::unique_ptr<Store>> Store::open(const StorageConfig& config, rocksdb:
   rocksdb::ColumnFamilyOptions base;
   base.level0_file_num_compaction_trigger = 8;  // +8-11% sustained writes here (BENCHMARKS.md)
   base.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // Our memtable (store/memtable_rep.h); it gives a mempurge no samples,
+  // so `experimental_mempurge_threshold` stays 0.
   base.memtable_factory = make_memtable_factory();
 
   static DedupeExpiry* expiry = nullptr;  // outlives the DB: one per process is enough

@@ -5,17 +5,20 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <filesystem>
+#include <latch>
 #include <map>
 #include <memory>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
+#include <rocksdb/comparator.h>
 #include <rocksdb/db.h>
+#include <rocksdb/merge_operator.h>
 #include <rocksdb/slice_transform.h>
 
 #include "store/keys.h"
@@ -35,8 +38,34 @@ class ZeroPrefix final : public rocksdb::SliceTransform {
   }
 };
 
+// Bytewise, counting the comparisons the memtable makes.
+class CountingComparator final : public rocksdb::Comparator {
+ public:
+  const char* Name() const override { return "test.Counting"; }
+  int Compare(const rocksdb::Slice& a, const rocksdb::Slice& b) const override {
+    calls.fetch_add(1, std::memory_order_relaxed);
+    return a.compare(b);
+  }
+  void FindShortestSeparator(std::string*, const rocksdb::Slice&) const override {}
+  void FindShortSuccessor(std::string*) const override {}
+  mutable std::atomic<long> calls{0};
+};
+
+// A value and its merge operands, joined by commas.
+class Concat final : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value, std::string* out,
+             rocksdb::Logger*) const override {
+    *out = existing ? existing->ToString() + "," : "";
+    out->append(value.data(), value.size());
+    return true;
+  }
+  const char* Name() const override { return "test.Concat"; }
+};
+
 struct MemDb {
-  explicit MemDb(bool hinted) {
+  explicit MemDb(bool hinted, const rocksdb::Comparator* comparator = nullptr,
+                 std::shared_ptr<rocksdb::MergeOperator> merge = nullptr) {
     dir = (std::filesystem::temp_directory_path() / ("immemtable-" + std::to_string(std::random_device{}()))).string();
     options.create_if_missing = true;
     options.allow_concurrent_memtable_write = false;
@@ -46,6 +75,8 @@ struct MemDb {
     options.avoid_flush_during_shutdown = true;
     options.avoid_flush_during_recovery = true;
     if (hinted) options.memtable_insert_with_hint_prefix_extractor = std::make_shared<ZeroPrefix>();
+    if (comparator) options.comparator = comparator;
+    options.merge_operator = std::move(merge);
     open();
   }
   ~MemDb() {
@@ -156,10 +187,12 @@ TEST_CASE(
     "after a reopen from the WAL and after a flush") {
   const bool hinted = GENERATE(true, false);
   CAPTURE(hinted);
+  const long alive_before = im::store::memtable_iterators_alive();
   MemDb m(hinted);
   std::mt19937 rng(hinted ? 7 : 11);
   Model model;
-  std::vector<std::string> written;  // every key put, for overwrites and deletes anywhere
+  std::vector<std::string> written;  // every key ever put, once: overwrites and deletes pick among them
+  std::unordered_set<std::string> ever;
   std::vector<std::uint64_t> next_seq(40, 1);
   std::optional<Model> at_snapshot;
   const rocksdb::Snapshot* snapshot = nullptr;
@@ -191,14 +224,14 @@ TEST_CASE(
     const std::string value = "v" + std::to_string(i);
     REQUIRE(m.db->Put(rocksdb::WriteOptions(), key, value).ok());
     model[key] = value;
-    written.push_back(key);
+    if (ever.insert(key).second) written.push_back(key);
   }
   REQUIRE(snapshot);
   CHECK(active_entries(*m.db) > 20000);  // the reads below are the memtable's
   check_reads(*m.db, nullptr, model, rng);
   check_reads(*m.db, snapshot, *at_snapshot, rng);
   m.db->ReleaseSnapshot(snapshot);
-  CHECK(im::store::memtable_iterators_alive() == 0);  // every Get's and scan's iterator is gone
+  CHECK(im::store::memtable_iterators_alive() == alive_before);  // every iterator RocksDB was given is gone
 
   m.open();  // the WAL replayed into a new memtable
   CHECK(active_entries(*m.db) > 20000);
@@ -206,7 +239,43 @@ TEST_CASE(
   REQUIRE(m.db->Flush(rocksdb::FlushOptions()).ok());  // the memtable written out as a table
   CHECK(active_entries(*m.db) == 0);
   check_reads(*m.db, nullptr, model, rng);
-  CHECK(im::store::memtable_iterators_alive() == 0);
+  CHECK(im::store::memtable_iterators_alive() == alive_before);
+}
+
+TEST_CASE("memtable: an append after a row below its prefix's greatest starts from the greatest, not behind it") {
+  CountingComparator counting;
+  MemDb m(true, &counting);
+  for (std::uint64_t seq = 1; seq <= 10000; ++seq)
+    REQUIRE(m.db->Put(rocksdb::WriteOptions(), row_key(1, seq), "v").ok());
+  REQUIRE(m.db->Put(rocksdb::WriteOptions(), row_key(1, 0), "below").ok());  // not through the hint
+  counting.calls = 0;
+  for (std::uint64_t seq = 10001; seq <= 10100; ++seq)
+    REQUIRE(m.db->Put(rocksdb::WriteOptions(), row_key(1, seq), "v").ok());
+  // An append from the splice costs a few comparisons; one walking from
+  // the low row would pass its 10,000 successors.
+  CHECK(counting.calls.load() < 100 * 10);
+  Model model;
+  for (std::uint64_t seq = 0; seq <= 10100; ++seq) model[row_key(1, seq)] = seq == 0 ? "below" : "v";
+  CHECK(scan(*m.db, nullptr, false) == rows_of(model));
+}
+
+TEST_CASE("memtable: merge operands and keys longer than a lookup's inline buffer read back whole") {
+  MemDb m(true, nullptr, std::make_shared<Concat>());
+  rocksdb::DB& db = *m.db;
+  const std::string longer = row_key(1, 7) + std::string(300, 'x');  // over LookupKey's 200 inline bytes
+  for (const std::string& key : {row_key(1, 1), longer}) {
+    REQUIRE(db.Put(rocksdb::WriteOptions(), key, "base").ok());
+    for (int i = 1; i <= 5; ++i) REQUIRE(db.Merge(rocksdb::WriteOptions(), key, "m" + std::to_string(i)).ok());
+    std::string value;
+    REQUIRE(db.Get(rocksdb::ReadOptions(), key, &value).ok());
+    CHECK(value == "base,m1,m2,m3,m4,m5");
+    std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(rocksdb::ReadOptions()));
+    it->Seek(key);
+    REQUIRE(it->Valid());
+    CHECK(it->key().ToString() == key);
+    CHECK(it->value().ToString() == "base,m1,m2,m3,m4,m5");
+  }
+  CHECK(active_entries(db) == 12);  // all in the memtable
 }
 
 TEST_CASE("memtable: readers walking it while the writer appends see rows in order and never a torn one") {
@@ -216,11 +285,18 @@ TEST_CASE("memtable: readers walking it while the writer appends see rows in ord
   constexpr int kPerOwner = 2000;
   std::atomic<bool> done{false};
   std::atomic<int> bad{0};
-  std::atomic<int> passes{0};
+  // Each reader counts down after its first pass, the finder after its
+  // 100th find (each also on leaving early): the writer waits for all of
+  // them halfway, so they surely read while it writes the second half.
+  std::latch reading(3);
   auto reader = [&] {
+    bool counted = false;
     // Bounded: at most 2,000 passes, and it stops once the writer is done.
     for (int pass = 0; pass < 2000 && !done.load(); ++pass) {
-      passes.fetch_add(1);
+      if (pass == 1) {
+        reading.count_down();
+        counted = true;
+      }
       std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(rocksdb::ReadOptions()));
       std::string last;
       int steps = 0;  // more than every row: the list is broken
@@ -237,20 +313,16 @@ TEST_CASE("memtable: readers walking it while the writer appends see rows in ord
       }
       if (!it->status().ok()) bad.fetch_add(1);
     }
+    if (!counted) reading.count_down();
   };
   std::atomic<int> rounds{0};  // every owner's rows 1..rounds are written
   std::atomic<long> found{0};
   // Gets and seeks of rows already written: each is found, exactly.
   auto finder = [&] {
     std::mt19937 rng(3);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    for (int i = 0; i < 200000 && !done.load() && std::chrono::steady_clock::now() < until;) {
-      const int upto = rounds.load();
-      if (upto == 0) {  // nothing written yet
-        std::this_thread::yield();
-        continue;
-      }
-      ++i;
+    bool counted = false;
+    for (int i = 0; i < 200000 && !done.load(); ++i) {
+      const int upto = rounds.load();  // at least 1: started after the first round
       const int owner = static_cast<int>(rng() % kOwners);
       const std::string key = row_key(owner, 1 + rng() % static_cast<unsigned>(upto));
       std::string value;
@@ -261,10 +333,14 @@ TEST_CASE("memtable: readers walking it while the writer appends see rows in ord
       if (!it->Valid() || it->key().ToString() != key) bad.fetch_add(1);
       it->SeekForPrev(key);
       if (!it->Valid() || it->key().ToString() != key) bad.fetch_add(1);
-      found.fetch_add(1);
+      if (found.fetch_add(1) + 1 == 100) {
+        reading.count_down();
+        counted = true;
+      }
     }
+    if (!counted) reading.count_down();
   };
-  std::jthread r1(reader), r2(reader), r3(finder);
+  std::jthread r1(reader), r2(reader), r3;
   struct Stop {  // destroyed before the threads: a failed REQUIRE also stops and joins them
     std::atomic<bool>& done;
     ~Stop() { done = true; }
@@ -275,20 +351,14 @@ TEST_CASE("memtable: readers walking it while the writer appends see rows in ord
       REQUIRE(db.Put(rocksdb::WriteOptions(), key, "row-u" + std::to_string(owner)).ok());
     }
     rounds = seq;
-    if (seq == kPerOwner / 2) {
-      // Halfway, the readers are surely reading: the writer waits for
-      // them (at most 30 s) before it writes the second half.
-      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-      while ((passes.load() < 4 || found.load() < 100) && std::chrono::steady_clock::now() < until)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      REQUIRE(passes.load() >= 4);
-      REQUIRE(found.load() >= 100);
-    }
+    if (seq == 1) r3 = std::jthread(finder);
+    if (seq == kPerOwner / 2) reading.wait();
   }
   done = true;
   r1.join();
   r2.join();
   r3.join();
+  CHECK(found.load() >= 100);
   CHECK(bad.load() == 0);
   const auto rows = scan(db, nullptr, false);
   REQUIRE(rows.size() == static_cast<std::size_t>(kOwners * kPerOwner));
