@@ -185,17 +185,18 @@ class SkipList final : public rocksdb::MemTableRep {
     return from;
   }
 
-  Node* first_at_or_after(const Decoded& key) const {
+  // The last node whose key is below `key`, or the head.
+  Node* last_below(const Decoded& key) const {
     Node* x = head_;
     for (int level = max_height_.load(std::memory_order_relaxed) - 1; level >= 0; --level)
       x = last_below_at(x, level, key);
-    return x->next(0);
+    return x;
   }
 
+  Node* first_at_or_after(const Decoded& key) const { return last_below(key)->next(0); }
+
   Node* last_before(const Decoded& key) const {
-    Node* x = head_;
-    for (int level = max_height_.load(std::memory_order_relaxed) - 1; level >= 0; --level)
-      x = last_below_at(x, level, key);
+    Node* x = last_below(key);
     return x == head_ ? nullptr : x;
   }
 
@@ -218,11 +219,11 @@ class SkipList final : public rocksdb::MemTableRep {
     const Decoded target = compare_.decode_key(key);
     const int top = max_height_.load(std::memory_order_relaxed);
     Node* prev[kMaxHeight];
-    const bool hinted =
-        splice && splice->prev[0] && splice->prev[0] != head_ && compare_(splice->prev[0]->key(), target) < 0;
+    // A splice is fresh (all null) until its first insert fills every level.
+    const bool hinted = splice && splice->prev[0] && compare_(splice->prev[0]->key(), target) < 0;
     int searched;  // levels 0..searched-1 of prev[] are found
     if (hinted) {
-      Node* from = splice->prev[height - 1] ? splice->prev[height - 1] : head_;
+      Node* from = splice->prev[height - 1];
       for (int level = height - 1; level >= 0; --level) prev[level] = from = last_below_at(from, level, target);
       searched = height;
     } else {
