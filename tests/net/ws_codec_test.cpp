@@ -18,8 +18,16 @@ using namespace im::ws;
 // Under AddressSanitizer, its allocator's count of live bytes (ASan itself
 // aborts on a huge allocation). Otherwise the global operator new of this test
 // binary is replaced: it forwards to malloc and records the largest single
-// allocation made while a Probe lives on the calling thread.
+// allocation made while a Probe lives on the calling thread. GCC says ASan
+// with __SANITIZE_ADDRESS__, clang 14 only through __has_feature.
 #if defined(__SANITIZE_ADDRESS__)
+#define IM_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define IM_TEST_ASAN 1
+#endif
+#endif
+#if defined(IM_TEST_ASAN)
 // From libasan (sanitizer/allocator_interface.h, which GCC does not install).
 extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
 
