@@ -79,6 +79,14 @@ std::string_view to_string(Published::Outcome outcome) {
   return "?";
 }
 
+bool fate_unknown(Published& p, bool& maybe_stored) {
+  using Outcome = Published::Outcome;
+  if (p.outcome == Outcome::kNotSent && maybe_stored) p.outcome = Outcome::kTimeout;
+  const bool unknown = p.outcome == Outcome::kTimeout || p.outcome == Outcome::kFailed;
+  maybe_stored = maybe_stored || unknown;
+  return unknown;
+}
+
 struct JetStream::Impl {
   Options options;
   natsOptions* opts = nullptr;

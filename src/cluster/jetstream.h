@@ -61,6 +61,14 @@ struct Published {
 
 std::string_view to_string(Published::Outcome outcome);
 
+// Whether a publish's fate is unknown, so that it is sent again with the
+// same id (the stream deduplicates it): a timeout or a failure. kNotSent
+// never left this process, but after an attempt that did (`maybe_stored`:
+// the client refuses publishes while it reconnects, then sends its buffer)
+// the entry may still be stored: `p` then becomes a timeout. An unknown
+// fate sets `maybe_stored`.
+bool fate_unknown(Published& p, bool& maybe_stored);
+
 struct Entry {
   std::uint64_t seq = 0;
   std::string data;

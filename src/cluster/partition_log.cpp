@@ -130,17 +130,12 @@ bool PartitionLog::advance(InFlight& f, std::chrono::steady_clock::time_point un
       f.answer = {};
       p = Published{Outcome::kTimeout, 0, "no answer from the NATS client"};
     }
-    // Only an unknown fate is retried. kNotSent never left this process,
-    // but after an attempt that did (the client refuses new publishes
-    // while it reconnects, and then sends its buffer) the entry may still
-    // be stored: unknown too.
+    // Only an unknown fate is retried.
     const bool refused_at_once = p.outcome == Outcome::kNotSent || p.outcome == Outcome::kFailed;
-    if (p.outcome == Outcome::kNotSent && f.maybe_stored) p.outcome = Outcome::kTimeout;
-    if (p.outcome != Outcome::kTimeout && p.outcome != Outcome::kFailed) {
+    if (!fate_unknown(p, f.maybe_stored)) {
       f.settled = p;
       break;
     }
-    f.maybe_stored = true;
     const auto now = Clock::now();
     if (now >= f.deadline) {
       f.settled = p;

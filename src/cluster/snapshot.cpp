@@ -38,11 +38,9 @@ namespace {
 
 using Outcome = Published::Outcome;
 
-// One publish answered: an unanswered one is sent again with the same id
-// (deduplicated by the stream) until `retry_for` has passed, as a
-// partition's append is (PartitionLog::advance): "not sent" after an
-// attempt that went out unanswered may still be stored, so it is a
-// timeout too.
+// One publish answered: one whose fate is unknown (fate_unknown) is sent
+// again with the same id until `retry_for` has passed, as a partition's
+// append is (PartitionLog::advance).
 Published publish_answered(JetStream& js, const std::string& subject, const std::string& data, const std::string& id,
                            std::uint64_t expect, const SnapshotOptions& o, const std::atomic<bool>* stop) {
   const auto deadline = std::chrono::steady_clock::now() + o.retry_for;
@@ -57,9 +55,7 @@ Published publish_answered(JetStream& js, const std::string& subject, const std:
       p = got.get();
     else
       p = Published{Outcome::kTimeout, 0, "no answer from the NATS client"};
-    if (p.outcome == Outcome::kNotSent && maybe_stored) p.outcome = Outcome::kTimeout;
-    if (p.outcome != Outcome::kTimeout && p.outcome != Outcome::kFailed) return p;
-    maybe_stored = true;
+    if (!fate_unknown(p, maybe_stored)) return p;
     if (std::chrono::steady_clock::now() >= deadline || (stop && stop->load())) return p;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
