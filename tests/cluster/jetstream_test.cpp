@@ -339,6 +339,43 @@ TEST_CASE("JetStream: after kill -9 of the stream's leader a new leader stores t
   cluster.restart(leader);
 }
 
+TEST_CASE("JetStream: a stream's creation time and entries are the same after every NATS server is killed and started",
+          "[cluster]") {
+  // A snapshot's manifest names each stream by its creation time (a
+  // deleted and remade stream is another one): a restart of the whole
+  // NATS cluster must not look like a remake.
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  const auto s = spec("RESTART");
+  auto made = js->ensure_stream(s);
+  REQUIRE(made.ok());
+  REQUIRE(made->created_ns > 0);
+  for (std::uint64_t i = 1; i <= 5; ++i)
+    REQUIRE(publish_sync(*js, s, "e" + std::to_string(i), "w:1:" + std::to_string(i), i - 1).outcome ==
+            Outcome::kStored);
+  for (int node = 1; node <= cluster.nodes(); ++node) cluster.kill9(node);
+  cluster.restart_all();
+  // Reads need a meta leader again: bounded, 30 s.
+  im::Result<im::cluster::StreamState> state = im::make_error(im::StatusCode::kUnavailable, "not read");
+  CHECK(im::test::wait_until([&] { return (state = js->stream_state(s.name)).ok(); }, 30s, 200ms));
+  INFO((state.ok() ? "" : state.error().message));
+  REQUIRE(state.ok());
+  CHECK(state->created_ns == made->created_ns);
+  CHECK(state->last_seq == 5);
+  // As a start sees it: ensure_stream finds the same stream, and the chain goes on.
+  auto again = js->ensure_stream(s);
+  REQUIRE(again.ok());
+  CHECK(again->created_ns == made->created_ns);
+  Published p;
+  CHECK(im::test::wait_until(
+      [&] {
+        p = publish_sync(*js, s, "e6", "w:1:6", 5, 1s);
+        return p.outcome == Outcome::kStored || p.outcome == Outcome::kDuplicate;
+      },
+      30s, 200ms));
+  CHECK(p.seq == 6);
+}
+
 TEST_CASE("JetStream: a purge keeps the entries from a sequence on, and the chain goes on after it", "[cluster]") {
   im::test::NatsCluster cluster;
   auto js = cluster.connect();
