@@ -32,8 +32,7 @@ max_len() {
 }
 
 echo "fuzz: building ${build} (clang, ASan + UBSan, libFuzzer)"
-CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DIM_FUZZ=ON -DIM_BUILD_TESTS=OFF \
+CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIM_FUZZ=ON -DIM_BUILD_TESTS=OFF \
   -DIM_WERROR=OFF >/dev/null
 targets=()
 for h in "${harnesses[@]}"; do targets+=(--target "fuzz_$h"); done

@@ -21,8 +21,9 @@ packages=(
   # third-party WebSocket and TLS clients (tests/python, tests/js): Python's
   # websockets and protobuf, the openssl CLI, headless Chromium, Node and npm
   python3-websockets python3-protobuf openssl chromium nodejs npm
-  # fuzzing (scripts/fuzz.sh): clang, libFuzzer and the sanitizer runtimes
-  # (libclang-rt-14-dev), llvm-symbolizer for readable reports (llvm)
+  # the sanitized test build and fuzzing (scripts/test.sh, scripts/fuzz.sh):
+  # clang, libFuzzer and the sanitizer runtimes (libclang-rt-14-dev),
+  # llvm-symbolizer for readable reports (llvm)
   clang libclang-rt-14-dev llvm
 )
 

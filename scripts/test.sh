@@ -4,7 +4,7 @@
 # IM_SKIP_SANITIZE=1 skips the sanitizer pass (for a quick local run).
 # Then every libFuzzer harness of fuzz/ for IM_FUZZ_SECONDS (60) each, two at
 # a time (scripts/fuzz.sh); IM_SKIP_FUZZ=1 skips that.
-# The next stage's build runs behind the first test run at the lowest CPU
+# The later stages' builds run behind the first test run at the lowest CPU
 # priority, in the CPU the tests leave idle (docs/testing.md, "CI time").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,8 +73,9 @@ trap stop_behind EXIT
 bash scripts/setup.sh
 jobs=2
 
-# Line tables only (-g1) in both builds: stack traces and perf keep file and
-# line, and the builds take about a quarter less time (docs/testing.md).
+# Line tables only (-g1) in this build and the sanitized one (the fuzz
+# build has its own flags): stack traces and perf keep file and line, and
+# the builds take about a quarter less time (docs/testing.md).
 stage "build (warnings as errors)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
   -DIM_WERROR=ON -DIM_BUILD_TESTS=ON >/dev/null
@@ -85,10 +86,16 @@ cmake --build build -j"$jobs"
 # build is clang's, which compiles this code at -O0 with ASan in about 60%
 # of g++'s time (docs/testing.md, "CI time"); the first build is g++'s, as
 # the README's and the package's are.
-asan_build="cmake -S . -B build-asan -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DIM_SANITIZE=ON -DIM_WERROR=ON -DIM_BUILD_TESTS=ON \
+asan_build="cmake -S . -B build-asan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
+  -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DIM_SANITIZE=ON -DIM_WERROR=ON -DIM_BUILD_TESTS=ON \
   && cmake --build build-asan -j$jobs"
 fuzz_build="bash scripts/fuzz.sh --build-only"
+# A tree another compiler configured is made again: CMake, told of a new
+# compiler, would drop the cache and with it every other option given here
+# (a build without sanitizers, once).
+if [[ -f build-asan/CMakeCache.txt ]] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang++$' build-asan/CMakeCache.txt; then
+  rm -rf build-asan
+fi
 if ((sanitize && fuzz)); then
   mkdir -p build-asan
   behind "builds (ASan + UBSan, then fuzz)" build-asan/build.log bash -c "$asan_build && $fuzz_build"

@@ -130,7 +130,9 @@ bool PartitionLog::advance(InFlight& f, std::chrono::steady_clock::time_point un
       f.answer = {};
       p = Published{Outcome::kTimeout, 0, "no answer from the NATS client"};
     }
-    // Only an unknown fate is retried.
+    // Only an unknown fate is retried. Whether this attempt was refused at
+    // once is read before fate_unknown, which may turn kNotSent into a
+    // timeout: such a retry is paced too.
     const bool refused_at_once = p.outcome == Outcome::kNotSent || p.outcome == Outcome::kFailed;
     if (!fate_unknown(p, f.maybe_stored)) {
       f.settled = p;

@@ -73,11 +73,13 @@ def main():
         subprocess.run([cmake, "--install", build, "--prefix", prefix, "--component", "dev"], check=True,
                        capture_output=True, timeout=120)
         bot_build = os.path.join(work, "echo_bot")
-        flags = []
+        # The build's compiler: a sanitized SDK and the bot share one
+        # compiler's sanitizer runtime.
+        flags = [f"-DCMAKE_CXX_COMPILER={os.environ['IM_CXX']}"] if os.environ.get("IM_CXX") else []
         if os.environ.get("IM_SANITIZE", "OFF").upper() in ("ON", "1", "TRUE"):
             # The installed libraries are instrumented: so is the bot.
             sanitize = "-fsanitize=address,undefined,float-cast-overflow"
-            flags = [f"-DCMAKE_CXX_FLAGS={sanitize}", f"-DCMAKE_EXE_LINKER_FLAGS={sanitize}"]
+            flags += [f"-DCMAKE_CXX_FLAGS={sanitize}", f"-DCMAKE_EXE_LINKER_FLAGS={sanitize}"]
         r = subprocess.run([cmake, "-S", os.path.join(source, "examples", "echo_bot"), "-B", bot_build,
                             f"-DCMAKE_PREFIX_PATH={prefix}", *flags], capture_output=True, text=True, timeout=120)
         expect(r.returncode == 0, f"find_package(imclient): {r.stdout}{r.stderr}")
