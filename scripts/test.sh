@@ -19,11 +19,12 @@ fuzz=$([[ "${IM_SKIP_FUZZ:-0}" == 1 ]] && echo 0 || echo 1)
 # idle scheduling class (SCHED_IDLE), its output in a log. Nice 19 alone is
 # not low enough: the server's search indexer runs at nice 19 too, and
 # shared the cores with the build as an equal, so tests waiting on the
-# index timed out (docs/testing.md, "CI time"). In a process group of its own (job control on for its start), so
-# that it can be reniced and stopped as a whole, but in this session: with
-# the kernel's autogroups (sched_autogroup_enabled), a new session (setsid)
-# would be a scheduling group of its own, where nice 19 no longer yields to
-# the tests' session and the two would share the cores half and half.
+# index timed out (docs/testing.md, "CI time"). In a process group of its
+# own (job control on for its start), so that it can be reniced and
+# stopped as a whole, but in this session: with the kernel's autogroups
+# (sched_autogroup_enabled), a new session (setsid) would be a scheduling
+# group of its own, where nice 19 no longer yields to the tests' session
+# and the two would share the cores half and half.
 behind_pid=
 behind_name=
 behind_log=
