@@ -85,12 +85,11 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHD
   -DIM_WERROR=ON -DIM_BUILD_TESTS=ON >/dev/null
 cmake --build build -j"$jobs"
 
-# Each later stage's build runs behind the test run before it: the
-# sanitized build behind the first, the fuzz build behind the sanitized
-# tests (without sanitizers, behind the first). The sanitized build is
-# clang's, which compiles this code at -O0 with ASan in about 60% of g++'s
-# time (docs/testing.md, "CI time"); the first build is g++'s, as the
-# README's and the package's are.
+# What the later stages need is built behind the first test run: the
+# sanitized build, then the fuzz build, one after the other. The sanitized
+# build is clang's, which compiles this code at -O0 with ASan in about 60%
+# of g++'s time (docs/testing.md, "CI time"); the first build is g++'s, as
+# the README's and the package's are.
 asan_build="cmake -S . -B build-asan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DIM_SANITIZE=ON -DIM_WERROR=ON -DIM_BUILD_TESTS=ON \
   && cmake --build build-asan -j$jobs"
@@ -101,25 +100,24 @@ fuzz_build="bash scripts/fuzz.sh --build-only"
 if [[ -f build-asan/CMakeCache.txt ]] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang++$' build-asan/CMakeCache.txt; then
   rm -rf build-asan
 fi
-behind_fuzz_build() {
-  mkdir -p build-fuzz
-  behind "fuzz build" build-fuzz/build.log bash -c "$fuzz_build"
-}
-if ((sanitize)); then
+if ((sanitize && fuzz)); then
+  mkdir -p build-asan
+  behind "builds (ASan + UBSan, then fuzz)" build-asan/build.log bash -c "$asan_build && $fuzz_build"
+elif ((sanitize)); then
   mkdir -p build-asan
   behind "build (ASan + UBSan)" build-asan/build.log bash -c "$asan_build"
 elif ((fuzz)); then
-  behind_fuzz_build
+  mkdir -p build-fuzz
+  behind "fuzz build" build-fuzz/build.log bash -c "$fuzz_build"
 fi
 stage "tests"
 ctest --test-dir build -j"$jobs" --output-on-failure --timeout 600
 
 if ((sanitize)); then
   await_behind
-  # A search retention test failed once with the fuzz build behind these
-  # tests at nice 19, the indexer's own nice; in the idle class it yields
-  # to the indexer too (docs/testing.md, "CI time").
-  ((fuzz == 0)) || behind_fuzz_build
+  # Nothing behind the sanitized tests: with the fuzz build behind them, a
+  # search retention test failed once (docs/testing.md, "CI time"). So the
+  # fuzz build, if the first run's idle CPU did not finish it, ends here.
   stage "tests (ASan + UBSan)"
   # Without the SDK tests and the integration suite's second run in cluster
   # mode (label jetstream; cluster mode's own tests, tests/cluster, do run
