@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -33,37 +34,43 @@ StreamSpec spec(const std::string& name, std::int64_t max_bytes = -1) {
 }
 
 // Collects the answers of asynchronous publishes, by the caller's index.
+// The answers land in state the callbacks share: after a failed wait one
+// may still come (the client answers what is pending when it is closed).
 class Answers {
  public:
-  explicit Answers(std::size_t n) : got_(n), calls_(n) {}
+  explicit Answers(std::size_t n) : s_(std::make_shared<State>(n)) {}
   JetStream::Done slot(std::size_t i) {
-    return [this, i](const Published& p) {
-      std::lock_guard lock(m_);
-      got_[i] = p;
-      ++calls_[i];
-      ++answered_;
-      cv_.notify_all();
+    return [s = s_, i](const Published& p) {
+      std::lock_guard lock(s->m);
+      s->got[i] = p;
+      ++s->calls[i];
+      ++s->answered;
+      s->cv.notify_all();
     };
   }
   bool wait_all(std::chrono::milliseconds within = 30s) {
-    std::unique_lock lock(m_);
-    return cv_.wait_for(lock, within, [&] { return answered_ >= got_.size(); });
+    std::unique_lock lock(s_->m);
+    return s_->cv.wait_for(lock, within, [&] { return s_->answered >= s_->got.size(); });
   }
   Published at(std::size_t i) {
-    std::lock_guard lock(m_);
-    return got_[i];
+    std::lock_guard lock(s_->m);
+    return s_->got[i];
   }
   int calls(std::size_t i) {
-    std::lock_guard lock(m_);
-    return calls_[i];
+    std::lock_guard lock(s_->m);
+    return s_->calls[i];
   }
 
  private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::vector<Published> got_;
-  std::vector<int> calls_;
-  std::size_t answered_ = 0;
+  struct State {
+    explicit State(std::size_t n) : got(n), calls(n) {}
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<Published> got;
+    std::vector<int> calls;
+    std::size_t answered = 0;
+  };
+  std::shared_ptr<State> s_;
 };
 
 Published publish_sync(JetStream& js, const StreamSpec& s, const std::string& data, const std::string& id,

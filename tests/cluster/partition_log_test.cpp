@@ -583,17 +583,18 @@ TEST_CASE_METHOD(TwoPartitions,
   };
   std::promise<Seen> done;
   auto seen = std::make_shared<Seen>();
-  // The loop stops before what its handlers use goes, whatever fails.
-  struct StopAtEnd {
-    im::core::ShardLoop& loop;
-    ~StopAtEnd() { loop.stop(); }
-  } stop_at_end{loop};
   // A batch is finished as soon as its answer is in, in any order: the
   // last of the three hands over what was seen.
   auto finished = [&done, seen](bool& ok_flag, bool ok) {
     ok_flag = ok;
     if (++seen->finished == 3) done.set_value(*seen);
   };
+  // The loop stops before what its handlers use goes, whatever fails
+  // (declared after all of it; its stop runs what is still queued).
+  struct StopAtEnd {
+    im::core::ShardLoop& loop;
+    ~StopAtEnd() { loop.stop(); }
+  } stop_at_end{loop};
   asio::post(loop.context(), [&] {
     c1.batch().put_meta("one", 1);
     c1.after_commit([&, seen](bool ok) {

@@ -77,9 +77,10 @@ class TestCore {
   // Runs `fn` on `shard` and returns what it returns.
   template <class Fn>
   auto on(Shard& shard, Fn fn) {
-    std::packaged_task<decltype(fn())()> task(std::move(fn));
-    auto result = task.get_future();
-    asio::post(shard.context(), [&task] { task(); });
+    // Shared with the job: after a failed wait it may still run.
+    auto task = std::make_shared<std::packaged_task<decltype(fn())()>>(std::move(fn));
+    auto result = task->get_future();
+    asio::post(shard.context(), [task] { (*task)(); });
     REQUIRE(result.wait_for(kAnswerTimeout) == std::future_status::ready);
     return result.get();
   }

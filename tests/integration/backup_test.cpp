@@ -6,12 +6,14 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <exception>
 #include <filesystem>
 #include <optional>
 
 #include <fmt/format.h>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "http_helpers.h"
@@ -107,13 +109,21 @@ TEST_CASE("backup: taken under pipelined SENDs, a server started on it has every
     auto bob = server.login("bob");  // online: the PUSHes go somewhere
     auto first = pipelined_sends(*alice, "bob", 0, 2000);
     acknowledged_before = first.size();
-    // The backup while a second client keeps sending.
-    std::thread writer([&] {
-      auto carol = server.login("carol");
-      for (int i = 0; i < 20; ++i) (void)pipelined_sends(*carol, "bob", i * 100, 100, 100);
+    // The backup while a second client keeps sending. A failed check in
+    // the writer is carried out of its thread, and the thread is joined
+    // whatever the backup's call does (a jthread).
+    std::exception_ptr writer_failed;
+    std::jthread writer([&] {
+      try {
+        auto carol = server.login("carol");
+        for (int i = 0; i < 20; ++i) (void)pipelined_sends(*carol, "bob", i * 100, 100, 100);
+      } catch (...) {
+        writer_failed = std::current_exception();
+      }
     });
     HttpReply r = admin.post("/v1/backup", json::object());
     writer.join();
+    if (writer_failed) std::rethrow_exception(writer_failed);
     REQUIRE(r.status == 200);
     path = r.body["path"].get<std::string>();
     CHECK(path.rfind(backups + "/imserver-", 0) == 0);

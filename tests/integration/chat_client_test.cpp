@@ -370,9 +370,9 @@ TEST_CASE("chat client: a send too large for a frame is refused at once, the lin
 
 TEST_CASE("chat client: a callback that throws is reported and the client goes on, close() from two threads") {
   ServerProcess server(Overrides{{"sharding.shards", "2"}});
+  std::atomic<int> seen{0};  // before bob: his callbacks may run until he is destroyed
   Seen b;
   auto bob = make_client(options_for(server.tcp_port(), "bob"), b);
-  std::atomic<int> seen{0};
   bob->on_message([&seen](const v1::Message&) {
     ++seen;
     throw std::runtime_error("the application's bug");
@@ -433,12 +433,12 @@ TEST_CASE(
     "room") {
   ServerProcess server(Overrides{{"sharding.shards", "2"}, {"limits.connections_per_ip", "1"}});
   auto first = server.connect();  // holds the one connection 127.0.0.1 may have
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point refused_at{}, again_at{};  // before bob: his callbacks may run until he is destroyed
   Seen b;
   auto o = options_for(server.ws_port(), "bob");
   o.connection.transport = Transport::kWs;
   auto bob = make_client(o, b);
-  using Clock = std::chrono::steady_clock;
-  Clock::time_point refused_at{}, again_at{};
   bob->on_error([&](const Error& e) {
     std::lock_guard lock(b.mutex);
     if (b.errors.empty()) refused_at = Clock::now();
@@ -476,11 +476,12 @@ TEST_CASE(
 TEST_CASE("chat client: a KICKOUT's reconnect_after_ms is waited out before the next connection") {
   const std::uint16_t port = free_loopback_port();
   ServerProcess server(fixed_port(port));
-  Seen a;
-  auto alice = make_client(options_for(port, "alice"), a);
+  // Before alice: her destructor's LOGOUT still calls on_state.
   std::mutex mutex;
   std::chrono::steady_clock::time_point kicked_at{}, connecting_at{};
   std::uint32_t wait_ms = 0;
+  Seen a;
+  auto alice = make_client(options_for(port, "alice"), a);
   alice->on_kicked([&](const KickInfo& k) {
     std::lock_guard lock(mutex);
     kicked_at = std::chrono::steady_clock::now();

@@ -85,7 +85,7 @@ bool finds(SyncClient& c, const v1::SearchReq& req, std::uint64_t msg_id) {
 // The index is written in the background: waits until `query` finds
 // `msg_id` (PROTOCOL 8.6: within about two seconds).
 void found_soon(SyncClient& c, const std::string& query, std::uint64_t msg_id,
-                std::chrono::milliseconds within = kWaitTimeout) {
+                std::chrono::milliseconds within = kBackgroundWait) {
   INFO("query " << query << " msg_id " << msg_id);
   CHECK(
       wait_until([&] { return finds(c, search_req(query, v1::CONV_TYPE_UNSPECIFIED, "", "", 100), msg_id); }, within));
@@ -244,7 +244,7 @@ TEST_CASE(
   CHECK(r.messages(0).edit_version() == 1);
   // An edit without search_text leaves nothing to find.
   (void)call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit_req("e2", v1::C2C, "bob", draft.conv_seq(), "again"));
-  CHECK(wait_until([&] { return search(*bob, "final").messages_size() == 0; }));
+  CHECK(wait_until([&] { return search(*bob, "final").messages_size() == 0; }, kBackgroundWait));
 
   v1::DeleteReq del;
   del.set_conv_type(v1::C2C);
@@ -287,8 +287,9 @@ TEST_CASE("SEARCH paging: newest first, limit and cursor, every hit once, has_mo
   CHECK(seen == expected);
   // The default limit is 20, at most 100.
   CHECK(search(*alice, "many").messages_size() == 20);
-  CHECK(wait_until(
-      [&] { return search(*alice, "many", v1::CONV_TYPE_UNSPECIFIED, "", "", 1000).messages_size() == 100; }));
+  CHECK(
+      wait_until([&] { return search(*alice, "many", v1::CONV_TYPE_UNSPECIFIED, "", "", 1000).messages_size() == 100; },
+                 kBackgroundWait));
   CHECK(search(*alice, "many", v1::CONV_TYPE_UNSPECIFIED, "", "", 1000).has_more());
 }
 
@@ -300,9 +301,9 @@ TEST_CASE("SEARCH errors: query length and UTF-8, scope, cursor, search_text ove
   // An answer needs the index brought up to date after the start: until
   // then UNAVAILABLE (a CI run under load got it here).
   StatusCode longest = StatusCode::kUnavailable;
-  CHECK(wait_until([&] {
-    return (longest = search_status(*alice, search_req(std::string(256, 'a')))) != StatusCode::kUnavailable;
-  }));
+  CHECK(wait_until(
+      [&] { return (longest = search_status(*alice, search_req(std::string(256, 'a')))) != StatusCode::kUnavailable; },
+      kBackgroundWait));
   CHECK(longest == StatusCode::kOk);
   CHECK(search_status(*alice, search_req("a", v1::SYSTEM)) == StatusCode::kBadRequest);
   CHECK(search_status(*alice, search_req("a", v1::CONV_TYPE_UNSPECIFIED, "bob")) == StatusCode::kBadRequest);
@@ -424,7 +425,7 @@ TEST_CASE("SEARCH index across restarts: kept, brought up to date after a kill -
     auto req = search_req("durable");
     return search_status(*alice, req) == StatusCode::kOk;
   };
-  REQUIRE(wait_until(answered));  // UNAVAILABLE while start-up indexes
+  REQUIRE(wait_until(answered, kBackgroundWait));  // UNAVAILABLE while start-up indexes
   CHECK(all_found());             // start-up indexed what lay above the marks before answering
   CHECK(ids_of(search(*alice, "w7")).size() == 1);
   CHECK(search(*alice, "recallme").messages_size() == 0);
@@ -445,7 +446,7 @@ TEST_CASE("SEARCH index across restarts: kept, brought up to date after a kill -
   CHECK_FALSE(std::filesystem::exists(server.data_dir() + "/search"));
   server.restart();
   alice = server.login("alice");
-  REQUIRE(wait_until(answered));
+  REQUIRE(wait_until(answered, kBackgroundWait));
   CHECK(all_found());
   // A different shard count: made again too (cluster mode has one shard
   // per partition, a count fixed with the data).
@@ -453,7 +454,7 @@ TEST_CASE("SEARCH index across restarts: kept, brought up to date after a kill -
   CHECK(server.terminate() == 0);
   server.restart({{"sharding.shards", "3"}});
   alice = server.login("alice");
-  REQUIRE(wait_until(answered));
+  REQUIRE(wait_until(answered, kBackgroundWait));
   CHECK(all_found());
   CHECK(server.log().find("indexing the history again") != std::string::npos);
 }
@@ -500,7 +501,7 @@ TEST_CASE("SEARCH in a large group (read fan-out): members find its messages, a 
   auto edit = edit_req("e1", v1::GROUP, "big", s.conv_seq(), "edited");
   edit.set_search_text("rollout checklist");
   (void)call_ok<v1::SendResp>(*alice, Cmd::kEdit, edit);
-  CHECK(wait_until([&] { return finds(*erin, search_req("rollout"), s.msg_id()); }));
+  CHECK(wait_until([&] { return finds(*erin, search_req("rollout"), s.msg_id()); }, kBackgroundWait));
   CHECK(search(*erin, "launch").messages_size() == 0);
 
   v1::GroupMembersReq remove;
@@ -614,7 +615,8 @@ TEST_CASE("SEARCH by a member of more than 5,000 groups: TOO_LARGE unscoped, one
   CHECK(search_status(*alice, search_req("groups")) == StatusCode::kTooLarge);
   CHECK(ids_of(search(*alice, "groups", v1::C2C, "bob")) == std::vector<std::uint64_t>{s.msg_id()});
   const auto g = send_text(*alice, "g5000", "m2", "groups of one", v1::GROUP);
-  CHECK(wait_until([&] { return finds(*alice, search_req("groups", v1::GROUP, "g5000"), g.msg_id()); }));
+  CHECK(
+      wait_until([&] { return finds(*alice, search_req("groups", v1::GROUP, "g5000"), g.msg_id()); }, kBackgroundWait));
   CHECK(search_status(*alice, search_req("groups")) == StatusCode::kTooLarge);
 }
 

@@ -377,9 +377,9 @@ TEST_CASE("an offline_push finding the queue full is dropped and counted") {
 }
 
 TEST_CASE("an event refused with a 4xx is dropped, logged and counted, each user's next events still go, in order") {
-  WebhookReceiver receiver;
   std::mutex mu;
   std::map<std::string, int> tries;
+  WebhookReceiver receiver;  // after what its handler uses: stopped first
   receiver.answer_with([&](const std::string& body) {
     const std::string id = report_id_of(body);
     std::lock_guard lock(mu);
@@ -430,8 +430,8 @@ TEST_CASE("an event refused with a 4xx is dropped, logged and counted, each user
 }
 
 TEST_CASE("an event still failing after webhook.max_retry_s is dropped and counted, the others are delivered") {
-  WebhookReceiver receiver;
   std::atomic<int> poison_tries{0};
+  WebhookReceiver receiver;  // after what its handler uses: stopped first
   receiver.answer_with([&](const std::string& body) {
     if (report_id_of(body) != "poison") return 200;
     ++poison_tries;
@@ -463,12 +463,12 @@ TEST_CASE("an event still failing after webhook.max_retry_s is dropped and count
 }
 
 TEST_CASE("webhook.max_retry_s counts from an event's first failure, across a restart") {
-  WebhookReceiver receiver;
   std::mutex mu;
   std::condition_variable cv;
   int poison_tries = 0;
   bool hold_second = true;
   std::chrono::steady_clock::time_point first_try{};
+  WebhookReceiver receiver;  // after what its handler uses: stopped first
   receiver.answer_with([&](const std::string& body) {
     if (report_id_of(body) != "poison") return 200;
     std::unique_lock lock(mu);
@@ -587,11 +587,11 @@ TEST_CASE("webhook lanes: a uid always maps to the same lane, within range") {
 TEST_CASE("webhook.concurrency: several users' events are POSTed at once, each user's in order") {
   // The receiver holds each POST until another one is in flight beside it
   // (at most 10 s): one POST at a time would be held every time.
-  WebhookReceiver receiver;
   std::mutex mu;
   std::condition_variable cv;
   int in_flight = 0;
   int most = 0;
+  WebhookReceiver receiver;  // after what its handler uses: stopped first
   receiver.answer_with([&](const std::string&) {
     std::unique_lock lock(mu);
     most = std::max(most, ++in_flight);
@@ -614,10 +614,10 @@ TEST_CASE("webhook.concurrency: several users' events are POSTed at once, each u
 }
 
 TEST_CASE("webhook: a user whose events keep failing holds back only its own lane") {
-  WebhookReceiver receiver;
   std::atomic<bool> stuck_fails{true};
   const auto users = users_on_distinct_lanes(3, 8);
   const std::string stuck = users[0];
+  WebhookReceiver receiver;  // after what its handler uses: stopped first
   receiver.answer_with([&](const std::string& body) {
     return json::parse(body).value("uid", "") == stuck && stuck_fails.load() ? 503 : 200;
   });
@@ -713,8 +713,8 @@ TEST_CASE("webhook worker: a delete that fails is retried, the event is not sent
       store::Outbox::push(batch, {id, json{{"id", std::to_string(id)}, {"event", "report"}, {"uid", "u"}}.dump(), 0});
     }
     REQUIRE(store.write(batch));
-    WebhookReceiver receiver;
     std::atomic<int> posts{0};
+    WebhookReceiver receiver;  // after what its handler uses: stopped first
     receiver.answer_with([&](const std::string&) {
       if (++posts == 1) faults.fail_writes(true);  // the disk fills as the first event is answered
       return 200;
@@ -753,10 +753,10 @@ TEST_CASE("webhook worker: stopping while a POST hangs returns, and the event is
     REQUIRE(store::Outbox(store).reserve(100));
     store::Outbox::push(batch, {1, json{{"id", "1"}, {"event", "report"}, {"uid", "u"}}.dump(), 0});
     REQUIRE(store.write(batch));
-    WebhookReceiver receiver;
     std::mutex mu;
     std::condition_variable cv;
     bool hung = false, release = false;
+    WebhookReceiver receiver;  // after what its handler uses: stopped first
     receiver.answer_with([&](const std::string&) {
       std::unique_lock lock(mu);
       if (hung) return 200;  // the next worker's attempt

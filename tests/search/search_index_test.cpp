@@ -43,7 +43,7 @@ struct Fixture {
   void open_index() {
     index = std::make_unique<SearchIndex>(config, *store, 1, [](std::string_view) { return 0u; });
     REQUIRE(index->start());
-    REQUIRE(test::wait_until([&] { return index->ready(); }));
+    REQUIRE(test::wait_until([&] { return index->ready(); }, test::kBackgroundWait));
   }
   // A message row of `conv` at `seq`, written, and handed to the indexer.
   void put(const std::string& conv, std::uint64_t seq, std::uint64_t msg_id, std::uint32_t type,
@@ -106,7 +106,7 @@ struct Fixture {
   }
   // Waits until `q` finds exactly `ids` in `convs`.
   bool finds(const std::string& q, std::vector<std::string> convs, std::vector<std::uint64_t> ids,
-             std::chrono::milliseconds timeout = test::kWaitTimeout) {
+             std::chrono::milliseconds timeout = test::kBackgroundWait) {
     return test::wait_until([&] { return find(q, convs) == ids; }, timeout);
   }
 
@@ -261,11 +261,10 @@ TEST_CASE("search index retention: a backlog larger than one chunk goes in one p
   // nice 19: under ASan, beside a build at the same nice, it took over 5 s
   // (a CI run's check failed at 5 s while the pass went on, and the pass
   // then ended, cut short by the fixture's stop, with "dropped 10000").
-  constexpr auto kLongWork = std::chrono::seconds(120);
-  REQUIRE(test::wait_until([&] { return f.find("fresh", {"c:a:b"}).size() == 1; }, kLongWork));
+  REQUIRE(test::wait_until([&] { return f.find("fresh", {"c:a:b"}).size() == 1; }, test::kBackgroundWait));
   REQUIRE(f.find("stale", {"c:a:b"}).size() == SearchIndex::kMaxExamined);
   f.index->shard(0).purge_soon();
-  CHECK(f.finds("stale", {"c:a:b"}, {n + 1}, kLongWork));
+  CHECK(f.finds("stale", {"c:a:b"}, {n + 1}, test::kBackgroundWait));
 }
 
 TEST_CASE("search index: a prefix longer than its term is checked against each hit's own words") {
@@ -313,7 +312,7 @@ TEST_CASE("search index: made anew when the shard count changes") {
   REQUIRE(std::filesystem::exists(f.config.storage.data_dir + "/search/shard-0"));
   f.index = std::make_unique<SearchIndex>(f.config, *f.store, 2, [](std::string_view) { return 1u; });
   REQUIRE(f.index->start());
-  REQUIRE(test::wait_until([&] { return f.index->ready(); }));
+  REQUIRE(test::wait_until([&] { return f.index->ready(); }, test::kBackgroundWait));
   CHECK(f.find("kept", {"c:a:b"}) == std::vector<std::uint64_t>{100});
   CHECK(f.index->shard(1).indexed() == 1);
   CHECK(f.index->shard(0).indexed() == 0);
@@ -339,7 +338,8 @@ TEST_CASE("search index bounds: 5,000 documents a query, prefixes as terms of th
   f.open_index();
   f.put_many("c:a:b", SearchIndex::kMaxExamined + 100, wall_ms(),
              [](std::uint64_t seq) { return "common w" + std::to_string(seq % 150) + " x" + std::to_string(seq); });
-  REQUIRE(test::wait_until([&] { return f.find("w0", {"c:a:b"}).size() == (SearchIndex::kMaxExamined + 100) / 150; }));
+  REQUIRE(test::wait_until([&] { return f.find("w0", {"c:a:b"}).size() == (SearchIndex::kMaxExamined + 100) / 150; },
+                           test::kBackgroundWait));
   const auto all = f.find("common", {"c:a:b"});
   CHECK(all.size() == SearchIndex::kMaxExamined);
   CHECK(all.front() == SearchIndex::kMaxExamined + 100);  // newest first, so a cursor goes on from the last one
@@ -353,24 +353,35 @@ TEST_CASE("search index bounds: 5,000 documents a query, prefixes as terms of th
   CHECK(f.find("x5*", {"c:a:b"}, 0).size() == 1 + 10 + 100 + 101);  // x5, x50-59, x500-599, x5000-5100
   CHECK(f.find("X51*", {"c:a:b"}, 0).size() == 1 + 10 + 1);         // case-insensitive: x51, x510-519, x5100
 
-  // The query threads: past 64 waiting or running, submit refuses.
-  std::mutex m;
-  std::condition_variable cv;
-  bool release = false;
+  // The query threads: past 64 waiting or running, submit refuses. The
+  // tasks share their gate by pointer: one still queued when the test ends
+  // must not reach into this frame.
+  struct Gate {
+    std::mutex m;
+    std::condition_variable cv;
+    bool release = false;
+    std::uint32_t ran = 0;
+  };
+  const auto gate = std::make_shared<Gate>();
   std::uint32_t accepted = 0;
   for (std::uint32_t i = 0; i < SearchIndex::kMaxQueued + 5; ++i) {
-    const bool ok = f.index->submit([&] {
-      std::unique_lock lock(m);
-      cv.wait_for(lock, 30s, [&] { return release; });
+    const bool ok = f.index->submit([gate] {
+      std::unique_lock lock(gate->m);
+      gate->cv.wait_for(lock, 30s, [&] { return gate->release; });
+      ++gate->ran;
     });
     accepted += ok ? 1 : 0;
   }
   CHECK(accepted == SearchIndex::kMaxQueued);
   {
-    std::lock_guard lock(m);
-    release = true;
+    std::lock_guard lock(gate->m);
+    gate->release = true;
   }
-  cv.notify_all();
+  gate->cv.notify_all();
   // Once they ran, there is room again.
-  CHECK(test::wait_until([&] { return f.index->submit([] {}); }));
+  CHECK(test::wait_until([&] {
+    std::lock_guard lock(gate->m);
+    return gate->ran == accepted;
+  }));
+  CHECK(f.index->submit([] {}));
 }
