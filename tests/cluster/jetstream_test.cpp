@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -79,6 +80,16 @@ Published publish_sync(JetStream& js, const StreamSpec& s, const std::string& da
   js.publish(s.subject, data, id, expect, wait, a.slot(0));
   REQUIRE(a.wait_all());
   return a.at(0);
+}
+
+// Publishes entries 1..n as one writer's chain (ids w:1:<i>, each expecting
+// the one before), one after another, each required stored.
+void publish_chain(JetStream& js, const StreamSpec& s, std::uint64_t n,
+                   const std::function<std::string(std::uint64_t)>& data) {
+  for (std::uint64_t i = 1; i <= n; ++i) {
+    INFO("entry " << i);
+    REQUIRE(publish_sync(js, s, data(i), "w:1:" + std::to_string(i), i - 1).outcome == Outcome::kStored);
+  }
 }
 
 }  // namespace
@@ -300,12 +311,8 @@ TEST_CASE("JetStream: after kill -9 of the stream's leader a new leader stores t
   auto js = cluster.connect();
   const auto s = spec("FAILOVER");
   REQUIRE(js->ensure_stream(s).ok());
-  std::uint64_t last = 0;
-  for (int i = 1; i <= 50; ++i) {
-    auto p = publish_sync(*js, s, "a" + std::to_string(i), "w:1:" + std::to_string(i), last);
-    REQUIRE(p.outcome == Outcome::kStored);
-    last = p.seq;
-  }
+  publish_chain(*js, s, 50, [](std::uint64_t i) { return "a" + std::to_string(i); });
+  const std::uint64_t last = 50;
   int leader = 0;
   REQUIRE(im::test::wait_until([&] { return (leader = cluster.leader_of(s.name)) != 0; }, 10s));
   cluster.kill9(leader);
@@ -349,9 +356,7 @@ TEST_CASE("JetStream: a stream's creation time and entries are the same after ev
   auto made = js->ensure_stream(s);
   REQUIRE(made.ok());
   REQUIRE(made->created_ns > 0);
-  for (std::uint64_t i = 1; i <= 5; ++i)
-    REQUIRE(publish_sync(*js, s, "e" + std::to_string(i), "w:1:" + std::to_string(i), i - 1).outcome ==
-            Outcome::kStored);
+  publish_chain(*js, s, 5, [](std::uint64_t i) { return "e" + std::to_string(i); });
   for (int node = 1; node <= cluster.nodes(); ++node) cluster.kill9(node);
   cluster.restart_all();
   // Reads need a meta leader again: bounded, 30 s.
@@ -382,9 +387,7 @@ TEST_CASE("JetStream: a purge keeps the entries from a sequence on, and the chai
   auto made = js->ensure_stream(s);
   REQUIRE(made.ok());
   CHECK(made->created_ns > 0);
-  for (std::uint64_t i = 1; i <= 10; ++i)
-    REQUIRE(publish_sync(*js, s, "e" + std::to_string(i), "w:1:" + std::to_string(i), i - 1).outcome ==
-            Outcome::kStored);
+  publish_chain(*js, s, 10, [](std::uint64_t i) { return "e" + std::to_string(i); });
   REQUIRE(js->purge(s.name, 7).ok());
   auto state = js->stream_state(s.name);
   REQUIRE(state.ok());
@@ -467,8 +470,7 @@ TEST_CASE("JetStream: ensure_stream refuses to lower a stream's limit below what
   auto js = cluster.connect();
   REQUIRE(js->ensure_stream(spec("SHRINK", 1 << 20)).ok());
   const std::string body(1000, 'x');
-  for (std::uint64_t i = 1; i <= 10; ++i)
-    REQUIRE(publish_sync(*js, spec("SHRINK"), body, "w:1:" + std::to_string(i), i - 1).outcome == Outcome::kStored);
+  publish_chain(*js, spec("SHRINK"), 10, [&](std::uint64_t) { return body; });
   auto refused = js->ensure_stream(spec("SHRINK", 4096));
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().message.find("holds") != std::string::npos);
