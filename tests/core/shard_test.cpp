@@ -77,11 +77,15 @@ class TestCore {
   // Runs `fn` on `shard` and returns what it returns.
   template <class Fn>
   auto on(Shard& shard, Fn fn) {
-    // Shared with the job: after a failed wait it may still run.
-    auto task = std::make_shared<std::packaged_task<decltype(fn())()>>(std::move(fn));
-    auto result = task->get_future();
-    asio::post(shard.context(), [task] { (*task)(); });
-    REQUIRE(result.wait_for(kAnswerTimeout) == std::future_status::ready);
+    std::packaged_task<decltype(fn())()> task(std::move(fn));
+    auto result = task.get_future();
+    asio::post(shard.context(), [&task] { task(); });
+    if (result.wait_for(kAnswerTimeout) != std::future_status::ready) {
+      // The job (and what `fn` refers to on the caller's stack) must not
+      // run after this frame is gone: the stop runs or drops it now.
+      stop();
+      FAIL("no answer from the shard in " << kAnswerTimeout.count() << " s");
+    }
     return result.get();
   }
   Shard& shard_for(const std::string& key) { return env_->shard_for(key); }
