@@ -10,6 +10,8 @@ packages=(
   libasio-dev libssl-dev libprotobuf-dev protobuf-compiler librocksdb-dev
   libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libcpp-httplib-dev libcurl4-openssl-dev libzstd-dev libjemalloc-dev libxapian-dev
+  # the I/O loops' batched reads and writes (src/net/socket_ring.h)
+  liburing-dev
   # cluster mode (docs/cluster.md): the NATS C client, and nats-server for its tests
   libnats-dev nats-server
   # tmux drives imcli's interactive mode in the tests

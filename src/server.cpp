@@ -125,7 +125,7 @@ void Server::start() {
   spdlog::info("{} I/O loops{}", n, s.config.server.io_threads == 0 ? " (server.io_threads = 0: half the cores)" : "");
   s.service.start();  // the store, the shards, recovery: before any listener
   for (unsigned i = 0; i < n; ++i)
-    s.loops.push_back(std::make_unique<net::IoLoop>(i, s.limits, s.service, s.admission));
+    s.loops.push_back(std::make_unique<net::IoLoop>(i, s.limits, s.service, s.admission, s.config.server.io_uring));
   std::vector<net::IoLoop*> loops;
   for (auto& l : s.loops) loops.push_back(l.get());
 

@@ -36,6 +36,7 @@ struct ServerConfig {
   std::uint64_t max_pending_bytes = 1048576;  // unsent bytes per connection
   std::uint32_t auth_timeout_ms = 10000;
   std::vector<std::string> ws_allowed_origins;  // empty: any Origin
+  bool io_uring = true;  // the loops' reads and writes batched through io_uring, where the kernel allows it
   std::string web_root;  // the web client's files, GET / of the WebSocket listener; "" = a built-in page
 };
 

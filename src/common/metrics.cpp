@@ -90,6 +90,12 @@ std::string Registry::render() const {
   scalar(out, "imserver_frames_compressed_total", "counter",
          "Frames sent with a zstd-compressed body (sessions that asked at LOGIN).",
          static_cast<double>(frames_compressed.value()));
+  scalar(out, "imserver_ring_reads_total", "counter",
+         "Socket reads the I/O loops handed to io_uring, many per syscall (server.io_uring).",
+         static_cast<double>(ring_reads.value()));
+  scalar(out, "imserver_ring_writes_total", "counter",
+         "Socket writes the I/O loops handed to io_uring, many per syscall (server.io_uring).",
+         static_cast<double>(ring_writes.value()));
   scalar(out, "imserver_changed_messages", "gauge",
          "Recalled or edited messages added to the filter that makes their inbox copies answer changed (since start).",
          static_cast<double>(changed_messages.value()));

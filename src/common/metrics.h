@@ -79,6 +79,8 @@ struct Registry {
   Counter fanout_rate_limited;   // requests refused by limits.fanout_rows_per_second
   Counter cache_evictions;       // users, conversations and groups dropped from the shards' caches
   Counter frames_compressed;     // frames sent zstd-compressed (PROTOCOL 1)
+  Counter ring_reads;            // socket reads handed to the I/O loops' io_uring (server.io_uring)
+  Counter ring_writes;           // socket writes handed to the I/O loops' io_uring (server.io_uring)
   Gauge changed_messages;        // msg_ids added to ChangedMessages' filter since start
   Gauge presence_watches;        // (session, watched uid) pairs held by the shards (PRESENCE_WATCH)
   Gauge typing_entries;         // (user, conversation) entries of the TYPING throttle

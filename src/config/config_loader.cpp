@@ -165,6 +165,8 @@ const std::vector<KeySpec>& schema() {
           "server", "ws_allowed_origins", +[](Config & c) -> auto& { return c.server.ws_allowed_origins; }),
       string_key(
           "server", "web_root", +[](Config & c) -> auto& { return c.server.web_root; }),
+      bool_key(
+          "server", "io_uring", +[](Config & c) -> auto& { return c.server.io_uring; }),
       string_key(
           "tls", "cert_file", +[](Config & c) -> auto& { return c.tls.cert_file; }),
       string_key(

@@ -30,8 +30,9 @@
 
 namespace im::net {
 namespace {
-constexpr std::size_t kMaxGather = 64;  // buffers per writev (a WebSocket frame takes two)
 constexpr int kReadsPerWakeup = 4;      // fairness between busy connections
+// Answers made on the loop wait for the end of its turn up to this much.
+constexpr std::uint64_t kDeferredAnswerBytes = 65536;
 
 asio::error_code last_error() {
   return {errno, asio::error::get_system_category()};
@@ -139,8 +140,8 @@ void Connection::start() {
   wait_readable();
 }
 
-void Connection::on_events(std::uint32_t events) {
-  if (phase_ == Phase::kClosed) return;
+bool Connection::on_events(std::uint32_t events, bool ring_read) {
+  if (phase_ == Phase::kClosed) return false;
   // A hang-up or an error makes the next read or write report it.
   const bool readable = (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
   const bool writable = (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
@@ -151,8 +152,11 @@ void Connection::on_events(std::uint32_t events) {
     flush();
   }
   // A read already posted covers this event: one read chain per connection.
-  if (phase_ == Phase::kClosed || !reading_ || read_posted_) return;
-  if (readable || (writable && read_wants_write_)) on_readable();
+  if (phase_ == Phase::kClosed || !reading_ || read_posted_) return false;
+  if (!readable && !(writable && read_wants_write_)) return false;
+  if (ring_read) return want_ring_read();
+  on_readable();
+  return false;
 }
 
 void Connection::wait_readable() {
@@ -171,41 +175,91 @@ void Connection::wait_readable() {
 }
 
 void Connection::on_readable() {
+  if (begin_read()) read_on(kReadsPerWakeup);
+}
+
+bool Connection::begin_read() {
   reading_ = false;
   read_wants_write_ = false;
-  if (phase_ == Phase::kClosed) return;
-  std::span<char> buf = loop_.read_buffer();
+  if (phase_ == Phase::kClosed) return false;
   if (phase_ == Phase::kClosing) {
-    discard_input(buf);
-    return;
+    discard_input(loop_.read_buffer());
+    return false;
   }
-  for (int i = 0; i < kReadsPerWakeup && !paused_ && phase_ < Phase::kClosing; ++i) {
-    asio::error_code read_ec;
-    const std::size_t n = read_some(buf, read_ec);
-    if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) {
-      read_ready_ = false;
-      break;
-    }
-    if (read_ec == asio::error::in_progress) {  // TLS must write before it can read on
-      reading_ = true;
-      read_wants_write_ = true;
-      return;
-    }
-    if (read_ec) {  // eof, reset, a TLS failure: the peer is gone
-      close();
-      return;
-    }
-    ingest(buf.first(n));
-    if (phase_ == Phase::kClosed) return;
-    // Drained: more input makes a new event. Not after a hang-up or an
-    // error, which came with the same event: the next read reports it.
-    if (!ssl_ && n < buf.size() && !peer_gone_) {
-      read_ready_ = false;
-      break;
-    }  // TLS reads one record at a time: read on until it would block
+  return true;
+}
+
+void Connection::read_on(int reads) {
+  std::span<char> buf = loop_.read_buffer();
+  for (int i = 0; i < reads && !paused_ && phase_ < Phase::kClosing; ++i) {
+    asio::error_code ec;
+    const std::size_t n = read_some(buf, ec);
+    const ReadStep step = take_read(buf.first(n), ec, buf.size());
+    if (step == ReadStep::kDone) return;
+    if (step == ReadStep::kDrained) break;
   }
+  end_read();
+}
+
+Connection::ReadStep Connection::take_read(std::span<char> data, asio::error_code ec, std::size_t asked) {
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    read_ready_ = false;
+    return ReadStep::kDrained;
+  }
+  if (ec == asio::error::in_progress) {  // TLS must write before it can read on
+    reading_ = true;
+    read_wants_write_ = true;
+    return ReadStep::kDone;
+  }
+  if (ec) {  // eof, reset, a TLS failure: the peer is gone
+    // A peer that sent its last request with its FIN still gets the
+    // answers made on the loop (ingest left them for the turn's end).
+    if (ec == asio::error::eof && queued()) flush();
+    close();
+    return ReadStep::kDone;
+  }
+  ingest(data);
+  if (phase_ == Phase::kClosed) return ReadStep::kDone;
+  // Drained: more input makes a new event. Not after a hang-up or an
+  // error, which came with the same event: the next read reports it.
+  if (!ssl_ && data.size() < asked && !peer_gone_) {
+    read_ready_ = false;
+    return ReadStep::kDrained;
+  }  // TLS reads one record at a time: read on until it would block
+  return ReadStep::kMore;
+}
+
+void Connection::end_read() {
   if (ssl_ && queued()) flush();  // a TLS write that waited for a read goes on
   wait_readable();
+}
+
+bool Connection::want_ring_read() {
+  if (ssl_) {  // OpenSSL reads the socket itself
+    on_readable();
+    return false;
+  }
+  if (!begin_read()) return false;
+  if (paused_) {
+    end_read();
+    return false;
+  }
+  return true;
+}
+
+void Connection::on_ring_read(int result, std::span<char> buf) {
+  if (phase_ == Phase::kClosed) return;  // closed by another's input in the same batch: its input goes too
+  asio::error_code ec;
+  if (result == 0) ec = asio::error::eof;
+  if (result < 0) ec = asio::error_code(-result, asio::error::get_system_category());
+  const std::size_t n = result > 0 ? static_cast<std::size_t>(result) : 0;
+  const ReadStep step = take_read(buf.first(n), ec, buf.size());
+  if (step == ReadStep::kDone) return;
+  if (step == ReadStep::kDrained) {
+    end_read();
+    return;
+  }
+  read_on(kReadsPerWakeup - 1);
 }
 
 std::size_t Connection::read_some(std::span<char> buf, asio::error_code& ec) {
@@ -239,7 +293,13 @@ void Connection::ingest(std::span<char> data) {
   // An idle connection keeps no buffer, nor does a closing one.
   if (held_ && (held_->empty() || phase_ >= Phase::kClosing)) held_.reset();
   in_input_ = false;
-  flush();
+  // Answers made here (HEARTBEAT, errors) leave at the end of the loop's
+  // turn, with every other connection's writes; a client pipelining many
+  // such requests gets them as they pile up.
+  if (queued() && pending_bytes_ < kDeferredAnswerBytes)
+    schedule_flush();
+  else
+    flush();  // releases an empty queue, or lingers when closing
 }
 
 std::size_t Connection::process(std::span<char> data) {
@@ -451,17 +511,38 @@ void Connection::schedule_flush() {
   // end of this loop turn, so frames queued together leave in one syscall.
   if (in_input_ || write_waiting_ || flush_posted_) return;
   flush_posted_ = true;
-  asio::post(executor(), [self = shared_from_this()] {
-    self->flush_posted_ = false;
-    self->flush();
-  });
+  loop_.flush_at_turn_end(shared_from_this());
+}
+
+void Connection::flush_now() {
+  flush_posted_ = false;
+  flush();
+}
+
+std::size_t Connection::gather_for_ring(std::span<iovec> bufs) {
+  flush_posted_ = false;
+  if (ssl_ || phase_ == Phase::kClosed || write_waiting_ || !queued()) return 0;
+  return gather(bufs);
+}
+
+void Connection::on_written(int result) {
+  if (phase_ == Phase::kClosed) return;  // closed by another's result in the same batch
+  if (result == -EAGAIN) {
+    wait_writable();
+    return;
+  }
+  if (result < 0) {
+    close();
+    return;
+  }
+  flush();  // what did not fit in one write, then the queue's release (or the linger of a closing connection)
 }
 
 void Connection::flush() {
   if (phase_ == Phase::kClosed || write_waiting_) return;
   while (queued()) {
     asio::error_code ec;
-    std::size_t written = write_some(ec);
+    const std::size_t written = write_some(ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       wait_writable();
       return;
@@ -474,27 +555,30 @@ void Connection::flush() {
       close();
       return;
     }
-    pending_bytes_ -= written;
-    std::size_t done = 0;
-    std::vector<Outgoing>& q = *queue_;
-    while (done < q.size() && written > 0) {
-      const std::size_t left = q[done].size() - head_offset_;
-      if (written < left) {
-        head_offset_ += static_cast<std::uint32_t>(written);
-        break;
-      }
-      written -= left;
-      head_offset_ = 0;
-      ++done;
-    }
-    q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(done));
+    consume(written);
   }
   release_queue();  // an idle connection keeps no queue
   if (phase_ == Phase::kClosing) linger();
 }
 
-std::size_t Connection::write_some(asio::error_code& ec) {
-  std::array<iovec, kMaxGather> bufs;
+void Connection::consume(std::size_t written) {
+  pending_bytes_ -= written;
+  std::size_t done = 0;
+  std::vector<Outgoing>& q = *queue_;
+  while (done < q.size() && written > 0) {
+    const std::size_t left = q[done].size() - head_offset_;
+    if (written < left) {
+      head_offset_ += static_cast<std::uint32_t>(written);
+      break;
+    }
+    written -= left;
+    head_offset_ = 0;
+    ++done;
+  }
+  q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(done));
+}
+
+std::size_t Connection::gather(std::span<iovec> bufs) const {
   std::size_t count = 0;
   std::size_t skip = head_offset_;
   auto add = [&](const char* data, std::size_t len) {
@@ -505,11 +589,17 @@ std::size_t Connection::write_some(asio::error_code& ec) {
     bufs[count++] = iovec{const_cast<char*>(data + skip), len - skip};
     skip = 0;
   };
-  const std::vector<Outgoing>& q = *queue_;  // flush calls it only with something queued
-  for (std::size_t i = 0; i < q.size() && count + 2 <= kMaxGather; ++i) {
+  const std::vector<Outgoing>& q = *queue_;  // called only with something queued
+  for (std::size_t i = 0; i < q.size() && count + 2 <= bufs.size(); ++i) {
     add(q[i].head.data(), q[i].head_len);
     add(q[i].bytes->data(), q[i].bytes->size());
   }
+  return count;
+}
+
+std::size_t Connection::write_some(asio::error_code& ec) {
+  std::array<iovec, kMaxGather> bufs;
+  const std::size_t count = gather(bufs);
   if (!ssl_) return write_fd(fd_, std::span(bufs.data(), count), ec);
 
   // TLS: up to one record from the loop's scratch buffer. After WANT_WRITE

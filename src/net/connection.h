@@ -23,6 +23,8 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include <sys/uio.h>
+
 #include <openssl/ssl.h>
 
 #include "im/frame_codec.h"
@@ -38,6 +40,7 @@ class IoLoop;
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   using Socket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
+  static constexpr std::size_t kMaxGather = 64;  // buffers per write (a WebSocket frame takes two)
   enum class Phase : std::uint8_t {
     kHandshake,  // not logged in: the auth timeout runs
     kActive,     // logged in: the idle timeout runs, reset by every frame
@@ -51,8 +54,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ~Connection();
 
   void start();
-  // Queues a frame; written in one gathered syscall with whatever else is
-  // queued this turn. Dropped once closing, and on a WebSocket connection
+  // Queues a frame; written at the end of this loop turn, in one gathered
+  // write with whatever else is queued on this connection. Dropped once closing, and on a WebSocket connection
   // before its upgrade. Over max_pending_bytes: closed.
   void send(SharedFrame frame);
   // Flushes what is queued, then closes (a WebSocket connection sends a close
@@ -80,8 +83,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The sweep: closes the connection when its phase's deadline has passed,
   // and tells the service when the wall-clock deadline has (`wall_s`).
   void check_timeout(std::uint32_t now_ms, std::int64_t wall_s);
-  // Readiness from the loop's epoll (EPOLLIN, EPOLLOUT, ... bits).
-  void on_events(std::uint32_t events);
+  // Readiness from the loop's epoll (EPOLLIN, EPOLLOUT, ... bits). With
+  // `ring_read`, a plain socket with input to read does not read it: true
+  // asks the loop for one read into a buffer of its own, whose result it
+  // then hands to on_ring_read (the loop reads many sockets in one
+  // io_uring_enter).
+  bool on_events(std::uint32_t events, bool ring_read = false);
+  // The loop's read for on_events: the bytes read into `buf` (0: the peer
+  // has closed) or -errno.
+  void on_ring_read(int result, std::span<char> buf);
+  // Whether the loop may still read for it (not closed, closing or paused
+  // since on_events asked).
+  bool ring_readable() const { return phase_ < Phase::kClosing && !paused_ && fd_ >= 0; }
 
  private:
   friend class IoLoop;  // keeps `slot`
@@ -99,8 +112,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // The largest frame body accepted now: 16 KiB before LOGIN (PROTOCOL 1).
   std::uint32_t frame_limit() const;
+  // What a read's result means for the reads after it.
+  enum class ReadStep : std::uint8_t {
+    kMore,     // read on (a full buffer, or TLS's record at a time)
+    kDrained,  // nothing more for now: wait for readiness again
+    kDone,     // closed, or TLS waits for writability: nothing more to do
+  };
   void wait_readable();
   void on_readable();
+  // Readiness handled: false when there is nothing to read (closed, or
+  // closing, whose input is dropped here).
+  bool begin_read();
+  // Up to `reads` reads into the loop's buffer, then end_read.
+  void read_on(int reads);
+  // Handles one read's outcome: `data` read after asking for `asked` bytes,
+  // or `ec`.
+  ReadStep take_read(std::span<char> data, asio::error_code ec, std::size_t asked);
+  void end_read();
+  // on_events with `ring_read`: whether the loop should read for it.
+  bool want_ring_read();
   std::size_t read_some(std::span<char> buf, asio::error_code& ec);
   void ingest(std::span<char> data);
   std::size_t process(std::span<char> data);
@@ -120,6 +150,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void enqueue_raw(std::string bytes);
   void schedule_flush();
   void flush();
+  // The loop's end-of-turn flush (IoLoop::flush_all): writes itself...
+  void flush_now();
+  // ...or, a plain socket with output and room, hands its buffers to the
+  // loop's ring: their count (0: flush_now instead). The queue stays as it
+  // is until the kernel's result: the bytes written are consume()d for
+  // every connection of the batch first, then on_written(result: bytes or
+  // -errno) of each writes the rest or closes, so no code runs while a
+  // queue still holds bytes already sent.
+  std::size_t gather_for_ring(std::span<iovec> bufs);
+  void on_written(int result);
+  // The queue's unwritten bytes as buffers, as many as fit in `bufs`.
+  std::size_t gather(std::span<iovec> bufs) const;
+  // Drops `written` bytes from the queue's front.
+  void consume(std::size_t written);
   std::size_t write_some(asio::error_code& ec);
   void wait_writable();
   void fail_framing(StatusCode error, std::string_view why = {});

@@ -11,12 +11,15 @@
 #include <spdlog/spdlog.h>
 #include <asio/post.hpp>
 
+#include "common/metrics.h"
 #include "net/connection.h"
 
 namespace im::net {
 namespace {
 constexpr auto kSweepInterval = std::chrono::milliseconds(250);
 constexpr int kEventsPerPoll = 256;
+constexpr unsigned kRingBatch = 128;          // reads or writes per io_uring_enter
+constexpr std::size_t kRingReadBytes = 2048;  // per read; a longer input is read on with read(2)
 
 int new_epoll() {
   const int fd = epoll_create1(EPOLL_CLOEXEC);
@@ -25,13 +28,31 @@ int new_epoll() {
 }
 }  // namespace
 
-IoLoop::IoLoop(unsigned index, const NetLimits& limits, ServiceInterface& service, AdmissionControl& admission)
+IoLoop::IoLoop(unsigned index, const NetLimits& limits, ServiceInterface& service, AdmissionControl& admission,
+               bool io_uring)
     : index_(index),
       limits_(limits),
       service_(service),
       admission_(admission),
       poller_(context_, new_epoll()),
-      read_buffer_(std::max<std::size_t>(65536, limits.max_frame_bytes + kHeaderSize)) {}
+      read_buffer_(std::max<std::size_t>(65536, limits.max_frame_bytes + kHeaderSize)) {
+  if (!io_uring) return;
+  int error = 0;
+  ring_ = SocketRing::open(kRingBatch, error);
+  if (!ring_) {
+    spdlog::info("loop {}: io_uring refused ({}): reads and writes go through read(2) and sendmsg(2)", index_,
+                 std::strerror(error));
+    return;
+  }
+  ring_fds_.resize(kRingBatch);
+  ring_results_.resize(kRingBatch);
+  ring_msgs_.resize(kRingBatch);
+  ring_iovs_.resize(std::size_t{kRingBatch} * Connection::kMaxGather);
+  ring_read_buffer_.resize(std::size_t{kRingBatch} * kRingReadBytes);
+  for (unsigned i = 0; i < kRingBatch; ++i)
+    ring_reads_.emplace_back(ring_read_buffer_.data() + std::size_t{i} * kRingReadBytes, kRingReadBytes);
+  readers_.reserve(kEventsPerPoll);
+}
 
 IoLoop::~IoLoop() {
   stop();
@@ -113,7 +134,22 @@ void IoLoop::poll() {
   // this one, so nothing is left waiting once the wait is armed again.
   std::array<epoll_event, kEventsPerPoll> events;
   const int n = epoll_wait(poller_.native_handle(), events.data(), kEventsPerPoll, 0);
-  for (int i = 0; i < n; ++i) static_cast<Connection*>(events[i].data.ptr)->on_events(events[i].events);
+  if (!ring_) {
+    for (int i = 0; i < n; ++i) static_cast<Connection*>(events[i].data.ptr)->on_events(events[i].events);
+  } else {
+    // The connections named stay alive until this handler returns (remove).
+    readers_.clear();
+    for (int i = 0; i < n; ++i) {
+      auto* conn = static_cast<Connection*>(events[i].data.ptr);
+      if (conn->on_events(events[i].events, true)) readers_.push_back(conn);
+    }
+    std::span<Connection* const> rest = readers_;
+    while (!rest.empty()) {
+      const std::size_t k = std::min<std::size_t>(rest.size(), kRingBatch);
+      read_through_ring(rest.first(k));
+      rest = rest.subspan(k);
+    }
+  }
   if (n == kEventsPerPoll) {
     asio::post(context_, [this] { poll(); });  // more are ready: after the work already queued
     return;
@@ -122,6 +158,113 @@ void IoLoop::poll() {
   // and the loop keeps waiting: returning would stop every connection's I/O.
   if (n < 0 && errno != EINTR) spdlog::error("loop {}: epoll_wait failed: {}", index_, std::strerror(errno));
   arm_poll();
+}
+
+void IoLoop::flush_at_turn_end(std::shared_ptr<Connection> conn) {
+  to_flush_.push_back(std::move(conn));
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(context_, [this] { flush_all(); });
+}
+
+void IoLoop::flush_all() {
+  flush_posted_ = false;
+  flushing_.swap(to_flush_);  // a flush may queue more: they go in the next turn's batch
+  std::span<const std::shared_ptr<Connection>> rest = flushing_;
+  while (!rest.empty()) {
+    if (!ring_) {
+      for (const auto& conn : rest) conn->flush_now();
+      break;
+    }
+    const std::size_t n = std::min<std::size_t>(rest.size(), kRingBatch);
+    flush_through_ring(rest.first(n));
+    rest = rest.subspan(n);
+  }
+  flushing_.clear();
+}
+
+void IoLoop::flush_through_ring(std::span<const std::shared_ptr<Connection>> batch) {
+  // Gathers every plain socket's output; TLS connections and those with
+  // nothing to write (or closed, or waiting for room) flush themselves.
+  std::array<std::uint8_t, kRingBatch> in_ring{};
+  unsigned count = 0;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    Connection& conn = *batch[i];
+    const std::span<iovec> iov(ring_iovs_.data() + std::size_t{count} * Connection::kMaxGather, Connection::kMaxGather);
+    const std::size_t bufs = conn.gather_for_ring(iov);
+    if (bufs == 0) continue;
+    ring_msgs_[count] = msghdr{};
+    ring_msgs_[count].msg_iov = iov.data();
+    ring_msgs_[count].msg_iovlen = bufs;
+    ring_fds_[count] = conn.fd_;
+    in_ring[i] = 1;
+    ++count;
+  }
+  const bool ok = ring_->send_all(std::span(ring_fds_.data(), count), std::span(ring_msgs_.data(), count),
+                                  std::span(ring_results_.data(), count));
+  if (!ok) drop_ring();
+  // First what was written leaves every queue (no code runs in between),
+  // then each connection goes on: writes the rest, waits, or closes.
+  unsigned done = 0;
+  for (std::size_t i = 0, k = 0; i < batch.size(); ++i) {
+    if (!in_ring[i]) continue;
+    const int result = ring_results_[k++];
+    if (result < 0) continue;
+    batch[i]->consume(static_cast<std::size_t>(result));
+    ++done;
+  }
+  if (done > 0) metrics::get().ring_writes.inc(done);
+  unsigned k = 0;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!in_ring[i]) {
+      batch[i]->flush_now();
+      continue;
+    }
+    const int result = ring_results_[k++];
+    if (result == SocketRing::kNotSent || result == -EINTR)
+      batch[i]->flush_now();
+    else
+      batch[i]->on_written(result);
+  }
+}
+
+void IoLoop::read_through_ring(std::span<Connection* const> batch) {
+  // Descriptors are taken here and submitted at once: no code runs between
+  // that could close one (and let another thread's open reuse its number).
+  std::array<std::uint8_t, kRingBatch> in_ring{};
+  unsigned count = 0;
+  for (std::size_t i = 0; ring_ && i < batch.size(); ++i) {
+    if (!batch[i]->ring_readable()) continue;  // closed or paused by another's input since: read as it is now
+    ring_fds_[count] = batch[i]->fd_;
+    in_ring[i] = 1;
+    ++count;
+  }
+  if (count > 0) {
+    if (!ring_->recv_all(std::span(ring_fds_.data(), count), std::span(ring_reads_.data(), count),
+                         std::span(ring_results_.data(), count)))
+      drop_ring();
+    const auto done = std::count_if(ring_results_.begin(), ring_results_.begin() + count,
+                                    [](int r) { return r >= 0 || r == -EAGAIN; });
+    if (done > 0) metrics::get().ring_reads.inc(static_cast<std::uint64_t>(done));
+  }
+  unsigned k = 0;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!in_ring[i]) {
+      batch[i]->on_readable();
+      continue;
+    }
+    const int result = ring_results_[k];
+    const std::span<char> buf = ring_reads_[k++];
+    if (result == SocketRing::kNotSent || result == -EINTR)
+      batch[i]->on_readable();
+    else
+      batch[i]->on_ring_read(result, buf);
+  }
+}
+
+void IoLoop::drop_ring() {
+  spdlog::error("loop {}: io_uring failed: reads and writes go through read(2) and sendmsg(2) from now on", index_);
+  ring_.reset();
 }
 
 void IoLoop::for_each_connection(const std::function<void(Connection&)>& fn) {

@@ -10,6 +10,15 @@
 // descriptor. That saves Asio's per-socket reactor state and the pending
 // wait operation, about 270 bytes per idle connection (bench/ANALYSIS.md,
 // W1); timers and posted work stay on the io_context.
+//
+// Where the kernel allows io_uring (SocketRing), the reads of one epoll
+// wake-up go to the kernel in one io_uring_enter, and so do the writes of
+// one turn: output waits for the end of the turn, when every connection
+// with output queued is flushed. Without it, one read(2) or sendmsg(2)
+// each.
+
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <chrono>
 #include <cstdint>
@@ -26,6 +35,7 @@
 
 #include "net/frame_compressor.h"
 #include "net/net_limits.h"
+#include "net/socket_ring.h"
 
 namespace im::net {
 
@@ -35,7 +45,10 @@ class ServiceInterface;
 
 class IoLoop {
  public:
-  IoLoop(unsigned index, const NetLimits& limits, ServiceInterface& service, AdmissionControl& admission);
+  // `io_uring`: read and write through io_uring where the kernel allows it
+  // (server.io_uring); false: read(2) and sendmsg(2) for each connection.
+  IoLoop(unsigned index, const NetLimits& limits, ServiceInterface& service, AdmissionControl& admission,
+         bool io_uring = true);
   ~IoLoop();
   IoLoop(const IoLoop&) = delete;
   IoLoop& operator=(const IoLoop&) = delete;
@@ -58,6 +71,9 @@ class IoLoop {
   // Connection::on_events is called on this loop. Errors come back as errno.
   int watch(int fd, Connection& conn);
   void unwatch(int fd);
+  // Flushes `conn` at the end of this turn, with every other connection
+  // whose output was queued in it.
+  void flush_at_turn_end(std::shared_ptr<Connection> conn);
   std::span<char> read_buffer() { return read_buffer_; }
   // Where TLS connections assemble one record's plaintext to write.
   std::span<char> tls_scratch();
@@ -75,6 +91,13 @@ class IoLoop {
   void arm_poll();
   void poll();
   void reap();
+  void flush_all();
+  // Writes `batch` (at most the ring's capacity) with one io_uring_enter.
+  void flush_through_ring(std::span<const std::shared_ptr<Connection>> batch);
+  // Reads for `batch` (at most the ring's capacity) with one io_uring_enter.
+  void read_through_ring(std::span<Connection* const> batch);
+  // The ring failed: reads and writes go through syscalls of their own.
+  void drop_ring();
 
   const unsigned index_;
   const NetLimits& limits_;
@@ -93,6 +116,22 @@ class IoLoop {
   std::vector<char> read_buffer_;
   std::vector<char> tls_scratch_;  // allocated by the first TLS write
   FrameCompressor compressor_;
+  // Connections to flush at the end of this turn, and the batch being
+  // flushed (kept to reuse their arrays).
+  std::vector<std::shared_ptr<Connection>> to_flush_;
+  std::vector<std::shared_ptr<Connection>> flushing_;
+  bool flush_posted_ = false;
+  std::unique_ptr<SocketRing> ring_;  // null: read(2) and sendmsg(2) per connection
+  // The ring's batch (allocated with the ring): descriptors, results, and
+  // for writes the messages and their gathered buffers, for reads a buffer
+  // each.
+  std::vector<int> ring_fds_;
+  std::vector<int> ring_results_;
+  std::vector<msghdr> ring_msgs_;
+  std::vector<iovec> ring_iovs_;
+  std::vector<std::span<char>> ring_reads_;
+  std::vector<char> ring_read_buffer_;
+  std::vector<Connection*> readers_;  // of one epoll wake-up
   std::thread thread_;
 };
 

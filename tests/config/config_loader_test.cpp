@@ -44,6 +44,7 @@ TEST_CASE("defaults are those of the design, and need only a secret") {
   CHECK(c.server.listen == "0.0.0.0:9700");
   CHECK(c.server.ws_listen == "0.0.0.0:9701");
   CHECK(c.server.io_threads == 0);
+  CHECK(c.server.io_uring);
   CHECK(c.server.max_connections == 1000000);
   CHECK(c.server.max_frame_bytes == 65536);
   CHECK(c.server.max_pending_bytes == 1048576);
@@ -177,6 +178,7 @@ TEST_CASE("every key is read from the file") {
 listen = "127.0.0.1:1"
 ws_listen = ""
 io_threads = 3
+io_uring = false
 max_connections = 500
 max_frame_bytes = 131072
 max_pending_bytes = 4194304
@@ -233,6 +235,7 @@ timeout_s = 3
   CHECK(c.server.listen == "127.0.0.1:1");
   CHECK(c.server.ws_listen.empty());
   CHECK(c.server.io_threads == 3);
+  CHECK_FALSE(c.server.io_uring);
   CHECK(c.server.max_connections == 500);
   CHECK(c.server.max_frame_bytes == 131072);
   CHECK(c.server.max_pending_bytes == 4194304);
@@ -282,6 +285,7 @@ TEST_CASE("wrong types are refused, naming the key") {
   CHECK(refusal(with_secret("[server]\nws_allowed_origins = \"x\"\n")) ==
         "server.ws_allowed_origins: expected an array of strings");
   CHECK(refusal(with_secret("[server]\nio_threads = 1.5\n")) == "server.io_threads: expected an integer");
+  CHECK(refusal(with_secret("[server]\nio_uring = \"yes\"\n")) == "server.io_uring: expected true or false");
 }
 
 TEST_CASE("bad values are refused with the reason") {
