@@ -31,7 +31,8 @@
 namespace im::net {
 namespace {
 constexpr int kReadsPerWakeup = 4;      // fairness between busy connections
-// Answers made on the loop wait for the end of its turn up to this much.
+// Answers made on the loop wait for the end of its turn up to this much
+// (and up to half of server.max_pending_bytes).
 constexpr std::uint64_t kDeferredAnswerBytes = 65536;
 
 asio::error_code last_error() {
@@ -213,8 +214,9 @@ Connection::ReadStep Connection::take_read(std::span<char> data, asio::error_cod
   }
   if (ec) {  // eof, reset, a TLS failure: the peer is gone
     // A peer that sent its last request with its FIN still gets the
-    // answers made on the loop (ingest left them for the turn's end).
-    if (ec == asio::error::eof && queued()) flush();
+    // answers made on the loop (ingest left them for the turn's end); on
+    // a broken connection the write fails and closes it.
+    if (queued()) flush();
     close();
     return ReadStep::kDone;
   }
@@ -295,8 +297,10 @@ void Connection::ingest(std::span<char> data) {
   in_input_ = false;
   // Answers made here (HEARTBEAT, errors) leave at the end of the loop's
   // turn, with every other connection's writes; a client pipelining many
-  // such requests gets them as they pile up.
-  if (queued() && pending_bytes_ < kDeferredAnswerBytes)
+  // such requests gets them as they pile up, and a closing connection
+  // (its last answer queued) at once.
+  const std::uint64_t defer_up_to = std::min(kDeferredAnswerBytes, loop_.limits().max_pending_bytes / 2);
+  if (queued() && phase_ < Phase::kClosing && pending_bytes_ < defer_up_to)
     schedule_flush();
   else
     flush();  // releases an empty queue, or lingers when closing

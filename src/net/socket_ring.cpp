@@ -78,10 +78,12 @@ bool SocketRing::run(unsigned n, std::span<int> results) {
   // read may have been done or not: -EIO, and the caller closes its socket.
   for (int i = 0; i < submitted; ++i) results[static_cast<unsigned>(i)] = -EIO;
   // Nothing waits for input or room, so the kernel has completed them all
-  // by now; a wait interrupted by a signal is resumed.
+  // by now; a wait interrupted by a signal is resumed. One not completed
+  // within a second (a kernel that queued it instead) fails the ring.
   for (int done = 0; done < submitted;) {
     io_uring_cqe* cqe = nullptr;
-    const int r = io_uring_wait_cqe(ring_.get(), &cqe);
+    __kernel_timespec limit{.tv_sec = 1, .tv_nsec = 0};
+    const int r = io_uring_wait_cqe_timeout(ring_.get(), &cqe, &limit);
     if (r == -EINTR) continue;
     if (r < 0) return false;
     const auto i = io_uring_cqe_get_data64(cqe);

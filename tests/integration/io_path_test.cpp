@@ -3,6 +3,8 @@
 // each, or a syscall per socket. Every case runs both ways; where the kernel
 // refuses io_uring the server falls back to syscalls and says so in its log.
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -58,7 +60,8 @@ std::string send_frames(const std::string& to, const std::string& prefix, int co
 class RawReader {
  public:
   explicit RawReader(int fd) : fd_(fd) {}
-  // The next frame, or none after 30 s or when the server has closed.
+  // The next frame, or none after 30 s or when the server has closed
+  // (closed() then says which).
   std::optional<FrameHeader> next(std::string* body = nullptr) {
     const auto deadline = std::chrono::steady_clock::now() + 30s;
     for (int i = 0; i < 100000 && std::chrono::steady_clock::now() < deadline; ++i) {
@@ -73,11 +76,15 @@ class RawReader {
       pollfd p{fd_, POLLIN, 0};
       if (::poll(&p, 1, 100) <= 0) continue;
       const ssize_t n = ::read(fd_, buf_.data(), buf_.size());
-      if (n <= 0) return std::nullopt;
+      if (n <= 0) {
+        closed_ = true;
+        return std::nullopt;
+      }
       in_.append(buf_.data(), static_cast<std::size_t>(n));
     }
     return std::nullopt;
   }
+  bool closed() const { return closed_; }
   // The bodies of the next `want` PUSHed messages (fewer if they stop coming).
   std::vector<std::string> pushes(std::size_t want) {
     std::vector<std::string> bodies;
@@ -95,6 +102,7 @@ class RawReader {
 
  private:
   int fd_;
+  bool closed_ = false;
   std::string in_;
   std::array<char, 16384> buf_;
 };
@@ -213,22 +221,29 @@ TEST_CASE("io paths: LOGIN and requests behind it in one write, then a request w
     seqs.push_back(h->seq);
   }
   CHECK(seqs == std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6});
-  // The last request and the FIN together: answered before the close.
+  // The last request and the FIN in one segment (corked until the
+  // shutdown): answered before the close.
+  const int on = 1;
+  REQUIRE(::setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on) == 0);
   write_all(fd, heartbeat_frame(7));
   ::shutdown(fd, SHUT_WR);
   auto last = reader.next();
   REQUIRE(last);
   CHECK(last->seq == 7);
-  CHECK_FALSE(reader.next());  // then the server closes
+  CHECK_FALSE(reader.next());
+  CHECK(reader.closed());  // the server closed, within the reader's 30 s
   ::close(fd);
 }
 
 TEST_CASE("io paths: a reader with a full socket gets everything once it reads, in order", "[embedded]") {
   const std::string io_uring = GENERATE("true", "false");
   INFO("server.io_uring = " << io_uring);
-  ServerProcess server(io_path(io_uring));
-  // bob's socket takes little: the server's writes come back short or
-  // would block, and wait for room.
+  Overrides o = io_path(io_uring);
+  o["server.max_pending_bytes"] = "16777216";
+  ServerProcess server(o);
+  // bob's socket takes little and he reads nothing until 8 MB are on
+  // their way to him: more than the kernel's buffers on both ends hold, so
+  // the server's writes come back short or would block, and wait for room.
   const int fd = connect_raw(server.tcp_port(), 4096);
   REQUIRE(fd >= 0);
   RawReader bob(fd);
@@ -237,7 +252,7 @@ TEST_CASE("io paths: a reader with a full socket gets everything once it reads, 
   REQUIRE(login);
   REQUIRE(login->status == StatusCode::kOk);
   auto alice = server.login("alice");
-  constexpr int kCount = 300;  // 300 x 2,000 bytes: over the socket's buffers, under max_pending_bytes
+  constexpr int kCount = 4000;  // 4,000 x 2,000 bytes: over the sockets' buffers, under max_pending_bytes
   alice->send_raw(send_frames("bob", "full-", kCount, 2000));
   // The SENDs to bob are stored before this one is answered (one sender's
   // requests, on one shard, in order): his PUSHes pile up unread meanwhile.
