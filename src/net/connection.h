@@ -55,8 +55,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void start();
   // Queues a frame; written at the end of this loop turn, in one gathered
-  // write with whatever else is queued on this connection. Dropped once closing, and on a WebSocket connection
-  // before its upgrade. Over max_pending_bytes: closed.
+  // write with whatever else is queued on this connection. Dropped once
+  // closing, and on a WebSocket connection before its upgrade. Over
+  // max_pending_bytes: closed.
   void send(SharedFrame frame);
   // Flushes what is queued, then closes (a WebSocket connection sends a close
   // frame with `ws_code` first: ws::kCloseNormal for a kick or a logout,
@@ -92,9 +93,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The loop's read for on_events: the bytes read into `buf` (0: the peer
   // has closed) or -errno.
   void on_ring_read(int result, std::span<char> buf);
-  // Whether the loop may still read for it (not closed, closing or paused
-  // since on_events asked).
-  bool ring_readable() const { return phase_ < Phase::kClosing && !paused_ && fd_ >= 0; }
 
  private:
   friend class IoLoop;  // keeps `slot`
@@ -131,6 +129,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void end_read();
   // on_events with `ring_read`: whether the loop should read for it.
   bool want_ring_read();
+  // Whether the loop may still read for it (not closed, closing or paused
+  // since on_events asked).
+  bool ring_readable() const { return phase_ < Phase::kClosing && !paused_ && fd_ >= 0; }
   std::size_t read_some(std::span<char> buf, asio::error_code& ec);
   void ingest(std::span<char> data);
   std::size_t process(std::span<char> data);

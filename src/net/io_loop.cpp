@@ -21,6 +21,16 @@ constexpr int kEventsPerPoll = 256;
 constexpr unsigned kRingBatch = 128;          // reads or writes per io_uring_enter
 constexpr std::size_t kRingReadBytes = 2048;  // per read; a longer input is read on with read(2)
 
+// Calls `fn` on `all` in slices of at most one ring batch.
+template <class T, class Fn>
+void in_ring_batches(std::span<T> all, Fn fn) {
+  while (!all.empty()) {
+    const std::size_t n = std::min<std::size_t>(all.size(), kRingBatch);
+    fn(all.first(n));
+    all = all.subspan(n);
+  }
+}
+
 int new_epoll() {
   const int fd = epoll_create1(EPOLL_CLOEXEC);
   if (fd < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
@@ -143,12 +153,8 @@ void IoLoop::poll() {
       auto* conn = static_cast<Connection*>(events[i].data.ptr);
       if (conn->on_events(events[i].events, true)) readers_.push_back(conn);
     }
-    std::span<Connection* const> rest = readers_;
-    while (!rest.empty()) {
-      const std::size_t k = std::min<std::size_t>(rest.size(), kRingBatch);
-      read_through_ring(rest.first(k));
-      rest = rest.subspan(k);
-    }
+    in_ring_batches(std::span<Connection* const>(readers_),
+                    [this](std::span<Connection* const> batch) { read_through_ring(batch); });
   }
   if (n == kEventsPerPoll) {
     asio::post(context_, [this] { poll(); });  // more are ready: after the work already queued
@@ -170,25 +176,18 @@ void IoLoop::flush_at_turn_end(std::shared_ptr<Connection> conn) {
 void IoLoop::flush_all() {
   flush_posted_ = false;
   flushing_.swap(to_flush_);  // a flush may queue more: they go in the next turn's batch
-  std::span<const std::shared_ptr<Connection>> rest = flushing_;
-  while (!rest.empty()) {
-    if (!ring_) {
-      for (const auto& conn : rest) conn->flush_now();
-      break;
-    }
-    const std::size_t n = std::min<std::size_t>(rest.size(), kRingBatch);
-    flush_through_ring(rest.first(n));
-    rest = rest.subspan(n);
-  }
+  in_ring_batches(std::span<const std::shared_ptr<Connection>>(flushing_),
+                  [this](std::span<const std::shared_ptr<Connection>> batch) { flush_through_ring(batch); });
   flushing_.clear();
 }
 
 void IoLoop::flush_through_ring(std::span<const std::shared_ptr<Connection>> batch) {
   // Gathers every plain socket's output; TLS connections and those with
-  // nothing to write (or closed, or waiting for room) flush themselves.
+  // nothing to write (or closed, or waiting for room) flush themselves, as
+  // every connection does without a ring.
   std::array<std::uint8_t, kRingBatch> in_ring{};
   unsigned count = 0;
-  for (std::size_t i = 0; i < batch.size(); ++i) {
+  for (std::size_t i = 0; ring_ && i < batch.size(); ++i) {
     Connection& conn = *batch[i];
     const std::span<iovec> iov(ring_iovs_.data() + std::size_t{count} * Connection::kMaxGather, Connection::kMaxGather);
     const std::size_t bufs = conn.gather_for_ring(iov);
@@ -200,9 +199,9 @@ void IoLoop::flush_through_ring(std::span<const std::shared_ptr<Connection>> bat
     in_ring[i] = 1;
     ++count;
   }
-  const bool ok = ring_->send_all(std::span(ring_fds_.data(), count), std::span(ring_msgs_.data(), count),
-                                  std::span(ring_results_.data(), count));
-  if (!ok) drop_ring();
+  if (count > 0 && !ring_->send_all(std::span(ring_fds_.data(), count), std::span(ring_msgs_.data(), count),
+                                    std::span(ring_results_.data(), count)))
+    drop_ring();
   // First what was written leaves every queue (no code runs in between),
   // then each connection goes on: writes the rest, waits, or closes.
   unsigned done = 0;

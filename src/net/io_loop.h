@@ -92,7 +92,8 @@ class IoLoop {
   void poll();
   void reap();
   void flush_all();
-  // Writes `batch` (at most the ring's capacity) with one io_uring_enter.
+  // Writes `batch` (at most the ring's capacity) with one io_uring_enter
+  // (without a ring, a sendmsg(2) each).
   void flush_through_ring(std::span<const std::shared_ptr<Connection>> batch);
   // Reads for `batch` (at most the ring's capacity) with one io_uring_enter.
   void read_through_ring(std::span<Connection* const> batch);
