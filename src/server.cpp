@@ -125,7 +125,9 @@ void Server::start() {
   spdlog::info("{} I/O loops{}", n, s.config.server.io_threads == 0 ? " (server.io_threads = 0: half the cores)" : "");
   s.service.start();  // the store, the shards, recovery: before any listener
   for (unsigned i = 0; i < n; ++i)
-    s.loops.push_back(std::make_unique<net::IoLoop>(i, s.limits, s.service, s.admission, s.config.server.io_uring));
+    s.loops.push_back(
+        std::make_unique<net::IoLoop>(i, s.limits, s.service, s.admission,
+                                      net::LoopOptions{s.config.server.io_uring, s.config.server.batch_scheduling}));
   std::vector<net::IoLoop*> loops;
   for (auto& l : s.loops) loops.push_back(l.get());
 
@@ -154,6 +156,10 @@ void Server::start() {
   }
 
   for (auto& l : s.loops) l->start();
+  if (s.config.server.batch_scheduling)
+    spdlog::info(
+        "server.batch_scheduling: the I/O loops and core shards that ran under the default policy now run "
+        "under SCHED_BATCH (a thread handed work does not preempt)");
   for (auto& l : s.listeners) l->start();
   s.running = true;
 }

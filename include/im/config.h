@@ -37,6 +37,7 @@ struct ServerConfig {
   std::uint32_t auth_timeout_ms = 10000;
   std::vector<std::string> ws_allowed_origins;  // empty: any Origin
   bool io_uring = true;  // the loops' reads and writes batched through io_uring, where the kernel allows it
+  bool batch_scheduling = true;  // I/O loops and core shards under SCHED_BATCH (common/thread_policy.h)
   std::string web_root;  // the web client's files, GET / of the WebSocket listener; "" = a built-in page
 };
 

@@ -167,6 +167,8 @@ const std::vector<KeySpec>& schema() {
           "server", "web_root", +[](Config & c) -> auto& { return c.server.web_root; }),
       bool_key(
           "server", "io_uring", +[](Config & c) -> auto& { return c.server.io_uring; }),
+      bool_key(
+          "server", "batch_scheduling", +[](Config & c) -> auto& { return c.server.batch_scheduling; }),
       string_key(
           "tls", "cert_file", +[](Config & c) -> auto& { return c.tls.cert_file; }),
       string_key(

@@ -86,7 +86,8 @@ void Service::start() {
                !logs_.empty()                 ? " (cluster mode: one shard per partition)"
                : config_.sharding.shards == 0 ? " (sharding.shards = 0: half the cores)"
                                               : "");
-  for (unsigned t = 0; t < threads; ++t) loops_.push_back(std::make_unique<ShardLoop>(t));
+  for (unsigned t = 0; t < threads; ++t)
+    loops_.push_back(std::make_unique<ShardLoop>(t, config_.server.batch_scheduling));
   for (unsigned i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>(i, *env_, *loops_[i % threads]));
   if (config_.search.enabled) {
     // Before the shards start: each batch they write is handed to the index.

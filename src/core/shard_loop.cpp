@@ -5,9 +5,11 @@
 #include <chrono>
 #include <string>
 
+#include <spdlog/spdlog.h>
 #include <asio/executor_work_guard.hpp>
 #include <asio/post.hpp>
 
+#include "common/thread_policy.h"
 #include "core/group_commit.h"
 
 namespace im::core {
@@ -26,9 +28,12 @@ void ShardLoop::start() {
     auto guard = asio::make_work_guard(context_);
     context_.run();
   });
-  // Named from here, so the name is there once start() returns. At most 15
-  // characters: "im:shard" and three digits fit.
+  // Named and scheduled from here, so both are in place once start()
+  // returns. At most 15 characters: "im:shard" and three digits fit.
   pthread_setname_np(thread_.native_handle(), ("im:shard" + std::to_string(index_)).c_str());
+  if (batch_scheduling_)
+    if (const std::string why = schedule_as_batch(thread_); !why.empty())
+      spdlog::warn("shard thread {}: {}", index_, why);
 }
 
 void ShardLoop::request_stop() {

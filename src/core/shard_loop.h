@@ -30,7 +30,10 @@ class GroupCommit;
 
 class ShardLoop {
  public:
-  explicit ShardLoop(unsigned index) : index_(index) {}
+  // `batch_scheduling`: the thread under SCHED_BATCH (server.batch_scheduling,
+  // common/thread_policy.h).
+  explicit ShardLoop(unsigned index, bool batch_scheduling = false)
+      : index_(index), batch_scheduling_(batch_scheduling) {}
   // Without stop(): ends the loop after the handler it is running (no last
   // round, no hooks) and joins the thread.
   ~ShardLoop();
@@ -61,6 +64,7 @@ class ShardLoop {
   void round();
 
   const unsigned index_;
+  const bool batch_scheduling_;
   asio::io_context context_{1};
   std::vector<GroupCommit*> due_;  // not empty: a round is posted
   std::vector<std::function<void()>> on_stop_;

@@ -1,5 +1,6 @@
 #include "net/io_loop.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <asio/post.hpp>
 
 #include "common/metrics.h"
+#include "common/thread_policy.h"
 #include "net/connection.h"
 
 namespace im::net {
@@ -39,14 +41,15 @@ int new_epoll() {
 }  // namespace
 
 IoLoop::IoLoop(unsigned index, const NetLimits& limits, ServiceInterface& service, AdmissionControl& admission,
-               bool io_uring)
+               LoopOptions options)
     : index_(index),
+      batch_scheduling_(options.batch_scheduling),
       limits_(limits),
       service_(service),
       admission_(admission),
       poller_(context_, new_epoll()),
       read_buffer_(std::max<std::size_t>(65536, limits.max_frame_bytes + kHeaderSize)) {
-  if (!io_uring) return;
+  if (!options.io_uring) return;
   int error = 0;
   ring_ = SocketRing::open(kRingBatch, error);
   if (!ring_) {
@@ -75,6 +78,11 @@ void IoLoop::start() {
     auto guard = asio::make_work_guard(context_);
     context_.run();
   });
+  // Named and scheduled from here, so both are in place once start()
+  // returns. At most 15 characters: "im:io" and up to ten digits fit.
+  pthread_setname_np(thread_.native_handle(), fmt::format("im:io{}", index_).c_str());
+  if (batch_scheduling_)
+    if (const std::string why = schedule_as_batch(thread_); !why.empty()) spdlog::warn("loop {}: {}", index_, why);
 }
 
 void IoLoop::stop() {

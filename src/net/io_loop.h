@@ -43,17 +43,24 @@ class AdmissionControl;
 class Connection;
 class ServiceInterface;
 
+struct LoopOptions {
+  // Read and write through io_uring where the kernel allows it
+  // (server.io_uring); false: read(2) and sendmsg(2) for each connection.
+  bool io_uring = true;
+  // The loop's thread under SCHED_BATCH (server.batch_scheduling,
+  // common/thread_policy.h).
+  bool batch_scheduling = false;
+};
+
 class IoLoop {
  public:
-  // `io_uring`: read and write through io_uring where the kernel allows it
-  // (server.io_uring); false: read(2) and sendmsg(2) for each connection.
   IoLoop(unsigned index, const NetLimits& limits, ServiceInterface& service, AdmissionControl& admission,
-         bool io_uring = true);
+         LoopOptions options = {});
   ~IoLoop();
   IoLoop(const IoLoop&) = delete;
   IoLoop& operator=(const IoLoop&) = delete;
 
-  // Thread safe.
+  // Thread safe. The thread is named "im:io<index>".
   void start();
   void stop();  // stops the io_context and joins; connections are dropped
   asio::io_context& context() { return context_; }
@@ -101,6 +108,7 @@ class IoLoop {
   void drop_ring();
 
   const unsigned index_;
+  const bool batch_scheduling_;
   const NetLimits& limits_;
   ServiceInterface& service_;
   AdmissionControl& admission_;

@@ -45,6 +45,7 @@ TEST_CASE("defaults are those of the design, and need only a secret") {
   CHECK(c.server.ws_listen == "0.0.0.0:9701");
   CHECK(c.server.io_threads == 0);
   CHECK(c.server.io_uring);
+  CHECK(c.server.batch_scheduling);
   CHECK(c.server.max_connections == 1000000);
   CHECK(c.server.max_frame_bytes == 65536);
   CHECK(c.server.max_pending_bytes == 1048576);
@@ -179,6 +180,7 @@ listen = "127.0.0.1:1"
 ws_listen = ""
 io_threads = 3
 io_uring = false
+batch_scheduling = false
 max_connections = 500
 max_frame_bytes = 131072
 max_pending_bytes = 4194304
@@ -236,6 +238,7 @@ timeout_s = 3
   CHECK(c.server.ws_listen.empty());
   CHECK(c.server.io_threads == 3);
   CHECK_FALSE(c.server.io_uring);
+  CHECK_FALSE(c.server.batch_scheduling);
   CHECK(c.server.max_connections == 500);
   CHECK(c.server.max_frame_bytes == 131072);
   CHECK(c.server.max_pending_bytes == 4194304);
@@ -286,6 +289,7 @@ TEST_CASE("wrong types are refused, naming the key") {
         "server.ws_allowed_origins: expected an array of strings");
   CHECK(refusal(with_secret("[server]\nio_threads = 1.5\n")) == "server.io_threads: expected an integer");
   CHECK(refusal(with_secret("[server]\nio_uring = \"yes\"\n")) == "server.io_uring: expected true or false");
+  CHECK(refusal(with_secret("[server]\nbatch_scheduling = 1\n")) == "server.batch_scheduling: expected true or false");
 }
 
 TEST_CASE("bad values are refused with the reason") {

@@ -1,14 +1,20 @@
 // The binary's command line, config refusals, environment overrides,
 // graceful shutdown, and the server embedded in-process through im::Server.
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "auth/jwt.h"
 #include "im/frame_codec.h"
@@ -41,6 +47,38 @@ struct ConfigFile {
 
 ConfigFile write_config(const std::string& text) {
   return ConfigFile(text);
+}
+
+struct ThreadPolicy {
+  pid_t tid;
+  std::string name;
+  int policy;
+};
+
+// Each of the process's threads: its name and scheduling policy.
+std::vector<ThreadPolicy> thread_policies(pid_t pid) {
+  std::vector<ThreadPolicy> threads;
+  for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid))) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (!std::getline(comm, name)) continue;  // the thread ended
+    const auto tid = static_cast<pid_t>(std::stol(task.path().filename().string()));
+    const int policy = sched_getscheduler(tid);
+    if (policy >= 0) threads.push_back({tid, name, policy});
+  }
+  return threads;
+}
+
+// Whether `name` is an I/O loop's or a shard's thread.
+bool busy_thread(const std::string& name) {
+  return name.starts_with("im:io") || name.starts_with("im:shard");
+}
+
+// The threads' policies, for a failure's message.
+std::string describe(const std::vector<ThreadPolicy>& threads) {
+  std::string text;
+  for (const auto& t : threads) text += fmt::format("{}/{}={} ", t.tid, t.name, t.policy);
+  return text;
 }
 
 }  // namespace
@@ -108,6 +146,29 @@ TEST_CASE("environment overrides reach the running server") {
   auto f = c->next_frame();
   REQUIRE(f);
   CHECK(f->status() == StatusCode::kFrameTooLarge);
+}
+
+TEST_CASE("I/O loops and shards run under SCHED_BATCH unless server.batch_scheduling is false") {
+  // The harness pins 2 loops and 2 shards; each thread's policy is set
+  // before its start() returns, so before the server listens. Every other
+  // thread (the main one, RocksDB's, the admin pool...) keeps the default;
+  // io_uring's own workers ("iou-"), if any, take their loop's.
+  for (const bool batch : {true, false}) {
+    INFO("server.batch_scheduling = " << batch);
+    ServerProcess server(Overrides{{"server.batch_scheduling", batch ? "true" : "false"}});
+    CHECK((server.log().find("now run under SCHED_BATCH") != std::string::npos) == batch);
+    const auto threads = thread_policies(server.pid());
+    INFO(describe(threads));
+    std::vector<std::string> busy;
+    for (const auto& t : threads) {
+      if (t.name.starts_with("iou-")) continue;
+      if (busy_thread(t.name)) busy.push_back(t.name);
+      CHECK(t.policy == (busy_thread(t.name) && batch ? SCHED_BATCH : SCHED_OTHER));
+    }
+    std::sort(busy.begin(), busy.end());
+    CHECK(busy == std::vector<std::string>{"im:io0", "im:io1", "im:shard0", "im:shard1"});
+    CHECK(std::any_of(threads.begin(), threads.end(), [&](const auto& t) { return t.tid == server.pid(); }));
+  }
 }
 
 TEST_CASE("the start-up log names the version and the open-file limit") {
