@@ -698,10 +698,14 @@ struct TwoReaders {
 void store_on_snap(JetStream& js, const std::string& subject, const std::string& data) {
   auto snap = js.stream_state("IM_SNAP");
   REQUIRE(snap.ok());
-  std::promise<im::cluster::Published> answer;
+  // Shared with the callback: should the wait below give up, a late answer
+  // still has its promise.
+  auto answer = std::make_shared<std::promise<im::cluster::Published>>();
+  auto stored = answer->get_future();
   js.publish(subject, data, "hand:" + std::to_string(snap->last_seq), snap->last_seq, 5s,
-             [&](const im::cluster::Published& p) { answer.set_value(p); });
-  REQUIRE(answer.get_future().get().outcome == im::cluster::Published::Outcome::kStored);
+             [answer](const im::cluster::Published& p) { answer->set_value(p); });
+  REQUIRE(stored.wait_for(60s) == std::future_status::ready);  // the publish's own wait is 5 s
+  REQUIRE(stored.get().outcome == im::cluster::Published::Outcome::kStored);
 }
 
 // The rows of a rebuilt store, checked equal to the live one's but for
