@@ -9,6 +9,7 @@
 #include <exception>
 #include <filesystem>
 #include <optional>
+#include <stdexcept>
 
 #include <fmt/format.h>
 #include <sstream>
@@ -55,8 +56,13 @@ std::string read_prefix(int fd, std::size_t n, std::chrono::milliseconds limit) 
 
 // Sends `n` messages from `c` to `to`, `window` in flight at a time
 // (pipelined raw frames: their answers come back as unsolicited frames);
-// the conv_seqs answered, in order of the answers.
+// the conv_seqs answered, in order of the answers. A missing or failed
+// answer throws instead of a Catch2 assertion: a writer thread calls it
+// too, and Catch2's assertions belong to the test's own thread.
 std::vector<std::uint64_t> pipelined_sends(SyncClient& c, const std::string& to, int from, int n, int window = 256) {
+  auto expect = [](bool holds, const char* what) {
+    if (!holds) throw std::runtime_error(std::string("pipelined SEND: ") + what);
+  };
   std::vector<std::uint64_t> answered;
   for (int sent = 0; sent < n;) {
     const int batch = std::min(window, n - sent);
@@ -71,11 +77,11 @@ std::vector<std::uint64_t> pipelined_sends(SyncClient& c, const std::string& to,
     c.send_raw(std::move(frames));
     for (int i = 0; i < batch; ++i) {
       auto f = c.next_frame(10s);
-      REQUIRE(f);
-      REQUIRE(f->header.cmd == Cmd::kSend);
-      REQUIRE(f->ok());
+      expect(f.has_value(), "no answer within 10 s");
+      expect(f->header.cmd == Cmd::kSend, "an answer that is not a SEND's");
+      expect(f->ok(), "a SEND answered with an error");
       v1::SendResp r;
-      REQUIRE(f->parse(r));
+      expect(f->parse(r), "a SendResp that does not parse");
       answered.push_back(r.conv_seq());
     }
     sent += batch;
@@ -113,9 +119,9 @@ TEST_CASE("backup: taken under pipelined SENDs, a server started on it has every
     // the writer is carried out of its thread, and the thread is joined
     // whatever the backup's call does (a jthread).
     std::exception_ptr writer_failed;
+    auto carol = server.login("carol");  // here: login's checks are Catch2 assertions
     std::jthread writer([&] {
       try {
-        auto carol = server.login("carol");
         for (int i = 0; i < 20; ++i) (void)pipelined_sends(*carol, "bob", i * 100, 100, 100);
       } catch (...) {
         writer_failed = std::current_exception();
