@@ -561,7 +561,8 @@ void Actor::check_session_gapless() {
 // ---------------------------------------------------------------- AdminActor
 
 LoadThreads::LoadThreads(const LoadContext& ctx, std::mt19937_64& rng)
-    : actors_([&] {
+    : stop_(ctx.stop),
+      actors_([&] {
         std::vector<std::unique_ptr<Actor>> actors;
         for (const auto& uid : ctx.people.actors) actors.push_back(std::make_unique<Actor>(ctx, uid, rng()));
         return actors;
@@ -573,8 +574,15 @@ void LoadThreads::start() {
   threads_.emplace_back([this] { admin_.run(); });
 }
 
+LoadThreads::~LoadThreads() {
+  if (std::none_of(threads_.begin(), threads_.end(), [](const std::thread& t) { return t.joinable(); })) return;
+  stop_->store(true);
+  join();
+}
+
 void LoadThreads::join() {
-  for (auto& t : threads_) t.join();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
 }
 
 AdminActor::AdminActor(const LoadContext& ctx, std::uint64_t seed) : ctx_(ctx), ledger_(*ctx.ledger), rng_(seed) {}

@@ -121,13 +121,19 @@ class AdminActor {
 // The mixed load on threads: an Actor for each of ctx.people.actors and the
 // AdminActor, seeded from `rng` in that order when constructed; start() runs
 // each on a thread of its own, join() waits for them (set *ctx.stop first).
+// Threads still running when it is destroyed (an exception between start()
+// and join()) are stopped through *ctx.stop and joined.
 class LoadThreads {
  public:
   LoadThreads(const LoadContext& ctx, std::mt19937_64& rng);
+  ~LoadThreads();
+  LoadThreads(const LoadThreads&) = delete;
+  LoadThreads& operator=(const LoadThreads&) = delete;
   void start();
   void join();
 
  private:
+  std::atomic<bool>* stop_;
   std::vector<std::unique_ptr<Actor>> actors_;
   AdminActor admin_;
   std::vector<std::thread> threads_;
