@@ -35,6 +35,10 @@ constexpr int kReadsPerWakeup = 4;      // fairness between busy connections
 // (and up to half of server.max_pending_bytes).
 constexpr std::uint64_t kDeferredAnswerBytes = 65536;
 
+std::uint64_t deferred_answer_limit(const NetLimits& limits) {
+  return std::min<std::uint64_t>(kDeferredAnswerBytes, limits.max_pending_bytes / 2);
+}
+
 asio::error_code last_error() {
   return {errno, asio::error::get_system_category()};
 }
@@ -299,8 +303,7 @@ void Connection::ingest(std::span<char> data) {
   // turn, with every other connection's writes; a client pipelining many
   // such requests gets them as they pile up, and a closing connection
   // (its last answer queued) at once.
-  const std::uint64_t defer_up_to = std::min(kDeferredAnswerBytes, loop_.limits().max_pending_bytes / 2);
-  if (queued() && phase_ < Phase::kClosing && pending_bytes_ < defer_up_to)
+  if (queued() && phase_ < Phase::kClosing && pending_bytes_ < deferred_answer_limit(loop_.limits()))
     schedule_flush();
   else
     flush();  // releases an empty queue, or lingers when closing
@@ -499,6 +502,14 @@ void Connection::enqueue_raw(std::string bytes) {
 }
 
 void Connection::enqueue(Outgoing out) {
+  // Answers made while input is processed wait for its end, but not past
+  // the deferral limit: a client pipelining many requests in one write
+  // gets its answers as they pile up, instead of a close as a slow
+  // consumer once they pass server.max_pending_bytes.
+  if (in_input_ && queued() && pending_bytes_ + out.size() > deferred_answer_limit(loop_.limits())) {
+    flush();
+    if (phase_ == Phase::kClosed) return;
+  }
   pending_bytes_ += out.size();
   if (pending_bytes_ > loop_.limits().max_pending_bytes) {
     spdlog::debug("loop {}: closing a slow consumer ({} bytes unsent)", loop_.index(), pending_bytes_);
