@@ -125,6 +125,14 @@ void write_all(int fd, const std::string& bytes) {
   REQUIRE(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
 }
 
+// Sends LOGIN for `uid` on the raw socket `fd` and checks its answer.
+void raw_login(int fd, RawReader& reader, const std::string& uid) {
+  write_all(fd, login_frame(uid));
+  auto login = reader.next();
+  REQUIRE(login);
+  REQUIRE(login->status == StatusCode::kOk);
+}
+
 // The ring's counters: above 0 with io_uring on (unless the kernel refused
 // it), 0 with it off; and no ring failure logged.
 void check_ring_counters(ServerProcess& server, const std::string& io_uring) {
@@ -251,10 +259,7 @@ TEST_CASE("io paths: requests pipelined past server.max_pending_bytes in one wri
   const int fd = connect_raw(server.tcp_port());
   REQUIRE(fd >= 0);
   RawReader reader(fd);
-  write_all(fd, login_frame("dave"));
-  auto login = reader.next();
-  REQUIRE(login);
-  REQUIRE(login->status == StatusCode::kOk);
+  raw_login(fd, reader, "dave");
   constexpr std::uint32_t kCount = 3000;
   std::string bytes;
   for (std::uint32_t seq = 2; seq < 2 + kCount; ++seq) bytes += heartbeat_frame(seq);
@@ -283,10 +288,7 @@ TEST_CASE("io paths: a reader with a full socket gets everything once it reads, 
   const int fd = connect_raw(server.tcp_port(), 4096);
   REQUIRE(fd >= 0);
   RawReader bob(fd);
-  write_all(fd, login_frame("bob"));
-  auto login = bob.next();
-  REQUIRE(login);
-  REQUIRE(login->status == StatusCode::kOk);
+  raw_login(fd, bob, "bob");
   auto alice = server.login("alice");
   constexpr int kCount = 4000;  // 4,000 x 2,000 bytes: over the sockets' buffers, under max_pending_bytes
   alice->send_raw(send_frames("bob", "full-", kCount, 2000));
