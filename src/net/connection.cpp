@@ -506,7 +506,8 @@ void Connection::enqueue(Outgoing out) {
   // the deferral limit: a client pipelining many requests in one write
   // gets its answers as they pile up, instead of a close as a slow
   // consumer once they pass server.max_pending_bytes.
-  if (in_input_ && queued() && pending_bytes_ + out.size() > deferred_answer_limit(loop_.limits())) {
+  if (in_input_ && phase_ < Phase::kClosing && queued() &&
+      pending_bytes_ + out.size() > deferred_answer_limit(loop_.limits())) {
     flush();
     if (phase_ == Phase::kClosed) return;
   }
