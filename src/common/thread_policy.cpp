@@ -6,9 +6,14 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 namespace im {
 
+namespace {
+
+// SCHED_BATCH for `thread` if it has the default policy; "" once switched,
+// else why not.
 std::string schedule_as_batch(std::thread& thread) {
   int policy = 0;
   sched_param param{};
@@ -19,6 +24,14 @@ std::string schedule_as_batch(std::thread& thread) {
   if (const int error = pthread_setschedparam(thread.native_handle(), SCHED_BATCH, &param))
     return fmt::format("keeps the default scheduling policy: {}", std::strerror(error));
   return {};
+}
+
+}  // namespace
+
+void set_up_busy_thread(std::thread& thread, const std::string& name, bool batch) {
+  pthread_setname_np(thread.native_handle(), name.c_str());
+  if (!batch) return;
+  if (const std::string why = schedule_as_batch(thread); !why.empty()) spdlog::warn("{}: {}", name, why);
 }
 
 }  // namespace im

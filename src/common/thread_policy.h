@@ -16,10 +16,12 @@
 
 namespace im {
 
-// Puts `thread` under SCHED_BATCH if it runs under the default policy
+// Names a loop's or shard's thread (at most 15 characters) and, with
+// `batch`, puts it under SCHED_BATCH if it runs under the default policy
 // (SCHED_OTHER, inherited from the thread that made it); a policy the
-// operator chose (`chrt`, systemd's CPUSchedulingPolicy=) is kept. Returns
-// "" once switched, else why not.
-std::string schedule_as_batch(std::thread& thread);
+// operator chose (`chrt`, systemd's CPUSchedulingPolicy=) is kept, and
+// the log says why. Called from the thread that started it, so both are in
+// place before start() returns.
+void set_up_busy_thread(std::thread& thread, const std::string& name, bool batch);
 
 }  // namespace im

@@ -13,9 +13,10 @@ constexpr std::size_t kMinSlots = 8;
 // Slots of the old table moved at each insert or erase (a scan of 256
 // bytes). After a doubling at a load of 1/2 to 3/4, the move ends after
 // 1/16 of the old size in operations, and the next resize needs at least
-// 1/4 of it (in erases for a halving, in inserts for a doubling). After a halving, the move ends
-// after 1/16 of the old size: exactly the erases that can make the next
-// halving due. So a move always ends before the next resize.
+// 1/4 of it (in erases for a halving, in inserts for a doubling). After a
+// halving, the move ends after 1/16 of the old size: exactly the erases
+// that can make the next halving due. So a move always ends before the
+// next resize.
 constexpr std::size_t kMoveStep = 16;
 // Tables up to this many slots move at once: two of them cost more than
 // the move.

@@ -1,11 +1,8 @@
 #include "core/shard_loop.h"
 
-#include <pthread.h>
-
 #include <chrono>
 #include <string>
 
-#include <spdlog/spdlog.h>
 #include <asio/executor_work_guard.hpp>
 #include <asio/post.hpp>
 
@@ -28,12 +25,8 @@ void ShardLoop::start() {
     auto guard = asio::make_work_guard(context_);
     context_.run();
   });
-  // Named and scheduled from here, so both are in place once start()
-  // returns. At most 15 characters: "im:shard" and three digits fit.
-  pthread_setname_np(thread_.native_handle(), ("im:shard" + std::to_string(index_)).c_str());
-  if (batch_scheduling_)
-    if (const std::string why = schedule_as_batch(thread_); !why.empty())
-      spdlog::warn("shard thread {}: {}", index_, why);
+  // At most 15 characters: "im:shard" and three digits fit.
+  set_up_busy_thread(thread_, "im:shard" + std::to_string(index_), batch_scheduling_);
 }
 
 void ShardLoop::request_stop() {

@@ -1,6 +1,5 @@
 #include "net/io_loop.h"
 
-#include <pthread.h>
 #include <sys/epoll.h>
 
 #include <algorithm>
@@ -78,11 +77,7 @@ void IoLoop::start() {
     auto guard = asio::make_work_guard(context_);
     context_.run();
   });
-  // Named and scheduled from here, so both are in place once start()
-  // returns. At most 15 characters: "im:io" and up to ten digits fit.
-  pthread_setname_np(thread_.native_handle(), fmt::format("im:io{}", index_).c_str());
-  if (batch_scheduling_)
-    if (const std::string why = schedule_as_batch(thread_); !why.empty()) spdlog::warn("loop {}: {}", index_, why);
+  set_up_busy_thread(thread_, fmt::format("im:io{}", index_), batch_scheduling_);  // "im:io" and 10 digits fit
 }
 
 void IoLoop::stop() {

@@ -281,11 +281,8 @@ namespace {
 // The names of a process's threads that start with `prefix`.
 std::vector<std::string> threads_named(pid_t pid, const std::string& prefix) {
   std::vector<std::string> names;
-  for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid))) {
-    std::ifstream comm(task.path() / "comm");
-    std::string name;
-    if (std::getline(comm, name) && name.starts_with(prefix)) names.push_back(name);
-  }
+  for (const auto& t : threads_of(pid))
+    if (t.name.starts_with(prefix)) names.push_back(t.name);
   return names;
 }
 

@@ -58,13 +58,9 @@ struct ThreadPolicy {
 // Each of the process's threads: its name and scheduling policy.
 std::vector<ThreadPolicy> thread_policies(pid_t pid) {
   std::vector<ThreadPolicy> threads;
-  for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid))) {
-    std::ifstream comm(task.path() / "comm");
-    std::string name;
-    if (!std::getline(comm, name)) continue;  // the thread ended
-    const auto tid = static_cast<pid_t>(std::stol(task.path().filename().string()));
-    const int policy = sched_getscheduler(tid);
-    if (policy >= 0) threads.push_back({tid, name, policy});
+  for (const auto& t : threads_of(pid)) {
+    const int policy = sched_getscheduler(t.tid);
+    if (policy >= 0) threads.push_back({t.tid, t.name, policy});  // else the thread ended
   }
   return threads;
 }

@@ -102,6 +102,17 @@ std::uint16_t free_loopback_port() {
   throw std::runtime_error("no free loopback port");
 }
 
+std::vector<ProcessThread> threads_of(pid_t pid) {
+  std::vector<ProcessThread> threads;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name))
+      threads.push_back({static_cast<pid_t>(std::stol(task.path().filename().string())), name});
+  }
+  return threads;
+}
+
 int connect_raw(std::uint16_t port, int rcvbuf) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;

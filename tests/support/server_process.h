@@ -131,6 +131,14 @@ std::string unique_temp_path(const std::string& stem);
 // `rcvbuf` > 0 sets SO_RCVBUF before connecting.
 int connect_raw(std::uint16_t port, int rcvbuf = 0);
 
+struct ProcessThread {
+  pid_t tid;
+  std::string name;  // its comm, e.g. "im:shard0"
+};
+// The threads of process `pid` now (one that ends while they are listed is
+// left out).
+std::vector<ProcessThread> threads_of(pid_t pid);
+
 }  // namespace im::test
 
 namespace im::test {
