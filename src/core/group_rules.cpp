@@ -33,6 +33,13 @@ GroupPlan plan_for(const GroupState& g, const GroupActor& a) {
   return p;
 }
 
+// Whose inboxes an event goes to by write fan-out: every member, or none
+// in a large group, where read_fanout names them (PROTOCOL 9) and a copy
+// of up to 100,000 uids for each ADD, LEAVE or UPDATE would be thrown away.
+std::vector<std::string> write_fanout_recipients(const GroupState& g) {
+  return g.info.large() ? std::vector<std::string>() : member_uids(g);
+}
+
 }  // namespace
 
 Result<Ok> check_access(const GroupState* g, const GroupActor& actor) {
@@ -81,9 +88,11 @@ Result<GroupPlan> plan_add(const GroupState& g, const GroupActor& actor, const v
   if (g.members.size() + p.added.size() > max_members) return too_many(max_members);
   p.info.set_member_count(static_cast<std::uint32_t>(g.members.size() + p.added.size()));
   if (!p.added.empty()) {
-    std::vector<std::string> after = member_uids(g);  // the added learn it too
-    after.insert(after.end(), p.added.begin(), p.added.end());
-    sort_unique(after);
+    std::vector<std::string> after = write_fanout_recipients(g);
+    if (!g.info.large()) {  // the added learn it too
+      after.insert(after.end(), p.added.begin(), p.added.end());
+      sort_unique(after);
+    }
     p.events.push_back({v1::MEMBERS_ADDED, p.added, std::move(after)});
   }
   p.members.mutable_changed()->Assign(p.added.begin(), p.added.end());
@@ -101,7 +110,7 @@ Result<GroupPlan> plan_remove(const GroupState& g, const GroupActor& actor, cons
   sort_unique(p.removed);
   p.info.set_member_count(static_cast<std::uint32_t>(g.members.size() - p.removed.size()));
   // The removed receive the event that removes them, last.
-  if (!p.removed.empty()) p.events.push_back({v1::MEMBERS_REMOVED, p.removed, member_uids(g)});
+  if (!p.removed.empty()) p.events.push_back({v1::MEMBERS_REMOVED, p.removed, write_fanout_recipients(g)});
   p.members.mutable_changed()->Assign(p.removed.begin(), p.removed.end());
   p.members.set_member_count(p.info.member_count());
   return p;
@@ -113,7 +122,7 @@ Result<GroupPlan> plan_leave(const GroupState& g, const GroupActor& actor) {
   GroupPlan p = plan_for(g, actor);
   p.removed.push_back(actor.uid);
   p.info.set_member_count(static_cast<std::uint32_t>(g.members.size() - 1));
-  p.events.push_back({v1::MEMBER_LEFT, {actor.uid}, member_uids(g)});
+  p.events.push_back({v1::MEMBER_LEFT, {actor.uid}, write_fanout_recipients(g)});
   return p;
 }
 
@@ -122,7 +131,7 @@ Result<GroupPlan> plan_update(const GroupState& g, const GroupActor& actor, cons
   GroupPlan p = plan_for(g, actor);
   if (req.has_name()) p.info.set_name(req.name());
   if (req.has_announcement()) p.info.set_announcement(req.announcement());
-  p.events.push_back({v1::UPDATED, {}, member_uids(g)});
+  p.events.push_back({v1::UPDATED, {}, write_fanout_recipients(g)});
   return p;
 }
 

@@ -611,3 +611,26 @@ TEST_CASE("large: a switching add goes to the members before it and the users ea
   im::core::read_fanout(*dismiss);
   CHECK(im::core::slice_recipients(*dismiss, event_slices(*dismiss, kFrameBudget)[0]) == Uids{"alice", "bob", "owner"});
 }
+
+TEST_CASE("large: plans for a large group copy no member list (read_fanout names the inboxes)") {
+  GroupState g = group_of(numbered(3000));
+  g.info.set_large(true);
+  auto add = plan_add(g, kOwner, members_req({"n0001"}), 5000);
+  REQUIRE(add);
+  REQUIRE(add->events.size() == 1);
+  CHECK(add->events[0].uids == Uids{"n0001"});
+  CHECK(add->events[0].recipients.empty());
+  auto remove = plan_remove(g, kOwner, members_req({"u0001"}));
+  REQUIRE(remove);
+  CHECK(remove->events.at(0).recipients.empty());
+  auto leave = plan_leave(g, {"u0002", false});
+  REQUIRE(leave);
+  CHECK(leave->events.at(0).recipients.empty());
+  auto update = plan_update(g, kOwner, v1::GroupUpdateReq());
+  REQUIRE(update);
+  CHECK(update->events.at(0).recipients.empty());
+  // DISMISSED still reaches every member (it ends the group for those offline).
+  auto dismiss = plan_dismiss(g, kOwner);
+  REQUIRE(dismiss);
+  CHECK(dismiss->events.at(0).recipients.size() == 3001);
+}
