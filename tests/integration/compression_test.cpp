@@ -40,6 +40,7 @@ std::unique_ptr<SyncClient> login_asking(const ServerProcess& server, const std:
   auto c = std::make_unique<SyncClient>();
   ClientOptions o;
   o.transport = transport;
+  o.max_frame_bytes = 65536;  // PROTOCOL 1's limit: a body larger once decompressed ends the link
   REQUIRE(c->connect("127.0.0.1", transport == Transport::kWs ? server.ws_port() : server.tcp_port(), o));
   v1::LoginReq req;
   req.set_uid(uid);
@@ -125,6 +126,7 @@ TEST_CASE(
   CHECK(compressed(*zp));
   CHECK_FALSE(compressed(*pp));
   CHECK(zp->body.size() > 60000);
+  CHECK(zp->body.size() <= 65536);
   CHECK(zp->body == pp->body);
   v1::PullResp resp;
   REQUIRE(zp->parse(resp));
@@ -169,6 +171,33 @@ TEST_CASE("compression: a request with bit 1 set is read as a plain one, and a L
   CHECK(pulled[0].body() == chatty(1000));
   send_ok(*alice, "bob", "long", chatty(3000));
   CHECK(compressed(next_push_frame(*c)));
+}
+
+TEST_CASE("compression: a LOGIN its client compressed (bit 1) is not decompressed: refused, then a plain one works") {
+  ServerProcess server(fast_overrides());
+  auto c = server.connect();
+  // A device id that repeats, so that the zstd frame holds matches, not the
+  // request's bytes as they are (a stored block would parse as the LOGIN).
+  const std::string plain = login_body("bob", token_for("bob"), v1::IOS, std::string(64, 'd'));
+  std::string packed(ZSTD_compressBound(plain.size()), '\0');
+  const std::size_t n = ZSTD_compress(packed.data(), packed.size(), plain.data(), plain.size(), 3);
+  REQUIRE_FALSE(ZSTD_isError(n));
+  packed.resize(n);
+  v1::LoginReq as_is;
+  REQUIRE_FALSE((as_is.ParseFromString(packed) && as_is.uid() == "bob"));
+  FrameHeader h;
+  h.cmd = Cmd::kLogin;
+  h.seq = 7;
+  h.flags = kFlagCompressed;
+  c->send_raw(encode_frame(h, packed));
+  auto answer = c->next_frame(5s);
+  REQUIRE(answer);
+  CHECK(answer->header.seq == 7);
+  CHECK_FALSE(answer->ok());
+  auto good = c->call_raw(Cmd::kLogin, plain);
+  REQUIRE(good);
+  INFO(good->error_message());
+  CHECK(good->ok());
 }
 
 TEST_CASE("compression: an unknown one, or one asked by a LOGIN that failed, is not used") {

@@ -5,13 +5,15 @@ CA, TLS 1.1 refused while 1.2 and 1.3 are spoken, a plaintext client gets no
 service, SIGHUP loads replaced certificate files (a bad one keeps the old and
 says so), the TLS handshake counts against server.auth_timeout_ms, large
 pushes to a slow reader arrive whole and in order through partial TLS writes,
-and malformed WebSocket frames over wss:// close with their codes.
+malformed WebSocket frames over wss:// close with their codes, and a session
+that asks for zstd gets its long pushes compressed inside TLS.
 
 usage: tls_test.py --imserver BIN --pb-dir DIR
 """
 
 import asyncio
 import base64
+import ctypes
 import itertools
 import os
 import shutil
@@ -110,6 +112,50 @@ async def login_and_chat(server, ctx, hostname):
         expect(len(pushed) == 1 and pushed[0].msg_id == back.msg_id, f"alice got {pushed}")
         hb = await alice.call(imtest.HEARTBEAT)
         expect(hb.status == 0, "HEARTBEAT over TLS")
+    finally:
+        alice.close()
+        bob.close()
+
+
+FLAG_COMPRESSED = 0x02
+
+
+def zstd_decompress(data, limit=65536):
+    """A whole zstd frame through the system's libzstd (no Python module needed)."""
+    lib = ctypes.CDLL("libzstd.so.1")
+    lib.ZSTD_decompress.restype = ctypes.c_size_t
+    lib.ZSTD_decompress.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+    lib.ZSTD_isError.restype = ctypes.c_uint
+    lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
+    out = ctypes.create_string_buffer(limit)
+    n = lib.ZSTD_decompress(out, limit, data, len(data))
+    expect(not lib.ZSTD_isError(n), f"a body flagged compressed is not one zstd frame ({len(data)} bytes)")
+    return out.raw[:n]
+
+
+async def compressed_over_tls(server, ctx):
+    """PROTOCOL 1 inside TLS: a session asking for zstd gets a long PUSH
+    compressed (bit 1, fewer bytes), the same message once decompressed; a
+    short one plain."""
+    alice = await imtest.TcpClient.connect(server.tcp_port, ctx, "localhost")
+    bob = await imtest.TcpClient.connect(server.tcp_port, ctx, "localhost")
+    try:
+        await alice.login("alice", IOS)
+        req = imtest.pb.LoginReq(uid="bob", token=imtest.token_for("bob"), device_type=IOS, compression="zstd")
+        f = await bob.call(imtest.LOGIN, req.SerializeToString())
+        expect(f.status == 0 and f.parse(imtest.pb.LoginResp).compression == "zstd", f"zstd LOGIN over TLS: {f}")
+        text = ("are we still on for the budget review on friday? " * 60)[:3000]
+        sent = await alice.send("bob", "tls-zstd-1", text)
+        push = await bob.next_frame()
+        expect(push.cmd == imtest.PUSH and push.flags & FLAG_COMPRESSED, f"a long PUSH, compressed: {push}")
+        expect(len(push.body) < len(text) // 3, f"compressed to {len(push.body)} bytes")
+        messages = imtest.pb.MessagePush.FromString(zstd_decompress(push.body)).messages
+        expect(len(messages) == 1 and messages[0].body == text.encode() and messages[0].msg_id == sent.msg_id,
+               "the decompressed PUSH is the message sent")
+        await alice.send("bob", "tls-zstd-2", "short")
+        push = await bob.next_frame()
+        expect(push.cmd == imtest.PUSH and not push.flags & FLAG_COMPRESSED, f"a short PUSH, plain: {push}")
+        expect(push.parse(imtest.pb.MessagePush).messages[0].body == b"short", "the short PUSH")
     finally:
         alice.close()
         bob.close()
@@ -389,6 +435,9 @@ async def main():
             log("-- login and C2C over TLS, verified against the test CA (by name and by IP)")
             await login_and_chat(server, ctx, "localhost")
             await login_and_chat(server, ctx, "127.0.0.1")
+
+            log("-- a session asking for zstd gets long pushes compressed inside TLS")
+            await compressed_over_tls(server, ctx)
 
             log("-- a client that trusts another CA refuses the server")
             other = imtest.Certs(os.path.join(tmp, "other-ca"))
