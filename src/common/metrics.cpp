@@ -114,6 +114,9 @@ std::string Registry::render() const {
   scalar(out, "imserver_dedupe_rebuild_rows_total", "counter",
          "Inbox rows read to rebuild senders' dedupe windows (a sender's first SEND since it was last held).",
          static_cast<double>(dedupe_rebuild_rows.value()));
+  scalar(out, "imserver_dedupe_rebuild_slices_total", "counter",
+         "Shard turns those reads took: at most 4,096 rows each, the sender's SENDs waiting meanwhile.",
+         static_cast<double>(dedupe_rebuild_slices.value()));
   scalar(out, "imserver_inbox_refs_total", "counter",
          "Inbox rows written as references to the message's history row instead of a copy.",
          static_cast<double>(inbox_refs.value()));

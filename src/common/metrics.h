@@ -97,6 +97,7 @@ struct Registry {
   Counter cluster_purged_entries;        // partition stream entries removed below a snapshot
   Counter dedupe_rows;          // SENDs given a dedupe row instead (memory window full, or a hash taken)
   Counter dedupe_rebuild_rows;  // inbox rows read to rebuild senders' windows after a start
+  Counter dedupe_rebuild_slices;  // turns those reads took (at most 4,096 rows each)
   Counter inbox_refs;           // inbox rows written as references to a history row
   Counter inbox_refs_expired;   // inbox references read whose history row retention took
   Counter search_indexed;       // messages added to or replaced in the search index (PROTOCOL 8.6)

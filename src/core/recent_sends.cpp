@@ -75,6 +75,11 @@ RecentSends::Found RecentSends::find(std::string_view uid, std::uint64_t hash) c
   return {it->second.loaded, it->second.sent.find(hash)};
 }
 
+bool RecentSends::loaded(std::string_view uid) const {
+  auto it = senders_.find(std::string(uid));
+  return it != senders_.end() && it->second.loaded;
+}
+
 RecentSends::Added RecentSends::add(std::string_view uid, std::uint64_t hash, std::uint64_t inbox_seq,
                                     std::int64_t time_ms) {
   if (inbox_seq == 0) return Added::kTaken;  // not a row (SeqTable's empty mark)

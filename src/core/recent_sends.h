@@ -53,6 +53,7 @@ class RecentSends {
     std::uint64_t inbox_seq = 0;  // the sender's row that may hold the id (to confirm by reading it), or 0
   };
   Found find(std::string_view uid, std::uint64_t hash) const;
+  bool loaded(std::string_view uid) const;
   void mark_loaded(std::string_view uid);
 
   enum class Added { kAdded, kKnown, kTaken };

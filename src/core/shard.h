@@ -382,9 +382,31 @@ class Shard {
   Result<Ok> charge_rows(const std::string& uid, std::uint64_t rows);
   // The answer of an earlier SEND with the same client_msg_id, if any.
   Result<std::optional<v1::SendResp>> dedupe_hit(const SendJob& job);
-  // The sender's SENDs of the dedupe window, read back from its inbox into
-  // recent_ (its first SEND since the start, or since it was forgotten).
-  Result<Ok> rebuild_recent(const std::string& uid);
+  // A SEND past SendDedupe: it waits for its sender's window, or is looked
+  // up, charged and staged.
+  void send_admitted(std::shared_ptr<SendJob> job);
+  // The sender's SENDs of the dedupe window are read back from its inbox
+  // into recent_ before its first SEND since the start (or since it was
+  // forgotten) is looked up. Rows come newest first, about in the order of
+  // time (a copy written through another shard, or retried, may land after
+  // newer ones), a slice a turn (kRebuildSlice rows), so that an inbox
+  // others filled holds no shard for seconds; the read stops after kOldRun
+  // rows in a row older than the window. Only rows of earlier runs are
+  // taken: those of this one have their record already (an entry, or a
+  // dedupe row in their own batch), and the sender's SENDs, which would add
+  // some, wait in `waiting` until it ends.
+  struct Rebuild {
+    std::int64_t since_ms = 0;                // the window's start
+    std::int64_t covered_ms = 0;              // rows from here on are this run's
+    std::uint64_t below = ~std::uint64_t{0};  // the next slice reads seqs under this
+    int old_run = 0;
+    std::vector<std::shared_ptr<SendJob>> waiting;  // the sender's SENDs, in order
+  };
+  bool needs_rebuild(const std::string& uid);
+  void wait_for_rebuild(std::shared_ptr<SendJob> job);
+  void rebuild_step(const std::string& uid);
+  // One slice; true once the window is read.
+  Result<bool> rebuild_slice(const std::string& uid, Rebuild& r);
   // The sender's own inbox row at inbox_seq (nullopt: none, or not its own).
   Result<std::optional<v1::Message>> sender_row(const std::string& uid, std::uint64_t inbox_seq);
 
@@ -430,6 +452,7 @@ class Shard {
   GroupCache groups_;
   SendDedupe dedupe_;
   RecentSends recent_;
+  std::unordered_map<std::string, std::unique_ptr<Rebuild>> rebuilds_;  // senders whose window is being read
   OfflinePushes offline_;
   asio::steady_timer cursor_timer_{loop_.context()};
   asio::steady_timer overdue_timer_{loop_.context()};

@@ -24,6 +24,11 @@ constexpr auto kOverdueSweep = std::chrono::seconds(1);
 // Added to CoreEnv::earlier_runs_below_ms, which bounds the earlier runs'
 // rows by their msg_id reservations already: a margin, no more.
 constexpr std::int64_t kSlackMs = 60'000;
+// A sender's window is read back this many inbox rows a turn (about 2 ms:
+// the rows come at 2-3 million a second), and the read stops after
+// kOldRun rows in a row older than the window (Shard::Rebuild).
+constexpr std::uint64_t kRebuildSlice = 4096;
+constexpr int kOldRun = 64;
 
 std::int64_t window_ms(const Config& config) {
   return std::int64_t{config.storage.dedupe_window_s} * 1000;
@@ -121,16 +126,8 @@ Result<std::optional<v1::SendResp>> Shard::dedupe_hit(const SendJob& job) {
     return std::optional<v1::SendResp>(resp);
   };
   if (recent_.enabled()) {
-    recent_.expire(now);
-    const std::uint64_t hash = recent_.hash_of(client_msg_id);
-    auto found = recent_.find(uid, hash);
-    // A sender not held since the start: the rows of the window an earlier
-    // run wrote are only in its inbox (until the window has passed them).
-    const std::int64_t earlier_ms = env_.earlier_runs_below_ms + kSlackMs;
-    if (!found.loaded && now < earlier_ms + window_ms(env_.config)) {
-      if (auto rebuilt = rebuild_recent(uid); !rebuilt) return rebuilt.error();
-      found = recent_.find(uid, hash);
-    }
+    // The sender's window is in memory (send_admitted waited for it).
+    const auto found = recent_.find(uid, recent_.hash_of(client_msg_id));
     if (found.inbox_seq != 0) {
       // Only the row itself says whether the id is this one (the entry
       // holds its hash).
@@ -159,16 +156,51 @@ Result<std::optional<v1::Message>> Shard::sender_row(const std::string& uid, std
   return found;
 }
 
-Result<Ok> Shard::rebuild_recent(const std::string& uid) {
-  // Rows come newest first, about in the order of time: a copy written
-  // through another shard, or retried, may land after newer ones. The scan
-  // stops after kOldRun rows in a row older than the window. Only rows of
-  // earlier runs are taken: those of this one have their record already
-  // (an entry, or a dedupe row in their own batch).
-  constexpr int kOldRun = 64;
-  constexpr std::size_t kChunk = 4096;
-  const std::int64_t since_ms = wall_ms() - window_ms(env_.config);
-  const std::int64_t covered_ms = env_.earlier_runs_below_ms + kSlackMs;
+bool Shard::needs_rebuild(const std::string& uid) {
+  if (!recent_.enabled()) return false;
+  if (rebuilds_.count(uid)) return true;
+  // A sender not held since the start: the rows of the window an earlier
+  // run wrote are only in its inbox (until the window has passed them).
+  const std::int64_t now = wall_ms();
+  recent_.expire(now);
+  if (recent_.loaded(uid)) return false;
+  return now < env_.earlier_runs_below_ms + kSlackMs + window_ms(env_.config);
+}
+
+void Shard::wait_for_rebuild(std::shared_ptr<SendJob> job) {
+  const std::string uid = job->msg.from();
+  auto& r = rebuilds_[uid];
+  const bool first = !r;
+  if (first) {
+    r = std::make_unique<Rebuild>();
+    r->since_ms = wall_ms() - window_ms(env_.config);
+    r->covered_ms = env_.earlier_runs_below_ms + kSlackMs;
+  }
+  r->waiting.push_back(std::move(job));
+  if (first) asio::post(context(), [this, uid] { rebuild_step(uid); });
+}
+
+void Shard::rebuild_step(const std::string& uid) {
+  auto it = rebuilds_.find(uid);
+  if (it == rebuilds_.end()) return;
+  auto done = rebuild_slice(uid, *it->second);
+  if (done && !*done) {
+    asio::post(context(), [this, uid] { rebuild_step(uid); });
+    return;
+  }
+  auto waiting = std::move(it->second->waiting);
+  rebuilds_.erase(it);
+  if (done) recent_.mark_loaded(uid);
+  for (auto& job : waiting) {
+    if (!done) {
+      finish_send(job, done.error());  // not loaded: the next SEND reads again
+      continue;
+    }
+    send_admitted(std::move(job));
+  }
+}
+
+Result<bool> Shard::rebuild_slice(const std::string& uid, Rebuild& r) {
   struct Kept {
     std::uint64_t hash;
     std::uint64_t inbox_seq;
@@ -179,48 +211,43 @@ Result<Ok> Shard::rebuild_recent(const std::string& uid) {
   const std::uint64_t pending = new_sends_.size();
   const std::uint64_t room = recent_.room() > pending ? recent_.room() - pending : 0;
   // What memory cannot hold (no room, or a hash another row holds) gets its
-  // dedupe row, written in chunks before anything is answered from memory.
+  // dedupe row, written before anything is answered from memory.
   store::Batch overflow(env_.store);
-  std::uint64_t overflowed = 0;
-  Result<Ok> write_error = Ok{};
-  auto write_overflow = [&] {
-    if (overflow.empty()) return true;
-    if (auto written = env_.store.write(overflow); !written) {
-      write_error = written.error();
+  std::uint64_t rows = 0;
+  bool more = false;
+  v1::Message m;
+  auto scanned = env_.store.scan_inbox_back(uid, r.below, [&](std::uint64_t seq, std::string_view bytes) {
+    if (rows == kRebuildSlice) {
+      more = true;  // the next slice goes on from this row
       return false;
     }
-    overflowed += overflow.count();
-    overflow.clear();
+    ++rows;
+    r.below = seq;
+    if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return true;
+    if (m.server_time_ms() < r.since_ms) return ++r.old_run < kOldRun;
+    r.old_run = 0;
+    if (m.from() != uid || m.client_msg_id().empty() || m.server_time_ms() >= r.covered_ms) return true;
+    const std::uint64_t hash = recent_.hash_of(m.client_msg_id());
+    const std::uint64_t held = recent_.find(uid, hash).inbox_seq;
+    if (held == seq) return true;  // held already (a row written or recovered since the start)
+    if (kept.size() < room && held == 0 && kept_hashes.insert(hash).second) {
+      kept.push_back({hash, seq, m.server_time_ms()});
+      return true;
+    }
+    overflow.put_dedupe(uid, m.client_msg_id(), record_of(m, seq));
     return true;
-  };
-  std::uint64_t rows = 0;
-  int old_run = 0;
-  v1::Message m;
-  auto scanned = env_.store.scan_inbox_back(
-      uid, std::numeric_limits<std::uint64_t>::max(), [&](std::uint64_t seq, std::string_view bytes) {
-        ++rows;
-        if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return true;
-        if (m.server_time_ms() < since_ms) return ++old_run < kOldRun;
-        old_run = 0;
-        if (m.from() != uid || m.client_msg_id().empty() || m.server_time_ms() >= covered_ms) return true;
-        const std::uint64_t hash = recent_.hash_of(m.client_msg_id());
-        const std::uint64_t held = recent_.find(uid, hash).inbox_seq;
-        if (held == seq) return true;  // held already (a row written or recovered since the start)
-        if (kept.size() < room && held == 0 && kept_hashes.insert(hash).second) {
-          kept.push_back({hash, seq, m.server_time_ms()});
-          return true;
-        }
-        overflow.put_dedupe(uid, m.client_msg_id(), record_of(m, seq));
-        return overflow.count() < kChunk || write_overflow();
-      });
+  });
   metrics::get().dedupe_rebuild_rows.inc(rows);
+  metrics::get().dedupe_rebuild_slices.inc();
   if (!scanned) return scanned.error();
-  if (!write_error || !write_overflow()) return write_error.error();
-  metrics::get().dedupe_rows.inc(overflowed);
-  // Every kept hash is free (and once among them): each is added.
+  if (!overflow.empty()) {
+    if (auto written = env_.store.write(overflow); !written) return written.error();
+    metrics::get().dedupe_rows.inc(overflow.count());
+  }
+  // Every kept hash is free (and once among them): each is added, oldest
+  // first; an older row of a later slice with one of them finds it held.
   for (auto it = kept.rbegin(); it != kept.rend(); ++it) recent_.add(uid, it->hash, it->inbox_seq, it->time_ms);
-  recent_.mark_loaded(uid);
-  return Ok{};
+  return !more;
 }
 
 void Shard::send(std::shared_ptr<SendJob> job) {
@@ -237,6 +264,11 @@ void Shard::send(std::shared_ptr<SendJob> job) {
     case SendDedupe::Admit::kFirst: break;
   }
   arm_overdue_timer();
+  send_admitted(std::move(job));
+}
+
+void Shard::send_admitted(std::shared_ptr<SendJob> job) {
+  if (needs_rebuild(job->msg.from())) return wait_for_rebuild(std::move(job));
   auto dup = dedupe_hit(*job);
   if (!dup) return finish_send(job, dup.error());
   if (*dup) return finish_send(job, **dup);

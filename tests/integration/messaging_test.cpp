@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -263,6 +264,78 @@ TEST_CASE("dedupe from the senders' inbox rows: past the memory window, across a
   auto bob = server.login("bob");
   auto got = pull_all(*bob);
   CHECK(got.size() == 13);  // bob's own 2, alice's 6, the group's event and 3 messages, the new one
+}
+
+TEST_CASE("after a restart a sender's window is read back a slice at a time, its SENDs answered in order") {
+  // 9,000 of bob's messages above alice's own 5 in her inbox: her first
+  // SEND after the kill reads them back over several shard turns (4,096
+  // rows each), her pipelined SENDs waiting in order meanwhile.
+  constexpr const char* kKey = "rebuild-admin-key";
+  ServerProcess server(merged(kFast, {{"limits.fanout_rows_per_second", "1000000"},
+                                      {"admin.listen", "\"127.0.0.1:0\""},
+                                      {"admin.api_key", std::string("\"") + kKey + "\""}}));
+  constexpr std::uint32_t kFlood = 9000;
+  std::vector<v1::SendResp> first;
+  {
+    auto alice = server.login("alice");
+    for (int i = 0; i < 5; ++i) first.push_back(send_ok(*alice, "bob", fmt::format("a{}", i)));
+  }
+  {
+    auto bob = server.login("bob");
+    std::string bytes;
+    for (std::uint32_t i = 1; i <= kFlood; ++i) {
+      FrameHeader h;
+      h.cmd = Cmd::kSend;
+      h.seq = i;
+      bytes += encode_frame(h, send_req("alice", fmt::format("b{}", i), "from bob").SerializeAsString());
+    }
+    bob->send_raw(bytes);
+    std::uint32_t answered = 0;
+    for (std::uint32_t i = 0; i < 2 * kFlood && answered < kFlood; ++i) {
+      auto f = bob->next_frame();
+      REQUIRE(f);
+      if (f->header.cmd != Cmd::kSend) continue;  // a PUSH of alice's message
+      REQUIRE(f->ok());
+      ++answered;
+    }
+    REQUIRE(answered == kFlood);
+  }
+  server.kill9();
+  server.restart();
+  auto alice = server.login("alice");
+  // Retries of a0..a4 between new n0..n4, in one write.
+  std::string bytes;
+  for (std::uint32_t i = 0; i < 5; ++i) {
+    FrameHeader h;
+    h.cmd = Cmd::kSend;
+    h.seq = 2 * i + 1;
+    bytes += encode_frame(h, send_req("bob", fmt::format("a{}", i), "again").SerializeAsString());
+    h.seq = 2 * i + 2;
+    bytes += encode_frame(h, send_req("bob", fmt::format("n{}", i), "new").SerializeAsString());
+  }
+  alice->send_raw(bytes);
+  std::map<std::uint32_t, v1::SendResp> answers;
+  for (int i = 0; i < 100 && answers.size() < 10; ++i) {
+    auto f = alice->next_frame();
+    REQUIRE(f);
+    if (f->header.cmd != Cmd::kSend) continue;
+    REQUIRE(f->ok());
+    REQUIRE(f->parse(answers[f->header.seq]));
+  }
+  REQUIRE(answers.size() == 10);
+  for (std::uint32_t i = 0; i < 5; ++i) {
+    const v1::SendResp& retry = answers[2 * i + 1];
+    CHECK(retry.duplicate());
+    CHECK(retry.msg_id() == first[i].msg_id());
+    CHECK(retry.conv_seq() == first[i].conv_seq());
+    const v1::SendResp& fresh = answers[2 * i + 2];
+    CHECK_FALSE(fresh.duplicate());
+    CHECK(fresh.conv_seq() == 5 + kFlood + 1 + i);  // stored in the order sent
+  }
+  AdminClient admin(server.admin_port(), kKey);
+  CHECK(admin.metric("imserver_dedupe_rebuild_rows_total").value_or(0) >= 5 + kFlood);
+  CHECK(admin.metric("imserver_dedupe_rebuild_slices_total").value_or(0) >= 3);
+  CHECK(admin.metric("imserver_dedupe_rows_total").value_or(-1) == 0);  // all held in memory
 }
 
 TEST_CASE("a retry after storage.dedupe_window_s is a new message, from memory and after a restart") {
