@@ -541,6 +541,12 @@ std::size_t Connection::gather_for_ring(std::span<iovec> bufs) {
   return gather(bufs);
 }
 
+std::shared_ptr<void> Connection::detach_queue() {
+  pending_bytes_ = 0;
+  head_offset_ = 0;
+  return std::shared_ptr<void>(std::move(queue_));
+}
+
 void Connection::on_written(int result) {
   if (phase_ == Phase::kClosed) return;  // closed by another's result in the same batch
   if (result == -EAGAIN) {

@@ -160,6 +160,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // -errno) of each writes the rest or closes, so no code runs while a
   // queue still holds bytes already sent.
   std::size_t gather_for_ring(std::span<iovec> bufs);
+  // The queue, taken away whole (pending bytes back to 0): for a ring that
+  // failed with this connection's send perhaps still in the kernel, which
+  // may read its frames and WebSocket heads (IoLoop::flush_through_ring).
+  std::shared_ptr<void> detach_queue();
   void on_written(int result);
   // The queue's unwritten bytes as buffers, as many as fit in `bufs`.
   std::size_t gather(std::span<iovec> bufs) const;

@@ -203,8 +203,16 @@ void IoLoop::flush_through_ring(std::span<const std::shared_ptr<Connection>> bat
     ++count;
   }
   if (count > 0 && !ring_->send_all(std::span(ring_fds_.data(), count), std::span(ring_msgs_.data(), count),
-                                    std::span(ring_results_.data(), count)))
+                                    std::span(ring_results_.data(), count))) {
+    // A send the kernel took without reporting it (-EIO) may still run
+    // once the ring is gone, reading its frames and the WebSocket heads in
+    // its queue: those queues are kept for the loop's life (at most one
+    // batch's, once: the ring is not made again), their connections closed.
+    for (std::size_t i = 0, k = 0; i < batch.size(); ++i) {
+      if (in_ring[i] && ring_results_[k++] == -EIO) ring_orphans_.push_back(batch[i]->detach_queue());
+    }
     drop_ring();
+  }
   // First what was written leaves every queue (no code runs in between),
   // then each connection goes on: writes the rest, waits, or closes.
   unsigned done = 0;

@@ -140,6 +140,9 @@ class IoLoop {
   std::vector<iovec> ring_iovs_;
   std::vector<std::span<char>> ring_reads_;
   std::vector<char> ring_read_buffer_;
+  // The queues of sends a failed ring may still run (flush_through_ring);
+  // with the buffers above, not freed before the loop is.
+  std::vector<std::shared_ptr<void>> ring_orphans_;
   std::vector<Connection*> readers_;  // of one epoll wake-up
   std::thread thread_;
 };
