@@ -5,10 +5,13 @@
 // catch-up, events in the inboxes of the users they name, CONV_LIST unread
 // counts, CONV_READ, RECEIPTS, recall, dedupe, dismissal and a kill -9.
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <map>
 #include <optional>
 #include <set>
+
+#include <fmt/format.h>
 
 #include "messaging.h"
 #include "server_process.h"
@@ -360,10 +363,11 @@ TEST_CASE("large group: unread counts, CONV_READ, sending counts as reading, REC
 
 TEST_CASE("large group: after kill -9 the group is still large, new sessions get pushes, dismissal ends them") {
   ServerProcess server(large_overrides());
+  v1::SendResp k1;
   {
     auto a = server.login("kr-a");
     create_group(*a, "crash", {"kr-b", "kr-c", "kr-d"});
-    send_to_group(*a, "crash", "k1", "before the crash");  // 3
+    k1 = send_to_group(*a, "crash", "k1", "before the crash");  // 3
   }
   server.kill9();
   server.restart();
@@ -383,6 +387,13 @@ TEST_CASE("large group: after kill -9 the group is still large, new sessions get
   auto before = history_after(*b, "crash", 2);
   REQUIRE(before.size() == 1);
   CHECK(before[0].body() == "before the crash");
+  // A retry of k1: its dedupe record (a dedupe row: no inbox row carries a
+  // large group's message) survived the kill.
+  auto again = send_to_group(*a, "crash", "k1", "before the crash");
+  CHECK(again.duplicate());
+  CHECK(again.msg_id() == k1.msg_id());
+  CHECK(again.conv_seq() == 3);
+  CHECK(again.inbox_seq() == 0);
   // The index is built from the stored marker at start-up and b's login.
   auto sent = send_to_group(*a, "crash", "k2", "after the restart");
   CHECK(sent.conv_seq() == 4);
@@ -418,6 +429,52 @@ TEST_CASE("large group: after kill -9 the group is still large, new sessions get
   auto c_conv = find_conv(conv_list(*c), "crash");
   CHECK(c_conv.last_conv_seq() == 5);
   CHECK(c_conv.unread_count() == 2);  // 3 and 4, sent after the switch, stay unread as in any group
+}
+
+TEST_CASE("large group: a create of 1,200 members killed right after its answer: each member's events, once") {
+  // CREATED names the first 500 (the owner first), two MEMBERS_ADDED the
+  // rest; each goes to the users it names (no one was a member before),
+  // then FANOUT_CHANGED to all 1,201. The answer comes once the batch is
+  // written; the kill -9 right after it leaves the inbox rows to the
+  // recovery of the fan-out records at start.
+  ServerProcess server(large_overrides());
+  std::vector<std::string> members;
+  for (int i = 0; i < 1200; ++i) members.push_back(fmt::format("m{:04}", i));
+  {
+    auto owner = server.login("big-owner");
+    auto resp = create_group(*owner, "huge", members);
+    CHECK(resp.group().member_count() == 1201);
+  }
+  server.kill9();
+  server.restart();
+  // The owner and m0000-m0498 are in CREATED (1), m0499-m0998 in the first
+  // MEMBERS_ADDED (2), m0999-m1199 in the second (3); FANOUT_CHANGED at 4.
+  const std::vector<std::pair<std::string, std::uint64_t>> sample = {
+      {"big-owner", 1}, {"m0000", 1}, {"m0498", 1}, {"m0499", 2}, {"m0998", 2}, {"m0999", 3}, {"m1199", 3}};
+  for (const auto& [uid, named_at] : sample) {
+    INFO(uid);
+    auto s = server.login(uid, 3);
+    auto rows = group_rows(pull_until(*s, [](const auto& r) { return group_rows(r, "huge").size() >= 2; }), "huge");
+    REQUIRE(rows.size() == 2);  // its own event and FANOUT_CHANGED, each once
+    CHECK(rows[0].conv_seq() == named_at);
+    const auto named = event_of(rows[0]);
+    CHECK(std::find(named.uids().begin(), named.uids().end(), uid) != named.uids().end());
+    CHECK(rows[1].conv_seq() == 4);
+    CHECK(event_of(rows[1]).type() == v1::FANOUT_CHANGED);
+    CHECK(event_of(rows[1]).group().large_from_seq() == 5);
+  }
+  // Read fan-out from 5 on: a message is pushed with inbox_seq 0 and counted unread.
+  auto owner = server.login("big-owner");
+  auto reader = server.login("m0700");
+  auto sent = send_to_group(*owner, "huge", "h1", "to all 1,201");
+  CHECK(sent.conv_seq() == 5);
+  CHECK(sent.inbox_seq() == 0);
+  auto at_reader = push_of(*reader, "huge", 5);
+  REQUIRE(at_reader);
+  CHECK(at_reader->inbox_seq() == 0);
+  auto conv = find_conv(conv_list(*reader), "huge");
+  CHECK(conv.last_conv_seq() == 5);
+  CHECK(conv.unread_count() == 1);  // its join is its MEMBERS_ADDED (2): 3 and 4 are events
 }
 
 TEST_CASE("large group: a first session finds its large groups whether there are few or many of them") {
