@@ -38,7 +38,7 @@ struct CoreEnv {
   LargeGroups large{};             // groups on read fan-out (PROTOCOL 9)
   // Rows earlier runs wrote have server_time_ms below this (Service sets it
   // from the msg_id reservations, MsgIdClock::earlier_runs_below_ms): the
-  // dedupe window rebuilds only those (Shard::rebuild_recent).
+  // dedupe window rebuilds only those (Shard::Rebuild).
   std::int64_t earlier_runs_below_ms = wall_ms();
   // The search indexes (PROTOCOL 8.6); nullptr when search.enabled is false.
   search::SearchIndex* search = nullptr;

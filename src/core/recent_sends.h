@@ -9,7 +9,7 @@
 //   answers one with the other;
 // - a sender's entries are rebuilt from its inbox the first time it SENDs
 //   after a start (`loaded`), newest rows first, back to the window's start,
-//   from the rows earlier runs wrote (Shard::rebuild_recent);
+//   from the rows earlier runs wrote (Shard::Rebuild);
 // - entries stay within `capacity`: a SEND that finds no room (or its hash
 //   taken) gets a `dedupe` row in its own batch instead, the durable form
 //   used before and still read on a miss;

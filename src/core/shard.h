@@ -382,9 +382,10 @@ class Shard {
   Result<Ok> charge_rows(const std::string& uid, std::uint64_t rows);
   // The answer of an earlier SEND with the same client_msg_id, if any.
   Result<std::optional<v1::SendResp>> dedupe_hit(const SendJob& job);
-  // A SEND past SendDedupe: it waits for its sender's window, or is looked
-  // up, charged and staged.
+  // A SEND past SendDedupe: it waits for its sender's window, or goes on.
   void send_admitted(std::shared_ptr<SendJob> job);
+  // Its sender's window in memory: looked up, charged, staged.
+  void store_send(std::shared_ptr<SendJob> job);
   // The sender's SENDs of the dedupe window are read back from its inbox
   // into recent_ before its first SEND since the start (or since it was
   // forgotten) is looked up. Rows come newest first, about in the order of

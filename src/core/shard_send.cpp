@@ -196,7 +196,8 @@ void Shard::rebuild_step(const std::string& uid) {
       finish_send(job, done.error());  // not loaded: the next SEND reads again
       continue;
     }
-    send_admitted(std::move(job));
+    // Looked up at once: an expiry now could forget the sender again.
+    store_send(std::move(job));
   }
 }
 
@@ -269,6 +270,10 @@ void Shard::send(std::shared_ptr<SendJob> job) {
 
 void Shard::send_admitted(std::shared_ptr<SendJob> job) {
   if (needs_rebuild(job->msg.from())) return wait_for_rebuild(std::move(job));
+  store_send(std::move(job));
+}
+
+void Shard::store_send(std::shared_ptr<SendJob> job) {
   auto dup = dedupe_hit(*job);
   if (!dup) return finish_send(job, dup.error());
   if (*dup) return finish_send(job, **dup);
