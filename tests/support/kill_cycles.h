@@ -1,6 +1,7 @@
 #pragma once
 // The crash test's cycle (durability_test.cpp, and cluster mode's), shared.
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -90,28 +91,23 @@ class KillCycles {
     }
   }
 
-  // Every inbox gapless, each message in it once and one that was sent;
-  // every acknowledged message in the inboxes of both ends, the sender's at
-  // the seq SendResp said; every conversation's history gapless, each
-  // message once.
+  // Every inbox gapless, each message in it once (by msg_id and by
+  // client_msg_id: a retry stored again would have a new msg_id) and one
+  // that was sent; every acknowledged message in the inboxes of both ends,
+  // the sender's at the seq SendResp said; every conversation's history
+  // gapless, each message once, every acknowledged one at the conv_seq
+  // SendResp said.
   void every_acknowledged_message_present_exactly_once_and_gapless(int cycle) {
     INFO("cycle " << cycle);
     std::map<std::string, std::vector<v1::Message>> inbox;
     for (const auto& uid : kEveryone) {
       auto c = server_.login(uid, v1::DESKTOP, "verifier");
       inbox[uid] = pull_all(*c);
-      const auto& rows = inbox[uid];
-      std::set<std::uint64_t> ids;
-      for (std::size_t i = 0; i < rows.size(); ++i) {
-        REQUIRE(rows[i].inbox_seq() == i + 1);          // gapless
-        REQUIRE(ids.insert(rows[i].msg_id()).second);   // exactly once
-        REQUIRE(sent_.count(rows[i].client_msg_id()));  // nothing unknown
-      }
+      once_each(inbox[uid], [](const v1::Message& m) { return m.inbox_seq(); });
     }
     std::map<std::string, std::set<std::uint64_t>> in;
     for (const auto& [uid, rows] : inbox)
       for (const auto& m : rows) in[uid].insert(m.msg_id());
-    auto viewer = server_.login("s0", v1::WEB, "verifier");
     for (const auto& [cmid, s] : sent_) {
       if (!s.acked) continue;
       REQUIRE(in[s.from].count(s.resp.msg_id()) == 1);
@@ -119,14 +115,25 @@ class KillCycles {
       const auto& rows = inbox[s.from];
       REQUIRE(rows[s.resp.inbox_seq() - 1].msg_id() == s.resp.msg_id());  // the seq SendResp said
     }
-    for (const auto& uid : kEveryone) {
-      if (uid == "s0") continue;
-      auto h = history_all(*viewer, v1::C2C, uid);
-      std::set<std::uint64_t> ids;
-      for (std::size_t i = 0; i < h.size(); ++i) {
-        REQUIRE(h[i].conv_seq() == i + 1);
-        REQUIRE(ids.insert(h[i].msg_id()).second);
+    // Every conversation, each read by its smaller uid.
+    std::map<std::pair<std::string, std::string>, std::vector<v1::Message>> history;
+    std::map<std::string, std::unique_ptr<SyncClient>> viewers;
+    for (const auto& a : kEveryone) {
+      for (const auto& b : kEveryone) {
+        if (b < a) continue;
+        auto& viewer = viewers[a];
+        if (!viewer) viewer = server_.login(a, v1::WEB, "verifier");
+        auto& h = history[{a, b}];
+        h = history_all(*viewer, v1::C2C, b);
+        once_each(h, [](const v1::Message& m) { return m.conv_seq(); });
       }
+    }
+    for (const auto& [cmid, s] : sent_) {
+      if (!s.acked) continue;
+      const auto& h = history[std::minmax(s.from, s.to)];
+      REQUIRE(s.resp.conv_seq() >= 1);
+      REQUIRE(s.resp.conv_seq() <= h.size());
+      REQUIRE(h[s.resp.conv_seq() - 1].msg_id() == s.resp.msg_id());  // the conv_seq SendResp said
     }
   }
 
@@ -135,6 +142,20 @@ class KillCycles {
   int retried_duplicate() const { return retried_duplicate_; }
 
  private:
+  // Rows numbered 1, 2, ... by `seq_of` (gapless), each msg_id and each
+  // client_msg_id once, each client_msg_id one that was sent.
+  template <class SeqOf>
+  void once_each(const std::vector<v1::Message>& rows, SeqOf seq_of) const {
+    std::set<std::uint64_t> ids;
+    std::set<std::string> cmids;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      REQUIRE(seq_of(rows[i]) == i + 1);
+      REQUIRE(ids.insert(rows[i].msg_id()).second);
+      REQUIRE(cmids.insert(rows[i].client_msg_id()).second);
+      REQUIRE(sent_.count(rows[i].client_msg_id()));
+    }
+  }
+
   struct Sent {
     std::string from, to, cmid;
     bool acked = false;
