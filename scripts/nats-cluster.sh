@@ -113,12 +113,15 @@ stop() {
     [[ -f $dir/n$i/pid ]] || continue
     local pid
     pid=$(cat "$dir/n$i/pid")
-    running "$pid" "$dir/n$i/nats.conf" && kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+    running "$pid" "$dir/n$i/nats.conf" && kill -TERM "$pid" 2>/dev/null && pids+=("$pid:$dir/n$i/nats.conf")
   done
-  local deadline=$((SECONDS + 10))
-  for pid in "${pids[@]}"; do
-    while running "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+  # Each checked by its command line again before the KILL: a pid that
+  # ended meanwhile may be another process's now.
+  local deadline=$((SECONDS + 10)) entry
+  for entry in "${pids[@]}"; do
+    local pid=${entry%%:*} conf=${entry#*:}
+    while running "$pid" "$conf" && ((SECONDS < deadline)); do sleep 0.1; done
+    if running "$pid" "$conf"; then kill -KILL "$pid" 2>/dev/null || true; fi
   done
   rm -f "$dir/urls" "$dir/nodes"
 }

@@ -654,9 +654,8 @@ Result<std::uint64_t> PartitionLog::finish_append(store::Batch& batch) {
                     options_.partition, options_.stream.name, epoch_);
       return unavailable("written by another node since this one opened it");
     case Outcome::kFull: return unavailable("stream " + options_.stream.name + " is full: " + p.error);
-    case Outcome::kNotSent:  // not stored: nothing to resolve
-      return make_error(StatusCode::kInternal, fmt::format("partition {}: entry of {} bytes not sent: {}",
-                                                           options_.partition, f.data.size(), p.error));
+    case Outcome::kNotSent:  // not stored: nothing to resolve, and a retry may pass (a reconnect's buffer full)
+      return unavailable(fmt::format("entry of {} bytes not sent: {}", f.data.size(), p.error));
     case Outcome::kTimeout:
     case Outcome::kFailed:
       state_ = State::kStopped;
