@@ -21,6 +21,7 @@
 #include "common/metrics.h"
 #include "core/group_commit.h"
 #include "core/shard_loop.h"
+#include "fault_env.h"
 #include "nats_cluster.h"
 #include "proto/cluster_log.pb.h"
 #include "server_process.h"
@@ -563,6 +564,68 @@ TEST_CASE_METHOD(
   CHECK(p1.state() == State::kStopped);
   CHECK_FALSE(p1.in_flight());
   CHECK_FALSE(a.store->get_meta("four")->has_value());
+}
+
+TEST_CASE(
+    "PartitionLog: an entry the stream took whose store write failed stops the partition, and a restart "
+    "applies it",
+    "[cluster]") {
+  im::test::NatsCluster cluster;
+  auto js = cluster.connect();
+  im::test::FaultEnv faults;  // outlives the store
+  im::StorageConfig config;
+  config.data_dir = im::test::unique_temp_path("impart");
+  {
+    auto opened = Store::open(config, faults.env());
+    REQUIRE(opened);
+    Store& store = **opened;
+    PartitionLog log(*js, store, options("node-a", 5));
+    REQUIRE(log.open().ok());
+    Batch b1(store);
+    stage(b1, 1);
+    REQUIRE(log.append(b1).ok());
+    faults.fail_writes(true);  // a full disk
+    Batch b2(store);
+    stage(b2, 2);
+    auto failed = log.append(b2);
+    faults.fail_writes(false);
+    REQUIRE_FALSE(failed.ok());
+    CHECK(failed.error().code == StatusCode::kUnavailable);
+    CHECK(failed.error().message.find("in the stream") != std::string::npos);
+    CHECK(log.state() == State::kStopped);
+    // Stopped: nothing more is published, so no later entry can pass it.
+    Batch b3(store);
+    stage(b3, 3);
+    CHECK_FALSE(log.append(b3).ok());
+    auto state = js->stream_state("IM_P5");
+    REQUIRE(state.ok());
+    CHECK(state->last_seq == 3);  // the marker, entry 1, entry 2
+  }
+  // The restart: entry 2 comes from the stream, behind the store's applied:5.
+  auto opened = Store::open(config);
+  REQUIRE(opened);
+  Store& store = **opened;
+  CHECK(applied_in(store, 5) == 2);
+  PartitionLog log(*js, store, options("node-a", 5));
+  REQUIRE(log.open().ok());
+  CHECK(applied_in(store, 5) == 4);  // entry 2, then the new marker
+  std::vector<std::string> inbox;
+  REQUIRE(store
+              .scan_inbox("u2", 1, 10,
+                          [&](std::uint64_t, std::string_view row) {
+                            inbox.emplace_back(row);
+                            return true;
+                          })
+              .ok());
+  CHECK(inbox == std::vector<std::string>{"message 2"});
+  Batch b4(store);
+  stage(b4, 4);
+  auto fourth = log.append(b4);
+  REQUIRE(fourth.ok());
+  CHECK(*fourth == 5);
+  std::error_code ec;
+  opened->reset();
+  std::filesystem::remove_all(config.data_dir, ec);
 }
 
 TEST_CASE_METHOD(TwoPartitions,
