@@ -325,7 +325,7 @@ void JetStream::publish(const std::string& subject, std::string_view data, const
     // entry goes before the message, whose address a new one may take.
     Done d = impl_->take(key);
     natsMsg_Destroy(msg);
-    if (d) d(Published{Published::Outcome::kNotSent, 0, status_text(s)});
+    if (d) d(Published{Published::Outcome::kNotSent, 0, status_text(s), s == NATS_MAX_PAYLOAD});
   }
 }
 

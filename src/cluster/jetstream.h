@@ -56,7 +56,8 @@ struct Published {
   };
   Outcome outcome = Outcome::kFailed;
   std::uint64_t seq = 0;
-  std::string error;  // for the log
+  std::string error;       // for the log
+  bool too_large = false;  // kNotSent: over the servers' max_payload, so no retry can pass
 };
 
 std::string_view to_string(Published::Outcome outcome);

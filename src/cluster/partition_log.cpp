@@ -654,8 +654,15 @@ Result<std::uint64_t> PartitionLog::finish_append(store::Batch& batch) {
                     options_.partition, options_.stream.name, epoch_);
       return unavailable("written by another node since this one opened it");
     case Outcome::kFull: return unavailable("stream " + options_.stream.name + " is full: " + p.error);
-    case Outcome::kNotSent:  // not stored: nothing to resolve, and a retry may pass (a reconnect's buffer full)
-      return unavailable(fmt::format("entry of {} bytes not sent: {}", f.data.size(), p.error));
+    case Outcome::kNotSent: {  // not stored: nothing to resolve
+      const std::string why = fmt::format("entry of {} bytes not sent: {}", f.data.size(), p.error);
+      // Larger than the servers take (their max_payload lowered since the
+      // start checked it): a retry never passes, so not UNAVAILABLE, which
+      // clients retry without end. Otherwise (a reconnect's buffer full) it may.
+      if (p.too_large)
+        return make_error(StatusCode::kInternal, fmt::format("partition {}: {}", options_.partition, why));
+      return unavailable(why);
+    }
     case Outcome::kTimeout:
     case Outcome::kFailed:
       state_ = State::kStopped;

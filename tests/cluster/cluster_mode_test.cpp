@@ -5,6 +5,7 @@
 // present exactly once, in gapless inboxes.
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -216,36 +217,46 @@ TEST_CASE("cluster mode: a node fenced while it writes loses none of the SENDs i
   ServerProcess first(cluster_overrides(cluster));
   // alice keeps sending to bob on the first node, one SEND after another,
   // until one is refused: the second node has fenced the first meanwhile.
+  // Logged in here: Catch2's assertions (in login) are for this thread.
+  auto alice = first.login("alice");
   std::vector<std::string> acked;
+  std::atomic<std::size_t> acked_count{0};
   std::string refused_status;
-  std::thread writer([&] {
-    auto alice = first.login("alice");
-    for (int i = 0; i < 100000; ++i) {
-      const std::string cmid = "w" + std::to_string(i);
-      const auto req = send_req("bob", cmid);
-      // A SEND whose copy into bob's partition meets the fence is answered
-      // UNAVAILABLE after SendDedupe's 5 s wait.
-      auto f = alice->call(Cmd::kSend, &req, 30s);
-      if (!f || !f->ok()) {
-        refused_status = f ? std::string(status_name(f->status())) : "no answer";
-        return;
+  {
+    // Joined on every way out (a stop asked first), also when the second
+    // node fails to start.
+    std::jthread writer([&](std::stop_token stop) {
+      for (int i = 0; i < 100000 && !stop.stop_requested(); ++i) {
+        const std::string cmid = "w" + std::to_string(i);
+        const auto req = send_req("bob", cmid);
+        // A SEND whose copy into bob's partition meets the fence is answered
+        // UNAVAILABLE after SendDedupe's 5 s wait.
+        auto f = alice->call(Cmd::kSend, &req, 30s);
+        if (!f || !f->ok()) {
+          refused_status = f ? std::string(status_name(f->status())) : "no answer";
+          return;
+        }
+        acked.push_back(cmid);
+        acked_count.store(acked.size());
       }
-      acked.push_back(cmid);
+    });
+    REQUIRE(wait_until([&] { return acked_count.load() >= 20; }, 30s));
+    ServerProcess second(cluster_overrides(cluster, {{"cluster.node_name", "\"node-b\""}}));
+    writer.join();
+    CHECK(refused_status == "UNAVAILABLE");
+    // The second node holds every SEND the first acknowledged, once, in
+    // order, at both ends; a refused one may be there too (it may have been
+    // stored), last.
+    for (const char* uid : {"bob", "alice"}) {
+      INFO(uid);
+      auto rows = pull_all(*second.login(uid));
+      REQUIRE(rows.size() >= acked.size());
+      REQUIRE(rows.size() <= acked.size() + 1);
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        CHECK(rows[i].inbox_seq() == i + 1);
+        CHECK(rows[i].client_msg_id() == "w" + std::to_string(i));
+      }
     }
-  });
-  std::this_thread::sleep_for(300ms);  // some SENDs first (not a wait for anything)
-  ServerProcess second(cluster_overrides(cluster, {{"cluster.node_name", "\"node-b\""}}));
-  writer.join();
-  CHECK(refused_status == "UNAVAILABLE");
-  REQUIRE_FALSE(acked.empty());
-  // The second node holds every SEND the first acknowledged, once, in
-  // order; a refused one may be there too (it may have been stored), last.
-  auto rows = pull_all(*second.login("bob"));
-  REQUIRE(rows.size() >= acked.size());
-  REQUIRE(rows.size() <= acked.size() + 1);
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    CHECK(rows[i].inbox_seq() == i + 1);
-    CHECK(rows[i].client_msg_id() == "w" + std::to_string(i));
   }
 }
 

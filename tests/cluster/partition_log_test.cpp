@@ -358,7 +358,9 @@ TEST_CASE("PartitionLog: an entry larger than the servers take is refused at onc
   auto refused = log.append(big);  // 18 MB against the test servers' max_payload of 16 MB: never sent, not retried
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().message.find("not sent") != std::string::npos);
-  CHECK(refused.error().code == im::StatusCode::kUnavailable);  // nothing stored: a retry is safe
+  // Nothing stored, but no retry would pass: not UNAVAILABLE, which clients
+  // retry without end (a refusal that may pass, a full reconnect buffer, is).
+  CHECK(refused.error().code == im::StatusCode::kInternal);
   CHECK(log.state() == State::kWriting);
   CHECK(applied_in(*a.store, 4) == log.epoch());  // nothing of it applied
   Batch small(*a.store);

@@ -113,6 +113,8 @@ class KillCycles {
       REQUIRE(in[s.from].count(s.resp.msg_id()) == 1);
       REQUIRE(in[s.to].count(s.resp.msg_id()) == 1);
       const auto& rows = inbox[s.from];
+      REQUIRE(s.resp.inbox_seq() >= 1);
+      REQUIRE(s.resp.inbox_seq() <= rows.size());
       REQUIRE(rows[s.resp.inbox_seq() - 1].msg_id() == s.resp.msg_id());  // the seq SendResp said
     }
     // Every conversation, each read by its smaller uid.
