@@ -158,13 +158,14 @@ Result<std::optional<v1::Message>> Shard::sender_row(const std::string& uid, std
 
 bool Shard::needs_rebuild(const std::string& uid) {
   if (!recent_.enabled()) return false;
-  if (rebuilds_.count(uid)) return true;
+  if (!rebuilds_.empty() && rebuilds_.count(uid)) return true;
   // A sender not held since the start: the rows of the window an earlier
   // run wrote are only in its inbox (until the window has passed them).
+  // Past that window no sender is looked up here.
   const std::int64_t now = wall_ms();
   recent_.expire(now);
-  if (recent_.loaded(uid)) return false;
-  return now < env_.earlier_runs_below_ms + kSlackMs + window_ms(env_.config);
+  if (now >= env_.earlier_runs_below_ms + kSlackMs + window_ms(env_.config)) return false;
+  return !recent_.loaded(uid);
 }
 
 void Shard::wait_for_rebuild(std::shared_ptr<SendJob> job) {
